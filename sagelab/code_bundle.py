@@ -1,0 +1,67 @@
+"""The pipeline's code bundle: what CDK publishes to `s3://<artifacts>/pipeline-code/<version>/`.
+
+    preprocess.py, train.py, evaluate.py, inference.py   single files for the processing jobs
+    sourcedir.tar.gz                                      all step scripts, for training and serving
+
+The version is a content hash, so a changed script gives a new prefix (running executions keep the
+code they started with, and step caching sees the change). The archive is byte-for-byte
+reproducible (sorted entries, fixed mtimes and owners), so an unchanged script never produces a
+new asset hash. `sagelab run` stages the same bundle into its local S3.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import shutil
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from sagelab.pipeline_definition import SOURCEDIR_ARCHIVE, STEP_SCRIPTS
+
+STEPS_DIR = Path(__file__).resolve().parent.parent / "pipeline_steps"
+
+
+@dataclass(frozen=True)
+class CodeBundle:
+    directory: Path
+    version: str
+
+
+def _sourcedir_bytes(steps_dir: Path) -> bytes:
+    buffer = io.BytesIO()
+    # gzip's own header carries an mtime; zero it so the archive depends on content alone.
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name in STEP_SCRIPTS:
+            data = (steps_dir / name).read_bytes()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            info.mtime = 0
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def code_version(steps_dir: Path = STEPS_DIR) -> str:
+    digest = hashlib.sha256()
+    for name in STEP_SCRIPTS:
+        digest.update(name.encode() + b"\0" + (steps_dir / name).read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def stage_code_bundle(destination: Path | None = None, steps_dir: Path = STEPS_DIR) -> CodeBundle:
+    """Write the bundle into `destination` (a fresh temporary directory by default)."""
+    missing = [name for name in STEP_SCRIPTS if not (steps_dir / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"step script(s) missing from {steps_dir}: {', '.join(missing)}")
+    target = Path(destination) if destination else Path(tempfile.mkdtemp(prefix="sagelab-code-"))
+    target.mkdir(parents=True, exist_ok=True)
+    for name in STEP_SCRIPTS:
+        shutil.copyfile(steps_dir / name, target / name)
+    (target / SOURCEDIR_ARCHIVE).write_bytes(_sourcedir_bytes(steps_dir))
+    return CodeBundle(directory=target, version=code_version(steps_dir))

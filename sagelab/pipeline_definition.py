@@ -1,0 +1,476 @@
+"""The SageMaker Pipeline definition, built offline with the sagemaker SDK v2.
+
+This is the only module that imports `sagemaker`: a move to SDK v3 touches this file alone.
+
+    InputDataUri
+         |
+    [Preprocess]  SKLearn 1.4-2 processing: preprocess.py -> train/ validation/ test/ spec/
+         |
+    [Train]       XGBoost 3.0-5 script mode: train.py        (or [Tune]: a tuning job over train.py)
+         |
+    [Evaluate]    XGBoost 3.0-5 processing: evaluate.py -> evaluation.json (PropertyFile), PNGs
+         |
+    [CheckMetric] metric >= MetricThreshold (scores) / <= (errors)
+       /      \\
+ [RegisterModel]  [MetricBelowThreshold] (Fail, message names metric, value, threshold)
+
+The definition is built once per app with `${Name}` placeholders (see `PLACEHOLDERS`) where each
+environment's values go; CDK fills them with `Fn::Sub`, `sagelab run` with local values. No AWS
+call, no upload: every S3 location is an explicit URI and SDK telemetry is opted out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import json
+import logging
+import os
+import re
+import warnings
+from dataclasses import dataclass
+from typing import Any, Iterator, Mapping
+
+from pipeline_steps.evaluate import CONDITION_METRIC_PATH, ERROR_METRICS, EVALUATION_FILE_NAME
+from pipeline_steps.train import METRIC_LINE_FORMAT
+
+# SDK settings that must hold before `sagemaker` is imported: no telemetry, no config files read
+# from the user's machine or S3 (they would make the definition depend on who builds it).
+os.environ.setdefault("SAGEMAKER_ADMIN_CONFIG_OVERRIDE", os.devnull)
+os.environ.setdefault("SAGEMAKER_USER_CONFIG_OVERRIDE", os.devnull)
+
+SKLEARN_FRAMEWORK_VERSION = "1.4-2"
+XGBOOST_FRAMEWORK_VERSION = "3.0-5"
+PIPELINE_CODE_PREFIX = "pipeline-code"
+SOURCEDIR_ARCHIVE = "sourcedir.tar.gz"
+STEP_SCRIPTS = ("preprocess.py", "train.py", "evaluate.py", "inference.py")
+# Placeholders substituted per environment (CDK: Fn::Sub; local runner: its own values), besides
+# CloudFormation's own pseudo parameters (PSEUDO_PARAMETERS).
+PLACEHOLDERS = (
+    "ArtifactsBucket",
+    "DataBucket",
+    "CodeVersion",
+    "PipelineRoleName",
+    "KmsKeyArn",
+    "ModelPackageGroupName",
+    "SklearnImageUri",
+    "XgboostImageUri",
+)
+PSEUDO_PARAMETERS = ("AWS::Partition", "AWS::AccountId", "AWS::Region")
+STEP_PREPROCESS = "Preprocess"
+STEP_TRAIN = "Train"
+STEP_TUNE = "Tune"
+STEP_EVALUATE = "Evaluate"
+STEP_CHECK = "CheckMetric"
+STEP_REGISTER = "RegisterModel"
+STEP_FAIL = "MetricBelowThreshold"
+EVALUATION_PROPERTY_FILE = "EvaluationReport"
+_SDK_CONFIG = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}
+
+
+def placeholder(name: str) -> str:
+    return "${" + name + "}"
+
+
+def code_uri(name: str = "") -> str:
+    base = f"s3://{placeholder('ArtifactsBucket')}/{PIPELINE_CODE_PREFIX}/{placeholder('CodeVersion')}"
+    return f"{base}/{name}" if name else base
+
+
+def metric_regex(metric: str, split: str = "validation") -> str:
+    sample = METRIC_LINE_FORMAT.format(split=split, metric=metric, value=0.0)
+    return re.escape(sample.split("=")[0] + "=") + r"([0-9.eE+-]+)"
+
+
+@dataclass(frozen=True)
+class TuningSettings:
+    """Hyperparameter tuning in place of the single training job (off when `max_jobs` is 0)."""
+
+    max_jobs: int = 0
+    max_parallel_jobs: int = 2
+    max_depth: tuple[int, int] = (3, 8)
+    eta: tuple[float, float] = (0.05, 0.4)
+    strategy: str = "Bayesian"
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """What shapes the definition itself; per-environment values go through placeholders instead."""
+
+    pipeline_name: str = "sagelab"
+    metric: str = "accuracy"
+    metric_threshold: float = 0.95
+    processing_instance_type: str = "ml.m5.large"
+    training_instance_type: str = "ml.m5.large"
+    inference_instance_types: tuple[str, ...] = ("ml.m5.large", "ml.t2.medium")
+    max_depth: int = 5
+    eta: float = 0.2
+    num_round: int = 300
+    cv_folds: int = 0
+    approval_status: str = "PendingManualApproval"
+    cache_expire_after: str = "P30D"
+    tuning: TuningSettings = TuningSettings()
+
+    @property
+    def metric_is_error(self) -> bool:
+        return self.metric in ERROR_METRICS
+
+
+def image_uris(region: str) -> dict[str, str]:
+    """The framework images for a region, from the SDK's bundled table (no AWS call)."""
+    return dict(_image_uris(region))
+
+
+@functools.lru_cache(maxsize=None)
+def _image_uris(region: str) -> tuple[tuple[str, str], ...]:
+    with _quiet_sdk():
+        from sagemaker import image_uris as sdk_image_uris
+
+        return _retrieve_image_uris(sdk_image_uris, region)
+
+
+def _retrieve_image_uris(sdk_image_uris: Any, region: str) -> tuple[tuple[str, str], ...]:
+    sklearn = sdk_image_uris.retrieve("sklearn", region=region, version=SKLEARN_FRAMEWORK_VERSION, instance_type="ml.m5.large")
+    xgboost = sdk_image_uris.retrieve("xgboost", region=region, version=XGBOOST_FRAMEWORK_VERSION, instance_type="ml.m5.large")
+    return (("SklearnImageUri", sklearn), ("XgboostImageUri", xgboost))
+
+
+def _offline_session() -> Any:
+    import boto3
+    from sagemaker.workflow.pipeline_context import PipelineSession
+
+    # Static dummy credentials keep botocore from probing the credential chain (and the
+    # instance-metadata endpoint); nothing here sends a request, so they are never used.
+    boto_session = boto3.Session(region_name="us-east-1", aws_access_key_id="sagelab-offline", aws_secret_access_key="sagelab-offline")
+    return PipelineSession(boto_session=boto_session, default_bucket=placeholder("ArtifactsBucket"), sagemaker_config=_SDK_CONFIG)
+
+
+def build_pipeline(settings: PipelineSettings) -> Any:
+    """The sagemaker `Pipeline` object (SDK type); most callers want `build_definition`."""
+    from sagemaker.estimator import Estimator
+    from sagemaker.inputs import TrainingInput
+    from sagemaker.model import Model
+    from sagemaker.model_metrics import MetricsSource, ModelMetrics
+    from sagemaker.processing import ProcessingInput, ProcessingOutput, ScriptProcessor
+    from sagemaker.tuner import ContinuousParameter, HyperparameterTuner, IntegerParameter
+    from sagemaker.workflow.condition_step import ConditionStep
+    from sagemaker.workflow.conditions import ConditionGreaterThanOrEqualTo, ConditionLessThanOrEqualTo
+    from sagemaker.workflow.execution_variables import ExecutionVariables
+    from sagemaker.workflow.fail_step import FailStep
+    from sagemaker.workflow.functions import Join, JsonGet
+    from sagemaker.workflow.model_step import ModelStep
+    from sagemaker.workflow.parameters import ParameterFloat, ParameterInteger, ParameterString
+    from sagemaker.workflow.pipeline import Pipeline
+    from sagemaker.workflow.properties import PropertyFile
+    from sagemaker.workflow.retry import SageMakerJobExceptionTypeEnum, SageMakerJobStepRetryPolicy, StepExceptionTypeEnum, StepRetryPolicy
+    from sagemaker.workflow.steps import CacheConfig, ProcessingStep, TrainingStep, TuningStep
+
+    session = _offline_session()
+    # An ARN (with a "/") keeps the SDK from asking IAM to expand a bare role name.
+    role = f"arn:{placeholder('AWS::Partition')}:iam::{placeholder('AWS::AccountId')}:role/{placeholder('PipelineRoleName')}"
+    kms_key = placeholder("KmsKeyArn")
+
+    input_data_uri = ParameterString("InputDataUri", default_value=f"s3://{placeholder('DataBucket')}/datasets/digits/")
+    target_column = ParameterString("TargetColumn", default_value="label")
+    input_format = ParameterString("InputFormat", default_value="auto", enum_values=["auto", "csv", "csv-label-first", "parquet"])
+    metric_threshold = ParameterFloat("MetricThreshold", default_value=settings.metric_threshold)
+    approval_status = ParameterString(
+        "ModelApprovalStatus", default_value=settings.approval_status, enum_values=["PendingManualApproval", "Approved", "Rejected"]
+    )
+    processing_instance_type = ParameterString("ProcessingInstanceType", default_value=settings.processing_instance_type)
+    training_instance_type = ParameterString("TrainingInstanceType", default_value=settings.training_instance_type)
+    training_instance_count = ParameterInteger("TrainingInstanceCount", default_value=1)
+    max_depth = ParameterInteger("MaxDepth", default_value=settings.max_depth)
+    eta = ParameterFloat("Eta", default_value=settings.eta)
+    num_round = ParameterInteger("NumRound", default_value=settings.num_round)
+    parameters = [
+        input_data_uri, target_column, input_format, metric_threshold, approval_status, processing_instance_type,
+        training_instance_type, training_instance_count, max_depth, eta, num_round,
+    ]  # fmt: skip
+
+    cache = CacheConfig(enable_caching=True, expire_after=settings.cache_expire_after)
+    retry_policies = [
+        StepRetryPolicy(exception_types=[StepExceptionTypeEnum.SERVICE_FAULT, StepExceptionTypeEnum.THROTTLING], backoff_rate=2.0, interval_seconds=10, max_attempts=5),
+        SageMakerJobStepRetryPolicy(
+            exception_types=[SageMakerJobExceptionTypeEnum.CAPACITY_ERROR, SageMakerJobExceptionTypeEnum.RESOURCE_LIMIT],
+            backoff_rate=2.0, interval_seconds=60, max_attempts=5,
+        ),  # fmt: skip
+    ]
+
+    def run_uri(*parts: str) -> Join:
+        # Every run writes under its own execution id, so no run overwrites another's evidence.
+        return Join(on="/", values=[f"s3://{placeholder('ArtifactsBucket')}/pipeline-runs", ExecutionVariables.PIPELINE_EXECUTION_ID, *parts])
+
+    # -- Preprocess ------------------------------------------------------------------------------
+    sklearn_processor = ScriptProcessor(
+        image_uri=placeholder("SklearnImageUri"), command=["python3"], role=role, instance_type=processing_instance_type, instance_count=1,
+        volume_kms_key=kms_key, output_kms_key=kms_key, base_job_name="sagelab-preprocess", sagemaker_session=session,
+        env={"PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    split_outputs = ["train", "validation", "test", "spec"]
+    step_preprocess = ProcessingStep(
+        name=STEP_PREPROCESS,
+        step_args=sklearn_processor.run(
+            code=code_uri("preprocess.py"),
+            inputs=[ProcessingInput(source=input_data_uri, destination="/opt/ml/processing/input/data", input_name="data")],
+            outputs=[
+                ProcessingOutput(output_name=name, source=f"/opt/ml/processing/output/{name}", destination=run_uri("preprocess", name))
+                for name in split_outputs
+            ],
+            arguments=[
+                "--input-dir", "/opt/ml/processing/input/data", "--output-dir", "/opt/ml/processing/output",
+                "--target-column", target_column, "--input-format", input_format,
+            ],  # fmt: skip
+        ),
+        cache_config=cache,
+        retry_policies=retry_policies,
+    )
+
+    def preprocess_output(name: str) -> Any:
+        return step_preprocess.properties.ProcessingOutputConfig.Outputs[name].S3Output.S3Uri
+
+    # -- Train (or Tune) -----------------------------------------------------------------------
+    metric_definitions = [
+        {"Name": f"validation:{metric}", "Regex": metric_regex(metric)} for metric in ("accuracy", "rmse")
+    ]
+    estimator = Estimator(
+        image_uri=placeholder("XgboostImageUri"),
+        entry_point="train.py",
+        source_dir=code_uri(SOURCEDIR_ARCHIVE),
+        role=role,
+        instance_type=training_instance_type,
+        instance_count=training_instance_count,
+        volume_kms_key=kms_key,
+        output_kms_key=kms_key,
+        output_path=f"s3://{placeholder('ArtifactsBucket')}/models",
+        code_location=f"s3://{placeholder('ArtifactsBucket')}/{PIPELINE_CODE_PREFIX}",
+        base_job_name="sagelab-train",
+        hyperparameters={"max_depth": max_depth, "eta": eta, "num_round": num_round, "cv_folds": settings.cv_folds},
+        metric_definitions=metric_definitions,
+        enable_network_isolation=False,
+        disable_profiler=True,
+        max_run=3600,
+        sagemaker_session=session,
+    )
+    training_inputs = {
+        name: TrainingInput(s3_data=preprocess_output(name), content_type="text/csv" if name != "spec" else "application/json")
+        for name in ("train", "validation", "spec")
+    }
+    training_step: Any
+    if settings.tuning.max_jobs > 0:
+        objective = f"validation:{settings.metric if settings.metric in ('accuracy', 'rmse') else ('rmse' if settings.metric_is_error else 'accuracy')}"
+        tuner = HyperparameterTuner(
+            estimator=estimator,
+            objective_metric_name=objective,
+            objective_type="Minimize" if objective.endswith("rmse") else "Maximize",
+            hyperparameter_ranges={
+                "max_depth": IntegerParameter(*settings.tuning.max_depth),
+                "eta": ContinuousParameter(*settings.tuning.eta),
+            },
+            metric_definitions=metric_definitions,
+            max_jobs=settings.tuning.max_jobs,
+            max_parallel_jobs=settings.tuning.max_parallel_jobs,
+            strategy=settings.tuning.strategy,
+            base_tuning_job_name="sagelab-tune",
+        )
+        training_step = TuningStep(name=STEP_TUNE, step_args=tuner.fit(inputs=training_inputs), cache_config=cache, retry_policies=retry_policies)
+        model_data: Any = training_step.get_top_model_s3_uri(top_k=0, s3_bucket=placeholder("ArtifactsBucket"), prefix="models")
+    else:
+        training_step = TrainingStep(name=STEP_TRAIN, step_args=estimator.fit(inputs=training_inputs), cache_config=cache, retry_policies=retry_policies)
+        model_data = training_step.properties.ModelArtifacts.S3ModelArtifacts
+
+    # -- Evaluate --------------------------------------------------------------------------------
+    evaluation_report = PropertyFile(name=EVALUATION_PROPERTY_FILE, output_name="evaluation", path=EVALUATION_FILE_NAME)
+    xgboost_processor = ScriptProcessor(
+        image_uri=placeholder("XgboostImageUri"), command=["python3"], role=role, instance_type=processing_instance_type, instance_count=1,
+        volume_kms_key=kms_key, output_kms_key=kms_key, base_job_name="sagelab-evaluate", sagemaker_session=session,
+        env={"PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    evaluation_uri = run_uri("evaluation")
+    step_evaluate = ProcessingStep(
+        name=STEP_EVALUATE,
+        step_args=xgboost_processor.run(
+            code=code_uri("evaluate.py"),
+            inputs=[
+                ProcessingInput(source=model_data, destination="/opt/ml/processing/model", input_name="model"),
+                ProcessingInput(source=preprocess_output("test"), destination="/opt/ml/processing/test", input_name="test"),
+            ],
+            outputs=[ProcessingOutput(output_name="evaluation", source="/opt/ml/processing/evaluation", destination=evaluation_uri)],
+            arguments=["--model-dir", "/opt/ml/processing/model", "--test-dir", "/opt/ml/processing/test", "--output-dir", "/opt/ml/processing/evaluation"],
+        ),
+        property_files=[evaluation_report],
+        retry_policies=retry_policies,
+    )
+
+    # -- Register or fail ------------------------------------------------------------------------
+    model = Model(
+        image_uri=placeholder("XgboostImageUri"),
+        model_data=model_data,
+        role=role,
+        # The serving container fetches inference.py from the source archive: no repack job.
+        env={"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": code_uri(SOURCEDIR_ARCHIVE), "SAGEMAKER_CONTAINER_LOG_LEVEL": "20"},
+        sagemaker_session=session,
+    )
+    model_metrics = ModelMetrics(
+        model_statistics=MetricsSource(
+            s3_uri=Join(on="/", values=[step_evaluate.properties.ProcessingOutputConfig.Outputs["evaluation"].S3Output.S3Uri, EVALUATION_FILE_NAME]),
+            content_type="application/json",
+        )
+    )
+    step_register = ModelStep(
+        name=STEP_REGISTER,
+        step_args=model.register(
+            content_types=["application/json", "text/csv"],
+            response_types=["application/json"],
+            inference_instances=list(settings.inference_instance_types),
+            transform_instances=[settings.inference_instance_types[0]],
+            model_package_group_name=placeholder("ModelPackageGroupName"),
+            approval_status=approval_status,
+            model_metrics=model_metrics,
+            description="XGBoost model trained by the SageLab pipeline",
+            domain="MACHINE_LEARNING",
+            task="CLASSIFICATION" if not settings.metric_is_error else "REGRESSION",
+        ),
+        retry_policies=retry_policies[:1],  # registration is an API call, not a job: no capacity errors
+    )
+    metric_value = JsonGet(step_name=step_evaluate.name, property_file=evaluation_report, json_path=CONDITION_METRIC_PATH.format(metric=settings.metric))
+    comparison = "at most" if settings.metric_is_error else "at least"
+    step_fail = FailStep(
+        name=STEP_FAIL,
+        error_message=Join(on="", values=[f"Test {settings.metric} ", metric_value, f" does not meet the threshold: it must be {comparison} ", metric_threshold, "."]),
+    )
+    condition_type = ConditionLessThanOrEqualTo if settings.metric_is_error else ConditionGreaterThanOrEqualTo
+    step_check = ConditionStep(
+        name=STEP_CHECK,
+        conditions=[condition_type(left=metric_value, right=metric_threshold)],
+        if_steps=[step_register],
+        else_steps=[step_fail],
+    )
+    return Pipeline(
+        name=settings.pipeline_name,
+        parameters=parameters,
+        steps=[step_preprocess, training_step, step_evaluate, step_check],
+        sagemaker_session=session,
+    )
+
+
+@contextlib.contextmanager
+def _no_instance_metadata() -> Iterator[None]:
+    """Keep botocore off the instance-metadata endpoint while the SDK builds objects.
+
+    Some SDK constructors create default boto3 clients, which resolve credentials; on a laptop
+    without credentials that chain ends at 169.254.169.254. Scoped, not global: `sagelab`'s AWS
+    commands on a notebook instance do need instance metadata for their credentials.
+    """
+    previous = os.environ.get("AWS_EC2_METADATA_DISABLED")
+    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("AWS_EC2_METADATA_DISABLED", None)
+        else:
+            os.environ["AWS_EC2_METADATA_DISABLED"] = previous
+
+
+def _iter_steps(steps: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    for step in steps:
+        yield step
+        arguments = step.get("Arguments", {})
+        yield from _iter_steps(arguments.get("IfSteps", []) if step["Type"] == "Condition" else [])
+        yield from _iter_steps(arguments.get("ElseSteps", []) if step["Type"] == "Condition" else [])
+
+
+def iter_steps(definition: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every step of a definition, condition branches included, in definition order."""
+    return _iter_steps(list(definition["Steps"]))
+
+
+def _make_portable(definition: dict[str, Any]) -> dict[str, Any]:
+    """Remove what ties the SDK's output to the machine and moment that built it.
+
+    The SDK bakes its session's region into the script-mode hyperparameters and, for tuning, a
+    timestamped job name; both would make the definition differ per build and per region.
+    """
+    for step in iter_steps(definition):
+        arguments = step.get("Arguments", {})
+        for hyperparameters in (
+            arguments.get("HyperParameters"),
+            arguments.get("TrainingJobDefinition", {}).get("StaticHyperParameters"),
+        ):
+            if hyperparameters is None:
+                continue
+            hyperparameters.pop("sagemaker_job_name", None)
+            if "sagemaker_region" in hyperparameters:
+                hyperparameters["sagemaker_region"] = json.dumps(placeholder("AWS::Region"))
+    return definition
+
+
+@contextlib.contextmanager
+def _config_validated_once() -> Iterator[None]:
+    """The SDK re-validates its defaults config against a large JSON schema on every lookup
+    (about 60 times per build, 10 s of a 12 s build). Our config is a constant validated once
+    here, so lookups during the build skip the repeat; the SDK's own function is restored after."""
+    import sagemaker.utils as sdk_utils
+    from sagemaker.config import validate_sagemaker_config
+
+    validate_sagemaker_config(_SDK_CONFIG)
+    original = sdk_utils.validate_sagemaker_config
+
+    def validate_unless_ours(config: Any = None) -> None:
+        if config is not _SDK_CONFIG:
+            original(config)
+
+    sdk_utils.validate_sagemaker_config = validate_unless_ours
+    try:
+        yield
+    finally:
+        sdk_utils.validate_sagemaker_config = original
+
+
+@contextlib.contextmanager
+def _quiet_sdk() -> Iterator[None]:
+    """The SDK logs deprecation notices and "popping out job name" notes on every build; they say
+    nothing about our definition and would bury synth output."""
+    loggers = [logging.getLogger(name) for name in ("sagemaker", "sagemaker.config", "sagemaker.image_uris")]
+    previous = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            # The SDK also prints a v2 deprecation banner to stdout on import.
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, previous):
+            logger.setLevel(level)
+
+
+@functools.lru_cache(maxsize=8)
+def _definition_text(settings: PipelineSettings) -> str:
+    with _quiet_sdk(), _no_instance_metadata(), _config_validated_once():
+        raw = build_pipeline(settings).definition()
+    return json.dumps(_make_portable(json.loads(raw)), sort_keys=True, separators=(",", ":"))
+
+
+def build_definition(settings: PipelineSettings) -> dict[str, Any]:
+    """The pipeline definition as a dict, placeholders left as `${Name}`. Cached per settings."""
+    return json.loads(_definition_text(settings))
+
+
+def definition_json(settings: PipelineSettings) -> str:
+    """Canonical JSON text of the definition (what CDK embeds in `Fn::Sub`)."""
+    return _definition_text(settings)
+
+
+def substitute(text: str, values: Mapping[str, str]) -> str:
+    """Local twin of `Fn::Sub`: replace `${Name}`; an unknown placeholder is an error."""
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in values:
+            raise KeyError(f"no value for placeholder ${{{name}}}; known: {', '.join(sorted(values))}")
+        return values[name]
+
+    return re.sub(r"\$\{([A-Za-z0-9_:]+)\}", replace, text)

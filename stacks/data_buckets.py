@@ -1,0 +1,105 @@
+"""DataBuckets: the environment's KMS key and its data, artifacts and access-log buckets."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from stacks.nag import acknowledge
+
+# Prefixes whose objects are scratch by contract (pipeline run intermediates, notebook scratch);
+# everything else in the buckets is kept until someone deletes it.
+SCRATCH_PREFIXES = ("scratch/", "pipeline-runs/")
+NONCURRENT_VERSION_DAYS = 90
+
+
+class DataBuckets(Construct):
+    """A customer-managed KMS key (rotated yearly) and three buckets.
+
+    - `data_bucket`: input datasets (KMS, versioned, access-logged).
+    - `artifacts_bucket`: pipeline code, run outputs, models, data capture (KMS, versioned, logged).
+    - `logs_bucket`: S3 server access logs of the other two (SSE-S3: S3 log delivery cannot use
+      a customer-managed key).
+
+    Props:
+        resource_prefix: names the key alias (`alias/<prefix>`); buckets get generated names so
+            that a retained bucket never blocks a redeploy.
+        retain: RETAIN (default, versioned data is never lost by a stack delete) or DESTROY with
+            auto-delete of objects, for throwaway environments that opted in.
+        scratch_expiry_days: objects under `SCRATCH_PREFIXES` expire after this many days.
+        log_retention_days: access logs expire after this many days.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, resource_prefix: str, retain: bool = True, scratch_expiry_days: int = 14, log_retention_days: int = 30) -> None:
+        super().__init__(scope, construct_id)
+        if scratch_expiry_days < 1:
+            raise ValueError(f"scratch_expiry_days must be at least 1, got {scratch_expiry_days}")
+        removal = RemovalPolicy.RETAIN if retain else RemovalPolicy.DESTROY
+
+        self.key = kms.Key(
+            self,
+            "Key",
+            alias=f"alias/{resource_prefix}",
+            description=f"SageLab {resource_prefix}: buckets, SageMaker volumes and outputs",
+            enable_key_rotation=True,
+            removal_policy=removal,
+        )
+
+        common = {
+            "block_public_access": s3.BlockPublicAccess.BLOCK_ALL,
+            "enforce_ssl": True,
+            "minimum_tls_version": 1.2,
+            "versioned": True,
+            "object_ownership": s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            "removal_policy": removal,
+            "auto_delete_objects": not retain,
+        }
+        self.logs_bucket = s3.Bucket(
+            self,
+            "AccessLogs",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            lifecycle_rules=[
+                s3.LifecycleRule(id="expire-access-logs", expiration=Duration.days(log_retention_days), noncurrent_version_expiration=Duration.days(1)),
+                s3.LifecycleRule(id="abort-incomplete-uploads", abort_incomplete_multipart_upload_after=Duration.days(1)),
+            ],
+            **common,
+        )
+        acknowledge(
+            self.logs_bucket,
+            ("AwsSolutions-S1", "This is the access-log destination; logging it to itself would recurse."),
+            ("NIST.800.53.R5-S3BucketLoggingEnabled", "This is the access-log destination; logging it to itself would recurse."),
+            ("NIST.800.53.R5-S3DefaultEncryptionKMS", "S3 server access log delivery only writes to SSE-S3 buckets, not SSE-KMS."),
+            ("NIST.800.53.R5-S3BucketReplicationEnabled", "Access logs expire after the retention period; replicating them adds cost without recovery value."),
+        )
+
+        def lifecycle(kind: str) -> list[s3.LifecycleRule]:
+            rules = [
+                s3.LifecycleRule(id=f"expire-{prefix.rstrip('/')}", prefix=prefix, expiration=Duration.days(scratch_expiry_days), noncurrent_version_expiration=Duration.days(1))
+                for prefix in SCRATCH_PREFIXES
+            ]
+            rules.append(s3.LifecycleRule(id=f"noncurrent-{kind}", noncurrent_version_expiration=Duration.days(NONCURRENT_VERSION_DAYS)))
+            rules.append(s3.LifecycleRule(id="abort-incomplete-uploads", abort_incomplete_multipart_upload_after=Duration.days(1)))
+            return rules
+
+        def data_bucket(construct_name: str, kind: str) -> s3.Bucket:
+            bucket = s3.Bucket(
+                self,
+                construct_name,
+                encryption=s3.BucketEncryption.KMS,
+                encryption_key=self.key,
+                bucket_key_enabled=True,
+                server_access_logs_bucket=self.logs_bucket,
+                server_access_logs_prefix=f"{kind}/",
+                lifecycle_rules=lifecycle(kind),
+                **common,
+            )
+            acknowledge(
+                bucket,
+                ("NIST.800.53.R5-S3BucketReplicationEnabled", "Versioning plus RETAIN protect against deletion; cross-region replication is a per-organisation DR choice outside the lab."),
+            )
+            return bucket
+
+        self.data_bucket = data_bucket("Data", "data")
+        self.artifacts_bucket = data_bucket("Artifacts", "artifacts")

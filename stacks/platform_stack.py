@@ -1,0 +1,101 @@
+"""PlatformStack: one environment's storage, roles and training pipeline. It only composes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from aws_cdk import CfnOutput, Environment, Stack, Tags
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+from sagelab.code_bundle import CodeBundle
+from sagelab.config import EnvironmentConfig
+from stacks.data_buckets import DataBuckets
+from stacks.execution_roles import ExecutionRoles
+from stacks.naming import ResourceNames
+from stacks.training_pipeline import TrainingPipeline
+
+
+@dataclass(frozen=True)
+class SharedArtifacts:
+    """Built once per app and shared by every environment (and every student)."""
+
+    definition_body: str
+    code_bundle: CodeBundle
+    dataset_dir: str
+    image_uris_by_region: Mapping[str, Mapping[str, str]]
+
+
+def image_repository_arn(image_uri: str) -> str:
+    """`<acct>.dkr.ecr.<region>.amazonaws.com/<repo>:<tag>` -> the repository ARN."""
+    registry, _, repository = image_uri.partition("/")
+    account, _, rest = registry.partition(".dkr.ecr.")
+    region = rest.split(".", 1)[0]
+    partition = "aws-cn" if rest.endswith(".com.cn") else "aws"
+    return f"arn:{partition}:ecr:{region}:{account}:repository/{repository.split(':', 1)[0]}"
+
+
+def apply_tags(scope: Construct, tags: Mapping[str, str]) -> None:
+    for key, value in tags.items():
+        Tags.of(scope).add(key, value)
+
+
+class PlatformStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, env_config: EnvironmentConfig, shared: SharedArtifacts, tags: Mapping[str, str], **kwargs: Any) -> None:
+        names = ResourceNames(env_config.resource_prefix)
+        super().__init__(
+            scope,
+            construct_id,
+            stack_name=names.platform_stack,
+            env=Environment(account=env_config.account, region=env_config.region),
+            description=f"SageLab {env_config.name}: buckets, key, roles and the training pipeline",
+            **kwargs,
+        )
+        self.env_config = env_config
+        self.names = names
+        image_uris = shared.image_uris_by_region[env_config.region]
+        if env_config.permissions_boundary_arn:
+            iam.PermissionsBoundary.of(self).apply(iam.ManagedPolicy.from_managed_policy_arn(self, "PermissionsBoundary", env_config.permissions_boundary_arn))
+
+        retain = env_config.removal_policy == "retain"
+        self.buckets = DataBuckets(
+            self,
+            "Storage",
+            resource_prefix=names.prefix,
+            retain=retain,
+            scratch_expiry_days=env_config.scratch_expiry_days,
+            log_retention_days=env_config.log_retention_days,
+        )
+        self.roles = ExecutionRoles(
+            self,
+            "Roles",
+            names=names,
+            buckets=self.buckets,
+            image_repository_arns=sorted({image_repository_arn(uri) for uri in image_uris.values()}),
+            existing_role_arn=env_config.existing_role_arn,
+            allowed_instance_types=env_config.allowed_instance_types,
+        )
+        self.pipeline = TrainingPipeline(
+            self,
+            "Training",
+            names=names,
+            buckets=self.buckets,
+            role=self.roles.pipeline_role,
+            role_name=self.roles.pipeline_role_name,
+            definition_body=shared.definition_body,
+            image_uris=image_uris,
+            code_bundle=shared.code_bundle,
+            dataset_dir=shared.dataset_dir,
+            retain=retain,
+        )
+        apply_tags(self, tags)
+
+        for output_id, value, description in (
+            ("DataBucketName", self.buckets.data_bucket.bucket_name, "Input data bucket"),
+            ("ArtifactsBucketName", self.buckets.artifacts_bucket.bucket_name, "Pipeline code, run outputs and models"),
+            ("PipelineName", names.pipeline, "SageMaker pipeline to start"),
+            ("ModelPackageGroupName", names.model_package_group, "Model registry group"),
+            ("KmsKeyArn", self.buckets.key.key_arn, "Key for data at rest"),
+        ):
+            CfnOutput(self, output_id, value=value, description=description)

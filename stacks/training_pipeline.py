@@ -1,0 +1,108 @@
+"""TrainingPipeline: the SageMaker Pipeline, its model package group, code and default dataset."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from aws_cdk import Fn, RemovalPolicy, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3_deployment as s3deploy
+from aws_cdk import aws_sagemaker as sagemaker
+from constructs import Construct
+
+from sagelab.code_bundle import CodeBundle
+from sagelab.pipeline_definition import PIPELINE_CODE_PREFIX
+from stacks.data_buckets import DataBuckets
+from stacks.nag import acknowledge_cdk_singleton_lambda
+from stacks.naming import ResourceNames
+
+DATASET_PREFIX = "datasets/digits/"
+
+
+class TrainingPipeline(Construct):
+    """Deploys one environment's copy of the pipeline definition.
+
+    Props:
+        names: the environment's resource names (pipeline, model package group).
+        buckets: where code, data and run outputs live.
+        role: the pipeline execution role (also the jobs' role).
+        role_name: that role's name, as the definition's `${PipelineRoleName}`.
+        definition_body: the definition JSON with `${Name}` placeholders, built once per app.
+        image_uris: `SklearnImageUri`/`XgboostImageUri` for this environment's region.
+        code_bundle: the staged step scripts (`pipeline-code/<version>/`).
+        dataset_dir: a local folder published as the default input (`datasets/digits/`).
+        retain: keep the model package group when the stack is deleted (registered models are data).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        names: ResourceNames,
+        buckets: DataBuckets,
+        role: iam.IRole,
+        role_name: str,
+        definition_body: str,
+        image_uris: Mapping[str, str],
+        code_bundle: CodeBundle,
+        dataset_dir: str,
+        retain: bool = True,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        missing = {"SklearnImageUri", "XgboostImageUri"} - set(image_uris)
+        if missing:
+            raise ValueError(f"image_uris lacks {sorted(missing)}")
+
+        self.model_package_group = sagemaker.CfnModelPackageGroup(
+            self,
+            "ModelPackageGroup",
+            model_package_group_name=names.model_package_group,
+            model_package_group_description=f"Models trained by the {names.pipeline} pipeline",
+        )
+        self.model_package_group.apply_removal_policy(RemovalPolicy.RETAIN if retain else RemovalPolicy.DESTROY)
+
+        self.code_prefix = f"{PIPELINE_CODE_PREFIX}/{code_bundle.version}/"
+        self.code_deployment = s3deploy.BucketDeployment(
+            self,
+            "PipelineCode",
+            sources=[s3deploy.Source.asset(str(code_bundle.directory))],
+            destination_bucket=buckets.artifacts_bucket,
+            destination_key_prefix=self.code_prefix,
+            retain_on_delete=True,
+            memory_limit=256,
+        )
+        self.dataset_deployment = s3deploy.BucketDeployment(
+            self,
+            "DefaultDataset",
+            sources=[s3deploy.Source.asset(dataset_dir)],
+            destination_bucket=buckets.data_bucket,
+            destination_key_prefix=DATASET_PREFIX,
+            retain_on_delete=True,
+            memory_limit=256,
+        )
+        acknowledge_cdk_singleton_lambda(Stack.of(self), "Custom::CDKBucketDeployment", "bucket-deployment")
+
+        variables = {
+            "ArtifactsBucket": buckets.artifacts_bucket.bucket_name,
+            "DataBucket": buckets.data_bucket.bucket_name,
+            "CodeVersion": code_bundle.version,
+            "PipelineRoleName": role_name,
+            "KmsKeyArn": buckets.key.key_arn,
+            "ModelPackageGroupName": names.model_package_group,
+            **image_uris,
+        }
+        self.pipeline = sagemaker.CfnPipeline(
+            self,
+            "Pipeline",
+            pipeline_name=names.pipeline,
+            pipeline_display_name=names.pipeline,
+            pipeline_description="SageLab: preprocess -> train -> evaluate -> check metric -> register",
+            role_arn=role.role_arn,
+            pipeline_definition={"PipelineDefinitionBody": Fn.sub(definition_body, variables)},
+        )
+        # Runs started right after a deploy must find their code and data already in place.
+        self.pipeline.node.add_dependency(self.code_deployment)
+        self.pipeline.node.add_dependency(self.dataset_deployment)
+        self.pipeline.node.add_dependency(self.model_package_group)
+        self.pipeline_name = names.pipeline
