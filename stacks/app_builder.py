@@ -14,41 +14,12 @@ from aws_cdk import App
 from sagelab.code_bundle import stage_code_bundle
 from sagelab.config import SageLabConfig, load_config
 from sagelab.datasets import DIGITS_CSV
-from sagelab.pipeline_definition import PipelineSettings, TuningSettings, definition_json, image_uris
+from sagelab.pipeline_definition import definition_json, image_uris
+from sagelab.settings import settings_for
 from stacks.nag import add_nag_packs
 from stacks.platform_stack import PlatformStack, SharedArtifacts
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def pipeline_settings(config: SageLabConfig) -> PipelineSettings:
-    """The definition-shaping settings; they must agree across environments (built once)."""
-    shapes = {_settings_for(env.pipeline) for env in config.environments}
-    if len(shapes) > 1:
-        raise ValueError("every environment must share the pipeline settings that shape the definition (metric, tuning, cv_folds); per-run values are pipeline parameters")
-    return shapes.pop()
-
-
-def _settings_for(pipeline: Any) -> PipelineSettings:
-    tuning = pipeline.tuning
-    return PipelineSettings(
-        metric=pipeline.metric,
-        metric_threshold=pipeline.metric_threshold,
-        processing_instance_type=pipeline.processing_instance_type,
-        training_instance_type=pipeline.training_instance_type,
-        max_depth=pipeline.max_depth,
-        eta=pipeline.eta,
-        num_round=pipeline.num_round,
-        cv_folds=pipeline.cv_folds,
-        approval_status=pipeline.approval_status,
-        tuning=TuningSettings(
-            max_jobs=tuning.max_jobs,
-            max_parallel_jobs=tuning.max_parallel_jobs,
-            max_depth=(tuning.max_depth_min, tuning.max_depth_max),
-            eta=(tuning.eta_min, tuning.eta_max),
-            strategy=tuning.strategy,
-        ),
-    )
 
 
 @functools.lru_cache(maxsize=4)
@@ -59,7 +30,7 @@ def _staged_code() -> Any:
 def build_shared(config: SageLabConfig) -> SharedArtifacts:
     regions = sorted({env.region for env in config.environments})
     return SharedArtifacts(
-        definition_body=definition_json(pipeline_settings(config)),
+        definitions={settings: definition_json(settings) for settings in {settings_for(env.pipeline) for env in config.environments}},
         code_bundle=_staged_code(),
         dataset_dir=str(DIGITS_CSV.parent),
         image_uris_by_region={region: image_uris(region) for region in regions},

@@ -11,6 +11,8 @@ from constructs import Construct
 
 from sagelab.code_bundle import CodeBundle
 from sagelab.config import EnvironmentConfig
+from sagelab.pipeline_definition import PipelineSettings
+from sagelab.settings import settings_for
 from stacks.data_buckets import DataBuckets
 from stacks.execution_roles import ExecutionRoles
 from stacks.naming import ResourceNames
@@ -21,7 +23,7 @@ from stacks.training_pipeline import TrainingPipeline
 class SharedArtifacts:
     """Built once per app and shared by every environment (and every student)."""
 
-    definition_body: str
+    definitions: Mapping[PipelineSettings, str]
     code_bundle: CodeBundle
     dataset_dir: str
     image_uris_by_region: Mapping[str, Mapping[str, str]]
@@ -83,7 +85,7 @@ class PlatformStack(Stack):
             buckets=self.buckets,
             role=self.roles.pipeline_role,
             role_name=self.roles.pipeline_role_name,
-            definition_body=shared.definition_body,
+            definition_body=shared.definitions[settings_for(env_config.pipeline)],
             image_uris=image_uris,
             code_bundle=shared.code_bundle,
             dataset_dir=shared.dataset_dir,

@@ -1,0 +1,5 @@
+import sys
+
+from sagelab.cli import main
+
+sys.exit(main())

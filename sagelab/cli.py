@@ -1,0 +1,259 @@
+"""`sagelab`: run the pipeline locally, look after the local registry, inspect synth output.
+
+    sagelab definition [--env NAME] [--config FILE]       the definition as deployed (placeholders kept)
+    sagelab run [--workdir DIR] [--data PATH] [--param Name=Value ...] [--resume] [--json]
+    sagelab models list [--workdir DIR] [--json]
+    sagelab models approve GROUP VERSION [--workdir DIR]
+    sagelab synth-summary [CDK_OUT]                        one line: stacks, resources, acknowledged findings
+    sagelab demo                                           synth, local run, summary (what `make demo` runs)
+
+Exit codes: 0 success, 1 the pipeline or a command failed, 2 bad usage or input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from sagelab.config import ConfigError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad input from the user; printed as one line, exit code 2."""
+
+
+def _environment(args: argparse.Namespace) -> Any:
+    from sagelab.settings import environment, load_project_config
+
+    try:
+        return environment(load_project_config(getattr(args, "config", None)), getattr(args, "env", None))
+    except KeyError as error:
+        raise UsageError(str(error.args[0])) from None
+
+
+# -- definition ---------------------------------------------------------------------------------
+def cmd_definition(args: argparse.Namespace) -> int:
+    from sagelab.pipeline_definition import build_definition
+    from sagelab.settings import settings_for
+
+    env = _environment(args)
+    print(json.dumps(build_definition(settings_for(env.pipeline)), indent=2, sort_keys=True))
+    return EXIT_OK
+
+
+# -- run ----------------------------------------------------------------------------------------
+def _parse_params(pairs: Sequence[str]) -> dict[str, str]:
+    params = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise UsageError(f"--param {pair!r}: expected Name=Value")
+        params[name] = value
+    return params
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from sagelab.local.environment import prepare, upload_data
+    from sagelab.local.runner import LocalPipelineRunner, PipelineError
+
+    params = _parse_params(args.param or [])
+    env = _environment(args)
+    stream = sys.stderr if args.json else sys.stdout
+
+    def log(line: str) -> None:
+        print(line, file=stream, flush=True)
+
+    started = time.monotonic()
+    local_env = prepare(env, Path(args.workdir))
+    if args.data:
+        try:
+            params["InputDataUri"] = upload_data(local_env, Path(args.data))
+        except FileNotFoundError as error:
+            raise UsageError(str(error)) from None
+        log(f"uploaded {args.data} -> {params['InputDataUri']}")
+    try:
+        runner = LocalPipelineRunner(local_env.definition, local_env.workdir, pipeline_name=local_env.pipeline_name, log=log)
+        result = runner.run(params, resume=args.resume)
+    except PipelineError as error:
+        raise UsageError(str(error)) from None
+    elapsed = time.monotonic() - started
+    summary = result.to_json()
+    summary["wall_time_s"] = round(elapsed, 2)
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        _print_run_summary(summary)
+    return EXIT_OK if result.status == "Succeeded" else EXIT_FAILED
+
+
+def _print_run_summary(summary: dict[str, Any]) -> None:
+    print()
+    print(f"execution {summary['execution_id']}: {summary['status']} in {summary['wall_time_s']}s")
+    for step in summary["steps"]:
+        duration = "" if step["duration_s"] is None else f"{step['duration_s']:.1f}s"
+        print(f"  {step['name']:<28} {step['type']:<14} {step['status']:<10} {duration}")
+    metric = summary.get("metric")
+    if metric:
+        print(f"metric: {metric['left']} {metric['type']} threshold {metric['right']} -> {'pass' if metric['result'] else 'fail'}")
+    registered = summary.get("registered_model")
+    if registered:
+        print(f"registered: {registered['group']} version {registered['version']} ({registered['approval_status']}) {registered['model_data_path']}")
+    if summary.get("evaluation_dir"):
+        print(f"evaluation report and plots: {summary['evaluation_dir']}")
+    if summary.get("failure_reason"):
+        print(f"failure: {summary['failure_reason']}")
+
+
+# -- models -------------------------------------------------------------------------------------
+def cmd_models_list(args: argparse.Namespace) -> int:
+    from sagelab.local.registry import LocalRegistry, RegistryError
+
+    try:
+        packages = LocalRegistry(Path(args.workdir)).versions(args.group)
+    except RegistryError as error:
+        raise UsageError(str(error)) from None
+    rows = []
+    for package in packages:
+        summary_metrics = package.metrics.get("sagelab_summary", {}).get("metrics", {})
+        rows.append({"group": package.group, "version": package.version, "status": package.approval_status, "created": package.created, "metrics": summary_metrics, "arn": package.arn, "model_data_url": package.model_data_url})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    if not rows:
+        print(f"no model packages in {Path(args.workdir) / 'registry'}; run `sagelab run` first")
+        return EXIT_OK
+    print(f"{'group':<24} {'version':>7}  {'status':<22} {'accuracy':>8}  created")
+    for row in rows:
+        accuracy = row["metrics"].get("accuracy")
+        print(f"{row['group']:<24} {row['version']:>7}  {row['status']:<22} {'' if accuracy is None else f'{accuracy:.4f}':>8}  {row['created']}")
+    return EXIT_OK
+
+
+def cmd_models_approve(args: argparse.Namespace) -> int:
+    from sagelab.local.registry import LocalRegistry, RegistryError
+
+    try:
+        package = LocalRegistry(Path(args.workdir)).set_status(args.group, args.version, args.status)
+    except RegistryError as error:
+        raise UsageError(str(error)) from None
+    print(f"{package.group} version {package.version}: {package.approval_status}")
+    return EXIT_OK
+
+
+# -- synth summary ------------------------------------------------------------------------------------
+def synth_summary(cdk_out: Path) -> dict[str, Any]:
+    manifest = json.loads((cdk_out / "manifest.json").read_text())
+    stacks = [name for name, artifact in manifest.get("artifacts", {}).items() if artifact.get("type") == "aws:cloudformation:stack"]
+    resources = 0
+    for name in stacks:
+        template_file = manifest["artifacts"][name]["properties"]["templateFile"]
+        resources += len(json.loads((cdk_out / template_file).read_text()).get("Resources", {}))
+    acknowledged = unacknowledged = 0
+    report_path = cdk_out / "validation-report.json"
+    if report_path.exists():
+        report = json.loads(report_path.read_text())
+        for plugin in report.get("pluginReports", []):
+            acknowledged += sum(len(v.get("violatingConstructs", [])) for v in plugin.get("suppressedViolations", []))
+            unacknowledged += sum(len(v.get("violatingConstructs", [])) for v in plugin.get("violations", []))
+    return {"stacks": len(stacks), "resources": resources, "acknowledged_findings": acknowledged, "unacknowledged_findings": unacknowledged}
+
+
+def cmd_synth_summary(args: argparse.Namespace) -> int:
+    summary = synth_summary(Path(args.cdk_out))
+    print(
+        f"synth: {summary['stacks']} stacks, {summary['resources']} resources, "
+        f"{summary['acknowledged_findings']} acknowledged cdk-nag findings, {summary['unacknowledged_findings']} unacknowledged"
+    )
+    return EXIT_OK if summary["unacknowledged_findings"] == 0 else EXIT_FAILED
+
+
+# -- demo -------------------------------------------------------------------------------------------
+def cmd_demo(args: argparse.Namespace) -> int:
+    cdk = args.cdk or "cdk"
+    print("== 1/2 synthesize every stack with cdk-nag (cdk synth) ==", flush=True)
+    synth = subprocess.run([cdk, "synth", "--quiet", *args.cdk_args], check=False)
+    if synth.returncode != 0:
+        print("synth failed; see the findings above", file=sys.stderr)
+        return EXIT_FAILED
+    cmd_synth_summary(argparse.Namespace(cdk_out="cdk.out"))
+    print("\n== 2/2 run the pipeline locally on the bundled digits (sagelab run) ==", flush=True)
+    run_args = argparse.Namespace(workdir=args.workdir, data=None, param=[], resume=False, json=False, config=None, env=None)
+    code = cmd_run(run_args)
+    templates = sorted(str(p) for p in Path("cdk.out").glob("*.template.json"))
+    print("\n== where things are ==")
+    print(f"templates:  {', '.join(templates)}")
+    print("nag report: cdk.out/validation-report.json")
+    print(f"local runs: {Path(args.workdir) / 'executions'} (evaluation.json, confusion_matrix.png, roc_curve.png under s3/*/pipeline-runs/)")
+    print(f"registry:   {Path(args.workdir) / 'registry'}  (sagelab models list)")
+    return code
+
+
+# -- parser -----------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sagelab", description="SageLab: a SageMaker MLOps lab you can run locally and deploy with CDK")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add_env_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--env", help="environment name from the config (default: the first)")
+        p.add_argument("--config", help="YAML config file, as `cdk synth -c config=FILE`")
+
+    p = sub.add_parser("definition", help="print the pipeline definition JSON as deployed (placeholders kept)")
+    add_env_options(p)
+    p.set_defaults(func=cmd_definition)
+
+    p = sub.add_parser("run", help="run the pipeline definition locally (no AWS, no Docker)")
+    p.add_argument("--workdir", default=".sagelab", help="work directory (default .sagelab/)")
+    p.add_argument("--data", help="a local CSV/Parquet file or folder to use as InputDataUri")
+    p.add_argument("--param", action="append", metavar="Name=Value", help="override a pipeline parameter (repeatable)")
+    p.add_argument("--resume", action="store_true", help="reuse completed steps whose inputs did not change (cache-enabled steps)")
+    p.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout (logs go to stderr)")
+    add_env_options(p)
+    p.set_defaults(func=cmd_run)
+
+    models = sub.add_parser("models", help="the local model registry").add_subparsers(dest="models_command", required=True)
+    p = models.add_parser("list", help="list model package versions")
+    p.add_argument("--workdir", default=".sagelab")
+    p.add_argument("--group", help="only this model package group")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_models_list)
+    p = models.add_parser("approve", help="set a version's approval status (default Approved)")
+    p.add_argument("group")
+    p.add_argument("version", type=int)
+    p.add_argument("--status", default="Approved", choices=["Approved", "Rejected", "PendingManualApproval"])
+    p.add_argument("--workdir", default=".sagelab")
+    p.set_defaults(func=cmd_models_approve)
+
+    p = sub.add_parser("synth-summary", help="summarize cdk.out: stacks, resources, cdk-nag findings")
+    p.add_argument("cdk_out", nargs="?", default="cdk.out")
+    p.set_defaults(func=cmd_synth_summary)
+
+    p = sub.add_parser("demo", help="synth + local pipeline run (what `make demo` runs)")
+    p.add_argument("--cdk", help="path of the cdk CLI")
+    p.add_argument("--workdir", default=".sagelab")
+    p.add_argument("cdk_args", nargs="*", help="extra arguments for cdk synth")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (UsageError, ConfigError) as error:
+        print(f"sagelab: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("sagelab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
