@@ -21,8 +21,9 @@ import math
 import sys
 import tarfile
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -74,7 +75,11 @@ def classification_metrics(y_true: np.ndarray, probabilities: np.ndarray, labels
         auc = float(roc_auc_score(y_true, probabilities[:, 1]))
     else:
         # One-vs-rest AUC over the classes present in the test split, weighted by support.
-        auc = float(roc_auc_score(y_true, probabilities[:, present] / probabilities[:, present].sum(axis=1, keepdims=True), multi_class="ovr", average="weighted", labels=present))
+        auc = float(
+            roc_auc_score(
+                y_true, probabilities[:, present] / probabilities[:, present].sum(axis=1, keepdims=True), multi_class="ovr", average="weighted", labels=present
+            )
+        )
     matrix = confusion_matrix(y_true, y_pred, labels=classes)
     flat = {
         "accuracy": float(accuracy_score(y_true, y_pred)),
@@ -186,7 +191,7 @@ def evaluate(model_dir: Path, test_dir: Path, output_dir: Path) -> dict[str, Any
         SUMMARY_KEY: {
             "problem_type": problem_type,
             "metrics": {name: (None if math.isnan(value) else value) for name, value in flat.items()},
-            "test_rows": int(len(y_true)),
+            "test_rows": len(y_true),
             "plots": plots,
         },
     }

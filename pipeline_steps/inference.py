@@ -157,7 +157,7 @@ def predict_fn(data: Any, model: LoadedModel) -> list[dict[str, Any]]:
     results = []
     for row in probabilities:
         best = int(row.argmax())
-        results.append({"label": spec.labels[best], "probabilities": {label: round(float(p), 6) for label, p in zip(spec.labels, row)}})
+        results.append({"label": spec.labels[best], "probabilities": {label: round(float(p), 6) for label, p in zip(spec.labels, row, strict=False)}})
     return results
 
 

@@ -16,9 +16,10 @@ import argparse
 import json
 import math
 import sys
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -76,7 +77,7 @@ class FeatureSpec:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "FeatureSpec":
+    def from_json(cls, data: dict[str, Any]) -> FeatureSpec:
         version = data.get("format_version")
         if version != SPEC_FORMAT_VERSION:
             raise DataError(f"feature spec format_version {version!r} is not supported (expected {SPEC_FORMAT_VERSION})")
@@ -97,7 +98,7 @@ class FeatureSpec:
         return path
 
     @classmethod
-    def load(cls, directory: Path) -> "FeatureSpec":
+    def load(cls, directory: Path) -> FeatureSpec:
         return cls.from_json(json.loads((Path(directory) / SPEC_FILE_NAME).read_text()))
 
     # -- applying the spec -------------------------------------------------------------------
@@ -161,10 +162,7 @@ def _to_numeric_or_fail(column: pd.Series, name: str, row_offset: int, source: s
     if garbage.any():
         position = int(np.flatnonzero(garbage.to_numpy())[0])
         where = f" in {source}" if source else ""
-        raise DataError(
-            f"column {name!r} is numeric but row {position + row_offset} has {column.iloc[position]!r}{where}; "
-            "expected a number or an empty cell"
-        )
+        raise DataError(f"column {name!r} is numeric but row {position + row_offset} has {column.iloc[position]!r}{where}; expected a number or an empty cell")
     infinite = np.isinf(converted.to_numpy(dtype=np.float64, na_value=np.nan))
     if infinite.any():
         position = int(np.flatnonzero(infinite)[0])
@@ -252,7 +250,9 @@ def classify_columns(frame: pd.DataFrame, feature_columns: Iterable[str], catego
     return numeric_columns, categorical_columns
 
 
-def fit_feature_spec(train: pd.DataFrame, target_column: str, problem_type: str, numeric_columns: list[str], categorical_columns: list[str], labels: list[str]) -> FeatureSpec:
+def fit_feature_spec(
+    train: pd.DataFrame, target_column: str, problem_type: str, numeric_columns: list[str], categorical_columns: list[str], labels: list[str]
+) -> FeatureSpec:
     feature_columns = [c for c in train.columns if c != target_column]
     numeric_impute: dict[str, float] = {}
     for name in numeric_columns:
@@ -287,6 +287,16 @@ def stratified_split(frame: pd.DataFrame, stratify: pd.Series | None, validation
     if not (0 < validation_size < 1 and 0 < test_size < 1 and validation_size + test_size < 1):
         raise DataError(f"validation size {validation_size} and test size {test_size} must be in (0, 1) and sum below 1")
     holdout = validation_size + test_size
+    if stratify is not None:
+        # Each class must be able to land in every split: about 2 rows in the smallest holdout.
+        needed = max(3, math.ceil(2 / min(validation_size, test_size)))
+        counts = stratify.value_counts()
+        rare = counts[counts < needed]
+        if len(rare):
+            raise DataError(
+                f"class {rare.index[0]!r} has {int(rare.iloc[0])} row(s); a stratified split with validation {validation_size} "
+                f"and test {test_size} needs at least {needed} rows per class"
+            )
     try:
         train, rest = train_test_split(frame, test_size=holdout, random_state=seed, stratify=stratify)
         rest_stratify = stratify.loc[rest.index] if stratify is not None else None
@@ -376,7 +386,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output-dir", type=Path, default=Path("/opt/ml/processing/output"))
     parser.add_argument("--target-column", default="label")
     parser.add_argument("--input-format", default="auto", choices=INPUT_FORMATS)
-    parser.add_argument("--problem-type", default="auto", choices=("auto",) + PROBLEM_TYPES)
+    parser.add_argument("--problem-type", default="auto", choices=("auto", *PROBLEM_TYPES))
     parser.add_argument("--categorical-columns", default="", help="comma-separated columns to treat as categorical")
     parser.add_argument("--validation-size", type=float, default=0.15)
     parser.add_argument("--test-size", type=float, default=0.15)

@@ -15,9 +15,10 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -118,7 +119,9 @@ def cross_validate(spec: FeatureSpec, hp: Hyperparameters, features: np.ndarray,
     for fold, (fit_index, holdout_index) in enumerate(splitter.split(features, target), start=1):
         fit = xgb.DMatrix(features[fit_index], label=target[fit_index])
         holdout = xgb.DMatrix(features[holdout_index], label=target[holdout_index])
-        booster = xgb.train(params, fit, num_boost_round=hp.num_round, evals=[(holdout, "holdout")], early_stopping_rounds=hp.early_stopping_rounds, verbose_eval=False)
+        booster = xgb.train(
+            params, fit, num_boost_round=hp.num_round, evals=[(holdout, "holdout")], early_stopping_rounds=hp.early_stopping_rounds, verbose_eval=False
+        )
         fold_scores.append(score(spec, booster, features[holdout_index], target[holdout_index]))
         print(f"cv fold {fold}/{hp.cv_folds}: {fold_scores[-1]}", flush=True)
     summary = {}
@@ -155,7 +158,7 @@ def train(train_dir: Path, validation_dir: Path, spec_dir: Path, model_dir: Path
         "hyperparameters": hp.__dict__,
         "best_iteration": int(booster.best_iteration),
         "validation": validation_scores,
-        "rows": {"train": int(len(train_y)), "validation": int(len(valid_y))},
+        "rows": {"train": len(train_y), "validation": len(valid_y)},
     }
     if hp.cv_folds:
         report["cross_validation"] = cross_validate(spec, hp, train_x, train_y)

@@ -17,8 +17,9 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from sagelab.config import ConfigError
 
@@ -122,7 +123,17 @@ def cmd_models_list(args: argparse.Namespace) -> int:
     rows = []
     for package in packages:
         summary_metrics = package.metrics.get("sagelab_summary", {}).get("metrics", {})
-        rows.append({"group": package.group, "version": package.version, "status": package.approval_status, "created": package.created, "metrics": summary_metrics, "arn": package.arn, "model_data_url": package.model_data_url})
+        rows.append(
+            {
+                "group": package.group,
+                "version": package.version,
+                "status": package.approval_status,
+                "created": package.created,
+                "metrics": summary_metrics,
+                "arn": package.arn,
+                "model_data_url": package.model_data_url,
+            }
+        )
     if args.json:
         print(json.dumps(rows, indent=2))
         return EXIT_OK

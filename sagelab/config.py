@@ -16,9 +16,10 @@ import dataclasses
 import re
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping, get_args, get_origin
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 
@@ -148,12 +149,27 @@ def _check_environment(env: EnvironmentConfig, where: str) -> list[tuple[str, An
     check(bool(INSTANCE_TYPE_PATTERN.match(nb.instance_type)), "notebook.instance_type", nb.instance_type, "an ML instance type like ml.t3.medium")
     check(5 <= nb.volume_size_gb <= 16384, "notebook.volume_size_gb", nb.volume_size_gb, "5..16384")
     check(5 <= nb.idle_timeout_minutes <= 1440, "notebook.idle_timeout_minutes", nb.idle_timeout_minutes, "5..1440 minutes")
-    check(nb.direct_internet_access or nb.subnet_id is not None, "notebook.direct_internet_access", nb.direct_internet_access, "true, or false together with notebook.subnet_id (a VPC)")
-    check((nb.subnet_id is None) == (not nb.security_group_ids), "notebook.security_group_ids", list(nb.security_group_ids), "set together with notebook.subnet_id")
+    check(
+        nb.direct_internet_access or nb.subnet_id is not None,
+        "notebook.direct_internet_access",
+        nb.direct_internet_access,
+        "true, or false together with notebook.subnet_id (a VPC)",
+    )
+    check(
+        (nb.subnet_id is None) == (not nb.security_group_ids),
+        "notebook.security_group_ids",
+        list(nb.security_group_ids),
+        "set together with notebook.subnet_id",
+    )
     pl = env.pipeline
     for key in ("processing_instance_type", "training_instance_type"):
         check(bool(INSTANCE_TYPE_PATTERN.match(getattr(pl, key))), f"pipeline.{key}", getattr(pl, key), "an ML instance type like ml.m5.large")
-    check(pl.metric in ("rmse", "mae", "mse") or 0 <= pl.metric_threshold <= 1, "pipeline.metric_threshold", pl.metric_threshold, f"0..1 for the score {pl.metric!r}")
+    check(
+        pl.metric in ("rmse", "mae", "mse") or 0 <= pl.metric_threshold <= 1,
+        "pipeline.metric_threshold",
+        pl.metric_threshold,
+        f"0..1 for the score {pl.metric!r}",
+    )
     check(pl.metric_threshold >= 0, "pipeline.metric_threshold", pl.metric_threshold, "a non-negative number")
     check(1 <= pl.max_depth <= 32, "pipeline.max_depth", pl.max_depth, "1..32")
     check(0 < pl.eta <= 1, "pipeline.eta", pl.eta, "0 < eta <= 1")
@@ -162,18 +178,43 @@ def _check_environment(env: EnvironmentConfig, where: str) -> list[tuple[str, An
     tu = pl.tuning
     check(0 <= tu.max_jobs <= 100, "pipeline.tuning.max_jobs", tu.max_jobs, "0 (off) ..100")
     check(1 <= tu.max_parallel_jobs <= 10, "pipeline.tuning.max_parallel_jobs", tu.max_parallel_jobs, "1..10")
-    check(1 <= tu.max_depth_min < tu.max_depth_max <= 32, "pipeline.tuning.max_depth_max", tu.max_depth_max, f"greater than max_depth_min ({tu.max_depth_min}), at most 32")
+    check(
+        1 <= tu.max_depth_min < tu.max_depth_max <= 32,
+        "pipeline.tuning.max_depth_max",
+        tu.max_depth_max,
+        f"greater than max_depth_min ({tu.max_depth_min}), at most 32",
+    )
     check(0 < tu.eta_min < tu.eta_max <= 1, "pipeline.tuning.eta_max", tu.eta_max, f"greater than eta_min ({tu.eta_min}), at most 1")
     sv = env.serving
     check(bool(INSTANCE_TYPE_PATTERN.match(sv.instance_type)), "serving.instance_type", sv.instance_type, "an ML instance type like ml.m5.large")
-    check(1 <= sv.initial_instance_count <= sv.max_instance_count, "serving.initial_instance_count", sv.initial_instance_count, f"1..max_instance_count ({sv.max_instance_count})")
+    check(
+        1 <= sv.initial_instance_count <= sv.max_instance_count,
+        "serving.initial_instance_count",
+        sv.initial_instance_count,
+        f"1..max_instance_count ({sv.max_instance_count})",
+    )
     check(sv.max_instance_count <= 20, "serving.max_instance_count", sv.max_instance_count, "at most 20")
     check(1 <= sv.serverless_max_concurrency <= 200, "serving.serverless_max_concurrency", sv.serverless_max_concurrency, "1..200")
     check(1 <= sv.throttle_rate_limit <= 10000, "serving.throttle_rate_limit", sv.throttle_rate_limit, "1..10000 requests per second")
-    check(sv.throttle_burst_limit >= sv.throttle_rate_limit, "serving.throttle_burst_limit", sv.throttle_burst_limit, f"at least throttle_rate_limit ({sv.throttle_rate_limit})")
+    check(
+        sv.throttle_burst_limit >= sv.throttle_rate_limit,
+        "serving.throttle_burst_limit",
+        sv.throttle_burst_limit,
+        f"at least throttle_rate_limit ({sv.throttle_rate_limit})",
+    )
     check(sv.quota_per_day >= 1, "serving.quota_per_day", sv.quota_per_day, "at least 1")
-    check(100 <= sv.waf_rate_limit_per_5_minutes <= 2_000_000_000, "serving.waf_rate_limit_per_5_minutes", sv.waf_rate_limit_per_5_minutes, "100..2000000000 (WAF's bounds)")
-    check(sv.model_package_arn is None or ":model-package/" in sv.model_package_arn, "serving.model_package_arn", sv.model_package_arn, "a model package version ARN (arn:aws:sagemaker:REGION:ACCOUNT:model-package/GROUP/VERSION)")
+    check(
+        100 <= sv.waf_rate_limit_per_5_minutes <= 2_000_000_000,
+        "serving.waf_rate_limit_per_5_minutes",
+        sv.waf_rate_limit_per_5_minutes,
+        "100..2000000000 (WAF's bounds)",
+    )
+    check(
+        sv.model_package_arn is None or ":model-package/" in sv.model_package_arn,
+        "serving.model_package_arn",
+        sv.model_package_arn,
+        "a model package version ARN (arn:aws:sagemaker:REGION:ACCOUNT:model-package/GROUP/VERSION)",
+    )
     check(0 <= sv.data_capture_percent <= 100, "serving.data_capture_percent", sv.data_capture_percent, "0..100")
     if env.allowed_instance_types:
         allowed = set(env.allowed_instance_types)
@@ -183,7 +224,12 @@ def _check_environment(env: EnvironmentConfig, where: str) -> list[tuple[str, An
             ("pipeline.training_instance_type", pl.training_instance_type),
             ("serving.instance_type", sv.instance_type),
         ):
-            check(value in allowed or (path == "serving.instance_type" and sv.mode == "serverless"), path, value, f"one of allowed_instance_types {sorted(allowed)}")
+            check(
+                value in allowed or (path == "serving.instance_type" and sv.mode == "serverless"),
+                path,
+                value,
+                f"one of allowed_instance_types {sorted(allowed)}",
+            )
     return problems
 
 
@@ -258,9 +304,8 @@ def _coerce(annotation: Any, value: Any, path: str, source: _Source) -> Any:
     elif annotation is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
-    elif annotation is str:
-        if isinstance(value, str) and value:
-            return value
+    elif annotation is str and isinstance(value, str) and value:
+        return value
     raise _fail(source, path, value, _describe(annotation))
 
 

@@ -20,7 +20,7 @@ def digits_rows() -> tuple[list[str], list[list[int]]]:
 
     bunch = load_digits()
     header = [f"pixel_{i}" for i in range(bunch.data.shape[1])] + [DIGITS_TARGET_COLUMN]
-    rows = [[int(v) for v in features] + [int(target)] for features, target in zip(bunch.data, bunch.target)]
+    rows = [[int(v) for v in features] + [int(target)] for features, target in zip(bunch.data, bunch.target, strict=False)]
     return header, rows
 
 

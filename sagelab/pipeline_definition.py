@@ -29,8 +29,9 @@ import logging
 import os
 import re
 import warnings
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from pipeline_steps.evaluate import CONDITION_METRIC_PATH, ERROR_METRICS, EVALUATION_FILE_NAME
 from pipeline_steps.train import METRIC_LINE_FORMAT
@@ -122,7 +123,7 @@ def image_uris(region: str) -> dict[str, str]:
     return dict(_image_uris(region))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _image_uris(region: str) -> tuple[tuple[str, str], ...]:
     with _quiet_sdk():
         from sagemaker import image_uris as sdk_image_uris
@@ -142,7 +143,7 @@ def _offline_session() -> Any:
 
     # Static dummy credentials keep botocore from probing the credential chain (and the
     # instance-metadata endpoint); nothing here sends a request, so they are never used.
-    boto_session = boto3.Session(region_name="us-east-1", aws_access_key_id="sagelab-offline", aws_secret_access_key="sagelab-offline")
+    boto_session = boto3.Session(region_name="us-east-1", aws_access_key_id="sagelab-offline", aws_secret_access_key="sagelab-offline")  # noqa: S106 - a dummy, never sent
     return PipelineSession(boto_session=boto_session, default_bucket=placeholder("ArtifactsBucket"), sagemaker_config=_SDK_CONFIG)
 
 
@@ -191,11 +192,15 @@ def build_pipeline(settings: PipelineSettings) -> Any:
 
     cache = CacheConfig(enable_caching=True, expire_after=settings.cache_expire_after)
     retry_policies = [
-        StepRetryPolicy(exception_types=[StepExceptionTypeEnum.SERVICE_FAULT, StepExceptionTypeEnum.THROTTLING], backoff_rate=2.0, interval_seconds=10, max_attempts=5),
+        StepRetryPolicy(
+            exception_types=[StepExceptionTypeEnum.SERVICE_FAULT, StepExceptionTypeEnum.THROTTLING], backoff_rate=2.0, interval_seconds=10, max_attempts=5
+        ),
         SageMakerJobStepRetryPolicy(
             exception_types=[SageMakerJobExceptionTypeEnum.CAPACITY_ERROR, SageMakerJobExceptionTypeEnum.RESOURCE_LIMIT],
-            backoff_rate=2.0, interval_seconds=60, max_attempts=5,
-        ),  # fmt: skip
+            backoff_rate=2.0,
+            interval_seconds=60,
+            max_attempts=5,
+        ),
     ]
 
     def run_uri(*parts: str) -> Join:
@@ -219,9 +224,15 @@ def build_pipeline(settings: PipelineSettings) -> Any:
                 for name in split_outputs
             ],
             arguments=[
-                "--input-dir", "/opt/ml/processing/input/data", "--output-dir", "/opt/ml/processing/output",
-                "--target-column", target_column, "--input-format", input_format,
-            ],  # fmt: skip
+                "--input-dir",
+                "/opt/ml/processing/input/data",
+                "--output-dir",
+                "/opt/ml/processing/output",
+                "--target-column",
+                target_column,
+                "--input-format",
+                input_format,
+            ],
         ),
         cache_config=cache,
         retry_policies=retry_policies,
@@ -231,9 +242,7 @@ def build_pipeline(settings: PipelineSettings) -> Any:
         return step_preprocess.properties.ProcessingOutputConfig.Outputs[name].S3Output.S3Uri
 
     # -- Train (or Tune) -----------------------------------------------------------------------
-    metric_definitions = [
-        {"Name": f"validation:{metric}", "Regex": metric_regex(metric)} for metric in ("accuracy", "rmse")
-    ]
+    metric_definitions: list[dict[str, Any]] = [{"Name": f"validation:{metric}", "Regex": metric_regex(metric)} for metric in ("accuracy", "rmse")]
     estimator = Estimator(
         image_uri=placeholder("XgboostImageUri"),
         entry_point="train.py",
@@ -246,7 +255,7 @@ def build_pipeline(settings: PipelineSettings) -> Any:
         output_path=f"s3://{placeholder('ArtifactsBucket')}/models",
         code_location=f"s3://{placeholder('ArtifactsBucket')}/{PIPELINE_CODE_PREFIX}",
         base_job_name="sagelab-train",
-        hyperparameters={"max_depth": max_depth, "eta": eta, "num_round": num_round, "cv_folds": settings.cv_folds},
+        hyperparameters={"max_depth": max_depth, "eta": eta, "num_round": num_round, "cv_folds": str(settings.cv_folds)},
         metric_definitions=metric_definitions,
         enable_network_isolation=False,
         disable_profiler=True,
@@ -334,11 +343,13 @@ def build_pipeline(settings: PipelineSettings) -> Any:
         ),
         retry_policies=retry_policies[:1],  # registration is an API call, not a job: no capacity errors
     )
-    metric_value = JsonGet(step_name=step_evaluate.name, property_file=evaluation_report, json_path=CONDITION_METRIC_PATH.format(metric=settings.metric))
+    metric_value: Any = JsonGet(step_name=step_evaluate.name, property_file=evaluation_report, json_path=CONDITION_METRIC_PATH.format(metric=settings.metric))
     comparison = "at most" if settings.metric_is_error else "at least"
     step_fail = FailStep(
         name=STEP_FAIL,
-        error_message=Join(on="", values=[f"Test {settings.metric} ", metric_value, f" does not meet the threshold: it must be {comparison} ", metric_threshold, "."]),
+        error_message=Join(
+            on="", values=[f"Test {settings.metric} ", metric_value, f" does not meet the threshold: it must be {comparison} ", metric_threshold, "."]
+        ),
     )
     condition_type = ConditionLessThanOrEqualTo if settings.metric_is_error else ConditionGreaterThanOrEqualTo
     step_check = ConditionStep(
@@ -351,6 +362,9 @@ def build_pipeline(settings: PipelineSettings) -> Any:
         name=settings.pipeline_name,
         parameters=parameters,
         steps=[step_preprocess, training_step, step_evaluate, step_check],
+        # No experiment/trial tracking: it would need sagemaker:CreateExperiment/Trial/... on
+        # every role for a feature the lab does not use; the registry keeps the lineage.
+        pipeline_experiment_config=None,
         sagemaker_session=session,
     )
 
@@ -422,7 +436,7 @@ def _config_validated_once() -> Iterator[None]:
         if config is not _SDK_CONFIG:
             original(config)
 
-    sdk_utils.validate_sagemaker_config = validate_unless_ours
+    sdk_utils.validate_sagemaker_config = validate_unless_ours  # type: ignore[assignment]
     try:
         yield
     finally:
@@ -443,7 +457,7 @@ def _quiet_sdk() -> Iterator[None]:
             warnings.simplefilter("ignore")
             yield
     finally:
-        for logger, level in zip(loggers, previous):
+        for logger, level in zip(loggers, previous, strict=False):
             logger.setLevel(level)
 
 

@@ -49,8 +49,6 @@ def settings_for(pipeline: PipelineConfig) -> PipelineSettings:
     )
 
 
-
-
 def environment(config: SageLabConfig, name: str | None = None) -> EnvironmentConfig:
     """The named environment (the first one when `name` is None), or a one-line error."""
     if name is None:

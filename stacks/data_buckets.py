@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
@@ -32,7 +34,9 @@ class DataBuckets(Construct):
         log_retention_days: access logs expire after this many days.
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, resource_prefix: str, retain: bool = True, scratch_expiry_days: int = 14, log_retention_days: int = 30) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, resource_prefix: str, retain: bool = True, scratch_expiry_days: int = 14, log_retention_days: int = 30
+    ) -> None:
         super().__init__(scope, construct_id)
         if scratch_expiry_days < 1:
             raise ValueError(f"scratch_expiry_days must be at least 1, got {scratch_expiry_days}")
@@ -47,7 +51,7 @@ class DataBuckets(Construct):
             removal_policy=removal,
         )
 
-        common = {
+        common: dict[str, Any] = {
             "block_public_access": s3.BlockPublicAccess.BLOCK_ALL,
             "enforce_ssl": True,
             "minimum_tls_version": 1.2,
@@ -76,7 +80,12 @@ class DataBuckets(Construct):
 
         def lifecycle(kind: str) -> list[s3.LifecycleRule]:
             rules = [
-                s3.LifecycleRule(id=f"expire-{prefix.rstrip('/')}", prefix=prefix, expiration=Duration.days(scratch_expiry_days), noncurrent_version_expiration=Duration.days(1))
+                s3.LifecycleRule(
+                    id=f"expire-{prefix.rstrip('/')}",
+                    prefix=prefix,
+                    expiration=Duration.days(scratch_expiry_days),
+                    noncurrent_version_expiration=Duration.days(1),
+                )
                 for prefix in SCRATCH_PREFIXES
             ]
             rules.append(s3.LifecycleRule(id=f"noncurrent-{kind}", noncurrent_version_expiration=Duration.days(NONCURRENT_VERSION_DAYS)))
@@ -97,7 +106,10 @@ class DataBuckets(Construct):
             )
             acknowledge(
                 bucket,
-                ("NIST.800.53.R5-S3BucketReplicationEnabled", "Versioning plus RETAIN protect against deletion; cross-region replication is a per-organisation DR choice outside the lab."),
+                (
+                    "NIST.800.53.R5-S3BucketReplicationEnabled",
+                    "Versioning plus RETAIN protect against deletion; cross-region replication is a per-organisation DR choice outside the lab.",
+                ),
             )
             return bucket
 

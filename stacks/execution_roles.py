@@ -6,15 +6,16 @@ policies, no inline policies), scoped to this environment's buckets, key and Sag
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from aws_cdk import Aws
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from stacks.data_buckets import DataBuckets
-from stacks.naming import ResourceNames
 from stacks.nag import acknowledge_policy_wildcards
+from stacks.naming import ResourceNames
 
 SAGEMAKER_PRINCIPAL = "sagemaker.amazonaws.com"
 # Job-creating actions whose requests carry `sagemaker:InstanceTypes`, for the allow-list.
@@ -103,7 +104,15 @@ class ExecutionRoles(Construct):
         data, artifacts, key = buckets.data_bucket, buckets.artifacts_bucket, buckets.key
         kms_use = iam.PolicyStatement(
             sid="UseEnvironmentKey",
-            actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:GenerateDataKeyWithoutPlaintext", "kms:ReEncryptFrom", "kms:ReEncryptTo", "kms:DescribeKey"],
+            actions=[
+                "kms:Decrypt",
+                "kms:Encrypt",
+                "kms:GenerateDataKey",
+                "kms:GenerateDataKeyWithoutPlaintext",
+                "kms:ReEncryptFrom",
+                "kms:ReEncryptTo",
+                "kms:DescribeKey",
+            ],
             resources=[key.key_arn],
         )
         kms_grant = iam.PolicyStatement(
@@ -115,7 +124,9 @@ class ExecutionRoles(Construct):
         ecr_pull = [
             iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
             iam.PolicyStatement(
-                sid="PullFrameworkImages", actions=["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"], resources=list(image_repository_arns)
+                sid="PullFrameworkImages",
+                actions=["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+                resources=list(image_repository_arns),
             ),
         ]
         metrics = iam.PolicyStatement(
@@ -140,7 +151,9 @@ class ExecutionRoles(Construct):
             ]
 
         # -- pipeline: runs the jobs and registers models ----------------------------------------
-        self.pipeline_role = iam.Role(self, "PipelineRole", assumed_by=iam.ServicePrincipal(SAGEMAKER_PRINCIPAL), description=f"SageLab {names.prefix}: pipeline and its jobs")
+        self.pipeline_role = iam.Role(
+            self, "PipelineRole", assumed_by=iam.ServicePrincipal(SAGEMAKER_PRINCIPAL), description=f"SageLab {names.prefix}: pipeline and its jobs"
+        )
         pipeline_statements = [
             *bucket_access("ReadData", [data.bucket_arn], write=False),
             *bucket_access("ReadWriteArtifacts", [artifacts.bucket_arn], write=True),
@@ -152,11 +165,18 @@ class ExecutionRoles(Construct):
             iam.PolicyStatement(
                 sid="RunPipelineJobs",
                 actions=[
-                    "sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob", "sagemaker:StopProcessingJob",
-                    "sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob",
-                    "sagemaker:CreateHyperParameterTuningJob", "sagemaker:DescribeHyperParameterTuningJob", "sagemaker:StopHyperParameterTuningJob",
-                    "sagemaker:ListTrainingJobsForHyperParameterTuningJob", "sagemaker:AddTags",
-                ],  # fmt: skip
+                    "sagemaker:CreateProcessingJob",
+                    "sagemaker:DescribeProcessingJob",
+                    "sagemaker:StopProcessingJob",
+                    "sagemaker:CreateTrainingJob",
+                    "sagemaker:DescribeTrainingJob",
+                    "sagemaker:StopTrainingJob",
+                    "sagemaker:CreateHyperParameterTuningJob",
+                    "sagemaker:DescribeHyperParameterTuningJob",
+                    "sagemaker:StopHyperParameterTuningJob",
+                    "sagemaker:ListTrainingJobsForHyperParameterTuningJob",
+                    "sagemaker:AddTags",
+                ],
                 resources=[_job_arn("processing-job"), _job_arn("training-job"), _job_arn("hyper-parameter-tuning-job")],
             ),
             iam.PolicyStatement(
@@ -170,7 +190,9 @@ class ExecutionRoles(Construct):
         self._pass_self(self.pipeline_role, "PipelinePassSelf")
 
         # -- notebook: the student's seat -----------------------------------------------------------
-        self.notebook_role = iam.Role(self, "NotebookRole", assumed_by=iam.ServicePrincipal(SAGEMAKER_PRINCIPAL), description=f"SageLab {names.prefix}: notebook instance")
+        self.notebook_role = iam.Role(
+            self, "NotebookRole", assumed_by=iam.ServicePrincipal(SAGEMAKER_PRINCIPAL), description=f"SageLab {names.prefix}: notebook instance"
+        )
         notebook_statements = [
             *bucket_access("ReadWriteData", [data.bucket_arn], write=True),
             *bucket_access("ReadArtifacts", [artifacts.bucket_arn], write=False),
@@ -178,7 +200,12 @@ class ExecutionRoles(Construct):
             logs_write("/aws/sagemaker/NotebookInstances"),
             iam.PolicyStatement(
                 sid="OperateThePipeline",
-                actions=["sagemaker:StartPipelineExecution", "sagemaker:DescribePipeline", "sagemaker:ListPipelineExecutions", "sagemaker:DescribePipelineDefinitionForExecution"],
+                actions=[
+                    "sagemaker:StartPipelineExecution",
+                    "sagemaker:DescribePipeline",
+                    "sagemaker:ListPipelineExecutions",
+                    "sagemaker:DescribePipelineDefinitionForExecution",
+                ],
                 resources=[names.pipeline_arn()],
             ),
             iam.PolicyStatement(
@@ -193,11 +220,18 @@ class ExecutionRoles(Construct):
             ),
             iam.PolicyStatement(
                 sid="ReviewModels",
-                actions=["sagemaker:ListModelPackages", "sagemaker:DescribeModelPackage", "sagemaker:DescribeModelPackageGroup", "sagemaker:UpdateModelPackage"],
+                actions=[
+                    "sagemaker:ListModelPackages",
+                    "sagemaker:DescribeModelPackage",
+                    "sagemaker:DescribeModelPackageGroup",
+                    "sagemaker:UpdateModelPackage",
+                ],
                 resources=[names.model_package_group_arn(), names.model_packages_arn()],
             ),
             iam.PolicyStatement(sid="CallTheEndpoint", actions=["sagemaker:InvokeEndpoint"], resources=[names.endpoint_arn()]),
-            iam.PolicyStatement(sid="StopWhenIdle", actions=["sagemaker:DescribeNotebookInstance", "sagemaker:StopNotebookInstance"], resources=[names.notebook_arn()]),
+            iam.PolicyStatement(
+                sid="StopWhenIdle", actions=["sagemaker:DescribeNotebookInstance", "sagemaker:StopNotebookInstance"], resources=[names.notebook_arn()]
+            ),
             iam.PolicyStatement(
                 sid="ReadJobLogs",
                 actions=["logs:DescribeLogStreams", "logs:GetLogEvents", "logs:FilterLogEvents"],
@@ -208,10 +242,16 @@ class ExecutionRoles(Construct):
         self._managed_policy("NotebookPolicy", self.notebook_role, notebook_statements)
 
         # -- endpoint: the model's execution role ---------------------------------------------------
-        self.endpoint_role = iam.Role(self, "EndpointRole", assumed_by=iam.ServicePrincipal(SAGEMAKER_PRINCIPAL), description=f"SageLab {names.prefix}: model and endpoint")
+        self.endpoint_role = iam.Role(
+            self, "EndpointRole", assumed_by=iam.ServicePrincipal(SAGEMAKER_PRINCIPAL), description=f"SageLab {names.prefix}: model and endpoint"
+        )
         endpoint_statements = [
             *bucket_access("ReadArtifacts", [artifacts.bucket_arn], write=False),
-            iam.PolicyStatement(sid="WriteDataCapture", actions=["s3:PutObject", "s3:AbortMultipartUpload"], resources=[f"{artifacts.bucket_arn}/data-capture/*", f"{artifacts.bucket_arn}/batch-predictions/*"]),
+            iam.PolicyStatement(
+                sid="WriteDataCapture",
+                actions=["s3:PutObject", "s3:AbortMultipartUpload"],
+                resources=[f"{artifacts.bucket_arn}/data-capture/*", f"{artifacts.bucket_arn}/batch-predictions/*"],
+            ),
             kms_use,
             kms_grant,
             *ecr_pull,

@@ -8,7 +8,8 @@ Any finding not acknowledged here fails synthesis.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from aws_cdk import Acknowledgment, CfnResource, Stack, Validations
 from cdk_nag import AwsSolutionsChecks, NIST80053R5Checks, ServerlessChecks
@@ -55,8 +56,10 @@ def acknowledge_cdk_singleton_lambda(stack: Stack, construct_id_prefix: str, pur
         default_policy = default_policy.node.try_find_child("DefaultPolicy") if default_policy else None
         if default_policy is not None:
             acknowledge_policy_wildcards(
-                default_policy.node.default_child,  # type: ignore[union-attr,arg-type]
-                lambda _statement: f"CDK's {purpose} provider copies objects between the CDK asset bucket and this stack's buckets/prefixes; aws-cdk-lib writes these grants.",
+                default_policy.node.default_child,  # type: ignore[arg-type]
+                lambda _statement: (
+                    f"CDK's {purpose} provider copies objects between the CDK asset bucket and this stack's buckets/prefixes; aws-cdk-lib writes these grants."
+                ),
             )
         acknowledge(
             child,

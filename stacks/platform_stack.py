@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from aws_cdk import CfnOutput, Environment, Stack, Tags
 from aws_cdk import aws_iam as iam
@@ -44,7 +45,9 @@ def apply_tags(scope: Construct, tags: Mapping[str, str]) -> None:
 
 
 class PlatformStack(Stack):
-    def __init__(self, scope: Construct, construct_id: str, *, env_config: EnvironmentConfig, shared: SharedArtifacts, tags: Mapping[str, str], **kwargs: Any) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, env_config: EnvironmentConfig, shared: SharedArtifacts, tags: Mapping[str, str], **kwargs: Any
+    ) -> None:
         names = ResourceNames(env_config.resource_prefix)
         super().__init__(
             scope,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from aws_cdk import Fn, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 PROPERTY_TOKEN = re.compile(r"([A-Za-z0-9_]+)(?:\[(?:'([^']*)'|\"([^\"]*)\"|(\d+))\])?")
 
@@ -79,7 +80,7 @@ def evaluate(expression: Any, context: EvaluationContext) -> Any:
     if not isinstance(expression, dict):
         raise UnsupportedExpression(f"unexpected value {expression!r}")
     if len(expression) == 1:
-        (function, argument), = expression.items()
+        ((function, argument),) = expression.items()
         if function == "Get":
             return _get(argument, context)
         if function == "Std:Join":
@@ -87,7 +88,7 @@ def evaluate(expression: Any, context: EvaluationContext) -> Any:
             return str(argument["On"]).join(_to_text(v) for v in values)
         if function == "Std:JsonGet":
             return _json_get(argument, context)
-        if function.startswith("Std:") or function in ("Get",) or function.startswith("Fn::"):
+        if function.startswith(("Std:", "Fn::")) or function in ("Get",):
             raise UnsupportedExpression(f"expression {function!r} is not supported by the local runner")
     return {key: evaluate(value, context) for key, value in expression.items()}
 

@@ -75,7 +75,20 @@ class LocalRegistry:
             return []
         return sorted(p.name for p in self.root.iterdir() if (p / "group.json").exists())
 
-    def register(self, *, group: str, approval_status: str, model_data_url: str, model_data_path: str, image: str, environment: dict[str, str], metrics_url: str | None, metrics: dict[str, Any], execution_id: str, description: str = "") -> ModelPackage:
+    def register(
+        self,
+        *,
+        group: str,
+        approval_status: str,
+        model_data_url: str,
+        model_data_path: str,
+        image: str,
+        environment: dict[str, str],
+        metrics_url: str | None,
+        metrics: dict[str, Any],
+        execution_id: str,
+        description: str = "",
+    ) -> ModelPackage:
         if approval_status not in APPROVAL_STATUSES:
             raise RegistryError(f"approval status {approval_status!r} is not one of {', '.join(APPROVAL_STATUSES)}")
         group_dir = self._group_dir(group)

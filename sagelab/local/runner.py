@@ -31,9 +31,10 @@ import tarfile
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from sagelab.local.expressions import EvaluationContext, UnresolvedReference, UnsupportedExpression, evaluate, evaluate_condition
 from sagelab.local.registry import LocalRegistry
@@ -93,7 +94,13 @@ class RunResult:
             "failure_reason": self.failure_reason,
             "parameters": self.parameters,
             "steps": [
-                {"name": s.name, "type": s.type, "status": s.status, "duration_s": None if s.duration_s is None else round(s.duration_s, 3), "failure_reason": s.failure_reason}
+                {
+                    "name": s.name,
+                    "type": s.type,
+                    "status": s.status,
+                    "duration_s": None if s.duration_s is None else round(s.duration_s, 3),
+                    "failure_reason": s.failure_reason,
+                }
                 for s in self.steps
             ],
             "registered_model": self.registered,
@@ -268,7 +275,9 @@ class LocalPipelineRunner:
         self.steps = flatten_steps(definition)
         for name, step in self.steps.items():
             if step.get("Type") not in SUPPORTED_STEP_TYPES:
-                raise UnsupportedExpression(f"step {name}: step type {step.get('Type')!r} is not supported by the local runner (supported: {', '.join(SUPPORTED_STEP_TYPES)})")
+                raise UnsupportedExpression(
+                    f"step {name}: step type {step.get('Type')!r} is not supported by the local runner (supported: {', '.join(SUPPORTED_STEP_TYPES)})"
+                )
         self.order = dependency_order(self.steps)
 
     # -- parameters ---------------------------------------------------------------------------
@@ -329,7 +338,9 @@ class LocalPipelineRunner:
                 if step["Type"] == "Condition":
                     chosen, dropped = ("IfSteps", "ElseSteps") if outcome["result"] else ("ElseSteps", "IfSteps")
                     skipped |= {s["Name"] for s in step["Arguments"].get(dropped, [])}
-                    self.log(f"   {name}: condition is {str(outcome['result']).lower()} -> {', '.join(s['Name'] for s in step['Arguments'].get(chosen, [])) or 'nothing'}")
+                    self.log(
+                        f"   {name}: condition is {str(outcome['result']).lower()} -> {', '.join(s['Name'] for s in step['Arguments'].get(chosen, [])) or 'nothing'}"
+                    )
                 if step["Type"] == "RegisterModel":
                     registered = outcome["package"]
             except FailStepReached as reached:
@@ -393,14 +404,21 @@ class LocalPipelineRunner:
             results = []
             for condition in step["Arguments"].get("Conditions", []):
                 outcome = evaluate_condition(condition, context)
-                results.append({"type": condition["Type"], "left": _peek(condition.get("LeftValue"), context), "right": _peek(condition.get("RightValue"), context), "result": outcome})
+                results.append(
+                    {
+                        "type": condition["Type"],
+                        "left": _peek(condition.get("LeftValue"), context),
+                        "right": _peek(condition.get("RightValue"), context),
+                        "result": outcome,
+                    }
+                )
             value = all(r["result"] for r in results)
             context.step_properties[name] = {"Outcome": value, "_conditions": results}  # type: ignore[index]
             return {"result": value}
         if kind == "Fail":
             message = evaluate(step.get("Arguments", {}).get("ErrorMessage", ""), context)
             raise FailStepReached(name, str(message))
-        arguments = evaluate({k: v for k, v in step["Arguments"].items()}, context)
+        arguments = evaluate(dict(step["Arguments"].items()), context)
         sandbox = execution_dir / "steps" / name
         cache_key = self._cache_key(name, step, arguments) if step.get("CacheConfig", {}).get("Enabled") else None
         if resume and cache_key:
@@ -442,7 +460,21 @@ class LocalPipelineRunner:
     def _cache_key(self, name: str, step: Mapping[str, Any], arguments: Mapping[str, Any]) -> str:
         # SageMaker keys its cache on the step's arguments (output locations excluded); locally we
         # also hash the content of every input, so a changed file under the same URI is not reused.
-        relevant = {k: v for k, v in arguments.items() if k in ("AppSpecification", "Environment", "ProcessingInputs", "AlgorithmSpecification", "HyperParameters", "InputDataConfig", "HyperParameterTuningJobConfig", "TrainingJobDefinition")}
+        relevant = {
+            k: v
+            for k, v in arguments.items()
+            if k
+            in (
+                "AppSpecification",
+                "Environment",
+                "ProcessingInputs",
+                "AlgorithmSpecification",
+                "HyperParameters",
+                "InputDataConfig",
+                "HyperParameterTuningJobConfig",
+                "TrainingJobDefinition",
+            )
+        }
         digest = hashlib.sha256(json.dumps({"type": step["Type"], "name": name, "arguments": relevant}, sort_keys=True, default=str).encode())
         for uri in sorted(_input_uris(arguments)):
             for path, relative in self.s3.objects(uri):
@@ -478,12 +510,16 @@ class LocalPipelineRunner:
             local = _container_path(root, s3_input["LocalPath"])
             count = self.s3.download(s3_input["S3Uri"], local)
             if count == 0:
-                raise StepFailed(name, f"input {processing_input.get('InputName')!r}: {s3_input['S3Uri']} has no objects (local {self.s3.path(s3_input['S3Uri'])})")
+                raise StepFailed(
+                    name, f"input {processing_input.get('InputName')!r}: {s3_input['S3Uri']} has no objects (local {self.s3.path(s3_input['S3Uri'])})"
+                )
             _maybe_extract(local, s3_input.get("S3CompressionType"))
         outputs = arguments.get("ProcessingOutputConfig", {}).get("Outputs", [])
         for output in outputs:
             _container_path(root, output["S3Output"]["LocalPath"]).mkdir(parents=True, exist_ok=True)
-        command = [self._interpreter(part) for part in entrypoint[:1]] + [_map_container_arg(root, str(a)) for a in entrypoint[1:] + list(app.get("ContainerArguments") or [])]
+        command = [self._interpreter(part) for part in entrypoint[:1]] + [
+            _map_container_arg(root, str(a)) for a in entrypoint[1:] + list(app.get("ContainerArguments") or [])
+        ]
         environment = {**arguments.get("Environment", {})}
         self._execute(name, command, cwd=root, environment=environment)
         properties_outputs: dict[str, Any] = {}
@@ -491,7 +527,10 @@ class LocalPipelineRunner:
         for output in outputs:
             local = _container_path(root, output["S3Output"]["LocalPath"])
             self.s3.upload(local, output["S3Output"]["S3Uri"])
-            properties_outputs[output["OutputName"]] = {"OutputName": output["OutputName"], "S3Output": {"S3Uri": output["S3Output"]["S3Uri"], "LocalPath": output["S3Output"]["LocalPath"]}}
+            properties_outputs[output["OutputName"]] = {
+                "OutputName": output["OutputName"],
+                "S3Output": {"S3Uri": output["S3Output"]["S3Uri"], "LocalPath": output["S3Output"]["LocalPath"]},
+            }
             published[output["OutputName"]] = str(self.s3.path(output["S3Output"]["S3Uri"]))
         return {
             "ProcessingJobName": f"pipelines-{name.lower()}-{uuid.uuid4().hex[:8]}",
@@ -552,7 +591,9 @@ class LocalPipelineRunner:
             "SM_NUM_GPUS": "0",
             "SM_MODULE_NAME": Path(program).stem,
             "SM_USER_ENTRY_POINT": program,
-            "SM_TRAINING_ENV": json.dumps({"job_name": job_name, "hyperparameters": user_hps, "channel_input_dirs": {c: str(root / "opt/ml/input/data" / c) for c in channels}}),
+            "SM_TRAINING_ENV": json.dumps(
+                {"job_name": job_name, "hyperparameters": user_hps, "channel_input_dirs": {c: str(root / "opt/ml/input/data" / c) for c in channels}}
+            ),
             **{f"SM_CHANNEL_{c.upper()}": str(root / "opt/ml/input/data" / c) for c in channels},
             **{f"SM_HP_{k.upper()}": v for k, v in user_hps.items()},
         }
@@ -583,7 +624,7 @@ class LocalPipelineRunner:
         budget = max(1, min(limit, self.max_tuning_jobs))
         candidates = list(_tuning_candidates(config.get("ParameterRanges", {}), budget, seed=0))
         self.log(f"   {name}: local search over {budget} of {limit} training jobs, objective {objective['Type']} {objective['MetricName']}")
-        summaries = []
+        summaries: list[dict[str, Any]] = []
         for index, assignment in enumerate(candidates, start=1):
             job_name = f"{name.lower()}-{uuid.uuid4().hex[:6]}-{index:03d}"
             training_arguments = {
@@ -740,25 +781,26 @@ def _iso_duration_seconds(value: str) -> float:
     return days * 86400 + hours * 3600 + minutes * 60 + seconds
 
 
+def _draw(kind: str, spec: Mapping[str, Any], rng: random.Random, midpoint: bool) -> str:
+    if kind == "IntegerParameterRanges":
+        low, high = int(spec["MinValue"]), int(spec["MaxValue"])
+        return str((low + high) // 2 if midpoint else rng.randint(low, high))
+    if kind == "ContinuousParameterRanges":
+        low_f, high_f = float(spec["MinValue"]), float(spec["MaxValue"])
+        return f"{((low_f + high_f) / 2) if midpoint else rng.uniform(low_f, high_f):.6g}"
+    values = list(spec["Values"])
+    return str(values[0] if midpoint else rng.choice(values))
+
+
 def _tuning_candidates(ranges: Mapping[str, Any], count: int, seed: int) -> Iterable[dict[str, str]]:
     """Deterministic candidates: the midpoint first, then seeded random draws within the ranges."""
-    rng = random.Random(seed)
-    specs = []
-    for item in ranges.get("IntegerParameterRanges", []):
-        low, high = int(item["MinValue"]), int(item["MaxValue"])
-        specs.append((item["Name"], lambda r, lo=low, hi=high, mid=False: str((lo + hi) // 2 if mid else r.randint(lo, hi))))
-    for item in ranges.get("ContinuousParameterRanges", []):
-        low_f, high_f = float(item["MinValue"]), float(item["MaxValue"])
-        specs.append((item["Name"], lambda r, lo=low_f, hi=high_f, mid=False: f"{((lo + hi) / 2) if mid else r.uniform(lo, hi):.6g}"))
-    for item in ranges.get("CategoricalParameterRanges", []):
-        values = list(item["Values"])
-        specs.append((item["Name"], lambda r, vs=values, mid=False: vs[0] if mid else r.choice(vs)))
+    rng = random.Random(seed)  # noqa: S311 - a reproducible search, not a secret
+    specs = [(kind, spec) for kind in ("IntegerParameterRanges", "ContinuousParameterRanges", "CategoricalParameterRanges") for spec in ranges.get(kind, [])]
     seen: set[tuple[tuple[str, str], ...]] = set()
     attempts = 0
     while len(seen) < count and attempts < count * 20:
         attempts += 1
-        first = not seen
-        assignment = {name: draw(rng, mid=first) for name, draw in specs}
+        assignment = {spec["Name"]: _draw(kind, spec, rng, midpoint=not seen) for kind, spec in specs}
         key = tuple(sorted(assignment.items()))
         if key in seen:
             continue

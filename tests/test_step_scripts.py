@@ -1,0 +1,166 @@
+"""The step scripts for real on the bundled digits and on messy data; bad data fails clearly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline_steps import evaluate, inference, preprocess, train
+from pipeline_steps.evaluate import CONDITION_METRIC_PATH, EVALUATION_FILE_NAME
+from sagelab.datasets import DIGITS_CSV, digits_rows
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("digits")
+    (root / "input").mkdir()
+    (root / "input" / "digits.csv").write_bytes(DIGITS_CSV.read_bytes())
+    preprocess.preprocess(root / "input", root / "splits")
+    train.train(root / "splits" / "train", root / "splits" / "validation", root / "splits" / "spec", root / "model", train.Hyperparameters(), root / "output")
+    evaluate.evaluate(root / "model", root / "splits" / "test", root / "evaluation")
+    return {"root": root, "model": root / "model", "evaluation": root / "evaluation", "splits": root / "splits"}
+
+
+def test_bundled_csv_is_sklearn_digits() -> None:
+    header, rows = digits_rows()
+    frame = pd.read_csv(DIGITS_CSV)
+    assert list(frame.columns) == header and len(frame) == len(rows) == 1797
+    assert frame.to_numpy().tolist() == rows
+
+
+def test_digits_reach_test_accuracy_095(trained: dict[str, Path]) -> None:
+    report = json.loads((trained["evaluation"] / EVALUATION_FILE_NAME).read_text())
+    path = CONDITION_METRIC_PATH.format(metric="accuracy").split(".")
+    value = report
+    for key in path:
+        value = value[key]
+    assert value >= 0.95
+    assert report["multiclass_classification_metrics"]["accuracy"]["value"] == value
+
+
+def test_evaluation_json_is_in_model_quality_format(trained: dict[str, Path]) -> None:
+    report = json.loads((trained["evaluation"] / EVALUATION_FILE_NAME).read_text())
+    section = report["multiclass_classification_metrics"]
+    for metric in ("accuracy", "weighted_precision", "weighted_recall", "weighted_f1", "weighted_roc_auc"):
+        assert set(section[metric]) == {"value", "standard_deviation"}
+        assert 0.9 <= section[metric]["value"] <= 1.0
+    matrix = section["confusion_matrix"]
+    assert sorted(matrix) == [str(d) for d in range(10)]
+    assert sum(sum(row.values()) for row in matrix.values()) == report["sagelab_summary"]["test_rows"] == 270
+
+
+def test_plots_are_written(trained: dict[str, Path]) -> None:
+    for name in (evaluate.CONFUSION_MATRIX_PNG, evaluate.ROC_CURVE_PNG):
+        data = (trained["evaluation"] / name).read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 5000
+
+
+def test_splits_are_stratified_and_disjoint(trained: dict[str, Path]) -> None:
+    frames = {s: pd.read_csv(trained["splits"] / s / f"{s}.csv") for s in ("train", "validation", "test")}
+    assert [len(f) for f in frames.values()] == [1257, 270, 270]
+    proportions = [f[preprocess.ENCODED_TARGET_COLUMN].value_counts(normalize=True).sort_index().to_numpy() for f in frames.values()]
+    assert np.abs(proportions[0] - proportions[2]).max() < 0.02
+
+
+def test_model_dir_is_portable_without_pickle(trained: dict[str, Path]) -> None:
+    names = sorted(p.name for p in trained["model"].iterdir())
+    assert names == ["feature_spec.json", "training_report.json", "xgboost-model.json"]
+    spec = json.loads((trained["model"] / "feature_spec.json").read_text())
+    assert spec["labels"] == [str(d) for d in range(10)] and spec["problem_type"] == "multiclass"
+
+
+def test_cross_validation_reports_mean_and_std(trained: dict[str, Path], tmp_path: Path) -> None:
+    splits = trained["splits"]
+    report = train.train(splits / "train", splits / "validation", splits / "spec", tmp_path / "model", train.Hyperparameters(num_round=40, cv_folds=3))
+    cv = report["cross_validation"]["accuracy"]
+    assert 0.85 < cv["mean"] <= 1.0 and 0 <= cv["std"] < 0.1
+
+
+def test_train_main_takes_sagemaker_hyperparameter_arguments(
+    trained: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    splits = trained["splits"]
+    monkeypatch.setenv("SM_CHANNEL_TRAIN", str(splits / "train"))
+    monkeypatch.setenv("SM_CHANNEL_VALIDATION", str(splits / "validation"))
+    monkeypatch.setenv("SM_CHANNEL_SPEC", str(splits / "spec"))
+    monkeypatch.setenv("SM_MODEL_DIR", str(tmp_path / "model"))
+    monkeypatch.setenv("SM_OUTPUT_DATA_DIR", str(tmp_path / "output"))
+    assert train.main(["--max_depth", "3", "--eta", "0.3", "--num_round", "30"]) == 0
+    assert "validation-accuracy=" in capsys.readouterr().out
+    assert json.loads((tmp_path / "model" / "training_report.json").read_text())["hyperparameters"]["max_depth"] == 3
+    assert train.main(["--max_depth", "0"]) == 2
+    assert "max_depth=0 (expected 1..32)" in capsys.readouterr().err
+
+
+# -- messy user data -------------------------------------------------------------------------------
+def messy_frame(rows: int = 240, seed: int = 7) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    size = rng.normal(50, 15, rows)
+    colour = rng.choice(["red", "green", "blue"], rows)
+    species = np.where(size + (colour == "red") * 25 + rng.normal(0, 5, rows) > 60, "big-cat", "small-cat")
+    frame = pd.DataFrame({"size": size.round(2), "colour": colour, "weight": (size * 2 + rng.normal(0, 3, rows)).round(1), "species": species})
+    frame.loc[::11, "size"] = np.nan
+    frame.loc[::13, "colour"] = np.nan
+    return frame
+
+
+def test_string_target_categoricals_and_missing_values(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    messy_frame().to_csv(tmp_path / "in" / "animals.csv", index=False)
+    result = preprocess.preprocess(tmp_path / "in", tmp_path / "out", target_column="species")
+    spec = result.spec
+    assert spec.problem_type == "binary" and spec.labels == ["big-cat", "small-cat"]
+    assert spec.categorical_vocabulary == {"colour": ["blue", "green", "red"]}
+    assert spec.encoded_columns == ["size", "colour=blue", "colour=green", "colour=red", "weight"]
+    train.train(tmp_path / "out/train", tmp_path / "out/validation", tmp_path / "out/spec", tmp_path / "model", train.Hyperparameters(num_round=50))
+    report = evaluate.evaluate(tmp_path / "model", tmp_path / "out/test", tmp_path / "eval")
+    assert report["binary_classification_metrics"]["accuracy"]["value"] > 0.8
+    model = inference.model_fn(tmp_path / "model")
+    answer = inference.predict_rows(
+        model, json.dumps({"instances": [{"size": 90, "colour": "red", "weight": 180}, {"size": None, "colour": "purple", "weight": 60}]})
+    )
+    assert answer[0]["label"] == "big-cat" and set(answer[1]["probabilities"]) == {"big-cat", "small-cat"}
+
+
+def test_mnist_style_label_first_csv_and_parquet(tmp_path: Path) -> None:
+    frame = pd.read_csv(DIGITS_CSV)
+    label_first = frame[["label"] + [c for c in frame.columns if c != "label"]]
+    (tmp_path / "mnist").mkdir()
+    label_first.to_csv(tmp_path / "mnist" / "train.csv", index=False, header=False)
+    result = preprocess.preprocess(tmp_path / "mnist", tmp_path / "out1", input_format="csv-label-first")
+    assert result.spec.feature_columns[:2] == ["f1", "f2"] and len(result.spec.labels) == 10
+    (tmp_path / "pq").mkdir()
+    frame.to_parquet(tmp_path / "pq" / "digits.parquet")
+    assert preprocess.preprocess(tmp_path / "pq", tmp_path / "out2").row_counts["train"] == 1257
+
+
+@pytest.mark.parametrize(
+    ("content", "args", "message"),
+    [
+        ("a,b,label\n", [], "digits.csv has no data rows"),
+        ("", [], "digits.csv is empty"),
+        ("a,b,label\n1,2,3\n4,5,6\n", ["--target-column", "species"], "target column 'species' not found in digits.csv; columns are ['a', 'b', 'label']"),
+        ("a,label\n" + "".join(f"{i},7\n" for i in range(30)), [], "target column 'label' has only one class ('7'); classification needs at least two"),
+        ("a,label\n" + "".join(f"{'x1' if i == 17 else i},{i % 2}\n" for i in range(30)), [], "column 'a' is numeric but row 18 has 'x1' in digits.csv"),
+        ("a,label\n1,0\n2,1\n3,0\n4,1\n5,1\n6,0\n", [], "class '0' has"),
+    ],
+)
+def test_bad_data_exits_non_zero_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, args: list[str], message: str) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "digits.csv").write_text(content)
+    assert preprocess.main(["--input-dir", str(tmp_path / "in"), "--output-dir", str(tmp_path / "out"), *args]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1
+    assert message in error, error
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_input_directory_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert preprocess.main(["--input-dir", str(tmp_path / "nowhere"), "--output-dir", str(tmp_path / "out")]) == 2
+    assert f"input directory {tmp_path / 'nowhere'} does not exist" in capsys.readouterr().err
