@@ -28,13 +28,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+# Contract with the pipeline definition. The builder reads these literals from this file
+# (sagelab/step_contract.py), so the producer and the pipeline's JsonGet cannot drift apart.
 EVALUATION_FILE_NAME = "evaluation.json"
-SUMMARY_KEY = "sagelab_summary"
-# The pipeline's JsonGet on evaluation.json reads CONDITION_METRIC_PATH.format(metric=...);
-# the pipeline builder imports this constant, so the producer and the reader cannot drift apart.
-CONDITION_METRIC_PATH = SUMMARY_KEY + ".metrics.{metric}"
+CONDITION_METRIC_PATH = "sagelab_summary.metrics.{metric}"
 # Metrics that are better when lower; the pipeline's condition uses <= for these and >= otherwise.
-ERROR_METRICS = frozenset({"mse", "rmse", "mae", "log_loss"})
+ERROR_METRICS = ("mse", "rmse", "mae", "log_loss")
+SUMMARY_KEY = CONDITION_METRIC_PATH.split(".")[0]
 CLASSIFICATION_METRICS = ("accuracy", "weighted_precision", "weighted_recall", "weighted_f1", "roc_auc")
 REGRESSION_METRICS = ("mse", "rmse", "mae", "r2")
 CONFUSION_MATRIX_PNG = "confusion_matrix.png"

@@ -31,7 +31,8 @@ except ModuleNotFoundError:  # imported from the repository (tests, `sagelab ser
 
 MODEL_FILE_NAME = "xgboost-model.json"
 REPORT_FILE_NAME = "training_report.json"
-# The regexes in the pipeline's metric definitions match these lines; keep both in step.
+# Contract with the pipeline definition: its metric-definition regexes are derived from this
+# literal (read by sagelab/step_contract.py), so the log lines and the regexes stay in step.
 METRIC_LINE_FORMAT = "{split}-{metric}={value:.6f}"
 
 

@@ -80,7 +80,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UsageError(str(error)) from None
         log(f"uploaded {args.data} -> {params['InputDataUri']}")
     try:
-        runner = LocalPipelineRunner(local_env.definition, local_env.workdir, pipeline_name=local_env.pipeline_name, log=log)
+        runner = LocalPipelineRunner(
+            local_env.definition, local_env.workdir, pipeline_name=local_env.pipeline_name, log=log, fresh_processes=args.fresh_processes
+        )
         result = runner.run(params, resume=args.resume)
     except PipelineError as error:
         raise UsageError(str(error)) from None
@@ -195,7 +197,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     cmd_synth_summary(argparse.Namespace(cdk_out="cdk.out"))
     print("\n== 2/2 run the pipeline locally on the bundled digits (sagelab run) ==", flush=True)
-    run_args = argparse.Namespace(workdir=args.workdir, data=None, param=[], resume=False, json=False, config=None, env=None)
+    run_args = argparse.Namespace(workdir=args.workdir, data=None, param=[], resume=False, json=False, config=None, env=None, fresh_processes=False)
     code = cmd_run(run_args)
     templates = sorted(str(p) for p in Path("cdk.out").glob("*.template.json"))
     print("\n== where things are ==")
@@ -225,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--param", action="append", metavar="Name=Value", help="override a pipeline parameter (repeatable)")
     p.add_argument("--resume", action="store_true", help="reuse completed steps whose inputs did not change (cache-enabled steps)")
     p.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout (logs go to stderr)")
+    p.add_argument("--fresh-processes", action="store_true", help="start a fresh interpreter per step instead of forking a preloaded one")
     add_env_options(p)
     p.set_defaults(func=cmd_run)
 

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
+import importlib.metadata
 import io
 import json
 import logging
@@ -31,16 +33,17 @@ import re
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from pipeline_steps.evaluate import CONDITION_METRIC_PATH, ERROR_METRICS, EVALUATION_FILE_NAME
-from pipeline_steps.train import METRIC_LINE_FORMAT
+from sagelab.step_contract import CONDITION_METRIC_PATH, ERROR_METRICS, EVALUATION_FILE_NAME, METRIC_LINE_FORMAT
 
 # SDK settings that must hold before `sagemaker` is imported: no telemetry, no config files read
 # from the user's machine or S3 (they would make the definition depend on who builds it).
 os.environ.setdefault("SAGEMAKER_ADMIN_CONFIG_OVERRIDE", os.devnull)
 os.environ.setdefault("SAGEMAKER_USER_CONFIG_OVERRIDE", os.devnull)
 
+DEFAULT_CACHE_DIR = Path(__file__).resolve().parent.parent / ".sagelab" / "cache"
 SKLEARN_FRAMEWORK_VERSION = "1.4-2"
 XGBOOST_FRAMEWORK_VERSION = "3.0-5"
 PIPELINE_CODE_PREFIX = "pipeline-code"
@@ -118,17 +121,28 @@ class PipelineSettings:
         return self.metric in ERROR_METRICS
 
 
-def image_uris(region: str) -> dict[str, str]:
-    """The framework images for a region, from the SDK's bundled table (no AWS call)."""
-    return dict(_image_uris(region))
+def image_uris(region: str, cache_dir: Path | None = DEFAULT_CACHE_DIR) -> dict[str, str]:
+    """The framework images for a region, from the SDK's bundled table (no AWS call).
+
+    Cached on disk per SDK version and region, like the definition: importing the SDK for a table
+    lookup would cost every synth over a second."""
+    return dict(_image_uris(region, cache_dir))
 
 
 @functools.cache
-def _image_uris(region: str) -> tuple[tuple[str, str], ...]:
+def _image_uris(region: str, cache_dir: Path | None) -> tuple[tuple[str, str], ...]:
+    key = f"{importlib.metadata.version('sagemaker')}-{region}-{SKLEARN_FRAMEWORK_VERSION}-{XGBOOST_FRAMEWORK_VERSION}"
+    path = Path(cache_dir) / f"image-uris-{key}.json" if cache_dir is not None else None
+    if path is not None and path.is_file():
+        return tuple((name, uri) for name, uri in json.loads(path.read_text()))
     with _quiet_sdk():
         from sagemaker import image_uris as sdk_image_uris
 
-        return _retrieve_image_uris(sdk_image_uris, region)
+        uris = _retrieve_image_uris(sdk_image_uris, region)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(uris))
+    return uris
 
 
 def _retrieve_image_uris(sdk_image_uris: Any, region: str) -> tuple[tuple[str, str], ...]:
@@ -461,21 +475,52 @@ def _quiet_sdk() -> Iterator[None]:
             logger.setLevel(level)
 
 
-@functools.lru_cache(maxsize=8)
-def _definition_text(settings: PipelineSettings) -> str:
+def build_definition_text(settings: PipelineSettings) -> str:
+    """Build the definition with the SDK (no cache): canonical JSON with `${Name}` placeholders."""
     with _quiet_sdk(), _no_instance_metadata(), _config_validated_once():
         raw = build_pipeline(settings).definition()
     return json.dumps(_make_portable(json.loads(raw)), sort_keys=True, separators=(",", ":"))
 
 
-def build_definition(settings: PipelineSettings) -> dict[str, Any]:
+def _cache_key(settings: PipelineSettings) -> str:
+    """Everything the definition depends on: SDK version, this builder, the step contract, the settings."""
+    from sagelab import step_contract
+
+    digest = hashlib.sha256()
+    digest.update(importlib.metadata.version("sagemaker").encode())
+    digest.update(Path(__file__).read_bytes())
+    digest.update(Path(step_contract.__file__).read_bytes())
+    for script in ("evaluate.py", "train.py"):
+        digest.update((step_contract.STEPS_DIR / script).read_bytes())
+    digest.update(repr(settings).encode())
+    return digest.hexdigest()[:32]
+
+
+@functools.lru_cache(maxsize=8)
+def _definition_text(settings: PipelineSettings, cache_dir: Path | None) -> str:
+    # Importing the SDK and building takes ~3 s; the result depends only on `_cache_key`, so it
+    # is kept on disk and every later synth (and `sagelab run`) reuses it.
+    if cache_dir is None:
+        return build_definition_text(settings)
+    path = Path(cache_dir) / f"definition-{_cache_key(settings)}.json"
+    if path.is_file():
+        return path.read_text()
+    text = build_definition_text(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(f".{os.getpid()}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+    return text
+
+
+def build_definition(settings: PipelineSettings, cache_dir: Path | None = DEFAULT_CACHE_DIR) -> dict[str, Any]:
     """The pipeline definition as a dict, placeholders left as `${Name}`. Cached per settings."""
-    return json.loads(_definition_text(settings))
+    return json.loads(_definition_text(settings, cache_dir))
 
 
-def definition_json(settings: PipelineSettings) -> str:
+def definition_json(settings: PipelineSettings, cache_dir: Path | None = DEFAULT_CACHE_DIR) -> str:
     """Canonical JSON text of the definition (what CDK embeds in `Fn::Sub`)."""
-    return _definition_text(settings)
+    return _definition_text(settings, cache_dir)
 
 
 def substitute(text: str, values: Mapping[str, str]) -> str:

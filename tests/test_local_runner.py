@@ -13,6 +13,7 @@ import pytest
 from sagelab.local.expressions import UnsupportedExpression
 from sagelab.local.runner import LocalPipelineRunner, PipelineError, dependency_order, flatten_steps
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
 SCORE_SCRIPT = """
 import argparse, json, os, pathlib, sys
 parser = argparse.ArgumentParser()
@@ -146,9 +147,11 @@ def definition(
     }
 
 
-def run(tmp_path: Path, spec: dict[str, Any], params: dict[str, str] | None = None, resume: bool = False) -> tuple[Any, list[str]]:
+def run(
+    tmp_path: Path, spec: dict[str, Any], params: dict[str, str] | None = None, resume: bool = False, fresh_processes: bool = False
+) -> tuple[Any, list[str]]:
     lines: list[str] = []
-    runner = LocalPipelineRunner(spec, tmp_path, log=lines.append)
+    runner = LocalPipelineRunner(spec, tmp_path, log=lines.append, fresh_processes=fresh_processes)
     return runner.run(params or {}, resume=resume), lines
 
 
@@ -158,8 +161,9 @@ def workdir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_processing_condition_and_if_branch(workdir: Path) -> None:
-    result, lines = run(workdir, definition(score=0.9))
+@pytest.mark.parametrize("fresh_processes", [False, True], ids=["forked", "fresh-interpreter"])
+def test_processing_condition_and_if_branch(workdir: Path, fresh_processes: bool) -> None:
+    result, lines = run(workdir, definition(score=0.9), fresh_processes=fresh_processes)
     assert result.status == "Succeeded"
     statuses = {s.name: s.status for s in result.steps}
     assert statuses == {"Score": "Succeeded", "Check": "Succeeded", "Publish": "Succeeded", "TooLow": "Skipped"}
@@ -188,8 +192,9 @@ def test_parameter_override_is_type_checked(workdir: Path) -> None:
         run(workdir, definition(), {"Bogus": "1"})
 
 
-def test_failing_script_shows_exit_code_and_log_tail_and_stops(workdir: Path) -> None:
-    result, lines = run(workdir, definition(fail="yes"))
+@pytest.mark.parametrize("fresh_processes", [False, True], ids=["forked", "fresh-interpreter"])
+def test_failing_script_shows_exit_code_and_log_tail_and_stops(workdir: Path, fresh_processes: bool) -> None:
+    result, lines = run(workdir, definition(fail="yes"), fresh_processes=fresh_processes)
     assert result.status == "Failed"
     assert result.failure_reason == "Score: score.py exited with code 3"
     assert [s.status for s in result.steps] == ["Failed", "NotStarted", "NotStarted", "NotStarted"]
@@ -296,3 +301,21 @@ def test_tuning_step_searches_and_ranks_by_the_objective(workdir: Path) -> None:
     assert len(jobs) == 3
     assert any("job 1/3 {'depth': '4', 'rate': '0.3'}" in line for line in lines), "the first candidate is the midpoint"
     assert len(list((workdir / "s3/bucket/models").glob("*/output/model.tar.gz"))) == 3
+
+
+def test_forked_step_sees_only_its_own_folder_and_environment(workdir: Path) -> None:
+    probe = (
+        "import os, sys\n"
+        "print('PATH0', sys.path[0])\n"
+        f"print('REPO_ON_PATH', any(p in ({str(REPO_ROOT)!r}, os.getcwd()) for p in sys.path[1:]))\n"
+        "print('CWD', os.getcwd())\n"
+        "print('GREETING', os.environ.get('GREETING'))\n"
+        "sys.exit(4)\n"
+    )
+    (workdir / "s3/bucket/code/score.py").write_text(probe)
+    result, lines = run(workdir, definition())
+    assert result.failure_reason == "Score: score.py exited with code 4"
+    text = "\n".join(lines)
+    assert "PATH0 " + str(workdir) in text and "/container/opt/ml/processing/input/code" in text
+    assert "REPO_ON_PATH False" in text
+    assert "GREETING hello" in text

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from sagelab import pipeline_definition
-from sagelab.pipeline_definition import PipelineSettings, TuningSettings, build_definition
+from sagelab.pipeline_definition import PipelineSettings, TuningSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -80,19 +80,28 @@ def test_definition_build_opens_no_socket(monkeypatch: pytest.MonkeyPatch, tmp_p
         monkeypatch.delenv(key)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
-    pipeline_definition._definition_text.cache_clear()
     for settings in (PipelineSettings(), PipelineSettings(tuning=TuningSettings(max_jobs=3))):
-        definition = build_definition(settings)
+        definition = json.loads(pipeline_definition.build_definition_text(settings))  # no cache: a real SDK build
         assert definition["Steps"]
     assert attempts == []
     assert "AWS_EC2_METADATA_DISABLED" not in os.environ  # the guard is scoped to the build
 
 
 def test_definition_is_deterministic() -> None:
-    pipeline_definition._definition_text.cache_clear()
-    first = pipeline_definition.definition_json(PipelineSettings(tuning=TuningSettings(max_jobs=2)))
-    pipeline_definition._definition_text.cache_clear()
-    second = pipeline_definition.definition_json(PipelineSettings(tuning=TuningSettings(max_jobs=2)))
+    first = pipeline_definition.build_definition_text(PipelineSettings(tuning=TuningSettings(max_jobs=2)))
+    second = pipeline_definition.build_definition_text(PipelineSettings(tuning=TuningSettings(max_jobs=2)))
     assert first == second
     assert "us-east-1" not in first and "sagemaker_job_name" not in first
     assert json.loads(first)["Version"] == "2020-12-01"
+
+
+def test_disk_cache_is_keyed_on_settings_and_reused(tmp_path: Path) -> None:
+    settings = PipelineSettings(metric_threshold=0.91)
+    first = pipeline_definition.definition_json(settings, cache_dir=tmp_path)
+    (cached,) = tmp_path.glob("definition-*.json")
+    assert cached.read_text() == first
+    pipeline_definition._definition_text.cache_clear()
+    cached.write_text(first.replace("0.91", "0.92"))  # proves the second call reads the file
+    assert "0.92" in pipeline_definition.definition_json(settings, cache_dir=tmp_path)
+    pipeline_definition.definition_json(PipelineSettings(metric_threshold=0.93), cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("definition-*.json"))) == 2

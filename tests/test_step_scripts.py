@@ -164,3 +164,14 @@ def test_bad_data_exits_non_zero_with_one_line(tmp_path: Path, capsys: pytest.Ca
 def test_missing_input_directory_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert preprocess.main(["--input-dir", str(tmp_path / "nowhere"), "--output-dir", str(tmp_path / "out")]) == 2
     assert f"input directory {tmp_path / 'nowhere'} does not exist" in capsys.readouterr().err
+
+
+def test_step_contract_matches_the_scripts() -> None:
+    from sagelab import step_contract
+
+    assert step_contract.CONDITION_METRIC_PATH == evaluate.CONDITION_METRIC_PATH
+    assert step_contract.EVALUATION_FILE_NAME == evaluate.EVALUATION_FILE_NAME
+    assert step_contract.ERROR_METRICS == evaluate.ERROR_METRICS
+    assert step_contract.METRIC_LINE_FORMAT == train.METRIC_LINE_FORMAT
+    with pytest.raises(KeyError, match="defines no literal SUMMARY_KEY"):
+        step_contract.script_constant("evaluate.py", "SUMMARY_KEY")

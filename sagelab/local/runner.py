@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sagelab.local import prefork
 from sagelab.local.expressions import EvaluationContext, UnresolvedReference, UnsupportedExpression, evaluate, evaluate_condition
 from sagelab.local.registry import LocalRegistry
 
@@ -263,6 +264,7 @@ class LocalPipelineRunner:
         log: Callable[[str], None] = print,
         python: str = sys.executable,
         max_tuning_jobs: int = DEFAULT_MAX_LOCAL_TUNING_JOBS,
+        fresh_processes: bool = False,
     ) -> None:
         self.definition = definition
         self.workdir = Path(workdir).resolve()
@@ -272,6 +274,9 @@ class LocalPipelineRunner:
         self.log = log
         self.python = python
         self.max_tuning_jobs = max_tuning_jobs
+        # Python steps run in processes forked from a parent that imported numpy/pandas/xgboost
+        # once (sagelab.local.prefork); fresh interpreters on request or where fork is missing.
+        self.prefork = not fresh_processes and prefork.available()
         self.steps = flatten_steps(definition)
         for name, step in self.steps.items():
             if step.get("Type") not in SUPPORTED_STEP_TYPES:
@@ -693,13 +698,21 @@ class LocalPipelineRunner:
         env.pop("PYTHONPATH", None)  # the script sees only its own folder, as in the container
         cwd.mkdir(parents=True, exist_ok=True)
         lines: list[str] = []
-        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
-        assert process.stdout is not None
-        for line in process.stdout:
-            line = line.rstrip("\n")
+
+        def on_line(line: str) -> None:
             lines.append(line)
             self.log(f"   [{name}] {line}")
-        code = process.wait()
+
+        if self.prefork and command[0] == self.python and len(command) > 1 and command[1].endswith(".py"):
+            prefork.preload()
+            script = command[1] if Path(command[1]).is_absolute() else str(cwd / command[1])
+            code = prefork.run_script(script, command[2:], cwd, env, on_line)
+        else:
+            process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+            assert process.stdout is not None
+            for line in process.stdout:
+                on_line(line.rstrip("\n"))
+            code = process.wait()
         if code != 0:
             raise StepFailed(name, f"{Path(command[1]).name if len(command) > 1 else command[0]} exited with code {code}", lines[-LOG_TAIL_LINES:])
         return lines
