@@ -149,7 +149,7 @@ def predict_fn(data: Any, model: LoadedModel) -> list[dict[str, Any]]:
         features = model.spec.transform(frame)
     except DataError as error:
         raise InvalidInput(str(error)) from None
-    raw = model.booster.predict(xgb.DMatrix(features))
+    raw = model.booster.inplace_predict(features)  # no DMatrix copy: cheaper for small requests
     spec = model.spec
     if spec.problem_type == "regression":
         return [{"value": float(value)} for value in raw]

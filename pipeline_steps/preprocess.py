@@ -107,26 +107,41 @@ class FeatureSpec:
         missing = [name for name in self.feature_columns if name not in frame.columns]
         if missing:
             raise DataError(f"missing feature column(s) {missing}; expected columns {self.feature_columns}")
+        numeric = self._numeric_block(frame)
+        if not self.categorical_vocabulary:
+            return numeric  # all-numeric data (the digits): one vectorised block, the serving hot path
         blocks: list[np.ndarray] = []
+        numeric_position = 0
         for name in self.feature_columns:
+            if name not in self.categorical_vocabulary:
+                blocks.append(numeric[:, numeric_position : numeric_position + 1])
+                numeric_position += 1
+                continue
+            vocabulary = self.categorical_vocabulary[name]
             column = frame[name]
-            if name in self.categorical_vocabulary:
-                vocabulary = self.categorical_vocabulary[name]
-                values = column.astype("object").where(column.notna(), self.categorical_impute[name])
-                values = values.map(_category_key)
-                block = np.zeros((len(frame), len(vocabulary)), dtype=np.float32)
-                index = {value: position for position, value in enumerate(vocabulary)}
-                for row, value in enumerate(values):
-                    position = index.get(value)  # unseen categories encode as all zeros
-                    if position is not None:
-                        block[row, position] = 1.0
-                blocks.append(block)
-            else:
-                numeric = _to_numeric_or_fail(column, name, row_offset=0)
-                blocks.append(numeric.fillna(self.numeric_impute[name]).to_numpy(dtype=np.float32).reshape(-1, 1))
-        if not blocks:
+            values = column.astype("object").where(column.notna(), self.categorical_impute[name]).map(_category_key)
+            block = np.zeros((len(frame), len(vocabulary)), dtype=np.float32)
+            index = {value: position for position, value in enumerate(vocabulary)}
+            for row, value in enumerate(values):
+                position = index.get(value)  # unseen categories encode as all zeros
+                if position is not None:
+                    block[row, position] = 1.0
+            blocks.append(block)
+        return np.hstack(blocks) if blocks else np.zeros((len(frame), 0), dtype=np.float32)
+
+    def _numeric_block(self, frame: pd.DataFrame) -> np.ndarray:
+        names = [name for name in self.feature_columns if name not in self.categorical_vocabulary]
+        if not names:
             return np.zeros((len(frame), 0), dtype=np.float32)
-        return np.hstack(blocks)
+        block = frame[names]
+        if not all(pd.api.types.is_numeric_dtype(dtype) for dtype in block.dtypes):
+            block = pd.DataFrame({name: _to_numeric_or_fail(block[name], name, row_offset=0) for name in names})
+        values = block.to_numpy(dtype=np.float64, na_value=np.nan)
+        gaps = np.isnan(values)
+        if gaps.any():
+            fill = np.array([self.numeric_impute[name] for name in names])
+            values = np.where(gaps, fill, values)
+        return values.astype(np.float32)
 
     def rows_to_frame(self, rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
         """Positional rows (in `feature_columns` order) -> a frame with the raw column names."""

@@ -160,6 +160,98 @@ def cmd_models_approve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- serve / predict ------------------------------------------------------------------------------------
+DEFAULT_GATEWAY_PORT, DEFAULT_ENDPOINT_PORT = 8080, 8081
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import secrets
+    import signal
+    import threading
+
+    from sagelab.local.registry import RegistryError
+    from sagelab.local.serve import ServeError, serving
+
+    api_key = args.api_key or f"local-{secrets.token_hex(8)}"
+    stop = threading.Event()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signal_number, lambda *_: stop.set())
+    try:
+        with serving(Path(args.workdir), api_key, port=args.port, endpoint_port=args.endpoint_port, group=args.group, version=args.version) as (
+            gateway,
+            endpoint,
+        ):
+            served = endpoint.served
+            assert served is not None
+            print(f"serving {served.package.group} version {served.package.version} ({served.package.approval_status})", flush=True)
+            print(f"gateway   {gateway.url}   POST /predict (x-api-key), GET /health, GET /openapi.json", flush=True)
+            print(f"endpoint  {endpoint.url}   GET /ping, POST /invocations, POST /endpoints/<name>/invocations", flush=True)
+            print(f"api key   {api_key}", flush=True)
+            print(f"try:      sagelab predict --url {gateway.url} --api-key {api_key} --file rows.csv   (Ctrl-C stops)", flush=True)
+            stop.wait()
+    except (ServeError, RegistryError) as error:
+        raise UsageError(str(error)) from None
+    except OSError as error:
+        raise UsageError(f"cannot listen: {error} (choose other ports with --port/--endpoint-port)") from None
+    print("stopped", flush=True)
+    return EXIT_OK
+
+
+def read_rows(path: Path) -> dict[str, Any]:
+    """rows.json ({"instances": ...} or a list) or rows.csv (a header row names the columns)."""
+    import csv
+
+    if not path.is_file():
+        raise UsageError(f"--file {path}: no such file")
+    text = path.read_text()
+    if path.suffix.lower() == ".json":
+        try:
+            payload = json.loads(text)
+        except ValueError as error:
+            raise UsageError(f"--file {path}: not valid JSON ({error})") from None
+        return payload if isinstance(payload, dict) else {"instances": payload}
+    rows = [row for row in csv.reader(text.splitlines()) if row]
+    if not rows:
+        raise UsageError(f"--file {path}: no rows")
+
+    def value(cell: str) -> Any:
+        if cell.strip() == "":
+            return None
+        try:
+            return float(cell)
+        except ValueError:
+            return cell
+
+    first = [value(cell) for cell in rows[0]]
+    if any(isinstance(cell, str) for cell in first):  # a header: send records by column name
+        return {"instances": [dict(zip(rows[0], (value(c) for c in row), strict=False)) for row in rows[1:]]}
+    return {"instances": [[value(c) for c in row] for row in rows]}
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import urllib.error
+    import urllib.request
+
+    payload = read_rows(Path(args.file))
+    if not args.url.startswith(("http://", "https://")):
+        raise UsageError(f"--url {args.url!r}: expected an http:// or https:// URL")
+    request = urllib.request.Request(  # noqa: S310 - scheme checked above
+        args.url.rstrip("/") + "/predict",
+        data=json.dumps(payload).encode(),
+        headers={"Content-Type": "application/json", **({"x-api-key": args.api_key} if args.api_key else {})},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=args.timeout) as response:  # noqa: S310 - the user's URL
+            print(response.read().decode())
+            return EXIT_OK
+    except urllib.error.HTTPError as error:
+        print(f"HTTP {error.code}: {error.read().decode(errors='replace')}", file=sys.stderr)
+        return EXIT_FAILED
+    except urllib.error.URLError as error:
+        raise UsageError(f"cannot reach {args.url}: {error.reason}") from None
+
+
 # -- synth summary ------------------------------------------------------------------------------------
 def synth_summary(cdk_out: Path) -> dict[str, Any]:
     manifest = json.loads((cdk_out / "manifest.json").read_text())
@@ -243,6 +335,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status", default="Approved", choices=["Approved", "Rejected", "PendingManualApproval"])
     p.add_argument("--workdir", default=".sagelab")
     p.set_defaults(func=cmd_models_approve)
+
+    p = sub.add_parser("serve", help="serve the approved model behind the local gateway and the same Lambda handler")
+    p.add_argument("--workdir", default=".sagelab")
+    p.add_argument("--port", type=int, default=DEFAULT_GATEWAY_PORT, help=f"gateway port (default {DEFAULT_GATEWAY_PORT})")
+    p.add_argument("--endpoint-port", type=int, default=DEFAULT_ENDPOINT_PORT, help=f"local endpoint port (default {DEFAULT_ENDPOINT_PORT})")
+    p.add_argument("--api-key", help="the key clients must send (default: a new random key, printed)")
+    p.add_argument("--group", help="model package group (default: any)")
+    p.add_argument("--version", type=int, help="serve this version instead of the latest approved")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("predict", help="send rows to a front door (sagelab serve or a deployed API)")
+    p.add_argument("--url", required=True, help="gateway base URL, e.g. http://127.0.0.1:8080 or https://ID.execute-api.REGION.amazonaws.com/prod")
+    p.add_argument("--api-key", help="the x-api-key value")
+    p.add_argument("--file", required=True, help="rows.csv (optional header) or rows.json")
+    p.add_argument("--timeout", type=float, default=30.0)
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("synth-summary", help="summarize cdk.out: stacks, resources, cdk-nag findings")
     p.add_argument("cdk_out", nargs="?", default="cdk.out")

@@ -1,0 +1,128 @@
+"""Build `openapi.json` from the request schema, so the API description and the API Gateway
+request model cannot drift apart. `python -m runtime.front_door.build_openapi` rewrites the file;
+a test fails when the checked-in file is out of date."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REQUEST_SCHEMA = HERE / "request_schema.json"
+OPENAPI = HERE / "openapi.json"
+
+
+def to_openapi_schema(schema: Any) -> Any:
+    """Draft-04 -> OpenAPI 3.0 schema object: `type: [x, "null"]` becomes `nullable`."""
+    if isinstance(schema, list):
+        return [to_openapi_schema(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    converted = {key: to_openapi_schema(value) for key, value in schema.items() if key not in ("$schema", "title")}
+    kind = converted.get("type")
+    if isinstance(kind, list):
+        kinds = [k for k in kind if k != "null"]
+        if len(kinds) == 1:
+            converted["type"] = kinds[0]
+        else:
+            del converted["type"]
+            converted["anyOf"] = [{"type": k} for k in kinds]
+        if "null" in kind:
+            converted["nullable"] = True
+    return converted
+
+
+def error_response(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def build() -> dict[str, Any]:
+    request = to_openapi_schema(json.loads(REQUEST_SCHEMA.read_text()))
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "SageLab front door",
+            "version": "1.0.0",
+            "description": "Scores rows with the approved model of a SageLab environment. Send the API key in the x-api-key header.",
+        },
+        "servers": [
+            {
+                "url": "https://{apiId}.execute-api.{region}.amazonaws.com/prod",
+                "variables": {"apiId": {"default": "api-id"}, "region": {"default": "us-east-1"}},
+            },
+            {"url": "http://127.0.0.1:8080", "description": "sagelab serve"},
+        ],
+        "security": [{"ApiKey": []}],
+        "paths": {
+            "/predict": {
+                "post": {
+                    "operationId": "predict",
+                    "summary": "Score up to 1,000 rows",
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PredictRequest"}}}},
+                    "responses": {
+                        "200": {
+                            "description": "One prediction per row",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PredictResponse"}}},
+                        },
+                        "400": error_response("Malformed input; the message names the field"),
+                        "403": error_response("Missing or unknown API key"),
+                        "413": error_response("Body over SageMaker's 6 MB limit"),
+                        "429": error_response("Throttled; retry after the Retry-After header"),
+                        "502": error_response("The model failed on this request"),
+                        "503": error_response("No model deployed yet, or not ready"),
+                        "504": error_response("The endpoint did not answer in time"),
+                    },
+                }
+            },
+            "/health": {
+                "get": {
+                    "operationId": "health",
+                    "summary": "Liveness of the front door",
+                    "security": [],
+                    "responses": {"200": {"description": "ok", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}}},
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "operationId": "openapi",
+                    "summary": "This document",
+                    "security": [],
+                    "responses": {"200": {"description": "OpenAPI 3 document", "content": {"application/json": {"schema": {"type": "object"}}}}},
+                }
+            },
+        },
+        "components": {
+            "securitySchemes": {"ApiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"}},
+            "schemas": {
+                "PredictRequest": request,
+                "PredictResponse": {
+                    "type": "object",
+                    "required": ["predictions"],
+                    "properties": {
+                        "predictions": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "label": {"type": "string"},
+                                    "probabilities": {"type": "object", "additionalProperties": {"type": "number"}},
+                                    "value": {"type": "number"},
+                                },
+                            },
+                        }
+                    },
+                },
+                "Health": {"type": "object", "properties": {"status": {"type": "string"}, "endpoint": {"type": "string"}}},
+                "Error": {"type": "object", "required": ["error", "message"], "properties": {"error": {"type": "string"}, "message": {"type": "string"}}},
+            },
+        },
+    }
+
+
+def render() -> str:
+    return json.dumps(build(), indent=2) + "\n"
+
+
+if __name__ == "__main__":
+    OPENAPI.write_text(render())

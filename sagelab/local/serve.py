@@ -1,0 +1,430 @@
+"""`sagelab serve`: the deployed serving path, on 127.0.0.1, without AWS or Docker.
+
+client --HTTP--> LocalGateway (:8080)  API key check + request model, like API Gateway
+                     |  API Gateway proxy event
+                     v
+                 runtime/front_door/handler.py   (the same Lambda handler that is deployed)
+                     |  boto3 sagemaker-runtime InvokeEndpoint (AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME)
+                     v
+                 LocalEndpoint (:8081)  GET /ping, POST /invocations (container contract)
+                                        POST /endpoints/<name>/invocations (Runtime API)
+                     |  model_fn / input_fn / predict_fn / output_fn
+                     v
+                 inference.py from the registered model's source archive + model.tar.gz
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import sys
+import tarfile
+import tempfile
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from sagelab.local.registry import LocalRegistry, ModelPackage
+from sagelab.local.runner import LocalS3
+
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+REQUEST_SCHEMA = REPO_ROOT / "runtime" / "front_door" / "request_schema.json"
+API_GATEWAY_MAX_BODY = 10 * 1024 * 1024
+LOCAL_ACCOUNT = "000000000000"
+ROUTES_WITHOUT_KEY = {("GET", "/health"), ("GET", "/openapi.json")}
+ROUTES = {("POST", "/predict"), *ROUTES_WITHOUT_KEY}
+
+
+class ServeError(RuntimeError):
+    """The model cannot be served; the message says why and what to do."""
+
+
+# -- the model ------------------------------------------------------------------------------------
+@dataclass
+class ServedModel:
+    package: ModelPackage
+    module: ModuleType
+    model: Any
+    lock: threading.Lock
+
+    def invoke(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
+        with self.lock:
+            data = self.module.input_fn(body, content_type)
+            predictions = self.module.predict_fn(data, self.model)
+            text, produced = self.module.output_fn(predictions, accept)
+        return (text.encode() if isinstance(text, str) else text), produced
+
+
+def load_served_model(workdir: Path, group: str | None = None, version: int | None = None, scratch: Path | None = None) -> ServedModel:
+    """Unpack a registered version like the serving container: model.tar.gz into a model dir, the
+    source archive (SAGEMAKER_SUBMIT_DIRECTORY) into a code dir, then import SAGEMAKER_PROGRAM."""
+    registry = LocalRegistry(workdir)
+    if version is not None:
+        if group is None:
+            raise ServeError("--version needs --group")
+        package = registry.get(group, version)
+    else:
+        latest = registry.latest_approved(group)
+        if latest is None:
+            known = registry.versions(group) if group or registry.groups() else []
+            hint = (
+                f" (pending: {', '.join(f'{p.group} {p.version}' for p in known)}; approve one with `sagelab models approve GROUP VERSION`)"
+                if known
+                else " (run `sagelab run` first)"
+            )
+            raise ServeError(f"no approved model in {registry.root}{hint}")
+        package = latest
+    root = Path(scratch or tempfile.mkdtemp(prefix="sagelab-serve-"))
+    model_dir, code_dir = root / "model", root / "code"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    code_dir.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(package.model_data_path) as tar:
+        tar.extractall(model_dir, filter="data")
+    s3 = LocalS3(Path(workdir) / "s3")
+    submit = package.environment.get("SAGEMAKER_SUBMIT_DIRECTORY", "")
+    program = package.environment.get("SAGEMAKER_PROGRAM", "inference.py")
+    archive = s3.path(submit) if submit.startswith("s3://") else None
+    if archive is None or not archive.is_file():
+        raise ServeError(f"source archive {submit!r} of {package.group} version {package.version} is missing from the local S3")
+    with tarfile.open(archive) as tar:
+        tar.extractall(code_dir, filter="data")
+    module = _import_program(code_dir / program)
+    return ServedModel(package=package, module=module, model=module.model_fn(str(model_dir)), lock=threading.Lock())
+
+
+def _import_program(path: Path) -> ModuleType:
+    # As the container does: the code dir first on sys.path, so inference.py's sibling imports
+    # (`from preprocess import ...`) resolve to the registered code, not the working tree.
+    sys.path.insert(0, str(path.parent))
+    for sibling in ("preprocess", "inference"):
+        sys.modules.pop(sibling, None)
+    try:
+        spec = importlib.util.spec_from_file_location(f"sagelab_served_{path.stem}_{uuid.uuid4().hex[:6]}", path)
+        if spec is None or spec.loader is None:
+            raise ServeError(f"cannot import {path}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up while it executes
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(path.parent))
+
+
+# -- HTTP helpers ---------------------------------------------------------------------------------
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def _send(handler: BaseHTTPRequestHandler, status: int, body: bytes, content_type: str = "application/json", headers: dict[str, str] | None = None) -> None:
+    handler.send_response(status)
+    handler.send_header("Content-Type", content_type)
+    handler.send_header("Content-Length", str(len(body)))
+    for name, value in (headers or {}).items():
+        handler.send_header(name, value)
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+def _read_body(handler: BaseHTTPRequestHandler, limit: int) -> bytes | None:
+    """The request body, or None when it is over `limit` (the connection is then closed, so an
+    unread body can never be mistaken for the next request on a kept-alive connection)."""
+    length = int(handler.headers.get("Content-Length") or 0)
+    if length > limit:
+        handler.close_connection = True
+        return None
+    return handler.rfile.read(length) if length else b""
+
+
+# -- the local endpoint -------------------------------------------------------------------------------
+class LocalEndpoint:
+    """A real HTTP server speaking the container contract and the SageMaker Runtime API."""
+
+    def __init__(self, served: ServedModel | None, host: str = "127.0.0.1", port: int = 0, endpoint_name: str = "sagelab-dev-endpoint") -> None:
+        self.served = served
+        self.endpoint_name = endpoint_name
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes; with Nagle on, the body waits for the peer's
+            # delayed ACK (~40 ms per request on Linux).
+            disable_nagle_algorithm = True
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+            def do_GET(self) -> None:
+                if self.path == "/ping":
+                    status = HTTPStatus.OK if outer.served else HTTPStatus.SERVICE_UNAVAILABLE
+                    _send(self, status, b"" if outer.served else b'{"message": "no model loaded"}')
+                    return
+                _send(self, 404, b'{"message": "not found"}')
+
+            def do_POST(self) -> None:
+                runtime_api = self.path.startswith("/endpoints/") and self.path.endswith("/invocations")
+                body = _read_body(self, 6 * 1024 * 1024)
+                if self.path != "/invocations" and not runtime_api:
+                    _send(self, 404, b'{"message": "not found"}')
+                    return
+                if body is None:
+                    outer._error(self, runtime_api, 413, "ValidationError", "payload over 6 MB")
+                    return
+                if outer.served is None:
+                    name = self.path.split("/")[2] if runtime_api else outer.endpoint_name
+                    outer._error(self, runtime_api, 400, "ValidationError", f"Endpoint {name} of account {LOCAL_ACCOUNT} not found.")
+                    return
+                content_type = self.headers.get("Content-Type", "application/json")
+                accept = self.headers.get("Accept", "application/json")
+                try:
+                    answer, produced = outer.served.invoke(body, content_type, accept)
+                except ValueError as error:  # inference.InvalidInput: the client's fault
+                    outer._model_error(self, runtime_api, 400, str(error))
+                    return
+                except Exception as error:
+                    outer._model_error(self, runtime_api, 500, f"{type(error).__name__}: {error}")
+                    return
+                headers = {"x-Amzn-Invoked-Production-Variant": "AllTraffic"} if runtime_api else {}
+                _send(self, 200, answer, produced, headers)
+
+        self.server = _QuietServer((host, port), Handler)
+        self.thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def _error(self, handler: BaseHTTPRequestHandler, runtime_api: bool, status: int, code: str, message: str) -> None:
+        headers = {"x-amzn-ErrorType": f"{code}:http://internal.amazon.com/coral/com.amazon.sagemaker/"} if runtime_api else {}
+        _send(handler, status, json.dumps({"message": message}).encode(), headers=headers)
+
+    def _model_error(self, handler: BaseHTTPRequestHandler, runtime_api: bool, original_status: int, message: str) -> None:
+        original = json.dumps({"message": message})
+        if not runtime_api:  # the container contract: the container's own status and body
+            _send(handler, original_status, original.encode())
+            return
+        # The Runtime API wraps a container error as ModelError (424), keeping the original.
+        body = {
+            "message": f'Received client error ({original_status}) from primary with message "{original}".',
+            "OriginalStatusCode": original_status,
+            "OriginalMessage": original,
+        }
+        _send(handler, 424, json.dumps(body).encode(), headers={"x-amzn-ErrorType": "ModelError:http://internal.amazon.com/coral/com.amazon.sagemaker/"})
+
+    def start(self) -> LocalEndpoint:
+        self.thread = threading.Thread(target=self.server.serve_forever, name="sagelab-endpoint", daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# -- the local gateway ----------------------------------------------------------------------------------
+@dataclass
+class LambdaContextStandIn:
+    """What the Lambda runtime passes as `context` (attributes Powertools reads)."""
+
+    function_name: str = "sagelab-local-front-door"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = f"arn:aws:lambda:us-east-1:{LOCAL_ACCOUNT}:function:sagelab-local-front-door"
+    aws_request_id: str = ""
+    log_group_name: str = "/aws/lambda/sagelab-local-front-door"
+    log_stream_name: str = "local"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 29_000
+
+
+def configure_handler_environment(endpoint_url: str, endpoint_name: str) -> None:
+    """What the deployed function gets from its configuration, pointed at the local endpoint."""
+    os.environ["ENDPOINT_NAME"] = endpoint_name
+    os.environ["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] = endpoint_url
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "sagelab-local")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "sagelab-local")
+    os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+
+
+def load_handler(endpoint_url: str, endpoint_name: str) -> ModuleType:
+    configure_handler_environment(endpoint_url, endpoint_name)
+    import runtime.front_door.handler as handler
+
+    # The module-level client was built from the environment at import; rebuild it if the module
+    # was imported earlier for another endpoint (tests start several servers in one process).
+    handler._runtime = handler.boto3.client("sagemaker-runtime", endpoint_url=endpoint_url, config=handler._runtime.meta.config)
+    return handler
+
+
+class LocalGateway:
+    """API Gateway's part, locally: routes, API key, the request model, proxy events."""
+
+    def __init__(self, handler_module: ModuleType, api_key: str, host: str = "127.0.0.1", port: int = 0) -> None:
+        import jsonschema
+
+        self.handler_module = handler_module
+        self.api_key = api_key
+        self.validator = jsonschema.Draft4Validator(json.loads(REQUEST_SCHEMA.read_text()))
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes; with Nagle on, the body waits for the peer's
+            # delayed ACK (~40 ms per request on Linux).
+            disable_nagle_algorithm = True
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+            def do_GET(self) -> None:
+                outer._handle(self, "GET")
+
+            def do_POST(self) -> None:
+                outer._handle(self, "POST")
+
+            def do_PUT(self) -> None:
+                outer._handle(self, "PUT")
+
+            def do_DELETE(self) -> None:
+                outer._handle(self, "DELETE")
+
+        self.server = _QuietServer((host, port), Handler)
+        self.thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def _gateway_error(self, request: BaseHTTPRequestHandler, status: int, code: str, message: str) -> None:
+        _send(request, status, json.dumps({"error": code, "message": message}).encode())
+
+    def _handle(self, request: BaseHTTPRequestHandler, method: str) -> None:
+        path = request.path.split("?", 1)[0]
+        raw = _read_body(request, API_GATEWAY_MAX_BODY)  # always consume the body first
+        if raw is None:
+            self._gateway_error(request, 413, "PayloadTooLarge", f"the body is over {API_GATEWAY_MAX_BODY} bytes")
+            return
+        if (method, path) not in ROUTES:
+            self._gateway_error(request, 404 if path not in {p for _, p in ROUTES} else 405, "NotFound", f"no route {method} {path}; see GET /openapi.json")
+            return
+        if (method, path) not in ROUTES_WITHOUT_KEY and request.headers.get("x-api-key") != self.api_key:
+            self._gateway_error(request, 403, "Forbidden", "missing or unknown API key; send it in the x-api-key header")
+            return
+        text = raw.decode("utf-8", errors="replace")
+        if method == "POST":
+            problem = self._validate(text)
+            if problem:
+                self._gateway_error(request, 400, "BadRequest", problem)
+                return
+        event = self._event(request, method, path, text)
+        context = LambdaContextStandIn(aws_request_id=event["requestContext"]["requestId"])
+        response = self.handler_module.lambda_handler(event, context)
+        # A REST proxy response may carry headers in either map; API Gateway merges them.
+        merged = {**(response.get("headers") or {}), **{k: ", ".join(v) for k, v in (response.get("multiValueHeaders") or {}).items()}}
+        headers = {k: v for k, v in merged.items() if k.lower() not in ("content-length",)}
+        content_type = headers.pop("Content-Type", "application/json")
+        body = response.get("body") or ""
+        _send(request, int(response["statusCode"]), body.encode() if isinstance(body, str) else body, content_type, headers)
+
+    def _validate(self, text: str) -> str | None:
+        """API Gateway's request validator: the body against the request model (draft-04)."""
+        try:
+            payload = json.loads(text, parse_constant=lambda name: float("nan"))
+        except ValueError:
+            return None  # not JSON: the model validator lets the Lambda name the problem
+        errors = sorted(self.validator.iter_errors(payload), key=lambda e: list(e.absolute_path))
+        if not errors:
+            return None
+        first = errors[0]
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first.absolute_path) or "body"
+        return f"invalid request body: {where.lstrip('.')}: {first.message}"
+
+    def _event(self, request: BaseHTTPRequestHandler, method: str, path: str, body: str) -> dict[str, Any]:
+        request_id = str(uuid.uuid4())
+        headers = dict(request.headers.items())
+        return {
+            "resource": path,
+            "path": path,
+            "httpMethod": method,
+            "headers": headers,
+            "multiValueHeaders": {k: [v] for k, v in headers.items()},
+            "queryStringParameters": None,
+            "multiValueQueryStringParameters": None,
+            "pathParameters": None,
+            "stageVariables": None,
+            "requestContext": {
+                "resourcePath": path,
+                "httpMethod": method,
+                "path": f"/prod{path}",
+                "stage": "prod",
+                "requestId": request_id,
+                "accountId": LOCAL_ACCOUNT,
+                "apiId": "local",
+                "identity": {"apiKey": headers.get("x-api-key"), "sourceIp": request.client_address[0]},
+            },
+            "body": body or None,
+            "isBase64Encoded": False,
+        }
+
+    def start(self) -> LocalGateway:
+        self.thread = threading.Thread(target=self.server.serve_forever, name="sagelab-gateway", daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@contextlib.contextmanager
+def serving(
+    workdir: Path,
+    api_key: str,
+    port: int = 0,
+    endpoint_port: int = 0,
+    group: str | None = None,
+    version: int | None = None,
+    endpoint_name: str = "sagelab-dev-endpoint",
+    require_model: bool = True,
+) -> Iterator[tuple[LocalGateway, LocalEndpoint]]:
+    """Start both servers (ephemeral ports by default); stop them on exit."""
+    try:
+        served: ServedModel | None = load_served_model(workdir, group, version)
+    except ServeError:
+        if require_model:
+            raise
+        served = None
+    endpoint = LocalEndpoint(served, port=endpoint_port, endpoint_name=endpoint_name).start()
+    gateway = None
+    # The handler module is a process-wide singleton, as in Lambda; a nested `serving()` (tests)
+    # must hand the previous configuration back when it ends.
+    saved_env = {k: os.environ.get(k) for k in ("ENDPOINT_NAME", "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME")}
+    previous_module = sys.modules.get("runtime.front_door.handler")
+    previous_client = getattr(previous_module, "_runtime", None)
+    try:
+        gateway = LocalGateway(load_handler(endpoint.url, endpoint_name), api_key, port=port).start()
+        yield gateway, endpoint
+    finally:
+        if gateway is not None:
+            gateway.stop()
+        endpoint.stop()
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        if previous_module is not None and previous_client is not None:
+            previous_module._runtime = previous_client  # type: ignore[attr-defined]

@@ -1,0 +1,169 @@
+"""`sagelab serve` over real sockets on 127.0.0.1: gateway -> the Lambda handler -> local endpoint."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import pandas as pd
+import pytest
+from botocore.config import Config
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sagelab.datasets import DIGITS_CSV
+from sagelab.local.registry import LocalRegistry
+from sagelab.local.serve import load_served_model, serving
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+API_KEY = "test-key-123"
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def trained_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    workdir = tmp_path_factory.mktemp("serve")
+    completed = subprocess.run(
+        [sys.executable, "-m", "sagelab", "run", "--workdir", str(workdir), "--json"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def servers(trained_workdir: Path) -> Iterator[tuple[str, str]]:
+    LocalRegistry(trained_workdir).set_status("sagelab-dev-models", 1, "Approved")
+    with serving(trained_workdir, API_KEY) as (gateway, endpoint):
+        yield gateway.url, endpoint.url
+
+
+@pytest.fixture(scope="module")
+def client(servers: tuple[str, str]) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=servers[0], timeout=30) as http:
+        yield http
+
+
+@pytest.fixture(scope="module")
+def digits() -> pd.DataFrame:
+    return pd.read_csv(DIGITS_CSV)
+
+
+def predict(client: httpx.Client, body: Any = None, content: str | None = None, key: str | None = API_KEY) -> httpx.Response:
+    headers = {"x-api-key": key} if key else {}
+    if content is not None:
+        return client.post("/predict", content=content, headers={**headers, "Content-Type": "application/json"})
+    return client.post("/predict", json=body, headers=headers)
+
+
+def test_predictions_through_the_front_door_match_in_process(client: httpx.Client, trained_workdir: Path, digits: pd.DataFrame) -> None:
+    rows = digits.drop(columns="label").sample(50, random_state=3).to_numpy().tolist()
+    response = predict(client, {"instances": rows})
+    assert response.status_code == 200, response.text
+    served = load_served_model(trained_workdir)
+    expected = served.module.predict_rows(served.model, json.dumps({"instances": rows}))
+    assert [p["label"] for p in response.json()["predictions"]] == [p["label"] for p in expected]
+
+
+def test_records_by_column_name(client: httpx.Client, digits: pd.DataFrame) -> None:
+    records = digits.drop(columns="label").head(3).to_dict(orient="records")
+    response = predict(client, {"instances": records})
+    assert response.status_code == 200 and len(response.json()["predictions"]) == 3
+
+
+def test_missing_or_wrong_key_is_403(client: httpx.Client) -> None:
+    for key in (None, "wrong"):
+        response = predict(client, {"instances": [[0] * 64]}, key=key)
+        assert response.status_code == 403 and response.json()["error"] == "Forbidden"
+
+
+@pytest.mark.parametrize(
+    ("content", "status"),
+    [
+        ("not json", 400),
+        ('{"rows": [[1]]}', 400),
+        ('{"instances": [[1, 2, 3]]}', 400),
+        ('{"instances": [["a", "b"]]}', 400),
+        ('{"instances": [[NaN]]}', 400),
+        ('{"instances": []}', 400),
+        ("", 400),
+        (json.dumps({"instances": [[0] * 64] * 1001}), 400),
+        (json.dumps({"instances": [[1.123456789] * 64] * 1000}) + " " * (7 * 1024 * 1024), 413),
+        (json.dumps({"instances": [[1.5] * 64] * 900}) + " " * (11 * 1024 * 1024), 413),
+    ],
+    ids=["not-json", "wrong-shape", "wrong-width", "strings", "nan", "empty-list", "empty-body", "too-many-rows", "over-6mb", "over-10mb"],
+)
+def test_malformed_bodies_are_4xx_with_json(client: httpx.Client, content: str, status: int) -> None:
+    response = predict(client, content=content)
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error", "message"} and body["message"]
+
+
+def test_health_and_openapi_need_no_key(client: httpx.Client) -> None:
+    assert client.get("/health").json()["status"] == "ok"
+    assert client.get("/openapi.json").json()["paths"]["/predict"]["post"]["operationId"] == "predict"
+
+
+def test_boto3_sagemaker_runtime_works_against_the_local_endpoint(servers: tuple[str, str], digits: pd.DataFrame) -> None:
+    runtime = boto3.client(
+        "sagemaker-runtime",
+        endpoint_url=servers[1],
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+        config=Config(retries={"max_attempts": 1}),
+    )
+    rows = digits.drop(columns="label").head(2).to_numpy().tolist()
+    answer = runtime.invoke_endpoint(EndpointName="any-name", ContentType="application/json", Accept="application/json", Body=json.dumps({"instances": rows}))
+    assert [p["label"] for p in json.loads(answer["Body"].read())["predictions"]] == ["0", "1"]
+    with pytest.raises(runtime.exceptions.ModelError) as raised:
+        runtime.invoke_endpoint(EndpointName="any-name", ContentType="application/json", Body=json.dumps({"instances": [[1, 2]]}))
+    assert raised.value.response["OriginalStatusCode"] == 400
+
+
+def test_container_contract_ping_and_invocations(servers: tuple[str, str]) -> None:
+    with httpx.Client(base_url=servers[1]) as http:
+        assert http.get("/ping").status_code == 200
+        csv_row = ",".join(["0"] * 64)
+        response = http.post("/invocations", content=csv_row, headers={"Content-Type": "text/csv"})
+        assert response.status_code == 200 and "predictions" in response.json()
+
+
+def test_no_approved_model_answers_503_until_one_is(tmp_path: Path) -> None:
+    with serving(tmp_path, API_KEY, require_model=False) as (gateway, endpoint):
+        assert endpoint.served is None
+        response = httpx.post(f"{gateway.url}/predict", json={"instances": [[0] * 64]}, headers={"x-api-key": API_KEY})
+        assert response.status_code == 503 and response.json()["error"] == "NoModelDeployed"
+
+
+json_scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-(10**6), 10**6), st.floats(allow_nan=False, allow_infinity=False, width=32), st.text(max_size=5)
+)
+rows = st.one_of(
+    st.lists(st.one_of(st.floats(-50, 50), st.integers(0, 16), st.none()), min_size=64, max_size=64),
+    st.lists(json_scalars, max_size=70),
+    st.dictionaries(st.sampled_from(["pixel_0", "pixel_1", "pixel_63", "other"]), json_scalars, max_size=4),
+    json_scalars,
+)
+bodies = st.one_of(
+    st.builds(lambda r: {"instances": r}, st.lists(rows, max_size=5)),
+    st.dictionaries(st.text(max_size=8), json_scalars, max_size=3),
+    st.lists(json_scalars, max_size=3),
+    json_scalars,
+)
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(body=bodies)
+def test_generated_requests_never_get_a_5xx(client: httpx.Client, body: Any) -> None:
+    response = predict(client, content=json.dumps(body))
+    assert response.status_code < 500, (body, response.status_code, response.text)
+    assert response.status_code in (200, 400), response.text
+    payload = response.json()
+    assert ("predictions" in payload) if response.status_code == 200 else (set(payload) == {"error", "message"})
