@@ -128,7 +128,7 @@ class SageLabConfig:
 
 
 # -- validation rules beyond types -------------------------------------------------------------
-def _check_environment(env: EnvironmentConfig, where: str) -> list[tuple[str, Any, str]]:
+def check_environment(env: EnvironmentConfig, where: str) -> list[tuple[str, Any, str]]:
     problems: list[tuple[str, Any, str]] = []
 
     def check(ok: bool, path: str, value: Any, expected: str) -> None:
@@ -381,7 +381,7 @@ def _environments(raw: Any, source: _Source, defaults: Mapping[str, Any]) -> tup
         if "name" in settings and settings["name"] != name:
             raise _fail(source, f"{path}.name", settings["name"], f"the environment's key {name!r} (or leave it out)")
         env = _build_dataclass(EnvironmentConfig, {**merged, "name": str(name)}, path, source)
-        problems = _check_environment(env, path)
+        problems = check_environment(env, path)
         if problems:
             bad_path, value, expected = problems[0]
             raise _fail(source, bad_path, value, expected)

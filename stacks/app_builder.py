@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,12 +14,13 @@ from typing import Any
 from aws_cdk import App
 
 from sagelab.code_bundle import stage_code_bundle
-from sagelab.config import SageLabConfig, load_config
+from sagelab.config import ConfigError, SageLabConfig, check_environment, load_config
 from sagelab.datasets import DIGITS_CSV
 from sagelab.pipeline_definition import definition_json, image_uris
 from sagelab.settings import settings_for
 from stacks.nag import add_nag_packs
 from stacks.platform_stack import PlatformStack, SharedArtifacts
+from stacks.serving_stack import ServingStack
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,20 +44,34 @@ def environment_tags(config: SageLabConfig, env_name: str, owner: str) -> dict[s
     return {"project": config.project, "environment": env_name, "owner": owner}
 
 
+def pin_model_package(config: SageLabConfig, arn: str | None) -> SageLabConfig:
+    """`-c model_package_arn=...`: serve that version (the serving stack's parameter default)."""
+    if not arn:
+        return config
+    if len(config.environments) != 1:
+        raise ConfigError(
+            f"-c model_package_arn applies to one environment; the config has {len(config.environments)} (set serving.model_package_arn per environment instead)"
+        )
+    (env,) = config.environments
+    pinned = dataclasses.replace(env, serving=dataclasses.replace(env.serving, model_package_arn=arn))
+    problems = check_environment(pinned, f"environments.{env.name}")
+    if problems:
+        _path, value, expected = problems[0]
+        raise ConfigError(f"-c model_package_arn: {value!r} is not valid (expected {expected})")
+    return dataclasses.replace(config, environments=(pinned,))
+
+
 def build_app(app: App | None = None, context: Mapping[str, Any] | None = None, config: SageLabConfig | None = None) -> App:
     """Compose every environment into `app` (a new App when None)."""
     app = app or App(context=dict(context) if context is not None else None)
     if config is None:
         context_view = {"sagelab": app.node.try_get_context("sagelab")}
         config = load_config(context_view, app.node.try_get_context("config"))
+        config = pin_model_package(config, app.node.try_get_context("model_package_arn"))
     shared = build_shared(config)
     for env in config.environments:
-        PlatformStack(
-            app,
-            f"{env.resource_prefix}-platform",
-            env_config=env,
-            shared=shared,
-            tags=environment_tags(config, env.name, env.owner),
-        )
+        tags = environment_tags(config, env.name, env.owner)
+        platform = PlatformStack(app, f"{env.resource_prefix}-platform", env_config=env, shared=shared, tags=tags)
+        ServingStack(app, f"{env.resource_prefix}-serving", env_config=env, platform=platform, tags=tags)
     add_nag_packs(app)
     return app

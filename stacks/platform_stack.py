@@ -94,6 +94,7 @@ class PlatformStack(Stack):
             dataset_dir=shared.dataset_dir,
             retain=retain,
         )
+        self._allow_service_encryption(names)
         apply_tags(self, tags)
 
         for output_id, value, description in (
@@ -104,3 +105,27 @@ class PlatformStack(Stack):
             ("KmsKeyArn", self.buckets.key.key_arn, "Key for data at rest"),
         ):
             CfnOutput(self, output_id, value=value, description=description)
+
+    def _allow_service_encryption(self, names: ResourceNames) -> None:
+        """Let CloudWatch Logs (this environment's log groups) and CloudWatch alarms (its encrypted
+        alarm topic) use the key. Service principals only: no reference back to the serving stack."""
+        key = self.buckets.key
+        key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="CloudWatchLogsOfThisEnvironment",
+                principals=[iam.ServicePrincipal(f"logs.{self.region}.amazonaws.com")],
+                actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+                resources=["*"],
+                conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn": f"arn:{self.partition}:logs:{self.region}:{self.account}:log-group:*"}},
+            )
+        )
+        key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="CloudWatchAlarmsToEncryptedTopic",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],
+                conditions={"StringEquals": {"aws:SourceAccount": self.account}},
+            )
+        )
+        del names

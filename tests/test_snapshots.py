@@ -46,3 +46,7 @@ def test_mask_hides_hashes_only() -> None:
 
 def test_platform_stack_snapshot(synthesized: SynthResult, snapshot_json: SnapshotAssertion) -> None:
     assert mask(synthesized.template("sagelab-dev-platform")) == snapshot_json
+
+
+def test_serving_stack_snapshot(synthesized: SynthResult, snapshot_json: SnapshotAssertion) -> None:
+    assert mask(synthesized.template("sagelab-dev-serving")) == snapshot_json

@@ -1,0 +1,137 @@
+"""ModelEndpoint: the SageMaker model, endpoint config and endpoint serving one model package."""
+
+from __future__ import annotations
+
+from aws_cdk import CfnCondition, CfnResource, Duration
+from aws_cdk import aws_applicationautoscaling as appscaling
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sagemaker as sagemaker
+from constructs import Construct
+
+from sagelab.config import ServingConfig
+from stacks.nag import acknowledge
+from stacks.naming import ResourceNames
+
+VARIANT = "AllTraffic"
+TARGET_INVOCATIONS_PER_INSTANCE = 100
+
+
+class ModelEndpoint(Construct):
+    """Serves `model_package_arn`; every resource exists only when `has_model` holds, so the first
+    deploy (before any model is approved) succeeds and the front door answers 503 until then.
+
+    Props:
+        names: the endpoint's fixed name comes from here (the front door's only target).
+        serving: realtime (instances, autoscaling, blue/green with rollback) or serverless.
+        model_package_arn: a CloudFormation parameter value (the deployer or `-c model_package_arn` sets it).
+        has_model: the condition that the parameter is not empty.
+        role: the model's execution role; key: encrypts the endpoint's volumes and data capture.
+        capture_bucket: request/response data capture goes to `data-capture/` in it (realtime only).
+        rollback_alarms: alarms that roll a blue/green deployment back (realtime only).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        names: ResourceNames,
+        serving: ServingConfig,
+        model_package_arn: str,
+        has_model: CfnCondition,
+        role: iam.IRole,
+        key: kms.IKey,
+        capture_bucket: s3.IBucket,
+        rollback_alarms: list[cloudwatch.IAlarm],
+    ) -> None:
+        super().__init__(scope, construct_id)
+        realtime = serving.mode == "realtime"
+        self.endpoint_name = names.endpoint
+
+        self.model = sagemaker.CfnModel(
+            self,
+            "Model",
+            execution_role_arn=role.role_arn,
+            primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(model_package_name=model_package_arn),
+        )
+        if realtime:
+            variant = sagemaker.CfnEndpointConfig.ProductionVariantProperty(
+                variant_name=VARIANT,
+                model_name=self.model.attr_model_name,
+                initial_instance_count=serving.initial_instance_count,
+                instance_type=serving.instance_type,
+                initial_variant_weight=1.0,
+            )
+            capture = sagemaker.CfnEndpointConfig.DataCaptureConfigProperty(
+                enable_capture=serving.data_capture_percent > 0,
+                initial_sampling_percentage=max(1, serving.data_capture_percent),
+                destination_s3_uri=f"s3://{capture_bucket.bucket_name}/data-capture",
+                kms_key_id=key.key_arn,
+                capture_options=[
+                    sagemaker.CfnEndpointConfig.CaptureOptionProperty(capture_mode="Input"),
+                    sagemaker.CfnEndpointConfig.CaptureOptionProperty(capture_mode="Output"),
+                ],
+                capture_content_type_header=sagemaker.CfnEndpointConfig.CaptureContentTypeHeaderProperty(
+                    json_content_types=["application/json"], csv_content_types=["text/csv"]
+                ),
+            )
+            self.endpoint_config = sagemaker.CfnEndpointConfig(
+                self, "Config", production_variants=[variant], kms_key_id=key.key_arn, data_capture_config=capture
+            )
+        else:
+            variant = sagemaker.CfnEndpointConfig.ProductionVariantProperty(
+                variant_name=VARIANT,
+                model_name=self.model.attr_model_name,
+                serverless_config=sagemaker.CfnEndpointConfig.ServerlessConfigProperty(
+                    max_concurrency=serving.serverless_max_concurrency, memory_size_in_mb=serving.serverless_memory_mb
+                ),
+            )
+            self.endpoint_config = sagemaker.CfnEndpointConfig(self, "Config", production_variants=[variant])
+            why = "Serverless endpoints have no instance volumes to encrypt with a customer key and do not accept KmsKeyId."
+            acknowledge(self.endpoint_config, ("AwsSolutions-SM2", why), ("NIST.800.53.R5-SageMakerEndpointConfigurationKMSKeyConfigured", why))
+
+        deployment = None
+        if realtime:
+            deployment = sagemaker.CfnEndpoint.DeploymentConfigProperty(
+                blue_green_update_policy=sagemaker.CfnEndpoint.BlueGreenUpdatePolicyProperty(
+                    traffic_routing_configuration=sagemaker.CfnEndpoint.TrafficRoutingConfigProperty(
+                        type="CANARY",
+                        canary_size=sagemaker.CfnEndpoint.CapacitySizeProperty(type="CAPACITY_PERCENT", value=10),
+                        wait_interval_in_seconds=300,
+                    ),
+                    termination_wait_in_seconds=120,
+                    maximum_execution_timeout_in_seconds=3600,
+                ),
+                auto_rollback_configuration=sagemaker.CfnEndpoint.AutoRollbackConfigProperty(
+                    alarms=[sagemaker.CfnEndpoint.AlarmProperty(alarm_name=alarm.alarm_name) for alarm in rollback_alarms]
+                ),
+            )
+        self.endpoint = sagemaker.CfnEndpoint(
+            self, "Endpoint", endpoint_name=names.endpoint, endpoint_config_name=self.endpoint_config.attr_endpoint_config_name, deployment_config=deployment
+        )
+        conditional: list[CfnResource] = [self.model, self.endpoint_config, self.endpoint]
+
+        if realtime:
+            target = appscaling.ScalableTarget(
+                self,
+                "Scaling",
+                service_namespace=appscaling.ServiceNamespace.SAGEMAKER,
+                resource_id=f"endpoint/{names.endpoint}/variant/{VARIANT}",
+                scalable_dimension="sagemaker:variant:DesiredInstanceCount",
+                min_capacity=serving.initial_instance_count,
+                max_capacity=serving.max_instance_count,
+            )
+            target.node.add_dependency(self.endpoint)
+            target.scale_to_track_metric(
+                "InvocationsPerInstance",
+                target_value=TARGET_INVOCATIONS_PER_INSTANCE,
+                predefined_metric=appscaling.PredefinedMetric.SAGEMAKER_VARIANT_INVOCATIONS_PER_INSTANCE,
+                scale_in_cooldown=Duration.minutes(5),
+                scale_out_cooldown=Duration.minutes(1),
+            )
+            conditional += [child for child in target.node.find_all() if isinstance(child, CfnResource)]
+        for resource in conditional:
+            resource.cfn_options.condition = has_model

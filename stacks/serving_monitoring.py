@@ -1,0 +1,89 @@
+"""ServingMonitoring: alarms on the front door and the endpoint, an alarm topic and a dashboard."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as actions
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
+from constructs import Construct
+
+from stacks.model_endpoint import VARIANT
+from stacks.naming import ResourceNames
+
+FIVE_MINUTES = Duration.minutes(5)
+
+
+class ServingMonitoring(Construct):
+    """Alarms: API 5xx, API latency p99, Lambda throttles, endpoint 5xx (also the blue/green
+    rollback alarm), model latency p99. All notify `topic` (KMS-encrypted, TLS-only).
+
+    Props:
+        names: metric dimensions (endpoint name) and resource names.
+        api, function: the front door's API and Lambda.
+        key: encrypts the alarm topic.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, names: ResourceNames, api: apigw.RestApi, function: lambda_.IFunction, key: kms.IKey) -> None:
+        super().__init__(scope, construct_id)
+        self.topic = sns.Topic(self, "Alarms", display_name=f"SageLab {names.prefix} alarms", master_key=key, enforce_ssl=True)
+
+        def endpoint_metric(name: str, statistic: str) -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace="AWS/SageMaker",
+                metric_name=name,
+                dimensions_map={"EndpointName": names.endpoint, "VariantName": VARIANT},
+                statistic=statistic,
+                period=FIVE_MINUTES,
+            )
+
+        specs = [
+            ("ApiServerErrors", api.metric_server_error(period=FIVE_MINUTES, statistic="Sum"), 1, "The front door answered 5xx"),
+            ("ApiLatencyP99", api.metric_latency(period=FIVE_MINUTES, statistic="p99"), 3000, "p99 latency of the front door over 3 s"),
+            ("FunctionThrottles", function.metric_throttles(period=FIVE_MINUTES, statistic="Sum"), 1, "The front-door function was throttled"),
+            ("EndpointServerErrors", endpoint_metric("Invocation5XXErrors", "Sum"), 1, "The endpoint answered 5xx (also rolls back a blue/green deployment)"),
+            ("ModelLatencyP99", endpoint_metric("ModelLatency", "p99"), 2_000_000, "p99 model latency over 2 s (microseconds)"),
+        ]
+        self.alarms: dict[str, cloudwatch.Alarm] = {}
+        for alarm_id, metric, threshold, description in specs:
+            alarm = metric.create_alarm(
+                self,
+                alarm_id,
+                alarm_name=f"{names.prefix}-{alarm_id}",
+                alarm_description=description,
+                threshold=threshold,
+                evaluation_periods=1 if "Errors" in alarm_id or "Throttles" in alarm_id else 3,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
+            alarm.add_alarm_action(actions.SnsAction(self.topic))
+            self.alarms[alarm_id] = alarm
+        self.rollback_alarms: list[cloudwatch.IAlarm] = [self.alarms["EndpointServerErrors"]]
+
+        self.dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=f"{names.prefix}-serving")
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Front door requests",
+                left=[api.metric_count(period=FIVE_MINUTES), api.metric_client_error(period=FIVE_MINUTES), api.metric_server_error(period=FIVE_MINUTES)],
+            ),
+            cloudwatch.GraphWidget(
+                title="Front door latency (p50, p99)",
+                left=[api.metric_latency(period=FIVE_MINUTES, statistic="p50"), api.metric_latency(period=FIVE_MINUTES, statistic="p99")],
+            ),
+            cloudwatch.GraphWidget(
+                title="Function errors and throttles", left=[function.metric_errors(period=FIVE_MINUTES), function.metric_throttles(period=FIVE_MINUTES)]
+            ),
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Endpoint invocations",
+                left=[endpoint_metric("Invocations", "Sum"), endpoint_metric("Invocation4XXErrors", "Sum"), endpoint_metric("Invocation5XXErrors", "Sum")],
+            ),
+            cloudwatch.GraphWidget(
+                title="Model latency (p50, p99, microseconds)", left=[endpoint_metric("ModelLatency", "p50"), endpoint_metric("ModelLatency", "p99")]
+            ),
+            cloudwatch.AlarmStatusWidget(title="Alarms", alarms=list(self.alarms.values())),
+        )

@@ -1,0 +1,169 @@
+"""The serving stack: front door, endpoint, approval deployer and alarms, on the synthesized template."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Match, Template
+
+from tests.conftest import SynthResult, synth
+
+STACK = "sagelab-dev-serving"
+
+
+@pytest.fixture(scope="module")
+def serving_json(synthesized: SynthResult) -> dict[str, Any]:
+    return synthesized.template(STACK)
+
+
+@pytest.fixture(scope="module")
+def template(serving_json: dict[str, Any]) -> Template:
+    return Template.from_json(serving_json)
+
+
+def of_type(template_json: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in template_json["Resources"].items() if v["Type"] == kind}
+
+
+def test_api_keys_and_usage_plan(template: Template) -> None:
+    template.resource_count_is("AWS::ApiGateway::ApiKey", 1)
+    template.has_resource_properties(
+        "AWS::ApiGateway::UsagePlan", {"Throttle": {"RateLimit": 50, "BurstLimit": 100}, "Quota": {"Limit": 10000, "Period": "DAY"}}
+    )
+    template.resource_count_is("AWS::ApiGateway::UsagePlanKey", 1)
+    template.has_resource_properties(
+        "AWS::ApiGateway::Method",
+        {"HttpMethod": "POST", "ApiKeyRequired": True, "RequestValidatorId": Match.any_value(), "RequestModels": {"application/json": Match.any_value()}},
+    )
+
+
+def test_request_model_is_the_checked_in_schema(serving_json: dict[str, Any]) -> None:
+    (model,) = of_type(serving_json, "AWS::ApiGateway::Model").values()
+    schema = model["Properties"]["Schema"]
+    expected = json.loads((Path(__file__).resolve().parent.parent / "runtime/front_door/request_schema.json").read_text())
+    assert schema["properties"]["instances"]["maxItems"] == expected["properties"]["instances"]["maxItems"] == 1000
+    assert schema["required"] == ["instances"] and schema["additionalProperties"] is False
+    assert schema["properties"]["instances"]["items"]["anyOf"] == expected["properties"]["instances"]["items"]["anyOf"]
+    (validator,) = of_type(serving_json, "AWS::ApiGateway::RequestValidator").values()
+    assert validator["Properties"]["ValidateRequestBody"] is True
+
+
+def test_waf_with_rate_rule_and_managed_groups_is_associated_and_logged(template: Template, serving_json: dict[str, Any]) -> None:
+    (acl,) = of_type(serving_json, "AWS::WAFv2::WebACL").values()
+    rules = {r["Name"]: r for r in acl["Properties"]["Rules"]}
+    assert rules["rate-limit-per-ip"]["Statement"]["RateBasedStatement"] == {"Limit": 1000, "AggregateKeyType": "IP"}
+    assert {"AWSManagedRulesCommonRuleSet", "AWSManagedRulesKnownBadInputsRuleSet", "AWSManagedRulesAmazonIpReputationList"} <= set(rules)
+    template.has_resource_properties("AWS::WAFv2::WebACLAssociation", {"ResourceArn": Match.any_value(), "WebACLArn": Match.any_value()})
+    template.has_resource_properties("AWS::WAFv2::LoggingConfiguration", {"LogDestinationConfigs": Match.any_value()})
+
+
+def test_stage_has_json_access_logs_tracing_and_throttling(serving_json: dict[str, Any]) -> None:
+    (stage,) = of_type(serving_json, "AWS::ApiGateway::Stage").values()
+    props = stage["Properties"]
+    assert props["TracingEnabled"] is True
+    assert props["AccessLogSetting"]["Format"].startswith("{") and "$context.requestId" in props["AccessLogSetting"]["Format"]
+    method = props["MethodSettings"][0]
+    assert method["ThrottlingRateLimit"] == 50 and method["ThrottlingBurstLimit"] == 100
+    for group in of_type(serving_json, "AWS::Logs::LogGroup").values():
+        assert "KmsKeyId" in group["Properties"] and "RetentionInDays" in group["Properties"]
+
+
+def test_front_door_may_invoke_only_the_one_endpoint(serving_json: dict[str, Any]) -> None:
+    statements = [
+        s
+        for p in of_type(serving_json, "AWS::IAM::ManagedPolicy").values()
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+        if "sagemaker:InvokeEndpoint" in json.dumps(s["Action"])
+    ]
+    assert len(statements) == 1
+    assert statements[0]["Resource"] == {
+        "Fn::Join": [
+            "",
+            ["arn:", {"Ref": "AWS::Partition"}, ":sagemaker:", {"Ref": "AWS::Region"}, ":", {"Ref": "AWS::AccountId"}, ":endpoint/sagelab-dev-endpoint"],
+        ]
+    }
+    function = next(f for k, f in of_type(serving_json, "AWS::Lambda::Function").items() if k.startswith("FrontDoorFunction"))
+    assert function["Properties"]["Environment"]["Variables"]["ENDPOINT_NAME"] == "sagelab-dev-endpoint"
+    assert function["Properties"]["TracingConfig"] == {"Mode": "Active"}
+    assert any("AWSLambdaPowertoolsPythonV3-python312-x86_64" in json.dumps(layer) for layer in function["Properties"]["Layers"])
+
+
+def test_endpoint_exists_only_when_a_model_package_is_set(serving_json: dict[str, Any]) -> None:
+    assert serving_json["Parameters"]["ModelPackageArn"]["Default"] == ""
+    assert serving_json["Conditions"]["HasModel"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "ModelPackageArn"}, ""]}]}
+    for kind in (
+        "AWS::SageMaker::Model",
+        "AWS::SageMaker::EndpointConfig",
+        "AWS::SageMaker::Endpoint",
+        "AWS::ApplicationAutoScaling::ScalableTarget",
+        "AWS::ApplicationAutoScaling::ScalingPolicy",
+    ):
+        resources = of_type(serving_json, kind)
+        assert resources, kind
+        assert all(r.get("Condition") == "HasModel" for r in resources.values()), kind
+    (endpoint,) = of_type(serving_json, "AWS::SageMaker::Endpoint").values()
+    assert endpoint["Properties"]["EndpointName"] == "sagelab-dev-endpoint"
+    rollback = endpoint["Properties"]["DeploymentConfig"]["AutoRollbackConfiguration"]["Alarms"]
+    (alarm_id,) = [k for k in serving_json["Resources"] if k.startswith("MonitoringEndpointServerErrors")]
+    assert rollback == [{"AlarmName": {"Ref": alarm_id}}]
+    (model,) = of_type(serving_json, "AWS::SageMaker::Model").values()
+    assert model["Properties"]["PrimaryContainer"] == {"ModelPackageName": {"Ref": "ModelPackageArn"}}
+    (config,) = of_type(serving_json, "AWS::SageMaker::EndpointConfig").values()
+    capture = config["Properties"]["DataCaptureConfig"]
+    assert capture["EnableCapture"] is True and capture["InitialSamplingPercentage"] == 100 and "KmsKeyId" in config["Properties"]
+
+
+def test_approval_rule_drives_the_deployer(template: Template, serving_json: dict[str, Any]) -> None:
+    template.has_resource_properties(
+        "AWS::Events::Rule",
+        {
+            "EventPattern": {
+                "source": ["aws.sagemaker"],
+                "detail-type": ["SageMaker Model Package State Change"],
+                "detail": {"ModelPackageGroupName": ["sagelab-dev-models"], "ModelApprovalStatus": ["Approved"]},
+            },
+            "Targets": [
+                Match.object_like({"DeadLetterConfig": Match.any_value(), "RetryPolicy": {"MaximumRetryAttempts": 8, "MaximumEventAgeInSeconds": 21600}})
+            ],
+        },
+    )
+    deployer = next(f for k, f in of_type(serving_json, "AWS::Lambda::Function").items() if k.startswith("DeployerFunction"))
+    variables = deployer["Properties"]["Environment"]["Variables"]
+    assert variables["SERVING_STACK_NAME"] == "sagelab-dev-serving" and variables["PARAMETER_NAME"] == "ModelPackageArn"
+    update = [
+        s
+        for p in of_type(serving_json, "AWS::IAM::ManagedPolicy").values()
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+        if "cloudformation:UpdateStack" in s["Action"]
+    ]
+    assert len(update) == 1 and "stack/sagelab-dev-serving/*" in json.dumps(update[0]["Resource"])
+
+
+def test_alarms_and_dashboard(serving_json: dict[str, Any]) -> None:
+    alarms = {a["Properties"]["AlarmName"]: a["Properties"] for a in of_type(serving_json, "AWS::CloudWatch::Alarm").values()}
+    assert set(alarms) == {f"sagelab-dev-{n}" for n in ("ApiServerErrors", "ApiLatencyP99", "FunctionThrottles", "EndpointServerErrors", "ModelLatencyP99")}
+    assert all(a["AlarmActions"] for a in alarms.values())
+    assert alarms["sagelab-dev-ApiLatencyP99"]["ExtendedStatistic"] == "p99"
+    assert of_type(serving_json, "AWS::CloudWatch::Dashboard")
+
+
+def test_serverless_option_and_iam_auth(tmp_path: Path) -> None:
+    config = tmp_path / "serverless.yaml"
+    config.write_text("environments:\n  dev:\n    serving: {mode: serverless, auth: iam, serverless_memory_mb: 3072, serverless_max_concurrency: 7}\n")
+    result = synth(tmp_path / "out", {"config": str(config)})
+    serving = result.template(STACK)
+    (endpoint_config,) = of_type(serving, "AWS::SageMaker::EndpointConfig").values()
+    assert endpoint_config["Properties"]["ProductionVariants"][0]["ServerlessConfig"] == {"MaxConcurrency": 7, "MemorySizeInMB": 3072}
+    assert not of_type(serving, "AWS::ApplicationAutoScaling::ScalableTarget")
+    assert not of_type(serving, "AWS::ApiGateway::ApiKey")
+    post = next(m for m in of_type(serving, "AWS::ApiGateway::Method").values() if m["Properties"]["HttpMethod"] == "POST")
+    assert post["Properties"]["AuthorizationType"] == "AWS_IAM"
+
+
+def test_model_package_can_be_pinned_from_context(tmp_path: Path) -> None:
+    arn = "arn:aws:sagemaker:us-east-1:123456789012:model-package/sagelab-dev-models/3"
+    result = synth(tmp_path / "out", {"model_package_arn": arn})
+    assert result.template(STACK)["Parameters"]["ModelPackageArn"]["Default"] == arn
