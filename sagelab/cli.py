@@ -5,7 +5,9 @@
     sagelab models list [--workdir DIR] [--json]
     sagelab models approve GROUP VERSION [--workdir DIR]
     sagelab synth-summary [CDK_OUT]                        one line: stacks, resources, acknowledged findings
-    sagelab demo                                           synth, local run, summary (what `make demo` runs)
+    sagelab serve [--port N] [--endpoint-port M] [--api-key KEY]   the approved model behind the local front door
+    sagelab predict --url URL [--api-key KEY] --file rows.csv|json
+    sagelab demo                                           synth, local run, serve + real requests (`make demo`)
 
 Exit codes: 0 success, 1 the pipeline or a command failed, 2 bad usage or input.
 """
@@ -282,22 +284,73 @@ def cmd_synth_summary(args: argparse.Namespace) -> int:
 # -- demo -------------------------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> int:
     cdk = args.cdk or "cdk"
-    print("== 1/2 synthesize every stack with cdk-nag (cdk synth) ==", flush=True)
+    print("== 1/3 synthesize every stack with cdk-nag (cdk synth) ==", flush=True)
     synth = subprocess.run([cdk, "synth", "--quiet", *args.cdk_args], check=False)
     if synth.returncode != 0:
         print("synth failed; see the findings above", file=sys.stderr)
         return EXIT_FAILED
     cmd_synth_summary(argparse.Namespace(cdk_out="cdk.out"))
-    print("\n== 2/2 run the pipeline locally on the bundled digits (sagelab run) ==", flush=True)
+    print("\n== 2/3 run the pipeline locally on the bundled digits (sagelab run) ==", flush=True)
     run_args = argparse.Namespace(workdir=args.workdir, data=None, param=[], resume=False, json=False, config=None, env=None, fresh_processes=False)
     code = cmd_run(run_args)
+    if code != EXIT_OK:
+        return code
+    print("\n== 3/3 approve the new version, serve it, and call the front door (sagelab serve) ==", flush=True)
+    _demo_serving(Path(args.workdir))
     templates = sorted(str(p) for p in Path("cdk.out").glob("*.template.json"))
     print("\n== where things are ==")
-    print(f"templates:  {', '.join(templates)}")
-    print("nag report: cdk.out/validation-report.json")
-    print(f"local runs: {Path(args.workdir) / 'executions'} (evaluation.json, confusion_matrix.png, roc_curve.png under s3/*/pipeline-runs/)")
-    print(f"registry:   {Path(args.workdir) / 'registry'}  (sagelab models list)")
-    return code
+    print(f"templates:   {', '.join(templates)}")
+    print("nag report:  cdk.out/validation-report.json")
+    print(f"runs:        {Path(args.workdir) / 'executions'}  (per-step sandboxes, execution.json)")
+    print(f"metrics:     {Path(args.workdir)}/s3/*/pipeline-runs/<execution>/evaluation/  (evaluation.json, confusion_matrix.png, roc_curve.png)")
+    print(f"registry:    {Path(args.workdir) / 'registry'}  (sagelab models list)")
+    print("serve again: sagelab serve   |   call it: sagelab predict --url http://127.0.0.1:8080 --api-key KEY --file rows.csv")
+    return EXIT_OK
+
+
+def _demo_serving(workdir: Path) -> None:
+    import csv
+    import secrets
+    import urllib.error
+    import urllib.request
+
+    from sagelab.datasets import DIGITS_CSV
+    from sagelab.local.registry import LocalRegistry
+    from sagelab.local.serve import serving
+
+    registry = LocalRegistry(workdir)
+    latest = max(registry.versions(), key=lambda p: (p.created, p.version))
+    registry.set_status(latest.group, latest.version, "Approved")
+    print(f"approved {latest.group} version {latest.version}")
+    with DIGITS_CSV.open() as handle:
+        reader = csv.reader(handle)
+        next(reader)
+        rows = [[float(v) for v in row] for _, row in zip(range(5), reader, strict=False)]
+    features, labels = [row[:-1] for row in rows], [str(int(row[-1])) for row in rows]
+    api_key = f"demo-{secrets.token_hex(6)}"
+    with serving(workdir, api_key) as (gateway, endpoint):
+        print(f"gateway {gateway.url} -> same Lambda handler -> local endpoint {endpoint.url}")
+        cases = [
+            ("5 digits, with the key", {"x-api-key": api_key}, json.dumps({"instances": features})),
+            ("no API key", {}, json.dumps({"instances": features[:1]})),
+            ("wrong row width", {"x-api-key": api_key}, json.dumps({"instances": [[1, 2, 3]]})),
+            ("strings in a row", {"x-api-key": api_key}, json.dumps({"instances": [["a", "b"]]})),
+            ("not JSON", {"x-api-key": api_key}, "hello"),
+        ]
+        for title, headers, body in cases:
+            request = urllib.request.Request(
+                f"{gateway.url}/predict", data=body.encode(), headers={"Content-Type": "application/json", **headers}, method="POST"
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - local URL
+                    status, text = response.status, response.read().decode()
+            except urllib.error.HTTPError as error:
+                status, text = error.code, error.read().decode()
+            if status == 200:
+                predicted = [p["label"] for p in json.loads(text)["predictions"]]
+                print(f"  POST /predict  {title:<24} -> {status}  labels {predicted} (true {labels})")
+            else:
+                print(f"  POST /predict  {title:<24} -> {status}  {text}")
 
 
 # -- parser -----------------------------------------------------------------------------------------

@@ -164,15 +164,12 @@ class FrontDoor(Construct):
                 ),
             ),
         )
+        # API Gateway's own refusals (bad body, missing key, throttling, quota) answer in the same
+        # {"error", "message"} shape as the function's.
         for response_type, status, code, message in (
             (apigw.ResponseType.BAD_REQUEST_BODY, "400", "BadRequest", "invalid request body: $context.error.validationErrorString"),
-            (apigw.ResponseType.INVALID_API_KEY, "403", "Forbidden", "missing or unknown API key; send it in the x-api-key header"),
-            (apigw.ResponseType.ACCESS_DENIED, "403", "Forbidden", "$context.error.message"),
-            (apigw.ResponseType.THROTTLED, "429", "Throttled", "too many requests; retry later"),
-            (apigw.ResponseType.QUOTA_EXCEEDED, "429", "QuotaExceeded", "the daily quota of this API key is used up"),
-            (apigw.ResponseType.REQUEST_TOO_LARGE, "413", "PayloadTooLarge", "the body is over 10 MB"),
-            (apigw.ResponseType.DEFAULT_4_XX, None, "ClientError", "$context.error.message"),
-            (apigw.ResponseType.DEFAULT_5_XX, None, "GatewayError", "$context.error.message"),
+            (apigw.ResponseType.DEFAULT_4_XX, None, "$context.error.responseType", "$context.error.message"),
+            (apigw.ResponseType.DEFAULT_5_XX, None, "$context.error.responseType", "$context.error.message"),
         ):
             self.api.add_gateway_response(
                 f"Response{response_type.response_type}", type=response_type, status_code=status, templates=_error_template(code, message)
