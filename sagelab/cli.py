@@ -338,7 +338,7 @@ def _demo_serving(workdir: Path) -> None:
             ("not JSON", {"x-api-key": api_key}, "hello"),
         ]
         for title, headers, body in cases:
-            request = urllib.request.Request(
+            request = urllib.request.Request(  # noqa: S310 - the local gateway's http:// URL
                 f"{gateway.url}/predict", data=body.encode(), headers={"Content-Type": "application/json", **headers}, method="POST"
             )
             try:
