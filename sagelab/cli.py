@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from sagelab.aws_ops import OperationError
 from sagelab.config import ConfigError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -120,6 +121,17 @@ def _print_run_summary(summary: dict[str, Any]) -> None:
 def cmd_models_list(args: argparse.Namespace) -> int:
     from sagelab.local.registry import LocalRegistry, RegistryError
 
+    if args.aws:
+        ops = _aws(args)
+        group = args.group or ops.environment(args.env or "dev").model_package_group
+        rows_aws = ops.models(group)
+        if args.json:
+            print(json.dumps(rows_aws, indent=2))
+        else:
+            for row in rows_aws:
+                print(f"{row['group']:<24} {row['version']:>7}  {row['status']:<22} {row['created']}")
+        return EXIT_OK
+
     try:
         packages = LocalRegistry(Path(args.workdir)).versions(args.group)
     except RegistryError as error:
@@ -154,11 +166,91 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 def cmd_models_approve(args: argparse.Namespace) -> int:
     from sagelab.local.registry import LocalRegistry, RegistryError
 
+    if args.aws:
+        arn = _aws(args).approve(args.group, args.version, args.status)
+        print(f"{args.group} version {args.version}: {args.status} ({arn})")
+        return EXIT_OK
+
     try:
         package = LocalRegistry(Path(args.workdir)).set_status(args.group, args.version, args.status)
     except RegistryError as error:
         raise UsageError(str(error)) from None
     print(f"{package.group} version {package.version}: {package.approval_status}")
+    return EXIT_OK
+
+
+# -- operating a deployed environment (or the local work directory with --local) -----------------
+def _aws(args: argparse.Namespace) -> Any:
+    import boto3
+
+    from sagelab.aws_ops import AwsOperations, OperationError
+
+    try:
+        session = boto3.Session(profile_name=args.profile, region_name=args.region) if (args.profile or args.region) else boto3.Session()
+        return AwsOperations(session, endpoint_url=args.endpoint_url)
+    except Exception as error:
+        raise OperationError(str(error)) from None
+
+
+def _latest_local_execution(workdir: Path) -> Path:
+    executions = sorted((workdir / "executions").glob("*/execution.json"), key=lambda p: p.stat().st_mtime) if (workdir / "executions").exists() else []
+    if not executions:
+        raise UsageError(f"no local executions in {workdir}; run `sagelab run` (or `sagelab pipeline start --local`) first")
+    return executions[-1].parent
+
+
+def cmd_pipeline_start(args: argparse.Namespace) -> int:
+    params = _parse_params(args.param or [])
+    if args.local:
+        return cmd_run(
+            argparse.Namespace(
+                workdir=args.workdir, data=None, param=args.param or [], resume=False, json=False, config=None, env=args.env, fresh_processes=False
+            )
+        )
+    ops = _aws(args)
+    env = ops.environment(args.env or "dev")
+    arn = ops.start(env.pipeline, params)
+    print(f"started {arn}")
+    print("follow it: sagelab pipeline status   |   sagelab pipeline logs --follow")
+    return EXIT_OK
+
+
+def cmd_pipeline_status(args: argparse.Namespace) -> int:
+    if args.local:
+        directory = Path(args.workdir) / "executions" / args.execution if args.execution else _latest_local_execution(Path(args.workdir))
+        if not (directory / "execution.json").exists():
+            raise UsageError(f"no local execution {args.execution!r} in {args.workdir}")
+        status = json.loads((directory / "execution.json").read_text())
+        rows = [(s["name"], s["status"], s.get("failure_reason")) for s in status["steps"]]
+        header = f"execution {status['execution_id']}: {status['status']}"
+    else:
+        ops = _aws(args)
+        env = ops.environment(args.env or "dev")
+        status = ops.status(args.execution or ops.latest_execution(env.pipeline))
+        rows = [(s["name"], s["status"], s.get("failure_reason")) for s in status["steps"]]
+        header = f"execution {status['execution_arn']}: {status['status']}"
+    if args.json:
+        print(json.dumps(status, indent=2, default=str))
+        return EXIT_OK
+    print(header)
+    for name, step_status, reason in rows:
+        print(f"  {name:<28} {step_status:<12} {reason or ''}")
+    return EXIT_OK
+
+
+def cmd_pipeline_logs(args: argparse.Namespace) -> int:
+    if args.local:
+        directory = Path(args.workdir) / "executions" / args.execution if args.execution else _latest_local_execution(Path(args.workdir))
+        for log in sorted((directory / "logs").glob("*.log"), key=lambda p: p.stat().st_mtime):
+            for line in log.read_text().splitlines():
+                print(f"[{log.stem}] {line}")
+        return EXIT_OK
+    ops = _aws(args)
+    env = ops.environment(args.env or "dev")
+    arn = args.execution or ops.latest_execution(env.pipeline)
+    lines = ops.follow(arn) if args.follow else ops.logs_of(arn)
+    for line in lines:
+        print(line, flush=True)
     return EXIT_OK
 
 
@@ -376,18 +468,55 @@ def build_parser() -> argparse.ArgumentParser:
     add_env_options(p)
     p.set_defaults(func=cmd_run)
 
-    models = sub.add_parser("models", help="the local model registry").add_subparsers(dest="models_command", required=True)
+    def add_aws_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--profile", help="AWS profile (default: the usual AWS settings)")
+        p.add_argument("--region", help="AWS region (default: the usual AWS settings)")
+        p.add_argument("--endpoint-url", help=argparse.SUPPRESS)  # tests: moto in server mode
+
+    models = sub.add_parser("models", help="the model registry (local by default; --aws for the deployed one)").add_subparsers(
+        dest="models_command", required=True
+    )
     p = models.add_parser("list", help="list model package versions")
     p.add_argument("--workdir", default=".sagelab")
     p.add_argument("--group", help="only this model package group")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--aws", action="store_true", help="the deployed registry of --env instead of the local one")
+    p.add_argument("--local", action="store_false", dest="aws", help="the local registry (the default)")
+    p.add_argument("--env", help="environment name (with --aws; default dev)")
+    add_aws_options(p)
     p.set_defaults(func=cmd_models_list)
     p = models.add_parser("approve", help="set a version's approval status (default Approved)")
     p.add_argument("group")
     p.add_argument("version", type=int)
     p.add_argument("--status", default="Approved", choices=["Approved", "Rejected", "PendingManualApproval"])
     p.add_argument("--workdir", default=".sagelab")
+    p.add_argument("--aws", action="store_true", help="approve in the deployed registry (deploys the model)")
+    p.add_argument("--local", action="store_false", dest="aws", help="the local registry (the default)")
+    add_aws_options(p)
     p.set_defaults(func=cmd_models_approve)
+
+    pipeline = sub.add_parser("pipeline", help="operate the deployed pipeline (or the local work directory with --local)").add_subparsers(
+        dest="pipeline_command", required=True
+    )
+    for name, func, help_text in (
+        ("start", cmd_pipeline_start, "start a pipeline execution"),
+        ("status", cmd_pipeline_status, "per-step status and failure reasons of an execution (default: the latest)"),
+        ("logs", cmd_pipeline_logs, "the processing and training jobs' logs of an execution (default: the latest)"),
+    ):
+        p = pipeline.add_parser(name, help=help_text)
+        p.add_argument("--local", action="store_true", help="the local work directory instead of AWS")
+        p.add_argument("--workdir", default=".sagelab")
+        p.add_argument("--env", help="environment name (default dev)")
+        add_aws_options(p)
+        if name == "start":
+            p.add_argument("--param", action="append", metavar="Name=Value", help="pipeline parameter (repeatable)")
+        else:
+            p.add_argument("execution", nargs="?", help="execution ARN (local: execution id)")
+        if name == "status":
+            p.add_argument("--json", action="store_true")
+        if name == "logs":
+            p.add_argument("--follow", action="store_true", help="keep printing until the execution ends")
+        p.set_defaults(func=func)
 
     p = sub.add_parser("serve", help="serve the approved model behind the local gateway and the same Lambda handler")
     p.add_argument("--workdir", default=".sagelab")
@@ -422,7 +551,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (UsageError, ConfigError) as error:
+    except (UsageError, ConfigError, OperationError) as error:
         print(f"sagelab: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -181,7 +181,8 @@ class FrontDoor(Construct):
         validator = self.api.add_request_validator(
             "BodyValidator", request_validator_name="predict-body", validate_request_body=True, validate_request_parameters=False
         )
-        integration = apigw.LambdaIntegration(self.function, proxy=True)
+        # One invoke permission for the whole API instead of two per method.
+        integration = apigw.LambdaIntegration(self.function, proxy=True, scope_permission_to_method=False, allow_test_invoke=False)
         authorization = apigw.AuthorizationType.IAM if not use_api_keys else apigw.AuthorizationType.NONE
         self.predict_method = self.api.root.add_resource("predict").add_method(
             "POST",

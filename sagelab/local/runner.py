@@ -308,6 +308,8 @@ class LocalPipelineRunner:
         execution_id = f"local-{started.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         execution_dir = self.workdir / "executions" / execution_id
         execution_dir.mkdir(parents=True)
+        self._log_dir = execution_dir / "logs"  # each step's log, for `sagelab pipeline logs --local`
+        self._log_dir.mkdir()
         context = EvaluationContext(
             parameters=parameters,
             execution={
@@ -699,9 +701,13 @@ class LocalPipelineRunner:
         cwd.mkdir(parents=True, exist_ok=True)
         lines: list[str] = []
 
+        log_file = (self._log_dir / f"{name.replace('/', '-')}.log").open("a") if getattr(self, "_log_dir", None) else None
+
         def on_line(line: str) -> None:
             lines.append(line)
             self.log(f"   [{name}] {line}")
+            if log_file is not None:
+                log_file.write(line + "\n")
 
         if self.prefork and command[0] == self.python and len(command) > 1 and command[1].endswith(".py"):
             prefork.preload()
@@ -713,6 +719,8 @@ class LocalPipelineRunner:
             for line in process.stdout:
                 on_line(line.rstrip("\n"))
             code = process.wait()
+        if log_file is not None:
+            log_file.close()
         if code != 0:
             raise StepFailed(name, f"{Path(command[1]).name if len(command) > 1 else command[0]} exited with code {code}", lines[-LOG_TAIL_LINES:])
         return lines

@@ -1,0 +1,185 @@
+"""Operate a deployed environment: start pipeline runs, follow them, read job logs, review models.
+
+Region and credentials come from the usual AWS settings (profile, environment, instance role).
+Every AWS failure a person can fix becomes an `OperationError` with one line saying what to do.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError, PartialCredentialsError
+
+TERMINAL_STATUSES = ("Succeeded", "Failed", "Stopped")
+JOB_LOG_GROUPS = {"ProcessingJob": "/aws/sagemaker/ProcessingJobs", "TrainingJob": "/aws/sagemaker/TrainingJobs"}
+
+
+class OperationError(RuntimeError):
+    """An AWS operation that cannot be done; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Environment:
+    name: str
+    pipeline: str
+    model_package_group: str
+    api_url: str | None
+    region: str
+
+
+def translate(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    try:
+        return call(*args, **kwargs)
+    except (NoCredentialsError, PartialCredentialsError):
+        raise OperationError("no AWS credentials found: run `aws configure` (or set AWS_PROFILE) and try again, or use --local") from None
+    except NoRegionError:
+        raise OperationError("no AWS region configured: set AWS_REGION or `aws configure set region REGION`") from None
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "")
+        message = error.response.get("Error", {}).get("Message", "")
+        if code in ("ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId", "UnrecognizedClientException"):
+            raise OperationError(f"AWS rejected the credentials ({code}): refresh them and try again") from None
+        if code == "AccessDeniedException" or code == "AccessDenied":
+            raise OperationError(f"access denied: {message}") from None
+        raise OperationError(f"{code}: {message}") from None
+
+
+class AwsOperations:
+    def __init__(self, session: boto3.Session | None = None, endpoint_url: str | None = None) -> None:
+        self.session = session or boto3.Session()
+        kwargs = {"endpoint_url": endpoint_url} if endpoint_url else {}
+        self.sagemaker = translate(self.session.client, "sagemaker", **kwargs)
+        self.cloudformation = translate(self.session.client, "cloudformation", **kwargs)
+        self.logs = translate(self.session.client, "logs", **kwargs)
+
+    # -- discovery ----------------------------------------------------------------------------
+    def environment(self, env_name: str) -> Environment:
+        outputs: dict[str, str] = {}
+        for suffix, required in (("platform", True), ("serving", False)):
+            stack_name = f"sagelab-{env_name}-{suffix}"
+            try:
+                stacks = translate(self.cloudformation.describe_stacks, StackName=stack_name)["Stacks"]
+            except OperationError as error:
+                if "does not exist" in str(error):
+                    if required:
+                        raise OperationError(
+                            f"stack {stack_name} not found in {self.session.region_name}: deploy it with `make deploy ENV={env_name}`, or pass --region"
+                        ) from None
+                    continue
+                raise
+            outputs.update({o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])})
+        if "PipelineName" not in outputs:
+            raise OperationError(f"stack sagelab-{env_name}-platform has no PipelineName output; redeploy it")
+        return Environment(
+            name=env_name,
+            pipeline=outputs["PipelineName"],
+            model_package_group=outputs.get("ModelPackageGroupName", f"sagelab-{env_name}-models"),
+            api_url=outputs.get("ApiUrl"),
+            region=str(self.session.region_name),
+        )
+
+    # -- pipeline -----------------------------------------------------------------------------
+    def start(self, pipeline: str, parameters: dict[str, str]) -> str:
+        response = translate(
+            self.sagemaker.start_pipeline_execution,
+            PipelineName=pipeline,
+            PipelineParameters=[{"Name": k, "Value": v} for k, v in parameters.items()],
+            PipelineExecutionDescription="started with sagelab pipeline start",
+        )
+        return str(response["PipelineExecutionArn"])
+
+    def latest_execution(self, pipeline: str) -> str:
+        summaries = translate(self.sagemaker.list_pipeline_executions, PipelineName=pipeline, SortBy="CreationTime", SortOrder="Descending", MaxResults=1)[
+            "PipelineExecutionSummaries"
+        ]
+        if not summaries:
+            raise OperationError(f"pipeline {pipeline} has no executions yet: start one with `sagelab pipeline start`")
+        return str(summaries[0]["PipelineExecutionArn"])
+
+    def status(self, execution_arn: str) -> dict[str, Any]:
+        execution = translate(self.sagemaker.describe_pipeline_execution, PipelineExecutionArn=execution_arn)
+        steps = translate(self.sagemaker.list_pipeline_execution_steps, PipelineExecutionArn=execution_arn, SortOrder="Ascending").get(
+            "PipelineExecutionSteps", []
+        )
+        return {
+            "execution_arn": execution_arn,
+            "status": execution["PipelineExecutionStatus"],
+            "failure_reason": execution.get("FailureReason"),
+            "steps": [
+                {
+                    "name": step["StepName"],
+                    "status": step["StepStatus"],
+                    "failure_reason": step.get("FailureReason"),
+                    "job": _job_of(step.get("Metadata", {})),
+                }
+                for step in steps
+            ],
+        }
+
+    def logs_of(self, execution_arn: str, seen: set[str] | None = None) -> Iterator[str]:
+        """Log lines of the execution's processing and training jobs (new ones only, given `seen`)."""
+        seen = seen if seen is not None else set()
+        for step in self.status(execution_arn)["steps"]:
+            job = step["job"]
+            if job is None:
+                continue
+            kind, name = job
+            paginator_args = {"logGroupName": JOB_LOG_GROUPS[kind], "logStreamNamePrefix": name, "interleaved": True}
+            token = None
+            while True:
+                page = translate(self.logs.filter_log_events, **paginator_args, **({"nextToken": token} if token else {}))
+                for event in page.get("events", []):
+                    key = event.get("eventId") or f"{event['logStreamName']}:{event['timestamp']}:{event['message']}"
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                    yield f"[{step['name']}] {event['message'].rstrip()}"
+                token = page.get("nextToken")
+                if not token:
+                    break
+
+    def follow(self, execution_arn: str, poll_seconds: float = 15, sleep: Callable[[float], None] = time.sleep) -> Iterator[str]:
+        seen: set[str] = set()
+        while True:
+            yield from self.logs_of(execution_arn, seen)
+            status = self.status(execution_arn)["status"]
+            if status in TERMINAL_STATUSES:
+                yield from self.logs_of(execution_arn, seen)
+                yield f"execution {status}"
+                return
+            sleep(poll_seconds)
+
+    # -- models -------------------------------------------------------------------------------
+    def models(self, group: str) -> list[dict[str, Any]]:
+        packages = translate(self.sagemaker.list_model_packages, ModelPackageGroupName=group, SortBy="CreationTime", SortOrder="Ascending").get(
+            "ModelPackageSummaryList", []
+        )
+        return [
+            {
+                "group": group,
+                "version": p.get("ModelPackageVersion"),
+                "status": p.get("ModelApprovalStatus"),
+                "created": str(p.get("CreationTime")),
+                "arn": p["ModelPackageArn"],
+            }
+            for p in packages
+        ]
+
+    def approve(self, group: str, version: int, status: str = "Approved") -> str:
+        for package in self.models(group):
+            if package["version"] == version:
+                translate(self.sagemaker.update_model_package, ModelPackageArn=package["arn"], ModelApprovalStatus=status)
+                return str(package["arn"])
+        raise OperationError(f"model package group {group} has no version {version}")
+
+
+def _job_of(metadata: dict[str, Any]) -> tuple[str, str] | None:
+    for kind in ("ProcessingJob", "TrainingJob"):
+        arn = (metadata.get(kind) or {}).get("Arn")
+        if arn:
+            return kind, arn.rsplit("/", 1)[-1]
+    return None

@@ -1,0 +1,163 @@
+"""`sagelab pipeline start/status/logs` and `models --aws` against moto in server mode (control
+plane it supports) and botocore's Stubber (execution steps, CloudWatch log events)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from moto.server import ThreadedMotoServer
+
+from sagelab.aws_ops import AwsOperations, OperationError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PLATFORM_TEMPLATE = {
+    "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+    "Outputs": {"PipelineName": {"Value": "sagelab-dev-pipeline"}, "ModelPackageGroupName": {"Value": "sagelab-dev-models"}},
+}
+
+
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def aws_env(moto_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1", AWS_CONFIG_FILE="/nonexistent", AWS_SHARED_CREDENTIALS_FILE="/nonexistent")
+    return env
+
+
+@pytest.fixture(scope="module")
+def deployed(moto_url: str) -> dict[str, Any]:
+    session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
+    cloudformation = session.client("cloudformation", endpoint_url=moto_url)
+    cloudformation.create_stack(StackName="sagelab-dev-platform", TemplateBody=json.dumps(PLATFORM_TEMPLATE))
+    sagemaker = session.client("sagemaker", endpoint_url=moto_url)
+    sagemaker.create_pipeline(PipelineName="sagelab-dev-pipeline", PipelineDefinition=json.dumps({"Version": "2020-12-01", "Steps": []}), RoleArn="arn:aws:iam::123456789012:role/pipeline")
+    sagemaker.create_model_package_group(ModelPackageGroupName="sagelab-dev-models")
+    spec = {"Containers": [{"Image": "123.dkr.ecr.us-east-1.amazonaws.com/x:1"}], "SupportedContentTypes": ["application/json"], "SupportedResponseMIMETypes": ["application/json"]}
+    packages = [sagemaker.create_model_package(ModelPackageGroupName="sagelab-dev-models", ModelApprovalStatus="PendingManualApproval", InferenceSpecification=spec)["ModelPackageArn"] for _ in range(2)]
+    return {"session": session, "packages": packages}
+
+
+def sagelab(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "sagelab", *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_start_finds_the_pipeline_from_the_stack_and_passes_parameters(moto_url: str, aws_env: dict[str, str], deployed: dict[str, Any]) -> None:
+    completed = sagelab(aws_env, "pipeline", "start", "--param", "MaxDepth=4", "--endpoint-url", moto_url)
+    assert completed.returncode == 0, completed.stderr
+    arn = completed.stdout.split()[1]
+    sagemaker = deployed["session"].client("sagemaker", endpoint_url=moto_url)
+    execution = sagemaker.describe_pipeline_execution(PipelineExecutionArn=arn)
+    assert execution["PipelineArn"].endswith("pipeline/sagelab-dev-pipeline")
+    assert sagemaker.list_pipeline_executions(PipelineName="sagelab-dev-pipeline")["PipelineExecutionSummaries"][0]["PipelineExecutionArn"] == arn
+
+
+def test_models_list_and_approve_on_aws(moto_url: str, aws_env: dict[str, str], deployed: dict[str, Any]) -> None:
+    listed = json.loads(sagelab(aws_env, "models", "list", "--aws", "--json", "--endpoint-url", moto_url).stdout)
+    assert [(m["version"], m["status"]) for m in listed] == [(1, "PendingManualApproval"), (2, "PendingManualApproval")]
+    approved = sagelab(aws_env, "models", "approve", "sagelab-dev-models", "2", "--aws", "--endpoint-url", moto_url)
+    assert approved.returncode == 0, approved.stderr
+    sagemaker = deployed["session"].client("sagemaker", endpoint_url=moto_url)
+    assert sagemaker.describe_model_package(ModelPackageName=deployed["packages"][1])["ModelApprovalStatus"] == "Approved"
+    missing = sagelab(aws_env, "models", "approve", "sagelab-dev-models", "9", "--aws", "--endpoint-url", moto_url)
+    assert missing.returncode == 2 and "has no version 9" in missing.stderr
+
+
+def test_missing_stack_is_a_one_line_error(moto_url: str, aws_env: dict[str, str], deployed: dict[str, Any]) -> None:
+    completed = sagelab(aws_env, "pipeline", "start", "--env", "prod", "--endpoint-url", moto_url)
+    assert completed.returncode == 2
+    assert completed.stderr.strip() == "sagelab: error: stack sagelab-prod-platform not found in us-east-1: deploy it with `make deploy ENV=prod`, or pass --region"
+
+
+def test_missing_credentials_is_a_one_line_error(aws_env: dict[str, str]) -> None:
+    env = {k: v for k, v in aws_env.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    env["AWS_EC2_METADATA_DISABLED"] = "true"
+    completed = sagelab(env, "pipeline", "status")
+    assert completed.returncode == 2
+    assert completed.stderr.strip() == "sagelab: error: no AWS credentials found: run `aws configure` (or set AWS_PROFILE) and try again, or use --local"
+
+
+STEPS = {
+    "PipelineExecutionSteps": [
+        {"StepName": "Preprocess", "StepStatus": "Succeeded", "Metadata": {"ProcessingJob": {"Arn": "arn:aws:sagemaker:us-east-1:123456789012:processing-job/pipelines-abc-preprocess"}}},
+        {"StepName": "Train", "StepStatus": "Failed", "FailureReason": "AlgorithmError: train.py exited 2", "Metadata": {"TrainingJob": {"Arn": "arn:aws:sagemaker:us-east-1:123456789012:training-job/pipelines-abc-train"}}},
+        {"StepName": "CheckMetric", "StepStatus": "Starting", "Metadata": {}},
+    ]
+}
+
+
+@pytest.fixture
+def stubbed_ops() -> Iterator[tuple[AwsOperations, Stubber, Stubber]]:
+    session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
+    ops = AwsOperations(session)
+    with Stubber(ops.sagemaker) as sagemaker, Stubber(ops.logs) as logs:
+        yield ops, sagemaker, logs
+        sagemaker.assert_no_pending_responses()
+        logs.assert_no_pending_responses()
+
+
+ARN = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/sagelab-dev-pipeline/execution/abc"
+
+
+def test_status_reports_each_step_and_its_failure(stubbed_ops: tuple[AwsOperations, Stubber, Stubber]) -> None:
+    ops, sagemaker, _ = stubbed_ops
+    sagemaker.add_response("describe_pipeline_execution", {"PipelineExecutionArn": ARN, "PipelineExecutionStatus": "Failed", "FailureReason": "Step Train failed"}, {"PipelineExecutionArn": ARN})
+    sagemaker.add_response("list_pipeline_execution_steps", STEPS, {"PipelineExecutionArn": ARN, "SortOrder": "Ascending"})
+    status = ops.status(ARN)
+    assert status["status"] == "Failed"
+    assert [(s["name"], s["status"], s["job"]) for s in status["steps"]] == [
+        ("Preprocess", "Succeeded", ("ProcessingJob", "pipelines-abc-preprocess")),
+        ("Train", "Failed", ("TrainingJob", "pipelines-abc-train")),
+        ("CheckMetric", "Starting", None),
+    ]
+    assert status["steps"][1]["failure_reason"] == "AlgorithmError: train.py exited 2"
+
+
+def test_logs_read_each_jobs_log_group_and_follow_stops_at_the_end(stubbed_ops: tuple[AwsOperations, Stubber, Stubber]) -> None:
+    ops, sagemaker, logs = stubbed_ops
+
+    def status_round(execution_status: str) -> None:
+        sagemaker.add_response("describe_pipeline_execution", {"PipelineExecutionArn": ARN, "PipelineExecutionStatus": execution_status}, {"PipelineExecutionArn": ARN})
+        sagemaker.add_response("list_pipeline_execution_steps", STEPS, {"PipelineExecutionArn": ARN, "SortOrder": "Ascending"})
+
+    def log_page(group: str, job: str, events: list[dict[str, Any]]) -> None:
+        logs.add_response("filter_log_events", {"events": events}, {"logGroupName": group, "logStreamNamePrefix": job, "interleaved": True})
+
+    preprocess_event = {"eventId": "1", "logStreamName": "pipelines-abc-preprocess/algo-1", "timestamp": 1, "message": "preprocess: multiclass on 'label'\n"}
+    train_event = {"eventId": "2", "logStreamName": "pipelines-abc-train/algo-1", "timestamp": 2, "message": "validation-accuracy=0.96"}
+    # round 1: running; round 2: finished (then one last read)
+    status_round("Executing")  # logs_of -> status
+    log_page("/aws/sagemaker/ProcessingJobs", "pipelines-abc-preprocess", [preprocess_event])
+    log_page("/aws/sagemaker/TrainingJobs", "pipelines-abc-train", [])
+    status_round("Executing")  # follow -> status
+    status_round("Executing")  # logs_of -> status
+    log_page("/aws/sagemaker/ProcessingJobs", "pipelines-abc-preprocess", [preprocess_event])
+    log_page("/aws/sagemaker/TrainingJobs", "pipelines-abc-train", [train_event])
+    status_round("Failed")  # follow -> status: terminal
+    status_round("Failed")  # final logs_of -> status
+    log_page("/aws/sagemaker/ProcessingJobs", "pipelines-abc-preprocess", [preprocess_event])
+    log_page("/aws/sagemaker/TrainingJobs", "pipelines-abc-train", [train_event])
+    lines = list(ops.follow(ARN, sleep=lambda _seconds: None))
+    assert lines == ["[Preprocess] preprocess: multiclass on 'label'", "[Train] validation-accuracy=0.96", "execution Failed"]
+
+
+def test_no_executions_yet_is_explained(stubbed_ops: tuple[AwsOperations, Stubber, Stubber]) -> None:
+    ops, sagemaker, _ = stubbed_ops
+    sagemaker.add_response("list_pipeline_executions", {"PipelineExecutionSummaries": []}, {"PipelineName": "p", "SortBy": "CreationTime", "SortOrder": "Descending", "MaxResults": 1})
+    with pytest.raises(OperationError, match="has no executions yet"):
+        ops.latest_execution("p")
