@@ -22,7 +22,16 @@ from pathlib import Path
 
 from sagelab.pipeline_definition import SOURCEDIR_ARCHIVE, STEP_SCRIPTS
 
-STEPS_DIR = Path(__file__).resolve().parent.parent / "pipeline_steps"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+STEPS_DIR = REPO_ROOT / "pipeline_steps"
+LAB_PREFIX = "lab"
+# What the notebook instance copies at start (lifecycle configuration): the lab notebook, the idle
+# auto-stop script, and the Python it imports (sagelab's lab facade, the step scripts).
+LAB_FILES = {
+    "sagemaker_lab.ipynb": REPO_ROOT / "notebooks" / "sagemaker_lab.ipynb",
+    "idle_stop.py": REPO_ROOT / "runtime" / "notebook" / "idle_stop.py",
+}
+LAB_PACKAGES = ("sagelab", "pipeline_steps")
 
 
 @dataclass(frozen=True)
@@ -47,10 +56,20 @@ def _sourcedir_bytes(steps_dir: Path) -> bytes:
     return buffer.getvalue()
 
 
+def _lab_sources() -> list[tuple[str, Path]]:
+    files = [(f"{LAB_PREFIX}/{name}", path) for name, path in LAB_FILES.items()]
+    for package in LAB_PACKAGES:
+        for path in sorted((REPO_ROOT / package).rglob("*.py")):
+            files.append((f"{LAB_PREFIX}/{package}/{path.relative_to(REPO_ROOT / package).as_posix()}", path))
+    return files
+
+
 def code_version(steps_dir: Path = STEPS_DIR) -> str:
     digest = hashlib.sha256()
     for name in STEP_SCRIPTS:
         digest.update(name.encode() + b"\0" + (steps_dir / name).read_bytes() + b"\0")
+    for name, path in _lab_sources():
+        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
 
 
@@ -64,4 +83,7 @@ def stage_code_bundle(destination: Path | None = None, steps_dir: Path = STEPS_D
     for name in STEP_SCRIPTS:
         shutil.copyfile(steps_dir / name, target / name)
     (target / SOURCEDIR_ARCHIVE).write_bytes(_sourcedir_bytes(steps_dir))
+    for name, path in _lab_sources():
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target / name)
     return CodeBundle(directory=target, version=code_version(steps_dir))

@@ -182,7 +182,7 @@ class FrontDoor(Construct):
             "BodyValidator", request_validator_name="predict-body", validate_request_body=True, validate_request_parameters=False
         )
         # One invoke permission for the whole API instead of two per method.
-        integration = apigw.LambdaIntegration(self.function, proxy=True, scope_permission_to_method=False, allow_test_invoke=False)
+        integration = apigw.LambdaIntegration(self.function, proxy=True, scope_permission_to_method=False)
         authorization = apigw.AuthorizationType.IAM if not use_api_keys else apigw.AuthorizationType.NONE
         self.predict_method = self.api.root.add_resource("predict").add_method(
             "POST",

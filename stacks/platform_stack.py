@@ -10,13 +10,14 @@ from aws_cdk import CfnOutput, Environment, Stack, Tags
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from sagelab.code_bundle import CodeBundle
+from sagelab.code_bundle import LAB_PREFIX, CodeBundle
 from sagelab.config import EnvironmentConfig
 from sagelab.pipeline_definition import PipelineSettings
 from sagelab.settings import settings_for
 from stacks.data_buckets import DataBuckets
 from stacks.execution_roles import ExecutionRoles
 from stacks.naming import ResourceNames
+from stacks.notebook_environment import NotebookEnvironment
 from stacks.training_pipeline import TrainingPipeline
 
 
@@ -94,6 +95,17 @@ class PlatformStack(Stack):
             dataset_dir=shared.dataset_dir,
             retain=retain,
         )
+        self.notebook = NotebookEnvironment(
+            self,
+            "Notebook",
+            names=names,
+            notebook=env_config.notebook,
+            role=self.roles.notebook_role,
+            key=self.buckets.key,
+            lab_bucket=self.buckets.artifacts_bucket,
+            lab_prefix=f"{self.pipeline.code_prefix}{LAB_PREFIX}/",
+            env_name=env_config.name,
+        )
         self._allow_service_encryption(names)
         apply_tags(self, tags)
 
@@ -103,6 +115,8 @@ class PlatformStack(Stack):
             ("PipelineName", names.pipeline, "SageMaker pipeline to start"),
             ("ModelPackageGroupName", names.model_package_group, "Model registry group"),
             ("KmsKeyArn", self.buckets.key.key_arn, "Key for data at rest"),
+            ("NotebookName", names.notebook, "SageMaker notebook instance"),
+            ("NotebookUrl", self.notebook.url, "The lab notebook (open from the SageMaker console to sign in)"),
         ):
             CfnOutput(self, output_id, value=value, description=description)
 

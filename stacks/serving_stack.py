@@ -38,7 +38,7 @@ class ServingStack(Stack):
             description=f"SageLab {env_config.name}: endpoint, API front door, approval deployer and alarms",
             **kwargs,
         )
-        self.add_dependency(platform)
+        self.add_stack_dependency(platform)
         serving = env_config.serving
         retention = logs.RetentionDays(_retention_name(env_config.log_retention_days))
         model_package = CfnParameter(

@@ -7,8 +7,9 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import boto3
 import pytest
@@ -36,7 +37,13 @@ def moto_url() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def aws_env(moto_url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1", AWS_CONFIG_FILE="/nonexistent", AWS_SHARED_CREDENTIALS_FILE="/nonexistent")
+    env.update(
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_CONFIG_FILE="/nonexistent",
+        AWS_SHARED_CREDENTIALS_FILE="/nonexistent",
+    )
     return env
 
 
@@ -46,10 +53,23 @@ def deployed(moto_url: str) -> dict[str, Any]:
     cloudformation = session.client("cloudformation", endpoint_url=moto_url)
     cloudformation.create_stack(StackName="sagelab-dev-platform", TemplateBody=json.dumps(PLATFORM_TEMPLATE))
     sagemaker = session.client("sagemaker", endpoint_url=moto_url)
-    sagemaker.create_pipeline(PipelineName="sagelab-dev-pipeline", PipelineDefinition=json.dumps({"Version": "2020-12-01", "Steps": []}), RoleArn="arn:aws:iam::123456789012:role/pipeline")
+    sagemaker.create_pipeline(
+        PipelineName="sagelab-dev-pipeline",
+        PipelineDefinition=json.dumps({"Version": "2020-12-01", "Steps": []}),
+        RoleArn="arn:aws:iam::123456789012:role/pipeline",
+    )
     sagemaker.create_model_package_group(ModelPackageGroupName="sagelab-dev-models")
-    spec = {"Containers": [{"Image": "123.dkr.ecr.us-east-1.amazonaws.com/x:1"}], "SupportedContentTypes": ["application/json"], "SupportedResponseMIMETypes": ["application/json"]}
-    packages = [sagemaker.create_model_package(ModelPackageGroupName="sagelab-dev-models", ModelApprovalStatus="PendingManualApproval", InferenceSpecification=spec)["ModelPackageArn"] for _ in range(2)]
+    spec = {
+        "Containers": [{"Image": "123.dkr.ecr.us-east-1.amazonaws.com/x:1"}],
+        "SupportedContentTypes": ["application/json"],
+        "SupportedResponseMIMETypes": ["application/json"],
+    }
+    packages = [
+        sagemaker.create_model_package(ModelPackageGroupName="sagelab-dev-models", ModelApprovalStatus="PendingManualApproval", InferenceSpecification=spec)[
+            "ModelPackageArn"
+        ]
+        for _ in range(2)
+    ]
     return {"session": session, "packages": packages}
 
 
@@ -81,7 +101,10 @@ def test_models_list_and_approve_on_aws(moto_url: str, aws_env: dict[str, str], 
 def test_missing_stack_is_a_one_line_error(moto_url: str, aws_env: dict[str, str], deployed: dict[str, Any]) -> None:
     completed = sagelab(aws_env, "pipeline", "start", "--env", "prod", "--endpoint-url", moto_url)
     assert completed.returncode == 2
-    assert completed.stderr.strip() == "sagelab: error: stack sagelab-prod-platform not found in us-east-1: deploy it with `make deploy ENV=prod`, or pass --region"
+    assert (
+        completed.stderr.strip()
+        == "sagelab: error: stack sagelab-prod-platform not found in us-east-1: deploy it with `make deploy ENV=prod`, or pass --region"
+    )
 
 
 def test_missing_credentials_is_a_one_line_error(aws_env: dict[str, str]) -> None:
@@ -94,8 +117,17 @@ def test_missing_credentials_is_a_one_line_error(aws_env: dict[str, str]) -> Non
 
 STEPS = {
     "PipelineExecutionSteps": [
-        {"StepName": "Preprocess", "StepStatus": "Succeeded", "Metadata": {"ProcessingJob": {"Arn": "arn:aws:sagemaker:us-east-1:123456789012:processing-job/pipelines-abc-preprocess"}}},
-        {"StepName": "Train", "StepStatus": "Failed", "FailureReason": "AlgorithmError: train.py exited 2", "Metadata": {"TrainingJob": {"Arn": "arn:aws:sagemaker:us-east-1:123456789012:training-job/pipelines-abc-train"}}},
+        {
+            "StepName": "Preprocess",
+            "StepStatus": "Succeeded",
+            "Metadata": {"ProcessingJob": {"Arn": "arn:aws:sagemaker:us-east-1:123456789012:processing-job/pipelines-abc-preprocess"}},
+        },
+        {
+            "StepName": "Train",
+            "StepStatus": "Failed",
+            "FailureReason": "AlgorithmError: train.py exited 2",
+            "Metadata": {"TrainingJob": {"Arn": "arn:aws:sagemaker:us-east-1:123456789012:training-job/pipelines-abc-train"}},
+        },
         {"StepName": "CheckMetric", "StepStatus": "Starting", "Metadata": {}},
     ]
 }
@@ -116,7 +148,11 @@ ARN = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/sagelab-dev-pipeline/ex
 
 def test_status_reports_each_step_and_its_failure(stubbed_ops: tuple[AwsOperations, Stubber, Stubber]) -> None:
     ops, sagemaker, _ = stubbed_ops
-    sagemaker.add_response("describe_pipeline_execution", {"PipelineExecutionArn": ARN, "PipelineExecutionStatus": "Failed", "FailureReason": "Step Train failed"}, {"PipelineExecutionArn": ARN})
+    sagemaker.add_response(
+        "describe_pipeline_execution",
+        {"PipelineExecutionArn": ARN, "PipelineExecutionStatus": "Failed", "FailureReason": "Step Train failed"},
+        {"PipelineExecutionArn": ARN},
+    )
     sagemaker.add_response("list_pipeline_execution_steps", STEPS, {"PipelineExecutionArn": ARN, "SortOrder": "Ascending"})
     status = ops.status(ARN)
     assert status["status"] == "Failed"
@@ -132,7 +168,9 @@ def test_logs_read_each_jobs_log_group_and_follow_stops_at_the_end(stubbed_ops: 
     ops, sagemaker, logs = stubbed_ops
 
     def status_round(execution_status: str) -> None:
-        sagemaker.add_response("describe_pipeline_execution", {"PipelineExecutionArn": ARN, "PipelineExecutionStatus": execution_status}, {"PipelineExecutionArn": ARN})
+        sagemaker.add_response(
+            "describe_pipeline_execution", {"PipelineExecutionArn": ARN, "PipelineExecutionStatus": execution_status}, {"PipelineExecutionArn": ARN}
+        )
         sagemaker.add_response("list_pipeline_execution_steps", STEPS, {"PipelineExecutionArn": ARN, "SortOrder": "Ascending"})
 
     def log_page(group: str, job: str, events: list[dict[str, Any]]) -> None:
@@ -158,6 +196,10 @@ def test_logs_read_each_jobs_log_group_and_follow_stops_at_the_end(stubbed_ops: 
 
 def test_no_executions_yet_is_explained(stubbed_ops: tuple[AwsOperations, Stubber, Stubber]) -> None:
     ops, sagemaker, _ = stubbed_ops
-    sagemaker.add_response("list_pipeline_executions", {"PipelineExecutionSummaries": []}, {"PipelineName": "p", "SortBy": "CreationTime", "SortOrder": "Descending", "MaxResults": 1})
+    sagemaker.add_response(
+        "list_pipeline_executions",
+        {"PipelineExecutionSummaries": []},
+        {"PipelineName": "p", "SortBy": "CreationTime", "SortOrder": "Descending", "MaxResults": 1},
+    )
     with pytest.raises(OperationError, match="has no executions yet"):
         ops.latest_execution("p")

@@ -14,6 +14,7 @@ import io
 import os
 import runpy
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -23,7 +24,10 @@ _preloaded = False
 
 
 def available() -> bool:
-    return hasattr(os, "fork") and sys.platform != "win32"
+    """Forking is safe only from a single-threaded process: a fork copies one thread, so a lock held
+    by another (a server thread, a Jupyter kernel's I/O threads, an OpenMP pool) would never be
+    released in the child. Anything else starts fresh interpreters."""
+    return hasattr(os, "fork") and sys.platform != "win32" and threading.active_count() == 1
 
 
 def preload() -> None:

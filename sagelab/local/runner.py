@@ -276,7 +276,7 @@ class LocalPipelineRunner:
         self.max_tuning_jobs = max_tuning_jobs
         # Python steps run in processes forked from a parent that imported numpy/pandas/xgboost
         # once (sagelab.local.prefork); fresh interpreters on request or where fork is missing.
-        self.prefork = not fresh_processes and prefork.available()
+        self.fresh_processes = fresh_processes
         self.steps = flatten_steps(definition)
         for name, step in self.steps.items():
             if step.get("Type") not in SUPPORTED_STEP_TYPES:
@@ -709,7 +709,7 @@ class LocalPipelineRunner:
             if log_file is not None:
                 log_file.write(line + "\n")
 
-        if self.prefork and command[0] == self.python and len(command) > 1 and command[1].endswith(".py"):
+        if not self.fresh_processes and prefork.available() and command[0] == self.python and len(command) > 1 and command[1].endswith(".py"):
             prefork.preload()
             script = command[1] if Path(command[1]).is_absolute() else str(cwd / command[1])
             code = prefork.run_script(script, command[2:], cwd, env, on_line)
