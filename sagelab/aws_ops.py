@@ -183,3 +183,100 @@ def _job_of(metadata: dict[str, Any]) -> tuple[str, str] | None:
         if arn:
             return kind, arn.rsplit("/", 1)[-1]
     return None
+
+
+# -- classroom ------------------------------------------------------------------------------------
+REPORT_COLUMNS = (
+    "student_id",
+    "email",
+    "platform_stack",
+    "serving_stack",
+    "notebook",
+    "notebook_url",
+    "api_url",
+    "api_key_id",
+    "data_bucket",
+    "artifacts_bucket",
+    "status",
+)
+
+
+class ClassroomOperations:
+    """Admin operations over every student of a roster (shared account: the admin's credentials)."""
+
+    def __init__(self, ops: AwsOperations) -> None:
+        self.ops = ops
+
+    def _outputs(self, stack_name: str) -> dict[str, str] | None:
+        try:
+            stacks = translate(self.ops.cloudformation.describe_stacks, StackName=stack_name)["Stacks"]
+        except OperationError as error:
+            if "does not exist" in str(error):
+                return None
+            raise
+        return {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+
+    def report(self, students: list[Any]) -> list[dict[str, str]]:
+        rows = []
+        for student in students:
+            prefix = f"sagelab-{student.student_id}"
+            platform = self._outputs(f"{prefix}-platform")
+            serving = self._outputs(f"{prefix}-serving") or {}
+            rows.append(
+                {
+                    "student_id": student.student_id,
+                    "email": student.email,
+                    "platform_stack": f"{prefix}-platform",
+                    "serving_stack": f"{prefix}-serving",
+                    "notebook": (platform or {}).get("NotebookName", ""),
+                    "notebook_url": (platform or {}).get("NotebookUrl", ""),
+                    "api_url": serving.get("ApiUrl", ""),
+                    "api_key_id": serving.get("ApiKeyId", ""),
+                    "data_bucket": (platform or {}).get("DataBucketName", ""),
+                    "artifacts_bucket": (platform or {}).get("ArtifactsBucketName", ""),
+                    "status": "deployed" if platform is not None else "not deployed",
+                }
+            )
+        return rows
+
+    def stop(self, students: list[Any]) -> list[str]:
+        """Stop every running notebook; remove every endpoint by clearing the serving stack's
+        model package (CloudFormation deletes the endpoint, so it stays the owner; approving
+        a model again redeploys it). Returns one line per action taken or skipped."""
+        actions = []
+        for student in students:
+            prefix = f"sagelab-{student.student_id}"
+            notebook = f"{prefix}-notebook"
+            try:
+                status = translate(self.ops.sagemaker.describe_notebook_instance, NotebookInstanceName=notebook)["NotebookInstanceStatus"]
+            except OperationError as error:
+                status = (
+                    "missing" if "does not exist" in str(error).lower() or "RecordNotFound" in str(error) or "ValidationException" in str(error) else "unknown"
+                )
+            if status == "InService":
+                translate(self.ops.sagemaker.stop_notebook_instance, NotebookInstanceName=notebook)
+                actions.append(f"{student.student_id}: stopping notebook {notebook}")
+            else:
+                actions.append(f"{student.student_id}: notebook {notebook} is {status}; left as is")
+            serving_stack = f"{prefix}-serving"
+            try:
+                stack = translate(self.ops.cloudformation.describe_stacks, StackName=serving_stack)["Stacks"][0]
+            except OperationError:
+                actions.append(f"{student.student_id}: no serving stack {serving_stack}")
+                continue
+            parameters = {p["ParameterKey"]: p.get("ParameterValue", "") for p in stack.get("Parameters", [])}
+            if not parameters.get("ModelPackageArn"):
+                actions.append(f"{student.student_id}: no endpoint deployed")
+                continue
+            translate(
+                self.ops.cloudformation.update_stack,
+                StackName=serving_stack,
+                UsePreviousTemplate=True,
+                Parameters=[{"ParameterKey": "ModelPackageArn", "ParameterValue": ""}]
+                + [{"ParameterKey": k, "UsePreviousValue": True} for k in parameters if k != "ModelPackageArn"],
+                Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"],
+            )
+            actions.append(
+                f"{student.student_id}: deleting endpoint {prefix}-endpoint (serving stack update; model {parameters['ModelPackageArn'].rsplit('/', 2)[-2:]} stays registered)"
+            )
+        return actions

@@ -254,6 +254,38 @@ def cmd_pipeline_logs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- classroom ---------------------------------------------------------------------------------------
+def _roster(args: argparse.Namespace) -> Any:
+    from sagelab.roster import read_roster
+
+    return read_roster(args.roster)
+
+
+def cmd_class_report(args: argparse.Namespace) -> int:
+    import csv
+
+    from sagelab.aws_ops import REPORT_COLUMNS, ClassroomOperations
+
+    students = _roster(args)
+    rows = ClassroomOperations(_aws(args)).report(students)
+    output = Path(args.output)
+    with output.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(REPORT_COLUMNS))
+        writer.writeheader()
+        writer.writerows(rows)
+    deployed = sum(1 for row in rows if row["status"] == "deployed")
+    print(f"wrote {output}: {len(rows)} students, {deployed} deployed")
+    return EXIT_OK
+
+
+def cmd_class_stop(args: argparse.Namespace) -> int:
+    from sagelab.aws_ops import ClassroomOperations
+
+    for line in ClassroomOperations(_aws(args)).stop(_roster(args)):
+        print(line)
+    return EXIT_OK
+
+
 # -- serve / predict ------------------------------------------------------------------------------------
 DEFAULT_GATEWAY_PORT, DEFAULT_ENDPOINT_PORT = 8080, 8081
 
@@ -533,6 +565,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--file", required=True, help="rows.csv (optional header) or rows.json")
     p.add_argument("--timeout", type=float, default=30.0)
     p.set_defaults(func=cmd_predict)
+
+    classroom = sub.add_parser("class", help="classroom admin: every student of a roster").add_subparsers(dest="class_command", required=True)
+    p = classroom.add_parser("report", help="write a CSV of each student's links (notebook, API, key id, buckets) from the stacks' outputs")
+    p.add_argument("--roster", default="roster.csv")
+    p.add_argument("--output", default="class-report.csv")
+    add_aws_options(p)
+    p.set_defaults(func=cmd_class_report)
+    p = classroom.add_parser("stop", help="end of session: stop every notebook and delete every endpoint (models stay registered)")
+    p.add_argument("--roster", default="roster.csv")
+    add_aws_options(p)
+    p.set_defaults(func=cmd_class_stop)
 
     p = sub.add_parser("synth-summary", help="summarize cdk.out: stacks, resources, cdk-nag findings")
     p.add_argument("cdk_out", nargs="?", default="cdk.out")

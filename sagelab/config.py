@@ -113,10 +113,28 @@ class EnvironmentConfig:
     notebook: NotebookConfig = NotebookConfig()
     pipeline: PipelineConfig = PipelineConfig()
     serving: ServingConfig = ServingConfig()
+    # Set by classroom mode (one environment per roster row), or by hand for any environment.
+    course: str | None = None
+    student_email: str | None = None
+    budget_usd: int = 0
+    budget_alert_emails: tuple[str, ...] = ()
 
     @property
     def resource_prefix(self) -> str:
         return f"sagelab-{self.name}"
+
+
+@dataclass(frozen=True)
+class ClassroomConfig:
+    """Guardrails applied to every student environment built from a roster (-c roster=FILE)."""
+
+    course: str = "sagelab-course"
+    admin_emails: tuple[str, ...] = ()
+    budget_usd: int = 50
+    allowed_instance_types: tuple[str, ...] = ("ml.t3.medium", "ml.m5.large")
+    notebook_idle_minutes: int = 30
+    serving_mode: Literal["realtime", "serverless"] = "serverless"
+    scratch_expiry_days: int = 7
 
 
 @dataclass(frozen=True)
@@ -125,6 +143,7 @@ class SageLabConfig:
 
     project: str = "sagelab"
     environments: tuple[EnvironmentConfig, ...] = (EnvironmentConfig(),)
+    classroom: ClassroomConfig = ClassroomConfig()
 
 
 # -- validation rules beyond types -------------------------------------------------------------
@@ -216,6 +235,19 @@ def check_environment(env: EnvironmentConfig, where: str) -> list[tuple[str, Any
         "a model package version ARN (arn:aws:sagemaker:REGION:ACCOUNT:model-package/GROUP/VERSION)",
     )
     check(0 <= sv.data_capture_percent <= 100, "serving.data_capture_percent", sv.data_capture_percent, "0..100")
+    check(
+        env.course is None or bool(re.match(r"^[A-Za-z0-9 _.:/=+@-]{1,128}$", env.course)), "course", env.course, "1-128 characters valid in an AWS tag value"
+    )
+    check(env.student_email is None or bool(EMAIL_PATTERN.match(env.student_email)), "student_email", env.student_email, "an email address")
+    check(0 <= env.budget_usd <= 1_000_000, "budget_usd", env.budget_usd, "0 (no budget) to 1000000 USD per month")
+    for position, email in enumerate(env.budget_alert_emails):
+        check(bool(EMAIL_PATTERN.match(email)), f"budget_alert_emails[{position}]", email, "an email address")
+    check(
+        env.budget_usd == 0 or bool(env.budget_alert_emails),
+        "budget_alert_emails",
+        list(env.budget_alert_emails),
+        "at least one address when budget_usd is set",
+    )
     if env.allowed_instance_types:
         allowed = set(env.allowed_instance_types)
         for path, value in (
@@ -401,10 +433,11 @@ def load_config(context: Mapping[str, Any] | None = None, config_file: str | Pat
         if data is None:
             data = {}
         if not isinstance(data, Mapping):
-            raise ConfigError(f"{path}: the top level must be a mapping with keys project, defaults, environments")
+            raise ConfigError(f"{path}: the top level must be a mapping with keys project, defaults, environments, classroom")
         layers.append((dict(data), _Source(str(path), lines)))
 
-    allowed_top = {"project", "defaults", "environments"}
+    allowed_top = {"project", "defaults", "environments", "classroom"}
+    classroom = ClassroomConfig()
     project = "sagelab"
     defaults: dict[str, Any] = {}
     environments_raw: Any = {"dev": {}}
@@ -425,4 +458,29 @@ def load_config(context: Mapping[str, Any] | None = None, config_file: str | Pat
         if "environments" in data:
             environments_raw = data["environments"]
             environments_source = source
-    return SageLabConfig(project=project, environments=_environments(environments_raw, environments_source, defaults))
+        if "classroom" in data:
+            classroom = _build_dataclass(ClassroomConfig, data["classroom"], "classroom", source, base=classroom)
+            classroom_problems = _check_classroom(classroom)
+            if classroom_problems:
+                field_path, value, expected = classroom_problems[0]
+                raise _fail(source, field_path, value, expected)
+    return SageLabConfig(project=project, environments=_environments(environments_raw, environments_source, defaults), classroom=classroom)
+
+
+def _check_classroom(classroom: ClassroomConfig) -> list[tuple[str, Any, str]]:
+    problems: list[tuple[str, Any, str]] = []
+    if not re.match(r"^[A-Za-z0-9 _.:/=+@-]{1,128}$", classroom.course):
+        problems.append(("classroom.course", classroom.course, "1-128 characters valid in an AWS tag value"))
+    for position, email in enumerate(classroom.admin_emails):
+        if not EMAIL_PATTERN.match(email):
+            problems.append((f"classroom.admin_emails[{position}]", email, "an email address"))
+    if not 1 <= classroom.budget_usd <= 100_000:
+        problems.append(("classroom.budget_usd", classroom.budget_usd, "1..100000 USD per student per month"))
+    for position, instance_type in enumerate(classroom.allowed_instance_types):
+        if not INSTANCE_TYPE_PATTERN.match(instance_type):
+            problems.append((f"classroom.allowed_instance_types[{position}]", instance_type, "an ML instance type like ml.t3.medium"))
+    if not 5 <= classroom.notebook_idle_minutes <= 1440:
+        problems.append(("classroom.notebook_idle_minutes", classroom.notebook_idle_minutes, "5..1440 minutes"))
+    if not 1 <= classroom.scratch_expiry_days <= 365:
+        problems.append(("classroom.scratch_expiry_days", classroom.scratch_expiry_days, "1..365"))
+    return problems

@@ -14,9 +14,10 @@ from typing import Any
 from aws_cdk import App
 
 from sagelab.code_bundle import stage_code_bundle
-from sagelab.config import ConfigError, SageLabConfig, check_environment, load_config
+from sagelab.config import ConfigError, EnvironmentConfig, SageLabConfig, check_environment, load_config
 from sagelab.datasets import DIGITS_CSV
 from sagelab.pipeline_definition import definition_json, image_uris
+from sagelab.roster import classroom_config, read_roster
 from sagelab.settings import settings_for
 from stacks.nag import add_nag_packs
 from stacks.platform_stack import PlatformStack, SharedArtifacts
@@ -40,8 +41,11 @@ def build_shared(config: SageLabConfig) -> SharedArtifacts:
     )
 
 
-def environment_tags(config: SageLabConfig, env_name: str, owner: str) -> dict[str, str]:
-    return {"project": config.project, "environment": env_name, "owner": owner}
+def environment_tags(config: SageLabConfig, env: EnvironmentConfig) -> dict[str, str]:
+    tags = {"project": config.project, "environment": env.name, "owner": env.owner}
+    if env.course:  # cost-allocation tags for a class
+        tags.update(course=env.course, student=env.name)
+    return tags
 
 
 def pin_model_package(config: SageLabConfig, arn: str | None) -> SageLabConfig:
@@ -68,9 +72,12 @@ def build_app(app: App | None = None, context: Mapping[str, Any] | None = None, 
         context_view = {"sagelab": app.node.try_get_context("sagelab")}
         config = load_config(context_view, app.node.try_get_context("config"))
         config = pin_model_package(config, app.node.try_get_context("model_package_arn"))
+        roster = app.node.try_get_context("roster")
+        if roster:
+            config = classroom_config(config, read_roster(roster), str(roster))
     shared = build_shared(config)
     for env in config.environments:
-        tags = environment_tags(config, env.name, env.owner)
+        tags = environment_tags(config, env)
         platform = PlatformStack(app, f"{env.resource_prefix}-platform", env_config=env, shared=shared, tags=tags)
         ServingStack(app, f"{env.resource_prefix}-serving", env_config=env, platform=platform, tags=tags)
     add_nag_packs(app)

@@ -18,6 +18,7 @@ from stacks.data_buckets import DataBuckets
 from stacks.execution_roles import ExecutionRoles
 from stacks.naming import ResourceNames
 from stacks.notebook_environment import NotebookEnvironment
+from stacks.student_guardrails import StudentGuardrails
 from stacks.training_pipeline import TrainingPipeline
 
 
@@ -106,6 +107,16 @@ class PlatformStack(Stack):
             lab_prefix=f"{self.pipeline.code_prefix}{LAB_PREFIX}/",
             env_name=env_config.name,
         )
+        if env_config.budget_usd > 0:
+            self.guardrails = StudentGuardrails(
+                self,
+                "Guardrails",
+                budget_name=f"{names.prefix}-monthly",
+                # In a shared account only this student's tagged resources count.
+                student_id=env_config.name if env_config.course and env_config.account is None else None,
+                limit_usd=env_config.budget_usd,
+                emails=env_config.budget_alert_emails,
+            )
         self._allow_service_encryption(names)
         apply_tags(self, tags)
 

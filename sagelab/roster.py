@@ -1,0 +1,118 @@
+"""Classroom mode: a roster CSV turns into one isolated, cost-guarded environment per student.
+
+    student_id,email[,account_id,region]
+    alice,alice@example.edu
+    bob,bob@example.edu,123456789012,eu-west-1
+
+Rows without `account_id` share the admin's account (names are namespaced per student); rows with
+one get their own account (deployed from the admin's account: `cdk bootstrap --trust ADMIN`).
+Every problem is reported with the roster's line number, e.g.
+    roster.csv line 4: student id 'Bob_1' is not valid (expected lowercase letters, digits and hyphens, at most 20 characters)
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from sagelab.config import ACCOUNT_PATTERN, EMAIL_PATTERN, REGION_PATTERN, ClassroomConfig, ConfigError, EnvironmentConfig, SageLabConfig, check_environment
+
+STUDENT_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,18}[a-z0-9])?$")
+REQUIRED_COLUMNS = ("student_id", "email")
+OPTIONAL_COLUMNS = ("account_id", "region")
+
+
+@dataclass(frozen=True)
+class Student:
+    student_id: str
+    email: str
+    account_id: str | None
+    region: str | None
+    line: int
+
+
+def read_roster(path: str | Path) -> list[Student]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"-c roster={path}: file not found")
+    text = path.read_text(encoding="utf-8-sig")
+    return parse_roster(text, str(path))
+
+
+def parse_roster(text: str, label: str = "roster.csv") -> list[Student]:
+    if not text.strip():
+        raise ConfigError(f"{label} is empty; expected a header line student_id,email[,account_id,region] and one row per student")
+    reader = csv.reader(io.StringIO(text))
+    header = [cell.strip().lower() for cell in next(reader)]
+    missing = [column for column in REQUIRED_COLUMNS if column not in header]
+    unknown = [column for column in header if column not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
+    if missing or unknown:
+        problem = f"missing column(s) {missing}" if missing else f"unknown column(s) {unknown}"
+        raise ConfigError(f"{label} line 1: header {header}: {problem} (expected student_id,email[,account_id,region])")
+    students: list[Student] = []
+    seen: dict[str, int] = {}
+    for row in reader:
+        line = reader.line_num
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            raise ConfigError(f"{label} line {line}: {len(row)} value(s) for {len(header)} column(s) {header}")
+        values = {column: cell.strip() for column, cell in zip(header, row, strict=True)}
+        student_id = values["student_id"]
+        if not STUDENT_ID.match(student_id):
+            raise ConfigError(
+                f"{label} line {line}: student id {student_id!r} is not valid (expected lowercase letters, digits and hyphens, at most 20 characters)"
+            )
+        if student_id in seen:
+            raise ConfigError(f"{label} line {line}: student id {student_id!r} duplicates line {seen[student_id]}")
+        seen[student_id] = line
+        email = values["email"]
+        if not EMAIL_PATTERN.match(email):
+            raise ConfigError(f"{label} line {line}: email {email!r} is not valid (expected name@domain)")
+        account = values.get("account_id") or None
+        if account is not None and not ACCOUNT_PATTERN.match(account):
+            raise ConfigError(f"{label} line {line}: account id {account!r} is not valid (expected 12 digits, or empty for the shared account)")
+        region = values.get("region") or None
+        if region is not None and not REGION_PATTERN.match(region):
+            raise ConfigError(f"{label} line {line}: region {region!r} is not valid (expected an AWS region like us-east-1, or empty)")
+        students.append(Student(student_id=student_id, email=email, account_id=account, region=region, line=line))
+    if not students:
+        raise ConfigError(f"{label} has a header but no students; add one row per student")
+    return students
+
+
+def classroom_config(config: SageLabConfig, students: list[Student], label: str = "roster.csv") -> SageLabConfig:
+    """One environment per student: the config's first environment as the template, the
+    classroom guardrails applied, names and tags namespaced by the student id."""
+    base = config.environments[0]
+    classroom = config.classroom
+    environments = []
+    for student in students:
+        env = dataclasses.replace(
+            base,
+            name=student.student_id,
+            account=student.account_id or base.account,
+            region=student.region or base.region,
+            owner=student.email,
+            student_email=student.email,
+            course=classroom.course,
+            budget_usd=classroom.budget_usd,
+            budget_alert_emails=tuple(dict.fromkeys((student.email, *classroom.admin_emails))),
+            allowed_instance_types=classroom.allowed_instance_types or base.allowed_instance_types,
+            scratch_expiry_days=min(base.scratch_expiry_days, classroom.scratch_expiry_days),
+            notebook=dataclasses.replace(base.notebook, idle_timeout_minutes=classroom.notebook_idle_minutes),
+            serving=dataclasses.replace(base.serving, mode=classroom.serving_mode),
+        )
+        problems = check_environment(env, f"student {student.student_id}")
+        if problems:
+            path, value, expected = problems[0]
+            raise ConfigError(f"{label} line {student.line}: {path}: {value!r} is not valid (expected {expected})")
+        environments.append(env)
+    return dataclasses.replace(config, environments=tuple(environments))
+
+
+__all__ = ["ClassroomConfig", "EnvironmentConfig", "Student", "classroom_config", "parse_roster", "read_roster"]

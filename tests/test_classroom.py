@@ -1,0 +1,247 @@
+"""Classroom mode: roster validation, a 40-student synth (isolation, guardrails, tags), and the
+admin commands against moto in server mode."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from sagelab.config import ConfigError, load_config
+from sagelab.roster import classroom_config, parse_roster
+from tests.conftest import SynthResult, synth
+from tests.test_cfn_lint import lint_errors
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+STUDENTS = 40
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "roster.csv is empty; expected a header line student_id,email[,account_id,region]"),
+        ("student_id,email\n", "roster.csv has a header but no students"),
+        ("student,email\nalice,a@x.edu\n", "roster.csv line 1: header ['student', 'email']: missing column(s) ['student_id']"),
+        ("student_id,email,team\nalice,a@x.edu,1\n", "roster.csv line 1: header ['student_id', 'email', 'team']: unknown column(s) ['team']"),
+        ("student_id,email\nalice,a@x.edu\nbob,b@x.edu\nalice,c@x.edu\n", "roster.csv line 4: student id 'alice' duplicates line 2"),
+        (
+            "student_id,email\nBob_1,b@x.edu\n",
+            "roster.csv line 2: student id 'Bob_1' is not valid (expected lowercase letters, digits and hyphens, at most 20 characters)",
+        ),
+        ("student_id,email\na-very-long-student-name,b@x.edu\n", "line 2: student id 'a-very-long-student-name' is not valid"),
+        ("student_id,email\nalice,not-an-email\n", "roster.csv line 2: email 'not-an-email' is not valid (expected name@domain)"),
+        (
+            "student_id,email,account_id\nalice,a@x.edu,12345\n",
+            "roster.csv line 2: account id '12345' is not valid (expected 12 digits, or empty for the shared account)",
+        ),
+        ("student_id,email,account_id,region\nalice,a@x.edu,,mars-1\n", "roster.csv line 2: region 'mars-1' is not valid"),
+        ("student_id,email\nalice,a@x.edu,extra\n", "roster.csv line 2: 3 value(s) for 2 column(s)"),
+    ],
+    ids=["empty", "header-only", "missing-column", "unknown-column", "duplicate", "bad-id", "long-id", "bad-email", "bad-account", "bad-region", "ragged-row"],
+)
+def test_bad_roster_fails_with_line_and_reason(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_roster(text)
+    assert message in str(raised.value), str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+def test_synth_fails_on_a_bad_roster_naming_the_line(tmp_path: Path) -> None:
+    roster = tmp_path / "roster.csv"
+    roster.write_text("student_id,email\nalice,a@x.edu\nalice,b@x.edu\n")
+    context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"] | {"roster": str(roster)}
+    env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps(context), "CDK_OUTDIR": str(tmp_path / "out")}
+    completed = subprocess.run([sys.executable, "app.py"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 1
+    assert f"sagelab config error: {roster} line 3: student id 'alice' duplicates line 2" in completed.stderr
+
+
+def test_classroom_guardrails_and_account_shapes() -> None:
+    students = parse_roster("student_id,email,account_id,region\nalice,alice@x.edu,,\nbob,bob@x.edu,123456789012,eu-west-1\n")
+    config = classroom_config(load_config({"sagelab": {"classroom": {"course": "ml101", "admin_emails": ["admin@x.edu"], "budget_usd": 25}}}), students)
+    alice, bob = config.environments
+    assert (alice.name, alice.account, alice.region) == ("alice", None, "us-east-1")
+    assert (bob.name, bob.account, bob.region) == ("bob", "123456789012", "eu-west-1")
+    assert alice.budget_usd == 25 and alice.budget_alert_emails == ("alice@x.edu", "admin@x.edu")
+    assert alice.serving.mode == "serverless" and alice.notebook.idle_timeout_minutes == 30
+    assert alice.allowed_instance_types == ("ml.t3.medium", "ml.m5.large") and alice.course == "ml101"
+
+
+@pytest.fixture(scope="module")
+def classroom(tmp_path_factory: pytest.TempPathFactory) -> SynthResult:
+    root = tmp_path_factory.mktemp("class")
+    roster = root / "roster.csv"
+    roster.write_text("student_id,email\n" + "".join(f"s{i:02d},s{i:02d}@example.edu\n" for i in range(STUDENTS)))
+    return synth(root / "cdk.out", {"roster": str(roster)})
+
+
+@pytest.mark.slow
+def test_forty_students_synthesize_clean(classroom: SynthResult) -> None:
+    assert len(classroom.templates) == 2 * STUDENTS
+    report = json.loads((classroom.outdir / "validation-report.json").read_text())
+    assert all(not plugin["violations"] for plugin in report["pluginReports"])
+    for name in ("sagelab-s00-platform", "sagelab-s00-serving", "sagelab-s39-platform", "sagelab-s39-serving"):
+        assert lint_errors(classroom.template(name)) == [], name
+
+
+@pytest.mark.slow
+def test_no_students_policies_name_another_students_resources(classroom: SynthResult) -> None:
+    ids = [f"s{i:02d}" for i in range(STUDENTS)]
+    for student in ids:
+        for suffix in ("platform", "serving"):
+            template = classroom.template(f"sagelab-{student}-{suffix}")
+            for logical_id, resource in template["Resources"].items():
+                if resource["Type"] not in ("AWS::IAM::ManagedPolicy", "AWS::IAM::Policy"):
+                    continue
+                text = json.dumps(resource["Properties"]["PolicyDocument"])
+                named = set(re.findall(r"sagelab-(s\d\d)-", text))
+                assert named <= {student}, f"{student} {logical_id} names {named - {student}}"
+                assert "Fn::ImportValue" not in text or suffix == "serving", "only the serving stack imports, from its own platform"
+
+
+@pytest.mark.slow
+def test_each_student_has_budget_lifecycle_and_cost_tags(classroom: SynthResult) -> None:
+    for i in (0, 17, 39):
+        student = f"s{i:02d}"
+        platform = classroom.template(f"sagelab-{student}-platform")
+        (budget,) = [r for r in platform["Resources"].values() if r["Type"] == "AWS::Budgets::Budget"]
+        data = budget["Properties"]["Budget"]
+        assert data["BudgetLimit"] == {"Amount": 50, "Unit": "USD"} and data["CostFilters"] == {"TagKeyValue": [f"user:student${student}"]}
+        thresholds = sorted(
+            (n["Notification"]["NotificationType"], n["Notification"]["Threshold"]) for n in budget["Properties"]["NotificationsWithSubscribers"]
+        )
+        assert thresholds == [("ACTUAL", 50), ("ACTUAL", 80), ("ACTUAL", 100), ("FORECASTED", 100)]
+        assert {s["Address"] for s in budget["Properties"]["NotificationsWithSubscribers"][0]["Subscribers"]} == {f"{student}@example.edu"}
+        (lifecycle,) = [r for r in platform["Resources"].values() if r["Type"] == "AWS::SageMaker::NotebookInstanceLifecycleConfig"]
+        assert "--idle-minutes 30" in json.dumps(lifecycle)
+        (notebook,) = [r for r in platform["Resources"].values() if r["Type"] == "AWS::SageMaker::NotebookInstance"]
+        tags = {t["Key"]: t["Value"] for t in notebook["Properties"]["Tags"]}
+        assert tags["course"] == "sagelab-course" and tags["student"] == student
+        guard = [
+            s
+            for r in platform["Resources"].values()
+            if r["Type"] == "AWS::IAM::ManagedPolicy"
+            for s in r["Properties"]["PolicyDocument"]["Statement"]
+            if s.get("Sid") == "OnlyAllowedInstanceTypes"
+        ]
+        assert (
+            guard
+            and guard[0]["Effect"] == "Deny"
+            and guard[0]["Condition"]["ForAnyValue:StringNotLike"]["sagemaker:InstanceTypes"] == ["ml.t3.medium", "ml.m5.large"]
+        )
+        serving = classroom.template(f"sagelab-{student}-serving")
+        (config,) = [r for r in serving["Resources"].values() if r["Type"] == "AWS::SageMaker::EndpointConfig"]
+        assert "ServerlessConfig" in config["Properties"]["ProductionVariants"][0]
+
+
+@pytest.mark.slow
+def test_definition_is_built_once_for_the_whole_class(classroom: SynthResult) -> None:
+    from sagelab import pipeline_definition
+
+    info = pipeline_definition._definition_text.cache_info()
+    assert info.currsize >= 1
+    bodies = {
+        json.dumps(r["Properties"]["PipelineDefinition"]["PipelineDefinitionBody"]["Fn::Sub"][0])
+        for name, t in classroom.templates.items()
+        if name.endswith("platform")
+        for r in t["Resources"].values()
+        if r["Type"] == "AWS::SageMaker::Pipeline"
+    }
+    assert len(bodies) == 1, "every student's pipeline is the same definition, substituted per student"
+
+
+# -- admin commands against moto -------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+def _deploy_student(session: boto3.Session, url: str, student: str, with_model: bool) -> None:
+    cloudformation = session.client("cloudformation", endpoint_url=url)
+    platform = {
+        "Resources": {"T": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {
+            k: {"Value": v}
+            for k, v in {
+                "NotebookName": f"sagelab-{student}-notebook",
+                "NotebookUrl": f"https://sagelab-{student}-notebook.notebook.us-east-1.sagemaker.aws/lab",
+                "DataBucketName": f"data-{student}",
+                "ArtifactsBucketName": f"art-{student}",
+                "PipelineName": f"sagelab-{student}-pipeline",
+            }.items()
+        },
+    }
+    serving = {
+        "Parameters": {"ModelPackageArn": {"Type": "String", "Default": ""}},
+        "Resources": {"T": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {"ApiUrl": {"Value": f"https://{student}.execute-api.us-east-1.amazonaws.com/prod/"}, "ApiKeyId": {"Value": f"key-{student}"}},
+    }
+    cloudformation.create_stack(StackName=f"sagelab-{student}-platform", TemplateBody=json.dumps(platform))
+    model = "arn:aws:sagemaker:us-east-1:123456789012:model-package/sagelab-x-models/1" if with_model else ""
+    cloudformation.create_stack(
+        StackName=f"sagelab-{student}-serving", TemplateBody=json.dumps(serving), Parameters=[{"ParameterKey": "ModelPackageArn", "ParameterValue": model}]
+    )
+    session.client("sagemaker", endpoint_url=url).create_notebook_instance(
+        NotebookInstanceName=f"sagelab-{student}-notebook", InstanceType="ml.t3.medium", RoleArn="arn:aws:iam::123456789012:role/nb"
+    )
+
+
+def test_class_report_and_stop(moto_url: str, tmp_path: Path) -> None:
+    session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
+    _deploy_student(session, moto_url, "alice", with_model=True)
+    _deploy_student(session, moto_url, "bob", with_model=False)
+    roster = tmp_path / "roster.csv"
+    roster.write_text("student_id,email\nalice,alice@x.edu\nbob,bob@x.edu\ncarol,carol@x.edu\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+
+    report = tmp_path / "report.csv"
+    completed = subprocess.run(
+        [sys.executable, "-m", "sagelab", "class", "report", "--roster", str(roster), "--output", str(report), "--endpoint-url", moto_url],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "3 students, 2 deployed" in completed.stdout
+    rows = {row["student_id"]: row for row in csv.DictReader(report.open())}
+    assert rows["alice"]["api_url"].startswith("https://alice.execute-api") and rows["alice"]["api_key_id"] == "key-alice"
+    assert rows["bob"]["notebook_url"].startswith("https://sagelab-bob-notebook") and rows["bob"]["data_bucket"] == "data-bob"
+    assert rows["carol"]["status"] == "not deployed"
+
+    completed = subprocess.run(
+        [sys.executable, "-m", "sagelab", "class", "stop", "--roster", str(roster), "--endpoint-url", moto_url],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr
+    lines = completed.stdout.splitlines()
+    assert "alice: stopping notebook sagelab-alice-notebook" in lines
+    assert any(line.startswith("alice: deleting endpoint sagelab-alice-endpoint") for line in lines)
+    assert "bob: no endpoint deployed" in lines
+    assert "carol: no serving stack sagelab-carol-serving" in lines
+    sagemaker = session.client("sagemaker", endpoint_url=moto_url)
+    assert sagemaker.describe_notebook_instance(NotebookInstanceName="sagelab-alice-notebook")["NotebookInstanceStatus"] in ("Stopping", "Stopped")
+    stack = session.client("cloudformation", endpoint_url=moto_url).describe_stacks(StackName="sagelab-alice-serving")["Stacks"][0]
+    assert {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}["ModelPackageArn"] == ""
