@@ -82,6 +82,11 @@ class AwsOperations:
             region=str(self.session.region_name),
         )
 
+    def platform_outputs(self, env_name: str) -> dict[str, str]:
+        stack_name = f"sagelab-{env_name}-platform"
+        stacks = translate(self.cloudformation.describe_stacks, StackName=stack_name)["Stacks"]
+        return {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+
     # -- pipeline -----------------------------------------------------------------------------
     def start(self, pipeline: str, parameters: dict[str, str]) -> str:
         response = translate(

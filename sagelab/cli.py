@@ -254,6 +254,24 @@ def cmd_pipeline_logs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- batch ---------------------------------------------------------------------------------------------
+def cmd_batch(args: argparse.Namespace) -> int:
+    from sagelab.batch import score_local, start_transform
+    from sagelab.local.registry import RegistryError
+    from sagelab.local.serve import ServeError
+
+    if args.aws:
+        result = start_transform(_aws(args), args.env or "dev", args.input, args.instance_type)
+        print(f"started batch transform {result['job']} with {result['model_package']}; predictions will be in {result['output']}")
+        return EXIT_OK
+    try:
+        result = score_local(Path(args.workdir), Path(args.input), Path(args.output or "predictions.csv"))
+    except (ServeError, RegistryError, FileNotFoundError) as error:
+        raise UsageError(str(error)) from None
+    print(f"scored {result['rows']} rows with {result['model']} -> {result['output']}")
+    return EXIT_OK
+
+
 # -- classroom ---------------------------------------------------------------------------------------
 def _roster(args: argparse.Namespace) -> Any:
     from sagelab.roster import read_roster
@@ -565,6 +583,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--file", required=True, help="rows.csv (optional header) or rows.json")
     p.add_argument("--timeout", type=float, default=30.0)
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("batch", help="batch predictions: a local file/folder, or (--aws) a SageMaker batch transform of an S3 prefix")
+    p.add_argument("--input", required=True, help="local CSV file or folder; with --aws an s3:// prefix of headerless CSV rows")
+    p.add_argument("--output", help="local predictions CSV (default predictions.csv)")
+    p.add_argument("--workdir", default=".sagelab")
+    p.add_argument("--aws", action="store_true", help="run a SageMaker batch transform job with the approved model")
+    p.add_argument("--env", help="environment name (with --aws; default dev)")
+    p.add_argument("--instance-type", default="ml.m5.large")
+    add_aws_options(p)
+    p.set_defaults(func=cmd_batch)
 
     classroom = sub.add_parser("class", help="classroom admin: every student of a roster").add_subparsers(dest="class_command", required=True)
     p = classroom.add_parser("report", help="write a CSV of each student's links (notebook, API, key id, buckets) from the stacks' outputs")

@@ -127,6 +127,7 @@ class PlatformStack(Stack):
             ("ModelPackageGroupName", names.model_package_group, "Model registry group"),
             ("KmsKeyArn", self.buckets.key.key_arn, "Key for data at rest"),
             ("NotebookName", names.notebook, "SageMaker notebook instance"),
+            ("EndpointRoleArn", self.roles.endpoint_role.role_arn, "Execution role for models (endpoint, batch transform)"),
             ("NotebookUrl", self.notebook.url, "The lab notebook (open from the SageMaker console to sign in)"),
         ):
             CfnOutput(self, output_id, value=value, description=description)
