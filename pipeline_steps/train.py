@@ -12,8 +12,10 @@ Metric lines (`validation-accuracy=0.97`) are printed in the form the pipeline's
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +32,9 @@ except ModuleNotFoundError:  # imported from the repository (tests, `sagelab ser
     from pipeline_steps.preprocess import ENCODED_TARGET_COLUMN, SPLIT_FILE_NAMES, FeatureSpec
 
 MODEL_FILE_NAME = "xgboost-model.json"
+# Distributed training (TrainingInstanceCount > 1): the first host runs XGBoost's collective
+# tracker on this port; SAGELAB_XGBOOST_TRACKER_PORT overrides it (tests, restrictive networks).
+TRACKER_PORT = int(os.environ.get("SAGELAB_XGBOOST_TRACKER_PORT", "9099"))
 REPORT_FILE_NAME = "training_report.json"
 # Contract with the pipeline definition: its metric-definition regexes are derived from this
 # literal (read by sagelab/step_contract.py), so the log lines and the regexes stay in step.
@@ -133,24 +138,82 @@ def cross_validate(spec: FeatureSpec, hp: Hyperparameters, features: np.ndarray,
     return summary
 
 
-def train(train_dir: Path, validation_dir: Path, spec_dir: Path, model_dir: Path, hp: Hyperparameters, output_data_dir: Path | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Cluster:
+    """The training hosts as SageMaker describes them (SM_HOSTS, SM_CURRENT_HOST)."""
+
+    hosts: tuple[str, ...] = ("algo-1",)
+    current: str = "algo-1"
+
+    @property
+    def rank(self) -> int:
+        return self.hosts.index(self.current)
+
+    @property
+    def size(self) -> int:
+        return len(self.hosts)
+
+    @classmethod
+    def from_env(cls) -> Cluster:
+        hosts = tuple(json.loads(os.environ.get("SM_HOSTS", '["algo-1"]')))
+        current = os.environ.get("SM_CURRENT_HOST", hosts[0])
+        if current not in hosts:
+            raise ValueError(f"SM_CURRENT_HOST {current!r} is not one of SM_HOSTS {list(hosts)}")
+        return cls(hosts=hosts, current=current)
+
+
+@contextlib.contextmanager
+def collective(cluster: Cluster) -> Any:
+    """One host: nothing. Several: the first host starts the tracker; every host joins the
+    collective, so `xgb.train` builds one model from every host's shard of the rows."""
+    if cluster.size == 1:
+        yield
+        return
+    from xgboost.collective import CommunicatorContext
+    from xgboost.tracker import RabitTracker
+
+    master = socket.gethostbyname(cluster.hosts[0])
+    tracker = None
+    if cluster.rank == 0:
+        tracker = RabitTracker(n_workers=cluster.size, host_ip=master, port=TRACKER_PORT, sortby="task")
+        tracker.start()
+    with CommunicatorContext(dmlc_tracker_uri=master, dmlc_tracker_port=TRACKER_PORT, dmlc_task_id=str(cluster.rank)):
+        yield
+    if tracker is not None:
+        tracker.wait_for()
+
+
+def train(
+    train_dir: Path,
+    validation_dir: Path,
+    spec_dir: Path,
+    model_dir: Path,
+    hp: Hyperparameters,
+    output_data_dir: Path | None = None,
+    cluster: Cluster | None = None,
+) -> dict[str, Any]:
     hp.validate()
+    cluster = cluster or Cluster()
     spec = FeatureSpec.load(spec_dir)
     train_x, train_y = load_split(train_dir, "train")
     valid_x, valid_y = load_split(validation_dir, "validation")
+    if cluster.size > 1:  # every host gets the full data (FullyReplicated); each trains on its shard
+        train_x, train_y = train_x[cluster.rank :: cluster.size], train_y[cluster.rank :: cluster.size]
+        print(f"host {cluster.current}: rank {cluster.rank} of {cluster.size}, {len(train_y)} training rows", flush=True)
     params = xgboost_params(spec, hp)
     dtrain = xgb.DMatrix(train_x, label=train_y)
     dvalid = xgb.DMatrix(valid_x, label=valid_y)
     history: dict[str, dict[str, list[float]]] = {}
-    booster = xgb.train(
-        params,
-        dtrain,
-        num_boost_round=hp.num_round,
-        evals=[(dtrain, "train"), (dvalid, "validation")],
-        early_stopping_rounds=hp.early_stopping_rounds,
-        evals_result=history,
-        verbose_eval=max(1, hp.num_round // 10),
-    )
+    with collective(cluster):
+        booster = xgb.train(
+            params,
+            dtrain,
+            num_boost_round=hp.num_round,
+            evals=[(dtrain, "train"), (dvalid, "validation")],
+            early_stopping_rounds=hp.early_stopping_rounds,
+            evals_result=history,
+            verbose_eval=max(1, hp.num_round // 10),
+        )
     validation_scores = score(spec, booster, valid_x, valid_y)
     for metric, value in validation_scores.items():
         print(METRIC_LINE_FORMAT.format(split="validation", metric=metric, value=value), flush=True)
@@ -161,6 +224,8 @@ def train(train_dir: Path, validation_dir: Path, spec_dir: Path, model_dir: Path
         "validation": validation_scores,
         "rows": {"train": len(train_y), "validation": len(valid_y)},
     }
+    if cluster.rank != 0:
+        return report  # the first host writes the model; the others' copies would be identical
     if hp.cv_folds:
         report["cross_validation"] = cross_validate(spec, hp, train_x, train_y)
 
@@ -198,7 +263,7 @@ def _channel(name: str) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args, hp = parse_args(argv)
-        report = train(args.train, args.validation, args.spec, args.model_dir, hp, args.output_data_dir)
+        report = train(args.train, args.validation, args.spec, args.model_dir, hp, args.output_data_dir, Cluster.from_env())
     except (ValueError, FileNotFoundError) as error:
         print(f"train: error: {error}", file=sys.stderr, flush=True)
         return 2

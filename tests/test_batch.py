@@ -46,6 +46,8 @@ def test_local_batch_scores_every_row_with_the_approved_model(tmp_path: Path) ->
 
 @pytest.fixture(scope="module")
 def moto_url() -> Iterator[str]:
+    # Moto servers in one process share their backends: this module's names (env "batch") keep
+    # it apart from the other modules' moto tests that may run in the same worker.
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -56,22 +58,22 @@ def moto_url() -> Iterator[str]:
 def test_aws_batch_starts_a_transform_job_with_the_approved_package(moto_url: str) -> None:
     session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
     outputs = {
-        "PipelineName": "sagelab-dev-pipeline",
-        "ModelPackageGroupName": "sagelab-dev-models",
+        "PipelineName": "sagelab-batch-pipeline",
+        "ModelPackageGroupName": "sagelab-batch-models",
         "ArtifactsBucketName": "artifacts-abc",
         "KmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/k",
         "EndpointRoleArn": "arn:aws:iam::123456789012:role/endpoint",
     }
     template = {"Resources": {"T": {"Type": "AWS::SNS::Topic"}}, "Outputs": {k: {"Value": v} for k, v in outputs.items()}}
-    session.client("cloudformation", endpoint_url=moto_url).create_stack(StackName="sagelab-dev-platform", TemplateBody=json.dumps(template))
+    session.client("cloudformation", endpoint_url=moto_url).create_stack(StackName="sagelab-batch-platform", TemplateBody=json.dumps(template))
     sagemaker = session.client("sagemaker", endpoint_url=moto_url)
-    sagemaker.create_model_package_group(ModelPackageGroupName="sagelab-dev-models")
+    sagemaker.create_model_package_group(ModelPackageGroupName="sagelab-batch-models")
     spec = {
         "Containers": [{"Image": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:3.0-5"}],
         "SupportedContentTypes": ["text/csv"],
         "SupportedResponseMIMETypes": ["application/json"],
     }
-    arn = sagemaker.create_model_package(ModelPackageGroupName="sagelab-dev-models", ModelApprovalStatus="Approved", InferenceSpecification=spec)[
+    arn = sagemaker.create_model_package(ModelPackageGroupName="sagelab-batch-models", ModelApprovalStatus="Approved", InferenceSpecification=spec)[
         "ModelPackageArn"
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | {
@@ -79,9 +81,9 @@ def test_aws_batch_starts_a_transform_job_with_the_approved_package(moto_url: st
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
     }
-    local_path = sagelab("batch", "--aws", "--input", "data/", "--endpoint-url", moto_url, env=env)
+    local_path = sagelab("batch", "--aws", "--env", "batch", "--input", "data/", "--endpoint-url", moto_url, env=env)
     assert local_path.returncode == 2 and "a batch transform reads an s3:// prefix" in local_path.stderr
-    completed = sagelab("batch", "--aws", "--input", "s3://data-abc/to-score/", "--endpoint-url", moto_url, env=env)
+    completed = sagelab("batch", "--aws", "--env", "batch", "--input", "s3://data-abc/to-score/", "--endpoint-url", moto_url, env=env)
     assert completed.returncode == 0, completed.stderr
     job = completed.stdout.split()[3]
     described = sagemaker.describe_transform_job(TransformJobName=job)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -175,3 +176,46 @@ def test_step_contract_matches_the_scripts() -> None:
     assert step_contract.METRIC_LINE_FORMAT == train.METRIC_LINE_FORMAT
     with pytest.raises(KeyError, match="defines no literal SUMMARY_KEY"):
         step_contract.script_constant("evaluate.py", "SUMMARY_KEY")
+
+
+@pytest.mark.slow
+def test_distributed_training_across_two_hosts(trained: dict[str, Path], tmp_path: Path) -> None:
+    """Two real processes on two loopback addresses, joined by XGBoost's collective tracker."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    hosts = ["127.0.0.1", "127.0.0.2"]
+    splits = trained["splits"]
+    processes = []
+    for host in hosts:
+        env = {
+            **os.environ,
+            "SM_HOSTS": json.dumps(hosts),
+            "SM_CURRENT_HOST": host,
+            "SM_CHANNEL_TRAIN": str(splits / "train"),
+            "SM_CHANNEL_VALIDATION": str(splits / "validation"),
+            "SM_CHANNEL_SPEC": str(splits / "spec"),
+            "SM_MODEL_DIR": str(tmp_path / host / "model"),
+            "SM_OUTPUT_DATA_DIR": str(tmp_path / host / "output"),
+            "SAGELAB_XGBOOST_TRACKER_PORT": str(port),
+        }
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, str(Path(train.__file__)), "--num_round", "60", "--nthread", "1"],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+    outputs = [p.communicate(timeout=120)[0] for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs
+    assert "rank 0 of 2, 629 training rows" in outputs[0] and "rank 1 of 2, 628 training rows" in outputs[1]
+    assert (tmp_path / "127.0.0.1" / "model" / "xgboost-model.json").is_file()
+    assert not (tmp_path / "127.0.0.2" / "model").exists(), "only the first host writes the model"
+    report = evaluate.evaluate(tmp_path / "127.0.0.1" / "model", splits / "test", tmp_path / "eval")
+    assert report["sagelab_summary"]["metrics"]["accuracy"] > 0.9
