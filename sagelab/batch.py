@@ -46,7 +46,7 @@ def score_local(workdir: Path, source: Path, output: Path, group: str | None = N
                 records = [[c for i, c in enumerate(r) if i != target] for r in records]
             for start in range(0, len(records), CHUNK_ROWS):
                 chunk = records[start : start + CHUNK_ROWS]
-                instances = [dict(zip(header, map(_value, row), strict=False)) for row in chunk] if header else [[_value(c) for c in row] for row in chunk]
+                instances = [dict(zip(header, map(csv_cell, row), strict=False)) for row in chunk] if header else [[csv_cell(c) for c in row] for row in chunk]
                 body, _ = served.invoke(json.dumps({"instances": instances}).encode(), "application/json", "application/json")
                 for offset, prediction in enumerate(json.loads(body)["predictions"]):
                     label = prediction.get("label", prediction.get("value"))
@@ -64,7 +64,8 @@ def _not_number(cell: str) -> bool:
     return False
 
 
-def _value(cell: str) -> Any:
+def csv_cell(cell: str) -> Any:
+    """A CSV cell as the API takes it: empty -> null, numbers -> float, anything else text."""
     if cell.strip() == "":
         return None
     try:

@@ -358,14 +358,9 @@ def read_rows(path: Path) -> dict[str, Any]:
     if not rows:
         raise UsageError(f"--file {path}: no rows")
 
-    def value(cell: str) -> Any:
-        if cell.strip() == "":
-            return None
-        try:
-            return float(cell)
-        except ValueError:
-            return cell
+    from sagelab.batch import csv_cell
 
+    value = csv_cell
     first = [value(cell) for cell in rows[0]]
     if any(isinstance(cell, str) for cell in first):  # a header: send records by column name
         return {"instances": [dict(zip(rows[0], (value(c) for c in row), strict=False)) for row in rows[1:]]}

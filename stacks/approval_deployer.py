@@ -14,7 +14,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from stacks.nag import acknowledge, acknowledge_policy_wildcards
+from stacks.nag import acknowledge, acknowledge_policy_wildcards, acknowledge_tracing_grant
 from stacks.naming import ResourceNames
 
 RUNTIME_DIR = Path(__file__).resolve().parent.parent / "runtime" / "deployer"
@@ -194,14 +194,4 @@ class ApprovalDeployer(Construct):
             ("AwsSolutions-L1", "Python 3.12 matches the front door; the function uses only boto3 from the runtime."),
             ("Serverless-LambdaLatestVersion", "Python 3.12 matches the front door; the function uses only boto3 from the runtime."),
         )
-        acknowledge_policy_wildcards(
-            role.node.find_child("DefaultPolicy").node.default_child,  # type: ignore[arg-type]
-            lambda _statement: "X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level permission (added by CDK for active tracing).",
-        )
-        acknowledge(
-            role,
-            (
-                "NIST.800.53.R5-IAMNoInlinePolicy",
-                "CDK adds the X-Ray and dead-letter grants as the role's default policy; the function's own permissions are a managed policy.",
-            ),
-        )
+        acknowledge_tracing_grant(role, "approval deployer")

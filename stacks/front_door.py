@@ -16,7 +16,7 @@ from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
 from sagelab.config import ServingConfig
-from stacks.nag import acknowledge, acknowledge_policy_wildcards
+from stacks.nag import acknowledge, acknowledge_tracing_grant
 from stacks.naming import ResourceNames
 
 RUNTIME_DIR = Path(__file__).resolve().parent.parent / "runtime" / "front_door"
@@ -299,14 +299,4 @@ class FrontDoor(Construct):
         )
         if not use_api_keys:
             acknowledge(self.api, ("AwsSolutions-APIG4", "POST /predict uses IAM authorization; /health and /openapi.json are public by design."))
-        acknowledge_policy_wildcards(
-            self.function.role.node.find_child("DefaultPolicy").node.default_child,  # type: ignore[union-attr,arg-type]
-            lambda _statement: "X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level permission (added by CDK for active tracing).",
-        )
-        acknowledge(
-            role,
-            (
-                "NIST.800.53.R5-IAMNoInlinePolicy",
-                "CDK adds the X-Ray tracing grant as the role's default policy; the function's own permissions are a managed policy.",
-            ),
-        )
+        acknowledge_tracing_grant(role, "front door")

@@ -136,3 +136,21 @@ def acknowledge_policy_wildcards(policy: CfnResource, reason_for: Callable[[dict
     if rules:
         acknowledge(policy, *rules)
     return len(rules)
+
+
+def acknowledge_tracing_grant(role: IConstruct, function_purpose: str) -> None:
+    """CDK adds X-Ray permissions for active tracing to a Lambda role's default policy: resource
+    "*" (X-Ray has no resource-level permissions) in an inline policy. Acknowledge both."""
+    default_policy = role.node.find_child("DefaultPolicy").node.default_child
+    if not isinstance(default_policy, CfnResource):
+        raise ValueError(f"{role.node.path} has no default policy to acknowledge")
+    acknowledge_policy_wildcards(
+        default_policy, lambda _statement: "X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level permission (added by CDK for active tracing)."
+    )
+    acknowledge(
+        role,
+        (
+            "NIST.800.53.R5-IAMNoInlinePolicy",
+            f"CDK adds the X-Ray (and dead-letter) grants as the {function_purpose} role's default policy; its own permissions are a managed policy.",
+        ),
+    )

@@ -6,13 +6,11 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pandas as pd
 import pytest
-from moto.server import ThreadedMotoServer
 
 from sagelab.datasets import DIGITS_CSV
 
@@ -42,17 +40,6 @@ def test_local_batch_scores_every_row_with_the_approved_model(tmp_path: Path) ->
     assert len(predictions) == 1510 and list(predictions.columns) == ["file", "row", "prediction", "probability"]
     first = predictions[predictions.file == "a.csv"]
     assert (first.prediction.to_numpy() == digits.label.head(1500).to_numpy()).mean() > 0.97
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    # Moto servers in one process share their backends: this module's names (env "batch") keep
-    # it apart from the other modules' moto tests that may run in the same worker.
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 def test_aws_batch_starts_a_transform_job_with_the_approved_package(moto_url: str) -> None:

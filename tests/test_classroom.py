@@ -9,12 +9,10 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from sagelab.config import ConfigError, load_config
 from sagelab.roster import classroom_config, parse_roster
@@ -160,13 +158,6 @@ def test_definition_is_built_once_for_the_whole_class(classroom: SynthResult) ->
 
 
 # -- admin commands against moto -------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 def _deploy_student(session: boto3.Session, url: str, student: str, with_model: bool) -> None:

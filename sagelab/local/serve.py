@@ -119,6 +119,16 @@ def _import_program(path: Path) -> ModuleType:
 
 
 # -- HTTP helpers ---------------------------------------------------------------------------------
+class _QuietHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; with Nagle on, the body waits for the peer's
+    # delayed ACK (~40 ms per request on Linux).
+    disable_nagle_algorithm = True
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
 class _QuietServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -153,15 +163,7 @@ class LocalEndpoint:
         self.endpoint_name = endpoint_name
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            # Headers and body go out in two writes; with Nagle on, the body waits for the peer's
-            # delayed ACK (~40 ms per request on Linux).
-            disable_nagle_algorithm = True
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
+        class Handler(_QuietHandler):
             def do_GET(self) -> None:
                 if self.path == "/ping":
                     status = HTTPStatus.OK if outer.served else HTTPStatus.SERVICE_UNAVAILABLE
@@ -279,15 +281,7 @@ class LocalGateway:
         self.validator = jsonschema.Draft4Validator(json.loads(REQUEST_SCHEMA.read_text()))
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            # Headers and body go out in two writes; with Nagle on, the body waits for the peer's
-            # delayed ACK (~40 ms per request on Linux).
-            disable_nagle_algorithm = True
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
+        class Handler(_QuietHandler):
             def do_GET(self) -> None:
                 outer._handle(self, "GET")
 
