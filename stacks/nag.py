@@ -79,30 +79,30 @@ def acknowledge_cdk_singleton_lambda(stack: Stack, construct_id_prefix: str, pur
         )
 
 
+def _render(part: Any) -> str:
+    """A *resolved* CloudFormation value in cdk-nag's spelling: `<Logical.Attr>`, `<Ref>`."""
+    if isinstance(part, str):
+        return part
+    if isinstance(part, dict) and "Ref" in part:
+        return f"<{part['Ref']}>"
+    if isinstance(part, dict) and "Fn::GetAtt" in part:
+        logical_id, attribute = part["Fn::GetAtt"]
+        return f"<{logical_id}.{attribute}>"
+    if isinstance(part, dict) and "Fn::Sub" in part and isinstance(part["Fn::Sub"], str):
+        return re.sub(r"\$\{([^}]+)\}", r"<\1>", part["Fn::Sub"])
+    if isinstance(part, dict) and "Fn::Join" in part:
+        separator, parts = part["Fn::Join"]
+        return separator.join(_render(p) for p in parts)
+    raise ValueError(f"cannot render {part!r} in cdk-nag notation")
+
+
 def nag_notation(stack: Stack, value: Any) -> str:
     """A policy value as cdk-nag spells it in finding ids: tokens become `<Logical.Attr>`/`<Ref>`."""
-    resolved = stack.resolve(value)
-
-    def render(part: Any) -> str:
-        if isinstance(part, str):
-            return part
-        if isinstance(part, dict) and "Ref" in part:
-            return f"<{part['Ref']}>"
-        if isinstance(part, dict) and "Fn::GetAtt" in part:
-            logical_id, attribute = part["Fn::GetAtt"]
-            return f"<{logical_id}.{attribute}>"
-        if isinstance(part, dict) and "Fn::Sub" in part and isinstance(part["Fn::Sub"], str):
-            return re.sub(r"\$\{([^}]+)\}", r"<\1>", part["Fn::Sub"])
-        if isinstance(part, dict) and "Fn::Join" in part:
-            separator, parts = part["Fn::Join"]
-            return separator.join(render(p) for p in parts)
-        raise ValueError(f"cannot render {part!r} in cdk-nag notation")
-
-    return render(resolved)
+    return _render(stack.resolve(value))
 
 
-def wildcard_findings(stack: Stack, statements: Iterable[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
-    """The AwsSolutions-IAM5 finding ids a policy's statements raise, each with its statement."""
+def wildcard_findings(statements: Iterable[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """The AwsSolutions-IAM5 finding ids a policy's *resolved* statements raise, each with its statement."""
     findings: list[tuple[str, dict[str, Any]]] = []
     for statement in statements:
         if statement.get("Effect") == "Deny":
@@ -113,7 +113,7 @@ def wildcard_findings(stack: Stack, statements: Iterable[dict[str, Any]]) -> lis
             if "*" in action:
                 findings.append((f"AwsSolutions-IAM5[Action::{action}]", statement))
         for resource in [resources] if not isinstance(resources, list) else resources:
-            rendered = nag_notation(stack, resource)
+            rendered = _render(resource)
             if "*" in rendered:
                 findings.append((f"AwsSolutions-IAM5[Resource::{rendered}]", statement))
     return findings
@@ -125,7 +125,7 @@ def acknowledge_policy_wildcards(policy: CfnResource, reason_for: Callable[[dict
     stack = Stack.of(policy)
     document = stack.resolve(policy.policy_document)  # type: ignore[attr-defined]
     statements = document.get("Statement", [])
-    findings = wildcard_findings(stack, statements)
+    findings = wildcard_findings(statements)  # already resolved above: no jsii round trip per resource
     seen: set[str] = set()
     rules = []
     for finding_id, statement in findings:

@@ -63,7 +63,7 @@ def test_nag_notation_matches_cdk_nag_finding_ids(tmp_path: Path) -> None:
     stack = Stack(app, "Probe")
     bucket = s3.Bucket(stack, "Data")
     statements = [{"Effect": "Allow", "Action": ["s3:Get*"], "Resource": [stack.resolve(f"{bucket.bucket_arn}/*")]}]
-    findings = [finding for finding, _ in wildcard_findings(stack, statements)]
+    findings = [finding for finding, _ in wildcard_findings(statements)]
     logical_id = stack.get_logical_id(bucket.node.default_child)  # type: ignore[arg-type]
     assert findings == ["AwsSolutions-IAM5[Action::s3:Get*]", f"AwsSolutions-IAM5[Resource::<{stack.resolve(logical_id)}.Arn>/*]"]
     assert nag_notation(stack, {"Fn::Sub": "arn:${AWS::Partition}:s3:::x"}) == "arn:<AWS::Partition>:s3:::x"
