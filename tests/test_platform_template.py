@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -184,3 +185,15 @@ def test_code_and_dataset_are_published_and_kept(platform_template: dict[str, An
 
 def test_outputs_name_what_operators_need(platform_template: dict[str, Any]) -> None:
     assert {"DataBucketName", "ArtifactsBucketName", "PipelineName", "ModelPackageGroupName", "KmsKeyArn"} <= set(platform_template["Outputs"])
+
+
+def test_destroy_is_an_explicit_opt_in(tmp_path: Path) -> None:
+    from tests.conftest import synth
+
+    config = tmp_path / "throwaway.yaml"
+    config.write_text("defaults:\n  removal_policy: destroy\n")
+    template = synth(tmp_path / "out", {"config": str(config)}).template(STACK)  # cdk-nag still clean, or synth raises
+    buckets = resources_of(template, "AWS::S3::Bucket")
+    assert {b["DeletionPolicy"] for b in buckets.values()} == {"Delete"}
+    assert len(resources_of(template, "Custom::S3AutoDeleteObjects")) == 3
+    assert next(iter(resources_of(template, "AWS::KMS::Key").values()))["DeletionPolicy"] == "Delete"
