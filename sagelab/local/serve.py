@@ -30,7 +30,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Self
 
 from sagelab.local.registry import LocalRegistry, ModelPackage
 from sagelab.local.runner import LocalS3
@@ -155,7 +155,28 @@ def _read_body(handler: BaseHTTPRequestHandler, limit: int) -> bytes | None:
 
 
 # -- the local endpoint -------------------------------------------------------------------------------
-class LocalEndpoint:
+class _LocalServer:
+    """A ThreadingHTTPServer on 127.0.0.1 served from a daemon thread."""
+
+    server: ThreadingHTTPServer
+    thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> Self:
+        self.thread = threading.Thread(target=self.server.serve_forever, name=f"sagelab-{type(self).__name__}", daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class LocalEndpoint(_LocalServer):
     """A real HTTP server speaking the container contract and the SageMaker Runtime API."""
 
     def __init__(self, served: ServedModel | None, host: str = "127.0.0.1", port: int = 0, endpoint_name: str = "sagelab-dev-endpoint") -> None:
@@ -198,12 +219,6 @@ class LocalEndpoint:
                 _send(self, 200, answer, produced, headers)
 
         self.server = _QuietServer((host, port), Handler)
-        self.thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host!s}:{port}"
 
     def _error(self, handler: BaseHTTPRequestHandler, runtime_api: bool, status: int, code: str, message: str) -> None:
         headers = {"x-amzn-ErrorType": f"{code}:http://internal.amazon.com/coral/com.amazon.sagemaker/"} if runtime_api else {}
@@ -221,15 +236,6 @@ class LocalEndpoint:
             "OriginalMessage": original,
         }
         _send(handler, 424, json.dumps(body).encode(), headers={"x-amzn-ErrorType": "ModelError:http://internal.amazon.com/coral/com.amazon.sagemaker/"})
-
-    def start(self) -> LocalEndpoint:
-        self.thread = threading.Thread(target=self.server.serve_forever, name="sagelab-endpoint", daemon=True)
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 # -- the local gateway ----------------------------------------------------------------------------------
@@ -270,7 +276,7 @@ def load_handler(endpoint_url: str, endpoint_name: str) -> ModuleType:
     return handler
 
 
-class LocalGateway:
+class LocalGateway(_LocalServer):
     """API Gateway's part, locally: routes, API key, the request model, proxy events."""
 
     def __init__(self, handler_module: ModuleType, api_key: str, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -295,12 +301,6 @@ class LocalGateway:
                 outer._handle(self, "DELETE")
 
         self.server = _QuietServer((host, port), Handler)
-        self.thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host!s}:{port}"
 
     def _gateway_error(self, request: BaseHTTPRequestHandler, status: int, code: str, message: str) -> None:
         _send(request, status, json.dumps({"error": code, "message": message}).encode())
@@ -372,15 +372,6 @@ class LocalGateway:
             "body": body or None,
             "isBase64Encoded": False,
         }
-
-    def start(self) -> LocalGateway:
-        self.thread = threading.Thread(target=self.server.serve_forever, name="sagelab-gateway", daemon=True)
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @contextlib.contextmanager
