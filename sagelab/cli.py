@@ -360,11 +360,10 @@ def read_rows(path: Path) -> dict[str, Any]:
 
     from sagelab.batch import csv_cell
 
-    value = csv_cell
-    first = [value(cell) for cell in rows[0]]
+    first = [csv_cell(cell) for cell in rows[0]]
     if any(isinstance(cell, str) for cell in first):  # a header: send records by column name
-        return {"instances": [dict(zip(rows[0], (value(c) for c in row), strict=False)) for row in rows[1:]]}
-    return {"instances": [[value(c) for c in row] for row in rows]}
+        return {"instances": [dict(zip(rows[0], (csv_cell(c) for c in row), strict=False)) for row in rows[1:]]}
+    return {"instances": [[csv_cell(c) for c in row] for row in rows]}
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from sagelab.config import ACCOUNT_PATTERN, EMAIL_PATTERN, REGION_PATTERN, ClassroomConfig, ConfigError, EnvironmentConfig, SageLabConfig, check_environment
+from sagelab.config import ACCOUNT_PATTERN, EMAIL_PATTERN, REGION_PATTERN, ConfigError, SageLabConfig, check_environment
 
 STUDENT_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,18}[a-z0-9])?$")
 REQUIRED_COLUMNS = ("student_id", "email")
@@ -113,6 +113,3 @@ def classroom_config(config: SageLabConfig, students: list[Student], label: str 
             raise ConfigError(f"{label} line {student.line}: {path}: {value!r} is not valid (expected {expected})")
         environments.append(env)
     return dataclasses.replace(config, environments=tuple(environments))
-
-
-__all__ = ["ClassroomConfig", "EnvironmentConfig", "Student", "classroom_config", "parse_roster", "read_roster"]

@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from aws_cdk import App
@@ -22,8 +21,6 @@ from sagelab.settings import settings_for
 from stacks.nag import add_nag_packs
 from stacks.platform_stack import PlatformStack, SharedArtifacts
 from stacks.serving_stack import ServingStack
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @functools.lru_cache(maxsize=4)

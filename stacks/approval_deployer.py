@@ -167,7 +167,6 @@ class ApprovalDeployer(Construct):
             log_group=function_logs,
             logging_format=lambda_.LoggingFormat.JSON,
             dead_letter_queue=dead_letters,
-            reserved_concurrent_executions=None,
             environment={
                 "MODEL_PACKAGE_GROUP": names.model_package_group,
                 "SERVING_STACK_NAME": names.serving_stack,

@@ -117,7 +117,7 @@ class PlatformStack(Stack):
                 limit_usd=env_config.budget_usd,
                 emails=env_config.budget_alert_emails,
             )
-        self._allow_service_encryption(names)
+        self._allow_service_encryption()
         apply_tags(self, tags)
 
         for output_id, value, description in (
@@ -132,7 +132,7 @@ class PlatformStack(Stack):
         ):
             CfnOutput(self, output_id, value=value, description=description)
 
-    def _allow_service_encryption(self, names: ResourceNames) -> None:
+    def _allow_service_encryption(self) -> None:
         """Let CloudWatch Logs (this environment's log groups) and CloudWatch alarms (its encrypted
         alarm topic) use the key. Service principals only: no reference back to the serving stack."""
         key = self.buckets.key
@@ -154,4 +154,3 @@ class PlatformStack(Stack):
                 conditions={"StringEquals": {"aws:SourceAccount": self.account}},
             )
         )
-        del names

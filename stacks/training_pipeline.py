@@ -11,7 +11,7 @@ from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from sagelab.code_bundle import CodeBundle
-from sagelab.pipeline_definition import PIPELINE_CODE_PREFIX
+from sagelab.pipeline_definition import PIPELINE_CODE_PREFIX, PLACEHOLDERS
 from stacks.data_buckets import DataBuckets
 from stacks.nag import acknowledge_cdk_singleton_lambda
 from stacks.naming import ResourceNames
@@ -50,9 +50,18 @@ class TrainingPipeline(Construct):
         retain: bool = True,
     ) -> None:
         super().__init__(scope, construct_id)
-        missing = {"SklearnImageUri", "XgboostImageUri"} - set(image_uris)
+        variables = {
+            "ArtifactsBucket": buckets.artifacts_bucket.bucket_name,
+            "DataBucket": buckets.data_bucket.bucket_name,
+            "CodeVersion": code_bundle.version,
+            "PipelineRoleName": role_name,
+            "KmsKeyArn": buckets.key.key_arn,
+            "ModelPackageGroupName": names.model_package_group,
+            **image_uris,
+        }
+        missing = set(PLACEHOLDERS) - set(variables)
         if missing:
-            raise ValueError(f"image_uris lacks {sorted(missing)}")
+            raise ValueError(f"no value for the definition's placeholder(s) {sorted(missing)} (image_uris must name both framework images)")
 
         self.model_package_group = sagemaker.CfnModelPackageGroup(
             self,
@@ -83,15 +92,6 @@ class TrainingPipeline(Construct):
         )
         acknowledge_cdk_singleton_lambda(Stack.of(self), "Custom::CDKBucketDeployment", "bucket-deployment")
 
-        variables = {
-            "ArtifactsBucket": buckets.artifacts_bucket.bucket_name,
-            "DataBucket": buckets.data_bucket.bucket_name,
-            "CodeVersion": code_bundle.version,
-            "PipelineRoleName": role_name,
-            "KmsKeyArn": buckets.key.key_arn,
-            "ModelPackageGroupName": names.model_package_group,
-            **image_uris,
-        }
         self.pipeline = sagemaker.CfnPipeline(
             self,
             "Pipeline",

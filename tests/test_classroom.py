@@ -190,6 +190,10 @@ def _deploy_student(session: boto3.Session, url: str, student: str, with_model: 
     )
 
 
+def admin(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "sagelab", *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
 def test_class_report_and_stop(moto_url: str, tmp_path: Path) -> None:
     session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
     _deploy_student(session, moto_url, "alice", with_model=True)
@@ -203,14 +207,7 @@ def test_class_report_and_stop(moto_url: str, tmp_path: Path) -> None:
     }
 
     report = tmp_path / "report.csv"
-    completed = subprocess.run(
-        [sys.executable, "-m", "sagelab", "class", "report", "--roster", str(roster), "--output", str(report), "--endpoint-url", moto_url],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    completed = admin(env, "class", "report", "--roster", str(roster), "--output", str(report), "--endpoint-url", moto_url)
     assert completed.returncode == 0, completed.stderr
     assert "3 students, 2 deployed" in completed.stdout
     rows = {row["student_id"]: row for row in csv.DictReader(report.open())}
@@ -218,14 +215,7 @@ def test_class_report_and_stop(moto_url: str, tmp_path: Path) -> None:
     assert rows["bob"]["notebook_url"].startswith("https://sagelab-bob-notebook") and rows["bob"]["data_bucket"] == "data-bob"
     assert rows["carol"]["status"] == "not deployed"
 
-    completed = subprocess.run(
-        [sys.executable, "-m", "sagelab", "class", "stop", "--roster", str(roster), "--endpoint-url", moto_url],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    completed = admin(env, "class", "stop", "--roster", str(roster), "--endpoint-url", moto_url)
     assert completed.returncode == 0, completed.stderr
     lines = completed.stdout.splitlines()
     assert "alice: stopping notebook sagelab-alice-notebook" in lines
