@@ -118,6 +118,7 @@ class EnvironmentConfig:
     student_email: str | None = None
     budget_usd: int = 0
     budget_alert_emails: tuple[str, ...] = ()
+    shares_account_with_class: bool = False  # a roster row without account_id
 
     @property
     def resource_prefix(self) -> str:

@@ -96,6 +96,7 @@ def classroom_config(config: SageLabConfig, students: list[Student], label: str 
             base,
             name=student.student_id,
             account=student.account_id or base.account,
+            shares_account_with_class=student.account_id is None,
             region=student.region or base.region,
             owner=student.email,
             student_email=student.email,

@@ -10,7 +10,8 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
-from aws_cdk import App
+from aws_cdk import App, Stack
+from constructs import Construct
 
 from sagelab.code_bundle import stage_code_bundle
 from sagelab.config import ConfigError, EnvironmentConfig, SageLabConfig, check_environment, load_config
@@ -18,6 +19,7 @@ from sagelab.datasets import DIGITS_CSV
 from sagelab.pipeline_definition import definition_json, image_uris
 from sagelab.roster import classroom_config, read_roster
 from sagelab.settings import settings_for
+from stacks.classroom import add_classroom
 from stacks.nag import add_nag_packs
 from stacks.platform_stack import PlatformStack, SharedArtifacts
 from stacks.serving_stack import ServingStack
@@ -62,9 +64,24 @@ def pin_model_package(config: SageLabConfig, arn: str | None) -> SageLabConfig:
     return dataclasses.replace(config, environments=(pinned,))
 
 
-def build_app(app: App | None = None, context: Mapping[str, Any] | None = None, config: SageLabConfig | None = None) -> App:
-    """Compose every environment into `app` (a new App when None)."""
+def add_environment(
+    scope: Construct, env: EnvironmentConfig, tags: Mapping[str, str], platform_id: str, serving_id: str, *, shared: SharedArtifacts
+) -> list[Stack]:
+    platform = PlatformStack(scope, platform_id, env_config=env, shared=shared, tags=tags)
+    serving = ServingStack(scope, serving_id, env_config=env, platform=platform, tags=tags)
+    return [platform, serving]
+
+
+def build_app(
+    app: App | None = None, context: Mapping[str, Any] | None = None, config: SageLabConfig | None = None, *, share_student_templates: bool = True
+) -> App:
+    """Compose every environment into `app` (a new App when None).
+
+    With a roster, every student gets stacks stamped from one template environment per shape of
+    student (stacks/classroom.py); `share_student_templates=False` builds each student in full.
+    """
     app = app or App(context=dict(context) if context is not None else None)
+    classroom = False
     if config is None:
         context_view = {"sagelab": app.node.try_get_context("sagelab")}
         config = load_config(context_view, app.node.try_get_context("config"))
@@ -72,10 +89,13 @@ def build_app(app: App | None = None, context: Mapping[str, Any] | None = None, 
         roster = app.node.try_get_context("roster")
         if roster:
             config = classroom_config(config, read_roster(roster), str(roster))
+            classroom = True
     shared = build_shared(config)
-    for env in config.environments:
-        tags = environment_tags(config, env)
-        platform = PlatformStack(app, f"{env.resource_prefix}-platform", env_config=env, shared=shared, tags=tags)
-        ServingStack(app, f"{env.resource_prefix}-serving", env_config=env, platform=platform, tags=tags)
+    build = functools.partial(add_environment, shared=shared)
+    if classroom:
+        add_classroom(app, config, functools.partial(environment_tags, config), build, add_nag_packs, share_templates=share_student_templates)
+    else:
+        for env in config.environments:
+            build(app, env, environment_tags(config, env), f"{env.resource_prefix}-platform", f"{env.resource_prefix}-serving")
     add_nag_packs(app)
     return app

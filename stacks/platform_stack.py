@@ -113,7 +113,7 @@ class PlatformStack(Stack):
                 "Guardrails",
                 budget_name=f"{names.prefix}-monthly",
                 # In a shared account only this student's tagged resources count.
-                student_id=env_config.name if env_config.course and env_config.account is None else None,
+                student_id=env_config.name if env_config.shares_account_with_class else None,
                 limit_usd=env_config.budget_usd,
                 emails=env_config.budget_alert_emails,
             )

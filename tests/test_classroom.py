@@ -9,14 +9,22 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
+from aws_cdk import App, Stack
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
 
-from sagelab.config import ConfigError, load_config
+from sagelab.config import ConfigError, EnvironmentConfig, load_config
 from sagelab.roster import classroom_config, parse_roster
-from tests.conftest import SynthResult, synth
+from sagelab.settings import cdk_context
+from stacks.classroom import TEMPLATE_STUDENT_ACCOUNT, TEMPLATE_STUDENT_EMAIL, TEMPLATE_STUDENT_ID, TEMPLATES_DIR, add_classroom
+from stacks.nag import add_nag_packs
+from tests.conftest import SynthResult, read_json, synth
 from tests.test_cfn_lint import lint_errors
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -85,8 +93,15 @@ def classroom(tmp_path_factory: pytest.TempPathFactory) -> SynthResult:
 @pytest.mark.slow
 def test_forty_students_synthesize_clean(classroom: SynthResult) -> None:
     assert len(classroom.templates) == 2 * STUDENTS
-    report = json.loads((classroom.outdir / "validation-report.json").read_text())
-    assert all(not plugin["violations"] for plugin in report["pluginReports"])
+    # The main app's report and the template environment's (where the students' resources are
+    # built through the constructs and checked): none has an unacknowledged finding.
+    reports = sorted(classroom.outdir.rglob("validation-report.json"))
+    (template_report_path,) = [r for r in reports if r.parent != classroom.outdir]
+    assert template_report_path.parent.parent.name == TEMPLATES_DIR
+    template_report = json.loads(template_report_path.read_text())
+    assert template_report["pluginReports"] and all(plugin["suppressedViolations"] for plugin in template_report["pluginReports"])
+    for report in reports:
+        assert all(not plugin["violations"] for plugin in json.loads(report.read_text())["pluginReports"]), report
     for name in ("sagelab-s00-platform", "sagelab-s00-serving", "sagelab-s39-platform", "sagelab-s39-serving"):
         assert lint_errors(classroom.template(name)) == [], name
 
@@ -155,6 +170,83 @@ def test_definition_is_built_once_for_the_whole_class(classroom: SynthResult) ->
         if r["Type"] == "AWS::SageMaker::Pipeline"
     }
     assert len(bodies) == 1, "every student's pipeline is the same definition, substituted per student"
+
+
+# -- stamping: one template environment per shape of student ---------------------------------------
+MIXED_ROSTER = """student_id,email,account_id,region
+a,a@example.edu,,
+abcdefghijklmnopqrst,longest.id@example.edu,,
+ann-lee,ann@example.edu,,
+teacher-1,admin@example.edu,,
+own-1,own1@example.edu,123456789012,eu-west-1
+own-2,own2@example.edu,210987654321,eu-west-1
+"""
+# CDK names the API deployment after a hash of the whole RestApi, tags included, so that any change
+# redeploys it. Stamped students keep the template environment's hash (it still changes whenever
+# the API does); a student built alone hashes their own tags. The one id that may differ.
+API_DEPLOYMENT_HASH = re.compile(r"(FrontDoorApiDeployment[0-9A-Fa-f]{8})[0-9a-f]{32}")
+
+
+def _mixed_class(root: Path, share: bool) -> SynthResult:
+    root.mkdir()
+    roster = root / "roster.csv"
+    roster.write_text(MIXED_ROSTER)
+    sagelab = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]["sagelab"] | {"classroom": {"admin_emails": ["admin@example.edu"]}}
+    return synth(root / "cdk.out", {"roster": str(roster), "sagelab": sagelab}, share_student_templates=share)
+
+
+def _deployable_parts(result: SynthResult) -> dict[str, Any]:
+    """Per stack: its template, its assets (the template's own upload aside) and its manifest entry."""
+    manifest = read_json(result.outdir / "manifest.json")["artifacts"]
+    parts: dict[str, Any] = {}
+    for name, artifact in manifest.items():
+        if artifact["type"] != "aws:cloudformation:stack":
+            continue
+        template = API_DEPLOYMENT_HASH.sub(r"\1<api-hash>", (result.outdir / f"{name}.template.json").read_text())
+        files = read_json(result.outdir / f"{name}.assets.json")["files"]
+        assets = {h: entry for h, entry in files.items() if entry["source"]["path"] != f"{name}.template.json"}
+        entry = {k: artifact["properties"].get(k) for k in ("tags", "assumeRoleArn", "cloudFormationExecutionRoleArn", "terminationProtection")}
+        parts[name] = {"template": template, "assets": assets, "environment": artifact["environment"], "dependencies": artifact.get("dependencies"), **entry}
+    return parts
+
+
+@pytest.mark.slow
+def test_stamped_students_equal_students_built_alone(tmp_path: Path) -> None:
+    """Shortest and longest ids, a hyphen, a student who is also an admin, own accounts in another
+    region: each stamped stack is what building that student through the constructs gives."""
+    stamped, alone = _mixed_class(tmp_path / "stamped", share=True), _mixed_class(tmp_path / "alone", share=False)
+    stamped_parts, alone_parts = _deployable_parts(stamped), _deployable_parts(alone)
+    assert sorted(stamped_parts) == sorted(alone_parts) and len(stamped_parts) == 12
+    for name, parts in alone_parts.items():
+        for key, value in parts.items():
+            assert stamped_parts[name][key] == value, f"{name}: {key} differs"
+    # Three shapes (shared account; shared account, student is an admin; own account in
+    # eu-west-1) mean three template environments instead of six students built one by one.
+    assert len(list((stamped.outdir / TEMPLATES_DIR).iterdir())) == 3
+    assert len(list((alone.outdir / TEMPLATES_DIR).iterdir())) == 6
+    for path in stamped.outdir.glob("*.json"):
+        text = path.read_text()
+        assert not any(p in text for p in (TEMPLATE_STUDENT_ID, TEMPLATE_STUDENT_EMAIL, TEMPLATE_STUDENT_ACCOUNT)), f"placeholder left in {path.name}"
+    own = stamped.template("sagelab-own-2-platform")
+    assert "210987654321" in json.dumps(own) and "123456789012" not in json.dumps(own)
+    (budget,) = [r for r in stamped.template("sagelab-teacher-1-platform")["Resources"].values() if r["Type"] == "AWS::Budgets::Budget"]
+    assert {s["Address"] for s in budget["Properties"]["NotificationsWithSubscribers"][0]["Subscribers"]} == {"admin@example.edu"}
+
+
+def test_a_finding_in_the_student_template_fails_synth(tmp_path: Path) -> None:
+    """cdk-nag runs where the students' resources are built: the template environment."""
+    config = classroom_config(load_config({"sagelab": {}}), parse_roster("student_id,email\nalice,alice@x.edu\nbob,bob@x.edu\n"))
+    app = App(outdir=str(tmp_path), context=cdk_context())
+
+    def unencrypted_bucket(scope: Construct, env: EnvironmentConfig, _tags: Mapping[str, str], platform_id: str, _serving_id: str) -> list[Stack]:
+        stack = Stack(scope, platform_id, stack_name=f"{env.resource_prefix}-platform")
+        s3.Bucket(stack, "Plain")
+        return [stack]
+
+    with pytest.raises(RuntimeError, match="ValidationFailed"):
+        add_classroom(app, config, lambda _env: {}, unencrypted_bucket, add_nag_packs)
+    (report,) = (tmp_path / TEMPLATES_DIR).rglob("validation-report.json")
+    assert "AwsSolutions-S1" in report.read_text()
 
 
 # -- admin commands against moto -------------------------------------------------------------------
