@@ -399,8 +399,9 @@ def synth_summary(cdk_out: Path) -> dict[str, Any]:
         template_file = manifest["artifacts"][name]["properties"]["templateFile"]
         resources += len(json.loads((cdk_out / template_file).read_text()).get("Resources", {}))
     acknowledged = unacknowledged = 0
-    report_path = cdk_out / "validation-report.json"
-    if report_path.exists():
+    # The app's report, and in classroom mode each student template environment's (where the
+    # students' resources are built and checked): cdk.out/student-templates/<shape>/.
+    for report_path in sorted(cdk_out.rglob("validation-report.json")):
         report = json.loads(report_path.read_text())
         for plugin in report.get("pluginReports", []):
             acknowledged += sum(len(v.get("violatingConstructs", [])) for v in plugin.get("suppressedViolations", []))

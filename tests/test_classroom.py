@@ -19,6 +19,7 @@ from aws_cdk import App, Stack
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from sagelab.cli import synth_summary
 from sagelab.config import ConfigError, EnvironmentConfig, load_config
 from sagelab.roster import classroom_config, parse_roster
 from sagelab.settings import cdk_context
@@ -80,6 +81,7 @@ def test_classroom_guardrails_and_account_shapes() -> None:
     assert alice.budget_usd == 25 and alice.budget_alert_emails == ("alice@x.edu", "admin@x.edu")
     assert alice.serving.mode == "serverless" and alice.notebook.idle_timeout_minutes == 30
     assert alice.allowed_instance_types == ("ml.t3.medium", "ml.m5.large") and alice.course == "ml101"
+    assert alice.shares_account_with_class and not bob.shares_account_with_class
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +104,8 @@ def test_forty_students_synthesize_clean(classroom: SynthResult) -> None:
     assert template_report["pluginReports"] and all(plugin["suppressedViolations"] for plugin in template_report["pluginReports"])
     for report in reports:
         assert all(not plugin["violations"] for plugin in json.loads(report.read_text())["pluginReports"]), report
+    summary = synth_summary(classroom.outdir)
+    assert summary["stacks"] == 2 * STUDENTS and summary["acknowledged_findings"] > 0 and summary["unacknowledged_findings"] == 0
     for name in ("sagelab-s00-platform", "sagelab-s00-serving", "sagelab-s39-platform", "sagelab-s39-serving"):
         assert lint_errors(classroom.template(name)) == [], name
 
@@ -227,6 +231,13 @@ def test_stamped_students_equal_students_built_alone(tmp_path: Path) -> None:
     for path in stamped.outdir.glob("*.json"):
         text = path.read_text()
         assert not any(p in text for p in (TEMPLATE_STUDENT_ID, TEMPLATE_STUDENT_EMAIL, TEMPLATE_STUDENT_ACCOUNT)), f"placeholder left in {path.name}"
+    # In the shared account the budget counts only the student's tagged resources; in their own, all.
+    budgets = {
+        student: next(r for r in stamped.template(f"sagelab-{student}-platform")["Resources"].values() if r["Type"] == "AWS::Budgets::Budget")
+        for student in ("ann-lee", "own-1")
+    }
+    assert budgets["ann-lee"]["Properties"]["Budget"]["CostFilters"] == {"TagKeyValue": ["user:student$ann-lee"]}
+    assert "CostFilters" not in budgets["own-1"]["Properties"]["Budget"]
     own = stamped.template("sagelab-own-2-platform")
     assert "210987654321" in json.dumps(own) and "123456789012" not in json.dumps(own)
     (budget,) = [r for r in stamped.template("sagelab-teacher-1-platform")["Resources"].values() if r["Type"] == "AWS::Budgets::Budget"]
