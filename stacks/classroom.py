@@ -204,7 +204,8 @@ def add_stamped_stacks(app: App, template: TemplateEnvironment, env: Environment
                 asset_hash_type=AssetHashType.CUSTOM,
                 display_name=asset.get("displayName"),
             )
-            renamed_assets.append((asset["hash"], staged.asset_hash))
+            # aws:asset:path metadata (SAM local) names the staged copy; object keys the new hash.
+            renamed_assets += [(f'"{asset["source"]["path"]}"', f'"{staged.asset_path}"'), (asset["hash"], staged.asset_hash)]
         synthesizer.template_file = stack.template_file
         synthesizer.template_text = stamp(template_stack.template_text, [*pairs, *renamed_assets])
         by_construct_id[template_stack.construct_id] = stack

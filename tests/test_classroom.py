@@ -161,6 +161,20 @@ def test_each_student_has_budget_lifecycle_and_cost_tags(classroom: SynthResult)
 
 
 @pytest.mark.slow
+def test_each_student_stack_publishes_every_asset_its_template_reads(classroom: SynthResult) -> None:
+    for name in ("sagelab-s00-platform", "sagelab-s00-serving", "sagelab-s39-platform"):
+        text = (classroom.outdir / f"{name}.template.json").read_text()
+        files = read_json(classroom.outdir / f"{name}.assets.json")["files"]
+        published = {destination["objectKey"] for entry in files.values() for destination in entry["destinations"].values()}
+        read = set(re.findall(r'"([0-9a-f]{64}\.(?:zip|json))"', text))
+        assert read and read <= published, f"{name} reads {read - published} that it does not publish"
+        for entry in files.values():
+            assert (classroom.outdir / entry["source"]["path"]).exists(), entry["source"]["path"]
+        for staged_path in re.findall(r'"aws:asset:path": "([^"]+)"', text):
+            assert (classroom.outdir / staged_path).exists(), f"{name}: metadata names missing {staged_path}"
+
+
+@pytest.mark.slow
 def test_definition_is_built_once_for_the_whole_class(classroom: SynthResult) -> None:
     from sagelab import pipeline_definition
 
