@@ -19,7 +19,7 @@ from sagelab.datasets import DIGITS_CSV
 from sagelab.pipeline_definition import definition_json, image_uris
 from sagelab.roster import classroom_config, read_roster
 from sagelab.settings import settings_for
-from stacks.classroom import add_classroom
+from stacks.classroom import add_classroom, clear_template_environments
 from stacks.nag import add_nag_packs
 from stacks.platform_stack import PlatformStack, SharedArtifacts
 from stacks.serving_stack import ServingStack
@@ -90,6 +90,7 @@ def build_app(
         if roster:
             config = classroom_config(config, read_roster(roster), str(roster))
             classroom = True
+    clear_template_environments(app)
     shared = build_shared(config)
     build = functools.partial(add_environment, shared=shared)
     if classroom:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -213,6 +214,11 @@ def add_stamped_stacks(app: App, template: TemplateEnvironment, env: Environment
         for dependency in template_stack.depends_on:
             by_construct_id[template_stack.construct_id].add_stack_dependency(by_construct_id[dependency])
     return list(by_construct_id.values())
+
+
+def clear_template_environments(app: App) -> None:
+    """cdk.out is reused between synths: drop template environments of an earlier roster."""
+    shutil.rmtree(Path(app.outdir) / TEMPLATES_DIR, ignore_errors=True)
 
 
 def add_classroom(
