@@ -252,6 +252,8 @@ def test_stamped_students_equal_students_built_alone(tmp_path: Path) -> None:
     }
     assert budgets["ann-lee"]["Properties"]["Budget"]["CostFilters"] == {"TagKeyValue": ["user:student$ann-lee"]}
     assert "CostFilters" not in budgets["own-1"]["Properties"]["Budget"]
+    for name in ("sagelab-own-2-platform", "sagelab-own-2-serving"):
+        assert lint_errors(stamped.template(name), region="eu-west-1") == [], name
     own = stamped.template("sagelab-own-2-platform")
     assert "210987654321" in json.dumps(own) and "123456789012" not in json.dumps(own)
     (budget,) = [r for r in stamped.template("sagelab-teacher-1-platform")["Resources"].values() if r["Type"] == "AWS::Budgets::Budget"]
