@@ -118,7 +118,7 @@ def synthesize_template_environment(
     outdir: Path, context: Mapping[str, Any], env: EnvironmentConfig, tags: Mapping[str, str], build: EnvironmentBuilder, add_checks: Callable[[App], None]
 ) -> TemplateEnvironment:
     """Build and synthesize the template environment (with the cdk-nag packs) in an App of its own."""
-    template_app = App(context=dict(context), outdir=str(outdir), analytics_reporting=False)
+    template_app = App(context=dict(context), outdir=str(outdir))
     build(template_app, env, tags, *TEMPLATE_STACK_IDS)
     add_checks(template_app)
     template_app.synth()
