@@ -51,6 +51,7 @@ def translate(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 class AwsOperations:
     def __init__(self, session: boto3.Session | None = None, endpoint_url: str | None = None) -> None:
         self.session = session or boto3.Session()
+        self.endpoint_url = endpoint_url
         kwargs = {"endpoint_url": endpoint_url} if endpoint_url else {}
         self.sagemaker = translate(self.session.client, "sagemaker", **kwargs)
         self.cloudformation = translate(self.session.client, "cloudformation", **kwargs)
@@ -206,15 +207,74 @@ REPORT_COLUMNS = (
 )
 
 
+# Organizations creates this role in every member account, trusted by the management account.
+DEFAULT_STUDENT_ROLE = "OrganizationAccountAccessRole"
+
+
+def _partition(region: str) -> str:
+    return "aws-cn" if region.startswith("cn-") else "aws-us-gov" if region.startswith("us-gov-") else "aws"
+
+
 class ClassroomOperations:
-    """Admin operations over every student of a roster (shared account: the admin's credentials)."""
+    """Admin operations over every student of a roster.
 
-    def __init__(self, ops: AwsOperations) -> None:
-        self.ops = ops
+    Students in the admin's account are reached with the admin's credentials, in the region of
+    their roster row if it names one; students with their own account through a role the admin
+    may assume there (`student_role`). A student who cannot be reached is reported as such; the
+    others are still done.
+    """
 
-    def _outputs(self, stack_name: str) -> dict[str, str] | None:
+    def __init__(self, ops: AwsOperations, student_role: str = DEFAULT_STUDENT_ROLE) -> None:
+        self.admin = ops
+        self.student_role = student_role
+        self._reached: dict[tuple[str | None, str], AwsOperations] = {}
+        self.unreachable: list[str] = []
+
+    def ops_for(self, student: Any) -> AwsOperations:
+        """AwsOperations in the student's account and region (cached per account and region)."""
+        region = student.region or self.admin.session.region_name
+        if not region:
+            raise OperationError("no AWS region configured: set AWS_REGION or pass --region")
+        key = (student.account_id, region)
+        if key in self._reached:
+            return self._reached[key]
+        if student.account_id is None and region == self.admin.session.region_name:
+            ops = self.admin
+        else:
+            if student.account_id is None:
+                credentials = translate(self.admin.session.get_credentials)
+                if credentials is None:
+                    raise OperationError("no AWS credentials found: run `aws configure` (or set AWS_PROFILE) and try again")
+                frozen = credentials.get_frozen_credentials()
+                access = {"aws_access_key_id": frozen.access_key, "aws_secret_access_key": frozen.secret_key, "aws_session_token": frozen.token}
+            else:
+                role_arn = f"arn:{_partition(region)}:iam::{student.account_id}:role/{self.student_role}"
+                sts = translate(self.admin.session.client, "sts", **({"endpoint_url": self.admin.endpoint_url} if self.admin.endpoint_url else {}))
+                try:
+                    assumed = translate(sts.assume_role, RoleArn=role_arn, RoleSessionName="sagelab-class-admin")["Credentials"]
+                except OperationError as error:
+                    raise OperationError(f"cannot assume {role_arn} ({error}); pass --student-role with a role the admin account may assume there") from None
+                access = {
+                    "aws_access_key_id": assumed["AccessKeyId"],
+                    "aws_secret_access_key": assumed["SecretAccessKey"],
+                    "aws_session_token": assumed["SessionToken"],
+                }
+            ops = AwsOperations(boto3.Session(region_name=region, **access), endpoint_url=self.admin.endpoint_url)
+        self._reached[key] = ops
+        return ops
+
+    def _reach(self, student: Any) -> AwsOperations | str:
+        """The student's AwsOperations, or the reason they cannot be reached (and remember it)."""
         try:
-            stacks = translate(self.ops.cloudformation.describe_stacks, StackName=stack_name)["Stacks"]
+            return self.ops_for(student)
+        except OperationError as error:
+            self.unreachable.append(student.student_id)
+            return str(error)
+
+    @staticmethod
+    def _outputs(ops: AwsOperations, stack_name: str) -> dict[str, str] | None:
+        try:
+            stacks = translate(ops.cloudformation.describe_stacks, StackName=stack_name)["Stacks"]
         except OperationError as error:
             if "does not exist" in str(error):
                 return None
@@ -225,8 +285,13 @@ class ClassroomOperations:
         rows = []
         for student in students:
             prefix = f"sagelab-{student.student_id}"
-            platform = self._outputs(f"{prefix}-platform")
-            serving = self._outputs(f"{prefix}-serving") or {}
+            reached = self._reach(student)
+            if isinstance(reached, str):
+                platform, serving, status = None, {}, f"unreachable: {reached}"
+            else:
+                platform = self._outputs(reached, f"{prefix}-platform")
+                serving = self._outputs(reached, f"{prefix}-serving") or {}
+                status = "deployed" if platform is not None else "not deployed"
             rows.append(
                 {
                     "student_id": student.student_id,
@@ -239,7 +304,7 @@ class ClassroomOperations:
                     "api_key_id": serving.get("ApiKeyId", ""),
                     "data_bucket": (platform or {}).get("DataBucketName", ""),
                     "artifacts_bucket": (platform or {}).get("ArtifactsBucketName", ""),
-                    "status": "deployed" if platform is not None else "not deployed",
+                    "status": status,
                 }
             )
         return rows
@@ -252,20 +317,24 @@ class ClassroomOperations:
         for student in students:
             prefix = f"sagelab-{student.student_id}"
             notebook = f"{prefix}-notebook"
+            ops = self._reach(student)
+            if isinstance(ops, str):
+                actions.append(f"{student.student_id}: not reached, nothing stopped: {ops}")
+                continue
             try:
-                status = translate(self.ops.sagemaker.describe_notebook_instance, NotebookInstanceName=notebook)["NotebookInstanceStatus"]
+                status = translate(ops.sagemaker.describe_notebook_instance, NotebookInstanceName=notebook)["NotebookInstanceStatus"]
             except OperationError as error:
                 status = (
                     "missing" if "does not exist" in str(error).lower() or "RecordNotFound" in str(error) or "ValidationException" in str(error) else "unknown"
                 )
             if status == "InService":
-                translate(self.ops.sagemaker.stop_notebook_instance, NotebookInstanceName=notebook)
+                translate(ops.sagemaker.stop_notebook_instance, NotebookInstanceName=notebook)
                 actions.append(f"{student.student_id}: stopping notebook {notebook}")
             else:
                 actions.append(f"{student.student_id}: notebook {notebook} is {status}; left as is")
             serving_stack = f"{prefix}-serving"
             try:
-                stack = translate(self.ops.cloudformation.describe_stacks, StackName=serving_stack)["Stacks"][0]
+                stack = translate(ops.cloudformation.describe_stacks, StackName=serving_stack)["Stacks"][0]
             except OperationError:
                 actions.append(f"{student.student_id}: no serving stack {serving_stack}")
                 continue
@@ -274,7 +343,7 @@ class ClassroomOperations:
                 actions.append(f"{student.student_id}: no endpoint deployed")
                 continue
             translate(
-                self.ops.cloudformation.update_stack,
+                ops.cloudformation.update_stack,
                 StackName=serving_stack,
                 UsePreviousTemplate=True,
                 Parameters=[{"ParameterKey": "ModelPackageArn", "ParameterValue": ""}]

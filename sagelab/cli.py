@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sagelab.aws_ops import OperationError
+from sagelab.aws_ops import DEFAULT_STUDENT_ROLE, OperationError
 from sagelab.config import ConfigError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -285,23 +285,26 @@ def cmd_class_report(args: argparse.Namespace) -> int:
     from sagelab.aws_ops import REPORT_COLUMNS, ClassroomOperations
 
     students = _roster(args)
-    rows = ClassroomOperations(_aws(args)).report(students)
+    classroom = ClassroomOperations(_aws(args), student_role=args.student_role)
+    rows = classroom.report(students)
     output = Path(args.output)
     with output.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(REPORT_COLUMNS))
         writer.writeheader()
         writer.writerows(rows)
     deployed = sum(1 for row in rows if row["status"] == "deployed")
-    print(f"wrote {output}: {len(rows)} students, {deployed} deployed")
-    return EXIT_OK
+    unreachable = f", {len(classroom.unreachable)} unreachable ({', '.join(classroom.unreachable)})" if classroom.unreachable else ""
+    print(f"wrote {output}: {len(rows)} students, {deployed} deployed{unreachable}")
+    return EXIT_FAILED if classroom.unreachable else EXIT_OK
 
 
 def cmd_class_stop(args: argparse.Namespace) -> int:
     from sagelab.aws_ops import ClassroomOperations
 
-    for line in ClassroomOperations(_aws(args)).stop(_roster(args)):
+    classroom = ClassroomOperations(_aws(args), student_role=args.student_role)
+    for line in classroom.stop(_roster(args)):
         print(line)
-    return EXIT_OK
+    return EXIT_FAILED if classroom.unreachable else EXIT_OK
 
 
 # -- serve / predict ------------------------------------------------------------------------------------
@@ -589,15 +592,24 @@ def build_parser() -> argparse.ArgumentParser:
     add_aws_options(p)
     p.set_defaults(func=cmd_batch)
 
+    def add_student_role_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--student-role",
+            default=DEFAULT_STUDENT_ROLE,
+            help="role to assume in the account of a student whose roster row has account_id (default: %(default)s)",
+        )
+
     classroom = sub.add_parser("class", help="classroom admin: every student of a roster").add_subparsers(dest="class_command", required=True)
     p = classroom.add_parser("report", help="write a CSV of each student's links (notebook, API, key id, buckets) from the stacks' outputs")
     p.add_argument("--roster", default="roster.csv")
     p.add_argument("--output", default="class-report.csv")
     add_aws_options(p)
+    add_student_role_option(p)
     p.set_defaults(func=cmd_class_report)
     p = classroom.add_parser("stop", help="end of session: stop every notebook and delete every endpoint (models stay registered)")
     p.add_argument("--roster", default="roster.csv")
     add_aws_options(p)
+    add_student_role_option(p)
     p.set_defaults(func=cmd_class_stop)
 
     p = sub.add_parser("synth-summary", help="summarize cdk.out: stacks, resources, cdk-nag findings")

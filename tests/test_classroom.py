@@ -17,8 +17,10 @@ import boto3
 import pytest
 from aws_cdk import App, Stack
 from aws_cdk import aws_s3 as s3
+from botocore.stub import Stubber
 from constructs import Construct
 
+from sagelab.aws_ops import AwsOperations, ClassroomOperations
 from sagelab.cli import synth_summary
 from sagelab.config import ConfigError, EnvironmentConfig, load_config
 from sagelab.roster import classroom_config, parse_roster
@@ -345,3 +347,68 @@ def test_class_report_and_stop(moto_url: str, tmp_path: Path) -> None:
     assert sagemaker.describe_notebook_instance(NotebookInstanceName="sagelab-alice-notebook")["NotebookInstanceStatus"] in ("Stopping", "Stopped")
     stack = session.client("cloudformation", endpoint_url=moto_url).describe_stacks(StackName="sagelab-alice-serving")["Stacks"][0]
     assert {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}["ModelPackageArn"] == ""
+
+
+def _student_account_session(url: str, account: str, region: str) -> boto3.Session:
+    admin = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
+    role = f"arn:aws:iam::{account}:role/OrganizationAccountAccessRole"
+    credentials = admin.client("sts", endpoint_url=url).assume_role(RoleArn=role, RoleSessionName="deploy-dana")["Credentials"]
+    return boto3.Session(
+        aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"],
+        aws_session_token=credentials["SessionToken"],
+        region_name=region,
+    )
+
+
+def test_class_commands_reach_own_accounts_and_other_regions(moto_url: str, tmp_path: Path) -> None:
+    """dana has her own account in eu-west-1 (reached through the assumed role), erin shares the
+    admin's account but in eu-west-1, frank's account has nothing deployed."""
+    dana_account = _student_account_session(moto_url, "210987654321", "eu-west-1")
+    _deploy_student(dana_account, moto_url, "dana", with_model=True)
+    _deploy_student(boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="eu-west-1"), moto_url, "erin", with_model=False)
+    roster = tmp_path / "roster.csv"
+    roster.write_text(
+        "student_id,email,account_id,region\ndana,dana@x.edu,210987654321,eu-west-1\nerin,erin@x.edu,,eu-west-1\nfrank,frank@x.edu,109876543210,\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    report = tmp_path / "report.csv"
+    completed = admin(env, "class", "report", "--roster", str(roster), "--output", str(report), "--endpoint-url", moto_url)
+    assert completed.returncode == 0, completed.stderr
+    rows = {row["student_id"]: row for row in csv.DictReader(report.open())}
+    assert {student: row["status"] for student, row in rows.items()} == {"dana": "deployed", "erin": "deployed", "frank": "not deployed"}
+    assert rows["dana"]["api_key_id"] == "key-dana" and rows["erin"]["data_bucket"] == "data-erin"
+
+    completed = admin(env, "class", "stop", "--roster", str(roster), "--endpoint-url", moto_url)
+    assert completed.returncode == 0, completed.stderr
+    lines = completed.stdout.splitlines()
+    assert "dana: stopping notebook sagelab-dana-notebook" in lines and "erin: stopping notebook sagelab-erin-notebook" in lines
+    assert any(line.startswith("dana: deleting endpoint sagelab-dana-endpoint") for line in lines)
+    assert "frank: no serving stack sagelab-frank-serving" in lines
+    notebook = dana_account.client("sagemaker", endpoint_url=moto_url).describe_notebook_instance(NotebookInstanceName="sagelab-dana-notebook")
+    assert notebook["NotebookInstanceStatus"] in ("Stopping", "Stopped")
+
+
+def test_a_student_who_cannot_be_reached_is_reported_and_the_others_are_done(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
+    _deploy_student(session, moto_url, "gail", with_model=False)
+    # The account refuses the role (moto grants every AssumeRole, so botocore's Stubber answers).
+    sts = session.client("sts", endpoint_url=moto_url)
+    refusing = Stubber(sts)
+    refusing.add_client_error(
+        "assume_role", service_error_code="AccessDenied", service_message="not authorized to perform: sts:AssumeRole", http_status_code=403
+    )
+    refusing.activate()
+    make_client = session.client
+    monkeypatch.setattr(session, "client", lambda name, **kwargs: sts if name == "sts" else make_client(name, **kwargs))
+
+    classroom = ClassroomOperations(AwsOperations(session, endpoint_url=moto_url))
+    students = parse_roster("student_id,email,account_id\ngail,gail@x.edu,\nhal,hal@x.edu,109876543210\n")
+    rows = {row["student_id"]: row for row in classroom.report(students)}
+    assert rows["gail"]["status"] == "deployed"
+    assert rows["hal"]["status"].startswith("unreachable: cannot assume arn:aws:iam::109876543210:role/OrganizationAccountAccessRole (access denied")
+    assert "--student-role" in rows["hal"]["status"] and classroom.unreachable == ["hal"]
