@@ -394,13 +394,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 # -- synth summary ------------------------------------------------------------------------------------
-def synth_summary(cdk_out: Path) -> dict[str, Any]:
+def synthesized_templates(cdk_out: Path) -> list[Path]:
+    """This synth's stack templates, from the manifest (cdk.out keeps files of earlier synths)."""
     manifest = json.loads((cdk_out / "manifest.json").read_text())
-    stacks = [name for name, artifact in manifest.get("artifacts", {}).items() if artifact.get("type") == "aws:cloudformation:stack"]
-    resources = 0
-    for name in stacks:
-        template_file = manifest["artifacts"][name]["properties"]["templateFile"]
-        resources += len(json.loads((cdk_out / template_file).read_text()).get("Resources", {}))
+    artifacts = manifest.get("artifacts", {}).values()
+    return [cdk_out / a["properties"]["templateFile"] for a in artifacts if a.get("type") == "aws:cloudformation:stack"]
+
+
+def synth_summary(cdk_out: Path) -> dict[str, Any]:
+    templates = synthesized_templates(cdk_out)
+    resources = sum(len(json.loads(path.read_text()).get("Resources", {})) for path in templates)
     acknowledged = unacknowledged = 0
     # The app's report, and in classroom mode each student template environment's (where the
     # students' resources are built and checked): cdk.out/student-templates/<shape>/.
@@ -409,7 +412,7 @@ def synth_summary(cdk_out: Path) -> dict[str, Any]:
         for plugin in report.get("pluginReports", []):
             acknowledged += sum(len(v.get("violatingConstructs", [])) for v in plugin.get("suppressedViolations", []))
             unacknowledged += sum(len(v.get("violatingConstructs", [])) for v in plugin.get("violations", []))
-    return {"stacks": len(stacks), "resources": resources, "acknowledged_findings": acknowledged, "unacknowledged_findings": unacknowledged}
+    return {"stacks": len(templates), "resources": resources, "acknowledged_findings": acknowledged, "unacknowledged_findings": unacknowledged}
 
 
 def cmd_synth_summary(args: argparse.Namespace) -> int:
@@ -437,7 +440,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return code
     print("\n== 3/3 approve the new version, serve it, and call the front door (sagelab serve) ==", flush=True)
     _demo_serving(Path(args.workdir))
-    templates = sorted(str(p) for p in Path("cdk.out").glob("*.template.json"))
+    templates = sorted(str(p) for p in synthesized_templates(Path("cdk.out")))
     print("\n== where things are ==")
     print(f"templates:   {', '.join(templates)}")
     print("nag report:  cdk.out/validation-report.json")
