@@ -315,23 +315,31 @@ def admin(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "sagelab", *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
 
 
+def admin_environment() -> dict[str, str]:
+    """The admin's shell: moto's test credentials, us-east-1, nothing else of AWS's."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+
+
+def class_report(env: dict[str, str], roster: Path, moto_url: str) -> tuple[subprocess.CompletedProcess[str], dict[str, dict[str, str]]]:
+    report = roster.parent / "report.csv"
+    completed = admin(env, "class", "report", "--roster", str(roster), "--output", str(report), "--endpoint-url", moto_url)
+    assert completed.returncode == 0, completed.stderr
+    return completed, {row["student_id"]: row for row in csv.DictReader(report.open())}
+
+
 def test_class_report_and_stop(moto_url: str, tmp_path: Path) -> None:
     session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
     _deploy_student(session, moto_url, "alice", with_model=True)
     _deploy_student(session, moto_url, "bob", with_model=False)
     roster = tmp_path / "roster.csv"
     roster.write_text("student_id,email\nalice,alice@x.edu\nbob,bob@x.edu\ncarol,carol@x.edu\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
-
-    report = tmp_path / "report.csv"
-    completed = admin(env, "class", "report", "--roster", str(roster), "--output", str(report), "--endpoint-url", moto_url)
-    assert completed.returncode == 0, completed.stderr
+    env = admin_environment()
+    completed, rows = class_report(env, roster, moto_url)
     assert "3 students, 2 deployed" in completed.stdout
-    rows = {row["student_id"]: row for row in csv.DictReader(report.open())}
     assert rows["alice"]["api_url"].startswith("https://alice.execute-api") and rows["alice"]["api_key_id"] == "key-alice"
     assert rows["bob"]["notebook_url"].startswith("https://sagelab-bob-notebook") and rows["bob"]["data_bucket"] == "data-bob"
     assert rows["carol"]["status"] == "not deployed"
@@ -371,15 +379,8 @@ def test_class_commands_reach_own_accounts_and_other_regions(moto_url: str, tmp_
     roster.write_text(
         "student_id,email,account_id,region\ndana,dana@x.edu,210987654321,eu-west-1\nerin,erin@x.edu,,eu-west-1\nfrank,frank@x.edu,109876543210,\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
-    report = tmp_path / "report.csv"
-    completed = admin(env, "class", "report", "--roster", str(roster), "--output", str(report), "--endpoint-url", moto_url)
-    assert completed.returncode == 0, completed.stderr
-    rows = {row["student_id"]: row for row in csv.DictReader(report.open())}
+    env = admin_environment()
+    _completed, rows = class_report(env, roster, moto_url)
     assert {student: row["status"] for student, row in rows.items()} == {"dana": "deployed", "erin": "deployed", "frank": "not deployed"}
     assert rows["dana"]["api_key_id"] == "key-dana" and rows["erin"]["data_bucket"] == "data-erin"
 
