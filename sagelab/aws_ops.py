@@ -52,27 +52,34 @@ class AwsOperations:
     def __init__(self, session: boto3.Session | None = None, endpoint_url: str | None = None) -> None:
         self.session = session or boto3.Session()
         self.endpoint_url = endpoint_url
-        kwargs = {"endpoint_url": endpoint_url} if endpoint_url else {}
-        self.sagemaker = translate(self.session.client, "sagemaker", **kwargs)
-        self.cloudformation = translate(self.session.client, "cloudformation", **kwargs)
-        self.logs = translate(self.session.client, "logs", **kwargs)
+        self.sagemaker = self.client("sagemaker")
+        self.cloudformation = self.client("cloudformation")
+        self.logs = self.client("logs")
+
+    def client(self, service: str) -> Any:
+        return translate(self.session.client, service, **({"endpoint_url": self.endpoint_url} if self.endpoint_url else {}))
+
+    def stack_outputs(self, stack_name: str) -> dict[str, str] | None:
+        """The stack's outputs, or None when the stack does not exist."""
+        try:
+            stacks = translate(self.cloudformation.describe_stacks, StackName=stack_name)["Stacks"]
+        except OperationError as error:
+            if "does not exist" in str(error):
+                return None
+            raise
+        return {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
 
     # -- discovery ----------------------------------------------------------------------------
     def environment(self, env_name: str) -> Environment:
         outputs: dict[str, str] = {}
         for suffix, required in (("platform", True), ("serving", False)):
             stack_name = f"sagelab-{env_name}-{suffix}"
-            try:
-                stacks = translate(self.cloudformation.describe_stacks, StackName=stack_name)["Stacks"]
-            except OperationError as error:
-                if "does not exist" in str(error):
-                    if required:
-                        raise OperationError(
-                            f"stack {stack_name} not found in {self.session.region_name}: deploy it with `make deploy ENV={env_name}`, or pass --region"
-                        ) from None
-                    continue
-                raise
-            outputs.update({o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])})
+            stack_outputs = self.stack_outputs(stack_name)
+            if stack_outputs is None:
+                if required:
+                    raise self._not_deployed(stack_name, env_name)
+                continue
+            outputs.update(stack_outputs)
         if "PipelineName" not in outputs:
             raise OperationError(f"stack sagelab-{env_name}-platform has no PipelineName output; redeploy it")
         return Environment(
@@ -85,8 +92,13 @@ class AwsOperations:
 
     def platform_outputs(self, env_name: str) -> dict[str, str]:
         stack_name = f"sagelab-{env_name}-platform"
-        stacks = translate(self.cloudformation.describe_stacks, StackName=stack_name)["Stacks"]
-        return {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+        outputs = self.stack_outputs(stack_name)
+        if outputs is None:
+            raise self._not_deployed(stack_name, env_name)
+        return outputs
+
+    def _not_deployed(self, stack_name: str, env_name: str) -> OperationError:
+        return OperationError(f"stack {stack_name} not found in {self.session.region_name}: deploy it with `make deploy ENV={env_name}`, or pass --region")
 
     # -- pipeline -----------------------------------------------------------------------------
     def start(self, pipeline: str, parameters: dict[str, str]) -> str:
@@ -231,37 +243,33 @@ class ClassroomOperations:
         self.unreachable: list[str] = []
 
     def ops_for(self, student: Any) -> AwsOperations:
-        """AwsOperations in the student's account and region (cached per account and region)."""
+        """AwsOperations in the student's account and region (one per account and region)."""
         region = student.region or self.admin.session.region_name
         if not region:
             raise OperationError("no AWS region configured: set AWS_REGION or pass --region")
         key = (student.account_id, region)
-        if key in self._reached:
-            return self._reached[key]
-        if student.account_id is None and region == self.admin.session.region_name:
-            ops = self.admin
-        else:
-            if student.account_id is None:
-                credentials = translate(self.admin.session.get_credentials)
-                if credentials is None:
-                    raise OperationError("no AWS credentials found: run `aws configure` (or set AWS_PROFILE) and try again")
-                frozen = credentials.get_frozen_credentials()
-                access = {"aws_access_key_id": frozen.access_key, "aws_secret_access_key": frozen.secret_key, "aws_session_token": frozen.token}
+        if key not in self._reached:
+            if student.account_id is None and region == self.admin.session.region_name:
+                self._reached[key] = self.admin
             else:
-                role_arn = f"arn:{_partition(region)}:iam::{student.account_id}:role/{self.student_role}"
-                sts = translate(self.admin.session.client, "sts", **({"endpoint_url": self.admin.endpoint_url} if self.admin.endpoint_url else {}))
-                try:
-                    assumed = translate(sts.assume_role, RoleArn=role_arn, RoleSessionName="sagelab-class-admin")["Credentials"]
-                except OperationError as error:
-                    raise OperationError(f"cannot assume {role_arn} ({error}); pass --student-role with a role the admin account may assume there") from None
-                access = {
-                    "aws_access_key_id": assumed["AccessKeyId"],
-                    "aws_secret_access_key": assumed["SecretAccessKey"],
-                    "aws_session_token": assumed["SessionToken"],
-                }
-            ops = AwsOperations(boto3.Session(region_name=region, **access), endpoint_url=self.admin.endpoint_url)
-        self._reached[key] = ops
-        return ops
+                access = self._admin_credentials() if student.account_id is None else self._assume_student_role(student.account_id, region)
+                self._reached[key] = AwsOperations(boto3.Session(region_name=region, **access), endpoint_url=self.admin.endpoint_url)
+        return self._reached[key]
+
+    def _admin_credentials(self) -> dict[str, str | None]:
+        credentials = translate(self.admin.session.get_credentials)
+        if credentials is None:
+            raise OperationError("no AWS credentials found: run `aws configure` (or set AWS_PROFILE) and try again")
+        frozen = credentials.get_frozen_credentials()
+        return {"aws_access_key_id": frozen.access_key, "aws_secret_access_key": frozen.secret_key, "aws_session_token": frozen.token}
+
+    def _assume_student_role(self, account_id: str, region: str) -> dict[str, str | None]:
+        role_arn = f"arn:{_partition(region)}:iam::{account_id}:role/{self.student_role}"
+        try:
+            assumed = translate(self.admin.client("sts").assume_role, RoleArn=role_arn, RoleSessionName="sagelab-class-admin")["Credentials"]
+        except OperationError as error:
+            raise OperationError(f"cannot assume {role_arn} ({error}); pass --student-role with a role the admin account may assume there") from None
+        return {"aws_access_key_id": assumed["AccessKeyId"], "aws_secret_access_key": assumed["SecretAccessKey"], "aws_session_token": assumed["SessionToken"]}
 
     def _reach(self, student: Any) -> AwsOperations | str:
         """The student's AwsOperations, or the reason they cannot be reached (and remember it)."""
@@ -271,16 +279,6 @@ class ClassroomOperations:
             self.unreachable.append(student.student_id)
             return str(error)
 
-    @staticmethod
-    def _outputs(ops: AwsOperations, stack_name: str) -> dict[str, str] | None:
-        try:
-            stacks = translate(ops.cloudformation.describe_stacks, StackName=stack_name)["Stacks"]
-        except OperationError as error:
-            if "does not exist" in str(error):
-                return None
-            raise
-        return {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
-
     def report(self, students: list[Any]) -> list[dict[str, str]]:
         rows = []
         for student in students:
@@ -289,8 +287,8 @@ class ClassroomOperations:
             if isinstance(reached, str):
                 platform, serving, status = None, {}, f"unreachable: {reached}"
             else:
-                platform = self._outputs(reached, f"{prefix}-platform")
-                serving = self._outputs(reached, f"{prefix}-serving") or {}
+                platform = reached.stack_outputs(f"{prefix}-platform")
+                serving = reached.stack_outputs(f"{prefix}-serving") or {}
                 status = "deployed" if platform is not None else "not deployed"
             rows.append(
                 {
