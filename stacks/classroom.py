@@ -238,11 +238,14 @@ def add_classroom(
     stacks: list[Stack] = []
     for env in config.environments:
         shape = shape_of(env, config.classroom.admin_emails)
-        key: object = shape if share_templates else (shape, env.name)
+        if share_templates:
+            key: object = shape
+            template_env, directory_name = as_template(env, shape), shape.slug
+        else:  # the student's own environment, no placeholders
+            key = (shape, env.name)
+            template_env, directory_name = env, f"{shape.slug}-{env.name}"
         if key not in templates:
-            # Unshared, a student's template environment is the student's own: no placeholders.
-            template_env = as_template(env, shape) if share_templates else env
-            directory = outdir / TEMPLATES_DIR / (shape.slug if share_templates else f"{shape.slug}-{env.name}")
+            directory = outdir / TEMPLATES_DIR / directory_name
             templates[key] = synthesize_template_environment(directory, context, template_env, tags_for(template_env), build, add_checks)
         stacks.extend(add_stamped_stacks(app, templates[key], env, shape))
     return stacks
