@@ -315,6 +315,11 @@ def admin(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "sagelab", *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
 
 
+def admin_session(region: str = "us-east-1") -> boto3.Session:
+    """The admin's credentials in moto (its default account, 123456789012)."""
+    return boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=region)
+
+
 def admin_environment() -> dict[str, str]:
     """The admin's shell: moto's test credentials, us-east-1, nothing else of AWS's."""
     return {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | {
@@ -332,7 +337,7 @@ def class_report(env: dict[str, str], roster: Path, moto_url: str) -> tuple[subp
 
 
 def test_class_report_and_stop(moto_url: str, tmp_path: Path) -> None:
-    session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
+    session = admin_session()
     _deploy_student(session, moto_url, "alice", with_model=True)
     _deploy_student(session, moto_url, "bob", with_model=False)
     roster = tmp_path / "roster.csv"
@@ -358,9 +363,9 @@ def test_class_report_and_stop(moto_url: str, tmp_path: Path) -> None:
 
 
 def _student_account_session(url: str, account: str, region: str) -> boto3.Session:
-    admin = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
+    admin_account = admin_session()
     role = f"arn:aws:iam::{account}:role/OrganizationAccountAccessRole"
-    credentials = admin.client("sts", endpoint_url=url).assume_role(RoleArn=role, RoleSessionName="deploy-dana")["Credentials"]
+    credentials = admin_account.client("sts", endpoint_url=url).assume_role(RoleArn=role, RoleSessionName="deploy-dana")["Credentials"]
     return boto3.Session(
         aws_access_key_id=credentials["AccessKeyId"],
         aws_secret_access_key=credentials["SecretAccessKey"],
@@ -374,7 +379,7 @@ def test_class_commands_reach_own_accounts_and_other_regions(moto_url: str, tmp_
     admin's account but in eu-west-1, frank's account has nothing deployed."""
     dana_account = _student_account_session(moto_url, "210987654321", "eu-west-1")
     _deploy_student(dana_account, moto_url, "dana", with_model=True)
-    _deploy_student(boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="eu-west-1"), moto_url, "erin", with_model=False)
+    _deploy_student(admin_session("eu-west-1"), moto_url, "erin", with_model=False)
     roster = tmp_path / "roster.csv"
     roster.write_text(
         "student_id,email,account_id,region\ndana,dana@x.edu,210987654321,eu-west-1\nerin,erin@x.edu,,eu-west-1\nfrank,frank@x.edu,109876543210,\n"
@@ -395,7 +400,7 @@ def test_class_commands_reach_own_accounts_and_other_regions(moto_url: str, tmp_
 
 
 def test_a_student_who_cannot_be_reached_is_reported_and_the_others_are_done(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
+    session = admin_session()
     _deploy_student(session, moto_url, "gail", with_model=False)
     # The account refuses the role (moto grants every AssumeRole, so botocore's Stubber answers).
     sts = session.client("sts", endpoint_url=moto_url)
