@@ -20,9 +20,10 @@ LIFECYCLE_SCRIPT_LIMIT = 16384  # SageMaker's limit on each base64-encoded lifec
 
 
 class NotebookEnvironment(Construct):
-    """A notebook instance (KMS-encrypted volume, root access off) whose lifecycle configuration,
-    at every start, copies the lab (notebook, step scripts, the sagelab package) from the
-    environment's artifacts bucket and installs the idle auto-stop cron job. Nothing is downloaded
+    """A notebook instance (KMS-encrypted volume, root access off, IMDSv2 only) whose lifecycle
+    configuration, at every start, copies the lab (notebook, step scripts, the sagelab package)
+    from the environment's artifacts bucket as ec2-user and installs the idle auto-stop cron job,
+    which runs as ec2-user: root never runs anything ec2-user can replace (on_start.sh says how). Nothing is downloaded
     from the internet at boot, so it works with direct internet access disabled (given an S3
     endpoint in the VPC).
 
@@ -63,7 +64,7 @@ class NotebookEnvironment(Construct):
         script = template
         for marker, value in values.items():
             script = script.replace(marker, value)
-        if len(template) * 4 // 3 > LIFECYCLE_SCRIPT_LIMIT:
+        if len(script) * 4 // 3 > LIFECYCLE_SCRIPT_LIMIT:
             raise ValueError(f"{ON_START_SCRIPT.name} is over SageMaker's {LIFECYCLE_SCRIPT_LIMIT}-byte lifecycle script limit")
         self.lifecycle = sagemaker.CfnNotebookInstanceLifecycleConfig(
             self,
@@ -85,6 +86,10 @@ class NotebookEnvironment(Construct):
             security_group_ids=list(notebook.security_group_ids) or None,
             lifecycle_config_name=self.lifecycle.attr_notebook_instance_lifecycle_config_name,
             platform_identifier="notebook-al2-v3",
+            # IMDSv2 only: a request forged through a notebook (SSRF) cannot read the role's credentials.
+            instance_metadata_service_configuration=sagemaker.CfnNotebookInstance.InstanceMetadataServiceConfigurationProperty(
+                minimum_instance_metadata_service_version="2"
+            ),
         )
         if notebook.subnet_id is None:
             why = "The lab default is a notebook with direct internet access and no VPC (pip, datasets); set notebook.subnet_id and direct_internet_access: false to place it in a VPC."

@@ -1,8 +1,10 @@
 """Stop this SageMaker notebook instance when Jupyter has been idle for a while.
 
-Installed by the lifecycle configuration and run by cron every 5 minutes. It ships in the repo
-and is copied from S3 at start, so nothing is downloaded from the internet at boot (works with
-direct internet access disabled, given an S3 VPC endpoint).
+Installed by the lifecycle configuration and run by cron every 5 minutes, as ec2-user (never as
+root: ec2-user owns the interpreter). It ships in the repo and is copied from S3 at start, so
+nothing is downloaded from the internet at boot (works with direct internet access disabled, given
+an S3 VPC endpoint). It runs on the notebook's JupyterSystemEnv Python, which may be older than
+this project's: standard library and boto3 only, nothing newer than Python 3.8.
 
 Idle means: no kernel busy, and no kernel or terminal activity for `--idle-minutes`. The
 decision is `is_idle()`, a pure function the tests exercise; `main()` only gathers inputs.
@@ -58,11 +60,11 @@ def is_idle(sessions: list[dict[str, Any]], terminals: list[dict[str, Any]], now
     return now - reference >= dt.timedelta(minutes=idle_minutes)
 
 
-def _get(path: str) -> Any:
+def _get(api: str, path: str) -> Any:
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE  # Jupyter's self-signed certificate on localhost
-    with urllib.request.urlopen(f"{JUPYTER_API}/{path}", context=context, timeout=10) as response:  # noqa: S310 - fixed localhost URL
+    with urllib.request.urlopen(f"{api}/{path}", context=context, timeout=10) as response:  # noqa: S310 - the local Jupyter server
         return json.loads(response.read())
 
 
@@ -70,13 +72,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Stop this notebook instance when idle")
     parser.add_argument("--idle-minutes", type=int, required=True)
     parser.add_argument("--dry-run", action="store_true")
+    parser.add_argument("--jupyter-api", default=JUPYTER_API, help="the notebook server's REST API (default: %(default)s)")
+    parser.add_argument("--metadata-file", default=METADATA_FILE, help="names this notebook instance (default: %(default)s)")
     args = parser.parse_args(argv)
-    with open(METADATA_FILE) as handle:
+    with open(args.metadata_file) as handle:
         name = json.load(handle)["ResourceName"]
-    sessions, terminals = _get("sessions"), _get("terminals")
-    status = _get("status")
+    sessions, terminals = _get(args.jupyter_api, "sessions"), _get(args.jupyter_api, "terminals")
+    status = _get(args.jupyter_api, "status")
     started = _parse(status["started"]) if status.get("started") else None
-    now = dt.datetime.now(dt.UTC)
+    now = dt.datetime.now(dt.timezone.utc)  # noqa: UP017 - dt.UTC needs Python 3.11; JupyterSystemEnv may be older
     if not is_idle(sessions, terminals, now, args.idle_minutes, started):
         return 0
     print(f"{name}: idle for {args.idle_minutes} minutes; stopping", flush=True)
