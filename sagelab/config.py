@@ -93,7 +93,9 @@ class ServingConfig:
     quota_per_day: int = 10000
     waf_rate_limit_per_5_minutes: int = 1000
     model_package_arn: str | None = None
-    data_capture_percent: int = 100
+    # Requests and responses are personal data in many labs: sample a tenth by default, 0 turns capture off.
+    data_capture_percent: int = 10
+    data_capture_expiry_days: int = 30
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,9 @@ class EnvironmentConfig:
     permissions_boundary_arn: str | None = None
     existing_role_arn: str | None = None
     allowed_instance_types: tuple[str, ...] = ()
+    # SageMaker's account-wide log groups (/aws/sagemaker/TrainingJobs, ...) created with this
+    # environment's key: set on ONE environment per account and region (never on students).
+    account_log_groups: bool = False
     notebook: NotebookConfig = NotebookConfig()
     pipeline: PipelineConfig = PipelineConfig()
     serving: ServingConfig = ServingConfig()
@@ -236,6 +241,7 @@ def check_environment(env: EnvironmentConfig, where: str) -> list[tuple[str, Any
         "a model package version ARN (arn:aws:sagemaker:REGION:ACCOUNT:model-package/GROUP/VERSION)",
     )
     check(0 <= sv.data_capture_percent <= 100, "serving.data_capture_percent", sv.data_capture_percent, "0..100")
+    check(1 <= sv.data_capture_expiry_days <= 3650, "serving.data_capture_expiry_days", sv.data_capture_expiry_days, "1..3650")
     check(
         env.course is None or bool(re.match(r"^[A-Za-z0-9 _.:/=+@-]{1,128}$", env.course)), "course", env.course, "1-128 characters valid in an AWS tag value"
     )

@@ -97,6 +97,7 @@ def classroom_config(config: SageLabConfig, students: list[Student], label: str 
             name=student.student_id,
             account=student.account_id or base.account,
             shares_account_with_class=student.account_id is None,
+            account_log_groups=False,  # account-wide: one per account, never one per student
             region=student.region or base.region,
             owner=student.email,
             student_email=student.email,

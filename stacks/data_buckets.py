@@ -15,6 +15,9 @@ from stacks.nag import acknowledge
 # everything else in the buckets is kept until someone deletes it.
 SCRATCH_PREFIXES = ("scratch/", "pipeline-runs/")
 NONCURRENT_VERSION_DAYS = 90
+# The endpoint's captured requests and responses (ModelEndpoint writes here): personal data in many
+# labs, so they expire after `data_capture_expiry_days`.
+DATA_CAPTURE_PREFIX = "data-capture/"
 
 
 class DataBuckets(Construct):
@@ -23,7 +26,8 @@ class DataBuckets(Construct):
     - `data_bucket`: input datasets (KMS, versioned, access-logged).
     - `artifacts_bucket`: pipeline code, run outputs, models, data capture (KMS, versioned, logged).
     - `logs_bucket`: S3 server access logs of the other two (SSE-S3: S3 log delivery cannot use
-      a customer-managed key).
+      a customer-managed key). Always RETAINED, even when the environment opted into DESTROY:
+      the record of who read and wrote the data must outlive the data (it expires on its own).
 
     Props:
         resource_prefix: names the key alias (`alias/<prefix>`); buckets get generated names so
@@ -32,14 +36,25 @@ class DataBuckets(Construct):
             auto-delete of objects, for throwaway environments that opted in.
         scratch_expiry_days: objects under `SCRATCH_PREFIXES` expire after this many days.
         log_retention_days: access logs expire after this many days.
+        data_capture_expiry_days: captured requests/responses (`DATA_CAPTURE_PREFIX` in the
+            artifacts bucket) expire after this many days.
     """
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, resource_prefix: str, retain: bool = True, scratch_expiry_days: int = 14, log_retention_days: int = 30
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        resource_prefix: str,
+        retain: bool = True,
+        scratch_expiry_days: int = 14,
+        log_retention_days: int = 30,
+        data_capture_expiry_days: int = 30,
     ) -> None:
         super().__init__(scope, construct_id)
-        if scratch_expiry_days < 1:
-            raise ValueError(f"scratch_expiry_days must be at least 1, got {scratch_expiry_days}")
+        for name, days in (("scratch_expiry_days", scratch_expiry_days), ("data_capture_expiry_days", data_capture_expiry_days)):
+            if days < 1:
+                raise ValueError(f"{name} must be at least 1, got {days}")
         removal = RemovalPolicy.RETAIN if retain else RemovalPolicy.DESTROY
 
         self.key = kms.Key(
@@ -68,7 +83,7 @@ class DataBuckets(Construct):
                 s3.LifecycleRule(id="expire-access-logs", expiration=Duration.days(log_retention_days), noncurrent_version_expiration=Duration.days(1)),
                 s3.LifecycleRule(id="abort-incomplete-uploads", abort_incomplete_multipart_upload_after=Duration.days(1)),
             ],
-            **common,
+            **{**common, "removal_policy": RemovalPolicy.RETAIN, "auto_delete_objects": False},
         )
         acknowledge(
             self.logs_bucket,
@@ -79,14 +94,17 @@ class DataBuckets(Construct):
         )
 
         def lifecycle(kind: str) -> list[s3.LifecycleRule]:
+            expiring = dict.fromkeys(SCRATCH_PREFIXES, scratch_expiry_days)
+            if kind == "artifacts":
+                expiring[DATA_CAPTURE_PREFIX] = data_capture_expiry_days
             rules = [
                 s3.LifecycleRule(
                     id=f"expire-{prefix.rstrip('/')}",
                     prefix=prefix,
-                    expiration=Duration.days(scratch_expiry_days),
+                    expiration=Duration.days(days),
                     noncurrent_version_expiration=Duration.days(1),
                 )
-                for prefix in SCRATCH_PREFIXES
+                for prefix, days in expiring.items()
             ]
             rules.append(s3.LifecycleRule(id=f"noncurrent-{kind}", noncurrent_version_expiration=Duration.days(NONCURRENT_VERSION_DAYS)))
             rules.append(s3.LifecycleRule(id="abort-incomplete-uploads", abort_incomplete_multipart_upload_after=Duration.days(1)))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import CfnCondition, CfnResource, Duration
+from aws_cdk import CfnCondition, CfnResource, Duration, RemovalPolicy
 from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
@@ -12,8 +12,10 @@ from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from sagelab.config import ServingConfig
+from stacks.data_buckets import DATA_CAPTURE_PREFIX
 from stacks.nag import acknowledge
 from stacks.naming import ResourceNames
+from stacks.sagemaker_log_groups import SageMakerLogGroups, endpoint_log_group_name
 
 VARIANT = "AllTraffic"
 TARGET_INVOCATIONS_PER_INSTANCE = 100
@@ -28,9 +30,13 @@ class ModelEndpoint(Construct):
         serving: realtime (instances, autoscaling, blue/green with rollback) or serverless.
         model_package_arn: a CloudFormation parameter value (the deployer or `-c model_package_arn` sets it).
         has_model: the condition that the parameter is not empty.
-        role: the model's execution role; key: encrypts the endpoint's volumes and data capture.
-        capture_bucket: request/response data capture goes to `data-capture/` in it (realtime only).
+        role: the model's execution role; key: encrypts the endpoint's volumes, data capture and
+            its log group `/aws/sagemaker/Endpoints/<endpoint>` (created here, before SageMaker
+            would create it unencrypted and never expiring).
+        capture_bucket: request/response data capture goes to `DATA_CAPTURE_PREFIX` in it
+            (realtime only; `serving.data_capture_percent` of requests, 0 = no capture).
         rollback_alarms: alarms that roll a blue/green deployment back (realtime only).
+        log_retention_days: retention of the endpoint's log group.
     """
 
     def __init__(
@@ -46,10 +52,21 @@ class ModelEndpoint(Construct):
         key: kms.IKey,
         capture_bucket: s3.IBucket,
         rollback_alarms: list[cloudwatch.IAlarm],
+        log_retention_days: int = 30,
     ) -> None:
         super().__init__(scope, construct_id)
         realtime = serving.mode == "realtime"
         self.endpoint_name = names.endpoint
+        # Not conditional on a model: an empty group costs nothing. Its fixed name would block the
+        # next deploy if kept behind, and its events expire anyway: it goes with the stack.
+        self.logs = SageMakerLogGroups(
+            self,
+            "Logs",
+            log_group_names=[endpoint_log_group_name(names.endpoint)],
+            key=key,
+            retention_days=log_retention_days,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
 
         self.model = sagemaker.CfnModel(
             self,
@@ -66,9 +83,9 @@ class ModelEndpoint(Construct):
                 initial_variant_weight=1.0,
             )
             capture = sagemaker.CfnEndpointConfig.DataCaptureConfigProperty(
-                enable_capture=serving.data_capture_percent > 0,
-                initial_sampling_percentage=max(1, serving.data_capture_percent),
-                destination_s3_uri=f"s3://{capture_bucket.bucket_name}/data-capture",
+                enable_capture=True,
+                initial_sampling_percentage=serving.data_capture_percent,
+                destination_s3_uri=f"s3://{capture_bucket.bucket_name}/{DATA_CAPTURE_PREFIX.rstrip('/')}",
                 kms_key_id=key.key_arn,
                 capture_options=[
                     sagemaker.CfnEndpointConfig.CaptureOptionProperty(capture_mode="Input"),
@@ -79,7 +96,11 @@ class ModelEndpoint(Construct):
                 ),
             )
             self.endpoint_config = sagemaker.CfnEndpointConfig(
-                self, "Config", production_variants=[variant], kms_key_id=key.key_arn, data_capture_config=capture
+                self,
+                "Config",
+                production_variants=[variant],
+                kms_key_id=key.key_arn,
+                data_capture_config=capture if serving.data_capture_percent > 0 else None,
             )
         else:
             variant = sagemaker.CfnEndpointConfig.ProductionVariantProperty(
@@ -112,6 +133,8 @@ class ModelEndpoint(Construct):
         self.endpoint = sagemaker.CfnEndpoint(
             self, "Endpoint", endpoint_name=names.endpoint, endpoint_config_name=self.endpoint_config.attr_endpoint_config_name, deployment_config=deployment
         )
+        for log_group in self.logs.log_groups.values():
+            self.endpoint.node.add_dependency(log_group)
         conditional: list[CfnResource] = [self.model, self.endpoint_config, self.endpoint]
 
         if realtime:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aws_cdk import CfnOutput, Environment, Stack, Tags
+from aws_cdk import CfnOutput, Environment, RemovalPolicy, Stack, Tags
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
@@ -18,6 +18,7 @@ from stacks.data_buckets import DataBuckets
 from stacks.execution_roles import ExecutionRoles
 from stacks.naming import ResourceNames
 from stacks.notebook_environment import NotebookEnvironment
+from stacks.sagemaker_log_groups import ACCOUNT_WIDE_LOG_GROUPS, SageMakerLogGroups, endpoint_log_group_name
 from stacks.student_guardrails import StudentGuardrails
 from stacks.training_pipeline import TrainingPipeline
 
@@ -39,6 +40,18 @@ def image_repository_arn(image_uri: str) -> str:
     region = rest.split(".", 1)[0]
     partition = "aws-cn" if rest.endswith(".com.cn") else "aws"
     return f"arn:{partition}:ecr:{region}:{account}:repository/{repository.split(':', 1)[0]}"
+
+
+def environment_log_group_patterns(names: ResourceNames, *, account_wide: bool) -> list[str]:
+    """Names (IAM wildcards) of every log group this environment encrypts with its key."""
+    patterns = [
+        # Groups without a fixed name get CloudFormation's `<stack name>-<logical id>-<suffix>`.
+        f"{names.platform_stack}-*",
+        f"{names.serving_stack}-*",
+        f"aws-waf-logs-{names.prefix}",  # FrontDoor's WAF group (WAF only logs to aws-waf-logs-*)
+        endpoint_log_group_name(names.endpoint),
+    ]
+    return patterns + list(ACCOUNT_WIDE_LOG_GROUPS) if account_wide else patterns
 
 
 def apply_tags(scope: Construct, tags: Mapping[str, str]) -> None:
@@ -73,6 +86,7 @@ class PlatformStack(Stack):
             retain=retain,
             scratch_expiry_days=env_config.scratch_expiry_days,
             log_retention_days=env_config.log_retention_days,
+            data_capture_expiry_days=env_config.serving.data_capture_expiry_days,
         )
         self.roles = ExecutionRoles(
             self,
@@ -107,6 +121,17 @@ class PlatformStack(Stack):
             lab_prefix=f"{self.pipeline.code_prefix}{LAB_PREFIX}/",
             env_name=env_config.name,
         )
+        if env_config.account_log_groups:
+            self.account_log_groups = SageMakerLogGroups(
+                self,
+                "AccountLogGroups",
+                log_group_names=ACCOUNT_WIDE_LOG_GROUPS,
+                key=self.buckets.key,
+                retention_days=env_config.log_retention_days,
+                # Kept while the key is kept; a group left behind with a deleted key would stop
+                # every SageMaker job in the account from logging.
+                removal_policy=RemovalPolicy.RETAIN if retain else RemovalPolicy.DESTROY,
+            )
         if env_config.budget_usd > 0:
             self.guardrails = StudentGuardrails(
                 self,
@@ -133,16 +158,24 @@ class PlatformStack(Stack):
             CfnOutput(self, output_id, value=value, description=description)
 
     def _allow_service_encryption(self) -> None:
-        """Let CloudWatch Logs (this environment's log groups) and CloudWatch alarms (its encrypted
-        alarm topic) use the key. Service principals only: no reference back to the serving stack."""
+        """Let CloudWatch Logs (this environment's log groups, by name) and CloudWatch alarms (its
+        encrypted alarm topic) use the key. Service principals only: no reference back to the
+        serving stack. CloudWatch Logs names the group in the encryption context of every call."""
         key = self.buckets.key
+        log_groups = environment_log_group_patterns(self.names, account_wide=self.env_config.account_log_groups)
         key.add_to_resource_policy(
             iam.PolicyStatement(
                 sid="CloudWatchLogsOfThisEnvironment",
                 principals=[iam.ServicePrincipal(f"logs.{self.region}.amazonaws.com")],
                 actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
                 resources=["*"],
-                conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn": f"arn:{self.partition}:logs:{self.region}:{self.account}:log-group:*"}},
+                conditions={
+                    "ArnLike": {
+                        "kms:EncryptionContext:aws:logs:arn": [
+                            f"arn:{self.partition}:logs:{self.region}:{self.account}:log-group:{name}" for name in log_groups
+                        ]
+                    }
+                },
             )
         )
         key.add_to_resource_policy(

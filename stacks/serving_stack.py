@@ -66,6 +66,7 @@ class ServingStack(Stack):
             key=platform.buckets.key,
             capture_bucket=platform.buckets.artifacts_bucket,
             rollback_alarms=self.monitoring.rollback_alarms,
+            log_retention_days=env_config.log_retention_days,
         )
         self.deployer = ApprovalDeployer(
             self,

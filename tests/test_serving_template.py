@@ -113,7 +113,7 @@ def test_endpoint_exists_only_when_a_model_package_is_set(serving_json: dict[str
     assert model["Properties"]["PrimaryContainer"] == {"ModelPackageName": {"Ref": "ModelPackageArn"}}
     (config,) = of_type(serving_json, "AWS::SageMaker::EndpointConfig").values()
     capture = config["Properties"]["DataCaptureConfig"]
-    assert capture["EnableCapture"] is True and capture["InitialSamplingPercentage"] == 100 and "KmsKeyId" in config["Properties"]
+    assert capture["EnableCapture"] is True and capture["InitialSamplingPercentage"] == 10 and "KmsKeyId" in config["Properties"]
 
 
 def test_approval_rule_drives_the_deployer(template: Template, serving_json: dict[str, Any]) -> None:

@@ -1,0 +1,224 @@
+"""Data protection, proved on the synthesized templates: captured requests are sampled as
+configured and expire; SageMaker's log groups exist before SageMaker creates them, encrypted with
+the environment's key and with a retention period; the key lets CloudWatch Logs use it for this
+environment's log groups only (ArnLike semantics over the resolved condition); the access-log
+bucket outlives the stack even when the environment opted into DESTROY.
+
+Two syntheses: the default app (session fixture) and, once per module, an app with two
+environments in one account: `dev` (owns the account-wide log groups, DESTROY, 25 % capture kept
+7 days) and `nocap` (capture off), so that each environment's key is checked against the other's
+real log groups.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any
+
+import pytest
+
+from sagelab.config import EnvironmentConfig, SageLabConfig
+from sagelab.roster import Student, classroom_config
+from stacks.sagemaker_log_groups import ACCOUNT_WIDE_LOG_GROUPS
+from tests.conftest import SynthResult, synth
+from tests.test_cfn_lint import lint_errors
+
+PSEUDO = {"AWS::Partition": "aws", "AWS::Region": "us-east-1", "AWS::AccountId": "123456789012", "AWS::URLSuffix": "amazonaws.com"}
+TWO_ENVIRONMENTS = """\
+environments:
+  dev:
+    account_log_groups: true
+    removal_policy: destroy
+    serving: {data_capture_percent: 25, data_capture_expiry_days: 7}
+  nocap:
+    serving: {data_capture_percent: 0}
+"""
+
+
+@pytest.fixture(scope="module")
+def two_environments(tmp_path_factory: pytest.TempPathFactory) -> SynthResult:
+    directory = tmp_path_factory.mktemp("two-environments")
+    config = directory / "two.yaml"
+    config.write_text(TWO_ENVIRONMENTS)
+    return synth(directory / "cdk.out", {"config": str(config)})  # cdk-nag runs: a finding raises
+
+
+def of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
+
+
+def resolve(value: Any, imports: dict[str, Any] | None = None) -> Any:
+    """A CloudFormation value with pseudo parameters and cross-stack imports resolved; a Ref or
+    GetAtt to a resource stays a marker naming it."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return [resolve(item, imports) for item in value]
+    if isinstance(value, dict):
+        if "Ref" in value:
+            return PSEUDO.get(value["Ref"], f"<{value['Ref']}>")
+        if "Fn::GetAtt" in value:
+            return f"<{'.'.join(value['Fn::GetAtt'])}>"
+        if "Fn::Join" in value:
+            separator, parts = value["Fn::Join"]
+            return separator.join(resolve(part, imports) for part in parts)
+        if "Fn::ImportValue" in value and imports is not None:
+            return resolve(imports[resolve(value["Fn::ImportValue"])], imports)
+    raise AssertionError(f"cannot resolve {value!r}")
+
+
+def exports_of(result: SynthResult) -> dict[str, Any]:
+    return {o["Export"]["Name"]: o["Value"] for t in result.templates.values() for o in t.get("Outputs", {}).values() if "Export" in o}
+
+
+def arn_like(pattern: str, value: str) -> bool:
+    """IAM's ArnLike: each of the six colon-separated parts matched on its own, `*` any run of
+    characters (including `/`), `?` one character."""
+    pattern_parts, value_parts = pattern.split(":", 5), value.split(":", 5)
+    if len(pattern_parts) != 6 or len(value_parts) != 6:
+        return False
+    return all(
+        re.fullmatch("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in p), v) is not None
+        for p, v in zip(pattern_parts, value_parts, strict=True)
+    )
+
+
+def log_group_arn(name: str) -> str:
+    return f"arn:aws:logs:us-east-1:123456789012:log-group:{name}"
+
+
+def encrypted_log_groups(result: SynthResult, env: str) -> dict[str, dict[str, Any]]:
+    """Every KMS-encrypted log group of an environment, by the name it will have: its own, or
+    CloudFormation's generated `<stack>-<logical id>-<suffix>`."""
+    groups = {}
+    for stack in (f"sagelab-{env}-platform", f"sagelab-{env}-serving"):
+        for logical_id, group in of_type(result.template(stack), "AWS::Logs::LogGroup").items():
+            properties = group["Properties"]
+            name = resolve(properties["LogGroupName"]) if "LogGroupName" in properties else f"{stack}-{logical_id}-1A2B3C4D5E6F"
+            groups[name] = group
+    return groups
+
+
+def logs_key_statement(result: SynthResult, env: str) -> dict[str, Any]:
+    (key,) = of_type(result.template(f"sagelab-{env}-platform"), "AWS::KMS::Key").values()
+    (statement,) = [
+        s for s in key["Properties"]["KeyPolicy"]["Statement"] if "logs." in str(resolve(s.get("Principal", {}).get("Service", ""))) and s["Effect"] == "Allow"
+    ]
+    return statement
+
+
+def logs_may_use_key_for(statement: dict[str, Any], group_name: str) -> bool:
+    patterns = resolve(statement["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"])
+    return any(arn_like(pattern, log_group_arn(group_name)) for pattern in ([patterns] if isinstance(patterns, str) else patterns))
+
+
+# -- data capture --------------------------------------------------------------------------------
+def endpoint_config(result: SynthResult, env: str) -> dict[str, Any]:
+    (config,) = of_type(result.template(f"sagelab-{env}-serving"), "AWS::SageMaker::EndpointConfig").values()
+    return dict(config["Properties"])
+
+
+def test_data_capture_samples_the_configured_share_and_zero_turns_it_off(synthesized: SynthResult, two_environments: SynthResult) -> None:
+    default = endpoint_config(synthesized, "dev")["DataCaptureConfig"]
+    assert default["EnableCapture"] is True and default["InitialSamplingPercentage"] == EnvironmentConfig().serving.data_capture_percent == 10
+    assert endpoint_config(two_environments, "dev")["DataCaptureConfig"]["InitialSamplingPercentage"] == 25
+    assert endpoint_config(two_environments, "nocap").get("DataCaptureConfig", {}).get("EnableCapture", False) is False
+
+
+@pytest.mark.parametrize(("app", "days"), [("synthesized", 30), ("two_environments", 7)], ids=["default-30-days", "configured-7-days"])
+def test_captured_requests_expire_from_the_bucket_they_are_written_to(request: pytest.FixtureRequest, app: str, days: int) -> None:
+    result: SynthResult = request.getfixturevalue(app)
+    capture = endpoint_config(result, "dev")["DataCaptureConfig"]
+    destination = resolve(capture["DestinationS3Uri"], exports_of(result))
+    bucket_marker, _, path = destination.removeprefix("s3://").partition("/")
+    platform = result.template("sagelab-dev-platform")
+    (artifacts_id,) = [k for k in of_type(platform, "AWS::S3::Bucket") if k.startswith("StorageArtifacts")]
+    assert bucket_marker == f"<{artifacts_id}>", "capture goes to this environment's artifacts bucket"
+    rules = platform["Resources"][artifacts_id]["Properties"]["LifecycleConfiguration"]["Rules"]
+    expiring = [r for r in rules if r["Status"] == "Enabled" and f"{path}/".startswith(r.get("Prefix", "")) and r.get("ExpirationInDays") is not None]
+    assert [r["ExpirationInDays"] for r in expiring] == [days]
+    assert expiring[0]["NoncurrentVersionExpiration"]["NoncurrentDays"] <= 1, "the bucket is versioned: expired captures must not linger as old versions"
+
+
+def test_data_capture_expiry_is_validated() -> None:
+    from sagelab.config import check_environment
+
+    env = EnvironmentConfig()
+    bad = dataclasses.replace(env, serving=dataclasses.replace(env.serving, data_capture_expiry_days=0))
+    assert [p[0] for p in check_environment(bad, "environments.dev")] == ["environments.dev.serving.data_capture_expiry_days"]
+
+
+# -- SageMaker's log groups ------------------------------------------------------------------------
+def test_endpoint_log_group_is_ours_encrypted_with_retention_before_the_endpoint(synthesized: SynthResult) -> None:
+    serving = synthesized.template("sagelab-dev-serving")
+    groups = {resolve(g["Properties"].get("LogGroupName", "")): (k, g) for k, g in of_type(serving, "AWS::Logs::LogGroup").items()}
+    logical_id, group = groups["/aws/sagemaker/Endpoints/sagelab-dev-endpoint"]
+    assert group["Properties"]["RetentionInDays"] == 30
+    key_arn = resolve(group["Properties"]["KmsKeyId"], exports_of(synthesized))
+    (key_id,) = of_type(synthesized.template("sagelab-dev-platform"), "AWS::KMS::Key")
+    assert key_arn == f"<{key_id}.Arn>"
+    (endpoint,) = of_type(serving, "AWS::SageMaker::Endpoint").values()
+    assert logical_id in endpoint["DependsOn"], "SageMaker would otherwise create the group first, unencrypted and kept forever"
+
+
+def test_account_wide_groups_only_where_asked(synthesized: SynthResult, two_environments: SynthResult) -> None:
+    def names(result: SynthResult, env: str) -> set[str]:
+        return set(encrypted_log_groups(result, env))
+
+    assert not names(synthesized, "dev") & set(ACCOUNT_WIDE_LOG_GROUPS), "off by default: another environment may own them"
+    assert set(ACCOUNT_WIDE_LOG_GROUPS) <= names(two_environments, "dev")
+    assert not names(two_environments, "nocap") & set(ACCOUNT_WIDE_LOG_GROUPS), "one owner per account: no collision"
+    platform = two_environments.template("sagelab-dev-platform")
+    (key_id,) = of_type(platform, "AWS::KMS::Key")
+    for name in ACCOUNT_WIDE_LOG_GROUPS:
+        group = encrypted_log_groups(two_environments, "dev")[name]
+        assert group["Properties"]["KmsKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]} and group["Properties"]["RetentionInDays"] == 30
+
+
+def test_students_never_own_the_account_wide_groups() -> None:
+    base = SageLabConfig(environments=(dataclasses.replace(EnvironmentConfig(), account_log_groups=True),))
+    students = [Student(student_id=s, email=f"{s}@example.edu", account_id=None, region=None, line=i) for i, s in enumerate(("alice", "bob"), 2)]
+    assert [env.account_log_groups for env in classroom_config(base, students).environments] == [False, False]
+
+
+def test_key_lets_cloudwatch_logs_use_it_for_this_environments_groups_only(two_environments: SynthResult) -> None:
+    groups = {env: encrypted_log_groups(two_environments, env) for env in ("dev", "nocap")}
+    for env, other in (("dev", "nocap"), ("nocap", "dev")):
+        statement = logs_key_statement(two_environments, env)
+        assert resolve(statement["Principal"]["Service"]) == "logs.us-east-1.amazonaws.com"
+        uncovered = [name for name in groups[env] if not logs_may_use_key_for(statement, name)]
+        assert uncovered == [], f"{env}'s own log groups the key refuses"
+        foreign = [name for name in groups[other] if logs_may_use_key_for(statement, name)]
+        assert foreign == [], f"{env}'s key serves {other}'s log groups"
+    nocap = logs_key_statement(two_environments, "nocap")
+    assert not [name for name in ACCOUNT_WIDE_LOG_GROUPS if logs_may_use_key_for(nocap, name)]
+    assert not logs_may_use_key_for(nocap, "/aws/lambda/anything-else")
+
+
+def test_arn_like_semantics() -> None:
+    assert arn_like("arn:aws:logs:us-east-1:123456789012:log-group:sagelab-dev-serving-*", log_group_arn("sagelab-dev-serving-Fn-1/x"))
+    assert not arn_like("arn:aws:logs:us-east-1:123456789012:log-group:sagelab-dev-serving-*", log_group_arn("sagelab-prod-serving-Fn"))
+    assert not arn_like("arn:aws:logs:us-east-1:*:log-group:x", "arn:aws:logs:us-east-1:log-group:x")
+    assert arn_like("arn:aws:logs:*:*:log-group:*", log_group_arn("anything"))
+
+
+# -- access logs ---------------------------------------------------------------------------------
+def test_access_logs_outlive_the_stack_even_when_destroy_was_chosen(two_environments: SynthResult) -> None:
+    platform = two_environments.template("sagelab-dev-platform")
+    buckets = of_type(platform, "AWS::S3::Bucket")
+    destinations = {
+        resolve(b["Properties"]["LoggingConfiguration"]["DestinationBucketName"]) for b in buckets.values() if "LoggingConfiguration" in b["Properties"]
+    }
+    (logs_marker,) = destinations
+    logs_id = logs_marker.strip("<>")
+    assert buckets[logs_id]["DeletionPolicy"] == "Retain" and buckets[logs_id]["UpdateReplacePolicy"] == "Retain"
+    emptied = {resolve(r["Properties"]["BucketName"]) for r in of_type(platform, "Custom::S3AutoDeleteObjects").values()}
+    assert logs_marker not in emptied, "nothing empties the access-log bucket on delete"
+    assert {b["DeletionPolicy"] for k, b in buckets.items() if k != logs_id} == {"Delete"}, "the data buckets still follow the opt-in"
+
+
+# -- the variants stay clean -----------------------------------------------------------------------
+def test_variant_templates_have_no_cfn_lint_errors(two_environments: SynthResult) -> None:
+    for name, template in two_environments.templates.items():
+        assert lint_errors(template) == [], name
