@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import socket
 import sys
 from collections.abc import Sequence
@@ -36,6 +37,11 @@ MODEL_FILE_NAME = "xgboost-model.json"
 # tracker on this port; SAGELAB_XGBOOST_TRACKER_PORT overrides it (tests, restrictive networks).
 TRACKER_PORT = int(os.environ.get("SAGELAB_XGBOOST_TRACKER_PORT", "9099"))
 REPORT_FILE_NAME = "training_report.json"
+# The model carries its serving code (model.tar.gz: code/inference.py and what it imports), and the
+# registered model points the XGBoost container at /opt/ml/model/code: the endpoint runs with network
+# isolation, so nothing may be fetched from S3 or PyPI when it starts (no requirements.txt either).
+SERVING_CODE_DIR = "code"
+SERVING_CODE = ("inference.py", "preprocess.py")
 # Contract with the pipeline definition: its metric-definition regexes are derived from this
 # literal (read by sagelab/step_contract.py), so the log lines and the regexes stay in step.
 METRIC_LINE_FORMAT = "{split}-{metric}={value:.6f}"
@@ -233,6 +239,9 @@ def train(
     booster.save_model(model_dir / MODEL_FILE_NAME)
     spec.save(model_dir)
     (model_dir / REPORT_FILE_NAME).write_text(json.dumps(report, indent=2, sort_keys=True))
+    (model_dir / SERVING_CODE_DIR).mkdir(exist_ok=True)
+    for name in SERVING_CODE:  # this script's siblings: the same source archive
+        shutil.copyfile(Path(__file__).with_name(name), model_dir / SERVING_CODE_DIR / name)
     if output_data_dir is not None:
         output_data_dir.mkdir(parents=True, exist_ok=True)
         (output_data_dir / REPORT_FILE_NAME).write_text(json.dumps({**report, "history": history}, indent=2, sort_keys=True))

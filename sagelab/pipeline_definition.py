@@ -48,6 +48,7 @@ SKLEARN_FRAMEWORK_VERSION = "1.4-2"
 XGBOOST_FRAMEWORK_VERSION = "3.0-5"
 PIPELINE_CODE_PREFIX = "pipeline-code"
 SOURCEDIR_ARCHIVE = "sourcedir.tar.gz"
+MODEL_CODE_DIR = "/opt/ml/model/code"  # where the serving container finds the code train.py packed into the model
 STEP_SCRIPTS = ("preprocess.py", "train.py", "evaluate.py", "inference.py")
 # Placeholders substituted per environment (CDK: Fn::Sub; local runner: its own values), besides
 # CloudFormation's own pseudo parameters (PSEUDO_PARAMETERS).
@@ -331,8 +332,9 @@ def build_pipeline(settings: PipelineSettings) -> Any:
         image_uri=placeholder("XgboostImageUri"),
         model_data=model_data,
         role=role,
-        # The serving container fetches inference.py from the source archive: no repack job.
-        env={"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": code_uri(SOURCEDIR_ARCHIVE), "SAGEMAKER_CONTAINER_LOG_LEVEL": "20"},
+        # train.py packs inference.py into the model (code/): the container imports it from there,
+        # with no download at start, so the model runs with network isolation; no repack job.
+        env={"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": MODEL_CODE_DIR, "SAGEMAKER_CONTAINER_LOG_LEVEL": "20"},
         sagemaker_session=session,
     )
     model_metrics = ModelMetrics(

@@ -73,6 +73,9 @@ class ModelEndpoint(Construct):
             "Model",
             execution_role_arn=role.role_arn,
             primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(model_package_name=model_package_arn),
+            # No network from the container: the model carries its code (pipeline_steps/train.py),
+            # and SageMaker itself fetches the artifact and writes data capture and logs.
+            enable_network_isolation=True,
         )
         if realtime:
             variant = sagemaker.CfnEndpointConfig.ProductionVariantProperty(

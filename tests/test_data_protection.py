@@ -1,6 +1,7 @@
 """Data protection, proved on the synthesized templates: captured requests are sampled as
 configured and expire; SageMaker's log groups exist before SageMaker creates them, encrypted with
-the environment's key and with a retention period; the key lets CloudWatch Logs use it for this
+the environment's key and with a retention period; the model runs with network isolation and its
+artifact carries the code that serves it; the key lets CloudWatch Logs use it for this
 environment's log groups only (ArnLike semantics over the resolved condition); the access-log
 bucket outlives the stack even when the environment opted into DESTROY.
 
@@ -13,12 +14,20 @@ real log groups.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pipeline_steps import preprocess, train
 from sagelab.config import EnvironmentConfig, SageLabConfig
+from sagelab.datasets import DIGITS_CSV
+from sagelab.pipeline_definition import MODEL_CODE_DIR
 from sagelab.roster import Student, classroom_config
 from stacks.sagemaker_log_groups import ACCOUNT_WIDE_LOG_GROUPS
 from tests.conftest import SynthResult, synth
@@ -216,6 +225,53 @@ def test_access_logs_outlive_the_stack_even_when_destroy_was_chosen(two_environm
     emptied = {resolve(r["Properties"]["BucketName"]) for r in of_type(platform, "Custom::S3AutoDeleteObjects").values()}
     assert logs_marker not in emptied, "nothing empties the access-log bucket on delete"
     assert {b["DeletionPolicy"] for k, b in buckets.items() if k != logs_id} == {"Delete"}, "the data buckets still follow the opt-in"
+
+
+# -- network isolation ---------------------------------------------------------------------------
+def test_the_model_runs_with_network_isolation(synthesized: SynthResult) -> None:
+    (model,) = of_type(synthesized.template("sagelab-dev-serving"), "AWS::SageMaker::Model").values()
+    assert model["Properties"]["EnableNetworkIsolation"] is True
+
+
+NO_NETWORK_SERVING = """
+import json, socket, sys
+def refuse(*args, **kwargs):
+    raise OSError("network isolation: no connection allowed")
+socket.socket.connect = socket.socket.connect_ex = socket.create_connection = socket.getaddrinfo = refuse
+sys.path.insert(0, sys.argv[1])  # as the container does with SAGEMAKER_SUBMIT_DIRECTORY
+import inference
+model = inference.model_fn(sys.argv[2])
+body = json.dumps({"instances": [json.loads(sys.argv[3])]})
+text, content_type = inference.output_fn(inference.predict_fn(inference.input_fn(body, "application/json"), model), "application/json")
+print(text)
+"""
+
+
+def test_the_model_artifact_carries_its_serving_code_and_serves_without_network(tmp_path: Path) -> None:
+    """What the XGBoost container does under network isolation: SageMaker extracts model.tar.gz
+    to /opt/ml/model, the container imports SAGEMAKER_PROGRAM from SAGEMAKER_SUBMIT_DIRECTORY and
+    installs nothing (no requirements.txt). Here: a fresh interpreter (-I: no repository on the
+    path) whose sockets refuse to connect serves a digit from the trained model directory alone."""
+    (tmp_path / "input").mkdir()
+    (tmp_path / "input" / "digits.csv").write_bytes(DIGITS_CSV.read_bytes())
+    preprocess.preprocess(tmp_path / "input", tmp_path / "splits")
+    splits, model_dir = tmp_path / "splits", tmp_path / "model"
+    train.train(splits / "train", splits / "validation", splits / "spec", model_dir, train.Hyperparameters(num_round=20))
+    assert f"/opt/ml/model/{train.SERVING_CODE_DIR}" == MODEL_CODE_DIR, "the registered model points at the code train.py packs"
+    code_dir = model_dir / train.SERVING_CODE_DIR
+    assert sorted(p.name for p in code_dir.iterdir()) == ["inference.py", "preprocess.py"], "no requirements.txt: nothing to pip install at start"
+    row = [0, 0, 5, 13, 9, 1, 0, 0, 0, 0, 13, 15, 10, 15, 5, 0, 0, 3, 15, 2, 0, 11, 8, 0, 0, 4, 12, 0, 0, 8, 8, 0]
+    row += [0, 5, 8, 0, 0, 9, 8, 0, 0, 4, 11, 0, 1, 12, 7, 0, 0, 2, 14, 5, 10, 12, 0, 0, 0, 0, 6, 13, 10, 0, 0, 0]
+    completed = subprocess.run(
+        [sys.executable, "-I", "-c", textwrap.dedent(NO_NETWORK_SERVING), str(code_dir), str(model_dir), json.dumps(row)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert json.loads(completed.stdout)["predictions"][0]["label"] == "0"
 
 
 # -- the variants stay clean -----------------------------------------------------------------------

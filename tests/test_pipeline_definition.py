@@ -182,7 +182,7 @@ def test_registration_attaches_inference_code_and_metrics(definition: dict[str, 
     register = next(s for s in iter_steps(definition) if s["Type"] == "RegisterModel")["Arguments"]
     (container,) = register["InferenceSpecification"]["Containers"]
     assert container["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
-    assert container["Environment"]["SAGEMAKER_SUBMIT_DIRECTORY"] == "s3://sagelab-dev-artifacts-abc/pipeline-code/0123456789abcdef/sourcedir.tar.gz"
+    assert container["Environment"]["SAGEMAKER_SUBMIT_DIRECTORY"] == "/opt/ml/model/code", "the code travels in the model: network isolation"
     assert register["ModelApprovalStatus"] == {"Get": "Parameters.ModelApprovalStatus"}
     assert register["ModelPackageGroupName"] == "sagelab-dev-models"
     statistics = register["ModelMetrics"]["ModelQuality"]["Statistics"]

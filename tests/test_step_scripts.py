@@ -71,7 +71,7 @@ def test_splits_are_stratified_and_disjoint(trained: dict[str, Path]) -> None:
 
 def test_model_dir_is_portable_without_pickle(trained: dict[str, Path]) -> None:
     names = sorted(p.name for p in trained["model"].iterdir())
-    assert names == ["feature_spec.json", "training_report.json", "xgboost-model.json"]
+    assert names == ["code", "feature_spec.json", "training_report.json", "xgboost-model.json"]  # code/: served with network isolation
     spec = json.loads((trained["model"] / "feature_spec.json").read_text())
     assert spec["labels"] == [str(d) for d in range(10)] and spec["problem_type"] == "multiclass"
 

@@ -63,9 +63,13 @@ class ServedModel:
         return (text.encode() if isinstance(text, str) else text), produced
 
 
+MODEL_DIR_IN_CONTAINER = "/opt/ml/model/"  # SageMaker extracts model.tar.gz here
+
+
 def load_served_model(workdir: Path, group: str | None = None, version: int | None = None, scratch: Path | None = None) -> ServedModel:
-    """Unpack a registered version like the serving container: model.tar.gz into a model dir, the
-    source archive (SAGEMAKER_SUBMIT_DIRECTORY) into a code dir, then import SAGEMAKER_PROGRAM."""
+    """Unpack a registered version like the serving container: model.tar.gz into a model dir, find
+    the code (SAGEMAKER_SUBMIT_DIRECTORY: a folder inside the model, or a source archive in S3 for
+    versions registered before the code moved into the model), then import SAGEMAKER_PROGRAM."""
     registry = LocalRegistry(workdir)
     if version is not None:
         if group is None:
@@ -88,14 +92,18 @@ def load_served_model(workdir: Path, group: str | None = None, version: int | No
     code_dir.mkdir(parents=True, exist_ok=True)
     with tarfile.open(package.model_data_path) as tar:
         tar.extractall(model_dir, filter="data")
-    s3 = LocalS3(Path(workdir) / "s3")
     submit = package.environment.get("SAGEMAKER_SUBMIT_DIRECTORY", "")
     program = package.environment.get("SAGEMAKER_PROGRAM", "inference.py")
-    archive = s3.path(submit) if submit.startswith("s3://") else None
-    if archive is None or not archive.is_file():
-        raise ServeError(f"source archive {submit!r} of {package.group} version {package.version} is missing from the local S3")
-    with tarfile.open(archive) as tar:
-        tar.extractall(code_dir, filter="data")
+    if submit.startswith(MODEL_DIR_IN_CONTAINER):  # the code travels inside the model (network isolation)
+        code_dir = model_dir / submit.removeprefix(MODEL_DIR_IN_CONTAINER)
+        if not (code_dir / program).is_file():
+            raise ServeError(f"{program} is missing from {submit} in the model of {package.group} version {package.version}")
+    else:
+        archive = LocalS3(Path(workdir) / "s3").path(submit) if submit.startswith("s3://") else None
+        if archive is None or not archive.is_file():
+            raise ServeError(f"source archive {submit!r} of {package.group} version {package.version} is missing from the local S3")
+        with tarfile.open(archive) as tar:
+            tar.extractall(code_dir, filter="data")
     module = _import_program(code_dir / program)
     return ServedModel(package=package, module=module, model=module.model_fn(str(model_dir)), lock=threading.Lock())
 
