@@ -314,12 +314,15 @@ def notebook_on_moto(moto_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: P
     for variable, value in {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ENDPOINT_URL_SAGEMAKER": moto_url,
+        "AWS_CONFIG_FILE": str(tmp_path / "no-config"),
+        "AWS_EC2_METADATA_DISABLED": "true",
     }.items():
         monkeypatch.setenv(variable, value)
+    for variable in ("AWS_DEFAULT_REGION", "AWS_REGION"):  # as under cron: the region comes from the notebook's ARN
+        monkeypatch.delenv(variable, raising=False)
     name = f"idle-stop-{uuid.uuid4().hex[:10]}"
-    client = boto3.client("sagemaker")
+    client = boto3.client("sagemaker", region_name="us-east-1")
     client.create_notebook_instance(NotebookInstanceName=name, InstanceType="ml.t3.medium", RoleArn="arn:aws:iam::123456789012:role/notebook")
     metadata = tmp_path / "resource-metadata.json"
     metadata.write_text(json.dumps({"ResourceName": name, "ResourceArn": f"arn:aws:sagemaker:us-east-1:123456789012:notebook-instance/{name}"}))

@@ -76,7 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metadata-file", default=METADATA_FILE, help="names this notebook instance (default: %(default)s)")
     args = parser.parse_args(argv)
     with open(args.metadata_file) as handle:
-        name = json.load(handle)["ResourceName"]
+        metadata = json.load(handle)
+    name = metadata["ResourceName"]
+    # cron gives no AWS_DEFAULT_REGION: the notebook's own ARN names its region.
+    region = metadata["ResourceArn"].split(":")[3] if metadata.get("ResourceArn") else None
     sessions, terminals = _get(args.jupyter_api, "sessions"), _get(args.jupyter_api, "terminals")
     status = _get(args.jupyter_api, "status")
     started = _parse(status["started"]) if status.get("started") else None
@@ -87,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.dry_run:
         import boto3
 
-        boto3.client("sagemaker").stop_notebook_instance(NotebookInstanceName=name)
+        boto3.client("sagemaker", region_name=region).stop_notebook_instance(NotebookInstanceName=name)
     return 0
 
 
