@@ -187,27 +187,28 @@ def _instance_price(prices: Mapping[str, Price], instance_type: str | None) -> f
 def price_environments(stacks: Iterable[Stack], prices: Mapping[str, Price] | None = None, lab: LabHour = LabHour()) -> list[EnvironmentCost]:
     """Cost per environment; account-wide free allowances applied once per account and shared out."""
     prices = prices or load_prices()
-    by_environment: dict[str, Resources] = defaultdict(Resources)
+    by_group: dict[str, Resources] = defaultdict(Resources)
     account_of: dict[str, str] = {}
     for stack in stacks:
-        count_resources(stack.template, by_environment[stack.environment])
+        count_resources(stack.template, by_group[stack.environment])
         account_of[stack.environment] = stack.account
-    environments = [env for env in by_environment if env != SHARED]
-    shared = by_environment.get(SHARED, Resources())
+    environments = [group for group in by_group if group != SHARED]
+    shared = by_group.get(SHARED, Resources())
 
-    # Per account: billable units after the free allowance, as a share of each environment's units.
+    # Per account (class-wide stacks included): units beyond the free allowance, billed to each
+    # group in proportion to the units it holds.
     per_account: dict[str, list[str]] = defaultdict(list)
-    for env in environments:
-        per_account[account_of[env]].append(env)
+    for group in by_group:
+        per_account[account_of[group]].append(group)
     idle: dict[str, float] = {}
     for members in per_account.values():
         monthly_units: dict[str, float] = defaultdict(float)
-        for env in members:
-            for item, units in _monthly_items(by_environment[env]).items():
+        for group in members:
+            for item, units in _monthly_items(by_group[group]).items():
                 monthly_units[item] += units
-        budgets = sum(by_environment[env].budgets for env in members)
-        for env in members:
-            counts = by_environment[env]
+        budgets = sum(by_group[group].budgets for group in members)
+        for group in members:
+            counts = by_group[group]
             usd_per_day = 0.0
             for item, units in _monthly_items(counts).items():
                 if units:
@@ -215,13 +216,12 @@ def price_environments(stacks: Iterable[Stack], prices: Mapping[str, Price] | No
                     usd_per_day += prices[item].usd * billable * (units / monthly_units[item]) / DAYS_PER_MONTH
             if counts.budgets:
                 usd_per_day += prices["budget"].usd * max(0.0, budgets - prices["budget"].free_per_account) * counts.budgets / budgets
-            idle[env] = usd_per_day
-    shared_per_day = sum(prices[item].usd * units for item, units in _monthly_items(shared).items()) / DAYS_PER_MONTH
-    shared_share = shared_per_day / len(environments) if environments else 0.0
+            idle[group] = usd_per_day
+    shared_share = idle.get(SHARED, 0.0) / len(environments) if environments else 0.0
 
     results = []
     for env in environments:
-        counts = by_environment[env]
+        counts = by_group[env]
         deployed = sum(_instance_price(prices, kind) * n * 24 for kind, n in counts.endpoint_instances.items())
         lab_hour = (
             sum(_instance_price(prices, kind) for kind in counts.notebook_instance_types) * lab.notebook_hours

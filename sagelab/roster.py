@@ -18,8 +18,9 @@ import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-from sagelab.config import ACCOUNT_PATTERN, EMAIL_PATTERN, REGION_PATTERN, ConfigError, SageLabConfig, check_environment
+from sagelab.config import ACCOUNT_PATTERN, EMAIL_PATTERN, REGION_PATTERN, ClassroomConfig, ConfigError, SageLabConfig, check_environment
 
 STUDENT_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,18}[a-z0-9])?$")
 # Ids a student may not take, with why: each would make a student's stacks (sagelab-<id>-platform,
@@ -115,8 +116,8 @@ def classroom_config(config: SageLabConfig, students: list[Student], label: str 
             budget_alert_emails=tuple(dict.fromkeys((student.email, *classroom.admin_emails))),
             allowed_instance_types=classroom.allowed_instance_types or base.allowed_instance_types,
             scratch_expiry_days=min(base.scratch_expiry_days, classroom.scratch_expiry_days),
-            notebook=dataclasses.replace(base.notebook, idle_timeout_minutes=classroom.notebook_idle_minutes),
-            serving=dataclasses.replace(base.serving, mode=classroom.serving_mode),
+            notebook=dataclasses.replace(base.notebook, idle_timeout_minutes=classroom.notebook_idle_minutes, volume_size_gb=classroom.notebook_volume_gb),
+            serving=dataclasses.replace(base.serving, mode=classroom.serving_mode, waf=_student_waf(classroom, student), monitoring="class"),
         )
         problems = check_environment(env, f"student {student.student_id}")
         if problems:
@@ -124,6 +125,13 @@ def classroom_config(config: SageLabConfig, students: list[Student], label: str 
             raise ConfigError(f"{label} line {student.line}: {path}: {value!r} is not valid (expected {expected})")
         environments.append(env)
     return dataclasses.replace(config, environments=tuple(environments))
+
+
+def _student_waf(classroom: ClassroomConfig, student: Student) -> Literal["own", "shared", "off"]:
+    """The class's web ACL for students in the class account; their own only if the config asks."""
+    if student.account_id is None:
+        return classroom.waf
+    return "own" if classroom.own_account_waf else "off"
 
 
 def _check_not_taken(student: Student, environment_names: set[str], label: str) -> None:
