@@ -14,6 +14,8 @@ PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 CDK := $(abspath node_modules/.bin/cdk)
 ENV ?= dev
+# Stacks are named exactly, never by pattern: `sagelab-dev-*` would also match a student `dev-2`.
+STACKS = sagelab-$(ENV)-platform sagelab-$(ENV)-serving
 
 .PHONY: help install synth demo test lint typecheck unit deploy destroy diff bench clean lock
 
@@ -54,13 +56,13 @@ typecheck: install
 	$(BIN)/mypy
 
 deploy: install  ## deploy every stack of ENV (needs AWS credentials and `cdk bootstrap`)
-	$(CDK) deploy --require-approval broadening "sagelab-$(ENV)-*" $(CDK_ARGS)
+	$(CDK) deploy --require-approval broadening $(STACKS) $(CDK_ARGS)
 
 diff: install
-	$(CDK) diff "sagelab-$(ENV)-*" $(CDK_ARGS)
+	$(CDK) diff $(STACKS) $(CDK_ARGS)
 
 destroy: install  ## delete the stacks of ENV; retained buckets and the key stay unless removal_policy is destroy
-	$(CDK) destroy "sagelab-$(ENV)-*" $(CDK_ARGS)
+	$(CDK) destroy $(STACKS) $(CDK_ARGS)
 
 bench: install  ## benchmarks: synth, local run, serving (tables of ratios against baselines)
 	$(PY) bench/synth.py

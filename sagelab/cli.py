@@ -281,20 +281,26 @@ def _roster(args: argparse.Namespace) -> Any:
 
 def cmd_class_report(args: argparse.Namespace) -> int:
     import csv
+    import datetime as dt
 
     from sagelab.aws_ops import REPORT_COLUMNS, ClassroomOperations
+    from sagelab.class_report import STATUS_COLUMNS, add_status, write_html
 
     students = _roster(args)
     classroom = ClassroomOperations(_aws(args), student_role=args.student_role)
     rows = classroom.report(students)
+    add_status(classroom, students, rows, dt.datetime.now(dt.UTC).date())
+    columns = [*REPORT_COLUMNS, *STATUS_COLUMNS]
     output = Path(args.output)
     with output.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(REPORT_COLUMNS))
+        writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
+    page = Path(args.html) if args.html else output.with_suffix(".html")
+    write_html(rows, columns, page, f"SageLab class report: {len(rows)} students", dt.datetime.now(dt.UTC))
     deployed = sum(1 for row in rows if row["status"] == "deployed")
     unreachable = f", {len(classroom.unreachable)} unreachable ({', '.join(classroom.unreachable)})" if classroom.unreachable else ""
-    print(f"wrote {output}: {len(rows)} students, {deployed} deployed{unreachable}")
+    print(f"wrote {output} and {page}: {len(rows)} students, {deployed} deployed{unreachable}")
     return EXIT_FAILED if classroom.unreachable else EXIT_OK
 
 
@@ -603,9 +609,10 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     classroom = sub.add_parser("class", help="classroom admin: every student of a roster").add_subparsers(dest="class_command", required=True)
-    p = classroom.add_parser("report", help="write a CSV of each student's links (notebook, API, key id, buckets) from the stacks' outputs")
+    p = classroom.add_parser("report", help="write a CSV and an HTML page of each student: links, notebook, endpoint, last run, spend and budget")
     p.add_argument("--roster", default="roster.csv")
     p.add_argument("--output", default="class-report.csv")
+    p.add_argument("--html", help="the HTML page (default: the CSV's name with .html)")
     add_aws_options(p)
     add_student_role_option(p)
     p.set_defaults(func=cmd_class_report)

@@ -96,6 +96,12 @@ class ServingConfig:
     # Requests and responses are personal data in many labs: sample a tenth by default, 0 turns capture off.
     data_capture_percent: int = 10
     data_capture_expiry_days: int = 30
+    # The API's WAF web ACL: the environment's own, the class's shared one (classroom mode, shared
+    # account), or none (API keys, usage-plan throttling and the account's limits protect it).
+    waf: Literal["own", "shared", "off"] = "own"
+    # `class`: no per-environment dashboard (the class has one) and only the alarms an automatic
+    # action uses (the blue/green rollback of a real-time endpoint).
+    monitoring: Literal["full", "class"] = "full"
 
 
 @dataclass(frozen=True)
@@ -141,6 +147,11 @@ class ClassroomConfig:
     notebook_idle_minutes: int = 30
     serving_mode: Literal["realtime", "serverless"] = "serverless"
     scratch_expiry_days: int = 7
+    # Cost at rest: one WAF web ACL per class and region instead of one per student (or none), and
+    # small notebook volumes (the lab's data is small; each GB costs $0.14 a month while stopped).
+    waf: Literal["shared", "off"] = "shared"
+    own_account_waf: bool = False  # students with their own account get their own web ACL only if asked
+    notebook_volume_gb: int = 5
 
 
 @dataclass(frozen=True)
@@ -242,6 +253,12 @@ def check_environment(env: EnvironmentConfig, where: str) -> list[tuple[str, Any
     )
     check(0 <= sv.data_capture_percent <= 100, "serving.data_capture_percent", sv.data_capture_percent, "0..100")
     check(1 <= sv.data_capture_expiry_days <= 3650, "serving.data_capture_expiry_days", sv.data_capture_expiry_days, "1..3650")
+    check(
+        sv.waf != "shared" or (env.course is not None and env.shares_account_with_class),
+        "serving.waf",
+        sv.waf,
+        "own or off ('shared' is the class web ACL, set by classroom mode for students in the class account)",
+    )
     check(
         env.course is None or bool(re.match(r"^[A-Za-z0-9 _.:/=+@-]{1,128}$", env.course)), "course", env.course, "1-128 characters valid in an AWS tag value"
     )
@@ -490,4 +507,6 @@ def _check_classroom(classroom: ClassroomConfig) -> list[tuple[str, Any, str]]:
         problems.append(("classroom.notebook_idle_minutes", classroom.notebook_idle_minutes, "5..1440 minutes"))
     if not 1 <= classroom.scratch_expiry_days <= 365:
         problems.append(("classroom.scratch_expiry_days", classroom.scratch_expiry_days, "1..365"))
+    if not 5 <= classroom.notebook_volume_gb <= 16384:
+        problems.append(("classroom.notebook_volume_gb", classroom.notebook_volume_gb, "5..16384"))
     return problems

@@ -149,6 +149,21 @@ class LocalLab:
         prefix = Path(run["evaluation_dir"]).parent / "preprocess"
         return _cross_validate(prefix / "train", prefix / "spec", folds, hyperparameters)
 
+    def upload(self, path: str | Path) -> str:
+        """Your own CSV (or folder): copied into local S3; the URI to run the pipeline on."""
+        from sagelab.local.environment import prepare, upload_data
+
+        return upload_data(prepare(self.env, self.workdir), Path(path))
+
+    def batch(self, path: str | Path, output: str | Path = "predictions.csv") -> Any:
+        """Batch predictions: every row of a CSV file (or folder) scored by the approved model."""
+        import pandas as pd
+
+        from sagelab.batch import score_local
+
+        score_local(self.workdir, Path(path), Path(output))
+        return pd.read_csv(output)
+
     def _stop_serving(self) -> None:
         if self._serving is not None:
             self._serving.__exit__(None, None, None)
@@ -264,6 +279,23 @@ class AwsLab:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 s3.download_file(bucket, item["Key"], str(target))
         return _cross_validate(scratch / "train", scratch / "spec", folds, hyperparameters)
+
+    def upload(self, path: str | Path) -> str:
+        """Your own CSV: uploaded to this environment's data bucket; the URI to run the pipeline on."""
+        import boto3
+
+        source = Path(path)
+        bucket = self.ops.platform_outputs(self.env.name)["DataBucketName"]
+        key = f"uploads/{source.stem}/{source.name}"
+        boto3.client("s3").upload_file(str(source), bucket, key)
+        return f"s3://{bucket}/uploads/{source.stem}/"
+
+    def batch(self, path: str | Path, output: str | Path = "predictions.csv") -> Any:
+        """Batch predictions: a SageMaker batch transform job over the uploaded rows (headerless
+        CSV) with the approved model; returns the job and where its predictions will be."""
+        from sagelab.batch import start_transform
+
+        return start_transform(self.ops, self.env.name, self.upload(path))
 
     def close(self) -> None:
         return None

@@ -18,10 +18,19 @@ import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-from sagelab.config import ACCOUNT_PATTERN, EMAIL_PATTERN, REGION_PATTERN, ConfigError, SageLabConfig, check_environment
+from sagelab.config import ACCOUNT_PATTERN, EMAIL_PATTERN, REGION_PATTERN, ClassroomConfig, ConfigError, SageLabConfig, check_environment
 
 STUDENT_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,18}[a-z0-9])?$")
+# Ids a student may not take, with why: each would make a student's stacks (sagelab-<id>-platform,
+# -serving) or tags stand for something that is not that student's.
+RESERVED_STUDENT_IDS = {
+    "class": "it is kept for class-wide resources",
+    "admin": "it is kept for the course admins",
+    "template": "it is kept for the classroom's template environments",
+    "q9stamp9student9id9q": "it is the placeholder stamped into every student's template",
+}
 REQUIRED_COLUMNS = ("student_id", "email")
 OPTIONAL_COLUMNS = ("account_id", "region")
 
@@ -91,7 +100,9 @@ def classroom_config(config: SageLabConfig, students: list[Student], label: str 
     base = config.environments[0]
     classroom = config.classroom
     environments = []
+    environment_names = {env.name for env in config.environments}
     for student in students:
+        _check_not_taken(student, environment_names, label)
         env = dataclasses.replace(
             base,
             name=student.student_id,
@@ -106,8 +117,8 @@ def classroom_config(config: SageLabConfig, students: list[Student], label: str 
             budget_alert_emails=tuple(dict.fromkeys((student.email, *classroom.admin_emails))),
             allowed_instance_types=classroom.allowed_instance_types or base.allowed_instance_types,
             scratch_expiry_days=min(base.scratch_expiry_days, classroom.scratch_expiry_days),
-            notebook=dataclasses.replace(base.notebook, idle_timeout_minutes=classroom.notebook_idle_minutes),
-            serving=dataclasses.replace(base.serving, mode=classroom.serving_mode),
+            notebook=dataclasses.replace(base.notebook, idle_timeout_minutes=classroom.notebook_idle_minutes, volume_size_gb=classroom.notebook_volume_gb),
+            serving=dataclasses.replace(base.serving, mode=classroom.serving_mode, waf=_student_waf(classroom, student), monitoring="class"),
         )
         problems = check_environment(env, f"student {student.student_id}")
         if problems:
@@ -115,3 +126,23 @@ def classroom_config(config: SageLabConfig, students: list[Student], label: str 
             raise ConfigError(f"{label} line {student.line}: {path}: {value!r} is not valid (expected {expected})")
         environments.append(env)
     return dataclasses.replace(config, environments=tuple(environments))
+
+
+def _student_waf(classroom: ClassroomConfig, student: Student) -> Literal["own", "shared", "off"]:
+    """The class's web ACL for students in the class account; their own only if the config asks."""
+    if student.account_id is None:
+        return classroom.waf
+    return "own" if classroom.own_account_waf else "off"
+
+
+def _check_not_taken(student: Student, environment_names: set[str], label: str) -> None:
+    """A student id may not be an environment's name: in a shared account, student `dev` would get
+    the stacks `sagelab-dev-platform`/`-serving` and overwrite the platform team's environment."""
+    student_id = student.student_id
+    if student_id in environment_names:
+        raise ConfigError(
+            f"{label} line {student.line}: student id {student_id!r} is the name of an environment in the config "
+            f"(its stacks sagelab-{student_id}-* would be replaced); choose another id"
+        )
+    if student_id in RESERVED_STUDENT_IDS:
+        raise ConfigError(f"{label} line {student.line}: student id {student_id!r} is reserved ({RESERVED_STUDENT_IDS[student_id]}); choose another id")

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aws_cdk import App, Stack
+from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from sagelab.code_bundle import stage_code_bundle
@@ -19,10 +20,11 @@ from sagelab.datasets import DIGITS_CSV
 from sagelab.pipeline_definition import definition_json, image_uris
 from sagelab.roster import classroom_config, read_roster
 from sagelab.settings import settings_for
+from stacks.class_stack import ClassStack, class_stack_name
 from stacks.classroom import add_classroom, clear_template_environments
 from stacks.nag import add_nag_packs
 from stacks.platform_stack import PlatformStack, SharedArtifacts
-from stacks.serving_stack import ServingStack
+from stacks.serving_stack import ServingStack, retention_name
 
 
 @functools.lru_cache(maxsize=4)
@@ -72,6 +74,33 @@ def add_environment(
     return [platform, serving]
 
 
+def add_class_stacks(app: App, config: SageLabConfig, student_stacks: Sequence[Stack]) -> list[ClassStack]:
+    """One ClassStack per region with students on the class's shared web ACL; their serving
+    stacks deploy after it (they import its web ACL)."""
+    by_name = {stack.stack_name: stack for stack in student_stacks}
+    sharing: dict[str, list[EnvironmentConfig]] = {}
+    for env in config.environments:
+        if env.serving.waf == "shared":
+            sharing.setdefault(env.region, []).append(env)
+    class_stacks = []
+    for region, students in sharing.items():
+        base = students[0]
+        class_stack = ClassStack(
+            app,
+            class_stack_name(region),
+            account=base.account,
+            region=region,
+            student_prefixes=[env.resource_prefix for env in students],
+            rate_limit_per_5_minutes=base.serving.waf_rate_limit_per_5_minutes,
+            log_retention=logs.RetentionDays(retention_name(base.log_retention_days)),
+            tags={"project": config.project, "course": config.classroom.course},
+        )
+        for env in students:
+            by_name[f"{env.resource_prefix}-serving"].add_stack_dependency(class_stack)
+        class_stacks.append(class_stack)
+    return class_stacks
+
+
 def build_app(
     app: App | None = None, context: Mapping[str, Any] | None = None, config: SageLabConfig | None = None, *, share_student_templates: bool = True
 ) -> App:
@@ -94,7 +123,8 @@ def build_app(
     shared = build_shared(config)
     build = functools.partial(add_environment, shared=shared)
     if classroom:
-        add_classroom(app, config, functools.partial(environment_tags, config), build, add_nag_packs, share_templates=share_student_templates)
+        student_stacks = add_classroom(app, config, functools.partial(environment_tags, config), build, add_nag_packs, share_templates=share_student_templates)
+        add_class_stacks(app, config, student_stacks)
     else:
         for env in config.environments:
             build(app, env, environment_tags(config, env), f"{env.resource_prefix}-platform", f"{env.resource_prefix}-serving")

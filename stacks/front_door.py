@@ -6,16 +6,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
 from sagelab.config import ServingConfig
+from stacks.api_web_acl import CLASS_WEB_ACL_EXPORT, ApiWebAcl, associate_web_acl
 from stacks.nag import acknowledge, acknowledge_tracing_grant
 from stacks.naming import ResourceNames
 
@@ -86,7 +86,7 @@ class FrontDoor(Construct):
         log_key: KMS key for the access and function log groups.
         log_retention: retention of those log groups.
 
-    Exposes `api`, `function`, `api_key` (None with IAM auth), `usage_plan`, `web_acl`.
+    Exposes `api`, `function`, `api_key` (None with IAM auth), `usage_plan`, `web_acl` (None unless `serving.waf` is `own`).
     """
 
     def __init__(
@@ -209,64 +209,7 @@ class FrontDoor(Construct):
             self.api_key = self.api.add_api_key("DefaultKey", description=f"SageLab {names.prefix}: first client key")
             self.usage_plan.add_api_key(self.api_key)
 
-        # -- WAF ---------------------------------------------------------------------------------
-        def visibility(name: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:
-            return wafv2.CfnWebACL.VisibilityConfigProperty(
-                cloud_watch_metrics_enabled=True, metric_name=f"{names.prefix}-{name}", sampled_requests_enabled=True
-            )
-
-        def managed(priority: int, name: str, overrides: list[str] | None = None) -> wafv2.CfnWebACL.RuleProperty:
-            return wafv2.CfnWebACL.RuleProperty(
-                name=name,
-                priority=priority,
-                override_action=wafv2.CfnWebACL.OverrideActionProperty(none={}),
-                statement=wafv2.CfnWebACL.StatementProperty(
-                    managed_rule_group_statement=wafv2.CfnWebACL.ManagedRuleGroupStatementProperty(
-                        vendor_name="AWS",
-                        name=name,
-                        rule_action_overrides=[
-                            wafv2.CfnWebACL.RuleActionOverrideProperty(name=rule, action_to_use=wafv2.CfnWebACL.RuleActionProperty(count={}))
-                            for rule in overrides or []
-                        ]
-                        or None,
-                    )
-                ),
-                visibility_config=visibility(name),
-            )
-
-        self.web_acl = wafv2.CfnWebACL(
-            self,
-            "WebAcl",
-            scope="REGIONAL",
-            default_action=wafv2.CfnWebACL.DefaultActionProperty(allow={}),
-            visibility_config=visibility("web-acl"),
-            rules=[
-                wafv2.CfnWebACL.RuleProperty(
-                    name="rate-limit-per-ip",
-                    priority=0,
-                    action=wafv2.CfnWebACL.RuleActionProperty(block={}),
-                    statement=wafv2.CfnWebACL.StatementProperty(
-                        rate_based_statement=wafv2.CfnWebACL.RateBasedStatementProperty(limit=serving.waf_rate_limit_per_5_minutes, aggregate_key_type="IP")
-                    ),
-                    visibility_config=visibility("rate-limit"),
-                ),
-                managed(1, "AWSManagedRulesAmazonIpReputationList"),
-                # Prediction bodies are legitimately larger than the common rule set's 8 KB body limit.
-                managed(2, "AWSManagedRulesCommonRuleSet", overrides=["SizeRestrictions_BODY"]),
-                managed(3, "AWSManagedRulesKnownBadInputsRuleSet"),
-            ],
-        )
-        wafv2.CfnWebACLAssociation(self, "WebAclAssociation", resource_arn=self.api.deployment_stage.stage_arn, web_acl_arn=self.web_acl.attr_arn)
-        # WAF only logs to groups named aws-waf-logs-*.
-        waf_logs = logs.LogGroup(
-            self,
-            "WafLogs",
-            log_group_name=f"aws-waf-logs-{names.prefix}",
-            retention=log_retention,
-            encryption_key=log_key,
-            removal_policy=RemovalPolicy.DESTROY,
-        )
-        wafv2.CfnLoggingConfiguration(self, "WafLogging", resource_arn=self.web_acl.attr_arn, log_destination_configs=[waf_logs.log_group_arn])
+        self._protect_with_waf(names, serving, log_key, log_retention)
 
         acknowledge(
             self.api,
@@ -300,3 +243,24 @@ class FrontDoor(Construct):
         if not use_api_keys:
             acknowledge(self.api, ("AwsSolutions-APIG4", "POST /predict uses IAM authorization; /health and /openapi.json are public by design."))
         acknowledge_tracing_grant(role, "front door")
+
+    def _protect_with_waf(self, names: ResourceNames, serving: ServingConfig, log_key: kms.IKey, log_retention: logs.RetentionDays) -> None:
+        """The environment's own web ACL, the class's shared one, or none (by `serving.waf`)."""
+        stage_arn = self.api.deployment_stage.stage_arn
+        self.web_acl: ApiWebAcl | None = None
+        if serving.waf == "own":
+            self.web_acl = ApiWebAcl(
+                self,
+                "Waf",
+                name_prefix=names.prefix,
+                rate_limit_per_5_minutes=serving.waf_rate_limit_per_5_minutes,
+                log_key=log_key,
+                log_retention=log_retention,
+            )
+            associate_web_acl(self, "WebAclAssociation", stage_arn, self.web_acl.web_acl_arn)
+        elif serving.waf == "shared":
+            # The class stack in this account and region exports its web ACL (stacks/class_stack.py).
+            associate_web_acl(self, "WebAclAssociation", stage_arn, Fn.import_value(CLASS_WEB_ACL_EXPORT))
+        else:
+            reason = "serving.waf is off by config: API keys with usage-plan throttling and quota, stage throttling and the account's limits protect this API."
+            acknowledge(self.api, ("AwsSolutions-APIG3", reason), ("NIST.800.53.R5-APIGWAssociatedWithWAF", reason))

@@ -48,7 +48,9 @@ def environment_log_group_patterns(names: ResourceNames, *, account_wide: bool) 
         # Groups without a fixed name get CloudFormation's `<stack name>-<logical id>-<suffix>`.
         f"{names.platform_stack}-*",
         f"{names.serving_stack}-*",
-        f"aws-waf-logs-{names.prefix}",  # FrontDoor's WAF group (WAF only logs to aws-waf-logs-*)
+        # The WAF group of the environment's own web ACL (stacks/api_web_acl.py): WAF only logs to
+        # aws-waf-logs-*, and the 8-character stack-id suffix keeps `al`'s pattern off `al-b`'s group.
+        f"aws-waf-logs-{names.prefix}-????????",
         endpoint_log_group_name(names.endpoint),
     ]
     return patterns + list(ACCOUNT_WIDE_LOG_GROUPS) if account_wide else patterns

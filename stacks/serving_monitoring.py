@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aws_cdk import Duration
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -17,6 +19,9 @@ from stacks.naming import ResourceNames
 FIVE_MINUTES = Duration.minutes(5)
 
 
+ROLLBACK_ALARM = "EndpointServerErrors"
+
+
 class ServingMonitoring(Construct):
     """Alarms: API 5xx, API latency p99, Lambda throttles, endpoint 5xx (also the blue/green
     rollback alarm), model latency p99. All notify `topic` (KMS-encrypted, TLS-only).
@@ -25,9 +30,24 @@ class ServingMonitoring(Construct):
         names: metric dimensions (endpoint name) and resource names.
         api, function: the front door's API and Lambda.
         key: encrypts the alarm topic.
+        for_class: a student's environment: no dashboard of its own (the class has one) and only
+            the alarm an automatic action uses (the rollback alarm, real-time endpoints only);
+            every alarm costs $0.10 a month, and nobody reads a student's alarm topic.
+        realtime: whether the endpoint runs on instances (blue/green deployments roll back).
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, names: ResourceNames, api: apigw.RestApi, function: lambda_.IFunction, key: kms.IKey) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        names: ResourceNames,
+        api: apigw.RestApi,
+        function: lambda_.IFunction,
+        key: kms.IKey,
+        for_class: bool = False,
+        realtime: bool = True,
+    ) -> None:
         super().__init__(scope, construct_id)
         self.topic = sns.Topic(self, "Alarms", display_name=f"SageLab {names.prefix} alarms", master_key=key, enforce_ssl=True)
 
@@ -44,9 +64,11 @@ class ServingMonitoring(Construct):
             ("ApiServerErrors", api.metric_server_error(period=FIVE_MINUTES, statistic="Sum"), 1, "The front door answered 5xx"),
             ("ApiLatencyP99", api.metric_latency(period=FIVE_MINUTES, statistic="p99"), 3000, "p99 latency of the front door over 3 s"),
             ("FunctionThrottles", function.metric_throttles(period=FIVE_MINUTES, statistic="Sum"), 1, "The front-door function was throttled"),
-            ("EndpointServerErrors", endpoint_metric("Invocation5XXErrors", "Sum"), 1, "The endpoint answered 5xx (also rolls back a blue/green deployment)"),
+            (ROLLBACK_ALARM, endpoint_metric("Invocation5XXErrors", "Sum"), 1, "The endpoint answered 5xx (also rolls back a blue/green deployment)"),
             ("ModelLatencyP99", endpoint_metric("ModelLatency", "p99"), 2_000_000, "p99 model latency over 2 s (microseconds)"),
         ]
+        if for_class:
+            specs = [spec for spec in specs if spec[0] == ROLLBACK_ALARM and realtime]
         self.alarms: dict[str, cloudwatch.Alarm] = {}
         for alarm_id, metric, threshold, description in specs:
             alarm = metric.create_alarm(
@@ -61,10 +83,16 @@ class ServingMonitoring(Construct):
             )
             alarm.add_alarm_action(actions.SnsAction(self.topic))
             self.alarms[alarm_id] = alarm
-        self.rollback_alarms: list[cloudwatch.IAlarm] = [self.alarms["EndpointServerErrors"]]
+        self.rollback_alarms: list[cloudwatch.IAlarm] = [self.alarms[ROLLBACK_ALARM]] if ROLLBACK_ALARM in self.alarms else []
+        self.dashboard: cloudwatch.Dashboard | None = None
+        if not for_class:
+            self.dashboard = self._dashboard(names, api, function, endpoint_metric)
 
-        self.dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=f"{names.prefix}-serving")
-        self.dashboard.add_widgets(
+    def _dashboard(
+        self, names: ResourceNames, api: apigw.RestApi, function: lambda_.IFunction, endpoint_metric: Callable[[str, str], cloudwatch.Metric]
+    ) -> cloudwatch.Dashboard:
+        dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=f"{names.prefix}-serving")
+        dashboard.add_widgets(
             cloudwatch.GraphWidget(
                 title="Front door requests",
                 left=[api.metric_count(period=FIVE_MINUTES), api.metric_client_error(period=FIVE_MINUTES), api.metric_server_error(period=FIVE_MINUTES)],
@@ -77,7 +105,7 @@ class ServingMonitoring(Construct):
                 title="Function errors and throttles", left=[function.metric_errors(period=FIVE_MINUTES), function.metric_throttles(period=FIVE_MINUTES)]
             ),
         )
-        self.dashboard.add_widgets(
+        dashboard.add_widgets(
             cloudwatch.GraphWidget(
                 title="Endpoint invocations",
                 left=[endpoint_metric("Invocations", "Sum"), endpoint_metric("Invocation4XXErrors", "Sum"), endpoint_metric("Invocation5XXErrors", "Sum")],
@@ -87,3 +115,4 @@ class ServingMonitoring(Construct):
             ),
             cloudwatch.AlarmStatusWidget(title="Alarms", alarms=list(self.alarms.values())),
         )
+        return dashboard

@@ -40,7 +40,7 @@ class ServingStack(Stack):
         )
         self.add_stack_dependency(platform)
         serving = env_config.serving
-        retention = logs.RetentionDays(_retention_name(env_config.log_retention_days))
+        retention = logs.RetentionDays(retention_name(env_config.log_retention_days))
         model_package = CfnParameter(
             self,
             MODEL_PACKAGE_PARAMETER,
@@ -53,7 +53,14 @@ class ServingStack(Stack):
 
         self.front_door = FrontDoor(self, "FrontDoor", names=names, serving=serving, log_key=platform.buckets.key, log_retention=retention)
         self.monitoring = ServingMonitoring(
-            self, "Monitoring", names=names, api=self.front_door.api, function=self.front_door.function, key=platform.buckets.key
+            self,
+            "Monitoring",
+            names=names,
+            api=self.front_door.api,
+            function=self.front_door.function,
+            key=platform.buckets.key,
+            for_class=serving.monitoring == "class",
+            realtime=serving.mode == "realtime",
         )
         self.endpoint = ModelEndpoint(
             self,
@@ -87,6 +94,6 @@ class ServingStack(Stack):
             CfnOutput(self, "ApiKeyId", value=self.front_door.api_key.key_id, description="aws apigateway get-api-key --api-key ID --include-value")
 
 
-def _retention_name(days: int) -> str:
+def retention_name(days: int) -> str:
     names = {7: "ONE_WEEK", 14: "TWO_WEEKS", 30: "ONE_MONTH", 60: "TWO_MONTHS", 90: "THREE_MONTHS", 180: "SIX_MONTHS", 365: "ONE_YEAR"}
     return names[days]

@@ -23,6 +23,7 @@ from constructs import Construct
 from sagelab.aws_ops import AwsOperations, ClassroomOperations
 from sagelab.cli import synth_summary
 from sagelab.config import ConfigError, EnvironmentConfig, load_config
+from sagelab.costs import price_environments, read_assembly
 from sagelab.roster import classroom_config, parse_roster
 from sagelab.settings import cdk_context
 from stacks.classroom import TEMPLATE_STUDENT_ACCOUNT, TEMPLATE_STUDENT_EMAIL, TEMPLATE_STUDENT_ID, TEMPLATES_DIR, add_classroom
@@ -94,9 +95,18 @@ def classroom(tmp_path_factory: pytest.TempPathFactory) -> SynthResult:
     return synth(root / "cdk.out", {"roster": str(roster)})
 
 
+def test_forty_students_cost_at_most_ten_cents_a_day_each_at_rest(classroom: SynthResult) -> None:
+    """The issue's goal, on the cost model bench/class_cost.py prints (sagelab/costs.py)."""
+    costs = price_environments(read_assembly(classroom.outdir))
+    assert len(costs) == STUDENTS
+    per_student = sum(cost.idle_usd_per_day for cost in costs) / STUDENTS
+    assert per_student <= 0.10, f"${per_student:.3f} per student per day"
+
+
 @pytest.mark.slow
 def test_forty_students_synthesize_clean(classroom: SynthResult) -> None:
-    assert len(classroom.templates) == 2 * STUDENTS
+    # Two stacks per student and the class's shared stack (web ACL and dashboard).
+    assert len(classroom.templates) == 2 * STUDENTS + 1
     # The main app's report and the template environment's (where the students' resources are
     # built through the constructs and checked): none has an unacknowledged finding.
     reports = sorted(classroom.outdir.rglob("validation-report.json"))
@@ -107,8 +117,8 @@ def test_forty_students_synthesize_clean(classroom: SynthResult) -> None:
     for report in reports:
         assert all(not plugin["violations"] for plugin in json.loads(report.read_text())["pluginReports"]), report
     summary = synth_summary(classroom.outdir)
-    assert summary["stacks"] == 2 * STUDENTS and summary["acknowledged_findings"] > 0 and summary["unacknowledged_findings"] == 0
-    for name in ("sagelab-s00-platform", "sagelab-s00-serving", "sagelab-s39-platform", "sagelab-s39-serving"):
+    assert summary["stacks"] == 2 * STUDENTS + 1 and summary["acknowledged_findings"] > 0 and summary["unacknowledged_findings"] == 0
+    for name in ("sagelab-s00-platform", "sagelab-s00-serving", "sagelab-s39-platform", "sagelab-s39-serving", "sagelab-class-us-east-1"):
         assert lint_errors(classroom.template(name)) == [], name
 
 
@@ -236,7 +246,7 @@ def test_stamped_students_equal_students_built_alone(tmp_path: Path) -> None:
     region: each stamped stack is what building that student through the constructs gives."""
     stamped, alone = _mixed_class(tmp_path / "stamped", share=True), _mixed_class(tmp_path / "alone", share=False)
     stamped_parts, alone_parts = _deployable_parts(stamped), _deployable_parts(alone)
-    assert sorted(stamped_parts) == sorted(alone_parts) and len(stamped_parts) == 12
+    assert sorted(stamped_parts) == sorted(alone_parts) and len(stamped_parts) == 6 * 2 + 1  # and the class stack
     for name, parts in alone_parts.items():
         for key, value in parts.items():
             assert stamped_parts[name][key] == value, f"{name}: {key} differs"

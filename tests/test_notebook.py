@@ -108,4 +108,9 @@ def test_lab_notebook_runs_top_to_bottom_in_local_mode(tmp_path: Path, monkeypat
     api = next(line for line in text.splitlines() if line.startswith("API"))
     assert len(api.split("[")[1].split(",")) == 5 and truth and "'" in api
     assert "'mean'" in text and "'std'" in text
+    batch = next(line for line in text.splitlines() if line.startswith("batch accuracy on 20 rows:"))
+    assert float(batch.rsplit(" ", 1)[1]) >= 0.9
+    wine = next(line for line in text.splitlines() if line.startswith("wine:"))
+    assert wine.startswith("wine: Succeeded, test accuracy ") and float(wine.rsplit(" ", 1)[1]) >= 0.9
+    assert (tmp_path / "predictions.csv").is_file()
     assert (tmp_path / ".sagelab" / "registry").is_dir()

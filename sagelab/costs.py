@@ -1,0 +1,237 @@
+"""What a synthesized SageLab costs: idle per day and month, and one active lab hour.
+
+Reads a cloud assembly (`cdk.out`: one environment or a class), counts per environment the
+resources that cost money while nobody works (keys, web ACLs and rules, dashboards, alarms,
+budgets, notebook volumes, always-on endpoint instances) and what one lab hour uses, and prices
+them with the checked-in table `prices.csv` (us-east-1 list prices, each with its source).
+
+Free allowances (3 dashboards, 10 alarm metrics, 2 budgets) are per account, so they are applied
+once per account and the rest is shared out over that account's environments. Stacks without an
+`environment` tag (class-wide resources) are shared out over the class.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+DAYS_PER_MONTH = 30.4
+SHARED = "(class-wide)"
+
+
+@dataclass(frozen=True)
+class Price:
+    item: str
+    unit: str
+    usd: float
+    free_per_account: float
+    source: str
+
+
+def load_prices(text: str | None = None) -> dict[str, Price]:
+    text = text if text is not None else resources.files("sagelab").joinpath("prices.csv").read_text(encoding="utf-8")
+    rows = csv.DictReader(line for line in io.StringIO(text) if not line.startswith("#"))
+    return {row["item"]: Price(row["item"], row["unit"], float(row["usd"]), float(row["free_per_account"]), row["source"]) for row in rows}
+
+
+@dataclass
+class Resources:
+    """Billable counts of one environment (or of the class-wide stacks)."""
+
+    kms_keys: int = 0
+    web_acls: int = 0
+    waf_rules: int = 0
+    dashboards: int = 0
+    alarm_metrics: int = 0
+    budgets: int = 0
+    notebook_volume_gb: int = 0
+    notebook_instance_types: list[str] = field(default_factory=list)
+    # Instances an endpoint keeps running once a model is deployed (real-time mode), by type.
+    endpoint_instances: Counter[str] = field(default_factory=Counter)
+    serverless_memory_mb: int = 0
+    processing_instance_type: str | None = None
+    training_instance_type: str | None = None
+
+    def as_row(self) -> dict[str, int]:
+        return {
+            "kms_keys": self.kms_keys,
+            "web_acls": self.web_acls,
+            "waf_rules": self.waf_rules,
+            "dashboards": self.dashboards,
+            "alarm_metrics": self.alarm_metrics,
+            "budgets": self.budgets,
+            "notebook_volume_gb": self.notebook_volume_gb,
+            "endpoint_instances": sum(self.endpoint_instances.values()),
+        }
+
+
+def _pipeline_parameter(definition: Any, name: str) -> str | None:
+    # The definition is a Fn::Sub string; parameter defaults are plain JSON inside it.
+    body = definition.get("PipelineDefinitionBody", definition) if isinstance(definition, dict) else definition
+    text = body["Fn::Sub"][0] if isinstance(body, dict) and "Fn::Sub" in body else body
+    if not isinstance(text, str):
+        return None
+    for parameter in json.loads(text).get("Parameters", []):
+        if parameter.get("Name") == name:
+            value = parameter.get("DefaultValue")
+            return value if isinstance(value, str) else None
+    return None
+
+
+def count_resources(template: Mapping[str, Any], into: Resources | None = None) -> Resources:
+    """Add one template's billable resources to `into` (a new Resources when None)."""
+    counts = into or Resources()
+    for resource in template.get("Resources", {}).values():
+        kind, props = resource["Type"], resource.get("Properties", {})
+        if kind == "AWS::KMS::Key":
+            counts.kms_keys += 1
+        elif kind == "AWS::WAFv2::WebACL":
+            counts.web_acls += 1
+            counts.waf_rules += len(props.get("Rules", []))
+        elif kind == "AWS::CloudWatch::Dashboard":
+            counts.dashboards += 1
+        elif kind == "AWS::CloudWatch::Alarm":
+            # A metric-math alarm is billed per metric it reads.
+            metrics = [m for m in props.get("Metrics", []) if "MetricStat" in m]
+            counts.alarm_metrics += len(metrics) if metrics else 1
+        elif kind == "AWS::Budgets::Budget":
+            counts.budgets += 1
+        elif kind == "AWS::SageMaker::NotebookInstance":
+            counts.notebook_volume_gb += int(props.get("VolumeSizeInGB", 5))
+            counts.notebook_instance_types.append(props["InstanceType"])
+        elif kind == "AWS::SageMaker::EndpointConfig":
+            for variant in props.get("ProductionVariants", []):
+                if "ServerlessConfig" in variant:
+                    counts.serverless_memory_mb = max(counts.serverless_memory_mb, int(variant["ServerlessConfig"]["MemorySizeInMB"]))
+                elif isinstance(variant.get("InstanceType"), str):
+                    counts.endpoint_instances[variant["InstanceType"]] += int(variant.get("InitialInstanceCount", 1))
+        elif kind == "AWS::SageMaker::Pipeline":
+            definition = props.get("PipelineDefinition", {})
+            counts.processing_instance_type = _pipeline_parameter(definition, "ProcessingInstanceType") or counts.processing_instance_type
+            counts.training_instance_type = _pipeline_parameter(definition, "TrainingInstanceType") or counts.training_instance_type
+    return counts
+
+
+@dataclass(frozen=True)
+class Stack:
+    name: str
+    environment: str
+    account: str
+    template: dict[str, Any]
+
+
+def read_assembly(cdk_out: str | Path) -> list[Stack]:
+    """The stacks of a cloud assembly with their environment tag and account."""
+    root = Path(cdk_out)
+    manifest = json.loads((root / "manifest.json").read_text())
+    stacks = []
+    for artifact_id, artifact in manifest["artifacts"].items():
+        if artifact["type"] != "aws:cloudformation:stack":
+            continue
+        properties = artifact.get("properties", {})
+        account = re.sub(r"^aws://([^/]+)/.*$", r"\1", artifact.get("environment", "aws://unknown-account/"))
+        environment = properties.get("tags", {}).get("environment", SHARED)
+        template = json.loads((root / properties["templateFile"]).read_text())
+        stacks.append(Stack(artifact_id, environment, account, template))
+    return stacks
+
+
+@dataclass(frozen=True)
+class LabHour:
+    """One active lab hour, as assumed by the model (printed with the results)."""
+
+    notebook_hours: float = 1.0
+    processing_job_minutes: float = 10.0  # Preprocess + Evaluate, about 5 minutes each with start-up
+    training_job_minutes: float = 5.0
+    predictions: int = 300
+    seconds_per_serverless_prediction: float = 0.2
+
+
+@dataclass(frozen=True)
+class EnvironmentCost:
+    environment: str
+    resources: Resources
+    idle_usd_per_day: float  # no model deployed (or serverless)
+    deployed_usd_per_day: float  # with a model deployed on real-time instances
+    lab_hour_usd: float
+
+
+def _monthly_items(counts: Resources) -> dict[str, float]:
+    return {
+        "kms_key": counts.kms_keys,
+        "waf_web_acl": counts.web_acls,
+        "waf_rule": counts.waf_rules,
+        "cloudwatch_dashboard": counts.dashboards,
+        "cloudwatch_alarm_metric": counts.alarm_metrics,
+        "sagemaker_ml_storage": counts.notebook_volume_gb,
+    }
+
+
+def _instance_price(prices: Mapping[str, Price], instance_type: str | None) -> float:
+    if instance_type is None:
+        return 0.0
+    key = f"sagemaker_instance:{instance_type}"
+    if key not in prices:
+        raise KeyError(f"prices.csv has no price for {instance_type}; add a row {key}")
+    return prices[key].usd
+
+
+def price_environments(stacks: Iterable[Stack], prices: Mapping[str, Price] | None = None, lab: LabHour = LabHour()) -> list[EnvironmentCost]:
+    """Cost per environment; account-wide free allowances applied once per account and shared out."""
+    prices = prices or load_prices()
+    by_group: dict[str, Resources] = defaultdict(Resources)
+    account_of: dict[str, str] = {}
+    for stack in stacks:
+        count_resources(stack.template, by_group[stack.environment])
+        account_of[stack.environment] = stack.account
+    environments = [group for group in by_group if group != SHARED]
+    shared = by_group.get(SHARED, Resources())
+
+    # Per account (class-wide stacks included): units beyond the free allowance, billed to each
+    # group in proportion to the units it holds.
+    per_account: dict[str, list[str]] = defaultdict(list)
+    for group in by_group:
+        per_account[account_of[group]].append(group)
+    idle: dict[str, float] = {}
+    for members in per_account.values():
+        monthly_units: dict[str, float] = defaultdict(float)
+        for group in members:
+            for item, units in _monthly_items(by_group[group]).items():
+                monthly_units[item] += units
+        budgets = sum(by_group[group].budgets for group in members)
+        for group in members:
+            counts = by_group[group]
+            usd_per_day = 0.0
+            for item, units in _monthly_items(counts).items():
+                if units:
+                    billable = max(0.0, monthly_units[item] - prices[item].free_per_account)
+                    usd_per_day += prices[item].usd * billable * (units / monthly_units[item]) / DAYS_PER_MONTH
+            if counts.budgets:
+                usd_per_day += prices["budget"].usd * max(0.0, budgets - prices["budget"].free_per_account) * counts.budgets / budgets
+            idle[group] = usd_per_day
+    shared_share = idle.get(SHARED, 0.0) / len(environments) if environments else 0.0
+
+    results = []
+    for env in environments:
+        counts = by_group[env]
+        deployed = sum(_instance_price(prices, kind) * n * 24 for kind, n in counts.endpoint_instances.items())
+        lab_hour = (
+            sum(_instance_price(prices, kind) for kind in counts.notebook_instance_types) * lab.notebook_hours
+            + _instance_price(prices, counts.processing_instance_type) * lab.processing_job_minutes / 60
+            + _instance_price(prices, counts.training_instance_type) * lab.training_job_minutes / 60
+            + prices["sagemaker_serverless"].usd * counts.serverless_memory_mb / 1024 * lab.seconds_per_serverless_prediction * lab.predictions
+            + (prices["api_gateway_rest"].usd + prices["lambda_requests"].usd + prices["waf_requests"].usd * bool(counts.web_acls or shared.web_acls))
+            * lab.predictions
+            / 1e6
+        )
+        idle_per_day = idle[env] + shared_share
+        results.append(EnvironmentCost(env, counts, idle_per_day, idle_per_day + deployed, lab_hour))
+    return results

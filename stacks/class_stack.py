@@ -1,0 +1,127 @@
+"""ClassStack: what a class shares in the admin's account and one region (`sagelab-class-<region>`).
+
+- one WAF web ACL that every student's API stage in this account and region is associated with
+  (exported as `CLASS_WEB_ACL_EXPORT`; each student's front door imports it), rate-limited per
+  client IP *and* API, so a class behind one school NAT address does not share one limit;
+- one dashboard with every student's API and endpoint side by side, in place of one per student.
+
+Per-student keys, buckets, roles and budgets stay in each student's own stacks: isolation is not
+traded for cost. The WAF's log group has a key of the class's own (the students' keys are theirs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from aws_cdk import CfnOutput, Duration, Environment, RemovalPolicy, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from stacks.api_web_acl import CLASS_WEB_ACL_EXPORT, ApiWebAcl
+from stacks.model_endpoint import VARIANT
+from stacks.naming import ResourceNames
+from stacks.platform_stack import apply_tags
+
+FIVE_MINUTES = Duration.minutes(5)
+
+
+def class_stack_name(region: str) -> str:
+    return f"sagelab-class-{region}"
+
+
+class ClassStack(Stack):
+    """Props:
+    account, region: where the class's shared-account students are.
+    student_prefixes: each student's resource prefix (`sagelab-<id>`), in roster order.
+    rate_limit_per_5_minutes: per client IP and student API.
+    log_retention: the WAF log group's retention.
+    tags: the class's tags (project, course).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        account: str | None,
+        region: str,
+        student_prefixes: Sequence[str],
+        rate_limit_per_5_minutes: int,
+        log_retention: logs.RetentionDays,
+        tags: Mapping[str, str],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            scope,
+            construct_id,
+            stack_name=class_stack_name(region),
+            env=Environment(account=account, region=region),
+            description=f"SageLab class: the web ACL and dashboard shared by {len(student_prefixes)} students in {region}",
+            **kwargs,
+        )
+        if not student_prefixes:
+            raise ValueError("a class stack needs at least one student")
+        key = kms.Key(self, "LogKey", description="SageLab class: WAF logs", enable_key_rotation=True, removal_policy=RemovalPolicy.RETAIN)
+        key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="CloudWatchLogsOfTheClassWaf",
+                principals=[iam.ServicePrincipal(f"logs.{self.region}.amazonaws.com")],
+                actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+                resources=["*"],
+                conditions={
+                    "ArnLike": {
+                        "kms:EncryptionContext:aws:logs:arn": f"arn:{self.partition}:logs:{self.region}:{self.account}:log-group:aws-waf-logs-sagelab-class-*"
+                    }
+                },
+            )
+        )
+        self.web_acl = ApiWebAcl(
+            self,
+            "Waf",
+            name_prefix="sagelab-class",
+            rate_limit_per_5_minutes=rate_limit_per_5_minutes,
+            per_api_rate_limit=True,
+            log_key=key,
+            log_retention=log_retention,
+        )
+        CfnOutput(self, "WebAclArn", value=self.web_acl.web_acl_arn, export_name=CLASS_WEB_ACL_EXPORT, description="Associated with every student's API")
+        self.dashboard = self._dashboard([ResourceNames(prefix) for prefix in student_prefixes])
+        apply_tags(self, tags)
+
+    def _dashboard(self, students: Sequence[ResourceNames]) -> cloudwatch.Dashboard:
+        def per_student(title: str, metric_for: Any) -> cloudwatch.GraphWidget:
+            return cloudwatch.GraphWidget(
+                title=title, width=12, left=[metric_for(names) for names in students], legend_position=cloudwatch.LegendPosition.RIGHT
+            )
+
+        def api(metric: str, statistic: str) -> Any:
+            return lambda names: cloudwatch.Metric(
+                namespace="AWS/ApiGateway",
+                metric_name=metric,
+                dimensions_map={"ApiName": f"{names.prefix}-api"},
+                statistic=statistic,
+                period=FIVE_MINUTES,
+                label=names.prefix.removeprefix("sagelab-"),
+            )
+
+        def endpoint(metric: str, statistic: str) -> Any:
+            return lambda names: cloudwatch.Metric(
+                namespace="AWS/SageMaker",
+                metric_name=metric,
+                dimensions_map={"EndpointName": names.endpoint, "VariantName": VARIANT},
+                statistic=statistic,
+                period=FIVE_MINUTES,
+                label=names.prefix.removeprefix("sagelab-"),
+            )
+
+        dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=self.stack_name)
+        dashboard.add_widgets(per_student("API requests per student", api("Count", "Sum")), per_student("API 5xx per student", api("5XXError", "Sum")))
+        dashboard.add_widgets(
+            per_student("Endpoint invocations per student", endpoint("Invocations", "Sum")),
+            per_student("Endpoint 5xx per student", endpoint("Invocation5XXErrors", "Sum")),
+        )
+        return dashboard
