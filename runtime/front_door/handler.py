@@ -40,7 +40,6 @@ if TYPE_CHECKING:
     from botocore.client import BaseClient
     from botocore.exceptions import ClientError
 
-MAX_ROWS = 1000  # also maxItems in request_schema.json; the schema is what enforces it
 MAX_BODY_BYTES = 6 * 1024 * 1024  # SageMaker real-time InvokeEndpoint payload limit
 RETRY_AFTER_SECONDS = 2
 REQUEST_SCHEMA_PATH = Path(__file__).with_name("request_schema.json")
