@@ -302,3 +302,20 @@ def test_schemathesis_finds_no_5xx_and_no_answer_the_description_denies(servers:
             case.validate_response(response, headers={"x-api-key": API_KEY}, excluded_checks=[positive_data_acceptance])
 
         check()
+
+
+def test_predict_iam_without_credentials_is_a_one_line_usage_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, digits: pd.DataFrame, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sagelab.cli import main
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", raising=False)
+    monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", raising=False)
+    assert main(["predict", "--url", "http://127.0.0.1:9", "--iam", "--file", str(rows_file(tmp_path, digits))]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "--iam: no AWS credentials found" in line
