@@ -37,6 +37,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Self
 
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
 from runtime.front_door.build_openapi import health_body, openapi_body
 from sagelab.local.registry import LocalRegistry, ModelPackage
 from sagelab.local.runner import LocalS3
@@ -331,10 +335,6 @@ _SIGV4_AUTHORIZATION = re.compile(
 def sigv4_problem(method: str, url: str, headers: Mapping[str, str], body: bytes, secrets: Mapping[str, str], now: datetime | None = None) -> str | None:
     """Why a request's SigV4 signature (service execute-api) does not verify, or None if it does.
     The signature is recomputed with botocore's signer over the headers the client says it signed."""
-    from botocore.auth import SigV4Auth
-    from botocore.awsrequest import AWSRequest
-    from botocore.credentials import Credentials
-
     lower = {name.lower(): value for name, value in headers.items()}
     authorization = lower.get("authorization")
     if not authorization:
