@@ -177,11 +177,15 @@ def test_deeply_nested_body_is_a_400_not_a_dropped_connection(client: httpx.Clie
         assert response.json()["error"] == "BadRequest"
 
 
-@pytest.mark.parametrize(("method", "path", "allowed"), [("TRACE", "/predict", "POST"), ("DELETE", "/predict", "POST"), ("PATCH", "/health", "GET")])
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"), [("TRACE", "/predict", "POST"), ("DELETE", "/predict", "POST"), ("PATCH", "/health", "GET"), ("HEAD", "/health", "GET")]
+)
 def test_undeclared_methods_are_a_json_405(client: httpx.Client, method: str, path: str, allowed: str) -> None:
     response = client.request(method, path, headers={"x-api-key": API_KEY})
     assert response.status_code == 405 and response.headers["Allow"] == allowed
-    assert response.json()["error"] == "MethodNotAllowed"
+    if method != "HEAD":
+        assert response.json()["error"] == "MethodNotAllowed"
+    assert client.get("/health").status_code == 200  # the kept-alive connection is still in step
 
 
 def test_http_servers_own_refusals_are_json_too(servers: tuple[str, str]) -> None:

@@ -167,7 +167,8 @@ def _send(handler: BaseHTTPRequestHandler, status: int, body: bytes, content_typ
     for name, value in (headers or {}).items():
         handler.send_header(name, value)
     handler.end_headers()
-    handler.wfile.write(body)
+    if handler.command != "HEAD":  # a HEAD answer has the headers of a GET and no body
+        handler.wfile.write(body)
 
 
 def _read_body(handler: BaseHTTPRequestHandler, limit: int) -> bytes | None:
