@@ -6,7 +6,7 @@
     sagelab models approve GROUP VERSION [--workdir DIR]
     sagelab synth-summary [CDK_OUT]                        one line: stacks, resources, acknowledged findings
     sagelab serve [--port N] [--endpoint-port M] [--api-key KEY]   the approved model behind the local front door
-    sagelab predict --url URL [--api-key KEY] --file rows.csv|json
+    sagelab predict --url URL [--api-key KEY | --iam] --file rows.csv|json
     sagelab demo                                           synth, local run, serve + real requests (`make demo`)
 
 Exit codes: 0 success, 1 the pipeline or a command failed, 2 bad usage or input.
@@ -382,12 +382,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     payload = read_rows(Path(args.file))
     if not args.url.startswith(("http://", "https://")):
         raise UsageError(f"--url {args.url!r}: expected an http:// or https:// URL")
-    request = urllib.request.Request(  # noqa: S310 - scheme checked above
-        args.url.rstrip("/") + "/predict",
-        data=json.dumps(payload).encode(),
-        headers={"Content-Type": "application/json", **({"x-api-key": args.api_key} if args.api_key else {})},
-        method="POST",
-    )
+    if args.iam and args.api_key:
+        raise UsageError("--iam and --api-key are exclusive: an API with IAM auth takes a SigV4 signature, one with API keys takes x-api-key")
+    url = args.url.rstrip("/") + "/predict"
+    body = json.dumps(payload).encode()
+    headers = {"Content-Type": "application/json"}
+    if args.iam:
+        headers = sigv4_headers(url, body, headers, region=args.region)
+    elif args.api_key:
+        headers["x-api-key"] = args.api_key
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310 - scheme checked above
     try:
         with urllib.request.urlopen(request, timeout=args.timeout) as response:  # noqa: S310 - the user's URL
             print(response.read().decode())
@@ -397,6 +401,26 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     except urllib.error.URLError as error:
         raise UsageError(f"cannot reach {args.url}: {error.reason}") from None
+
+
+def sigv4_headers(url: str, body: bytes, headers: dict[str, str], region: str | None = None) -> dict[str, str]:
+    """`headers` plus a SigV4 signature (service execute-api) from the standard credential chain
+    (environment, shared files, SSO, instance role), as API Gateway's IAM authorization expects."""
+    import re
+
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.session import Session
+
+    session = Session()
+    credentials = session.get_credentials()
+    if credentials is None:
+        raise UsageError("--iam: no AWS credentials found (set AWS_PROFILE, run `aws sso login`, or export AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)")
+    from_url = re.search(r"\.execute-api\.([a-z0-9-]+)\.amazonaws\.com", url)
+    region = region or (from_url.group(1) if from_url else None) or session.get_config_variable("region") or "us-east-1"
+    request = AWSRequest(method="POST", url=url, data=body, headers=headers)
+    SigV4Auth(credentials.get_frozen_credentials(), "execute-api", region).add_auth(request)
+    return dict(request.headers.items())
 
 
 # -- synth summary ------------------------------------------------------------------------------------
@@ -586,7 +610,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="send rows to a front door (sagelab serve or a deployed API)")
     p.add_argument("--url", required=True, help="gateway base URL, e.g. http://127.0.0.1:8080 or https://ID.execute-api.REGION.amazonaws.com/prod")
-    p.add_argument("--api-key", help="the x-api-key value")
+    p.add_argument("--api-key", help="the x-api-key value (identifies your client for its usage plan; not authentication)")
+    p.add_argument("--iam", action="store_true", help="sign the request with SigV4 from your AWS credentials (an API with serving.auth: iam)")
+    p.add_argument("--region", help="with --iam: the API's region (default: from the URL, else your AWS config, else us-east-1)")
     p.add_argument("--file", required=True, help="rows.csv (optional header) or rows.json")
     p.add_argument("--timeout", type=float, default=30.0)
     p.set_defaults(func=cmd_predict)

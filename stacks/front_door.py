@@ -1,4 +1,9 @@
-"""FrontDoor: API Gateway (REST) + WAF + the Lambda that calls the SageMaker endpoint."""
+"""FrontDoor: API Gateway (REST) + WAF + the Lambda that calls the SageMaker endpoint.
+
+POST /predict        -> the Lambda (reserved concurrency) -> the endpoint
+GET  /health         -> MOCK integration: API Gateway answers, no Lambda, no Lambda throttle
+GET  /openapi.json   -> MOCK integration, the API description (refs inlined)
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from runtime.front_door.build_openapi import health_body, openapi_body
 from sagelab.config import ServingConfig
 from stacks.api_web_acl import CLASS_WEB_ACL_EXPORT, ApiWebAcl, associate_web_acl
 from stacks.nag import acknowledge, acknowledge_tracing_grant
@@ -25,6 +31,8 @@ POWERTOOLS_ACCOUNT = "017000801446"  # AWS's account that publishes the Powertoo
 POWERTOOLS_LAYER_VERSION = 27
 LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_12
 STAGE = "prod"
+DEFAULT_RESERVED_CONCURRENCY = 20
+# Credentials a WAF log must never hold: API keys, SigV4 signatures and session tokens.
 _SCHEMA_TYPES = {
     "object": apigw.JsonSchemaType.OBJECT,
     "array": apigw.JsonSchemaType.ARRAY,
@@ -74,7 +82,7 @@ def json_schema(schema: dict[str, Any]) -> apigw.JsonSchema:
 
 
 def _error_template(code: str, message: str) -> dict[str, str]:
-    return {"application/json": json.dumps({"error": code, "message": message})}
+    return {"application/json": json.dumps({"error": code, "message": message, "requestId": "$context.requestId"})}
 
 
 class FrontDoor(Construct):
@@ -83,19 +91,48 @@ class FrontDoor(Construct):
     Props:
         names: the environment's names (the endpoint the Lambda may call).
         serving: auth mode (`api_key` with a usage plan, or `iam`), throttling, quota, WAF rate.
-        log_key: KMS key for the access and function log groups.
+        log_key: KMS key for the access, WAF and function log groups.
         log_retention: retention of those log groups.
+        reserved_concurrency: the function's reserved concurrency (default 20), which caps what
+            /predict can take from the account's Lambda pool; None leaves it unreserved (accounts
+            whose concurrency quota is 10 cannot reserve any).
+        trace_in_code: load the X-Ray SDK in the function for subsegments (default False: it
+            costs ~200 ms per cold start; Lambda's and API Gateway's active tracing stay on).
 
-    Exposes `api`, `function`, `api_key` (None with IAM auth), `usage_plan`, `web_acl` (None unless `serving.waf` is `own`).
+    Exposes `api`, `function`, `predict_method`, `api_key` (None with IAM auth), `usage_plan`,
+    `web_acl` (the environment's own ApiWebAcl, None unless `serving.waf` is `own`), `access_logs`.
     """
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, names: ResourceNames, serving: ServingConfig, log_key: kms.IKey, log_retention: logs.RetentionDays
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        names: ResourceNames,
+        serving: ServingConfig,
+        log_key: kms.IKey,
+        log_retention: logs.RetentionDays,
+        reserved_concurrency: int | None = DEFAULT_RESERVED_CONCURRENCY,
+        trace_in_code: bool = False,
     ) -> None:
+        if reserved_concurrency is not None and reserved_concurrency < 1:
+            raise ValueError(f"reserved_concurrency must be at least 1 (or None for unreserved), not {reserved_concurrency}")
         super().__init__(scope, construct_id)
-        stack = Stack.of(self)
-        use_api_keys = serving.auth == "api_key"
+        self.function = self._function(names, log_key, log_retention, reserved_concurrency, trace_in_code)
+        # Access and WAF logs are the audit trail: they outlive the stack.
+        self.access_logs = logs.LogGroup(self, "AccessLogs", retention=log_retention, encryption_key=log_key, removal_policy=RemovalPolicy.RETAIN)
+        self.api = self._api(names, serving, self.access_logs)
+        self._gateway_responses()
+        self.predict_method = self._routes(names, serving)
+        self.api_key, self.usage_plan = self._usage_plan(names, serving)
+        self.web_acl = self._web_acl(names, serving, log_key, log_retention)
+        self._acknowledge_api(serving)
 
+    # -- the function ----------------------------------------------------------------------------
+    def _function(
+        self, names: ResourceNames, log_key: kms.IKey, log_retention: logs.RetentionDays, reserved_concurrency: int | None, trace_in_code: bool
+    ) -> lambda_.Function:
+        stack = Stack.of(self)
         function_logs = logs.LogGroup(self, "FunctionLogs", retention=log_retention, encryption_key=log_key, removal_policy=RemovalPolicy.DESTROY)
         role = iam.Role(self, "FunctionRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description=f"SageLab {names.prefix}: front door")
         iam.ManagedPolicy(
@@ -112,39 +149,52 @@ class FrontDoor(Construct):
             "Powertools",
             f"arn:{stack.partition}:lambda:{stack.region}:{POWERTOOLS_ACCOUNT}:layer:AWSLambdaPowertoolsPythonV3-{LAMBDA_RUNTIME.name.replace('.', '')}-x86_64:{POWERTOOLS_LAYER_VERSION}",
         )
-        self.function = lambda_.Function(
+        function = lambda_.Function(
             self,
             "Function",
             runtime=LAMBDA_RUNTIME,
             handler="handler.lambda_handler",
-            code=lambda_.Code.from_asset(str(RUNTIME_DIR), exclude=["__pycache__", "*.pyc", "build_openapi.py", "__init__.py"]),
+            code=lambda_.Code.from_asset(str(RUNTIME_DIR), exclude=["__pycache__", "*.pyc", "build_openapi.py", "__init__.py", "openapi.json"]),
             layers=[layer],
             role=role,
             memory_size=512,
             timeout=Duration.seconds(25),
+            reserved_concurrent_executions=reserved_concurrency,
             tracing=lambda_.Tracing.ACTIVE,
             log_group=function_logs,
             logging_format=lambda_.LoggingFormat.JSON,
-            environment={"ENDPOINT_NAME": names.endpoint, "POWERTOOLS_SERVICE_NAME": "sagelab-front-door", "POWERTOOLS_LOG_LEVEL": "INFO"},
+            environment={
+                "ENDPOINT_NAME": names.endpoint,
+                "POWERTOOLS_SERVICE_NAME": "sagelab-front-door",
+                "POWERTOOLS_LOG_LEVEL": "INFO",
+                "POWERTOOLS_TRACE_DISABLED": "false" if trace_in_code else "true",
+            },
             description=f"SageLab {names.prefix}: validates requests and calls {names.endpoint}",
         )
         why_sync = "API Gateway invokes the front door synchronously and returns its errors to the caller; there is no event to dead-letter."
+        same_runtime = f"{LAMBDA_RUNTIME.name} is the newest runtime with a published Powertools v3 layer version pinned here."
         acknowledge(
-            self.function,
+            function,
             ("Serverless-LambdaDLQ", why_sync),
             ("NIST.800.53.R5-LambdaDLQ", why_sync),
-            (
-                "NIST.800.53.R5-LambdaConcurrency",
-                "Usage-plan and stage throttling bound concurrency; reserved concurrency would fail in accounts with the default 10-slot quota.",
-            ),
             ("NIST.800.53.R5-LambdaInsideVPC", "The function only calls the SageMaker runtime API; a VPC would add NAT or endpoints and no protection."),
-            ("AwsSolutions-L1", f"{LAMBDA_RUNTIME.name} is the newest runtime with a published Powertools v3 layer version pinned here."),
-            ("Serverless-LambdaLatestVersion", f"{LAMBDA_RUNTIME.name} is the newest runtime with a published Powertools v3 layer version pinned here."),
+            ("AwsSolutions-L1", same_runtime),
+            ("Serverless-LambdaLatestVersion", same_runtime),
         )
+        if reserved_concurrency is None:
+            acknowledge(
+                function,
+                (
+                    "NIST.800.53.R5-LambdaConcurrency",
+                    "Reserved concurrency was turned off for this environment (accounts with the default 10-slot quota cannot reserve any); stage and usage-plan throttling bound it.",
+                ),
+            )
+        acknowledge_tracing_grant(role, "front door")
+        return function
 
-        # -- the API ---------------------------------------------------------------------------
-        access_logs = logs.LogGroup(self, "AccessLogs", retention=log_retention, encryption_key=log_key, removal_policy=RemovalPolicy.DESTROY)
-        self.api = apigw.RestApi(
+    # -- the API ---------------------------------------------------------------------------------
+    def _api(self, names: ResourceNames, serving: ServingConfig, access_logs: logs.LogGroup) -> apigw.RestApi:
+        return apigw.RestApi(
             self,
             "Api",
             rest_api_name=f"{names.prefix}-api",
@@ -164,8 +214,10 @@ class FrontDoor(Construct):
                 ),
             ),
         )
-        # API Gateway's own refusals (bad body, missing key, throttling, quota) answer in the same
-        # {"error", "message"} shape as the function's.
+
+    def _gateway_responses(self) -> None:
+        # API Gateway's own refusals (bad body, missing key or signature, throttling, quota) answer
+        # in the same {"error", "message", "requestId"} shape as the function's.
         for response_type, status, code, message in (
             (apigw.ResponseType.BAD_REQUEST_BODY, "400", "BadRequest", "invalid request body: $context.error.validationErrorString"),
             (apigw.ResponseType.DEFAULT_4_XX, None, "$context.error.responseType", "$context.error.message"),
@@ -175,57 +227,76 @@ class FrontDoor(Construct):
                 f"Response{response_type.response_type}", type=response_type, status_code=status, templates=_error_template(code, message)
             )
 
+    def _routes(self, names: ResourceNames, serving: ServingConfig) -> apigw.Method:
         request_model = self.api.add_model(
             "PredictRequest", content_type="application/json", model_name="PredictRequest", schema=json_schema(json.loads(REQUEST_SCHEMA.read_text()))
         )
         validator = self.api.add_request_validator(
             "BodyValidator", request_validator_name="predict-body", validate_request_body=True, validate_request_parameters=False
         )
-        # One invoke permission for the whole API instead of two per method.
-        integration = apigw.LambdaIntegration(self.function, proxy=True, scope_permission_to_method=False)
-        authorization = apigw.AuthorizationType.IAM if not use_api_keys else apigw.AuthorizationType.NONE
-        self.predict_method = self.api.root.add_resource("predict").add_method(
+        use_api_keys = serving.auth == "api_key"
+        # The function may be invoked by POST /predict of this API's stage and nothing else.
+        integration = apigw.LambdaIntegration(self.function, proxy=True, scope_permission_to_method=True, allow_test_invoke=False)
+        predict = self.api.root.add_resource("predict").add_method(
             "POST",
             integration,
             api_key_required=use_api_keys,
-            authorization_type=authorization,
+            authorization_type=apigw.AuthorizationType.NONE if use_api_keys else apigw.AuthorizationType.IAM,
             request_validator=validator,
             request_models={"application/json": request_model},
         )
-        self.api.root.add_resource("health").add_method("GET", integration)
-        self.api.root.add_resource("openapi.json").add_method("GET", integration)
+        self.api.root.add_resource("health").add_method("GET", _static_json(health_body(names.endpoint)), method_responses=[_OK])
+        self.api.root.add_resource("openapi.json").add_method("GET", _static_json(openapi_body()), method_responses=[_OK])
+        return predict
 
-        self.api_key: apigw.IApiKey | None = None
-        self.usage_plan: apigw.UsagePlan | None = None
-        if use_api_keys:
-            self.usage_plan = self.api.add_usage_plan(
-                "UsagePlan",
-                name=f"{names.prefix}-default",
-                description="Per-client throttling and daily quota",
-                throttle=apigw.ThrottleSettings(rate_limit=serving.throttle_rate_limit, burst_limit=serving.throttle_burst_limit),
-                quota=apigw.QuotaSettings(limit=serving.quota_per_day, period=apigw.Period.DAY),
-                api_stages=[apigw.UsagePlanPerApiStage(api=self.api, stage=self.api.deployment_stage)],
-            )
-            self.api_key = self.api.add_api_key("DefaultKey", description=f"SageLab {names.prefix}: first client key")
-            self.usage_plan.add_api_key(self.api_key)
+    def _usage_plan(self, names: ResourceNames, serving: ServingConfig) -> tuple[apigw.IApiKey | None, apigw.UsagePlan | None]:
+        if serving.auth != "api_key":
+            return None, None
+        # A key identifies a client for its plan's throttle and quota; it is not authentication
+        # (README: "Calling the API"). serving.auth: iam authenticates callers with SigV4.
+        usage_plan = self.api.add_usage_plan(
+            "UsagePlan",
+            name=f"{names.prefix}-default",
+            description="Per-client throttling and daily quota",
+            throttle=apigw.ThrottleSettings(rate_limit=serving.throttle_rate_limit, burst_limit=serving.throttle_burst_limit),
+            quota=apigw.QuotaSettings(limit=serving.quota_per_day, period=apigw.Period.DAY),
+            api_stages=[apigw.UsagePlanPerApiStage(api=self.api, stage=self.api.deployment_stage)],
+        )
+        api_key = self.api.add_api_key("DefaultKey", description=f"SageLab {names.prefix}: first client key")
+        usage_plan.add_api_key(api_key)
+        return api_key, usage_plan
 
-        self._protect_with_waf(names, serving, log_key, log_retention)
+    # -- WAF ---------------------------------------------------------------------------------------
+    def _web_acl(self, names: ResourceNames, serving: ServingConfig, log_key: kms.IKey, log_retention: logs.RetentionDays) -> ApiWebAcl | None:
+        """The environment's own web ACL, the class's shared one, or none (by `serving.waf`)."""
+        stage_arn = self.api.deployment_stage.stage_arn
+        if serving.waf == "shared":
+            # The class stack in this account and region exports its web ACL (stacks/class_stack.py).
+            associate_web_acl(self, "WebAclAssociation", stage_arn, Fn.import_value(CLASS_WEB_ACL_EXPORT))
+            return None
+        if serving.waf == "off":
+            reason = "serving.waf is off by config: API keys with usage-plan throttling and quota, stage throttling and the account's limits protect this API."
+            acknowledge(self.api, ("AwsSolutions-APIG3", reason), ("NIST.800.53.R5-APIGWAssociatedWithWAF", reason))
+            return None
+        web_acl = ApiWebAcl(
+            self, "Waf", name_prefix=names.prefix, rate_limit_per_5_minutes=serving.waf_rate_limit_per_5_minutes, log_key=log_key, log_retention=log_retention
+        )
+        associate_web_acl(self, "WebAclAssociation", stage_arn, web_acl.web_acl_arn)
+        return web_acl
 
+    def _acknowledge_api(self, serving: ServingConfig) -> None:
+        execution_logging = "Execution logging needs the account-wide API Gateway CloudWatch role, which one environment's stack must not own; JSON access logs record every request."
         acknowledge(
             self.api,
             (
                 "AwsSolutions-APIG4",
-                "POST /predict requires an API key with a usage plan (or IAM auth by config); /health and /openapi.json are public by design.",
+                "POST /predict requires an API key with a usage plan (or IAM auth by config); /health and /openapi.json are public MOCK answers by design."
+                if serving.auth == "api_key"
+                else "POST /predict uses IAM authorization; /health and /openapi.json are public MOCK answers by design.",
             ),
             ("AwsSolutions-COG4", "Clients are services holding API keys (or IAM principals), not Cognito users."),
-            (
-                "AwsSolutions-APIG6",
-                "Execution logging needs the account-wide API Gateway CloudWatch role, which one environment's stack must not own; JSON access logs record every request.",
-            ),
-            (
-                "NIST.800.53.R5-APIGWExecutionLoggingEnabled",
-                "Execution logging needs the account-wide API Gateway CloudWatch role, which one environment's stack must not own; JSON access logs record every request.",
-            ),
+            ("AwsSolutions-APIG6", execution_logging),
+            ("NIST.800.53.R5-APIGWExecutionLoggingEnabled", execution_logging),
             (
                 "NIST.800.53.R5-APIGWCacheEnabledAndEncrypted",
                 "Predictions depend on the whole request body and the current model; caching them would serve stale answers.",
@@ -240,27 +311,14 @@ class FrontDoor(Construct):
                 "Stage throttling is set from serving.throttle_rate_limit/burst_limit, and the usage plan throttles per key.",
             ),
         )
-        if not use_api_keys:
-            acknowledge(self.api, ("AwsSolutions-APIG4", "POST /predict uses IAM authorization; /health and /openapi.json are public by design."))
-        acknowledge_tracing_grant(role, "front door")
 
-    def _protect_with_waf(self, names: ResourceNames, serving: ServingConfig, log_key: kms.IKey, log_retention: logs.RetentionDays) -> None:
-        """The environment's own web ACL, the class's shared one, or none (by `serving.waf`)."""
-        stage_arn = self.api.deployment_stage.stage_arn
-        self.web_acl: ApiWebAcl | None = None
-        if serving.waf == "own":
-            self.web_acl = ApiWebAcl(
-                self,
-                "Waf",
-                name_prefix=names.prefix,
-                rate_limit_per_5_minutes=serving.waf_rate_limit_per_5_minutes,
-                log_key=log_key,
-                log_retention=log_retention,
-            )
-            associate_web_acl(self, "WebAclAssociation", stage_arn, self.web_acl.web_acl_arn)
-        elif serving.waf == "shared":
-            # The class stack in this account and region exports its web ACL (stacks/class_stack.py).
-            associate_web_acl(self, "WebAclAssociation", stage_arn, Fn.import_value(CLASS_WEB_ACL_EXPORT))
-        else:
-            reason = "serving.waf is off by config: API keys with usage-plan throttling and quota, stage throttling and the account's limits protect this API."
-            acknowledge(self.api, ("AwsSolutions-APIG3", reason), ("NIST.800.53.R5-APIGWAssociatedWithWAF", reason))
+
+_OK = apigw.MethodResponse(status_code="200", response_models={"application/json": apigw.Model.EMPTY_MODEL})
+
+
+def _static_json(body: str) -> apigw.MockIntegration:
+    """API Gateway answers `body` itself (MOCK): no Lambda invocation, no share of its concurrency."""
+    return apigw.MockIntegration(
+        request_templates={"application/json": '{"statusCode": 200}'},
+        integration_responses=[apigw.IntegrationResponse(status_code="200", response_templates={"application/json": body})],
+    )

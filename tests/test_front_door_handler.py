@@ -42,7 +42,7 @@ def call(evt: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
 
 @pytest.fixture
 def stub() -> Iterator[Stubber]:
-    with Stubber(handler._runtime) as stubber:
+    with Stubber(handler.runtime_client()) as stubber:
         yield stubber
         stubber.assert_no_pending_responses()
 
@@ -71,22 +71,53 @@ def test_throttling_is_429_with_retry_after(stub: Stubber) -> None:
     assert status == 429 and body["error"] == "Throttled" and headers["Retry-After"] == "2"
 
 
-def test_model_failure_is_502_with_the_endpoints_message(stub: Stubber) -> None:
+def model_error(stub: Stubber, original_status: int, original_message: str) -> None:
     stub.add_client_error(
-        "invoke_endpoint", "ModelError", "Received server error (500)", 424,
-        modeled_fields={"OriginalStatusCode": 500, "OriginalMessage": json.dumps({"message": "xgboost: feature mismatch"})},
+        "invoke_endpoint", "ModelError", f"Received error ({original_status}) from primary with message {original_message!r}", 424,
+        modeled_fields={"OriginalStatusCode": original_status, "OriginalMessage": original_message},
     )  # fmt: skip
+
+
+def test_model_failure_is_502_with_a_request_id_not_the_models_message(stub: Stubber) -> None:
+    model_error(stub, 500, json.dumps({"message": "xgboost: feature mismatch"}))
     status, body, _ = call(event("POST", "/predict", {"instances": [ROW]}))
-    assert status == 502 and body == {"error": "ModelError", "message": "the model failed on this request: xgboost: feature mismatch"}
+    assert status == 502 and body["error"] == "ModelError" and body["requestId"] == "req-1"
+    assert "xgboost" not in body["message"]
 
 
 def test_model_rejecting_the_input_is_400_with_its_message(stub: Stubber) -> None:
-    stub.add_client_error(
-        "invoke_endpoint", "ModelError", "Received client error (400)", 424,
-        modeled_fields={"OriginalStatusCode": 400, "OriginalMessage": json.dumps({"message": "instances[0] has 2 values; expected 64"})},
-    )  # fmt: skip
+    model_error(stub, 400, json.dumps({"message": "instances[0] has 2 values; expected 64"}))
     status, body, _ = call(event("POST", "/predict", {"instances": [ROW]}))
     assert status == 400 and body["message"] == "instances[0] has 2 values; expected 64"
+
+
+LEAKY_ARN = "arn:aws:sagemaker:us-east-1:123456789012:endpoint/sagelab-dev-endpoint"
+TRACEBACK = 'Traceback (most recent call last):\n  File "/opt/ml/code/inference.py", line 42, in predict_fn\nKeyError: pixel_0'
+
+
+@pytest.mark.parametrize(
+    ("aws_code", "http_status", "aws_message", "original"),
+    [
+        ("ModelError", 424, "Received server error (500)", (500, json.dumps({"message": TRACEBACK}))),
+        ("ModelError", 424, "Received client error (400)", (400, json.dumps({"message": f"cannot read {LEAKY_ARN}"}))),
+        ("ModelError", 424, "Received client error (400)", (400, TRACEBACK)),
+        ("InternalFailure", 500, f"An internal error occurred in {LEAKY_ARN}", None),
+        ("AccessDeniedException", 400, f"User: arn:aws:sts::123456789012:assumed-role/x is not authorized on {LEAKY_ARN}", None),
+    ],
+    ids=["model-500-traceback", "model-400-arn", "model-400-traceback", "aws-internal-arn", "aws-access-denied-arn"],
+)
+def test_error_bodies_carry_a_request_id_never_arns_accounts_or_tracebacks(
+    stub: Stubber, caplog: pytest.LogCaptureFixture, aws_code: str, http_status: int, aws_message: str, original: Any
+) -> None:
+    fields = {"OriginalStatusCode": original[0], "OriginalMessage": original[1]} if original else None
+    stub.add_client_error("invoke_endpoint", aws_code, aws_message, http_status, modeled_fields=fields)
+    status, body, _ = call(event("POST", "/predict", {"instances": [ROW]}))
+    assert 400 <= status < 600 and set(body) == {"error", "message", "requestId"} and body["requestId"] == "req-1"
+    text = json.dumps(body)
+    for leak in ("arn:", "123456789012", "Traceback", "inference.py", aws_message):
+        assert leak not in text, (leak, body)
+    (logged,) = [r for r in caplog.records if r.getMessage() == "endpoint error"]  # the details are in the log
+    assert logged.__dict__["endpoint_message"] == aws_message and logged.__dict__["original_message"] == (original[1] if original else "")
 
 
 def test_model_not_ready_is_503(stub: Stubber) -> None:
@@ -106,23 +137,26 @@ def test_other_service_errors_are_502_not_500(stub: Stubber) -> None:
     [
         (None, "the body is empty"),
         ("{bad", "the body is not valid JSON"),
-        ('["x"]', 'the body must be a JSON object with an "instances" array'),
-        ('{"rows": []}', "unknown field(s) ['rows']"),
-        ('{"instances": 3}', '"instances" is required and must be an array'),
-        ('{"instances": []}', '"instances" is empty'),
-        ('{"instances": [["a", 1]]}', "instances[0][0] is str 'a'; row values must be numbers or null"),
-        ('{"instances": [[1, true]]}', "instances[0][1] is bool True"),
-        ('{"instances": [[NaN]]}', "body contains NaN"),
-        ('{"instances": [[1e999]]}', "instances[0][0] is not a finite number"),
-        ('{"instances": [[]]}', "instances[0] is an empty row"),
-        ('{"instances": [{"a": [1]}]}', "instances[0].a is list"),
-        ('{"instances": [7]}', "instances[0] is int"),
-        (json.dumps({"instances": [[1]] * 1001}), '"instances" has 1001 rows; at most 1000'),
+        ('["x"]', "the body must be object"),
+        ('{"rows": []}', "the body must contain ['instances'] properties"),
+        ('{"instances": [[1]], "rows": 1}', "the body must not contain {'rows'} properties"),
+        ('{"instances": 3}', "instances must be array"),
+        ('{"instances": []}', "instances must contain at least 1 items"),
+        ('{"instances": [["a", 1]]}', "instances[0] cannot be validated by any definition; each row is a non-empty array of numbers or null"),
+        ('{"instances": [[1, true]]}', "instances[0] cannot be validated"),
+        ('{"instances": [[NaN]]}', "the body contains NaN"),
+        ('{"instances": [[1e999]]}', "the body contains 1e999, which is not a finite number"),
+        ('{"instances": [[]]}', "instances[0] cannot be validated"),
+        ('{"instances": [{"a": [1]}]}', "instances[0] cannot be validated"),
+        ('{"instances": [7]}', "instances[0] cannot be validated"),
+        (json.dumps({"instances": [[1]] * 1001}), "instances must contain less than or equal to 1000 items"),
+        ("[" * 5000 + "]" * 5000, "the body nests arrays or objects too deeply"),
+        ('{"instances": ' + "[" * 20000 + "]" * 20000 + "}", "the body nests arrays or objects too deeply"),
     ],
 )
 def test_malformed_input_is_400_naming_the_field(raw: str | None, message: str) -> None:
     status, body, _ = call(event("POST", "/predict", raw=raw))
-    assert status == 400 and body["error"] == "BadRequest"
+    assert status == 400 and body["error"] == "BadRequest" and body["requestId"] == "req-1"
     assert message in body["message"], body["message"]
 
 
@@ -133,13 +167,17 @@ def test_oversized_body_is_413() -> None:
     assert status == 413 and body["error"] == "PayloadTooLarge"
 
 
-def test_health_openapi_and_unknown_routes() -> None:
-    status, body, _ = call(event("GET", "/health"))
-    assert status == 200 and body == {"status": "ok", "endpoint": "sagelab-dev-endpoint"}
-    status, body, _ = call(event("GET", "/openapi.json"))
-    assert status == 200 and body["openapi"].startswith("3.0")
-    status, body, _ = call(event("GET", "/nowhere"))
-    assert status == 404 and body["error"] == "NotFound"
+def test_health_and_openapi_are_not_the_functions_routes() -> None:
+    # API Gateway answers them with MOCK integrations; the function only serves POST /predict.
+    for path in ("/health", "/openapi.json", "/nowhere"):
+        status, body, _ = call(event("GET", path))
+        assert status == 404 and body["error"] == "NotFound", path
+
+
+def test_413_is_an_exception_type_not_a_sentinel_message() -> None:
+    with pytest.raises(handler.PayloadTooLarge) as raised:
+        handler.validate_payload(" " * (handler.MAX_BODY_BYTES + 1))
+    assert isinstance(raised.value, handler.BadRequest) and raised.value.status == 413 and "__" not in str(raised.value)
 
 
 def test_checked_in_openapi_is_current() -> None:

@@ -102,7 +102,7 @@ def test_malformed_bodies_are_4xx_with_json(client: httpx.Client, content: str, 
     response = predict(client, content=content)
     assert response.status_code == status, response.text
     body = response.json()
-    assert set(body) == {"error", "message"} and body["message"]
+    assert set(body) == {"error", "message", "requestId"} and body["message"]
 
 
 def test_health_and_openapi_need_no_key(client: httpx.Client) -> None:
@@ -166,4 +166,160 @@ def test_generated_requests_never_get_a_5xx(client: httpx.Client, body: Any) -> 
     assert response.status_code < 500, (body, response.status_code, response.text)
     assert response.status_code in (200, 400), response.text
     payload = response.json()
-    assert ("predictions" in payload) if response.status_code == 200 else (set(payload) == {"error", "message"})
+    assert ("predictions" in payload) if response.status_code == 200 else (set(payload) == {"error", "message", "requestId"})
+
+
+# -- what the deployed API does, mirrored by the gateway ---------------------------------------------
+def test_deeply_nested_body_is_a_400_not_a_dropped_connection(client: httpx.Client) -> None:
+    for content in ("[" * 5000 + "]" * 5000, '{"instances": ' + "[" * 50_000 + "]" * 50_000 + "}"):
+        response = predict(client, content=content)
+        assert response.status_code == 400, response.text
+        assert response.json()["error"] == "BadRequest"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"), [("TRACE", "/predict", "POST"), ("DELETE", "/predict", "POST"), ("PATCH", "/health", "GET"), ("HEAD", "/health", "GET")]
+)
+def test_undeclared_methods_are_a_json_405(client: httpx.Client, method: str, path: str, allowed: str) -> None:
+    response = client.request(method, path, headers={"x-api-key": API_KEY})
+    assert response.status_code == 405 and response.headers["Allow"] == allowed
+    if method != "HEAD":
+        assert response.json()["error"] == "MethodNotAllowed"
+    assert client.get("/health").status_code == 200  # the kept-alive connection is still in step
+
+
+def test_http_servers_own_refusals_are_json_too(servers: tuple[str, str]) -> None:
+    import socket
+
+    host, port = servers[0].removeprefix("http://").split(":")
+    answer = b""
+    with socket.create_connection((host, int(port)), timeout=5) as raw:
+        raw.sendall(b"GET /health extra-word HTTP/1.1\r\n")  # a request line http.server itself refuses
+        while chunk := raw.recv(65536):
+            answer += chunk
+    head, _, body = answer.decode().partition("\r\n\r\n")
+    assert head.startswith("HTTP/1.1 400") and "application/json" in head, answer
+    assert json.loads(body)["error"] == "BadRequest"
+
+
+def test_health_and_openapi_are_the_mock_integrations_answers(client: httpx.Client) -> None:
+    # Byte for byte what API Gateway's MOCK integrations answer (stacks/front_door.py uses the same
+    # functions); the handler itself 404s these paths (test_front_door_handler.py).
+    from runtime.front_door.build_openapi import health_body, openapi_body
+
+    assert client.get("/health").content == health_body("sagelab-dev-endpoint").encode()
+    assert client.get("/openapi.json").content == openapi_body().encode()
+
+
+def test_connections_are_kept_alive(client: httpx.Client) -> None:
+    responses = [client.get("/health") for _ in range(3)] + [predict(client, {"instances": [[0] * 64]})]
+    assert all(r.status_code == 200 and r.http_version == "HTTP/1.1" for r in responses)
+    assert all(r.headers.get("connection", "").lower() != "close" for r in responses)
+
+
+# -- IAM (SigV4) auth ----------------------------------------------------------------------------------
+IAM_KEY_ID, IAM_SECRET = "AKIDSAGELABTEST00001", "sagelab-test-secret-key-0000000000000000"
+
+
+@pytest.fixture(scope="module")
+def iam_gateway(trained_workdir: Path, servers: tuple[str, str]) -> Iterator[str]:
+    with serving(trained_workdir, API_KEY, iam_credentials={IAM_KEY_ID: IAM_SECRET}) as (gateway, _):
+        yield gateway.url
+
+
+@pytest.fixture
+def aws_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", IAM_KEY_ID)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", IAM_SECRET)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+def rows_file(tmp_path: Path, digits: pd.DataFrame) -> Path:
+    path = tmp_path / "rows.json"
+    path.write_text(json.dumps({"instances": digits.drop(columns="label").head(2).to_numpy().tolist()}))
+    return path
+
+
+def test_predict_iam_signs_with_sigv4_and_the_gateway_verifies_it(
+    iam_gateway: str, aws_credentials: None, tmp_path: Path, digits: pd.DataFrame, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sagelab.cli import main
+
+    assert main(["predict", "--url", iam_gateway, "--iam", "--file", str(rows_file(tmp_path, digits))]) == 0
+    assert [p["label"] for p in json.loads(capsys.readouterr().out)["predictions"]] == ["0", "1"]
+
+
+def test_predict_iam_with_the_wrong_secret_is_refused(
+    iam_gateway: str, aws_credentials: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, digits: pd.DataFrame, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sagelab.cli import main
+
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    assert main(["predict", "--url", iam_gateway, "--iam", "--file", str(rows_file(tmp_path, digits))]) == 1
+    assert "HTTP 403" in capsys.readouterr().err
+
+
+def test_iam_gateway_refuses_api_keys_missing_and_tampered_signatures(iam_gateway: str, aws_credentials: None) -> None:
+    from sagelab.cli import sigv4_headers
+
+    url, body = f"{iam_gateway}/predict", json.dumps({"instances": [[0] * 64]}).encode()
+    signed = sigv4_headers(url, body, {"Content-Type": "application/json"})
+    assert signed["Authorization"].startswith(f"AWS4-HMAC-SHA256 Credential={IAM_KEY_ID}/") and "X-Amz-Date" in signed
+    with httpx.Client(timeout=30) as http:
+        assert http.post(url, content=body, headers=signed).status_code == 200
+        refused = [
+            http.post(url, content=body, headers={"Content-Type": "application/json", "x-api-key": API_KEY}),
+            http.post(url, content=body.replace(b"[0,", b"[1,").replace(b"[0, ", b"[1, "), headers=signed),
+            http.post(url, content=body, headers={**signed, "Authorization": signed["Authorization"].replace(IAM_KEY_ID, "AKIDSOMEONEELSE00001")}),
+            http.post(url, content=body, headers={**signed, "X-Amz-Date": "20200101T000000Z"}),
+        ]
+    for response in refused:
+        assert response.status_code == 403 and response.json()["error"] == "Forbidden", response.text
+
+
+# -- schema-driven fuzzing -----------------------------------------------------------------------------
+def test_schemathesis_finds_no_5xx_and_no_answer_the_description_denies(servers: tuple[str, str]) -> None:
+    import schemathesis
+    from schemathesis import GenerationMode
+    from schemathesis.specs.openapi.checks import positive_data_acceptance
+
+    gateway = servers[0]
+    schema = schemathesis.openapi.from_url(f"{gateway}/openapi.json")
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert {op.label for op in operations} == {"POST /predict", "GET /health", "GET /openapi.json"}
+    for operation in operations:
+        cases = st.one_of(operation.as_strategy(GenerationMode.POSITIVE), operation.as_strategy(GenerationMode.NEGATIVE))
+
+        @settings(max_examples=60, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @given(case=cases)
+        def check(case: Any) -> None:
+            response = case.call(base_url=gateway, headers={"x-api-key": API_KEY})
+            assert response.status_code < 500, (case.body, response.status_code, response.text)
+            # Every check but one: a schema-valid row of the wrong width (e.g. [[null]]) is a 400
+            # from the model, which is in the description (400 names the field); the width is the
+            # model's contract, which a model-independent request schema cannot state.
+            case.validate_response(response, headers={"x-api-key": API_KEY}, excluded_checks=[positive_data_acceptance])
+
+        check()
+
+
+def test_predict_iam_without_credentials_is_a_one_line_usage_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, digits: pd.DataFrame, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sagelab.cli import main
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", raising=False)
+    monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", raising=False)
+    assert main(["predict", "--url", "http://127.0.0.1:9", "--iam", "--file", str(rows_file(tmp_path, digits))]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "--iam: no AWS credentials found" in line

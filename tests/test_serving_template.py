@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -167,3 +168,106 @@ def test_model_package_can_be_pinned_from_context(tmp_path: Path) -> None:
     arn = "arn:aws:sagemaker:us-east-1:123456789012:model-package/sagelab-dev-models/3"
     result = synth(tmp_path / "out", {"model_package_arn": arn})
     assert result.template(STACK)["Parameters"]["ModelPackageArn"]["Default"] == arn
+
+
+# -- front door hardening (issue 12 findings 7 and 8) -----------------------------------------------
+def target(value: Any) -> str:
+    """The logical id a `Ref` or `Fn::GetAtt` points at."""
+    if "Ref" in value:
+        return str(value["Ref"])
+    return str(value["Fn::GetAtt"][0])
+
+
+def render(value: Any, refs: dict[str, str]) -> str:
+    """A string intrinsic (Fn::Join of literals and Refs) with each Ref replaced by `refs`."""
+    if isinstance(value, str):
+        return value
+    if "Ref" in value:
+        return refs[value["Ref"]]
+    separator, parts = value["Fn::Join"]
+    return str(separator).join(render(part, refs) for part in parts)
+
+
+def arn_matches(pattern: str, arn: str) -> bool:
+    """IAM/Lambda ARN wildcards: `*` spans any characters including `/`, `?` one character."""
+    return re.fullmatch("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern), arn) is not None
+
+
+def front_door_function(serving_json: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    return next((k, f) for k, f in of_type(serving_json, "AWS::Lambda::Function").items() if k.startswith("FrontDoorFunction"))
+
+
+def test_waf_logs_redact_api_keys_signatures_and_session_tokens(serving_json: dict[str, Any]) -> None:
+    (logging_config,) = of_type(serving_json, "AWS::WAFv2::LoggingConfiguration").values()
+    redacted = {field["SingleHeader"]["Name"].lower() for field in logging_config["Properties"].get("RedactedFields", []) if "SingleHeader" in field}
+    assert {"x-api-key", "authorization", "x-amz-security-token"} <= redacted
+
+
+def test_waf_and_access_logs_outlive_the_stack(serving_json: dict[str, Any]) -> None:
+    (logging_config,) = of_type(serving_json, "AWS::WAFv2::LoggingConfiguration").values()
+    (stage,) = of_type(serving_json, "AWS::ApiGateway::Stage").values()
+    audit_groups = {target(d) for d in logging_config["Properties"]["LogDestinationConfigs"]} | {
+        target(stage["Properties"]["AccessLogSetting"]["DestinationArn"])
+    }
+    assert len(audit_groups) == 2
+    for logical_id in audit_groups:
+        group = serving_json["Resources"][logical_id]
+        assert group["Type"] == "AWS::Logs::LogGroup"
+        assert group["DeletionPolicy"] == "Retain" and group["UpdateReplacePolicy"] == "Retain", logical_id
+
+
+def test_health_and_openapi_are_answered_by_api_gateway_not_the_function(serving_json: dict[str, Any]) -> None:
+    from runtime.front_door.build_openapi import health_body, openapi_body
+
+    paths = {k: r["Properties"]["PathPart"] for k, r in of_type(serving_json, "AWS::ApiGateway::Resource").items()}
+    methods = {
+        (paths[target(m["Properties"]["ResourceId"])], m["Properties"]["HttpMethod"]): m["Properties"]
+        for m in of_type(serving_json, "AWS::ApiGateway::Method").values()
+    }
+    assert set(methods) == {("predict", "POST"), ("health", "GET"), ("openapi.json", "GET")}
+    for path, body in (("health", health_body("sagelab-dev-endpoint")), ("openapi.json", openapi_body())):
+        integration = methods[(path, "GET")]["Integration"]
+        assert integration["Type"] == "MOCK" and "Uri" not in integration
+        assert integration["IntegrationResponses"] == [{"StatusCode": "200", "ResponseTemplates": {"application/json": body}}]
+    assert methods[("predict", "POST")]["Integration"]["Type"] == "AWS_PROXY"
+
+    # API Gateway may invoke the function for POST /predict of this stage only (IAM wildcard semantics).
+    function_id, _ = front_door_function(serving_json)
+    permissions = [p["Properties"] for p in of_type(serving_json, "AWS::Lambda::Permission").values() if target(p["Properties"]["FunctionName"]) == function_id]
+    assert permissions and all(p["Principal"] == "apigateway.amazonaws.com" for p in permissions)
+    (api_id,) = of_type(serving_json, "AWS::ApiGateway::RestApi")
+    (stage_id,) = of_type(serving_json, "AWS::ApiGateway::Stage")
+    refs = {"AWS::Partition": "aws", "AWS::Region": "us-east-1", "AWS::AccountId": "123456789012", api_id: "a1b2c3", stage_id: "prod"}
+    source_arns = [render(p["SourceArn"], refs) for p in permissions]
+    api_arn = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3"
+    assert any(arn_matches(s, f"{api_arn}/prod/POST/predict") for s in source_arns)
+    for other in ("prod/GET/health", "prod/GET/openapi.json", "test-invoke-stage/POST/predict", "prod/DELETE/predict"):
+        assert not any(arn_matches(s, f"{api_arn}/{other}") for s in source_arns), other
+
+
+def test_front_door_function_reserves_concurrency_without_silencing_the_rule(synthesized: SynthResult, serving_json: dict[str, Any]) -> None:
+    _, function = front_door_function(serving_json)
+    assert function["Properties"]["ReservedConcurrentExecutions"] == 20
+    report = json.loads((synthesized.outdir / "validation-report.json").read_text())
+    silenced = [
+        violation["constructPath"]
+        for plugin in report["pluginReports"]
+        for finding in plugin.get("suppressedViolations", [])
+        if finding["ruleName"] == "NIST.800.53.R5-LambdaConcurrency"
+        for violation in finding["violatingConstructs"]
+    ]
+    assert not [path for path in silenced if "/FrontDoor/" in path], silenced
+
+
+def test_in_code_tracing_is_off_so_cold_starts_skip_the_xray_sdk(serving_json: dict[str, Any]) -> None:
+    _, function = front_door_function(serving_json)
+    assert function["Properties"]["Environment"]["Variables"]["POWERTOOLS_TRACE_DISABLED"] == "true"
+    assert function["Properties"]["TracingConfig"] == {"Mode": "Active"}  # Lambda's own segments stay
+
+
+def test_gateway_refusals_carry_the_request_id(serving_json: dict[str, Any]) -> None:
+    responses = of_type(serving_json, "AWS::ApiGateway::GatewayResponse").values()
+    assert responses
+    for response in responses:
+        body = json.loads(response["Properties"]["ResponseTemplates"]["application/json"])
+        assert body["requestId"] == "$context.requestId" and set(body) == {"error", "message", "requestId"}

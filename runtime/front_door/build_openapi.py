@@ -1,6 +1,9 @@
 """Build `openapi.json` from the request schema, so the API description and the API Gateway
 request model cannot drift apart. `python -m runtime.front_door.build_openapi` rewrites the file;
-a test fails when the checked-in file is out of date."""
+a test fails when the checked-in file is out of date.
+
+Also the two answers API Gateway gives without the Lambda (MOCK integrations), which the local
+gateway serves byte for byte: `health_body()` and `openapi_body()`."""
 
 from __future__ import annotations
 
@@ -44,7 +47,11 @@ def build() -> dict[str, Any]:
         "info": {
             "title": "SageLab front door",
             "version": "1.0.0",
-            "description": "Scores rows with the approved model of a SageLab environment. Send the API key in the x-api-key header.",
+            "description": (
+                "Scores rows with the approved model of a SageLab environment. "
+                "With serving.auth api_key, send the key in the x-api-key header: a key identifies a client for its usage plan "
+                "(throttle and quota); it is not authentication. With serving.auth iam, sign requests with SigV4 (service execute-api)."
+            ),
         },
         "servers": [
             {
@@ -53,7 +60,7 @@ def build() -> dict[str, Any]:
             },
             {"url": "http://127.0.0.1:8080", "description": "sagelab serve"},
         ],
-        "security": [{"ApiKey": []}],
+        "security": [{"ApiKey": []}, {"SigV4": []}],
         "paths": {
             "/predict": {
                 "post": {
@@ -66,7 +73,7 @@ def build() -> dict[str, Any]:
                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PredictResponse"}}},
                         },
                         "400": error_response("Malformed input; the message names the field"),
-                        "403": error_response("Missing or unknown API key"),
+                        "403": error_response("Missing or unknown API key, or a missing or wrong SigV4 signature"),
                         "413": error_response("Body over SageMaker's 6 MB limit"),
                         "429": error_response("Throttled; retry after the Retry-After header"),
                         "502": error_response("The model failed on this request"),
@@ -93,7 +100,10 @@ def build() -> dict[str, Any]:
             },
         },
         "components": {
-            "securitySchemes": {"ApiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"}},
+            "securitySchemes": {
+                "ApiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+                "SigV4": {"type": "apiKey", "in": "header", "name": "Authorization", "x-amazon-apigateway-authtype": "awsSigv4"},
+            },
             "schemas": {
                 "PredictRequest": request,
                 "PredictResponse": {
@@ -114,7 +124,15 @@ def build() -> dict[str, Any]:
                     },
                 },
                 "Health": {"type": "object", "properties": {"status": {"type": "string"}, "endpoint": {"type": "string"}}},
-                "Error": {"type": "object", "required": ["error", "message"], "properties": {"error": {"type": "string"}, "message": {"type": "string"}}},
+                "Error": {
+                    "type": "object",
+                    "required": ["error", "message"],
+                    "properties": {
+                        "error": {"type": "string"},
+                        "message": {"type": "string"},
+                        "requestId": {"type": "string", "description": "Quote it when asking about a failure: the details are logged under it"},
+                    },
+                },
             },
         },
     }
@@ -122,6 +140,35 @@ def build() -> dict[str, Any]:
 
 def render() -> str:
     return json.dumps(build(), indent=2) + "\n"
+
+
+def inline_refs(node: Any, components: dict[str, Any]) -> Any:
+    """The document with every `#/components/schemas/X` reference replaced by the schema itself."""
+    if isinstance(node, list):
+        return [inline_refs(item, components) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if set(node) == {"$ref"}:
+        return inline_refs(components[node["$ref"].rsplit("/", 1)[-1]], components)
+    return {key: inline_refs(value, components) for key, value in node.items()}
+
+
+def openapi_body() -> str:
+    """What GET /openapi.json answers. API Gateway's MOCK response is a Velocity template, where
+    `$ref` would read as a variable and `#` may start a directive: so the served copy has its
+    references inlined (the same API, no `$` or `#`)."""
+    document = build()
+    served = inline_refs({k: v for k, v in document.items() if k != "components"}, document["components"]["schemas"])
+    served["components"] = {"securitySchemes": document["components"]["securitySchemes"]}
+    text = json.dumps(served, separators=(",", ":"))
+    if "$" in text or "#" in text:
+        raise ValueError("the served OpenAPI document must not contain $ or # (Velocity syntax in a MOCK response template)")
+    return text
+
+
+def health_body(endpoint_name: str) -> str:
+    """What GET /health answers: the front door is up, and which endpoint it fronts."""
+    return json.dumps({"status": "ok", "endpoint": endpoint_name}, separators=(",", ":"))
 
 
 if __name__ == "__main__":

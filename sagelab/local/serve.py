@@ -1,7 +1,8 @@
 """`sagelab serve`: the deployed serving path, on 127.0.0.1, without AWS or Docker.
 
-client --HTTP--> LocalGateway (:8080)  API key check + request model, like API Gateway
-                     |  API Gateway proxy event
+client --HTTP--> LocalGateway (:8080)  API key or SigV4 check + request model, like API Gateway;
+                     |                   GET /health and /openapi.json answered here (API Gateway MOCKs)
+                     |  API Gateway proxy event (POST /predict only)
                      v
                  runtime/front_door/handler.py   (the same Lambda handler that is deployed)
                      |  boto3 sagemaker-runtime InvokeEndpoint (AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME)
@@ -16,22 +17,31 @@ client --HTTP--> LocalGateway (:8080)  API key check + request model, like API G
 from __future__ import annotations
 
 import contextlib
+import hmac
 import importlib.util
 import json
 import os
+import re
 import sys
 import tarfile
 import tempfile
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Self
 
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+from runtime.front_door.build_openapi import health_body, openapi_body
 from sagelab.local.registry import LocalRegistry, ModelPackage
 from sagelab.local.runner import LocalS3
 
@@ -39,8 +49,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 REQUEST_SCHEMA = REPO_ROOT / "runtime" / "front_door" / "request_schema.json"
 API_GATEWAY_MAX_BODY = 10 * 1024 * 1024
 LOCAL_ACCOUNT = "000000000000"
-ROUTES_WITHOUT_KEY = {("GET", "/health"), ("GET", "/openapi.json")}
-ROUTES = {("POST", "/predict"), *ROUTES_WITHOUT_KEY}
+LOCAL_REGION = "us-east-1"
+MOCK_ROUTES = {("GET", "/health"), ("GET", "/openapi.json")}  # answered by the gateway itself
+ROUTES = {("POST", "/predict"), *MOCK_ROUTES}
+METHODS_BY_PATH = {path: sorted(m for m, p in ROUTES if p == path) for _, path in ROUTES}
+MAX_SIGV4_SKEW_SECONDS = 5 * 60  # API Gateway refuses signatures older (or newer) than 5 minutes
 
 
 class ServeError(RuntimeError):
@@ -136,6 +149,19 @@ class _QuietHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         return
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own refusals (bad request line, oversized headers) in JSON, not HTML."""
+        self.close_connection = True
+        status = HTTPStatus(code) if code in HTTPStatus._value2member_map_ else HTTPStatus.BAD_REQUEST
+        body = json.dumps({"error": status.phrase.replace(" ", ""), "message": message or status.description}).encode()
+        self.send_response(code, message)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD" and code >= 200 and code not in (HTTPStatus.NO_CONTENT, HTTPStatus.NOT_MODIFIED):
+            self.wfile.write(body)
+
 
 class _QuietServer(ThreadingHTTPServer):
     daemon_threads = True
@@ -149,7 +175,8 @@ def _send(handler: BaseHTTPRequestHandler, status: int, body: bytes, content_typ
     for name, value in (headers or {}).items():
         handler.send_header(name, value)
     handler.end_headers()
-    handler.wfile.write(body)
+    if handler.command != "HEAD":  # a HEAD answer has the headers of a GET and no body
+        handler.wfile.write(body)
 
 
 def _read_body(handler: BaseHTTPRequestHandler, limit: int) -> bytes | None:
@@ -278,40 +305,115 @@ def load_handler(endpoint_url: str, endpoint_name: str) -> ModuleType:
     configure_handler_environment(endpoint_url, endpoint_name)
     import runtime.front_door.handler as handler
 
-    # The module-level client was built from the environment at import; rebuild it if the module
-    # was imported earlier for another endpoint (tests start several servers in one process).
-    handler._runtime = handler.boto3.client("sagemaker-runtime", endpoint_url=endpoint_url, config=handler._runtime.meta.config)
+    # The handler builds its client on first use; point it at this endpoint (tests start several
+    # servers in one process, and the module is a process-wide singleton as in Lambda).
+    handler._runtime = handler.build_runtime_client(endpoint_url)
     return handler
 
 
+# -- what API Gateway checks before the Lambda runs -----------------------------------------------
+@cache
+def _request_model() -> Any:
+    import jsonschema
+
+    return jsonschema.Draft4Validator(json.loads(REQUEST_SCHEMA.read_text()))
+
+
+def request_model_problem(text: str) -> str | None:
+    """API Gateway's request validator: the body against the request model (draft-04); None if it passes."""
+    try:
+        payload = json.loads(text, parse_constant=lambda name: float("nan"))
+    except RecursionError:
+        return "invalid request body: nested too deeply"
+    except ValueError:
+        return None  # not JSON: the model validator lets the Lambda name the problem
+    errors = sorted(_request_model().iter_errors(payload), key=lambda e: list(e.absolute_path))
+    if not errors:
+        return None
+    first = errors[0]
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first.absolute_path) or "body"
+    return f"invalid request body: {where.lstrip('.')}: {first.message}"
+
+
+_SIGV4_AUTHORIZATION = re.compile(
+    r"AWS4-HMAC-SHA256 Credential=(?P<key>[^/,\s]+)/(?P<date>\d{8})/(?P<region>[a-z0-9-]+)/(?P<service>[a-z0-9-]+)/aws4_request,\s*"
+    r"SignedHeaders=(?P<signed>[a-z0-9;-]+),\s*Signature=(?P<signature>[0-9a-f]{64})"
+)
+
+
+def sigv4_problem(method: str, url: str, headers: Mapping[str, str], body: bytes, secrets: Mapping[str, str], now: datetime | None = None) -> str | None:
+    """Why a request's SigV4 signature (service execute-api) does not verify, or None if it does.
+    The signature is recomputed with botocore's signer over the headers the client says it signed."""
+    lower = {name.lower(): value for name, value in headers.items()}
+    authorization = lower.get("authorization")
+    if not authorization:
+        return "missing Authorization header: sign the request with SigV4 (sagelab predict --iam)"
+    match = _SIGV4_AUTHORIZATION.fullmatch(authorization.strip())
+    if match is None:
+        return "the Authorization header is not an AWS4-HMAC-SHA256 signature"
+    secret = secrets.get(match["key"])
+    if secret is None:
+        return "the security token included in the request is invalid (unknown access key)"
+    if match["service"] != "execute-api" or match["region"] != LOCAL_REGION:
+        return f"credential scope must be {LOCAL_REGION}/execute-api, not {match['region']}/{match['service']}"
+    signed = match["signed"].split(";")
+    amz_date = lower.get("x-amz-date", "")
+    if "host" not in signed or "x-amz-date" not in signed or any(name not in lower for name in signed):
+        return "SignedHeaders must include host and x-amz-date, and every signed header must be sent"
+    try:
+        signed_at = datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return "X-Amz-Date is not a SigV4 timestamp (YYYYMMDDTHHMMSSZ)"
+    if abs(((now or datetime.now(UTC)) - signed_at).total_seconds()) > MAX_SIGV4_SKEW_SECONDS or amz_date[:8] != match["date"]:
+        return "signature expired or from the future: X-Amz-Date must be within 5 minutes of now"
+    request = AWSRequest(method=method, url=url, data=body, headers={name: lower[name] for name in signed})
+    request.context["timestamp"] = amz_date
+    signer = SigV4Auth(Credentials(match["key"], secret, lower.get("x-amz-security-token")), "execute-api", match["region"])
+    expected = signer.signature(signer.string_to_sign(request, signer.canonical_request(request)), request)
+    if not hmac.compare_digest(expected, match["signature"]):
+        return "the request signature does not match: check the secret key and sign exactly the request sent"
+    return None
+
+
 class LocalGateway(_LocalServer):
-    """API Gateway's part, locally: routes, API key, the request model, proxy events."""
+    """API Gateway's part, locally: routes, API key or SigV4 (IAM auth), the request model, the
+    MOCK answers of GET /health and /openapi.json, proxy events to the handler for POST /predict.
 
-    def __init__(self, handler_module: ModuleType, api_key: str, host: str = "127.0.0.1", port: int = 0) -> None:
-        import jsonschema
+    `iam_credentials` (access key id -> secret key) switches POST /predict from API keys to IAM
+    auth, as `serving.auth: iam` does in the stack: a request must carry a valid SigV4 signature."""
 
+    def __init__(
+        self,
+        handler_module: ModuleType,
+        api_key: str | None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        endpoint_name: str = "sagelab-dev-endpoint",
+        iam_credentials: Mapping[str, str] | None = None,
+    ) -> None:
+        if api_key is None and iam_credentials is None:
+            raise ValueError("LocalGateway needs an api_key or iam_credentials")
         self.handler_module = handler_module
         self.api_key = api_key
-        self.validator = jsonschema.Draft4Validator(json.loads(REQUEST_SCHEMA.read_text()))
+        self.iam_credentials = dict(iam_credentials) if iam_credentials is not None else None
+        self.mock_bodies = {"/health": health_body(endpoint_name).encode(), "/openapi.json": openapi_body().encode()}
+        _request_model()  # build it now, not on the first request
         outer = self
 
         class Handler(_QuietHandler):
-            def do_GET(self) -> None:
-                outer._handle(self, "GET")
-
-            def do_POST(self) -> None:
-                outer._handle(self, "POST")
-
-            def do_PUT(self) -> None:
-                outer._handle(self, "PUT")
-
-            def do_DELETE(self) -> None:
-                outer._handle(self, "DELETE")
+            def __getattr__(self, name: str) -> Any:
+                # http.server looks up do_<METHOD>; every method reaches the router, which answers
+                # undeclared ones with a JSON 405 rather than http.server's HTML 501.
+                if name.startswith("do_"):
+                    return lambda: outer._handle(self, name[3:])
+                raise AttributeError(name)
 
         self.server = _QuietServer((host, port), Handler)
 
-    def _gateway_error(self, request: BaseHTTPRequestHandler, status: int, code: str, message: str) -> None:
-        _send(request, status, json.dumps({"error": code, "message": message}).encode())
+    def _gateway_error(self, request: BaseHTTPRequestHandler, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        body = {"error": code, "message": message, "requestId": str(uuid.uuid4())}
+        _send(request, status, json.dumps(body).encode(), headers=headers)
 
     def _handle(self, request: BaseHTTPRequestHandler, method: str) -> None:
         path = request.path.split("?", 1)[0]
@@ -319,20 +421,27 @@ class LocalGateway(_LocalServer):
         if raw is None:
             self._gateway_error(request, 413, "PayloadTooLarge", f"the body is over {API_GATEWAY_MAX_BODY} bytes")
             return
-        if (method, path) not in ROUTES:
-            self._gateway_error(request, 404 if path not in {p for _, p in ROUTES} else 405, "NotFound", f"no route {method} {path}; see GET /openapi.json")
+        if path not in METHODS_BY_PATH:
+            self._gateway_error(request, 404, "NotFound", f"no route {method} {path}; see GET /openapi.json")
             return
-        if (method, path) not in ROUTES_WITHOUT_KEY and request.headers.get("x-api-key") != self.api_key:
-            self._gateway_error(request, 403, "Forbidden", "missing or unknown API key; send it in the x-api-key header")
+        if (method, path) not in ROUTES:
+            allowed = ", ".join(METHODS_BY_PATH[path])
+            self._gateway_error(request, 405, "MethodNotAllowed", f"{path} answers {allowed}, not {method}", {"Allow": allowed})
+            return
+        if (method, path) in MOCK_ROUTES:
+            _send(request, 200, self.mock_bodies[path])
+            return
+        problem = self._auth_problem(request, method, raw)
+        if problem:
+            self._gateway_error(request, 403, "Forbidden", problem)
             return
         text = raw.decode("utf-8", errors="replace")
-        if method == "POST":
-            problem = self._validate(text)
-            if problem:
-                self._gateway_error(request, 400, "BadRequest", problem)
-                return
+        problem = request_model_problem(text)
+        if problem:
+            self._gateway_error(request, 400, "BadRequest", problem)
+            return
         event = self._event(request, method, path, text)
-        context = LambdaContextStandIn(aws_request_id=event["requestContext"]["requestId"])
+        context = LambdaContextStandIn(aws_request_id=str(uuid.uuid4()))
         response = self.handler_module.lambda_handler(event, context)
         # A REST proxy response may carry headers in either map; API Gateway merges them.
         merged = {**(response.get("headers") or {}), **{k: ", ".join(v) for k, v in (response.get("multiValueHeaders") or {}).items()}}
@@ -341,22 +450,23 @@ class LocalGateway(_LocalServer):
         body = response.get("body") or ""
         _send(request, int(response["statusCode"]), body.encode() if isinstance(body, str) else body, content_type, headers)
 
-    def _validate(self, text: str) -> str | None:
-        """API Gateway's request validator: the body against the request model (draft-04)."""
-        try:
-            payload = json.loads(text, parse_constant=lambda name: float("nan"))
-        except ValueError:
-            return None  # not JSON: the model validator lets the Lambda name the problem
-        errors = sorted(self.validator.iter_errors(payload), key=lambda e: list(e.absolute_path))
-        if not errors:
-            return None
-        first = errors[0]
-        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first.absolute_path) or "body"
-        return f"invalid request body: {where.lstrip('.')}: {first.message}"
+    def _auth_problem(self, request: BaseHTTPRequestHandler, method: str, raw: bytes) -> str | None:
+        if self.iam_credentials is not None:
+            url = f"http://{request.headers.get('Host', '')}{request.path}"
+            return sigv4_problem(method, url, dict(request.headers.items()), raw, self.iam_credentials)
+        if request.headers.get("x-api-key") != self.api_key:
+            return "missing or unknown API key; send it in the x-api-key header"
+        return None
 
     def _event(self, request: BaseHTTPRequestHandler, method: str, path: str, body: str) -> dict[str, Any]:
         request_id = str(uuid.uuid4())
         headers = dict(request.headers.items())
+        identity: dict[str, Any] = {"sourceIp": request.client_address[0]}
+        if self.iam_credentials is not None:
+            match = _SIGV4_AUTHORIZATION.match(headers.get("Authorization", ""))
+            identity.update(accessKey=match["key"] if match else None, accountId=LOCAL_ACCOUNT)
+        else:
+            identity["apiKey"] = headers.get("x-api-key")
         return {
             "resource": path,
             "path": path,
@@ -375,7 +485,7 @@ class LocalGateway(_LocalServer):
                 "requestId": request_id,
                 "accountId": LOCAL_ACCOUNT,
                 "apiId": "local",
-                "identity": {"apiKey": headers.get("x-api-key"), "sourceIp": request.client_address[0]},
+                "identity": identity,
             },
             "body": body or None,
             "isBase64Encoded": False,
@@ -392,8 +502,10 @@ def serving(
     version: int | None = None,
     endpoint_name: str = "sagelab-dev-endpoint",
     require_model: bool = True,
+    iam_credentials: Mapping[str, str] | None = None,
 ) -> Iterator[tuple[LocalGateway, LocalEndpoint]]:
-    """Start both servers (ephemeral ports by default); stop them on exit."""
+    """Start both servers (ephemeral ports by default); stop them on exit. With `iam_credentials`
+    the gateway requires SigV4 instead of the API key (`serving.auth: iam`)."""
     try:
         served: ServedModel | None = load_served_model(workdir, group, version)
     except ServeError:
@@ -408,7 +520,8 @@ def serving(
     previous_module = sys.modules.get("runtime.front_door.handler")
     previous_client = getattr(previous_module, "_runtime", None)
     try:
-        gateway = LocalGateway(load_handler(endpoint.url, endpoint_name), api_key, port=port).start()
+        handler = load_handler(endpoint.url, endpoint_name)
+        gateway = LocalGateway(handler, api_key, port=port, endpoint_name=endpoint_name, iam_credentials=iam_credentials).start()
         yield gateway, endpoint
     finally:
         if gateway is not None:
@@ -419,5 +532,5 @@ def serving(
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-        if previous_module is not None and previous_client is not None:
+        if previous_module is not None:
             previous_module._runtime = previous_client  # type: ignore[attr-defined]
