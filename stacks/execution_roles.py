@@ -267,13 +267,18 @@ class ExecutionRoles(Construct):
                     "sagemaker:StartPipelineExecution",
                     "sagemaker:DescribePipeline",
                     "sagemaker:ListPipelineExecutions",
-                    "sagemaker:DescribePipelineDefinitionForExecution",
                 ],
                 resources=[names.pipeline_arn()],
             ),
             iam.PolicyStatement(
                 sid="FollowPipelineRuns",
-                actions=["sagemaker:DescribePipelineExecution", "sagemaker:ListPipelineExecutionSteps", "sagemaker:StopPipelineExecution"],
+                # DescribePipelineDefinitionForExecution is authorized on the execution, not the pipeline (parliament).
+                actions=[
+                    "sagemaker:DescribePipelineExecution",
+                    "sagemaker:DescribePipelineDefinitionForExecution",
+                    "sagemaker:ListPipelineExecutionSteps",
+                    "sagemaker:StopPipelineExecution",
+                ],
                 resources=[f"{names.pipeline_arn()}/execution/*"],
             ),
             iam.PolicyStatement(

@@ -10,7 +10,9 @@ student's principal tag against the other student's resource tag).
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -304,3 +306,64 @@ def test_resolving_an_unknown_import_fails_loudly() -> None:
     with pytest.raises(ValueError, match="no given stack exports"):
         stacks.resolve("s", {"Fn::ImportValue": "nope"})
     assert stacks.resolve("s", {"Fn::Sub": "arn:${AWS::Partition}:x:${AWS::Region}:${AWS::AccountId}:${R.TopicName}"}) == "arn:aws:x:us-east-1:123456789012:s-R"
+
+
+# Roles whose trust policies other engineers own (front door, approval deployer; the dev app
+# also has the endpoint scaling role); the lead removes an entry when its branch adds the check.
+TRUST_KNOWN_OPEN = {
+    "FrontDoorFunctionRole": "front-door branch: Lambda execution role of the API function.",
+    "DeployerFunctionRole": "sec-deployer branch: Lambda execution role of the approval deployer.",
+    "DeployerCloudFormationRole": "sec-deployer branch: CloudFormation service role.",
+}
+
+
+def _trust_condition_keys(statement: Statement) -> set[str]:
+    return {key.lower() for keys in statement.condition.values() for key in keys}
+
+
+@pytest.mark.slow
+def test_service_trust_policies_check_the_source_account(class_stacks: Stacks) -> None:
+    """Every role a service assumes names the account it acts for (aws:SourceAccount), and the
+    SageMaker roles whose features send it also the source ARN (confused-deputy guard)."""
+    open_roles = set()
+    for role in class_stacks.roles():
+        for raw in role.trust_policy["Statement"]:
+            # A trust policy's resource is the role itself (no Resource element).
+            statement = dataclasses.replace(Statement.from_json(raw, role.logical_id), resources=(role.arn,))
+            services = (statement.principal or {}).get("Service")
+            if not services:
+                continue
+            if any(role.logical_id.startswith(prefix) for prefix in TRUST_KNOWN_OPEN):
+                open_roles.add(next(p for p in TRUST_KNOWN_OPEN if role.logical_id.startswith(p)))
+                continue
+            keys = _trust_condition_keys(statement)
+            assert "aws:sourceaccount" in keys, f"{role.stack}/{role.logical_id}: trust of {services} without aws:SourceAccount"
+            assert is_allowed(
+                [statement],
+                "sts:AssumeRole",
+                role.arn,
+                {"aws:SourceAccount": ENV.account, "aws:SourceArn": f"arn:aws:sagemaker:{ENV.region}:{ENV.account}:training-job/x"},
+            )
+            assert not is_allowed([statement], "sts:AssumeRole", role.arn, {"aws:SourceAccount": "999999999999"}), role.logical_id
+            if role.logical_id.startswith(("RolesPipelineRole", "RolesEndpointRole")):
+                assert "aws:sourcearn" in keys, f"{role.logical_id}: SageMaker sends aws:SourceArn for pipelines, jobs and inference"
+                other_account = {"aws:SourceAccount": ENV.account, "aws:SourceArn": "arn:aws:sagemaker:us-east-1:999999999999:training-job/x"}
+                assert not is_allowed([statement], "sts:AssumeRole", role.arn, other_account)
+    assert open_roles == set(TRUST_KNOWN_OPEN), f"stale TRUST_KNOWN_OPEN entries: {set(TRUST_KNOWN_OPEN) - open_roles}"
+
+
+def test_notebook_cannot_read_captured_requests_and_jobs_cannot_rewrite_code(class_stacks: Stacks) -> None:
+    """Finding 8 (captured requests are API clients' data) and finding 6 (the jobs' role must not
+    rewrite the published step scripts, the lab or the idle-stop script the notebook copies)."""
+    roles = {re.sub(r"^Roles(\w+?)Role.*$", r"\1", role.logical_id): role for role in _roles_of(class_stacks, "alice") if role.logical_id.startswith("Roles")}
+    (artifacts,) = [
+        a for a in example_resources(class_stacks, "alice") if a.startswith("arn:aws:s3:::") and "StorageArtifacts" in a and "/" not in a.split(":::")[1]
+    ]
+    notebook = class_stacks.identity_policies(roles["Notebook"])
+    pipeline = class_stacks.identity_policies(roles["Pipeline"])
+    assert not is_allowed(notebook, "s3:GetObject", f"{artifacts}/data-capture/AllTraffic/2026/01/01/00/capture.jsonl")
+    assert is_allowed(notebook, "s3:GetObject", f"{artifacts}/pipeline-runs/abc/evaluation/evaluation.json")
+    for key in ("pipeline-code/0123/preprocess.py", "pipeline-code/0123/lab/idle-stop.sh", "data-capture/x", "anything-else"):
+        assert not is_allowed(pipeline, "s3:PutObject", f"{artifacts}/{key}"), key
+    for key in ("pipeline-runs/abc/preprocess/train/train.csv", "models/sagelab-alice-train-a1b2/output/model.tar.gz"):
+        assert is_allowed(pipeline, "s3:PutObject", f"{artifacts}/{key}"), key
