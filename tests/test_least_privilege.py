@@ -367,3 +367,38 @@ def test_notebook_cannot_read_captured_requests_and_jobs_cannot_rewrite_code(cla
         assert not is_allowed(pipeline, "s3:PutObject", f"{artifacts}/{key}"), key
     for key in ("pipeline-runs/abc/preprocess/train/train.csv", "models/sagelab-alice-train-a1b2/output/model.tar.gz"):
         assert is_allowed(pipeline, "s3:PutObject", f"{artifacts}/{key}"), key
+
+
+def test_a_roster_whose_prefixes_overlap_is_refused(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """`alice-2`'s jobs (`sagelab-alice-2-...`) match alice's scope `sagelab-alice-*`: in one
+    account that pair is refused with a one-line reason, before anything is synthesized."""
+    from aws_cdk import App
+
+    from sagelab.config import ConfigError
+    from sagelab.settings import cdk_context
+    from stacks.app_builder import build_app
+
+    root = tmp_path_factory.mktemp("overlap")
+    roster = root / "roster.csv"
+    roster.write_text("student_id,email\nalice,alice@example.edu\nalice-2,a2@example.edu\n")
+    with pytest.raises(ConfigError) as raised:
+        build_app(App(context={**cdk_context(), "roster": str(roster)}, outdir=str(root / "out")))
+    assert str(raised.value) == (
+        "student ids 'alice' and 'alice-2' share an account, and every name of 'alice-2' starts with 'alice''s prefix 'sagelab-alice-': "
+        "rename one or give it its own account"
+    )
+
+
+@pytest.mark.parametrize("tuning_jobs", [0, 4])
+def test_every_pipeline_job_is_named_with_the_environment_prefix(tuning_jobs: int) -> None:
+    """The roles' job scope `<prefix>-*` holds only if every job step keeps its name field (custom
+    job prefixes) and that field starts with the environment's prefix."""
+    from sagelab.pipeline_definition import PipelineSettings, TuningSettings, build_definition, iter_steps
+
+    definition = build_definition(PipelineSettings(tuning=TuningSettings(max_jobs=tuning_jobs)))
+    names = {}
+    for step in iter_steps(definition):
+        if step["Type"] in ("Processing", "Training", "Tuning"):
+            (field,) = [key for key in step["Arguments"] if key in ("ProcessingJobName", "TrainingJobName", "HyperParameterTuningJobName")]
+            names[step["Name"]] = step["Arguments"][field]
+    assert len(names) == 3 and all(name.startswith("${JobNamePrefix}-") for name in names.values()), names
