@@ -402,3 +402,11 @@ def test_every_pipeline_job_is_named_with_the_environment_prefix(tuning_jobs: in
             (field,) = [key for key in step["Arguments"] if key in ("ProcessingJobName", "TrainingJobName", "HyperParameterTuningJobName")]
             names[step["Name"]] = step["Arguments"][field]
     assert len(names) == 3 and all(name.startswith("${JobNamePrefix}-") for name in names.values()), names
+
+
+def test_every_role_of_a_student_carries_the_student_tag(class_stacks: Stacks) -> None:
+    """Attribute-based scopes (`aws:ResourceTag/student` = `${aws:PrincipalTag/student}`) hold only
+    if every role of a student is tagged with that student's id."""
+    for student in STUDENTS:
+        untagged = [role.logical_id for role in _roles_of(class_stacks, student) if role.tags.get("student") != student]
+        assert not untagged, f"{student}: roles without student={student}: {untagged}"
