@@ -146,19 +146,37 @@ class AwsOperations:
             if job is None:
                 continue
             kind, name = job
-            paginator_args = {"logGroupName": JOB_LOG_GROUPS[kind], "logStreamNamePrefix": name, "interleaved": True}
-            token = None
-            while True:
-                page = translate(self.logs.filter_log_events, **paginator_args, **({"nextToken": token} if token else {}))
-                for event in page.get("events", []):
-                    key = event.get("eventId") or f"{event['logStreamName']}:{event['timestamp']}:{event['message']}"
+            # Stream by stream (GetLogEvents): roles may read their own jobs' streams only, and
+            # FilterLogEvents would need the whole shared log group (docs/decisions/0010).
+            for stream in self._log_streams(JOB_LOG_GROUPS[kind], name):
+                for event in self._log_events(JOB_LOG_GROUPS[kind], stream):
+                    key = event.get("eventId") or f"{stream}:{event['timestamp']}:{event['message']}"
                     if key in seen:
                         continue
                     seen.add(key)
                     yield f"[{step['name']}] {event['message'].rstrip()}"
-                token = page.get("nextToken")
-                if not token:
-                    break
+
+    def _log_streams(self, group: str, job_name: str) -> list[str]:
+        streams: list[str] = []
+        token = None
+        while True:
+            page = translate(self.logs.describe_log_streams, logGroupName=group, logStreamNamePrefix=job_name, **({"nextToken": token} if token else {}))
+            streams += [stream["logStreamName"] for stream in page.get("logStreams", [])]
+            token = page.get("nextToken")
+            if not token:
+                return streams
+
+    def _log_events(self, group: str, stream: str) -> Iterator[dict[str, Any]]:
+        token = None
+        while True:
+            page = translate(self.logs.get_log_events, logGroupName=group, logStreamName=stream, startFromHead=True, **({"nextToken": token} if token else {}))
+            events = page.get("events", [])
+            yield from events
+            # GetLogEvents returns the same forward token once the stream is exhausted.
+            next_token = page.get("nextForwardToken")
+            if not events or not next_token or next_token == token:
+                return
+            token = next_token
 
     def follow(self, execution_arn: str, poll_seconds: float = 15, sleep: Callable[[float], None] = time.sleep) -> Iterator[str]:
         seen: set[str] = set()

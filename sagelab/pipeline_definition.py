@@ -59,6 +59,7 @@ PLACEHOLDERS = (
     "PipelineRoleName",
     "KmsKeyArn",
     "ModelPackageGroupName",
+    "JobNamePrefix",
     "SklearnImageUri",
     "XgboostImageUri",
 )
@@ -76,6 +77,12 @@ _SDK_CONFIG = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"
 
 def placeholder(name: str) -> str:
     return "${" + name + "}"
+
+
+def job_name(step: str) -> str:
+    """The name SageMaker starts a step's jobs with: `<environment prefix>-<step>`, so that each
+    environment's roles can be scoped to its own jobs and their log streams (docs/decisions/0010)."""
+    return f"{placeholder('JobNamePrefix')}-{step}"
 
 
 def code_uri(name: str = "") -> str:
@@ -178,6 +185,7 @@ def build_pipeline(settings: PipelineSettings) -> Any:
     from sagemaker.workflow.model_step import ModelStep
     from sagemaker.workflow.parameters import ParameterFloat, ParameterInteger, ParameterString
     from sagemaker.workflow.pipeline import Pipeline
+    from sagemaker.workflow.pipeline_definition_config import PipelineDefinitionConfig
     from sagemaker.workflow.properties import PropertyFile
     from sagemaker.workflow.retry import SageMakerJobExceptionTypeEnum, SageMakerJobStepRetryPolicy, StepExceptionTypeEnum, StepRetryPolicy
     from sagemaker.workflow.steps import CacheConfig, ProcessingStep, TrainingStep, TuningStep
@@ -225,7 +233,7 @@ def build_pipeline(settings: PipelineSettings) -> Any:
     # -- Preprocess ------------------------------------------------------------------------------
     sklearn_processor = ScriptProcessor(
         image_uri=placeholder("SklearnImageUri"), command=["python3"], role=role, instance_type=processing_instance_type, instance_count=1,
-        volume_kms_key=kms_key, output_kms_key=kms_key, base_job_name="sagelab-preprocess", sagemaker_session=session,
+        volume_kms_key=kms_key, output_kms_key=kms_key, base_job_name=job_name("preprocess"), sagemaker_session=session,
         env={"PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
     split_outputs = ["train", "validation", "test", "spec"]
@@ -269,7 +277,7 @@ def build_pipeline(settings: PipelineSettings) -> Any:
         output_kms_key=kms_key,
         output_path=f"s3://{placeholder('ArtifactsBucket')}/models",
         code_location=f"s3://{placeholder('ArtifactsBucket')}/{PIPELINE_CODE_PREFIX}",
-        base_job_name="sagelab-train",
+        base_job_name=job_name("train"),
         hyperparameters={"max_depth": max_depth, "eta": eta, "num_round": num_round, "cv_folds": str(settings.cv_folds)},
         metric_definitions=metric_definitions,
         enable_network_isolation=False,
@@ -296,7 +304,9 @@ def build_pipeline(settings: PipelineSettings) -> Any:
             max_jobs=settings.tuning.max_jobs,
             max_parallel_jobs=settings.tuning.max_parallel_jobs,
             strategy=settings.tuning.strategy,
-            base_tuning_job_name="sagelab-tune",
+            # Tuning job names are at most 32 characters and SageMaker appends to the prefix: the
+            # shortest step suffix keeps the most room for the student id.
+            base_tuning_job_name=job_name("t"),
         )
         training_step = TuningStep(name=STEP_TUNE, step_args=tuner.fit(inputs=training_inputs), cache_config=cache, retry_policies=retry_policies)
         model_data: Any = training_step.get_top_model_s3_uri(top_k=0, s3_bucket=placeholder("ArtifactsBucket"), prefix="models")
@@ -308,7 +318,7 @@ def build_pipeline(settings: PipelineSettings) -> Any:
     evaluation_report = PropertyFile(name=EVALUATION_PROPERTY_FILE, output_name="evaluation", path=EVALUATION_FILE_NAME)
     xgboost_processor = ScriptProcessor(
         image_uri=placeholder("XgboostImageUri"), command=["python3"], role=role, instance_type=processing_instance_type, instance_count=1,
-        volume_kms_key=kms_key, output_kms_key=kms_key, base_job_name="sagelab-evaluate", sagemaker_session=session,
+        volume_kms_key=kms_key, output_kms_key=kms_key, base_job_name=job_name("evaluate"), sagemaker_session=session,
         env={"PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
     evaluation_uri = run_uri("evaluation")
@@ -381,6 +391,9 @@ def build_pipeline(settings: PipelineSettings) -> Any:
         # No experiment/trial tracking: it would need sagemaker:CreateExperiment/Trial/... on
         # every role for a feature the lab does not use; the registry keeps the lineage.
         pipeline_experiment_config=None,
+        # Keep each job's name field as a prefix that SageMaker extends per run (instead of the
+        # default `pipelines-<execution id>-...`), so a role can be scoped to its own jobs.
+        pipeline_definition_config=PipelineDefinitionConfig(use_custom_job_prefix=True),
         sagemaker_session=session,
     )
 

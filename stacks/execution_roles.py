@@ -18,6 +18,10 @@ from stacks.nag import acknowledge_policy_wildcards
 from stacks.naming import ResourceNames
 
 SAGEMAKER_PRINCIPAL = "sagemaker.amazonaws.com"
+# Where the pipeline's jobs write in the artifacts bucket (sagelab/pipeline_definition.py: run
+# outputs under pipeline-runs/<execution id>/, model artifacts under models/).
+RUN_OUTPUT_PREFIXES = ("pipeline-runs", "models")
+DATA_CAPTURE_PREFIX = "data-capture"
 # Job-creating actions whose requests carry `sagemaker:InstanceTypes`, for the allow-list.
 INSTANCE_TYPED_ACTIONS = (
     "sagemaker:CreateProcessingJob",
@@ -33,16 +37,17 @@ INSTANCE_TYPED_ACTIONS = (
 WILDCARD_REASONS = {
     "ReadData": "Object keys under this environment's own data bucket; datasets are added at run time.",
     "ReadWriteData": "Object keys under this environment's own data bucket; the notebook adds datasets at run time.",
-    "ReadWriteArtifacts": "Object keys under this environment's own artifacts bucket; run outputs get per-execution keys.",
+    "WriteRunOutputs": "Run outputs and models get per-execution keys, under pipeline-runs/ and models/ of this environment's own artifacts bucket only.",
     "ReadArtifacts": "Object keys under this environment's own artifacts bucket (model artifacts, code, evaluation reports).",
     "WriteDataCapture": "Endpoint data capture and batch transform write generated keys below these two prefixes only.",
-    "RunPipelineJobs": "SageMaker Pipelines names each job per execution (pipelines-<id>-<step>-...), so only the job-type ARN prefix is known at deploy time.",
-    "ReadJobs": "Pipeline job names are generated per execution; read-only Describe on this account's jobs of three types.",
+    "RunPipelineJobs": "SageMaker extends this environment's job-name prefix (<prefix>-<step>) per run; the ARNs are scoped to that prefix (docs/decisions/0010).",
+    "ReadJobs": "Read-only Describe on the jobs whose names start with this environment's job-name prefix (docs/decisions/0010).",
     "RegisterModels": "Model package versions (<group>/1, /2, ...) are created at run time inside this environment's own group.",
     "ReviewModels": "Approving a version needs its ARN, <group>/<version>, created at run time inside this environment's own group.",
     "FollowPipelineRuns": "Execution ARNs are created per run of this environment's one pipeline.",
-    "WriteSageMakerLogs": "SageMaker creates one log stream per job or instance under /aws/sagemaker/<kind>/ with generated names.",
-    "ReadJobLogs": "Job log streams under /aws/sagemaker/ProcessingJobs|TrainingJobs have names generated per job.",
+    "WriteSageMakerLogs": "SageMaker names each log stream <job or resource name>/<instance>; streams are scoped to this environment's name prefix.",
+    "ListJobLogStreams": "DescribeLogStreams is authorized on the log group (SageMaker's shared job log groups); it lists stream names, never events.",
+    "ReadJobLogs": "Job log streams are named <job name>/algo-<n>-<time>; scoped to this environment's job-name prefix.",
     "EcrLogin": "ecr:GetAuthorizationToken supports no resource-level permission; image pulls are scoped to the framework repositories.",
     "PublishSageMakerMetrics": "cloudwatch:PutMetricData supports no resource-level permission; limited to SageMaker namespaces by condition.",
 }
@@ -56,12 +61,57 @@ def _wildcard_reason(statement: dict[str, Any]) -> str:
     raise ValueError(f"statement {sid!r} has a wildcard but no reason in WILDCARD_REASONS")
 
 
-def _job_arn(kind: str) -> str:
-    return ResourceNames.sagemaker_arn(f"{kind}/*")
+# SageMaker's own log groups, shared by every environment in an account and region; each job or
+# resource writes streams named after itself (`<job name>/algo-1-...`, `<notebook>/jupyter.log`).
+PROCESSING_LOGS = "/aws/sagemaker/ProcessingJobs"
+TRAINING_LOGS = "/aws/sagemaker/TrainingJobs"
+TRANSFORM_LOGS = "/aws/sagemaker/TransformJobs"
+NOTEBOOK_LOGS = "/aws/sagemaker/NotebookInstances"
+# Log actions authorized on the log group (they reveal stream names at most, never events) vs on
+# one log stream (they read or write events). CloudWatch Logs' FilterLogEvents reads the events
+# of every stream in a group, so no role of ours gets it on a shared group.
+GROUP_LOG_ACTIONS = ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams"]
+STREAM_WRITE_ACTIONS = ["logs:PutLogEvents"]
 
 
-def _log_group_arn(prefix: str) -> str:
-    return f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:{prefix}*"
+def _job_arn(kind: str, job_prefix: str) -> str:
+    """This environment's jobs of one kind: SageMaker lowercases job names in ARNs, ours are lowercase."""
+    return ResourceNames.sagemaker_arn(f"{kind}/{job_prefix}-*")
+
+
+def _log_group_arn(group: str) -> str:
+    return f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:{group}"
+
+
+def _log_stream_arn(group: str, stream_prefix: str) -> str:
+    return f"{_log_group_arn(group)}:log-stream:{stream_prefix}*"
+
+
+def logs_write(sid: str, streams: Sequence[tuple[str, str]]) -> list[iam.PolicyStatement]:
+    """Write the log streams that start with each (group, stream prefix), creating group and stream."""
+    groups = sorted({group for group, _ in streams})
+    return [
+        iam.PolicyStatement(
+            sid=f"{sid}Groups", actions=GROUP_LOG_ACTIONS, resources=[_log_group_arn(g) for g in groups] + [f"{_log_group_arn(g)}:*" for g in groups]
+        ),
+        iam.PolicyStatement(sid=f"{sid}Streams", actions=STREAM_WRITE_ACTIONS, resources=[_log_stream_arn(g, prefix) for g, prefix in streams]),
+    ]
+
+
+def sagemaker_trust(*, with_source_arn: bool) -> iam.IPrincipal:
+    """SageMaker as principal, on behalf of this account only (confused-deputy guard).
+
+    SageMaker sets aws:SourceArn/aws:SourceAccount when Pipelines, processing, training and
+    inference assume a role (its confused-deputy guide); the ARN pattern is SageMaker resources of
+    this account and region, as that guide shows. Notebook instances are not among the documented
+    features, so the notebook role checks the account only if SageMaker sends it. Students cannot
+    use each other's roles regardless: each can pass only its own (iam:PassRole)."""
+    if not with_source_arn:
+        return iam.ServicePrincipal(SAGEMAKER_PRINCIPAL, conditions={"StringEqualsIfExists": {"aws:SourceAccount": Aws.ACCOUNT_ID}})
+    return iam.ServicePrincipal(
+        SAGEMAKER_PRINCIPAL,
+        conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}, "ArnLike": {"aws:SourceArn": ResourceNames.sagemaker_arn("*")}},
+    )
 
 
 class ExecutionRoles(Construct):
@@ -136,13 +186,6 @@ class ExecutionRoles(Construct):
             conditions={"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*", "aws/sagemaker/*", "SageLab*"]}},
         )
 
-        def logs_write(prefix: str) -> iam.PolicyStatement:
-            return iam.PolicyStatement(
-                sid="WriteSageMakerLogs",
-                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-                resources=[_log_group_arn(prefix), f"{_log_group_arn(prefix)}:log-stream:*"],
-            )
-
         def bucket_access(sid: str, bucket_arns: Sequence[str], write: bool, prefix: str = "*") -> list[iam.PolicyStatement]:
             object_actions = ["s3:GetObject", "s3:GetObjectVersion"] + (["s3:PutObject", "s3:AbortMultipartUpload"] if write else [])
             return [
@@ -151,17 +194,29 @@ class ExecutionRoles(Construct):
             ]
 
         # -- pipeline: runs the jobs and registers models ----------------------------------------
+        job_prefix = names.prefix
+        job_arns = [_job_arn(kind, job_prefix) for kind in ("processing-job", "training-job", "hyper-parameter-tuning-job")]
         self.pipeline_role = iam.Role(
-            self, "PipelineRole", assumed_by=iam.ServicePrincipal(SAGEMAKER_PRINCIPAL), description=f"SageLab {names.prefix}: pipeline and its jobs"
+            self,
+            "PipelineRole",
+            assumed_by=sagemaker_trust(with_source_arn=True),
+            description=f"SageLab {names.prefix}: pipeline and its jobs",
         )
         pipeline_statements = [
             *bucket_access("ReadData", [data.bucket_arn], write=False),
-            *bucket_access("ReadWriteArtifacts", [artifacts.bucket_arn], write=True),
+            *bucket_access("ReadArtifacts", [artifacts.bucket_arn], write=False),
+            # Jobs write run outputs and models only: the published step scripts, the lab and the
+            # idle-stop script that the notebook copies stay out of the jobs' reach (finding 6).
+            iam.PolicyStatement(
+                sid="WriteRunOutputs",
+                actions=["s3:PutObject", "s3:AbortMultipartUpload"],
+                resources=[f"{artifacts.bucket_arn}/{prefix}/*" for prefix in RUN_OUTPUT_PREFIXES],
+            ),
             kms_use,
             kms_grant,
             *ecr_pull,
             metrics,
-            logs_write("/aws/sagemaker/"),
+            *logs_write("WriteSageMakerLogs", [(PROCESSING_LOGS, f"{job_prefix}-"), (TRAINING_LOGS, f"{job_prefix}-")]),
             iam.PolicyStatement(
                 sid="RunPipelineJobs",
                 actions=[
@@ -177,7 +232,7 @@ class ExecutionRoles(Construct):
                     "sagemaker:ListTrainingJobsForHyperParameterTuningJob",
                     "sagemaker:AddTags",
                 ],
-                resources=[_job_arn("processing-job"), _job_arn("training-job"), _job_arn("hyper-parameter-tuning-job")],
+                resources=job_arns,
             ),
             iam.PolicyStatement(
                 sid="RegisterModels",
@@ -191,32 +246,45 @@ class ExecutionRoles(Construct):
 
         # -- notebook: the student's seat -----------------------------------------------------------
         self.notebook_role = iam.Role(
-            self, "NotebookRole", assumed_by=iam.ServicePrincipal(SAGEMAKER_PRINCIPAL), description=f"SageLab {names.prefix}: notebook instance"
+            self, "NotebookRole", assumed_by=sagemaker_trust(with_source_arn=False), description=f"SageLab {names.prefix}: notebook instance"
         )
         notebook_statements = [
             *bucket_access("ReadWriteData", [data.bucket_arn], write=True),
             *bucket_access("ReadArtifacts", [artifacts.bucket_arn], write=False),
+            # The endpoint captures API clients' requests and responses: other people's data,
+            # not the student's to read from the notebook (finding 8).
+            iam.PolicyStatement(
+                sid="NoCapturedRequests",
+                effect=iam.Effect.DENY,
+                actions=["s3:GetObject", "s3:GetObjectVersion"],
+                resources=[f"{artifacts.bucket_arn}/{DATA_CAPTURE_PREFIX}/*"],
+            ),
             kms_use,
-            logs_write("/aws/sagemaker/NotebookInstances"),
+            *logs_write("WriteSageMakerLogs", [(NOTEBOOK_LOGS, f"{names.notebook}/")]),
             iam.PolicyStatement(
                 sid="OperateThePipeline",
                 actions=[
                     "sagemaker:StartPipelineExecution",
                     "sagemaker:DescribePipeline",
                     "sagemaker:ListPipelineExecutions",
-                    "sagemaker:DescribePipelineDefinitionForExecution",
                 ],
                 resources=[names.pipeline_arn()],
             ),
             iam.PolicyStatement(
                 sid="FollowPipelineRuns",
-                actions=["sagemaker:DescribePipelineExecution", "sagemaker:ListPipelineExecutionSteps", "sagemaker:StopPipelineExecution"],
+                # DescribePipelineDefinitionForExecution is authorized on the execution, not the pipeline (parliament).
+                actions=[
+                    "sagemaker:DescribePipelineExecution",
+                    "sagemaker:DescribePipelineDefinitionForExecution",
+                    "sagemaker:ListPipelineExecutionSteps",
+                    "sagemaker:StopPipelineExecution",
+                ],
                 resources=[f"{names.pipeline_arn()}/execution/*"],
             ),
             iam.PolicyStatement(
                 sid="ReadJobs",
                 actions=["sagemaker:DescribeProcessingJob", "sagemaker:DescribeTrainingJob", "sagemaker:DescribeHyperParameterTuningJob"],
-                resources=[_job_arn("processing-job"), _job_arn("training-job"), _job_arn("hyper-parameter-tuning-job")],
+                resources=job_arns,
             ),
             iam.PolicyStatement(
                 sid="ReviewModels",
@@ -232,32 +300,41 @@ class ExecutionRoles(Construct):
             iam.PolicyStatement(
                 sid="StopWhenIdle", actions=["sagemaker:DescribeNotebookInstance", "sagemaker:StopNotebookInstance"], resources=[names.notebook_arn()]
             ),
+            # Stream names to find a job's streams; events only of this environment's jobs.
+            iam.PolicyStatement(
+                sid="ListJobLogStreams",
+                actions=["logs:DescribeLogStreams"],
+                resources=[_log_group_arn(PROCESSING_LOGS), _log_group_arn(TRAINING_LOGS)]
+                + [f"{_log_group_arn(g)}:*" for g in (PROCESSING_LOGS, TRAINING_LOGS)],
+            ),
             iam.PolicyStatement(
                 sid="ReadJobLogs",
-                actions=["logs:DescribeLogStreams", "logs:GetLogEvents", "logs:FilterLogEvents"],
-                resources=[_log_group_arn("/aws/sagemaker/ProcessingJobs"), _log_group_arn("/aws/sagemaker/TrainingJobs")]
-                + [f"{_log_group_arn(g)}:log-stream:*" for g in ("/aws/sagemaker/ProcessingJobs", "/aws/sagemaker/TrainingJobs")],
+                actions=["logs:GetLogEvents"],
+                resources=[_log_stream_arn(PROCESSING_LOGS, f"{job_prefix}-"), _log_stream_arn(TRAINING_LOGS, f"{job_prefix}-")],
             ),
         ]
         self._managed_policy("NotebookPolicy", self.notebook_role, notebook_statements)
 
         # -- endpoint: the model's execution role ---------------------------------------------------
         self.endpoint_role = iam.Role(
-            self, "EndpointRole", assumed_by=iam.ServicePrincipal(SAGEMAKER_PRINCIPAL), description=f"SageLab {names.prefix}: model and endpoint"
+            self,
+            "EndpointRole",
+            assumed_by=sagemaker_trust(with_source_arn=True),
+            description=f"SageLab {names.prefix}: model and endpoint",
         )
         endpoint_statements = [
             *bucket_access("ReadArtifacts", [artifacts.bucket_arn], write=False),
             iam.PolicyStatement(
                 sid="WriteDataCapture",
                 actions=["s3:PutObject", "s3:AbortMultipartUpload"],
-                resources=[f"{artifacts.bucket_arn}/data-capture/*", f"{artifacts.bucket_arn}/batch-predictions/*"],
+                resources=[f"{artifacts.bucket_arn}/{DATA_CAPTURE_PREFIX}/*", f"{artifacts.bucket_arn}/batch-predictions/*"],
             ),
             kms_use,
             kms_grant,
             *ecr_pull,
             metrics,
-            logs_write("/aws/sagemaker/Endpoints"),
-            logs_write("/aws/sagemaker/TransformJobs"),
+            # An endpoint logs to a group of its own, /aws/sagemaker/Endpoints/<endpoint name>.
+            *logs_write("WriteSageMakerLogs", [(f"/aws/sagemaker/Endpoints/{names.endpoint}", ""), (TRANSFORM_LOGS, f"{job_prefix}-")]),
         ]
         self._managed_policy("EndpointPolicy", self.endpoint_role, endpoint_statements)
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from aws_cdk import Aws, CfnCondition, CfnOutput, CfnParameter, Environment, Fn, Stack
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
@@ -39,6 +40,8 @@ class ServingStack(Stack):
             **kwargs,
         )
         self.add_stack_dependency(platform)
+        if env_config.permissions_boundary_arn:  # every role we create, here as in the platform stack
+            iam.PermissionsBoundary.of(self).apply(iam.ManagedPolicy.from_managed_policy_arn(self, "PermissionsBoundary", env_config.permissions_boundary_arn))
         serving = env_config.serving
         retention = logs.RetentionDays(retention_name(env_config.log_retention_days))
         model_package = CfnParameter(

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from aws_cdk import Fn, RemovalPolicy, Stack
+from aws_cdk import Aws, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3_deployment as s3deploy
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
@@ -13,7 +14,7 @@ from constructs import Construct
 from sagelab.code_bundle import CodeBundle
 from sagelab.pipeline_definition import PIPELINE_CODE_PREFIX, PLACEHOLDERS
 from stacks.data_buckets import DataBuckets
-from stacks.nag import acknowledge_cdk_singleton_lambda
+from stacks.nag import acknowledge, acknowledge_cdk_singleton_lambda, acknowledge_policy_wildcards
 from stacks.naming import ResourceNames
 
 DATASET_PREFIX = "datasets/digits/"
@@ -32,6 +33,7 @@ class TrainingPipeline(Construct):
         code_bundle: the staged step scripts (`pipeline-code/<version>/`).
         dataset_dir: a local folder published as the default input (`datasets/digits/`).
         retain: keep the model package group when the stack is deleted (registered models are data).
+        copy_log_retention: how long the deploy-time copy function's log group keeps its logs.
     """
 
     def __init__(
@@ -48,6 +50,7 @@ class TrainingPipeline(Construct):
         code_bundle: CodeBundle,
         dataset_dir: str,
         retain: bool = True,
+        copy_log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
     ) -> None:
         super().__init__(scope, construct_id)
         variables = {
@@ -57,6 +60,8 @@ class TrainingPipeline(Construct):
             "PipelineRoleName": role_name,
             "KmsKeyArn": buckets.key.key_arn,
             "ModelPackageGroupName": names.model_package_group,
+            # Jobs are named <prefix>-<step>-...; the roles are scoped to that prefix.
+            "JobNamePrefix": names.prefix,
             **image_uris,
         }
         missing = set(PLACEHOLDERS) - set(variables)
@@ -72,6 +77,7 @@ class TrainingPipeline(Construct):
         self.model_package_group.apply_removal_policy(RemovalPolicy.RETAIN if retain else RemovalPolicy.DESTROY)
 
         self.code_prefix = f"{PIPELINE_CODE_PREFIX}/{code_bundle.version}/"
+        copy_role, copy_logs = self._copy_function_role(names, copy_log_retention)
         self.code_deployment = s3deploy.BucketDeployment(
             self,
             "PipelineCode",
@@ -80,6 +86,8 @@ class TrainingPipeline(Construct):
             destination_key_prefix=self.code_prefix,
             retain_on_delete=True,
             memory_limit=256,
+            role=copy_role,
+            log_group=copy_logs,
         )
         self.dataset_deployment = s3deploy.BucketDeployment(
             self,
@@ -89,8 +97,23 @@ class TrainingPipeline(Construct):
             destination_key_prefix=DATASET_PREFIX,
             retain_on_delete=True,
             memory_limit=256,
+            role=copy_role,
+            log_group=copy_logs,
         )
         acknowledge_cdk_singleton_lambda(Stack.of(self), "Custom::CDKBucketDeployment", "bucket-deployment")
+        # CDK adds the copy grants (asset bucket read, destination read/write) to the role's
+        # default policy once both deployments exist: acknowledge its wildcards after that.
+        acknowledge_policy_wildcards(
+            copy_role.node.find_child("DefaultPolicy").node.default_child,  # type: ignore[arg-type]
+            lambda _statement: "CDK's bucket-deployment grants: read the CDK asset objects, write this environment's code and dataset prefixes' objects.",
+        )
+        acknowledge(
+            copy_role,
+            (
+                "NIST.800.53.R5-IAMNoInlinePolicy",
+                "aws-cdk-lib attaches the bucket-deployment copy grants as the role's default policy; its logging grant is managed.",
+            ),
+        )
 
         self.pipeline = sagemaker.CfnPipeline(
             self,
@@ -106,3 +129,29 @@ class TrainingPipeline(Construct):
         self.pipeline.node.add_dependency(self.dataset_deployment)
         self.pipeline.node.add_dependency(self.model_package_group)
         self.pipeline_name = names.pipeline
+
+    def _copy_function_role(self, names: ResourceNames, retention: logs.RetentionDays) -> tuple[iam.Role, logs.LogGroup]:
+        """The role and log group of CDK's bucket-deployment function. Its default role would carry
+        AWSLambdaBasicExecutionRole (logs on `*`: every classmate's log groups); this one writes
+        to its own log group only."""
+        copy_logs = logs.LogGroup(self, "CopyFunctionLogs", retention=retention, removal_policy=RemovalPolicy.DESTROY)
+        copy_role = iam.Role(
+            self,
+            "CopyFunctionRole",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com", conditions={"StringEqualsIfExists": {"aws:SourceAccount": Aws.ACCOUNT_ID}}),
+            description=f"SageLab {names.prefix}: deploy-time copy of pipeline code and dataset",
+        )
+        iam.ManagedPolicy(
+            self,
+            "CopyFunctionLogging",
+            roles=[copy_role],
+            statements=[iam.PolicyStatement(sid="WriteOwnLogs", actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[copy_logs.log_group_arn])],
+        )
+        acknowledge(
+            copy_logs,
+            (
+                "NIST.800.53.R5-CloudWatchLogGroupEncrypted",
+                "The copy function logs object keys of the pipeline code and dataset it copies, no data; CloudWatch Logs encrypts at rest by default.",
+            ),
+        )
+        return copy_role, copy_logs

@@ -54,6 +54,20 @@ def synthesized(tmp_path_factory: pytest.TempPathFactory) -> SynthResult:
     return synth(tmp_path_factory.mktemp("cdk.out"))
 
 
+# A shared-account class for the isolation and policy-lint proofs (tests/test_least_privilege.py,
+# tests/test_policy_lint.py): three students in the one account.
+SHARED_CLASS_ROSTER = "student_id,email\nalice,alice@example.edu\nbob,bob@example.edu\ncarol,carol@example.edu\n"
+
+
+@pytest.fixture(scope="session")
+def shared_class(tmp_path_factory: pytest.TempPathFactory) -> SynthResult:
+    """A three-student classroom in one shared account, synthesized with cdk-nag."""
+    root = tmp_path_factory.mktemp("shared-class")
+    roster = root / "roster.csv"
+    roster.write_text(SHARED_CLASS_ROSTER)
+    return synth(root / "cdk.out", {"roster": str(roster)})
+
+
 @pytest.fixture(scope="session")
 def platform_template(synthesized: SynthResult) -> dict[str, Any]:
     return synthesized.template("sagelab-dev-platform")

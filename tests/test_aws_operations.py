@@ -164,10 +164,20 @@ def test_logs_read_each_jobs_log_group_and_follow_stops_at_the_end(stubbed_ops: 
         sagemaker.add_response("list_pipeline_execution_steps", STEPS, {"PipelineExecutionArn": ARN, "SortOrder": "Ascending"})
 
     def log_page(group: str, job: str, events: list[dict[str, Any]]) -> None:
-        logs.add_response("filter_log_events", {"events": events}, {"logGroupName": group, "logStreamNamePrefix": job, "interleaved": True})
+        stream = f"{job}/algo-1"
+        logs.add_response("describe_log_streams", {"logStreams": [{"logStreamName": stream}]}, {"logGroupName": group, "logStreamNamePrefix": job})
+        logs.add_response(
+            "get_log_events", {"events": events, "nextForwardToken": "f/1"}, {"logGroupName": group, "logStreamName": stream, "startFromHead": True}
+        )
+        if events:  # the stream's end: the same forward token again
+            logs.add_response(
+                "get_log_events",
+                {"events": [], "nextForwardToken": "f/1"},
+                {"logGroupName": group, "logStreamName": stream, "startFromHead": True, "nextToken": "f/1"},
+            )
 
-    preprocess_event = {"eventId": "1", "logStreamName": "pipelines-abc-preprocess/algo-1", "timestamp": 1, "message": "preprocess: multiclass on 'label'\n"}
-    train_event = {"eventId": "2", "logStreamName": "pipelines-abc-train/algo-1", "timestamp": 2, "message": "validation-accuracy=0.96"}
+    preprocess_event = {"timestamp": 1, "message": "preprocess: multiclass on 'label'\n", "ingestionTime": 1}
+    train_event = {"timestamp": 2, "message": "validation-accuracy=0.96", "ingestionTime": 2}
     # round 1: running; round 2: finished (then one last read)
     status_round("Executing")  # logs_of -> status
     log_page("/aws/sagemaker/ProcessingJobs", "pipelines-abc-preprocess", [preprocess_event])

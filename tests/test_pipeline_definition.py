@@ -42,6 +42,7 @@ LOCAL_VALUES = {
     "PipelineRoleName": "sagelab-dev-PipelineRole-ABC",
     "KmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555",
     "ModelPackageGroupName": "sagelab-dev-models",
+    "JobNamePrefix": "sagelab-dev",
     "SklearnImageUri": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.4-2-cpu-py3",
     "XgboostImageUri": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:3.0-5",
     "AWS::Partition": "aws",

@@ -163,6 +163,7 @@ def test_pipeline_and_model_group_are_named_and_wired(template: Template, platfo
         "PipelineRoleName",
         "KmsKeyArn",
         "ModelPackageGroupName",
+        "JobNamePrefix",
         "SklearnImageUri",
         "XgboostImageUri",
     }

@@ -46,6 +46,7 @@ def local_values(env: EnvironmentConfig, code_version: str) -> dict[str, str]:
         "PipelineRoleName": f"{prefix}-pipeline-role",
         "KmsKeyArn": "arn:aws:kms:local:000000000000:key/local",
         "ModelPackageGroupName": f"{prefix}-models",
+        "JobNamePrefix": prefix,
         "SklearnImageUri": "local/sagemaker-scikit-learn:1.4-2",
         "XgboostImageUri": "local/sagemaker-xgboost:3.0-5",
         "AWS::Partition": "aws",

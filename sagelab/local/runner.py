@@ -540,7 +540,7 @@ class LocalPipelineRunner:
             }
             published[output["OutputName"]] = str(self.s3.path(output["S3Output"]["S3Uri"]))
         return {
-            "ProcessingJobName": f"pipelines-{name.lower()}-{uuid.uuid4().hex[:8]}",
+            "ProcessingJobName": _job_name(arguments.get("ProcessingJobName"), name),
             "ProcessingJobStatus": "Completed",
             "ProcessingOutputConfig": {"Outputs": properties_outputs},
             "_outputs": published,
@@ -548,7 +548,7 @@ class LocalPipelineRunner:
 
     # -- Training -----------------------------------------------------------------------------------
     def _training(self, name: str, arguments: Mapping[str, Any], sandbox: Path, job_name: str | None = None) -> dict[str, Any]:
-        job_name = job_name or f"pipelines-{name.lower()}-{uuid.uuid4().hex[:8]}"
+        job_name = job_name or _job_name(arguments.get("TrainingJobName"), name)
         root = sandbox / "container"
         hyperparameters = {k: str(v) for k, v in (arguments.get("HyperParameters") or {}).items()}
         program = _json_or_text(hyperparameters.get("sagemaker_program"))
@@ -630,10 +630,11 @@ class LocalPipelineRunner:
         limit = int(config["ResourceLimits"]["MaxNumberOfTrainingJobs"])
         budget = max(1, min(limit, self.max_tuning_jobs))
         candidates = list(_tuning_candidates(config.get("ParameterRanges", {}), budget, seed=0))
+        tuning_job_name = _job_name(arguments.get("HyperParameterTuningJobName"), name)
         self.log(f"   {name}: local search over {budget} of {limit} training jobs, objective {objective['Type']} {objective['MetricName']}")
         summaries: list[dict[str, Any]] = []
         for index, assignment in enumerate(candidates, start=1):
-            job_name = f"{name.lower()}-{uuid.uuid4().hex[:6]}-{index:03d}"
+            job_name = f"{tuning_job_name}-{index:03d}-{uuid.uuid4().hex[:8]}"  # as SageMaker names a tuning job's training jobs
             training_arguments = {
                 "HyperParameters": {**definition.get("StaticHyperParameters", {}), **assignment},
                 "AlgorithmSpecification": definition["AlgorithmSpecification"],
@@ -658,7 +659,7 @@ class LocalPipelineRunner:
         reverse = objective["Type"] == "Maximize"
         summaries.sort(key=lambda s: s["FinalHyperParameterTuningJobObjectiveMetric"]["Value"], reverse=reverse)
         return {
-            "HyperParameterTuningJobName": f"{name.lower()}-{uuid.uuid4().hex[:8]}",
+            "HyperParameterTuningJobName": tuning_job_name,
             "TrainingJobSummaries": summaries,
             "BestTrainingJob": summaries[0],
             "_outputs": {"best_training_job": summaries[0]["TrainingJobName"]},
@@ -727,6 +728,13 @@ class LocalPipelineRunner:
 
 
 # -- helpers ----------------------------------------------------------------------------------------------
+def _job_name(prefix: Any, step_name: str) -> str:
+    """A job name as SageMaker Pipelines gives it: the definition's name field (a prefix, with
+    custom job prefixes on) plus a random part; `pipelines-<step>-...` without one."""
+    base = prefix if isinstance(prefix, str) and prefix else f"pipelines-{step_name.lower()}"
+    return f"{base}-{uuid.uuid4().hex[:10]}"
+
+
 def _peek(expression: Any, context: EvaluationContext) -> Any:
     try:
         return evaluate(expression, context)
