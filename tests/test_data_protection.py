@@ -33,7 +33,13 @@ from stacks.sagemaker_log_groups import ACCOUNT_WIDE_LOG_GROUPS
 from tests.conftest import SynthResult, synth
 from tests.test_cfn_lint import lint_errors
 
-PSEUDO = {"AWS::Partition": "aws", "AWS::Region": "us-east-1", "AWS::AccountId": "123456789012", "AWS::URLSuffix": "amazonaws.com"}
+PSEUDO = {
+    "AWS::Partition": "aws",
+    "AWS::Region": "us-east-1",
+    "AWS::AccountId": "123456789012",
+    "AWS::URLSuffix": "amazonaws.com",
+    "AWS::StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/sagelab-dev-serving/1a2b3c4d-0000-1111-2222-333344445555",
+}
 TWO_ENVIRONMENTS = """\
 environments:
   dev:
@@ -72,6 +78,12 @@ def resolve(value: Any, imports: dict[str, Any] | None = None) -> Any:
         if "Fn::Join" in value:
             separator, parts = value["Fn::Join"]
             return separator.join(resolve(part, imports) for part in parts)
+        if "Fn::Split" in value:
+            separator, text = value["Fn::Split"]
+            return resolve(text, imports).split(separator)
+        if "Fn::Select" in value:
+            index, items = value["Fn::Select"]
+            return resolve(items, imports)[int(index)]
         if "Fn::ImportValue" in value and imports is not None:
             return resolve(imports[resolve(value["Fn::ImportValue"])], imports)
     raise AssertionError(f"cannot resolve {value!r}")
