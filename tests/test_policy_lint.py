@@ -52,18 +52,18 @@ ACKNOWLEDGED = (
         "ecr:GetAuthorizationToken is the registry login SageMaker needs to pull the framework images; pulls are scoped to those repositories.",
     ),
     Acknowledged(
-        r"platform/StorageKey",
+        r"(platform/StorageKey|class/LogKey)",
         "PERMISSIONS_MANAGEMENT_ACTIONS",
         "The key policy's account-root statement (CDK default) delegates the key to IAM policies; without it the key is unmanageable.",
     ),
-    Acknowledged(r"platform/StorageKey", "RESOURCE_STAR", "In a key policy, Resource * means this key and no other."),
+    Acknowledged(r"(platform/StorageKey|class/LogKey)", "RESOURCE_STAR", "In a key policy, Resource * means this key and no other."),
     Acknowledged(
-        r"platform/StorageKey",
+        r"(platform/StorageKey|class/LogKey)",
         "UNKNOWN_CONDITION_FOR_ACTION",
         "kms:EncryptionContext:<key> is a documented KMS key pattern (CloudWatch Logs' aws:logs:arn); parliament's data knows only fixed keys.",
     ),
     Acknowledged(
-        r"platform/StorageKey",
+        r"(platform/StorageKey|class/LogKey)",
         "MISMATCHED_TYPE",
         "ArnLike on kms:EncryptionContext:aws:logs:arn compares an ARN, as CloudWatch Logs' key-policy example does; parliament types the key as String.",
     ),
@@ -110,7 +110,8 @@ def _as_iam_strings(value: Any) -> Any:
 
 
 def _stack_kind(stack: str) -> str:
-    return stack.rsplit("-", 1)[-1]
+    # sagelab-<env>-platform|serving, or the class-wide sagelab-class-<region>.
+    return "class" if stack.startswith("sagelab-class-") else stack.rsplit("-", 1)[-1]
 
 
 def findings_of(result: SynthResult) -> list[tuple[str, str, str]]:
