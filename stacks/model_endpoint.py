@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from aws_cdk import CfnCondition, CfnResource, Duration
+import hashlib
+import json
+from dataclasses import asdict
+
+from aws_cdk import Aws, CfnCondition, CfnResource, Duration, Fn
 from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
@@ -17,11 +21,33 @@ from stacks.naming import ResourceNames
 
 VARIANT = "AllTraffic"
 TARGET_INVOCATIONS_PER_INSTANCE = 100
+# Application Auto Scaling's own role for SageMaker endpoints: the service creates it on first use
+# (iam:CreateServiceLinkedRole), so no stack has to create, and nobody has to pass, an IAM role.
+SCALING_SERVICE_LINKED_ROLE = "aws-service-role/sagemaker.application-autoscaling.amazonaws.com/AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
+# The settings that the model and endpoint config are made of; a change to one of them replaces
+# both, so it must also change their names (CloudFormation cannot replace a named resource in place).
+_NAMED_SETTINGS = ("mode", "instance_type", "initial_instance_count", "serverless_memory_mb", "serverless_max_concurrency", "data_capture_percent")
+
+
+def deployment_name_prefix(names: ResourceNames, serving: ServingConfig) -> str:
+    """`<prefix>-<8 hex>-v`: the start of this environment's model and endpoint-config names.
+
+    Names are ours (not CloudFormation's generated ones) so that the deployment role can be scoped
+    to them; the hex part (of the environment prefix and the settings above) keeps one student's
+    pattern from matching another's whose id merely starts with the same letters.
+    """
+    settings = {key: value for key, value in asdict(serving).items() if key in _NAMED_SETTINGS}
+    digest = hashlib.sha256(json.dumps([names.prefix, settings], sort_keys=True).encode()).hexdigest()[:8]
+    return f"{names.prefix}-{digest}-v"
 
 
 class ModelEndpoint(Construct):
     """Serves `model_package_arn`; every resource exists only when `has_model` holds, so the first
     deploy (before any model is approved) succeeds and the front door answers 503 until then.
+
+    Attributes for the deployment role: `name_prefix` (model and endpoint-config names start with
+    it), `endpoint_name`, `scales` (realtime: a scalable target and a target-tracking policy) and
+    `scaling_role_arn` (Application Auto Scaling's service-linked role; no role is created).
 
     Props:
         names: the endpoint's fixed name comes from here (the front door's only target).
@@ -50,13 +76,22 @@ class ModelEndpoint(Construct):
         super().__init__(scope, construct_id)
         realtime = serving.mode == "realtime"
         self.endpoint_name = names.endpoint
+        self.scales = realtime
+        # Model and endpoint config are both named <prefix>-<hex>-v<version>, the version taken from
+        # the package ARN (.../<group>/<version>); an ARN outside this environment's group has no
+        # such part, so Fn::Select fails and CloudFormation rolls the deployment back.
+        self.name_prefix = deployment_name_prefix(names, serving)
+        version = Fn.select(1, Fn.split(f"model-package/{names.model_package_group}/", model_package_arn))
+        self.scaling_role_arn = f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role/{SCALING_SERVICE_LINKED_ROLE}"
 
         self.model = sagemaker.CfnModel(
             self,
             "Model",
+            model_name=Fn.join("", [self.name_prefix, version]),
             execution_role_arn=role.role_arn,
             primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(model_package_name=model_package_arn),
         )
+        config_name = Fn.join("", [self.name_prefix, version])
         if realtime:
             variant = sagemaker.CfnEndpointConfig.ProductionVariantProperty(
                 variant_name=VARIANT,
@@ -79,7 +114,7 @@ class ModelEndpoint(Construct):
                 ),
             )
             self.endpoint_config = sagemaker.CfnEndpointConfig(
-                self, "Config", production_variants=[variant], kms_key_id=key.key_arn, data_capture_config=capture
+                self, "Config", endpoint_config_name=config_name, production_variants=[variant], kms_key_id=key.key_arn, data_capture_config=capture
             )
         else:
             variant = sagemaker.CfnEndpointConfig.ProductionVariantProperty(
@@ -89,7 +124,7 @@ class ModelEndpoint(Construct):
                     max_concurrency=serving.serverless_max_concurrency, memory_size_in_mb=serving.serverless_memory_mb
                 ),
             )
-            self.endpoint_config = sagemaker.CfnEndpointConfig(self, "Config", production_variants=[variant])
+            self.endpoint_config = sagemaker.CfnEndpointConfig(self, "Config", endpoint_config_name=config_name, production_variants=[variant])
             why = "Serverless endpoints have no instance volumes to encrypt with a customer key and do not accept KmsKeyId."
             acknowledge(self.endpoint_config, ("AwsSolutions-SM2", why), ("NIST.800.53.R5-SageMakerEndpointConfigurationKMSKeyConfigured", why))
 
@@ -121,6 +156,7 @@ class ModelEndpoint(Construct):
                 service_namespace=appscaling.ServiceNamespace.SAGEMAKER,
                 resource_id=f"endpoint/{names.endpoint}/variant/{VARIANT}",
                 scalable_dimension="sagemaker:variant:DesiredInstanceCount",
+                role=iam.Role.from_role_arn(self, "ScalingServiceLinkedRole", self.scaling_role_arn, mutable=False),
                 min_capacity=serving.initial_instance_count,
                 max_capacity=serving.max_instance_count,
             )

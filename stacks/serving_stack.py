@@ -73,6 +73,7 @@ class ServingStack(Stack):
             names=names,
             serving_stack_arn=f"arn:{Aws.PARTITION}:cloudformation:{Aws.REGION}:{Aws.ACCOUNT_ID}:stack/{names.serving_stack}/*",
             parameter_name=MODEL_PACKAGE_PARAMETER,
+            endpoint=self.endpoint,
             endpoint_role=platform.roles.endpoint_role,
             key=platform.buckets.key,
             log_retention=retention,

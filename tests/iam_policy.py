@@ -1,0 +1,630 @@
+"""A small IAM policy model for synthesized CloudFormation templates (tests only).
+
+It answers "can this principal do that to this resource?" over the policies in our templates,
+with IAM's own semantics, so that least-privilege claims are tested as properties rather than as
+string searches. No AWS call; everything is computed from the template JSON.
+
+API (stable: other test modules import it)
+------------------------------------------
+Resolving intrinsics
+
+    env = Env(partition="aws", region="us-east-1", account="123456789012")
+    stacks = Stacks({stack_name: template, ...}, env)         # exports resolve across these stacks
+    stacks.resolve(stack_name, value) -> Any                   # concrete strings, no intrinsics left
+    stacks.stand_in(stack_name, logical_id, attribute=None)    # what Ref/GetAtt of a resource became
+
+  Handles Ref (pseudo parameters, parameters by Default or `parameters=`, resources), Fn::GetAtt,
+  Fn::Join, Fn::Sub (both forms), Fn::Select, Fn::Split, Fn::ImportValue, Fn::If/Equals/Not/And/Or
+  and AWS::NoValue. A resource in a template becomes an ARN-like stand-in that is unique per
+  (stack, logical id): explicit names (BucketName, RoleName, ...) are used where the template sets
+  them, otherwise `<stack>-<logicalid>` stands for the physical name, in the ARN shape of the type
+  (S3 bucket, IAM role/policy, KMS key, Lambda function, log group, SNS topic, SQS queue); other
+  types get `arn:<p>:cfn-stand-in:<region>:<account>:<stack>/<logical id>`. A stand-in matches
+  only patterns that would match that one resource (e.g. `*`), never a sibling's name.
+
+Collecting policies
+
+    stacks.roles() -> list[RoleRef]                              # every AWS::IAM::Role
+    stacks.identity_policies(role) -> list[Statement]            # inline, AWS::IAM::Policy, ManagedPolicy
+                                                                 #   (by Roles or ManagedPolicyArns)
+    role.aws_managed_policy_arns                                 # AWS-managed ARNs (flagged, not modelled)
+    role.permissions_boundary                                    # resolved ARN or None
+    stacks.resource_policies() -> list[ResourcePolicy]           # bucket, key, topic, queue policies
+    stacks.policy_documents() -> list[PolicyDocument]            # every document, resolved, for linters
+
+  A Statement carries its resolved Action/NotAction, Resource/NotResource, Principal/NotPrincipal,
+  Condition and `source` ("<stack>/<logical id>/<sid>").
+
+Matching (IAM semantics)
+
+    action_matches(pattern, action)       # case-insensitive, `*` and `?`
+    resource_matches(pattern, arn, ctx)   # case-sensitive, `*` spans `/` and `:`; ${...} from ctx
+    conditions_hold(condition, ctx)       # StringEquals/NotEquals/Like/NotLike, ArnEquals/Like
+                                          #   (and Not), Bool, Null, ForAnyValue:/ForAllValues:,
+                                          #   ...IfExists; ${aws:PrincipalTag/x} etc. from ctx
+    statement_applies(statement, action, resource, ctx) -> bool
+    is_allowed(statements, action, resource, ctx) -> bool   # explicit Deny overrides Allow
+    reach(statement, action, resource) -> Reach             # NONE, UNCONDITIONAL or CONDITIONAL:
+                                                            #   could the Allow match this resource
+                                                            #   for SOME context, and only if its
+                                                            #   conditions/policy variables allow
+
+  `ctx` is a request context: {condition key: str | list[str]}, keys case-insensitive, e.g.
+  {"aws:PrincipalTag/student": "alice", "aws:ResourceTag/student": "bob"}.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+Context = Mapping[str, "str | Sequence[str]"]
+
+
+@dataclass(frozen=True)
+class Env:
+    partition: str = "aws"
+    region: str = "us-east-1"
+    account: str = "123456789012"
+    url_suffix: str = "amazonaws.com"
+
+
+# -- stand-ins for resources of a template --------------------------------------------------------
+
+# Property that holds an explicit physical name, per type.
+NAME_PROPERTIES = {
+    "AWS::S3::Bucket": "BucketName",
+    "AWS::IAM::Role": "RoleName",
+    "AWS::IAM::ManagedPolicy": "ManagedPolicyName",
+    "AWS::Lambda::Function": "FunctionName",
+    "AWS::Logs::LogGroup": "LogGroupName",
+    "AWS::SNS::Topic": "TopicName",
+    "AWS::SQS::Queue": "QueueName",
+    "AWS::SageMaker::Pipeline": "PipelineName",
+    "AWS::SageMaker::ModelPackageGroup": "ModelPackageGroupName",
+    "AWS::SageMaker::Endpoint": "EndpointName",
+    "AWS::SageMaker::EndpointConfig": "EndpointConfigName",
+    "AWS::SageMaker::Model": "ModelName",
+    "AWS::SageMaker::NotebookInstance": "NotebookInstanceName",
+}
+SAGEMAKER_KINDS = {
+    "AWS::SageMaker::Pipeline": "pipeline",
+    "AWS::SageMaker::ModelPackageGroup": "model-package-group",
+    "AWS::SageMaker::Endpoint": "endpoint",
+    "AWS::SageMaker::EndpointConfig": "endpoint-config",
+    "AWS::SageMaker::Model": "model",
+    "AWS::SageMaker::NotebookInstance": "notebook-instance",
+}
+
+
+def _arn(env: Env, service: str, resource: str, *, region: bool = True, account: bool = True) -> str:
+    return f"arn:{env.partition}:{service}:{env.region if region else ''}:{env.account if account else ''}:{resource}"
+
+
+def _typed_stand_in(env: Env, resource_type: str, name: str, attribute: str | None) -> str:
+    """Ref (attribute None) or GetAtt of a resource called `name`, in the shape CloudFormation returns."""
+    if resource_type == "AWS::S3::Bucket":
+        return {None: name, "Arn": _arn(env, "s3", name, region=False, account=False)}.get(attribute, f"{name}.{attribute}")
+    if resource_type == "AWS::IAM::Role":
+        return {None: name, "Arn": _arn(env, "iam", f"role/{name}", region=False), "RoleId": f"AROA{name}"}.get(attribute, f"{name}.{attribute}")
+    if resource_type == "AWS::IAM::ManagedPolicy":
+        return _arn(env, "iam", f"policy/{name}", region=False) if attribute in (None, "PolicyArn") else f"{name}.{attribute}"
+    if resource_type == "AWS::KMS::Key":
+        return {None: name, "KeyId": name, "Arn": _arn(env, "kms", f"key/{name}")}.get(attribute, f"{name}.{attribute}")
+    if resource_type == "AWS::Lambda::Function":
+        return {None: name, "Arn": _arn(env, "lambda", f"function:{name}")}.get(attribute, f"{name}.{attribute}")
+    if resource_type == "AWS::Logs::LogGroup":
+        return {None: name, "Arn": _arn(env, "logs", f"log-group:{name}:*")}.get(attribute, f"{name}.{attribute}")
+    if resource_type == "AWS::SNS::Topic":
+        return {None: _arn(env, "sns", name), "TopicArn": _arn(env, "sns", name), "TopicName": name}.get(attribute, f"{name}.{attribute}")
+    if resource_type == "AWS::SQS::Queue":
+        url = f"https://sqs.{env.region}.{env.url_suffix}/{env.account}/{name}"
+        return {None: url, "QueueUrl": url, "Arn": _arn(env, "sqs", name), "QueueName": name}.get(attribute, f"{name}.{attribute}")
+    if resource_type in SAGEMAKER_KINDS:
+        arn = _arn(env, "sagemaker", f"{SAGEMAKER_KINDS[resource_type]}/{name}")
+        return name if attribute is None or attribute.endswith("Name") else arn
+    return f"{name}.{attribute}" if attribute else name
+
+
+# -- policies ---------------------------------------------------------------------------------------
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
+@dataclass(frozen=True)
+class Statement:
+    effect: str
+    actions: tuple[str, ...] = ()
+    not_actions: tuple[str, ...] = ()
+    resources: tuple[str, ...] = ()
+    not_resources: tuple[str, ...] = ()
+    principal: Any = None
+    not_principal: Any = None
+    condition: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    sid: str = ""
+    source: str = ""
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any], source: str) -> Statement:
+        condition = {op: {key: _as_list(values) for key, values in keys.items()} for op, keys in (raw.get("Condition") or {}).items()}
+        return cls(
+            effect=raw["Effect"],
+            actions=tuple(_as_list(raw.get("Action"))),
+            not_actions=tuple(_as_list(raw.get("NotAction"))),
+            resources=tuple(_as_list(raw.get("Resource"))),
+            not_resources=tuple(_as_list(raw.get("NotResource"))),
+            principal=raw.get("Principal"),
+            not_principal=raw.get("NotPrincipal"),
+            condition=condition,
+            sid=raw.get("Sid", ""),
+            source=f"{source}/{raw.get('Sid', '')}",
+        )
+
+
+@dataclass(frozen=True)
+class PolicyDocument:
+    stack: str
+    logical_id: str
+    kind: str  # "identity" or "resource"
+    document: Mapping[str, Any]
+
+    def statements(self) -> list[Statement]:
+        return [Statement.from_json(s, f"{self.stack}/{self.logical_id}") for s in _as_list(self.document.get("Statement"))]
+
+
+@dataclass(frozen=True)
+class RoleRef:
+    stack: str
+    logical_id: str
+    name: str
+    arn: str
+    tags: Mapping[str, str]
+    trust_policy: Mapping[str, Any]
+    aws_managed_policy_arns: tuple[str, ...]
+    permissions_boundary: str | None
+
+
+@dataclass(frozen=True)
+class ResourcePolicy:
+    stack: str
+    logical_id: str
+    resource_type: str  # the type the policy is attached to, e.g. AWS::S3::Bucket
+    resource_arns: tuple[str, ...]  # what "*" (key policies) and the statements' resources denote
+    statements: tuple[Statement, ...]
+
+
+class UnresolvableError(ValueError):
+    pass
+
+
+class Stacks:
+    """Templates of one account/region, with exports resolvable across them."""
+
+    def __init__(
+        self, templates: Mapping[str, Mapping[str, Any]], env: Env | None = None, *, parameters: Mapping[str, Mapping[str, str]] | None = None
+    ) -> None:
+        self.templates = dict(templates)
+        self.env = env or Env()
+        self.parameters = {stack: dict(values) for stack, values in (parameters or {}).items()}
+        self._exports: dict[str, tuple[str, Any]] = {}
+        for stack, template in self.templates.items():
+            for output in (template.get("Outputs") or {}).values():
+                export = output.get("Export")
+                if export:
+                    self._exports[self.resolve(stack, export["Name"])] = (stack, output["Value"])
+
+    # -- intrinsics -------------------------------------------------------------------------
+    def stand_in(self, stack: str, logical_id: str, attribute: str | None = None) -> str:
+        resource = self.templates[stack]["Resources"][logical_id]
+        resource_type = resource["Type"]
+        name_property = NAME_PROPERTIES.get(resource_type)
+        explicit = (resource.get("Properties") or {}).get(name_property) if name_property else None
+        name = self.resolve(stack, explicit) if explicit is not None else f"{stack}-{logical_id}"
+        if resource_type not in NAME_PROPERTIES and resource_type != "AWS::KMS::Key":
+            generic = _arn(self.env, "cfn-stand-in", f"{stack}/{logical_id}")
+            return f"{generic}/{attribute}" if attribute else generic
+        return _typed_stand_in(self.env, resource_type, name, attribute)
+
+    def _ref(self, stack: str, name: str) -> Any:
+        env = self.env
+        pseudo = {
+            "AWS::Partition": env.partition,
+            "AWS::Region": env.region,
+            "AWS::AccountId": env.account,
+            "AWS::URLSuffix": env.url_suffix,
+            "AWS::StackName": stack,
+            "AWS::StackId": _arn(env, "cloudformation", f"stack/{stack}/stand-in"),
+        }
+        if name in pseudo:
+            return pseudo[name]
+        template = self.templates[stack]
+        if name in (template.get("Parameters") or {}):
+            given = self.parameters.get(stack, {})
+            if name in given:
+                return given[name]
+            parameter = template["Parameters"][name]
+            if "Default" not in parameter:
+                raise UnresolvableError(f"{stack}: parameter {name} has no Default and no value was given")
+            return parameter["Default"]
+        if name in template.get("Resources", {}):
+            return self.stand_in(stack, name)
+        raise UnresolvableError(f"{stack}: Ref to unknown {name}")
+
+    def _condition(self, stack: str, name: str) -> bool:
+        return bool(self.resolve(stack, self.templates[stack]["Conditions"][name]))
+
+    def resolve(self, stack: str, value: Any) -> Any:
+        """`value` with every intrinsic replaced by a concrete string; AWS::NoValue drops out."""
+        if isinstance(value, list):
+            items = [self.resolve(stack, item) for item in value]
+            return [item for item in items if item is not _NO_VALUE]
+        if not isinstance(value, dict):
+            return value
+        if len(value) == 1:
+            ((key, arg),) = value.items()
+            if key == "Ref":
+                return _NO_VALUE if arg == "AWS::NoValue" else self._ref(stack, arg)
+            if key == "Fn::GetAtt":
+                logical_id, attribute = arg.split(".", 1) if isinstance(arg, str) else arg
+                return self.stand_in(stack, logical_id, self.resolve(stack, attribute))
+            if key == "Fn::Join":
+                separator, parts = arg
+                return self.resolve(stack, separator).join(str(p) for p in self.resolve(stack, parts))
+            if key == "Fn::Sub":
+                return self._sub(stack, arg)
+            if key == "Fn::Select":
+                index, items = self.resolve(stack, arg)
+                return items[int(index)]
+            if key == "Fn::Split":
+                separator, text = self.resolve(stack, arg)
+                return text.split(separator)
+            if key == "Fn::ImportValue":
+                export_name = self.resolve(stack, arg)
+                if export_name not in self._exports:
+                    raise UnresolvableError(f"{stack}: import of {export_name!r}, which no given stack exports")
+                exporter, exported = self._exports[export_name]
+                return self.resolve(exporter, exported)
+            if key == "Fn::If":
+                condition, if_true, if_false = arg
+                return self.resolve(stack, if_true if self._condition(stack, condition) else if_false)
+            if key == "Fn::Equals":
+                left, right = self.resolve(stack, arg)
+                return left == right
+            if key == "Fn::Not":
+                return not self.resolve(stack, arg)[0]
+            if key == "Fn::And":
+                return all(self.resolve(stack, arg))
+            if key == "Fn::Or":
+                return any(self.resolve(stack, arg))
+            if key == "Condition":
+                return self._condition(stack, arg)
+            if key.startswith("Fn::"):
+                raise UnresolvableError(f"{stack}: intrinsic {key} is not modelled")
+        resolved = {key: self.resolve(stack, item) for key, item in value.items()}
+        return {key: item for key, item in resolved.items() if item is not _NO_VALUE}
+
+    def _sub(self, stack: str, arg: Any) -> str:
+        text, variables = (arg, {}) if isinstance(arg, str) else (arg[0], self.resolve(stack, arg[1]))
+
+        def replace(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name.startswith("!"):  # ${!Literal} is a literal ${Literal}
+                return "${" + name[1:] + "}"
+            if name in variables:
+                return str(variables[name])
+            if "." in name:
+                logical_id, attribute = name.split(".", 1)
+                return self.stand_in(stack, logical_id, attribute)
+            return str(self._ref(stack, name))
+
+        return re.sub(r"\$\{([^}]+)\}", replace, text)
+
+    # -- collecting policies ------------------------------------------------------------------
+    def _resources(self, resource_type: str) -> Iterable[tuple[str, str, dict[str, Any]]]:
+        for stack, template in self.templates.items():
+            for logical_id, resource in template.get("Resources", {}).items():
+                if resource["Type"] == resource_type:
+                    yield stack, logical_id, resource.get("Properties") or {}
+
+    def roles(self) -> list[RoleRef]:
+        roles = []
+        for stack, logical_id, properties in self._resources("AWS::IAM::Role"):
+            managed = [self.resolve(stack, arn) for arn in properties.get("ManagedPolicyArns", [])]
+            boundary = properties.get("PermissionsBoundary")
+            roles.append(
+                RoleRef(
+                    stack=stack,
+                    logical_id=logical_id,
+                    name=self.stand_in(stack, logical_id),
+                    arn=self.stand_in(stack, logical_id, "Arn"),
+                    tags={self.resolve(stack, t["Key"]): self.resolve(stack, t["Value"]) for t in properties.get("Tags", [])},
+                    trust_policy=self.resolve(stack, properties.get("AssumeRolePolicyDocument", {})),
+                    aws_managed_policy_arns=tuple(arn for arn in managed if is_aws_managed(arn)),
+                    permissions_boundary=self.resolve(stack, boundary) if boundary is not None else None,
+                )
+            )
+        return roles
+
+    def _attached_to(self, stack: str, properties: Mapping[str, Any], role: RoleRef) -> bool:
+        return role.stack == stack and role.name in self.resolve(stack, properties.get("Roles", []))
+
+    def identity_policies(self, role: RoleRef) -> list[Statement]:
+        """Every statement of every identity policy attached to `role` (customer-managed and inline)."""
+        template = self.templates[role.stack]
+        properties = template["Resources"][role.logical_id].get("Properties") or {}
+        statements: list[Statement] = []
+        for position, inline in enumerate(properties.get("Policies", [])):
+            document = self.resolve(role.stack, inline["PolicyDocument"])
+            statements += PolicyDocument(role.stack, f"{role.logical_id}/Policies/{position}", "identity", document).statements()
+        managed_arns = set(self.resolve(role.stack, properties.get("ManagedPolicyArns", [])))
+        for resource_type in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            for stack, logical_id, policy in self._resources(resource_type):
+                by_role = self._attached_to(stack, policy, role)
+                by_arn = resource_type == "AWS::IAM::ManagedPolicy" and stack == role.stack and self.stand_in(stack, logical_id) in managed_arns
+                if by_role or by_arn:
+                    statements += PolicyDocument(stack, logical_id, "identity", self.resolve(stack, policy["PolicyDocument"])).statements()
+        return statements
+
+    def resource_policies(self) -> list[ResourcePolicy]:
+        policies = []
+        for stack, logical_id, properties in self._resources("AWS::S3::BucketPolicy"):
+            bucket = self.resolve(stack, properties["Bucket"])
+            arn = f"arn:{self.env.partition}:s3:::{bucket}"
+            statements = PolicyDocument(stack, logical_id, "resource", self.resolve(stack, properties["PolicyDocument"])).statements()
+            policies.append(ResourcePolicy(stack, logical_id, "AWS::S3::Bucket", (arn, f"{arn}/*"), tuple(statements)))
+        for stack, logical_id, properties in self._resources("AWS::KMS::Key"):
+            arn = self.stand_in(stack, logical_id, "Arn")
+            statements = PolicyDocument(stack, logical_id, "resource", self.resolve(stack, properties["KeyPolicy"])).statements()
+            policies.append(ResourcePolicy(stack, logical_id, "AWS::KMS::Key", (arn,), tuple(statements)))
+        for resource_type, target_type, targets_key in (
+            ("AWS::SNS::TopicPolicy", "AWS::SNS::Topic", "Topics"),
+            ("AWS::SQS::QueuePolicy", "AWS::SQS::Queue", "Queues"),
+        ):
+            for stack, logical_id, properties in self._resources(resource_type):
+                targets = tuple(_queue_arn(self.env, t) if t.startswith("https://sqs.") else t for t in self.resolve(stack, properties.get(targets_key, [])))
+                statements = PolicyDocument(stack, logical_id, "resource", self.resolve(stack, properties["PolicyDocument"])).statements()
+                policies.append(ResourcePolicy(stack, logical_id, target_type, targets, tuple(statements)))
+        return policies
+
+    def policy_documents(self) -> list[PolicyDocument]:
+        """Every policy document in every template, resolved (identity, trust and resource policies)."""
+        documents = []
+        for stack, template in self.templates.items():
+            for logical_id, resource in template.get("Resources", {}).items():
+                properties = resource.get("Properties") or {}
+                resource_type = resource["Type"]
+                if resource_type in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+                    documents.append(PolicyDocument(stack, logical_id, "identity", self.resolve(stack, properties["PolicyDocument"])))
+                elif resource_type == "AWS::IAM::Role":
+                    documents.append(PolicyDocument(stack, f"{logical_id}/Trust", "resource", self.resolve(stack, properties["AssumeRolePolicyDocument"])))
+                    for position, inline in enumerate(properties.get("Policies", [])):
+                        documents.append(PolicyDocument(stack, f"{logical_id}/Policies/{position}", "identity", self.resolve(stack, inline["PolicyDocument"])))
+                elif resource_type == "AWS::KMS::Key":
+                    documents.append(PolicyDocument(stack, logical_id, "resource", self.resolve(stack, properties["KeyPolicy"])))
+                elif resource_type in ("AWS::S3::BucketPolicy", "AWS::SNS::TopicPolicy", "AWS::SQS::QueuePolicy"):
+                    documents.append(PolicyDocument(stack, logical_id, "resource", self.resolve(stack, properties["PolicyDocument"])))
+        return documents
+
+
+class _NoValue:
+    def __repr__(self) -> str:
+        return "AWS::NoValue"
+
+
+_NO_VALUE: Any = _NoValue()
+
+
+def _queue_arn(env: Env, url: str) -> str:
+    account, name = url.rstrip("/").split("/")[-2:]
+    return f"arn:{env.partition}:sqs:{env.region}:{account}:{name}"
+
+
+def is_aws_managed(policy_arn: str) -> bool:
+    return bool(re.match(r"^arn:[a-z-]+:iam::aws:policy/", policy_arn))
+
+
+# -- matching ---------------------------------------------------------------------------------------
+
+
+def _lookup(context: Context, key: str) -> list[str] | None:
+    for name, value in context.items():
+        if name.lower() == key.lower():
+            return [value] if isinstance(value, str) else list(value)
+    return None
+
+
+_VARIABLE = re.compile(r"\$\{([^}]+)\}")
+
+
+def substitute_variables(pattern: str, context: Context) -> str | None:
+    """`${aws:PrincipalTag/x}` etc. from the context; None when a variable has no (single) value,
+    in which case IAM treats the element as not matching. `${*}`, `${?}`, `${$}` are literals."""
+    missing = False
+
+    def replace(match: re.Match[str]) -> str:
+        nonlocal missing
+        name = match.group(1)
+        if name in ("*", "?", "$"):
+            return "\x00" + name  # a literal character, not a wildcard
+        default = None
+        if ", " in name:  # ${key, 'default'}
+            name, raw_default = name.split(", ", 1)
+            default = raw_default.strip("'")
+        values = _lookup(context, name)
+        if values is None or len(values) != 1:
+            if default is None:
+                missing = True
+                return ""
+            return default
+        return values[0].replace("*", "\x00*").replace("?", "\x00?")
+
+    result = _VARIABLE.sub(replace, pattern)
+    return None if missing else result
+
+
+def _wildcard_regex(pattern: str, ignore_case: bool) -> re.Pattern[str]:
+    out = []
+    index = 0
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\x00":  # escaped literal from a policy variable
+            out.append(re.escape(pattern[index + 1]))
+            index += 2
+            continue
+        out.append(".*" if char == "*" else "." if char == "?" else re.escape(char))
+        index += 1
+    return re.compile("".join(out), re.DOTALL | (re.IGNORECASE if ignore_case else 0))
+
+
+def wildcard_match(pattern: str, value: str, *, ignore_case: bool = False) -> bool:
+    return _wildcard_regex(pattern, ignore_case).fullmatch(value) is not None
+
+
+def action_matches(pattern: str, action: str) -> bool:
+    return wildcard_match(pattern, action, ignore_case=True)
+
+
+def resource_matches(pattern: str, arn: str, context: Context | None = None) -> bool:
+    """IAM resource matching: case-sensitive, `*` spans any characters including `/` and `:`."""
+    concrete = substitute_variables(pattern, context or {})
+    return concrete is not None and wildcard_match(concrete, arn)
+
+
+def _string_values(values: Sequence[Any], context: Context) -> list[str]:
+    out = []
+    for value in values:
+        text = "true" if value is True else "false" if value is False else str(value)
+        concrete = substitute_variables(text, context)
+        if concrete is not None:
+            out.append(concrete)
+    return out
+
+
+def _unescape(text: str) -> str:
+    return text.replace("\x00", "")
+
+
+def _single_match(base: str, policy_values: list[str], request_value: str) -> bool:
+    """Does one request value satisfy the positive form of `base` for any policy value?"""
+    if base in ("StringEquals", "ArnEquals_exact"):
+        return any(_unescape(v) == request_value for v in policy_values)
+    if base == "StringEqualsIgnoreCase":
+        return any(_unescape(v).lower() == request_value.lower() for v in policy_values)
+    if base in ("StringLike", "ArnLike", "ArnEquals"):  # ArnEquals also honours wildcards
+        return any(wildcard_match(v, request_value) for v in policy_values)
+    if base == "Bool":
+        return any(_unescape(v).lower() == request_value.lower() for v in policy_values)
+    raise NotImplementedError(f"condition operator {base} is not modelled")
+
+
+NEGATED = {
+    "StringNotEquals": "StringEquals",
+    "StringNotEqualsIgnoreCase": "StringEqualsIgnoreCase",
+    "StringNotLike": "StringLike",
+    "ArnNotEquals": "ArnEquals",
+    "ArnNotLike": "ArnLike",
+}
+
+
+def _operator_holds(operator: str, key: str, raw_values: Sequence[Any], context: Context) -> bool:
+    qualifier = ""
+    if ":" in operator:
+        qualifier, operator = operator.split(":", 1)
+    if_exists = operator.endswith("IfExists")
+    operator = operator.removesuffix("IfExists")
+    request = _lookup(context, key)
+    policy_values = _string_values(raw_values, context)
+    if operator == "Null":
+        wants_absent = _unescape(policy_values[0]).lower() == "true"
+        return (request is None) == wants_absent
+    if request is None:
+        if qualifier == "ForAllValues":
+            return True
+        if qualifier == "ForAnyValue":  # no value can match, negated or not
+            return if_exists
+        return if_exists or operator in NEGATED
+    negated = operator in NEGATED
+    base = NEGATED.get(operator, operator)
+
+    def satisfied(value: str) -> bool:
+        matched = _single_match(base, policy_values, value)
+        return not matched if negated else matched
+
+    if qualifier == "ForAnyValue":
+        return any(satisfied(value) for value in request)
+    if qualifier == "ForAllValues":
+        return all(satisfied(value) for value in request)
+    if len(request) != 1:  # a single-valued operator on a multivalued key: compare each (conservative)
+        return any(satisfied(value) for value in request)
+    return satisfied(request[0])
+
+
+def conditions_hold(condition: Mapping[str, Mapping[str, Any]], context: Context) -> bool:
+    """All operators and all keys must hold (AND); values of one key are ORed (or NOR when negated)."""
+    return all(_operator_holds(operator, key, _as_list(values), context) for operator, keys in condition.items() for key, values in keys.items())
+
+
+def _action_in(statement: Statement, action: str) -> bool:
+    if statement.not_actions:
+        return not any(action_matches(p, action) for p in statement.not_actions)
+    return any(action_matches(p, action) for p in statement.actions)
+
+
+def _resource_in(statement: Statement, resource: str, context: Context) -> bool:
+    if statement.not_resources:
+        return not any(resource_matches(p, resource, context) for p in statement.not_resources)
+    return any(resource_matches(p, resource, context) for p in statement.resources)
+
+
+def statement_applies(statement: Statement, action: str, resource: str, context: Context | None = None) -> bool:
+    context = context or {}
+    return _action_in(statement, action) and _resource_in(statement, resource, context) and conditions_hold(statement.condition, context)
+
+
+def is_allowed(statements: Iterable[Statement], action: str, resource: str, context: Context | None = None) -> bool:
+    """IAM's evaluation within one policy set: an explicit Deny overrides any Allow."""
+    applicable = [s for s in statements if statement_applies(s, action, resource, context)]
+    return any(s.effect == "Allow" for s in applicable) and not any(s.effect == "Deny" for s in applicable)
+
+
+class Reach(enum.Enum):
+    NONE = "none"  # no context makes it match
+    UNCONDITIONAL = "unconditional"  # matches without conditions or policy variables
+    CONDITIONAL = "conditional"  # matches only if its conditions/policy variables allow
+
+
+def _could_match(pattern: str, resource: str) -> bool:
+    """Could `pattern` match `resource` for SOME values of its policy variables?"""
+    return wildcard_match(_VARIABLE.sub("*", pattern), resource)
+
+
+def reach(statement: Statement, action: str, resource: str) -> Reach:
+    """Whether an Allow statement can match (action, resource) at all, and whether only under conditions."""
+    if statement.effect != "Allow" or not _action_in(statement, action):
+        return Reach.NONE
+    if statement.not_resources:
+        possible = not any(wildcard_match(p, resource) for p in statement.not_resources if not _VARIABLE.search(p))
+        variable_free = not any(_VARIABLE.search(p) for p in statement.not_resources)
+    else:
+        matching = [p for p in statement.resources if _could_match(p, resource)]
+        possible = bool(matching)
+        variable_free = any(not _VARIABLE.search(p) for p in matching)
+    if not possible:
+        return Reach.NONE
+    return Reach.UNCONDITIONAL if variable_free and not statement.condition else Reach.CONDITIONAL
+
+
+def principal_names(principal: Any) -> list[tuple[str, str]]:
+    """(kind, value) pairs of a resolved Principal element: ("AWS", arn), ("Service", name), ("*", "*")."""
+    if principal == "*":
+        return [("*", "*")]
+    if not isinstance(principal, Mapping):
+        return []
+    return [(kind, value) for kind, values in principal.items() for value in _as_list(values)]
