@@ -55,6 +55,16 @@ def synthesized(tmp_path_factory: pytest.TempPathFactory) -> SynthResult:
 
 
 @pytest.fixture(scope="session")
+def neighbours(tmp_path_factory: pytest.TempPathFactory) -> SynthResult:
+    """Two environments in one account whose names share a prefix, as two students of a class
+    can: `alice` (approves her own models) and `alice-b` (approval_mode: manual)."""
+    directory = tmp_path_factory.mktemp("neighbours")
+    config = directory / "neighbours.yaml"
+    config.write_text("environments:\n  alice: {}\n  alice-b: {approval_mode: manual}\n")
+    return synth(directory / "cdk.out", {"config": str(config)})
+
+
+@pytest.fixture(scope="session")
 def platform_template(synthesized: SynthResult) -> dict[str, Any]:
     return synthesized.template("sagelab-dev-platform")
 
