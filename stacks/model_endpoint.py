@@ -33,11 +33,12 @@ def deployment_name_prefix(names: ResourceNames, serving: ServingConfig) -> str:
     """`<prefix>-<8 hex>-v`: the start of this environment's model and endpoint-config names.
 
     Names are ours (not CloudFormation's generated ones) so that the deployment role can be scoped
-    to them; the hex part (of the environment prefix and the settings above) keeps one student's
-    pattern from matching another's whose id merely starts with the same letters.
+    to them. The hex part (of the settings above only: classroom stamping needs names that differ
+    between students by the student id alone) also keeps `sagelab-alice-<hex>-v*` from matching a
+    neighbour `alice-b`'s names (`sagelab-alice-b-...`: "b-" is not 8 hex digits).
     """
     settings = {key: value for key, value in asdict(serving).items() if key in _NAMED_SETTINGS}
-    digest = hashlib.sha256(json.dumps([names.prefix, settings], sort_keys=True).encode()).hexdigest()[:8]
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
     return f"{names.prefix}-{digest}-v"
 
 
@@ -82,16 +83,18 @@ class ModelEndpoint(Construct):
         # such part, so Fn::Select fails and CloudFormation rolls the deployment back.
         self.name_prefix = deployment_name_prefix(names, serving)
         version = Fn.select(1, Fn.split(f"model-package/{names.model_package_group}/", model_package_arn))
+        # Evaluated only when HasModel holds (the resources carry it; cfn-lint's W1028 confirms an
+        # Fn::If on HasModel here would be unreachable), so an empty parameter never reaches Fn::Select.
+        name = Fn.join("", [self.name_prefix, version])
         self.scaling_role_arn = f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role/{SCALING_SERVICE_LINKED_ROLE}"
 
         self.model = sagemaker.CfnModel(
             self,
             "Model",
-            model_name=Fn.join("", [self.name_prefix, version]),
+            model_name=name,
             execution_role_arn=role.role_arn,
             primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(model_package_name=model_package_arn),
         )
-        config_name = Fn.join("", [self.name_prefix, version])
         if realtime:
             variant = sagemaker.CfnEndpointConfig.ProductionVariantProperty(
                 variant_name=VARIANT,
@@ -114,7 +117,7 @@ class ModelEndpoint(Construct):
                 ),
             )
             self.endpoint_config = sagemaker.CfnEndpointConfig(
-                self, "Config", endpoint_config_name=config_name, production_variants=[variant], kms_key_id=key.key_arn, data_capture_config=capture
+                self, "Config", endpoint_config_name=name, production_variants=[variant], kms_key_id=key.key_arn, data_capture_config=capture
             )
         else:
             variant = sagemaker.CfnEndpointConfig.ProductionVariantProperty(
@@ -124,7 +127,7 @@ class ModelEndpoint(Construct):
                     max_concurrency=serving.serverless_max_concurrency, memory_size_in_mb=serving.serverless_memory_mb
                 ),
             )
-            self.endpoint_config = sagemaker.CfnEndpointConfig(self, "Config", endpoint_config_name=config_name, production_variants=[variant])
+            self.endpoint_config = sagemaker.CfnEndpointConfig(self, "Config", endpoint_config_name=name, production_variants=[variant])
             why = "Serverless endpoints have no instance volumes to encrypt with a customer key and do not accept KmsKeyId."
             acknowledge(self.endpoint_config, ("AwsSolutions-SM2", why), ("NIST.800.53.R5-SageMakerEndpointConfigurationKMSKeyConfigured", why))
 
