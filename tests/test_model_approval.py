@@ -6,8 +6,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import boto3
 import pytest
+from botocore.stub import Stubber
 
+from sagelab.aws_ops import APPROVER_HINT, AwsOperations, OperationError
 from sagelab.config import ConfigError, load_config
 from tests.conftest import SynthResult
 from tests.iam_policy import Env, RoleRef, Stacks, Statement, is_allowed, principal_names, statement_applies
@@ -87,3 +90,24 @@ def test_manual_mode_rejects_settings_that_would_bypass_it(tmp_path: Path, setti
     with pytest.raises(ConfigError, match="^" + re.escape(str(config))) as error:
         load_config({}, config)
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_approving_without_the_approver_role_says_which_role_to_use() -> None:
+    """What `sagelab models approve --aws` prints when the Deny above answers (one line, no trace)."""
+    session = boto3.Session(aws_access_key_id="stubbed", aws_secret_access_key="stubbed", region_name=REGION)
+    operations = AwsOperations(session)
+    with Stubber(operations.sagemaker) as stub:
+        summary = {
+            "ModelPackageGroupName": "sagelab-alice-b-models",
+            "ModelPackageVersion": 3,
+            "ModelPackageArn": version("alice-b"),
+            "CreationTime": "2026-01-01T00:00:00Z",
+            "ModelPackageStatus": "Completed",
+            "ModelApprovalStatus": "PendingManualApproval",
+        }
+        stub.add_response("list_model_packages", {"ModelPackageSummaryList": [summary]})
+        message = f"User: arn:aws:sts::{ACCOUNT}:assumed-role/notebook/x is not authorized to perform: sagemaker:UpdateModelPackage with an explicit deny"
+        stub.add_client_error("update_model_package", service_error_code="AccessDeniedException", service_message=message, http_status_code=400)
+        with pytest.raises(OperationError) as error:
+            operations.approve("sagelab-alice-b-models", 3)
+    assert str(error.value) == f"access denied: {message} ({APPROVER_HINT})"
