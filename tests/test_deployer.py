@@ -196,6 +196,12 @@ def test_the_deployer_passes_only_the_deployment_role_and_only_to_cloudformation
             assert not is_allowed(function_statements, "iam:PassRole", other.arn, to_cloudformation), other.logical_id
 
 
+def test_the_function_knows_this_environments_group_prefix(stacks: Stacks) -> None:
+    (function,) = [r for k, r in stacks.templates[SERVING]["Resources"].items() if k.startswith("DeployerFunction") and r["Type"] == "AWS::Lambda::Function"]
+    variables = stacks.resolve(SERVING, function["Properties"]["Environment"]["Variables"])
+    assert variables["MODEL_PACKAGE_ARN_PREFIX"] == GROUP_PREFIX
+
+
 NAMED_IAM = {"AWS::IAM::Role": "RoleName", "AWS::IAM::ManagedPolicy": "ManagedPolicyName", "AWS::IAM::User": "UserName", "AWS::IAM::Group": "GroupName"}
 
 
