@@ -127,6 +127,8 @@ class ApprovalDeployer(Construct):
         # resource id starts with this environment's endpoint name and a slash.
         alarms = f"arn:{Aws.PARTITION}:cloudwatch:{Aws.REGION}:{Aws.ACCOUNT_ID}:alarm:TargetTracking-endpoint/{names.endpoint}/*"
         return [
+            # Scaling writes only SageMaker variants' instance counts; targets and policies have no
+            # ARN known before they exist, so the resource stays "*".
             iam.PolicyStatement(
                 sid="ScaleTheEndpoint",
                 actions=[
@@ -134,12 +136,24 @@ class ApprovalDeployer(Construct):
                     "application-autoscaling:DeregisterScalableTarget",
                     "application-autoscaling:PutScalingPolicy",
                     "application-autoscaling:DeleteScalingPolicy",
+                ],
+                resources=["*"],
+                conditions={
+                    "StringEquals": {
+                        "application-autoscaling:service-namespace": "sagemaker",
+                        "application-autoscaling:scalable-dimension": "sagemaker:variant:DesiredInstanceCount",
+                    }
+                },
+            ),
+            iam.PolicyStatement(
+                sid="ReadAndTagScaling",
+                actions=[
                     "application-autoscaling:DescribeScalableTargets",
                     "application-autoscaling:DescribeScalingPolicies",
                     "application-autoscaling:DescribeScheduledActions",
+                    "application-autoscaling:ListTagsForResource",
                     "application-autoscaling:TagResource",
                     "application-autoscaling:UntagResource",
-                    "application-autoscaling:ListTagsForResource",
                 ],
                 resources=["*"],
             ),
@@ -259,7 +273,8 @@ DEPLOYMENT_WILDCARD_REASONS = {
     "ManageEndpointConfigs": "Endpoint-config names are <environment>-<settings hash>-v<package version>; the version is known only at approval.",
     "ManageTheEndpoint": "The endpoint is named; updating it to a new config also names that config, <environment>-<settings hash>-v<version>.",
     "ReadModelPackages": "Versions of this environment's own model package group are created at run time.",
-    "ScaleTheEndpoint": "Scalable targets and policies are addressed by service namespace and resource id, not by an ARN known before they exist.",
+    "ScaleTheEndpoint": "Scalable targets and policies get no ARN known before they exist; conditions limit writes to SageMaker variant instance counts.",
+    "ReadAndTagScaling": "Describe and tag calls on scalable targets whose ids Application Auto Scaling generates; no write to capacity.",
     "ScalingAlarms": "Target tracking names its alarms TargetTracking-endpoint/<this endpoint>/...-<uuid>; the uuid is generated.",
     "ReadScalingMetrics": "cloudwatch:GetMetricData supports no resource-level permission; CloudFormation reads the scaling metric with it.",
 }

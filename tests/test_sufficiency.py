@@ -137,9 +137,19 @@ class Request:
     context: dict[str, str]
 
 
+def _scalable_target(template: dict[str, Any]) -> dict[str, Any]:
+    (target,) = [r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::ApplicationAutoScaling::ScalableTarget"]
+    return target
+
+
 def _scaling_resource_id(template: dict[str, Any]) -> str:
-    (target,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::ApplicationAutoScaling::ScalableTarget"]
-    return str(target["Properties"]["ResourceId"])
+    return str(_scalable_target(template)["ResourceId"])
+
+
+def _scaling_context(template: dict[str, Any]) -> dict[str, str]:
+    """The condition keys Application Auto Scaling sets from the request (the target's namespace and dimension)."""
+    target = _scalable_target(template)
+    return {"application-autoscaling:service-namespace": target["ServiceNamespace"], "application-autoscaling:scalable-dimension": target["ScalableDimension"]}
 
 
 def request_for(stacks: Stacks, stack: str, logical_id: str, action: str) -> Request:
@@ -162,7 +172,7 @@ def request_for(stacks: Stacks, stack: str, logical_id: str, action: str) -> Req
     if service == "kms":
         return Request(action, properties["KmsKeyId"], {})
     if service == "application-autoscaling":
-        return Request(action, f"arn:aws:application-autoscaling:{REGION}:{ACCOUNT}:scalable-target/0123456789abcdef0123", {})
+        return Request(action, f"arn:aws:application-autoscaling:{REGION}:{ACCOUNT}:scalable-target/0123456789abcdef0123", _scaling_context(template))
     if name in ("PutMetricAlarm", "DeleteAlarms", "DescribeAlarms"):
         alarm = f"TargetTracking-{_scaling_resource_id(template)}-AlarmHigh-3f1c6a52-7d2e-4b7a-9c1d-0e5f6a7b8c9d"
         return Request(action, f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{alarm}", {})
@@ -213,6 +223,16 @@ def test_the_deployment_role_holds_every_permission_the_registry_lists_for_those
         f"{logical_id} ({kind}): {r.action} on {r.resource}" for logical_id, kind, r in requests if not is_allowed(statements, r.action, r.resource, r.context)
     ]
     assert not missing, "the deployment role lacks:\n" + "\n".join(missing)
+
+
+def test_the_deployment_role_scales_only_sagemaker_variants(dev: Stacks) -> None:
+    statements = dev.identity_policies(role(dev, "sagelab-dev-serving", "DeployerCloudFormationRole"))
+    target = f"arn:aws:application-autoscaling:{REGION}:{ACCOUNT}:scalable-target/0123456789abcdef0123"
+    ecs = {"application-autoscaling:service-namespace": "ecs", "application-autoscaling:scalable-dimension": "ecs:service:DesiredCount"}
+    variant = {"application-autoscaling:service-namespace": "sagemaker", "application-autoscaling:scalable-dimension": "sagemaker:variant:DesiredInstanceCount"}
+    for action in ("RegisterScalableTarget", "DeregisterScalableTarget", "PutScalingPolicy", "DeleteScalingPolicy"):
+        assert is_allowed(statements, f"application-autoscaling:{action}", target, variant), action
+        assert not is_allowed(statements, f"application-autoscaling:{action}", target, ecs), action
 
 
 # -- neighbours in one account -------------------------------------------------------------------
