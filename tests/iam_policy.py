@@ -48,6 +48,10 @@ Matching (IAM semantics)
                                                             #   could the Allow match this resource
                                                             #   for SOME context, and only if its
                                                             #   conditions/policy variables allow
+    can_apply_given(statement, action, resource, known) -> bool
+                                                            # could it apply when the keys in `known`
+                                                            #   have those values and every other key
+                                                            #   may have any value (worst case)
 
   `ctx` is a request context: {condition key: str | list[str]}, keys case-insensitive, e.g.
   {"aws:PrincipalTag/student": "alice", "aws:ResourceTag/student": "bob"}.
@@ -628,3 +632,34 @@ def principal_names(principal: Any) -> list[tuple[str, str]]:
     if not isinstance(principal, Mapping):
         return []
     return [(kind, value) for kind, values in principal.items() for value in _as_list(values)]
+
+
+def _known_part(pattern: str, known: Context) -> str:
+    """`pattern` with the variables that `known` gives substituted and any other variable as `*`."""
+
+    def replace(match: re.Match[str]) -> str:
+        concrete = substitute_variables(match.group(0), known)
+        return "*" if concrete is None else concrete
+
+    return _VARIABLE.sub(replace, pattern)
+
+
+def can_apply_given(statement: Statement, action: str, resource: str, known: Context) -> bool:
+    """Could `statement` apply to (action, resource) for SOME request whose keys in `known` have
+    those values? Keys not in `known` are assumed to take whatever value makes it apply."""
+    if not _action_in(statement, action):
+        return False
+    if statement.not_resources:
+        if any(_VARIABLE.search(p) is None and wildcard_match(p, resource) for p in statement.not_resources):
+            return False
+    elif not any(wildcard_match(_known_part(p, known), resource) for p in statement.resources):
+        return False
+    for operator, keys in statement.condition.items():
+        for key, values in keys.items():
+            if _lookup(known, key) is None:
+                continue  # unknown key: could hold
+            if any(_VARIABLE.search(str(v)) and substitute_variables(str(v), known) is None for v in _as_list(values)):
+                continue  # compares with an unknown variable: could hold
+            if not _operator_holds(operator, key, _as_list(values), known):
+                return False
+    return True

@@ -380,6 +380,13 @@ def pipeline(synthesized: SynthResult) -> tuple[Stacks, Definition, list[Stateme
     return stacks, definition, stacks.identity_policies(pipeline_role)
 
 
+def job_name(step: dict[str, Any]) -> str:
+    """The name SageMaker Pipelines gives a step's job: the definition's job-name prefix (custom
+    job prefixes) or `pipelines-<execution id>-<step>`, then a generated suffix."""
+    prefix = step["Arguments"].get(f"{step['Type']}JobName") or f"pipelines-{EXECUTION_ID}-{step['Name'].lower()}"
+    return f"{prefix}-x1y2z3a4b5"
+
+
 def s3_uris(definition: Definition) -> list[tuple[str, bool]]:
     """(URI, written) for every S3 URI of the definition, parameters' defaults included."""
     found = []
@@ -441,11 +448,10 @@ def test_the_pipeline_role_can_use_the_keys_pull_the_images_and_write_the_job_lo
         needs.append(("ecr:GetAuthorizationToken", "*", {}))
         group = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{LOG_GROUPS[step['Type']]}"
         needs += [("logs:CreateLogGroup", group, {})]
-        needs += [
-            (a, f"{group}:log-stream:pipelines-{EXECUTION_ID}-{step['Name']}/algo-1-1767225600", {}) for a in ("logs:CreateLogStream", "logs:PutLogEvents")
-        ]
+        job = job_name(step)
+        needs += [(a, f"{group}:log-stream:{job}/algo-1-1767225600", {}) for a in ("logs:CreateLogStream", "logs:PutLogEvents")]
         action, kind = JOB_ACTIONS[step["Type"]]
-        needs.append((f"sagemaker:{action}", f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:{kind}/pipelines-{EXECUTION_ID}-{step['Name'].lower()}-x1y2z3", {}))
+        needs.append((f"sagemaker:{action}", f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:{kind}/{job}", {}))
     registrations = [s for s in definition.steps() if s["Type"] == "RegisterModel"]
     assert registrations
     for step in registrations:
