@@ -79,12 +79,12 @@ class ModelEndpoint(Construct):
         self.endpoint_name = names.endpoint
         self.scales = realtime
         # Model and endpoint config are both named <prefix>-<hex>-v<version>, the version taken from
-        # the package ARN (.../<group>/<version>); an ARN outside this environment's group has no
-        # such part, so Fn::Select fails and CloudFormation rolls the deployment back.
+        # the package ARN (.../<group>/<version>; the parameter's pattern admits only this group's
+        # versions). The separator is appended before splitting so that the expression also
+        # evaluates for an empty ARN (the resources then do not exist, but tools resolve it).
         self.name_prefix = deployment_name_prefix(names, serving)
-        version = Fn.select(1, Fn.split(f"model-package/{names.model_package_group}/", model_package_arn))
-        # Evaluated only when HasModel holds (the resources carry it; cfn-lint's W1028 confirms an
-        # Fn::If on HasModel here would be unreachable), so an empty parameter never reaches Fn::Select.
+        separator = f"model-package/{names.model_package_group}/"
+        version = Fn.select(1, Fn.split(separator, Fn.join("", [model_package_arn, separator])))
         name = Fn.join("", [self.name_prefix, version])
         self.scaling_role_arn = f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role/{SCALING_SERVICE_LINKED_ROLE}"
 

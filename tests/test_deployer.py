@@ -4,6 +4,7 @@ synthesized serving template, what its role may do to the serving stack (IAM eva
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -200,6 +201,13 @@ def test_the_function_knows_this_environments_group_prefix(stacks: Stacks) -> No
     (function,) = [r for k, r in stacks.templates[SERVING]["Resources"].items() if k.startswith("DeployerFunction") and r["Type"] == "AWS::Lambda::Function"]
     variables = stacks.resolve(SERVING, function["Properties"]["Environment"]["Variables"])
     assert variables["MODEL_PACKAGE_ARN_PREFIX"] == GROUP_PREFIX
+
+
+def test_the_serving_stack_accepts_only_versions_of_its_own_group(stacks: Stacks) -> None:
+    pattern = re.compile(stacks.templates[SERVING]["Parameters"]["ModelPackageArn"]["AllowedPattern"])
+    assert pattern.fullmatch("") and pattern.fullmatch(ARN)
+    for other in (ARN.replace("sagelab-dev-models", "sagelab-bob-models"), GROUP_PREFIX.rstrip("/"), f"{GROUP_PREFIX}2/extra", ARN.replace("/2", "/latest")):
+        assert not pattern.fullmatch(other), other
 
 
 NAMED_IAM = {"AWS::IAM::Role": "RoleName", "AWS::IAM::ManagedPolicy": "ManagedPolicyName", "AWS::IAM::User": "UserName", "AWS::IAM::Group": "GroupName"}
