@@ -18,6 +18,13 @@ TERMINAL_STATUSES = ("Succeeded", "Failed", "Stopped")
 JOB_LOG_GROUPS = {"ProcessingJob": "/aws/sagemaker/ProcessingJobs", "TrainingJob": "/aws/sagemaker/TrainingJobs"}
 
 
+# Environments with approval_mode: manual deny approving to the roles that train.
+APPROVER_HINT = (
+    "with approval_mode: manual only the environment's approver role may approve: "
+    "use --profile with an AWS profile whose role_arn is the platform stack's ApproverRoleArn output"
+)
+
+
 class OperationError(RuntimeError):
     """An AWS operation that cannot be done; the message says why and what to do."""
 
@@ -208,7 +215,12 @@ class AwsOperations:
     def approve(self, group: str, version: int, status: str = "Approved") -> str:
         for package in self.models(group):
             if package["version"] == version:
-                translate(self.sagemaker.update_model_package, ModelPackageArn=package["arn"], ModelApprovalStatus=status)
+                try:
+                    translate(self.sagemaker.update_model_package, ModelPackageArn=package["arn"], ModelApprovalStatus=status)
+                except OperationError as error:
+                    if str(error).startswith("access denied"):
+                        raise OperationError(f"{error} ({APPROVER_HINT})") from None
+                    raise
                 return str(package["arn"])
         raise OperationError(f"model package group {group} has no version {version}")
 

@@ -121,6 +121,10 @@ class EnvironmentConfig:
     # SageMaker's account-wide log groups (/aws/sagemaker/TrainingJobs, ...) created with this
     # environment's key: set on ONE environment per account and region (never on students).
     account_log_groups: bool = False
+    # "self": whoever trains may approve (lab and class: students approve their own models).
+    # "manual": runs register only PendingManualApproval and only an approver role, assumable by
+    # the account's administrators, may approve (approving deploys to the public API).
+    approval_mode: Literal["self", "manual"] = "self"
     notebook: NotebookConfig = NotebookConfig()
     pipeline: PipelineConfig = PipelineConfig()
     serving: ServingConfig = ServingConfig()
@@ -181,6 +185,19 @@ def check_environment(env: EnvironmentConfig, where: str) -> list[tuple[str, Any
         check(value is None or bool(ARN_PATTERN.match(value)), key, value, "an ARN (arn:aws:iam::123456789012:...)")
     for position, instance_type in enumerate(env.allowed_instance_types):
         check(bool(INSTANCE_TYPE_PATTERN.match(instance_type)), f"allowed_instance_types[{position}]", instance_type, "an ML instance type like ml.m5.large")
+    if env.approval_mode == "manual":
+        check(
+            env.pipeline.approval_status == "PendingManualApproval",
+            "pipeline.approval_status",
+            env.pipeline.approval_status,
+            "PendingManualApproval when approval_mode is manual",
+        )
+        check(
+            env.existing_role_arn is None,
+            "existing_role_arn",
+            env.existing_role_arn,
+            "unset when approval_mode is manual (the gate is a policy on roles SageLab creates)",
+        )
     nb = env.notebook
     check(bool(INSTANCE_TYPE_PATTERN.match(nb.instance_type)), "notebook.instance_type", nb.instance_type, "an ML instance type like ml.t3.medium")
     check(5 <= nb.volume_size_gb <= 16384, "notebook.volume_size_gb", nb.volume_size_gb, "5..16384")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import Aws, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -14,6 +14,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from stacks.front_door import LAMBDA_RUNTIME, POWERTOOLS_ACCOUNT, POWERTOOLS_LAYER_VERSION
+from stacks.model_endpoint import ModelEndpoint
 from stacks.nag import acknowledge, acknowledge_policy_wildcards, acknowledge_tracing_grant
 from stacks.naming import ResourceNames
 
@@ -25,10 +27,16 @@ class ApprovalDeployer(Construct):
     function that updates the serving stack's `parameter_name` through a CloudFormation service
     role. Failed deliveries land in an encrypted dead-letter queue.
 
+    The function may update the serving stack only with that role and the previous template: once
+    a stack has a service role, whoever may update it uses the role without iam:PassRole, and after
+    `cdk deploy` that is the bootstrap execution role (administrator). The deployment role, in turn,
+    reaches only this environment's models, endpoint configs, endpoint, scaling and alarms.
+
     Props:
         names: the environment's names (group, endpoint, serving stack).
         serving_stack_arn: the stack to update (its own ARN, from the serving stack).
         parameter_name: the stack parameter that holds the model package ARN.
+        endpoint: what a deployment creates (names, whether it scales, the scaling role).
         endpoint_role: passed to SageMaker by CloudFormation when it creates the model.
         key: the environment key (endpoint volumes, data capture, queue, logs).
         log_retention: the function's log retention.
@@ -42,138 +50,16 @@ class ApprovalDeployer(Construct):
         names: ResourceNames,
         serving_stack_arn: str,
         parameter_name: str,
+        endpoint: ModelEndpoint,
         endpoint_role: iam.IRole,
         key: kms.IKey,
         log_retention: logs.RetentionDays,
     ) -> None:
         super().__init__(scope, construct_id)
-        sagemaker_arn = ResourceNames.sagemaker_arn
-        # The role CloudFormation assumes for updates the deployer starts: only what changing the
-        # model package needs (model, endpoint config, endpoint, its autoscaling).
-        self.cloudformation_role = iam.Role(
-            self,
-            "CloudFormationRole",
-            assumed_by=iam.ServicePrincipal("cloudformation.amazonaws.com"),
-            description=f"SageLab {names.prefix}: model deployments",
-        )
-        cfn_policy = iam.ManagedPolicy(
-            self,
-            "CloudFormationPolicy",
-            roles=[self.cloudformation_role],
-            statements=[
-                iam.PolicyStatement(
-                    sid="ManageServingResources",
-                    actions=[
-                        "sagemaker:CreateModel",
-                        "sagemaker:DeleteModel",
-                        "sagemaker:DescribeModel",
-                        "sagemaker:CreateEndpointConfig",
-                        "sagemaker:DeleteEndpointConfig",
-                        "sagemaker:DescribeEndpointConfig",
-                        "sagemaker:CreateEndpoint",
-                        "sagemaker:UpdateEndpoint",
-                        "sagemaker:DeleteEndpoint",
-                        "sagemaker:DescribeEndpoint",
-                        "sagemaker:AddTags",
-                        "sagemaker:DeleteTags",
-                        "sagemaker:ListTags",
-                    ],
-                    resources=[sagemaker_arn("model/*"), sagemaker_arn("endpoint-config/*"), names.endpoint_arn()],
-                ),
-                iam.PolicyStatement(sid="ReadModelPackages", actions=["sagemaker:DescribeModelPackage"], resources=[names.model_packages_arn()]),
-                iam.PolicyStatement(
-                    sid="PassEndpointRole",
-                    actions=["iam:PassRole"],
-                    resources=[endpoint_role.role_arn],
-                    conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
-                ),
-                iam.PolicyStatement(
-                    sid="UseEnvironmentKey", actions=["kms:CreateGrant", "kms:DescribeKey", "kms:Decrypt", "kms:GenerateDataKey"], resources=[key.key_arn]
-                ),
-                iam.PolicyStatement(
-                    sid="ScaleTheEndpoint",
-                    actions=[
-                        "application-autoscaling:RegisterScalableTarget",
-                        "application-autoscaling:DeregisterScalableTarget",
-                        "application-autoscaling:PutScalingPolicy",
-                        "application-autoscaling:DeleteScalingPolicy",
-                        "application-autoscaling:Describe*",
-                    ],
-                    resources=["*"],
-                ),
-                iam.PolicyStatement(
-                    sid="ScalingAlarms",
-                    actions=["cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms", "cloudwatch:DescribeAlarms"],
-                    resources=[
-                        f"arn:{Aws.PARTITION}:cloudwatch:{Aws.REGION}:{Aws.ACCOUNT_ID}:alarm:TargetTracking-endpoint/{names.endpoint}/*",
-                        f"arn:{Aws.PARTITION}:cloudwatch:{Aws.REGION}:{Aws.ACCOUNT_ID}:alarm:*",
-                    ],
-                ),
-                iam.PolicyStatement(
-                    sid="AutoscalingServiceLinkedRole",
-                    actions=["iam:CreateServiceLinkedRole"],
-                    resources=[f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role/aws-service-role/sagemaker.application-autoscaling.amazonaws.com/*"],
-                    conditions={"StringLike": {"iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"}},
-                ),
-            ],
-        )
-        acknowledge_policy_wildcards(
-            cfn_policy.node.default_child,  # type: ignore[arg-type]
-            lambda statement: {
-                "ManageServingResources": "CloudFormation generates model and endpoint-config names on each deployment; the endpoint itself is named.",
-                "ReadModelPackages": "Versions of this environment's own model package group are created at run time.",
-                "ScaleTheEndpoint": "Application Auto Scaling actions support no resource-level permissions.",
-                "ScalingAlarms": "Target tracking creates alarms with generated names (TargetTracking-endpoint/<name>/...).",
-                "AutoscalingServiceLinkedRole": "The service-linked role path is fixed by AWS; the condition limits it to SageMaker autoscaling.",
-            }.get(statement.get("Sid", ""), "unexpected wildcard"),
-        )
-
-        dead_letters = sqs.Queue(
-            self, "DeadLetters", encryption=sqs.QueueEncryption.KMS, encryption_master_key=key, enforce_ssl=True, retention_period=Duration.days(14)
-        )
-        acknowledge(
-            dead_letters,
-            ("AwsSolutions-SQS3", "This queue is itself the dead-letter queue of the approval rule and function."),
-            ("Serverless-SQSRedrivePolicy", "This queue is itself the dead-letter queue; messages wait here for an operator."),
-        )
-        function_logs = logs.LogGroup(self, "FunctionLogs", retention=log_retention, encryption_key=key, removal_policy=RemovalPolicy.DESTROY)
-        role = iam.Role(self, "FunctionRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description=f"SageLab {names.prefix}: approval deployer")
-        function_policy = iam.ManagedPolicy(
-            self,
-            "FunctionPolicy",
-            roles=[role],
-            statements=[
-                iam.PolicyStatement(
-                    sid="UpdateServingStack", actions=["cloudformation:DescribeStacks", "cloudformation:UpdateStack"], resources=[serving_stack_arn]
-                ),
-                iam.PolicyStatement(sid="PassDeploymentRole", actions=["iam:PassRole"], resources=[self.cloudformation_role.role_arn]),
-                iam.PolicyStatement(sid="WriteOwnLogs", actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[function_logs.log_group_arn]),
-            ],
-        )
-        acknowledge_policy_wildcards(
-            function_policy.node.default_child,  # type: ignore[arg-type]
-            lambda _statement: "A stack ARN ends in a stack id CloudFormation assigns at creation; the name part pins this one serving stack.",
-        )
-        self.function = lambda_.Function(
-            self,
-            "Function",
-            runtime=lambda_.Runtime.PYTHON_3_12,
-            handler="handler.lambda_handler",
-            code=lambda_.Code.from_asset(str(RUNTIME_DIR), exclude=["__pycache__", "*.pyc", "__init__.py"]),
-            role=role,
-            memory_size=256,
-            timeout=Duration.seconds(30),
-            tracing=lambda_.Tracing.ACTIVE,
-            log_group=function_logs,
-            logging_format=lambda_.LoggingFormat.JSON,
-            dead_letter_queue=dead_letters,
-            environment={
-                "MODEL_PACKAGE_GROUP": names.model_package_group,
-                "SERVING_STACK_NAME": names.serving_stack,
-                "PARAMETER_NAME": parameter_name,
-                "CLOUDFORMATION_ROLE_ARN": self.cloudformation_role.role_arn,
-            },
-            description=f"SageLab {names.prefix}: deploys approved model packages",
+        self.cloudformation_role = self._deployment_role(names=names, endpoint=endpoint, endpoint_role=endpoint_role, key=key)
+        dead_letters = self._dead_letter_queue(key)
+        self.function = self._function(
+            names=names, serving_stack_arn=serving_stack_arn, parameter_name=parameter_name, key=key, log_retention=log_retention, dead_letters=dead_letters
         )
         self.rule = events.Rule(
             self,
@@ -186,11 +72,209 @@ class ApprovalDeployer(Construct):
             ),
             targets=[targets.LambdaFunction(self.function, dead_letter_queue=dead_letters, retry_attempts=8, max_event_age=Duration.hours(6))],
         )
+
+    def _deployment_role(self, *, names: ResourceNames, endpoint: ModelEndpoint, endpoint_role: iam.IRole, key: kms.IKey) -> iam.Role:
+        """The role CloudFormation assumes for the updates the deployer starts: what the resources
+        that depend on the model package need (tests/test_sufficiency.py checks it against the
+        CloudFormation registry's handler permissions), on this environment's resources only."""
+        sagemaker_arn = ResourceNames.sagemaker_arn
+        role = iam.Role(
+            self,
+            "CloudFormationRole",
+            assumed_by=iam.ServicePrincipal("cloudformation.amazonaws.com"),
+            description=f"SageLab {names.prefix}: model deployments",
+        )
+        tagging = ["sagemaker:AddTags", "sagemaker:DeleteTags", "sagemaker:ListTags"]
+        statements = [
+            iam.PolicyStatement(
+                sid="ManageModels",
+                actions=["sagemaker:CreateModel", "sagemaker:DeleteModel", "sagemaker:DescribeModel", *tagging],
+                resources=[sagemaker_arn(f"model/{endpoint.name_prefix}*")],
+            ),
+            iam.PolicyStatement(
+                sid="ManageEndpointConfigs",
+                actions=["sagemaker:CreateEndpointConfig", "sagemaker:DeleteEndpointConfig", "sagemaker:DescribeEndpointConfig", *tagging],
+                resources=[sagemaker_arn(f"endpoint-config/{endpoint.name_prefix}*")],
+            ),
+            iam.PolicyStatement(
+                sid="ManageTheEndpoint",
+                actions=["sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint", "sagemaker:DeleteEndpoint", "sagemaker:DescribeEndpoint", *tagging],
+                resources=[names.endpoint_arn(), sagemaker_arn(f"endpoint-config/{endpoint.name_prefix}*")],
+            ),
+            iam.PolicyStatement(sid="ReadModelPackages", actions=["sagemaker:DescribeModelPackage"], resources=[names.model_packages_arn()]),
+            iam.PolicyStatement(
+                sid="PassEndpointRole",
+                actions=["iam:PassRole"],
+                resources=[endpoint_role.role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+            ),
+            iam.PolicyStatement(
+                sid="UseEnvironmentKey", actions=["kms:CreateGrant", "kms:DescribeKey", "kms:Decrypt", "kms:GenerateDataKey"], resources=[key.key_arn]
+            ),
+        ]
+        if endpoint.scales:
+            statements += self._scaling_statements(names=names, endpoint=endpoint)
+        policy = iam.ManagedPolicy(self, "CloudFormationPolicy", roles=[role], statements=statements)
+        acknowledge_policy_wildcards(
+            policy.node.default_child,  # type: ignore[arg-type]
+            lambda statement: DEPLOYMENT_WILDCARD_REASONS.get(statement.get("Sid", ""), "unexpected wildcard"),
+        )
+        return role
+
+    @staticmethod
+    def _scaling_statements(*, names: ResourceNames, endpoint: ModelEndpoint) -> list[iam.PolicyStatement]:
+        # Target tracking names its alarms TargetTracking-<resource id>-AlarmHigh|Low-<uuid>; the
+        # resource id starts with this environment's endpoint name and a slash.
+        alarms = f"arn:{Aws.PARTITION}:cloudwatch:{Aws.REGION}:{Aws.ACCOUNT_ID}:alarm:TargetTracking-endpoint/{names.endpoint}/*"
+        return [
+            # Scaling writes only SageMaker variants' instance counts; targets and policies have no
+            # ARN known before they exist, so the resource stays "*".
+            iam.PolicyStatement(
+                sid="ScaleTheEndpoint",
+                actions=[
+                    "application-autoscaling:RegisterScalableTarget",
+                    "application-autoscaling:DeregisterScalableTarget",
+                    "application-autoscaling:PutScalingPolicy",
+                    "application-autoscaling:DeleteScalingPolicy",
+                ],
+                resources=["*"],
+                conditions={
+                    "StringEquals": {
+                        "application-autoscaling:service-namespace": "sagemaker",
+                        "application-autoscaling:scalable-dimension": "sagemaker:variant:DesiredInstanceCount",
+                    }
+                },
+            ),
+            iam.PolicyStatement(
+                sid="ReadAndTagScaling",
+                actions=[
+                    "application-autoscaling:DescribeScalableTargets",
+                    "application-autoscaling:DescribeScalingPolicies",
+                    "application-autoscaling:DescribeScheduledActions",
+                    "application-autoscaling:ListTagsForResource",
+                    "application-autoscaling:TagResource",
+                    "application-autoscaling:UntagResource",
+                ],
+                resources=["*"],
+            ),
+            iam.PolicyStatement(
+                sid="ScalingAlarms", actions=["cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms", "cloudwatch:DescribeAlarms"], resources=[alarms]
+            ),
+            iam.PolicyStatement(sid="ReadScalingMetrics", actions=["cloudwatch:GetMetricData"], resources=["*"]),
+            iam.PolicyStatement(
+                sid="CreateScalingServiceLinkedRole",
+                actions=["iam:CreateServiceLinkedRole"],
+                resources=[endpoint.scaling_role_arn],
+                conditions={"StringEquals": {"iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"}},
+            ),
+            # The scalable target names the service-linked role; only Application Auto Scaling can assume it.
+            iam.PolicyStatement(sid="NameScalingServiceLinkedRole", actions=["iam:PassRole"], resources=[endpoint.scaling_role_arn]),
+        ]
+
+    def _dead_letter_queue(self, key: kms.IKey) -> sqs.Queue:
+        dead_letters = sqs.Queue(
+            self, "DeadLetters", encryption=sqs.QueueEncryption.KMS, encryption_master_key=key, enforce_ssl=True, retention_period=Duration.days(14)
+        )
         acknowledge(
-            self.function,
+            dead_letters,
+            ("AwsSolutions-SQS3", "This queue is itself the dead-letter queue of the approval rule and function."),
+            ("Serverless-SQSRedrivePolicy", "This queue is itself the dead-letter queue; messages wait here for an operator."),
+        )
+        return dead_letters
+
+    def _function(
+        self,
+        *,
+        names: ResourceNames,
+        serving_stack_arn: str,
+        parameter_name: str,
+        key: kms.IKey,
+        log_retention: logs.RetentionDays,
+        dead_letters: sqs.IQueue,
+    ) -> lambda_.Function:
+        function_logs = logs.LogGroup(self, "FunctionLogs", retention=log_retention, encryption_key=key, removal_policy=RemovalPolicy.DESTROY)
+        role = iam.Role(self, "FunctionRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description=f"SageLab {names.prefix}: approval deployer")
+        deployment_role_arn = self.cloudformation_role.role_arn
+        function_policy = iam.ManagedPolicy(
+            self,
+            "FunctionPolicy",
+            roles=[role],
+            statements=[
+                iam.PolicyStatement(sid="ReadServingStack", actions=["cloudformation:DescribeStacks"], resources=[serving_stack_arn]),
+                # Only with the deployment role (never the stack's previous service role, which
+                # CloudFormation uses when RoleARN is left out) and without a new template URL.
+                # A TemplateBody has no condition key; the deployment role bounds what one could do.
+                iam.PolicyStatement(
+                    sid="UpdateServingStack",
+                    actions=["cloudformation:UpdateStack"],
+                    resources=[serving_stack_arn],
+                    conditions={"StringEquals": {"cloudformation:RoleArn": deployment_role_arn}, "Null": {"cloudformation:TemplateUrl": "true"}},
+                ),
+                iam.PolicyStatement(
+                    sid="PassDeploymentRole",
+                    actions=["iam:PassRole"],
+                    resources=[deployment_role_arn],
+                    conditions={"StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com"}},
+                ),
+                iam.PolicyStatement(sid="WriteOwnLogs", actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[function_logs.log_group_arn]),
+            ],
+        )
+        acknowledge_policy_wildcards(
+            function_policy.node.default_child,  # type: ignore[arg-type]
+            lambda _statement: "A stack ARN ends in a stack id CloudFormation assigns at creation; the name part pins this one serving stack.",
+        )
+        stack = Stack.of(self)
+        powertools = lambda_.LayerVersion.from_layer_version_arn(
+            self,
+            "Powertools",
+            f"arn:{stack.partition}:lambda:{stack.region}:{POWERTOOLS_ACCOUNT}:layer:AWSLambdaPowertoolsPythonV3-{LAMBDA_RUNTIME.name.replace('.', '')}-x86_64:{POWERTOOLS_LAYER_VERSION}",
+        )
+        function = lambda_.Function(
+            self,
+            "Function",
+            runtime=LAMBDA_RUNTIME,
+            handler="handler.lambda_handler",
+            code=lambda_.Code.from_asset(str(RUNTIME_DIR), exclude=["__pycache__", "*.pyc", "__init__.py"]),
+            layers=[powertools],
+            role=role,
+            memory_size=256,
+            timeout=Duration.seconds(30),
+            tracing=lambda_.Tracing.ACTIVE,
+            log_group=function_logs,
+            logging_format=lambda_.LoggingFormat.JSON,
+            dead_letter_queue=dead_letters,
+            environment={
+                "MODEL_PACKAGE_ARN_PREFIX": f"{names.sagemaker_arn('model-package')}/{names.model_package_group}/",
+                "SERVING_STACK_NAME": names.serving_stack,
+                "PARAMETER_NAME": parameter_name,
+                "CLOUDFORMATION_ROLE_ARN": deployment_role_arn,
+                "POWERTOOLS_SERVICE_NAME": "sagelab-deployer",
+                "POWERTOOLS_LOG_LEVEL": "INFO",
+            },
+            description=f"SageLab {names.prefix}: deploys approved model packages",
+        )
+        acknowledge(
+            function,
             ("NIST.800.53.R5-LambdaConcurrency", "Approvals are rare, human-paced events; reserved concurrency would only risk the account's shared pool."),
             ("NIST.800.53.R5-LambdaInsideVPC", "The function only calls the CloudFormation API; a VPC would add NAT or endpoints and no protection."),
-            ("AwsSolutions-L1", "Python 3.12 matches the front door; the function uses only boto3 from the runtime."),
-            ("Serverless-LambdaLatestVersion", "Python 3.12 matches the front door; the function uses only boto3 from the runtime."),
+            ("AwsSolutions-L1", f"{LAMBDA_RUNTIME.name} is the newest runtime with a published Powertools v3 layer version pinned in stacks/front_door.py."),
+            (
+                "Serverless-LambdaLatestVersion",
+                f"{LAMBDA_RUNTIME.name} is the newest runtime with a published Powertools v3 layer version pinned in stacks/front_door.py.",
+            ),
         )
         acknowledge_tracing_grant(role, "approval deployer")
+        return function
+
+
+# Why each wildcard of the deployment role is there (by statement id).
+DEPLOYMENT_WILDCARD_REASONS = {
+    "ManageModels": "Model names are <environment>-<settings hash>-v<package version>; the version is known only when a package is approved.",
+    "ManageEndpointConfigs": "Endpoint-config names are <environment>-<settings hash>-v<package version>; the version is known only at approval.",
+    "ManageTheEndpoint": "The endpoint is named; updating it to a new config also names that config, <environment>-<settings hash>-v<version>.",
+    "ReadModelPackages": "Versions of this environment's own model package group are created at run time.",
+    "ScaleTheEndpoint": "Scalable targets and policies get no ARN known before they exist; conditions limit writes to SageMaker variant instance counts.",
+    "ReadAndTagScaling": "Describe and tag calls on scalable targets whose ids Application Auto Scaling generates; no write to capacity.",
+    "ScalingAlarms": "Target tracking names its alarms TargetTracking-endpoint/<this endpoint>/...-<uuid>; the uuid is generated.",
+    "ReadScalingMetrics": "cloudwatch:GetMetricData supports no resource-level permission; CloudFormation reads the scaling metric with it.",
+}

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from aws_cdk import CfnCondition, CfnResource, Duration, RemovalPolicy
+import hashlib
+import json
+from dataclasses import asdict
+
+from aws_cdk import Aws, CfnCondition, CfnResource, Duration, Fn, RemovalPolicy
 from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
@@ -19,11 +23,34 @@ from stacks.sagemaker_log_groups import SageMakerLogGroups, endpoint_log_group_n
 
 VARIANT = "AllTraffic"
 TARGET_INVOCATIONS_PER_INSTANCE = 100
+# Application Auto Scaling's own role for SageMaker endpoints: the service creates it on first use
+# (iam:CreateServiceLinkedRole), so no stack has to create, and nobody has to pass, an IAM role.
+SCALING_SERVICE_LINKED_ROLE = "aws-service-role/sagemaker.application-autoscaling.amazonaws.com/AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
+# The settings that the model and endpoint config are made of; a change to one of them replaces
+# both, so it must also change their names (CloudFormation cannot replace a named resource in place).
+_NAMED_SETTINGS = ("mode", "instance_type", "initial_instance_count", "serverless_memory_mb", "serverless_max_concurrency", "data_capture_percent")
+
+
+def deployment_name_prefix(names: ResourceNames, serving: ServingConfig) -> str:
+    """`<prefix>-<8 hex>-v`: the start of this environment's model and endpoint-config names.
+
+    Names are ours (not CloudFormation's generated ones) so that the deployment role can be scoped
+    to them. The hex part (of the settings above only: classroom stamping needs names that differ
+    between students by the student id alone) also keeps `sagelab-alice-<hex>-v*` from matching a
+    neighbour `alice-b`'s names (`sagelab-alice-b-...`: "b-" is not 8 hex digits).
+    """
+    settings = {key: value for key, value in asdict(serving).items() if key in _NAMED_SETTINGS}
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{names.prefix}-{digest}-v"
 
 
 class ModelEndpoint(Construct):
     """Serves `model_package_arn`; every resource exists only when `has_model` holds, so the first
     deploy (before any model is approved) succeeds and the front door answers 503 until then.
+
+    Attributes for the deployment role: `name_prefix` (model and endpoint-config names start with
+    it), `endpoint_name`, `scales` (realtime: a scalable target and a target-tracking policy) and
+    `scaling_role_arn` (Application Auto Scaling's service-linked role; no role is created).
 
     Props:
         names: the endpoint's fixed name comes from here (the front door's only target).
@@ -67,10 +94,21 @@ class ModelEndpoint(Construct):
             retention_days=log_retention_days,
             removal_policy=RemovalPolicy.DESTROY,
         )
+        self.scales = realtime
+        # Model and endpoint config are both named <prefix>-<hex>-v<version>, the version taken from
+        # the package ARN (.../<group>/<version>; the parameter's pattern admits only this group's
+        # versions). The separator is appended before splitting so that the expression also
+        # evaluates for an empty ARN (the resources then do not exist, but tools resolve it).
+        self.name_prefix = deployment_name_prefix(names, serving)
+        separator = f"model-package/{names.model_package_group}/"
+        version = Fn.select(1, Fn.split(separator, Fn.join("", [model_package_arn, separator])))
+        name = Fn.join("", [self.name_prefix, version])
+        self.scaling_role_arn = f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role/{SCALING_SERVICE_LINKED_ROLE}"
 
         self.model = sagemaker.CfnModel(
             self,
             "Model",
+            model_name=name,
             execution_role_arn=role.role_arn,
             primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(model_package_name=model_package_arn),
             # No network from the container: the model carries its code (pipeline_steps/train.py),
@@ -101,6 +139,7 @@ class ModelEndpoint(Construct):
             self.endpoint_config = sagemaker.CfnEndpointConfig(
                 self,
                 "Config",
+                endpoint_config_name=name,
                 production_variants=[variant],
                 kms_key_id=key.key_arn,
                 data_capture_config=capture if serving.data_capture_percent > 0 else None,
@@ -113,7 +152,7 @@ class ModelEndpoint(Construct):
                     max_concurrency=serving.serverless_max_concurrency, memory_size_in_mb=serving.serverless_memory_mb
                 ),
             )
-            self.endpoint_config = sagemaker.CfnEndpointConfig(self, "Config", production_variants=[variant])
+            self.endpoint_config = sagemaker.CfnEndpointConfig(self, "Config", endpoint_config_name=name, production_variants=[variant])
             why = "Serverless endpoints have no instance volumes to encrypt with a customer key and do not accept KmsKeyId."
             acknowledge(self.endpoint_config, ("AwsSolutions-SM2", why), ("NIST.800.53.R5-SageMakerEndpointConfigurationKMSKeyConfigured", why))
 
@@ -147,6 +186,7 @@ class ModelEndpoint(Construct):
                 service_namespace=appscaling.ServiceNamespace.SAGEMAKER,
                 resource_id=f"endpoint/{names.endpoint}/variant/{VARIANT}",
                 scalable_dimension="sagemaker:variant:DesiredInstanceCount",
+                role=iam.Role.from_role_arn(self, "ScalingServiceLinkedRole", self.scaling_role_arn, mutable=False),
                 min_capacity=serving.initial_instance_count,
                 max_capacity=serving.max_instance_count,
             )

@@ -16,6 +16,7 @@ from sagelab.pipeline_definition import PipelineSettings
 from sagelab.settings import settings_for
 from stacks.data_buckets import DataBuckets
 from stacks.execution_roles import ExecutionRoles
+from stacks.model_approval import ModelApproval
 from stacks.naming import ResourceNames
 from stacks.notebook_environment import NotebookEnvironment
 from stacks.sagemaker_log_groups import ACCOUNT_WIDE_LOG_GROUPS, SageMakerLogGroups, endpoint_log_group_name
@@ -99,6 +100,11 @@ class PlatformStack(Stack):
             existing_role_arn=env_config.existing_role_arn,
             allowed_instance_types=env_config.allowed_instance_types,
         )
+        self.approval = (
+            ModelApproval(self, "Approval", names=names, training_roles=[self.roles.pipeline_role, self.roles.notebook_role])
+            if env_config.approval_mode == "manual"
+            else None
+        )
         self.pipeline = TrainingPipeline(
             self,
             "Training",
@@ -158,6 +164,8 @@ class PlatformStack(Stack):
             ("NotebookUrl", self.notebook.url, "The lab notebook (open from the SageMaker console to sign in)"),
         ):
             CfnOutput(self, output_id, value=value, description=description)
+        if self.approval is not None:
+            CfnOutput(self, "ApproverRoleArn", value=self.approval.approver_role.role_arn, description="Assume this role to approve model packages")
 
     def _allow_service_encryption(self) -> None:
         """Let CloudWatch Logs (this environment's log groups, by name) and CloudWatch alarms (its

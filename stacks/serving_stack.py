@@ -49,7 +49,10 @@ class ServingStack(Stack):
             MODEL_PACKAGE_PARAMETER,
             type="String",
             default=serving.model_package_arn or "",
-            allowed_pattern=r"^$|^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package/.+$",
+            # Versions of this environment's own group only: CloudFormation refuses anything else
+            # before a resource is touched (the deployer checks the same, and the deployment role
+            # may read only this group's packages).
+            allowed_pattern=rf"^$|^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{{12}}:model-package/{names.model_package_group}/\d+$",
             description="Model package version to serve; empty until one is approved (the approval deployer sets it).",
         )
         has_model = CfnCondition(self, "HasModel", expression=Fn.condition_not(Fn.condition_equals(model_package.value_as_string, "")))
@@ -84,6 +87,7 @@ class ServingStack(Stack):
             names=names,
             serving_stack_arn=f"arn:{Aws.PARTITION}:cloudformation:{Aws.REGION}:{Aws.ACCOUNT_ID}:stack/{names.serving_stack}/*",
             parameter_name=MODEL_PACKAGE_PARAMETER,
+            endpoint=self.endpoint,
             endpoint_role=platform.roles.endpoint_role,
             key=platform.buckets.key,
             log_retention=retention,

@@ -69,6 +69,17 @@ def shared_class(tmp_path_factory: pytest.TempPathFactory) -> SynthResult:
 
 
 @pytest.fixture(scope="session")
+def neighbours(tmp_path_factory: pytest.TempPathFactory) -> SynthResult:
+    """Environments in one account: `alice` and `alice-b`, whose names share a prefix as two
+    students' can (alice approves her own models, alice-b has approval_mode: manual), and `carol`,
+    served serverless as class environments are."""
+    directory = tmp_path_factory.mktemp("neighbours")
+    config = directory / "neighbours.yaml"
+    config.write_text("environments:\n  alice: {}\n  alice-b: {approval_mode: manual}\n  carol: {serving: {mode: serverless}}\n")
+    return synth(directory / "cdk.out", {"config": str(config)})
+
+
+@pytest.fixture(scope="session")
 def platform_template(synthesized: SynthResult) -> dict[str, Any]:
     return synthesized.template("sagelab-dev-platform")
 

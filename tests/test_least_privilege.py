@@ -57,10 +57,9 @@ SHARED_SAGEMAKER_LOG_GROUPS = (
 # Statements another engineer owns and fixes on their branch (sec-deployer: the approval deployer's
 # CloudFormation role). Keyed by (role logical-id prefix, Sid prefix). The lead removes an entry
 # once that branch is merged; the test fails if an entry no longer matches anything (stale).
-KNOWN_OPEN: dict[tuple[str, str], str] = {
-    ("DeployerCloudFormationRole", "ManageServingResources"): "sec-deployer: model/* and endpoint-config/* (CloudFormation names them); scoped on that branch.",
-    ("DeployerCloudFormationRole", "ScalingAlarms"): "sec-deployer: alarm:* of the serving stack; scoped on that branch.",
-}
+# Statements allowed to reach a classmate's resources, with the reason (none today: the deployer's
+# CloudFormation role is scoped to its own models, endpoint configs and alarms).
+KNOWN_OPEN: dict[tuple[str, str], str] = {}
 
 
 @dataclass(frozen=True)
@@ -312,9 +311,9 @@ def test_resolving_an_unknown_import_fails_loudly() -> None:
 # Roles whose trust policies other engineers own (front door, approval deployer; the dev app
 # also has the endpoint scaling role); the lead removes an entry when its branch adds the check.
 TRUST_KNOWN_OPEN = {
-    "FrontDoorFunctionRole": "front-door branch: Lambda execution role of the API function.",
-    "DeployerFunctionRole": "sec-deployer branch: Lambda execution role of the approval deployer.",
-    "DeployerCloudFormationRole": "sec-deployer branch: CloudFormation service role.",
+    "FrontDoorFunctionRole": "Lambda execution role: AWS does not document aws:SourceAccount on Lambda's AssumeRole, and a condition it never sends would stop the function.",
+    "DeployerFunctionRole": "Lambda execution role: AWS does not document aws:SourceAccount on Lambda's AssumeRole, and a condition it never sends would stop the function.",
+    "DeployerCloudFormationRole": "CloudFormation service role: assumable only through iam:PassRole, which only the deployer's function holds (UpdateStack with this RoleArn).",
 }
 
 

@@ -2,41 +2,65 @@
 CloudFormation UpdateStack of the serving stack with the new `ModelPackageArn` parameter.
 
 CloudFormation stays the owner of the endpoint's resources (no drift, `cdk diff` tells the truth);
-this function only turns an approval into a parameter change. It is idempotent: an event for the
-package already deployed is a no-op; a stack that is busy raises, so EventBridge retries.
+this function only turns an approval into a parameter change, with the previous template and the
+deployment role (`CLOUDFORMATION_ROLE_ARN`), the only way its IAM policy lets it update the stack.
+It is idempotent: an event for the package already deployed is a no-op; a stack that is busy
+raises, so EventBridge retries.
+
+Environment: MODEL_PACKAGE_ARN_PREFIX (`arn:<partition>:sagemaker:<region>:<account>:model-package/<group>/`),
+SERVING_STACK_NAME, PARAMETER_NAME, CLOUDFORMATION_ROLE_ARN.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import os
+import re
+from functools import cache
 from typing import Any
 
 import boto3
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
+from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 
-logger = logging.getLogger()
-logger.setLevel(logging.INFO)
-_cloudformation = boto3.client("cloudformation")
-BUSY_SUFFIXES = ("_IN_PROGRESS",)
+logger = Logger(service="sagelab-deployer")
+BUSY_SUFFIX = "_IN_PROGRESS"
+# The serving template holds IAM resources without custom names (CDK generates them), so
+# CloudFormation asks for CAPABILITY_IAM on every update, even a parameter-only one; nothing
+# needs CAPABILITY_NAMED_IAM (tests/test_deployer.py checks this against the template).
+CAPABILITIES = ["CAPABILITY_IAM"]
+APPROVED = "Approved"
+VERSION = re.compile(r"^[0-9]{1,9}$")
 
 
 class StackBusy(RuntimeError):
     """The serving stack is mid-operation; raising makes EventBridge retry later."""
 
 
-def approved_package_arn(event: dict[str, Any], group: str) -> str | None:
-    detail = event.get("detail") or {}
-    if detail.get("ModelApprovalStatus") != "Approved" or detail.get("ModelPackageGroupName") != group:
+@cache
+def cloudformation() -> Any:
+    """One client per execution environment, built on first use (not at import, so importing the
+    module needs no region or credentials)."""
+    return boto3.client("cloudformation")
+
+
+def approved_package_arn(event: EventBridgeEvent, arn_prefix: str) -> str | None:
+    """The version ARN to deploy, or None when the event is not an approval of a version of this
+    environment's own group (same partition, region, account and group: `arn_prefix`)."""
+    detail = event.get("detail") or {}  # a malformed event is ignored, not a KeyError
+    if detail.get("ModelApprovalStatus") != APPROVED:
         return None
     arn = detail.get("ModelPackageArn")
-    return arn if isinstance(arn, str) and ":model-package/" in arn else None
+    if not isinstance(arn, str) or not arn.startswith(arn_prefix):
+        return None
+    return arn if VERSION.match(arn[len(arn_prefix) :]) else None
 
 
 def deploy(stack_name: str, parameter: str, package_arn: str, role_arn: str) -> str:
-    stack = _cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
-    if stack["StackStatus"].endswith(BUSY_SUFFIXES):
+    client = cloudformation()
+    stack = client.describe_stacks(StackName=stack_name)["Stacks"][0]
+    if stack["StackStatus"].endswith(BUSY_SUFFIX):
         raise StackBusy(f"{stack_name} is {stack['StackStatus']}; will retry")
     parameters: list[dict[str, Any]] = []
     current = None
@@ -51,13 +75,7 @@ def deploy(stack_name: str, parameter: str, package_arn: str, role_arn: str) -> 
     if current == package_arn:
         return "unchanged"
     try:
-        _cloudformation.update_stack(
-            StackName=stack_name,
-            UsePreviousTemplate=True,
-            Parameters=parameters,
-            Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"],
-            RoleARN=role_arn,
-        )
+        client.update_stack(StackName=stack_name, UsePreviousTemplate=True, Parameters=parameters, Capabilities=CAPABILITIES, RoleARN=role_arn)
     except ClientError as error:
         if "No updates are to be performed" in str(error):
             return "unchanged"
@@ -65,12 +83,13 @@ def deploy(stack_name: str, parameter: str, package_arn: str, role_arn: str) -> 
     return "updating"
 
 
-def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, str]:
-    group = os.environ["MODEL_PACKAGE_GROUP"]
-    package_arn = approved_package_arn(event, group)
+@logger.inject_lambda_context
+@event_source(data_class=EventBridgeEvent)
+def lambda_handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, str]:
+    package_arn = approved_package_arn(event, os.environ["MODEL_PACKAGE_ARN_PREFIX"])
     if package_arn is None:
-        logger.info(json.dumps({"message": "ignored event", "detail": event.get("detail")}))
+        logger.info("ignored event", extra={"detail_type": event.get("detail-type"), "detail": event.get("detail")})
         return {"result": "ignored"}
     result = deploy(os.environ["SERVING_STACK_NAME"], os.environ["PARAMETER_NAME"], package_arn, os.environ["CLOUDFORMATION_ROLE_ARN"])
-    logger.info(json.dumps({"message": "deploy", "model_package": package_arn, "result": result}))
+    logger.info("deploy", extra={"model_package": package_arn, "result": result})
     return {"result": result, "model_package": package_arn}
