@@ -208,7 +208,7 @@ class ApprovalDeployer(Construct):
                     sid="UpdateServingStack",
                     actions=["cloudformation:UpdateStack"],
                     resources=[serving_stack_arn],
-                    conditions={"StringEquals": {"cloudformation:RoleArn": deployment_role_arn}, "Null": {"cloudformation:TemplateUrl": "true"}},
+                    conditions={"ArnEquals": {"cloudformation:RoleArn": deployment_role_arn}, "Null": {"cloudformation:TemplateUrl": "true"}},
                 ),
                 iam.PolicyStatement(
                     sid="PassDeploymentRole",

@@ -167,7 +167,7 @@ def deployment_role_arn(stacks: Stacks) -> str:
 
 def test_update_stack_statement_requires_the_deployment_role_and_no_new_template(function_statements: list[Statement], deployment_role_arn: str) -> None:
     (update,) = [s for s in function_statements if any(a.lower() == "cloudformation:updatestack" for a in s.actions)]
-    assert update.condition == {"StringEquals": {"cloudformation:RoleArn": [deployment_role_arn]}, "Null": {"cloudformation:TemplateUrl": ["true"]}}
+    assert update.condition == {"ArnEquals": {"cloudformation:RoleArn": [deployment_role_arn]}, "Null": {"cloudformation:TemplateUrl": ["true"]}}
 
 
 def test_the_deployer_can_update_the_serving_stack_only_as_the_deployment_role(function_statements: list[Statement], deployment_role_arn: str) -> None:
