@@ -48,6 +48,15 @@ def translate(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         raise OperationError(f"{code}: {message}") from None
 
 
+def paged(client: Any, operation: str, result_key: str, **parameters: Any) -> list[Any]:
+    """Every item of a listing across all its pages (boto3's paginator follows NextToken), with
+    AWS errors translated. A single call returns one page only, which silently drops the rest."""
+    items: list[Any] = []
+    for page in translate(lambda: list(client.get_paginator(operation).paginate(**parameters))):
+        items.extend(page.get(result_key, []))
+    return items
+
+
 class AwsOperations:
     def __init__(self, session: boto3.Session | None = None, endpoint_url: str | None = None) -> None:
         self.session = session or boto3.Session()
@@ -120,9 +129,7 @@ class AwsOperations:
 
     def status(self, execution_arn: str) -> dict[str, Any]:
         execution = translate(self.sagemaker.describe_pipeline_execution, PipelineExecutionArn=execution_arn)
-        steps = translate(self.sagemaker.list_pipeline_execution_steps, PipelineExecutionArn=execution_arn, SortOrder="Ascending").get(
-            "PipelineExecutionSteps", []
-        )
+        steps = paged(self.sagemaker, "list_pipeline_execution_steps", "PipelineExecutionSteps", PipelineExecutionArn=execution_arn, SortOrder="Ascending")
         return {
             "execution_arn": execution_arn,
             "status": execution["PipelineExecutionStatus"],
@@ -146,19 +153,13 @@ class AwsOperations:
             if job is None:
                 continue
             kind, name = job
-            paginator_args = {"logGroupName": JOB_LOG_GROUPS[kind], "logStreamNamePrefix": name, "interleaved": True}
-            token = None
-            while True:
-                page = translate(self.logs.filter_log_events, **paginator_args, **({"nextToken": token} if token else {}))
-                for event in page.get("events", []):
-                    key = event.get("eventId") or f"{event['logStreamName']}:{event['timestamp']}:{event['message']}"
-                    if key in seen:
-                        continue
-                    seen.add(key)
-                    yield f"[{step['name']}] {event['message'].rstrip()}"
-                token = page.get("nextToken")
-                if not token:
-                    break
+            events = paged(self.logs, "filter_log_events", "events", logGroupName=JOB_LOG_GROUPS[kind], logStreamNamePrefix=name, interleaved=True)
+            for event in events:
+                key = event.get("eventId") or f"{event['logStreamName']}:{event['timestamp']}:{event['message']}"
+                if key in seen:
+                    continue
+                seen.add(key)
+                yield f"[{step['name']}] {event['message'].rstrip()}"
 
     def follow(self, execution_arn: str, poll_seconds: float = 15, sleep: Callable[[float], None] = time.sleep) -> Iterator[str]:
         seen: set[str] = set()
@@ -173,9 +174,8 @@ class AwsOperations:
 
     # -- models -------------------------------------------------------------------------------
     def models(self, group: str) -> list[dict[str, Any]]:
-        packages = translate(self.sagemaker.list_model_packages, ModelPackageGroupName=group, SortBy="CreationTime", SortOrder="Ascending").get(
-            "ModelPackageSummaryList", []
-        )
+        """Every version of the group, oldest first (the last one is the newest)."""
+        packages = paged(self.sagemaker, "list_model_packages", "ModelPackageSummaryList", ModelPackageGroupName=group, SortBy="CreationTime", SortOrder="Ascending")
         return [
             {
                 "group": group,

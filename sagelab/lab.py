@@ -252,6 +252,8 @@ class AwsLab:
 
         import boto3
 
+        from sagelab.aws_ops import paged
+
         preprocess = next(s for s in self.ops.status(run["execution_arn"])["steps"] if s["name"] == "Preprocess")
         job = self.ops.sagemaker.describe_processing_job(ProcessingJobName=preprocess["job"][1])
         outputs = {o["OutputName"]: o["S3Output"]["S3Uri"] for o in job["ProcessingOutputConfig"]["Outputs"]}
@@ -259,7 +261,7 @@ class AwsLab:
         s3 = boto3.client("s3")
         for name in ("train", "spec"):
             bucket, _, key = outputs[name][5:].partition("/")
-            for item in s3.list_objects_v2(Bucket=bucket, Prefix=key).get("Contents", []):
+            for item in paged(s3, "list_objects_v2", "Contents", Bucket=bucket, Prefix=key):
                 target = scratch / name / Path(item["Key"]).name
                 target.parent.mkdir(parents=True, exist_ok=True)
                 s3.download_file(bucket, item["Key"], str(target))

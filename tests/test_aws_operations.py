@@ -193,3 +193,55 @@ def test_no_executions_yet_is_explained(stubbed_ops: tuple[AwsOperations, Stubbe
     )
     with pytest.raises(OperationError, match="has no executions yet"):
         ops.latest_execution("p")
+
+
+def _package_summary(version: int) -> dict[str, Any]:
+    return {
+        "ModelPackageGroupName": "g",
+        "ModelPackageVersion": version,
+        "ModelPackageArn": f"arn:aws:sagemaker:us-east-1:123456789012:model-package/g/{version}",
+        "CreationTime": f"2026-01-{version:02d}T00:00:00Z",
+        "ModelPackageStatus": "Completed",
+        "ModelApprovalStatus": "Approved" if version == 3 else "PendingManualApproval",
+    }
+
+
+def test_models_reads_every_page_so_the_newest_version_is_last(stubbed_ops: tuple[AwsOperations, Stubber, Stubber]) -> None:
+    """A group with more than one page: the newest versions are on the later pages (oldest first)."""
+    ops, sagemaker, _ = stubbed_ops
+    query = {"ModelPackageGroupName": "g", "SortBy": "CreationTime", "SortOrder": "Ascending"}
+    sagemaker.add_response("list_model_packages", {"ModelPackageSummaryList": [_package_summary(1), _package_summary(2)], "NextToken": "page-2"}, query)
+    sagemaker.add_response("list_model_packages", {"ModelPackageSummaryList": [_package_summary(3)], "NextToken": "page-3"}, {**query, "NextToken": "page-2"})
+    sagemaker.add_response("list_model_packages", {"ModelPackageSummaryList": [_package_summary(4)]}, {**query, "NextToken": "page-3"})
+    assert [(m["version"], m["status"]) for m in ops.models("g")] == [
+        (1, "PendingManualApproval"),
+        (2, "PendingManualApproval"),
+        (3, "Approved"),
+        (4, "PendingManualApproval"),
+    ]
+
+
+def test_approve_finds_a_version_on_a_later_page(stubbed_ops: tuple[AwsOperations, Stubber, Stubber]) -> None:
+    ops, sagemaker, _ = stubbed_ops
+    query = {"ModelPackageGroupName": "g", "SortBy": "CreationTime", "SortOrder": "Ascending"}
+    sagemaker.add_response("list_model_packages", {"ModelPackageSummaryList": [_package_summary(1)], "NextToken": "page-2"}, query)
+    sagemaker.add_response("list_model_packages", {"ModelPackageSummaryList": [_package_summary(2)]}, {**query, "NextToken": "page-2"})
+    arn = _package_summary(2)["ModelPackageArn"]
+    sagemaker.add_response("update_model_package", {"ModelPackageArn": arn}, {"ModelPackageArn": arn, "ModelApprovalStatus": "Approved"})
+    assert ops.approve("g", 2) == arn
+
+
+def test_step_list_and_log_events_follow_every_page(stubbed_ops: tuple[AwsOperations, Stubber, Stubber]) -> None:
+    ops, sagemaker, logs = stubbed_ops
+    sagemaker.add_response("describe_pipeline_execution", {"PipelineExecutionArn": ARN, "PipelineExecutionStatus": "Failed"}, {"PipelineExecutionArn": ARN})
+    first, rest = STEPS["PipelineExecutionSteps"][:1], STEPS["PipelineExecutionSteps"][1:]
+    steps_query = {"PipelineExecutionArn": ARN, "SortOrder": "Ascending"}
+    sagemaker.add_response("list_pipeline_execution_steps", {"PipelineExecutionSteps": first, "NextToken": "t"}, steps_query)
+    sagemaker.add_response("list_pipeline_execution_steps", {"PipelineExecutionSteps": rest}, {**steps_query, "NextToken": "t"})
+    events_query = {"logGroupName": "/aws/sagemaker/ProcessingJobs", "logStreamNamePrefix": "pipelines-abc-preprocess", "interleaved": True}
+    event = {"logStreamName": "pipelines-abc-preprocess/algo-1", "timestamp": 1}
+    logs.add_response("filter_log_events", {"events": [{**event, "eventId": "1", "message": "page one"}], "nextToken": "n"}, events_query)
+    logs.add_response("filter_log_events", {"events": [{**event, "eventId": "2", "message": "page two"}]}, {**events_query, "nextToken": "n"})
+    train_query = {"logGroupName": "/aws/sagemaker/TrainingJobs", "logStreamNamePrefix": "pipelines-abc-train", "interleaved": True}
+    logs.add_response("filter_log_events", {"events": []}, train_query)
+    assert list(ops.logs_of(ARN)) == ["[Preprocess] page one", "[Preprocess] page two"]
