@@ -31,6 +31,17 @@ ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:(\d{12})?:.+$")
 EMAIL_PATTERN = re.compile(r"^[^@\s,]+@[^@\s,]+\.[^@\s,]+$")
 
 
+TAG_VALUE_PATTERN = re.compile(r"^[A-Za-z0-9 _.:/=+@-]{1,128}$")
+NOT_IN_A_TAG_VALUE = re.compile(r"[^A-Za-z0-9 _.:/=+@-]")
+
+
+def as_tag_value(text: str) -> str:
+    """`text` as an AWS tag value: characters tags do not allow (an apostrophe or quote in an email
+    address, say) become `_`, and it is cut at 128 characters. Used for the `owner` tag of a
+    student, whose email address is valid whatever characters the school's addresses hold."""
+    return NOT_IN_A_TAG_VALUE.sub("_", text)[:128]
+
+
 class ConfigError(ValueError):
     """A bad config value; str() is the one line shown to the user."""
 
@@ -158,7 +169,7 @@ def check_environment(env: EnvironmentConfig, where: str) -> list[tuple[str, Any
     check(bool(NAME_PATTERN.match(env.name)), "name", env.name, "lowercase letters, digits and hyphens, starting with a letter, at most 20 characters")
     check(bool(REGION_PATTERN.match(env.region)), "region", env.region, "an AWS region like us-east-1")
     check(env.account is None or bool(ACCOUNT_PATTERN.match(env.account)), "account", env.account, "a 12-digit AWS account id, or unset")
-    check(bool(re.match(r"^[A-Za-z0-9 _.:/=+@-]{1,128}$", env.owner)), "owner", env.owner, "1-128 characters valid in an AWS tag value")
+    check(bool(TAG_VALUE_PATTERN.match(env.owner)), "owner", env.owner, "1-128 characters valid in an AWS tag value")
     check(1 <= env.scratch_expiry_days <= 3650, "scratch_expiry_days", env.scratch_expiry_days, "1..3650")
     for key in ("permissions_boundary_arn", "existing_role_arn"):
         value = getattr(env, key)
@@ -236,9 +247,7 @@ def check_environment(env: EnvironmentConfig, where: str) -> list[tuple[str, Any
         "a model package version ARN (arn:aws:sagemaker:REGION:ACCOUNT:model-package/GROUP/VERSION)",
     )
     check(0 <= sv.data_capture_percent <= 100, "serving.data_capture_percent", sv.data_capture_percent, "0..100")
-    check(
-        env.course is None or bool(re.match(r"^[A-Za-z0-9 _.:/=+@-]{1,128}$", env.course)), "course", env.course, "1-128 characters valid in an AWS tag value"
-    )
+    check(env.course is None or bool(TAG_VALUE_PATTERN.match(env.course)), "course", env.course, "1-128 characters valid in an AWS tag value")
     check(env.student_email is None or bool(EMAIL_PATTERN.match(env.student_email)), "student_email", env.student_email, "an email address")
     check(0 <= env.budget_usd <= 1_000_000, "budget_usd", env.budget_usd, "0 (no budget) to 1000000 USD per month")
     for position, email in enumerate(env.budget_alert_emails):
@@ -470,7 +479,7 @@ def load_config(context: Mapping[str, Any] | None = None, config_file: str | Pat
 
 def _check_classroom(classroom: ClassroomConfig) -> list[tuple[str, Any, str]]:
     problems: list[tuple[str, Any, str]] = []
-    if not re.match(r"^[A-Za-z0-9 _.:/=+@-]{1,128}$", classroom.course):
+    if not TAG_VALUE_PATTERN.match(classroom.course):
         problems.append(("classroom.course", classroom.course, "1-128 characters valid in an AWS tag value"))
     for position, email in enumerate(classroom.admin_emails):
         if not EMAIL_PATTERN.match(email):

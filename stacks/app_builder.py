@@ -72,13 +72,11 @@ def add_environment(
     return [platform, serving]
 
 
-def build_app(
-    app: App | None = None, context: Mapping[str, Any] | None = None, config: SageLabConfig | None = None, *, share_student_templates: bool = True
-) -> App:
+def build_app(app: App | None = None, context: Mapping[str, Any] | None = None, config: SageLabConfig | None = None) -> App:
     """Compose every environment into `app` (a new App when None).
 
     With a roster, every student gets stacks stamped from one template environment per shape of
-    student (stacks/classroom.py); `share_student_templates=False` builds each student in full.
+    student (stacks/classroom.py).
     """
     app = app or App(context=dict(context) if context is not None else None)
     classroom = False
@@ -94,7 +92,7 @@ def build_app(
     shared = build_shared(config)
     build = functools.partial(add_environment, shared=shared)
     if classroom:
-        add_classroom(app, config, functools.partial(environment_tags, config), build, add_nag_packs, share_templates=share_student_templates)
+        add_classroom(app, config, functools.partial(environment_tags, config), build, add_nag_packs)
     else:
         for env in config.environments:
             build(app, env, environment_tags(config, env), f"{env.resource_prefix}-platform", f"{env.resource_prefix}-serving")

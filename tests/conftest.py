@@ -34,7 +34,7 @@ class SynthResult:
         return {k: v for k, v in self.templates[stack_name]["Resources"].items() if v["Type"] == resource_type}
 
 
-def synth(outdir: Path, context_overrides: dict[str, Any] | None = None, *, share_student_templates: bool = True) -> SynthResult:
+def synth(outdir: Path, context_overrides: dict[str, Any] | None = None) -> SynthResult:
     from aws_cdk import App
 
     from sagelab.settings import cdk_context
@@ -42,7 +42,7 @@ def synth(outdir: Path, context_overrides: dict[str, Any] | None = None, *, shar
 
     context = {**cdk_context(), **(context_overrides or {})}
     app = App(context=context, outdir=str(outdir))
-    build_app(app, share_student_templates=share_student_templates)
+    build_app(app)
     assembly = app.synth()
     templates = {stack.stack_name: stack.template for stack in assembly.stacks}
     return SynthResult(outdir=outdir, templates=templates)
