@@ -18,6 +18,7 @@ each step under the container contract SageMaker gives it:
 from __future__ import annotations
 
 import datetime as dt
+import graphlib
 import hashlib
 import itertools
 import json
@@ -30,7 +31,6 @@ import sys
 import tarfile
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -213,19 +213,22 @@ def dependency_order(steps: Mapping[str, Mapping[str, Any]]) -> list[str]:
         if unknown:
             raise PipelineError(f"step {name} depends on unknown step(s) {sorted(unknown)}")
         dependencies[name] = needs - {name}
+    return _stable_topological_order(dependencies, position={name: index for index, name in enumerate(steps)})
+
+
+def _stable_topological_order(dependencies: Mapping[str, set[str]], position: Mapping[str, int]) -> list[str]:
+    """graphlib's order, with the steps that become ready together in definition order (so a
+    run's log reads the same every time)."""
+    sorter = graphlib.TopologicalSorter(dependencies)
+    try:
+        sorter.prepare()
+    except graphlib.CycleError as error:
+        raise PipelineError(f"the definition has a dependency cycle among {sorted(set(error.args[1]))}") from None
     order: list[str] = []
-    ready = deque(name for name in steps if not dependencies[name])
-    remaining = {name: set(needs) for name, needs in dependencies.items()}
-    while ready:
-        current = ready.popleft()
-        order.append(current)
-        for name in steps:
-            if current in remaining[name]:
-                remaining[name].discard(current)
-                if not remaining[name] and name not in order and name not in ready:
-                    ready.append(name)
-    if len(order) != len(steps):
-        raise PipelineError(f"the definition has a dependency cycle among {sorted(set(steps) - set(order))}")
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready(), key=position.__getitem__)
+        order.extend(ready)
+        sorter.done(*ready)
     return order
 
 
