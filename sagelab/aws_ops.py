@@ -14,6 +14,8 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError, PartialCredentialsError
 
+from sagelab.naming import ResourceNames
+
 TERMINAL_STATUSES = ("Succeeded", "Failed", "Stopped")
 JOB_LOG_GROUPS = {"ProcessingJob": "/aws/sagemaker/ProcessingJobs", "TrainingJob": "/aws/sagemaker/TrainingJobs"}
 
@@ -80,9 +82,9 @@ class AwsOperations:
 
     # -- discovery ----------------------------------------------------------------------------
     def environment(self, env_name: str) -> Environment:
+        names = ResourceNames.of(env_name)
         outputs: dict[str, str] = {}
-        for suffix, required in (("platform", True), ("serving", False)):
-            stack_name = f"sagelab-{env_name}-{suffix}"
+        for stack_name, required in ((names.platform_stack, True), (names.serving_stack, False)):
             stack_outputs = self.stack_outputs(stack_name)
             if stack_outputs is None:
                 if required:
@@ -90,17 +92,17 @@ class AwsOperations:
                 continue
             outputs.update(stack_outputs)
         if "PipelineName" not in outputs:
-            raise OperationError(f"stack sagelab-{env_name}-platform has no PipelineName output; redeploy it")
+            raise OperationError(f"stack {names.platform_stack} has no PipelineName output; redeploy it")
         return Environment(
             name=env_name,
             pipeline=outputs["PipelineName"],
-            model_package_group=outputs.get("ModelPackageGroupName", f"sagelab-{env_name}-models"),
+            model_package_group=outputs.get("ModelPackageGroupName", names.model_package_group),
             api_url=outputs.get("ApiUrl"),
             region=str(self.session.region_name),
         )
 
     def platform_outputs(self, env_name: str) -> dict[str, str]:
-        stack_name = f"sagelab-{env_name}-platform"
+        stack_name = ResourceNames.of(env_name).platform_stack
         outputs = self.stack_outputs(stack_name)
         if outputs is None:
             raise self._not_deployed(stack_name, env_name)
@@ -175,7 +177,9 @@ class AwsOperations:
     # -- models -------------------------------------------------------------------------------
     def models(self, group: str) -> list[dict[str, Any]]:
         """Every version of the group, oldest first (the last one is the newest)."""
-        packages = paged(self.sagemaker, "list_model_packages", "ModelPackageSummaryList", ModelPackageGroupName=group, SortBy="CreationTime", SortOrder="Ascending")
+        packages = paged(
+            self.sagemaker, "list_model_packages", "ModelPackageSummaryList", ModelPackageGroupName=group, SortBy="CreationTime", SortOrder="Ascending"
+        )
         return [
             {
                 "group": group,
@@ -282,20 +286,20 @@ class ClassroomOperations:
     def report(self, students: list[Any]) -> list[dict[str, str]]:
         rows = []
         for student in students:
-            prefix = f"sagelab-{student.student_id}"
+            names = ResourceNames.of(student.student_id)
             reached = self._reach(student)
             if isinstance(reached, str):
                 platform, serving, status = None, {}, f"unreachable: {reached}"
             else:
-                platform = reached.stack_outputs(f"{prefix}-platform")
-                serving = reached.stack_outputs(f"{prefix}-serving") or {}
+                platform = reached.stack_outputs(names.platform_stack)
+                serving = reached.stack_outputs(names.serving_stack) or {}
                 status = "deployed" if platform is not None else "not deployed"
             rows.append(
                 {
                     "student_id": student.student_id,
                     "email": student.email,
-                    "platform_stack": f"{prefix}-platform",
-                    "serving_stack": f"{prefix}-serving",
+                    "platform_stack": names.platform_stack,
+                    "serving_stack": names.serving_stack,
                     "notebook": (platform or {}).get("NotebookName", ""),
                     "notebook_url": (platform or {}).get("NotebookUrl", ""),
                     "api_url": serving.get("ApiUrl", ""),
@@ -313,8 +317,8 @@ class ClassroomOperations:
         a model again redeploys it). Returns one line per action taken or skipped."""
         actions = []
         for student in students:
-            prefix = f"sagelab-{student.student_id}"
-            notebook = f"{prefix}-notebook"
+            names = ResourceNames.of(student.student_id)
+            notebook = names.notebook
             ops = self._reach(student)
             if isinstance(ops, str):
                 actions.append(f"{student.student_id}: not reached, nothing stopped: {ops}")
@@ -330,7 +334,7 @@ class ClassroomOperations:
                 actions.append(f"{student.student_id}: stopping notebook {notebook}")
             else:
                 actions.append(f"{student.student_id}: notebook {notebook} is {status}; left as is")
-            serving_stack = f"{prefix}-serving"
+            serving_stack = names.serving_stack
             try:
                 stack = translate(ops.cloudformation.describe_stacks, StackName=serving_stack)["Stacks"][0]
             except OperationError:
@@ -349,6 +353,6 @@ class ClassroomOperations:
                 Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"],
             )
             actions.append(
-                f"{student.student_id}: deleting endpoint {prefix}-endpoint (serving stack update; model {parameters['ModelPackageArn'].rsplit('/', 2)[-2:]} stays registered)"
+                f"{student.student_id}: deleting endpoint {names.endpoint} (serving stack update; model {parameters['ModelPackageArn'].rsplit('/', 2)[-2:]} stays registered)"
             )
         return actions

@@ -23,6 +23,8 @@ from typing import Any, Literal, get_args, get_origin
 
 import yaml
 
+from sagelab.naming import ResourceNames
+
 REGION_PATTERN = re.compile(r"^(us|eu|ap|sa|ca|me|af|il|mx)(-gov|-iso[a-z]?)?-(north|south|east|west|central|northeast|northwest|southeast|southwest)-\d$")
 ACCOUNT_PATTERN = re.compile(r"^\d{12}$")
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
@@ -132,8 +134,12 @@ class EnvironmentConfig:
     shares_account_with_class: bool = False  # a roster row without account_id
 
     @property
+    def names(self) -> ResourceNames:
+        return ResourceNames.of(self.name)
+
+    @property
     def resource_prefix(self) -> str:
-        return f"sagelab-{self.name}"
+        return self.names.prefix
 
 
 @dataclass(frozen=True)
@@ -153,7 +159,6 @@ class ClassroomConfig:
 class SageLabConfig:
     """The whole app: every environment to synthesize."""
 
-    project: str = "sagelab"
     environments: tuple[EnvironmentConfig, ...] = (EnvironmentConfig(),)
     classroom: ClassroomConfig = ClassroomConfig()
 
@@ -443,12 +448,11 @@ def load_config(context: Mapping[str, Any] | None = None, config_file: str | Pat
         if data is None:
             data = {}
         if not isinstance(data, Mapping):
-            raise ConfigError(f"{path}: the top level must be a mapping with keys project, defaults, environments, classroom")
+            raise ConfigError(f"{path}: the top level must be a mapping with keys defaults, environments, classroom")
         layers.append((dict(data), _Source(str(path), lines)))
 
-    allowed_top = {"project", "defaults", "environments", "classroom"}
+    allowed_top = {"defaults", "environments", "classroom"}
     classroom = ClassroomConfig()
-    project = "sagelab"
     defaults: dict[str, Any] = {}
     environments_raw: Any = {"dev": {}}
     environments_source = layers[0][1]
@@ -456,10 +460,6 @@ def load_config(context: Mapping[str, Any] | None = None, config_file: str | Pat
         for key in data:
             if key not in allowed_top:
                 raise ConfigError(f"{source.locate(str(key))}: {key}: unknown key (allowed: {', '.join(sorted(allowed_top))})")
-        if "project" in data:
-            project = _coerce(str, data["project"], "project", source)
-            if not NAME_PATTERN.match(project):
-                raise _fail(source, "project", project, "lowercase letters, digits and hyphens, at most 20 characters")
         if "defaults" in data:
             if not isinstance(data["defaults"], Mapping):
                 raise _fail(source, "defaults", data["defaults"], "a mapping of environment settings applied to every environment")
@@ -474,7 +474,7 @@ def load_config(context: Mapping[str, Any] | None = None, config_file: str | Pat
             if classroom_problems:
                 field_path, value, expected = classroom_problems[0]
                 raise _fail(source, field_path, value, expected)
-    return SageLabConfig(project=project, environments=_environments(environments_raw, environments_source, defaults), classroom=classroom)
+    return SageLabConfig(environments=_environments(environments_raw, environments_source, defaults), classroom=classroom)
 
 
 def _check_classroom(classroom: ClassroomConfig) -> list[tuple[str, Any, str]]:

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from sagelab.naming import ResourceNames
+
 MODES = ("local", "aws")
 
 
@@ -120,7 +122,7 @@ class LocalLab:
         if self._servers is None:
             from sagelab.local.serve import serving
 
-            self._serving = serving(self.workdir, self.api_key, endpoint_name=f"{self.env.resource_prefix}-endpoint")
+            self._serving = serving(self.workdir, self.api_key, endpoint_name=self.env.names.endpoint)
             self._servers = self._serving.__enter__()
         return self._servers
 
@@ -139,9 +141,7 @@ class LocalLab:
         _, endpoint = self._front_door()
         local_credentials = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}  # the local endpoint ignores them
         runtime = boto3.client("sagemaker-runtime", endpoint_url=endpoint.url, region_name="us-east-1", **local_credentials)
-        answer = runtime.invoke_endpoint(
-            EndpointName=f"{self.env.resource_prefix}-endpoint", ContentType="application/json", Body=json.dumps({"instances": list(rows)})
-        )
+        answer = runtime.invoke_endpoint(EndpointName=self.env.names.endpoint, ContentType="application/json", Body=json.dumps({"instances": list(rows)}))
         return list(json.loads(answer["Body"].read())["predictions"])
 
     def cross_validate(self, run: dict[str, Any], folds: int = 5, **hyperparameters: Any) -> dict[str, Any]:
@@ -242,7 +242,7 @@ class AwsLab:
         import boto3
 
         answer = boto3.client("sagemaker-runtime").invoke_endpoint(
-            EndpointName=f"sagelab-{self.env.name}-endpoint", ContentType="application/json", Body=json.dumps({"instances": list(rows)})
+            EndpointName=ResourceNames.of(self.env.name).endpoint, ContentType="application/json", Body=json.dumps({"instances": list(rows)})
         )
         return list(json.loads(answer["Body"].read())["predictions"])
 

@@ -16,6 +16,7 @@ from constructs import Construct
 from sagelab.code_bundle import stage_code_bundle
 from sagelab.config import ConfigError, EnvironmentConfig, SageLabConfig, check_environment, load_config
 from sagelab.datasets import DIGITS_CSV
+from sagelab.naming import PROJECT
 from sagelab.pipeline_definition import definition_json, image_uris
 from sagelab.roster import classroom_config, read_roster
 from sagelab.settings import settings_for
@@ -41,7 +42,7 @@ def build_shared(config: SageLabConfig) -> SharedArtifacts:
 
 
 def environment_tags(config: SageLabConfig, env: EnvironmentConfig) -> dict[str, str]:
-    tags = {"project": config.project, "environment": env.name, "owner": env.owner}
+    tags = {"project": PROJECT, "environment": env.name, "owner": env.owner}
     if env.course:  # cost-allocation tags for a class
         tags.update(course=env.course, student=env.name)
     return tags
@@ -95,6 +96,6 @@ def build_app(app: App | None = None, context: Mapping[str, Any] | None = None, 
         add_classroom(app, config, functools.partial(environment_tags, config), build, add_nag_packs)
     else:
         for env in config.environments:
-            build(app, env, environment_tags(config, env), f"{env.resource_prefix}-platform", f"{env.resource_prefix}-serving")
+            build(app, env, environment_tags(config, env), env.names.platform_stack, env.names.serving_stack)
     add_nag_packs(app)
     return app

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -83,7 +84,7 @@ environments:
             "environments:\n  dev:\n    serving:\n      mode: gpu\n",
             "line 4: environments.dev.serving.mode: 'gpu' is not valid (expected one of 'realtime', 'serverless')",
         ),
-        ("projekt: x\n", "line 1: projekt: unknown key (allowed: classroom, defaults, environments, project)"),
+        ("projekt: x\n", "line 1: projekt: unknown key (allowed: classroom, defaults, environments)"),
         ("classroom:\n  budget_usd: 0\n", "line 2: classroom.budget_usd: 0 is not valid (expected 1..100000 USD per student per month)"),
         ("classroom:\n  admin_emails: [nope]\n", "classroom.admin_emails[0]: 'nope' is not valid (expected an email address)"),
         ("environments:\n  Dev_1: {}\n", "environments.Dev_1.name: 'Dev_1' is not valid (expected lowercase letters"),
@@ -119,3 +120,15 @@ def test_synth_fails_on_bad_config_with_one_line(tmp_path: Path) -> None:
     assert completed.returncode == 1
     error_lines = [line for line in completed.stderr.splitlines() if line.startswith("sagelab config error")]
     assert error_lines == [f"sagelab config error: {path} line 3: environments.dev.region: 'moon-base-1' is not valid (expected an AWS region like us-east-1)"]
+
+
+def test_the_cli_finds_resources_by_the_names_the_stacks_give_them_without_importing_cdk(platform_template: dict[str, Any]) -> None:
+    from sagelab.naming import ResourceNames
+
+    names = ResourceNames.of("dev")
+    pipeline = next(r for r in platform_template["Resources"].values() if r["Type"] == "AWS::SageMaker::Pipeline")
+    group = next(r for r in platform_template["Resources"].values() if r["Type"] == "AWS::SageMaker::ModelPackageGroup")
+    assert (pipeline["Properties"]["PipelineName"], group["Properties"]["ModelPackageGroupName"]) == (names.pipeline, names.model_package_group)
+    probe = "import sys, sagelab.cli, sagelab.aws_ops, sagelab.lab, sagelab.naming, sagelab.config; print(sorted(m for m in sys.modules if m.startswith('aws_cdk')))"
+    completed = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert completed.stdout.strip() == "[]", completed.stderr

@@ -45,7 +45,7 @@ def local_values(env: EnvironmentConfig, code_version: str) -> dict[str, str]:
         "CodeVersion": code_version,
         "PipelineRoleName": f"{prefix}-pipeline-role",
         "KmsKeyArn": "arn:aws:kms:local:000000000000:key/local",
-        "ModelPackageGroupName": f"{prefix}-models",
+        "ModelPackageGroupName": env.names.model_package_group,
         "SklearnImageUri": "local/sagemaker-scikit-learn:1.4-2",
         "XgboostImageUri": "local/sagemaker-xgboost:3.0-5",
         "AWS::Partition": "aws",
@@ -70,7 +70,7 @@ def prepare(env: EnvironmentConfig, workdir: Path = DEFAULT_WORKDIR) -> LocalEnv
         dataset_target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(DIGITS_CSV, dataset_target)
     definition = json.loads(substitute(text, values))
-    return LocalEnvironment(workdir=workdir, values=values, definition=definition, pipeline_name=f"{env.resource_prefix}-pipeline")
+    return LocalEnvironment(workdir=workdir, values=values, definition=definition, pipeline_name=env.names.pipeline)
 
 
 def upload_data(local_env: LocalEnvironment, source: Path) -> str:
