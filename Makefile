@@ -69,7 +69,7 @@ bench: install  ## benchmarks: synth, local run, serving (tables of ratios again
 
 lock:  ## re-pin constraints.txt from a clean install of requirements-dev.txt
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv && .lock-venv/bin/pip install --quiet -r requirements-dev.txt
-	{ head -2 constraints.txt; .lock-venv/bin/pip freeze | grep -v '^-e'; } > constraints.new && mv constraints.new constraints.txt && rm -rf .lock-venv
+	{ head -2 constraints.txt; .lock-venv/bin/pip freeze --all | grep -v '^-e\|^pip=='; } > constraints.new && mv constraints.new constraints.txt && rm -rf .lock-venv
 
 clean:
 	rm -rf cdk.out .sagelab .pytest_cache .mypy_cache .ruff_cache

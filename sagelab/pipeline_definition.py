@@ -43,7 +43,9 @@ from sagelab.step_contract import CONDITION_METRIC_PATH, ERROR_METRICS, EVALUATI
 os.environ.setdefault("SAGEMAKER_ADMIN_CONFIG_OVERRIDE", os.devnull)
 os.environ.setdefault("SAGEMAKER_USER_CONFIG_OVERRIDE", os.devnull)
 
-DEFAULT_CACHE_DIR = Path(__file__).resolve().parent.parent / ".sagelab" / "cache"
+# Built definitions and image URIs, keyed by everything they depend on: per user, not per checkout,
+# so an installed `sagelab` caches too (SAGELAB_CACHE_DIR overrides).
+DEFAULT_CACHE_DIR = Path(os.environ.get("SAGELAB_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sagelab")
 SKLEARN_FRAMEWORK_VERSION = "1.4-2"
 XGBOOST_FRAMEWORK_VERSION = "3.0-5"
 PIPELINE_CODE_PREFIX = "pipeline-code"

@@ -12,16 +12,22 @@ from typing import Any
 from sagelab.config import EnvironmentConfig, PipelineConfig, SageLabConfig, load_config
 from sagelab.pipeline_definition import PipelineSettings, TuningSettings
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-CDK_JSON = REPO_ROOT / "cdk.json"
+
+def find_cdk_json(start: Path | None = None) -> Path | None:
+    """The project's cdk.json: in `start` (the current directory) or the nearest folder above it,
+    as git finds its repository. None outside a checkout (an installed `sagelab` run anywhere)."""
+    here = (start or Path.cwd()).resolve()
+    return next((folder / "cdk.json" for folder in (here, *here.parents) if (folder / "cdk.json").is_file()), None)
 
 
-def cdk_context(cdk_json: Path = CDK_JSON) -> dict[str, Any]:
-    """The `context` of cdk.json, as the CDK CLI hands it to the app."""
-    return dict(json.loads(cdk_json.read_text()).get("context", {}))
+def cdk_context(cdk_json: Path | None = None) -> dict[str, Any]:
+    """The `context` of cdk.json (the nearest one by default), as the CDK CLI hands it to the app;
+    empty outside a checkout, so the config's own defaults apply."""
+    path = cdk_json or find_cdk_json()
+    return dict(json.loads(path.read_text()).get("context", {})) if path else {}
 
 
-def load_project_config(config_file: str | Path | None = None, cdk_json: Path = CDK_JSON) -> SageLabConfig:
+def load_project_config(config_file: str | Path | None = None, cdk_json: Path | None = None) -> SageLabConfig:
     return load_config(cdk_context(cdk_json), config_file)
 
 

@@ -304,8 +304,9 @@ def test_tuning_step_searches_and_ranks_by_the_objective(workdir: Path) -> None:
 
 def test_forked_step_sees_only_its_own_folder_and_environment(workdir: Path) -> None:
     probe = (
-        "import os, sys\n"
+        "import importlib.machinery, os, sys\n"
         "print('PATH0', sys.path[0])\n"
+        "print('SITE_PACKAGES_ON_PATH', importlib.machinery.PathFinder.find_spec('numpy') is not None)\n"
         f"print('REPO_ON_PATH', any(p in ({str(REPO_ROOT)!r}, os.getcwd()) for p in sys.path[1:]))\n"
         "print('CWD', os.getcwd())\n"
         "print('GREETING', os.environ.get('GREETING'))\n"
@@ -317,4 +318,5 @@ def test_forked_step_sees_only_its_own_folder_and_environment(workdir: Path) -> 
     text = "\n".join(lines)
     assert "PATH0 " + str(workdir) in text and "/container/opt/ml/processing/input/code" in text
     assert "REPO_ON_PATH False" in text
+    assert "SITE_PACKAGES_ON_PATH True" in text  # a venv inside the checkout is still site-packages
     assert "GREETING hello" in text

@@ -13,7 +13,7 @@ import pytest
 from nbclient import NotebookClient
 
 from runtime.notebook.idle_stop import is_idle
-from sagelab.code_bundle import stage_code_bundle
+from sagelab.code_bundle import LAB_FILES, stage_code_bundle
 from tests.conftest import SynthResult
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -94,7 +94,7 @@ def test_idle_decision(sessions: list[dict[str, Any]], terminals: list[dict[str,
 @pytest.mark.slow
 def test_lab_notebook_runs_top_to_bottom_in_local_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SAGELAB_MODE", "local")
-    notebook = nbformat.read(REPO_ROOT / "notebooks" / "sagemaker_lab.ipynb", as_version=4)
+    notebook = nbformat.read(LAB_FILES["sagemaker_lab.ipynb"], as_version=4)
     NotebookClient(notebook, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]

@@ -13,6 +13,7 @@ import importlib
 import io
 import os
 import runpy
+import site
 import sys
 import threading
 import traceback
@@ -45,10 +46,13 @@ def preload() -> None:
 
 
 def _site_paths() -> list[str]:
-    # What a fresh `python script.py` would have on sys.path after the script's own folder:
-    # the standard library and site-packages, not the runner's repository checkout.
-    repo = str(Path(__file__).resolve().parent.parent.parent)
-    return [p for p in sys.path if p and not p.startswith(repo) and p != os.getcwd()]
+    # What a fresh `python script.py` would have on sys.path after the script's own folder: the
+    # standard library and site-packages, not the runner's working directory nor the checkout
+    # that holds `sagelab` (for an installed `sagelab` that folder is site-packages: kept).
+    home = str(Path(__file__).resolve().parent.parent.parent)
+    site_dirs = {*site.getsitepackages(), site.getusersitepackages()}
+    not_on_a_fresh_path = {os.getcwd(), *([] if home in site_dirs else [home])}
+    return [p for p in sys.path if p and str(Path(p).resolve()) not in not_on_a_fresh_path]
 
 
 def run_script(script: str, arguments: Sequence[str], cwd: Path, environment: Mapping[str, str], on_line: Callable[[str], None]) -> int:
