@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -95,6 +97,49 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
         return CliResult(code, captured.out, captured.err)
 
     return run
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    workdir: Path
+    summary: dict[str, Any]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
+    """The digits pipeline run once per test session (per xdist worker) and shared by the run,
+    batch, serving and notebook tests: version 1 of sagelab-dev-models, pending approval.
+
+    It is a real `python -m sagelab run --json` process, as a user starts it (the process
+    boundary: exit code, JSON on stdout, logs on stderr), which also lets the runner fork its
+    preloaded steps. Read it only; tests that change a work directory take `trained_workdir`."""
+    workdir = tmp_path_factory.mktemp("trained") / ".sagelab"
+    completed = subprocess.run(
+        [sys.executable, "-m", "sagelab", "run", "--workdir", str(workdir), "--json"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return TrainedRun(workdir, json.loads(completed.stdout), completed.returncode, completed.stdout, completed.stderr)
+
+
+@pytest.fixture
+def trained_workdir(trained_run: TrainedRun, tmp_path: Path) -> Path:
+    """A private copy of the trained work directory, to change at will (model files are read
+    from the shared run's directory, which nothing changes)."""
+    copy = tmp_path / "trained"
+    shutil.copytree(trained_run.workdir, copy, symlinks=True)
+    return copy
+
+
+@pytest.fixture
+def approved_workdir(trained_workdir: Path) -> Path:
+    """`trained_workdir` with version 1 approved: what `sagelab serve` and `batch` serve."""
+    from sagelab.local.registry import LocalRegistry
+
+    LocalRegistry(trained_workdir).set_status("sagelab-dev-models", 1, "Approved")
+    return trained_workdir
 
 
 def read_json(path: Path) -> Any:
