@@ -15,7 +15,7 @@ NODE_STAMP := node_modules/.installed
 CDK := $(abspath node_modules/.bin/cdk)
 ENV ?= dev
 
-.PHONY: help install synth demo test lint typecheck unit deploy destroy diff bench clean lock
+.PHONY: help install synth demo test test-fast lint typecheck unit deploy destroy diff bench clean lock
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -46,6 +46,12 @@ test: install  ## lint, type-check and run the whole test suite
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
+
+test-fast: install  ## lint, type-check and the tests not marked slow (no pipeline runs, no classroom synth, no notebook)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/pytest -n 2 -q -m "not slow"
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
