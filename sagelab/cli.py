@@ -65,10 +65,9 @@ def _env_name(args: argparse.Namespace) -> str:
 # -- definition ---------------------------------------------------------------------------------
 def cmd_definition(args: argparse.Namespace) -> int:
     from sagelab.pipeline_definition import build_definition
-    from sagelab.settings import settings_for
 
     env = _environment(args)
-    print(json.dumps(build_definition(settings_for(env.pipeline)), indent=2, sort_keys=True))
+    print(json.dumps(build_definition(env.pipeline), indent=2, sort_keys=True))
     return EXIT_OK
 
 

@@ -24,6 +24,7 @@ from typing import Any, Literal, get_args, get_origin
 import yaml
 
 from sagelab.naming import ResourceNames
+from sagelab.step_contract import ERROR_METRICS
 
 REGION_PATTERN = re.compile(r"^(us|eu|ap|sa|ca|me|af|il|mx)(-gov|-iso[a-z]?)?-(north|south|east|west|central|northeast|northwest|southeast|southwest)-\d$")
 ACCOUNT_PATTERN = re.compile(r"^\d{12}$")
@@ -88,6 +89,11 @@ class PipelineConfig:
     cv_folds: int = 0
     approval_status: Literal["PendingManualApproval", "Approved"] = "PendingManualApproval"
     tuning: TuningConfig = TuningConfig()
+
+    @property
+    def metric_is_error(self) -> bool:
+        """Errors (evaluate.py's ERROR_METRICS): lower is better, the gate is `<=`; scores: `>=`."""
+        return self.metric in ERROR_METRICS
 
 
 @dataclass(frozen=True)
@@ -201,7 +207,7 @@ def check_environment(env: EnvironmentConfig, where: str) -> list[tuple[str, Any
     for key in ("processing_instance_type", "training_instance_type"):
         check(bool(INSTANCE_TYPE_PATTERN.match(getattr(pl, key))), f"pipeline.{key}", getattr(pl, key), "an ML instance type like ml.m5.large")
     check(
-        pl.metric in ("rmse", "mae", "mse") or 0 <= pl.metric_threshold <= 1,
+        pl.metric_is_error or 0 <= pl.metric_threshold <= 1,
         "pipeline.metric_threshold",
         pl.metric_threshold,
         f"0..1 for the score {pl.metric!r}",

@@ -1,6 +1,7 @@
-"""From the typed config to the settings that shape the pipeline definition (no CDK import).
+"""Where the CLI and the CDK app find the project's config (no CDK import): the nearest
+cdk.json's context, an optional YAML file, and the environment asked for.
 
-Shared by the CDK app and `sagelab` so that both build the definition from the same inputs.
+The pipeline definition is built from `EnvironmentConfig.pipeline` itself, in both.
 """
 
 from __future__ import annotations
@@ -9,8 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sagelab.config import EnvironmentConfig, PipelineConfig, SageLabConfig, load_config
-from sagelab.pipeline_definition import PipelineSettings, TuningSettings
+from sagelab.config import EnvironmentConfig, SageLabConfig, load_config
 
 
 def find_cdk_json(start: Path | None = None) -> Path | None:
@@ -29,30 +29,6 @@ def cdk_context(cdk_json: Path | None = None) -> dict[str, Any]:
 
 def load_project_config(config_file: str | Path | None = None, cdk_json: Path | None = None) -> SageLabConfig:
     return load_config(cdk_context(cdk_json), config_file)
-
-
-def settings_for(pipeline: PipelineConfig) -> PipelineSettings:
-    """The definition-shaping settings of one environment. Environments with equal settings
-    (every student of a class) share one built definition."""
-    tuning = pipeline.tuning
-    return PipelineSettings(
-        metric=pipeline.metric,
-        metric_threshold=pipeline.metric_threshold,
-        processing_instance_type=pipeline.processing_instance_type,
-        training_instance_type=pipeline.training_instance_type,
-        max_depth=pipeline.max_depth,
-        eta=pipeline.eta,
-        num_round=pipeline.num_round,
-        cv_folds=pipeline.cv_folds,
-        approval_status=pipeline.approval_status,
-        tuning=TuningSettings(
-            max_jobs=tuning.max_jobs,
-            max_parallel_jobs=tuning.max_parallel_jobs,
-            max_depth=(tuning.max_depth_min, tuning.max_depth_max),
-            eta=(tuning.eta_min, tuning.eta_max),
-            strategy=tuning.strategy,
-        ),
-    )
 
 
 def environment(config: SageLabConfig, name: str | None = None) -> EnvironmentConfig:

@@ -19,7 +19,6 @@ from sagelab.datasets import DIGITS_CSV
 from sagelab.naming import PROJECT
 from sagelab.pipeline_definition import definition_json, image_uris
 from sagelab.roster import classroom_config, read_roster
-from sagelab.settings import settings_for
 from stacks.classroom import add_classroom, clear_template_environments
 from stacks.nag import add_nag_packs
 from stacks.platform_stack import PlatformStack, SharedArtifacts
@@ -34,7 +33,7 @@ def _staged_code() -> Any:
 def build_shared(config: SageLabConfig) -> SharedArtifacts:
     regions = sorted({env.region for env in config.environments})
     return SharedArtifacts(
-        definitions={settings: definition_json(settings) for settings in {settings_for(env.pipeline) for env in config.environments}},
+        definitions={pipeline: definition_json(pipeline) for pipeline in {env.pipeline for env in config.environments}},
         code_bundle=_staged_code(),
         dataset_dir=str(DIGITS_CSV.parent),
         image_uris_by_region={region: image_uris(region) for region in regions},

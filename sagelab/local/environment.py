@@ -15,7 +15,6 @@ from sagelab.config import EnvironmentConfig
 from sagelab.datasets import DIGITS_CSV
 from sagelab.local.runner import LocalS3
 from sagelab.pipeline_definition import PIPELINE_CODE_PREFIX, definition_json, substitute
-from sagelab.settings import settings_for
 
 DEFAULT_WORKDIR = Path(".sagelab")
 DATASET_PREFIX = "datasets/digits/"
@@ -58,7 +57,7 @@ def prepare(env: EnvironmentConfig, workdir: Path = DEFAULT_WORKDIR) -> LocalEnv
     """Stage code + default dataset into `<workdir>/s3` and substitute the definition."""
     workdir = Path(workdir).resolve()
     s3 = LocalS3(workdir / "s3")
-    text = definition_json(settings_for(env.pipeline))
+    text = definition_json(env.pipeline)
     code_dir = workdir / "staging" / "pipeline-code"
     if code_dir.exists():
         shutil.rmtree(code_dir)
