@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import urllib.request
@@ -20,14 +21,18 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
+NOT_SOURCES = (".git", ".venv", "node_modules", "cdk.out", ".sagelab", "build", "*.egg-info", "__pycache__", ".*_cache", "tests", "bench", "docs")
 
 
 @pytest.fixture(scope="module")
 def installed_sagelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The `sagelab` console script of a wheel installed into a fresh venv."""
     root = tmp_path_factory.mktemp("wheel")
+    # Built from a copy of the sources: setuptools leaves build/ and *.egg-info where it builds.
+    source = root / "source"
+    shutil.copytree(REPO_ROOT, source, ignore=shutil.ignore_patterns(*NOT_SOURCES))
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
-    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(root / "dist"), str(REPO_ROOT)], check=True, timeout=120)
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(root / "dist"), str(source)], check=True, timeout=120)
     (wheel,) = (root / "dist").glob("sagelab-*.whl")
     # A venv inside a venv sees the *base* interpreter's site-packages; a .pth file adds ours.
     venv.create(root / "venv", with_pip=False, system_site_packages=True)
