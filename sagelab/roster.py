@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from sagelab.config import ACCOUNT_PATTERN, EMAIL_PATTERN, REGION_PATTERN, ConfigError, SageLabConfig, as_tag_value, check_environment
+from sagelab.config import ACCOUNT_PATTERN, EMAIL_PATTERN, REGION_PATTERN, ConfigError, SageLabConfig, as_tag_value, check_environment, replace_checked
 
 STUDENT_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,18}[a-z0-9])?$")
 REQUIRED_COLUMNS = ("student_id", "email")
@@ -95,8 +95,10 @@ def classroom_config(config: SageLabConfig, students: list[Student], label: str 
     classroom = config.classroom
     environments = []
     for student in students:
-        env = dataclasses.replace(
+        env = replace_checked(
             base,
+            f"{label} line {student.line}",
+            f"student {student.student_id}",
             name=student.student_id,
             account=student.account_id or base.account,
             shares_account_with_class=student.account_id is None,

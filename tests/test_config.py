@@ -94,6 +94,23 @@ environments:
             "line 4: environments.dev.pipeline.metric_threshold: 1.5 is not valid (expected 0..1 for the score 'accuracy')",
         ),
         ("environments:\n  dev: {\n", "not valid YAML"),
+        # strict: no coercion from YAML strings or booleans to numbers, nor numbers to booleans
+        ("environments:\n  dev:\n    notebook: {volume_size_gb: '10'}\n", "environments.dev.notebook.volume_size_gb: '10' is not valid (expected an integer)"),
+        (
+            "environments:\n  dev:\n    notebook: {direct_internet_access: 1}\n",
+            "environments.dev.notebook.direct_internet_access: 1 is not valid (expected true or false)",
+        ),
+        ("environments:\n  dev:\n    pipeline: {max_depth: true}\n", "environments.dev.pipeline.max_depth: True is not valid (expected an integer)"),
+        (
+            "environments:\n  dev:\n    allowed_instance_types: [m5.large]\n",
+            "allowed_instance_types[0]: 'm5.large' is not valid (expected an ML instance type like ml.m5.large)",
+        ),
+        (
+            "environments:\n  dev:\n    pipeline: {tuning: {eta_min: 0.5, eta_max: 0.2}}\n",
+            "pipeline.tuning.eta_max: 0.2 is not valid (expected greater than eta_min (0.5), at most 1)",
+        ),
+        ("defaults:\n  serving: {quota_per_day: 0}\n", "line 2: defaults.serving.quota_per_day: 0 is not valid (expected at least 1)"),
+        ("environments:\n  dev:\n    notebook: 5\n", "environments.dev.notebook: 5 is not valid (expected a mapping of instance_type, volume_size_gb"),
     ],
 )
 def test_bad_config_fails_with_one_line_naming_the_field(tmp_path: Path, text: str, expected: str) -> None:
@@ -132,3 +149,17 @@ def test_the_cli_finds_resources_by_the_names_the_stacks_give_them_without_impor
     probe = "import sys, sagelab.cli, sagelab.aws_ops, sagelab.lab, sagelab.naming, sagelab.config; print(sorted(m for m in sys.modules if m.startswith('aws_cdk')))"
     completed = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert completed.stdout.strip() == "[]", completed.stderr
+
+
+def test_a_changed_config_is_validated_like_a_loaded_one() -> None:
+    """`dataclasses.replace` on the frozen config runs the same validation (the roster relies on it)."""
+    import dataclasses
+
+    from sagelab.config import replace_checked
+
+    env = EnvironmentConfig()
+    with pytest.raises(ConfigError) as raised:
+        replace_checked(env, "roster.csv line 3", "student bob", owner="o'brien")
+    assert str(raised.value) == 'roster.csv line 3: student bob.owner: "o\'brien" is not valid (expected 1-128 characters valid in an AWS tag value)'
+    assert dataclasses.replace(env, owner="team").owner == "team"
+    assert hash(dataclasses.replace(env.pipeline)) == hash(env.pipeline), "equal pipeline configs share one built definition"
