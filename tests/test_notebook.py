@@ -24,6 +24,24 @@ def of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
     return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
 
 
+PSEUDO = {"AWS::Partition": "aws", "AWS::Region": "us-east-1", "AWS::AccountId": "123456789012"}
+
+
+def resolved(value: Any) -> Any:
+    """A policy resource with CloudFormation's pseudo parameters filled in (Ref, Fn::Join, lists);
+    anything else fails the test, so a scope cannot hide behind an unresolved intrinsic."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return [resolved(item) for item in value]
+    if set(value) == {"Ref"} and value["Ref"] in PSEUDO:
+        return PSEUDO[value["Ref"]]
+    if set(value) == {"Fn::Join"}:
+        separator, parts = value["Fn::Join"]
+        return separator.join(resolved(part) for part in parts)
+    raise AssertionError(f"cannot resolve {value!r}")
+
+
 def test_notebook_instance_is_encrypted_rootless_and_uses_its_role(platform_template: dict[str, Any]) -> None:
     (instance,) = of_type(platform_template, "AWS::SageMaker::NotebookInstance").values()
     props = instance["Properties"]
@@ -55,9 +73,9 @@ def test_notebook_role_can_run_the_lab_and_stop_itself(platform_template: dict[s
     ]
     by_sid = {s["Sid"]: s for s in statements}
     assert "sagemaker:StartPipelineExecution" in by_sid["OperateThePipeline"]["Action"]
-    assert "pipeline/sagelab-dev-pipeline" in json.dumps(by_sid["OperateThePipeline"]["Resource"])
+    assert resolved(by_sid["OperateThePipeline"]["Resource"]) == "arn:aws:sagemaker:us-east-1:123456789012:pipeline/sagelab-dev-pipeline"
     assert "sagemaker:StopNotebookInstance" in by_sid["StopWhenIdle"]["Action"]
-    assert "notebook-instance/sagelab-dev-notebook" in json.dumps(by_sid["StopWhenIdle"]["Resource"])
+    assert resolved(by_sid["StopWhenIdle"]["Resource"]) == "arn:aws:sagemaker:us-east-1:123456789012:notebook-instance/sagelab-dev-notebook"
     assert by_sid["CallTheEndpoint"]["Action"] == "sagemaker:InvokeEndpoint"
 
 
