@@ -165,9 +165,11 @@ class AwsLab:
 
     def __init__(self, env: str | None = None, api_key: str | None = None, poll_seconds: float = 30) -> None:
         from sagelab.aws_ops import AwsOperations
+        from sagelab.settings import environment, load_project_config
 
         self.ops = AwsOperations()
-        self.env = self.ops.environment(env or os.environ.get("SAGELAB_ENV", "dev"))
+        # The notebook instance sets SAGELAB_ENV; elsewhere the CLI's rule: the config's first environment.
+        self.env = self.ops.environment(env or os.environ.get("SAGELAB_ENV") or environment(load_project_config()).name)
         self.api_key = api_key or os.environ.get("SAGELAB_API_KEY")
         self.poll_seconds = poll_seconds
 
