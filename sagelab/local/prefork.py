@@ -20,6 +20,8 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from sagelab.package_files import package_dir
+
 PRELOAD = ("numpy", "pandas", "sklearn.model_selection", "sklearn.metrics", "xgboost", "matplotlib", "matplotlib.pyplot", "tarfile", "json", "argparse")
 _preloaded = False
 
@@ -49,7 +51,7 @@ def _site_paths() -> list[str]:
     # What a fresh `python script.py` would have on sys.path after the script's own folder: the
     # standard library and site-packages, not the runner's working directory nor the checkout
     # that holds `sagelab` (for an installed `sagelab` that folder is site-packages: kept).
-    home = str(Path(__file__).resolve().parent.parent.parent)
+    home = str(package_dir("sagelab").parent)
     site_dirs = {*site.getsitepackages(), site.getusersitepackages()}
     not_on_a_fresh_path = {os.getcwd(), *([] if home in site_dirs else [home])}
     return [p for p in sys.path if p and str(Path(p).resolve()) not in not_on_a_fresh_path]
