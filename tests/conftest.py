@@ -92,7 +92,12 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
 
     def run(*args: str) -> CliResult:
         capsys.readouterr()
-        code = main([str(a) for a in args])
+        environment = dict(os.environ)
+        try:
+            code = main([str(a) for a in args])
+        finally:  # as a process would: nothing the command sets in os.environ outlives it
+            os.environ.clear()
+            os.environ.update(environment)
         captured = capsys.readouterr()
         return CliResult(code, captured.out, captured.err)
 

@@ -38,12 +38,19 @@ def preload() -> None:
     global _preloaded
     if _preloaded:
         return
+    # Steps draw without a display: matplotlib reads MPLBACKEND when it is imported. Only for the
+    # import, so the caller's own environment (a Jupyter kernel started later, say) is left as it was.
+    previous = os.environ.get("MPLBACKEND")
     os.environ.setdefault("MPLBACKEND", "Agg")
-    for module in PRELOAD:
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            continue  # the script will fail on its own import, with its own message
+    try:
+        for module in PRELOAD:
+            try:
+                importlib.import_module(module)
+            except ImportError:
+                continue  # the script will fail on its own import, with its own message
+    finally:
+        if previous is None:
+            os.environ.pop("MPLBACKEND", None)
     _preloaded = True
 
 
