@@ -76,7 +76,9 @@ class LocalLab:
                 print(line, flush=True)
 
         runner = LocalPipelineRunner(local_env.definition, local_env.workdir, pipeline_name=local_env.pipeline_name, log=log)
-        result = runner.run({k: str(v) for k, v in parameters.items()})
+        # As on AWS, where the deployed steps cache: a step whose arguments and inputs did not
+        # change since an earlier run is reused (with that run's outputs and log), not run again.
+        result = runner.run({k: str(v) for k, v in parameters.items()}, resume=True)
         summary = result.to_json()
         summary["log"] = lines
         return summary
@@ -146,8 +148,8 @@ class LocalLab:
 
     def cross_validate(self, run: dict[str, Any], folds: int = 5, **hyperparameters: Any) -> dict[str, Any]:
         """k-fold cross-validation on the run's training split, with train.py's own function."""
-        prefix = Path(run["evaluation_dir"]).parent / "preprocess"
-        return _cross_validate(prefix / "train", prefix / "spec", folds, hyperparameters)
+        outputs = next(step["outputs"] for step in run["steps"] if step["name"] == "Preprocess")
+        return _cross_validate(Path(outputs["train"]), Path(outputs["spec"]), folds, hyperparameters)
 
     def _stop_serving(self) -> None:
         if self._serving is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from nbclient import NotebookClient
 
 from runtime.notebook.idle_stop import is_idle
 from sagelab.code_bundle import LAB_FILES, stage_code_bundle
-from tests.conftest import SynthResult
+from tests.conftest import SynthResult, TrainedRun
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOW = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
@@ -110,8 +111,11 @@ def test_idle_decision(sessions: list[dict[str, Any]], terminals: list[dict[str,
 
 
 @pytest.mark.slow
-def test_lab_notebook_runs_top_to_bottom_in_local_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lab_notebook_runs_top_to_bottom_in_local_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trained_run: TrainedRun) -> None:
+    """In a copy of the session's trained work directory: the lab's first run (default
+    hyperparameters) reuses the cached preprocess and training steps, as a re-run on AWS would."""
     monkeypatch.setenv("SAGELAB_MODE", "local")
+    shutil.copytree(trained_run.workdir, tmp_path / ".sagelab", symlinks=True)
     notebook = nbformat.read(LAB_FILES["sagemaker_lab.ipynb"], as_version=4)
     NotebookClient(notebook, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.get("outputs", [])]
@@ -119,11 +123,13 @@ def test_lab_notebook_runs_top_to_bottom_in_local_mode(tmp_path: Path, monkeypat
     text = "\n".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
     assert "mode: local" in text
     images = [o for o in outputs if "image/png" in o.get("data", {})]
-    assert len(images) >= 3, "the digits figure, the confusion matrix and the ROC curves"
+    assert len(images) == 3, "the digits figure, the confusion matrix and the ROC curves"
     metrics_line = next(line for line in text.splitlines() if line.startswith("{'accuracy'"))
     assert float(metrics_line.split("'accuracy': ")[1].split(",")[0]) >= 0.95
     truth = next(line for line in text.splitlines() if line.startswith("truth"))
     api = next(line for line in text.splitlines() if line.startswith("API"))
     assert len(api.split("[")[1].split(",")) == 5 and truth and "'" in api
     assert "'mean'" in text and "'std'" in text
+    assert "(reused from an earlier run: " in text, "the training log of the reused step is the original run's"
+    assert "Cached" in text
     assert (tmp_path / ".sagelab" / "registry").is_dir()
