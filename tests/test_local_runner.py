@@ -233,6 +233,12 @@ def test_resume_reuses_cached_steps_until_inputs_change(workdir: Path) -> None:
     second, lines = run(workdir, definition(score=0.9), resume=True)
     assert {s.name: s.status for s in second.steps}["Score"] == "Cached"
     assert second.status == "Succeeded" and any("reused from an earlier run" in line for line in lines)
+    # The reused step's log is the run's that computed it, and its outputs are that run's.
+    first_log = Path(first.execution_dir) / "logs" / "Score.log"
+    assert (Path(second.execution_dir) / "logs" / "Score.log").read_text() == f"(reused from an earlier run: {first_log})\n{first_log.read_text()}"
+    first_outputs = next(step["outputs"] for step in first.to_json()["steps"] if step["name"] == "Score")
+    assert next(step["outputs"] for step in second.to_json()["steps"] if step["name"] == "Score") == first_outputs
+    assert list(first_outputs) == ["report"] and first.execution_id in first_outputs["report"]
     (workdir / "s3/bucket/data/c.csv").write_text("x\n3\n")
     third, _ = run(workdir, definition(score=0.9), resume=True)
     assert {s.name: s.status for s in third.steps}["Score"] == "Succeeded"
