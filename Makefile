@@ -17,7 +17,7 @@ ENV ?= dev
 # Stacks are named exactly, never by pattern: `sagelab-dev-*` would also match a student `dev-2`.
 STACKS = sagelab-$(ENV)-platform sagelab-$(ENV)-serving
 
-.PHONY: help install synth demo test lint typecheck unit deploy destroy diff bench clean lock
+.PHONY: help install synth demo test test-fast lint typecheck unit deploy destroy diff bench clean lock
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -49,6 +49,12 @@ test: install  ## lint, type-check and run the whole test suite
 	$(BIN)/mypy
 	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
 
+test-fast: install  ## lint, type-check and the tests not marked slow (no pipeline runs, no classroom synth, no notebook)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/pytest -n 2 -q -m "not slow"
+
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
@@ -71,7 +77,7 @@ bench: install  ## benchmarks: synth, local run, serving (tables of ratios again
 
 lock:  ## re-pin constraints.txt from a clean install of requirements-dev.txt
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv && .lock-venv/bin/pip install --quiet -r requirements-dev.txt
-	{ head -2 constraints.txt; .lock-venv/bin/pip freeze | grep -v '^-e'; } > constraints.new && mv constraints.new constraints.txt && rm -rf .lock-venv
+	{ head -2 constraints.txt; .lock-venv/bin/pip freeze --all | grep -v '^-e\|^pip=='; } > constraints.new && mv constraints.new constraints.txt && rm -rf .lock-venv
 
 clean:
 	rm -rf cdk.out .sagelab .pytest_cache .mypy_cache .ruff_cache

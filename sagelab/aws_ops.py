@@ -14,6 +14,8 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError, PartialCredentialsError
 
+from sagelab.naming import ResourceNames
+
 TERMINAL_STATUSES = ("Succeeded", "Failed", "Stopped")
 JOB_LOG_GROUPS = {"ProcessingJob": "/aws/sagemaker/ProcessingJobs", "TrainingJob": "/aws/sagemaker/TrainingJobs"}
 
@@ -55,6 +57,15 @@ def translate(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         raise OperationError(f"{code}: {message}") from None
 
 
+def paged(client: Any, operation: str, result_key: str, **parameters: Any) -> list[Any]:
+    """Every item of a listing across all its pages (boto3's paginator follows NextToken), with
+    AWS errors translated. A single call returns one page only, which silently drops the rest."""
+    items: list[Any] = []
+    for page in translate(lambda: list(client.get_paginator(operation).paginate(**parameters))):
+        items.extend(page.get(result_key, []))
+    return items
+
+
 class AwsOperations:
     def __init__(self, session: boto3.Session | None = None, endpoint_url: str | None = None) -> None:
         self.session = session or boto3.Session()
@@ -78,9 +89,9 @@ class AwsOperations:
 
     # -- discovery ----------------------------------------------------------------------------
     def environment(self, env_name: str) -> Environment:
+        names = ResourceNames.of(env_name)
         outputs: dict[str, str] = {}
-        for suffix, required in (("platform", True), ("serving", False)):
-            stack_name = f"sagelab-{env_name}-{suffix}"
+        for stack_name, required in ((names.platform_stack, True), (names.serving_stack, False)):
             stack_outputs = self.stack_outputs(stack_name)
             if stack_outputs is None:
                 if required:
@@ -88,17 +99,17 @@ class AwsOperations:
                 continue
             outputs.update(stack_outputs)
         if "PipelineName" not in outputs:
-            raise OperationError(f"stack sagelab-{env_name}-platform has no PipelineName output; redeploy it")
+            raise OperationError(f"stack {names.platform_stack} has no PipelineName output; redeploy it")
         return Environment(
             name=env_name,
             pipeline=outputs["PipelineName"],
-            model_package_group=outputs.get("ModelPackageGroupName", f"sagelab-{env_name}-models"),
+            model_package_group=outputs.get("ModelPackageGroupName", names.model_package_group),
             api_url=outputs.get("ApiUrl"),
             region=str(self.session.region_name),
         )
 
     def platform_outputs(self, env_name: str) -> dict[str, str]:
-        stack_name = f"sagelab-{env_name}-platform"
+        stack_name = ResourceNames.of(env_name).platform_stack
         outputs = self.stack_outputs(stack_name)
         if outputs is None:
             raise self._not_deployed(stack_name, env_name)
@@ -127,9 +138,7 @@ class AwsOperations:
 
     def status(self, execution_arn: str) -> dict[str, Any]:
         execution = translate(self.sagemaker.describe_pipeline_execution, PipelineExecutionArn=execution_arn)
-        steps = translate(self.sagemaker.list_pipeline_execution_steps, PipelineExecutionArn=execution_arn, SortOrder="Ascending").get(
-            "PipelineExecutionSteps", []
-        )
+        steps = paged(self.sagemaker, "list_pipeline_execution_steps", "PipelineExecutionSteps", PipelineExecutionArn=execution_arn, SortOrder="Ascending")
         return {
             "execution_arn": execution_arn,
             "status": execution["PipelineExecutionStatus"],
@@ -164,14 +173,7 @@ class AwsOperations:
                     yield f"[{step['name']}] {event['message'].rstrip()}"
 
     def _log_streams(self, group: str, job_name: str) -> list[str]:
-        streams: list[str] = []
-        token = None
-        while True:
-            page = translate(self.logs.describe_log_streams, logGroupName=group, logStreamNamePrefix=job_name, **({"nextToken": token} if token else {}))
-            streams += [stream["logStreamName"] for stream in page.get("logStreams", [])]
-            token = page.get("nextToken")
-            if not token:
-                return streams
+        return [stream["logStreamName"] for stream in paged(self.logs, "describe_log_streams", "logStreams", logGroupName=group, logStreamNamePrefix=job_name)]
 
     def _log_events(self, group: str, stream: str) -> Iterator[dict[str, Any]]:
         token = None
@@ -198,8 +200,9 @@ class AwsOperations:
 
     # -- models -------------------------------------------------------------------------------
     def models(self, group: str) -> list[dict[str, Any]]:
-        packages = translate(self.sagemaker.list_model_packages, ModelPackageGroupName=group, SortBy="CreationTime", SortOrder="Ascending").get(
-            "ModelPackageSummaryList", []
+        """Every version of the group, oldest first (the last one is the newest)."""
+        packages = paged(
+            self.sagemaker, "list_model_packages", "ModelPackageSummaryList", ModelPackageGroupName=group, SortBy="CreationTime", SortOrder="Ascending"
         )
         return [
             {
@@ -312,20 +315,20 @@ class ClassroomOperations:
     def report(self, students: list[Any]) -> list[dict[str, str]]:
         rows = []
         for student in students:
-            prefix = f"sagelab-{student.student_id}"
+            names = ResourceNames.of(student.student_id)
             reached = self._reach(student)
             if isinstance(reached, str):
                 platform, serving, status = None, {}, f"unreachable: {reached}"
             else:
-                platform = reached.stack_outputs(f"{prefix}-platform")
-                serving = reached.stack_outputs(f"{prefix}-serving") or {}
+                platform = reached.stack_outputs(names.platform_stack)
+                serving = reached.stack_outputs(names.serving_stack) or {}
                 status = "deployed" if platform is not None else "not deployed"
             rows.append(
                 {
                     "student_id": student.student_id,
                     "email": student.email,
-                    "platform_stack": f"{prefix}-platform",
-                    "serving_stack": f"{prefix}-serving",
+                    "platform_stack": names.platform_stack,
+                    "serving_stack": names.serving_stack,
                     "notebook": (platform or {}).get("NotebookName", ""),
                     "notebook_url": (platform or {}).get("NotebookUrl", ""),
                     "api_url": serving.get("ApiUrl", ""),
@@ -343,8 +346,8 @@ class ClassroomOperations:
         a model again redeploys it). Returns one line per action taken or skipped."""
         actions = []
         for student in students:
-            prefix = f"sagelab-{student.student_id}"
-            notebook = f"{prefix}-notebook"
+            names = ResourceNames.of(student.student_id)
+            notebook = names.notebook
             ops = self._reach(student)
             if isinstance(ops, str):
                 actions.append(f"{student.student_id}: not reached, nothing stopped: {ops}")
@@ -360,7 +363,7 @@ class ClassroomOperations:
                 actions.append(f"{student.student_id}: stopping notebook {notebook}")
             else:
                 actions.append(f"{student.student_id}: notebook {notebook} is {status}; left as is")
-            serving_stack = f"{prefix}-serving"
+            serving_stack = names.serving_stack
             try:
                 stack = translate(ops.cloudformation.describe_stacks, StackName=serving_stack)["Stacks"][0]
             except OperationError:
@@ -379,6 +382,6 @@ class ClassroomOperations:
                 Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"],
             )
             actions.append(
-                f"{student.student_id}: deleting endpoint {prefix}-endpoint (serving stack update; model {parameters['ModelPackageArn'].rsplit('/', 2)[-2:]} stays registered)"
+                f"{student.student_id}: deleting endpoint {names.endpoint} (serving stack update; model {parameters['ModelPackageArn'].rsplit('/', 2)[-2:]} stays registered)"
             )
         return actions

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sagelab.aws_ops import AwsOperations, OperationError, translate
+from sagelab.naming import ResourceNames
 
 CHUNK_ROWS = 1000  # the front door's request limit; the same chunks the endpoint would accept
 
@@ -86,7 +87,7 @@ def start_transform(ops: AwsOperations, env_name: str, input_uri: str, instance_
         raise OperationError(f"no approved model in {environment.model_package_group}: approve one with `sagelab models approve GROUP VERSION --aws`")
     package = approved[-1]
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
-    name = f"sagelab-{env_name}-batch-{stamp}"[:63]
+    name = ResourceNames.of(env_name).batch_job(stamp)
     translate(ops.sagemaker.create_model, ModelName=name, ExecutionRoleArn=outputs["EndpointRoleArn"], Containers=[{"ModelPackageName": package["arn"]}])
     destination = f"s3://{outputs['ArtifactsBucketName']}/batch-predictions/{name}/"
     translate(

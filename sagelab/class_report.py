@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sagelab.aws_ops import AwsOperations, OperationError, translate
+from sagelab.naming import ResourceNames
 
 STATUS_COLUMNS = (
     "notebook_status",
@@ -48,21 +49,21 @@ def _timestamp(value: Any) -> str:
 
 def student_status(ops: AwsOperations, student_id: str, account_id: str | None) -> dict[str, str]:
     """The per-student columns read from the student's account (spend is filled in by class_spend)."""
-    prefix = f"sagelab-{student_id}"
+    names = ResourceNames.of(student_id)
     row: dict[str, str] = dict.fromkeys(STATUS_COLUMNS, "")
 
     def notebook() -> str:
-        described = translate(ops.sagemaker.describe_notebook_instance, NotebookInstanceName=f"{prefix}-notebook")
+        described = translate(ops.sagemaker.describe_notebook_instance, NotebookInstanceName=names.notebook)
         row["notebook_since"] = _timestamp(described.get("LastModifiedTime"))
         return str(described["NotebookInstanceStatus"])
 
     def endpoint() -> str:
-        return str(translate(ops.sagemaker.describe_endpoint, EndpointName=f"{prefix}-endpoint")["EndpointStatus"])
+        return str(translate(ops.sagemaker.describe_endpoint, EndpointName=names.endpoint)["EndpointStatus"])
 
     def last_run() -> str:
-        summaries = translate(
-            ops.sagemaker.list_pipeline_executions, PipelineName=f"{prefix}-pipeline", SortBy="CreationTime", SortOrder="Descending", MaxResults=1
-        )["PipelineExecutionSummaries"]
+        summaries = translate(ops.sagemaker.list_pipeline_executions, PipelineName=names.pipeline, SortBy="CreationTime", SortOrder="Descending", MaxResults=1)[
+            "PipelineExecutionSummaries"
+        ]
         if not summaries:
             return "none"
         row["last_run_status"] = str(summaries[0].get("PipelineExecutionStatus", ""))
@@ -70,7 +71,7 @@ def student_status(ops: AwsOperations, student_id: str, account_id: str | None) 
 
     def budget() -> str:
         account = account_id or translate(ops.client("sts").get_caller_identity)["Account"]
-        described = translate(ops.client("budgets").describe_budget, AccountId=account, BudgetName=f"{prefix}-monthly")["Budget"]
+        described = translate(ops.client("budgets").describe_budget, AccountId=account, BudgetName=names.budget)["Budget"]
         limit = float(described["BudgetLimit"]["Amount"])
         spent = float(described.get("CalculatedSpend", {}).get("ActualSpend", {}).get("Amount", 0))
         row["budget_used_percent"] = f"{100 * spent / limit:.0f}" if limit else ""

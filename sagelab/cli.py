@@ -1,15 +1,30 @@
-"""`sagelab`: run the pipeline locally, look after the local registry, inspect synth output.
+"""`sagelab`: run the pipeline locally, operate a deployed environment, serve and call models.
 
-    sagelab definition [--env NAME] [--config FILE]       the definition as deployed (placeholders kept)
-    sagelab run [--workdir DIR] [--data PATH] [--param Name=Value ...] [--resume] [--json]
-    sagelab models list [--workdir DIR] [--json]
-    sagelab models approve GROUP VERSION [--workdir DIR]
-    sagelab synth-summary [CDK_OUT]                        one line: stacks, resources, acknowledged findings
-    sagelab serve [--port N] [--endpoint-port M] [--api-key KEY]   the approved model behind the local front door
-    sagelab predict --url URL [--api-key KEY | --iam] --file rows.csv|json
-    sagelab demo                                           synth, local run, serve + real requests (`make demo`)
+    sagelab definition [--env NAME] [--config FILE]          the definition as deployed (placeholders kept)
+    sagelab run [--data PATH] [--param Name=Value ...] [--resume] [--json] [--fresh-processes]
+    sagelab models list [--group GROUP] [--json]
+    sagelab models approve GROUP VERSION [--status STATUS]
+    sagelab pipeline start [--param Name=Value ...]
+    sagelab pipeline status [EXECUTION] [--json]
+    sagelab pipeline logs [EXECUTION] [--follow]
+    sagelab batch --input PATH|s3://PREFIX [--output FILE] [--instance-type TYPE]
+    sagelab serve [--port N] [--endpoint-port M] [--api-key KEY] [--group GROUP] [--version N]
+    sagelab predict --url URL [--api-key KEY | --iam [--region R]] --file rows.csv|rows.json [--timeout S]
+    sagelab class report --roster roster.csv [--output class-report.csv] [--html PAGE] [--student-role ROLE]
+    sagelab class stop --roster roster.csv [--student-role ROLE]
+    sagelab synth-summary [CDK_OUT]                           stacks, resources, cdk-nag findings
+    sagelab demo [--cdk PATH] [CDK_ARGS ...]                  synth, local run, serve + real requests (`make demo`)
+    sagelab --version
 
-Exit codes: 0 success, 1 the pipeline or a command failed, 2 bad usage or input.
+Every command that works on local files takes --workdir DIR (default .sagelab/). `models`,
+`pipeline` and `batch` act on the local work directory unless --aws is given (then on the deployed
+environment --env, with --profile/--region); --env defaults to the config's first environment
+(`dev` in cdk.json) everywhere.
+
+Exit codes: 0 success; 1 the pipeline run failed (a Fail step or a failed step), a predict request
+got an HTTP error, a class command could not reach some students, or synth-summary found
+unacknowledged cdk-nag findings; 2 bad usage or input (one line on stderr, no stack trace);
+130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -42,13 +57,17 @@ def _environment(args: argparse.Namespace) -> Any:
         raise UsageError(str(error.args[0])) from None
 
 
+def _env_name(args: argparse.Namespace) -> str:
+    """--env, or the config's first environment: the same default for local and --aws commands."""
+    return str(args.env or _environment(args).name)
+
+
 # -- definition ---------------------------------------------------------------------------------
 def cmd_definition(args: argparse.Namespace) -> int:
     from sagelab.pipeline_definition import build_definition
-    from sagelab.settings import settings_for
 
     env = _environment(args)
-    print(json.dumps(build_definition(settings_for(env.pipeline)), indent=2, sort_keys=True))
+    print(json.dumps(build_definition(env.pipeline), indent=2, sort_keys=True))
     return EXIT_OK
 
 
@@ -123,7 +142,7 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
     if args.aws:
         ops = _aws(args)
-        group = args.group or ops.environment(args.env or "dev").model_package_group
+        group = args.group or ops.environment(_env_name(args)).model_package_group
         rows_aws = ops.models(group)
         if args.json:
             print(json.dumps(rows_aws, indent=2))
@@ -201,14 +220,14 @@ def _latest_local_execution(workdir: Path) -> Path:
 
 def cmd_pipeline_start(args: argparse.Namespace) -> int:
     params = _parse_params(args.param or [])
-    if args.local:
+    if not args.aws:
         return cmd_run(
             argparse.Namespace(
-                workdir=args.workdir, data=None, param=args.param or [], resume=False, json=False, config=None, env=args.env, fresh_processes=False
+                workdir=args.workdir, data=None, param=args.param or [], resume=False, json=False, config=args.config, env=args.env, fresh_processes=False
             )
         )
     ops = _aws(args)
-    env = ops.environment(args.env or "dev")
+    env = ops.environment(_env_name(args))
     arn = ops.start(env.pipeline, params)
     print(f"started {arn}")
     print("follow it: sagelab pipeline status   |   sagelab pipeline logs --follow")
@@ -216,7 +235,7 @@ def cmd_pipeline_start(args: argparse.Namespace) -> int:
 
 
 def cmd_pipeline_status(args: argparse.Namespace) -> int:
-    if args.local:
+    if not args.aws:
         directory = Path(args.workdir) / "executions" / args.execution if args.execution else _latest_local_execution(Path(args.workdir))
         if not (directory / "execution.json").exists():
             raise UsageError(f"no local execution {args.execution!r} in {args.workdir}")
@@ -225,7 +244,7 @@ def cmd_pipeline_status(args: argparse.Namespace) -> int:
         header = f"execution {status['execution_id']}: {status['status']}"
     else:
         ops = _aws(args)
-        env = ops.environment(args.env or "dev")
+        env = ops.environment(_env_name(args))
         status = ops.status(args.execution or ops.latest_execution(env.pipeline))
         rows = [(s["name"], s["status"], s.get("failure_reason")) for s in status["steps"]]
         header = f"execution {status['execution_arn']}: {status['status']}"
@@ -239,14 +258,14 @@ def cmd_pipeline_status(args: argparse.Namespace) -> int:
 
 
 def cmd_pipeline_logs(args: argparse.Namespace) -> int:
-    if args.local:
+    if not args.aws:
         directory = Path(args.workdir) / "executions" / args.execution if args.execution else _latest_local_execution(Path(args.workdir))
         for log in sorted((directory / "logs").glob("*.log"), key=lambda p: p.stat().st_mtime):
             for line in log.read_text().splitlines():
                 print(f"[{log.stem}] {line}")
         return EXIT_OK
     ops = _aws(args)
-    env = ops.environment(args.env or "dev")
+    env = ops.environment(_env_name(args))
     arn = args.execution or ops.latest_execution(env.pipeline)
     lines = ops.follow(arn) if args.follow else ops.logs_of(arn)
     for line in lines:
@@ -261,7 +280,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     from sagelab.local.serve import ServeError
 
     if args.aws:
-        result = start_transform(_aws(args), args.env or "dev", args.input, args.instance_type)
+        result = start_transform(_aws(args), _env_name(args), args.input, args.instance_type)
         print(f"started batch transform {result['job']} with {result['model_package']}; predictions will be in {result['output']}")
         return EXIT_OK
     try:
@@ -527,87 +546,97 @@ def _demo_serving(workdir: Path) -> None:
 
 
 # -- parser -----------------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sagelab", description="SageLab: a SageMaker MLOps lab you can run locally and deploy with CDK")
-    sub = parser.add_subparsers(dest="command", required=True)
+# Options several commands share are declared once, on parent parsers (argparse `parents=`).
+DEFAULT_WORKDIR = ".sagelab"
 
-    def add_env_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--env", help="environment name from the config (default: the first)")
-        p.add_argument("--config", help="YAML config file, as `cdk synth -c config=FILE`")
 
-    p = sub.add_parser("definition", help="print the pipeline definition JSON as deployed (placeholders kept)")
-    add_env_options(p)
+def _shared_options() -> dict[str, argparse.ArgumentParser]:
+    def parent() -> argparse.ArgumentParser:
+        return argparse.ArgumentParser(add_help=False)
+
+    workdir = parent()
+    workdir.add_argument("--workdir", default=DEFAULT_WORKDIR, help=f"local work directory: buckets, executions, registry (default {DEFAULT_WORKDIR}/)")
+    environment = parent()
+    environment.add_argument("--env", help="environment name from the config (default: its first environment, `dev` in cdk.json)")
+    environment.add_argument("--config", help="YAML config file, as `cdk synth -c config=FILE`")
+    aws = parent()
+    aws.add_argument("--profile", help="AWS profile (default: the usual AWS settings)")
+    aws.add_argument("--region", help="AWS region (default: the usual AWS settings)")
+    aws.add_argument("--endpoint-url", help=argparse.SUPPRESS)  # tests: moto in server mode
+    # One rule for every command that can act on either: the local work directory unless --aws.
+    target = parent()
+    where = target.add_mutually_exclusive_group()
+    where.add_argument("--aws", action="store_true", help="the deployed environment (--env) instead of the local work directory")
+    where.add_argument("--local", action="store_false", dest="aws", help="the local work directory (the default)")
+    student_role = parent()
+    student_role.add_argument(
+        "--student-role", default=DEFAULT_STUDENT_ROLE, help="role to assume in the account of a student whose roster row has account_id (default: %(default)s)"
+    )
+    return {"workdir": workdir, "environment": environment, "aws": aws, "target": target, "student_role": student_role}
+
+
+Subparsers = Any  # argparse's _SubParsersAction is private
+
+
+def _add_definition_and_run(sub: Subparsers, shared: dict[str, argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("definition", parents=[shared["environment"]], help="print the pipeline definition JSON as deployed (placeholders kept)")
     p.set_defaults(func=cmd_definition)
-
-    p = sub.add_parser("run", help="run the pipeline definition locally (no AWS, no Docker)")
-    p.add_argument("--workdir", default=".sagelab", help="work directory (default .sagelab/)")
+    p = sub.add_parser("run", parents=[shared["workdir"], shared["environment"]], help="run the pipeline definition locally (no AWS, no Docker)")
     p.add_argument("--data", help="a local CSV/Parquet file or folder to use as InputDataUri")
     p.add_argument("--param", action="append", metavar="Name=Value", help="override a pipeline parameter (repeatable)")
     p.add_argument("--resume", action="store_true", help="reuse completed steps whose inputs did not change (cache-enabled steps)")
     p.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout (logs go to stderr)")
     p.add_argument("--fresh-processes", action="store_true", help="start a fresh interpreter per step instead of forking a preloaded one")
-    add_env_options(p)
     p.set_defaults(func=cmd_run)
 
-    def add_aws_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--profile", help="AWS profile (default: the usual AWS settings)")
-        p.add_argument("--region", help="AWS region (default: the usual AWS settings)")
-        p.add_argument("--endpoint-url", help=argparse.SUPPRESS)  # tests: moto in server mode
 
-    models = sub.add_parser("models", help="the model registry (local by default; --aws for the deployed one)").add_subparsers(
-        dest="models_command", required=True
-    )
-    p = models.add_parser("list", help="list model package versions")
-    p.add_argument("--workdir", default=".sagelab")
-    p.add_argument("--group", help="only this model package group")
+def _add_models(sub: Subparsers, shared: dict[str, argparse.ArgumentParser]) -> None:
+    on_either = [shared["target"], shared["workdir"], shared["environment"], shared["aws"]]
+    models = sub.add_parser("models", help="the model registry (local unless --aws)").add_subparsers(dest="models_command", required=True)
+    p = models.add_parser("list", parents=on_either, help="list model package versions")
+    p.add_argument("--group", help="only this model package group (default: every local group; with --aws the environment's)")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--aws", action="store_true", help="the deployed registry of --env instead of the local one")
-    p.add_argument("--local", action="store_false", dest="aws", help="the local registry (the default)")
-    p.add_argument("--env", help="environment name (with --aws; default dev)")
-    add_aws_options(p)
     p.set_defaults(func=cmd_models_list)
-    p = models.add_parser("approve", help="set a version's approval status (default Approved)")
+    p = models.add_parser("approve", parents=on_either, help="set a version's approval status (default Approved; with --aws this deploys it)")
     p.add_argument("group")
     p.add_argument("version", type=int)
     p.add_argument("--status", default="Approved", choices=["Approved", "Rejected", "PendingManualApproval"])
-    p.add_argument("--workdir", default=".sagelab")
-    p.add_argument("--aws", action="store_true", help="approve in the deployed registry (deploys the model)")
-    p.add_argument("--local", action="store_false", dest="aws", help="the local registry (the default)")
-    add_aws_options(p)
     p.set_defaults(func=cmd_models_approve)
 
-    pipeline = sub.add_parser("pipeline", help="operate the deployed pipeline (or the local work directory with --local)").add_subparsers(
-        dest="pipeline_command", required=True
-    )
-    for name, func, help_text in (
-        ("start", cmd_pipeline_start, "start a pipeline execution"),
-        ("status", cmd_pipeline_status, "per-step status and failure reasons of an execution (default: the latest)"),
-        ("logs", cmd_pipeline_logs, "the processing and training jobs' logs of an execution (default: the latest)"),
-    ):
-        p = pipeline.add_parser(name, help=help_text)
-        p.add_argument("--local", action="store_true", help="the local work directory instead of AWS")
-        p.add_argument("--workdir", default=".sagelab")
-        p.add_argument("--env", help="environment name (default dev)")
-        add_aws_options(p)
-        if name == "start":
-            p.add_argument("--param", action="append", metavar="Name=Value", help="pipeline parameter (repeatable)")
-        else:
-            p.add_argument("execution", nargs="?", help="execution ARN (local: execution id)")
-        if name == "status":
-            p.add_argument("--json", action="store_true")
-        if name == "logs":
-            p.add_argument("--follow", action="store_true", help="keep printing until the execution ends")
-        p.set_defaults(func=func)
 
-    p = sub.add_parser("serve", help="serve the approved model behind the local gateway and the same Lambda handler")
-    p.add_argument("--workdir", default=".sagelab")
+def _add_pipeline(sub: Subparsers, shared: dict[str, argparse.ArgumentParser]) -> None:
+    on_either = [shared["target"], shared["workdir"], shared["environment"], shared["aws"]]
+    pipeline = sub.add_parser("pipeline", help="pipeline executions (local unless --aws)").add_subparsers(dest="pipeline_command", required=True)
+    p = pipeline.add_parser("start", parents=on_either, help="start a pipeline execution")
+    p.add_argument("--param", action="append", metavar="Name=Value", help="pipeline parameter (repeatable)")
+    p.set_defaults(func=cmd_pipeline_start)
+    p = pipeline.add_parser("status", parents=on_either, help="per-step status and failure reasons of an execution (default: the latest)")
+    p.add_argument("execution", nargs="?", help="execution ARN (local: execution id)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_pipeline_status)
+    p = pipeline.add_parser("logs", parents=on_either, help="the processing and training jobs' logs of an execution (default: the latest)")
+    p.add_argument("execution", nargs="?", help="execution ARN (local: execution id)")
+    p.add_argument("--follow", action="store_true", help="keep printing until the execution ends")
+    p.set_defaults(func=cmd_pipeline_logs)
+
+
+def _add_batch(sub: Subparsers, shared: dict[str, argparse.ArgumentParser]) -> None:
+    on_either = [shared["target"], shared["workdir"], shared["environment"], shared["aws"]]
+    p = sub.add_parser("batch", parents=on_either, help="batch predictions: a local file/folder, or (--aws) a SageMaker batch transform of an S3 prefix")
+    p.add_argument("--input", required=True, help="local CSV file or folder; with --aws an s3:// prefix of headerless CSV rows")
+    p.add_argument("--output", help="local predictions CSV (default predictions.csv)")
+    p.add_argument("--instance-type", default="ml.m5.large")
+    p.set_defaults(func=cmd_batch)
+
+
+def _add_serving(sub: Subparsers, shared: dict[str, argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("serve", parents=[shared["workdir"]], help="serve the approved model behind the local gateway and the same Lambda handler")
     p.add_argument("--port", type=int, default=DEFAULT_GATEWAY_PORT, help=f"gateway port (default {DEFAULT_GATEWAY_PORT})")
     p.add_argument("--endpoint-port", type=int, default=DEFAULT_ENDPOINT_PORT, help=f"local endpoint port (default {DEFAULT_ENDPOINT_PORT})")
     p.add_argument("--api-key", help="the key clients must send (default: a new random key, printed)")
     p.add_argument("--group", help="model package group (default: any)")
     p.add_argument("--version", type=int, help="serve this version instead of the latest approved")
     p.set_defaults(func=cmd_serve)
-
     p = sub.add_parser("predict", help="send rows to a front door (sagelab serve or a deployed API)")
     p.add_argument("--url", required=True, help="gateway base URL, e.g. http://127.0.0.1:8080 or https://ID.execute-api.REGION.amazonaws.com/prod")
     p.add_argument("--api-key", help="the x-api-key value (identifies your client for its usage plan; not authentication)")
@@ -617,47 +646,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=30.0)
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("batch", help="batch predictions: a local file/folder, or (--aws) a SageMaker batch transform of an S3 prefix")
-    p.add_argument("--input", required=True, help="local CSV file or folder; with --aws an s3:// prefix of headerless CSV rows")
-    p.add_argument("--output", help="local predictions CSV (default predictions.csv)")
-    p.add_argument("--workdir", default=".sagelab")
-    p.add_argument("--aws", action="store_true", help="run a SageMaker batch transform job with the approved model")
-    p.add_argument("--env", help="environment name (with --aws; default dev)")
-    p.add_argument("--instance-type", default="ml.m5.large")
-    add_aws_options(p)
-    p.set_defaults(func=cmd_batch)
 
-    def add_student_role_option(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "--student-role",
-            default=DEFAULT_STUDENT_ROLE,
-            help="role to assume in the account of a student whose roster row has account_id (default: %(default)s)",
-        )
-
+def _add_classroom(sub: Subparsers, shared: dict[str, argparse.ArgumentParser]) -> None:
+    admin = [shared["aws"], shared["student_role"]]
     classroom = sub.add_parser("class", help="classroom admin: every student of a roster").add_subparsers(dest="class_command", required=True)
-    p = classroom.add_parser("report", help="write a CSV and an HTML page of each student: links, notebook, endpoint, last run, spend and budget")
+    p = classroom.add_parser(
+        "report", parents=admin, help="write a CSV and an HTML page of each student: links, notebook, endpoint, last run, spend and budget"
+    )
     p.add_argument("--roster", default="roster.csv")
     p.add_argument("--output", default="class-report.csv")
     p.add_argument("--html", help="the HTML page (default: the CSV's name with .html)")
-    add_aws_options(p)
-    add_student_role_option(p)
     p.set_defaults(func=cmd_class_report)
-    p = classroom.add_parser("stop", help="end of session: stop every notebook and delete every endpoint (models stay registered)")
+    p = classroom.add_parser("stop", parents=admin, help="end of session: stop every notebook and delete every endpoint (models stay registered)")
     p.add_argument("--roster", default="roster.csv")
-    add_aws_options(p)
-    add_student_role_option(p)
     p.set_defaults(func=cmd_class_stop)
 
+
+def _add_synth_tools(sub: Subparsers, shared: dict[str, argparse.ArgumentParser]) -> None:
     p = sub.add_parser("synth-summary", help="summarize cdk.out: stacks, resources, cdk-nag findings")
     p.add_argument("cdk_out", nargs="?", default="cdk.out")
     p.set_defaults(func=cmd_synth_summary)
-
-    p = sub.add_parser("demo", help="synth + local pipeline run (what `make demo` runs)")
+    p = sub.add_parser("demo", parents=[shared["workdir"]], help="synth + local pipeline run + serving (what `make demo` runs)")
     p.add_argument("--cdk", help="path of the cdk CLI")
-    p.add_argument("--workdir", default=".sagelab")
     p.add_argument("cdk_args", nargs="*", help="extra arguments for cdk synth")
     p.set_defaults(func=cmd_demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sagelab", description="SageLab: a SageMaker MLOps lab you can run locally and deploy with CDK")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_installed_version()}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    shared = _shared_options()
+    for add_commands in (_add_definition_and_run, _add_models, _add_pipeline, _add_batch, _add_serving, _add_classroom, _add_synth_tools):
+        add_commands(sub, shared)
     return parser
+
+
+def _installed_version() -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("sagelab")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "0+unknown"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

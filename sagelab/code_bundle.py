@@ -20,16 +20,16 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from sagelab.package_files import package_dir, sagelab_file
 from sagelab.pipeline_definition import SOURCEDIR_ARCHIVE, STEP_SCRIPTS
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-STEPS_DIR = REPO_ROOT / "pipeline_steps"
+STEPS_DIR = package_dir("pipeline_steps")
 LAB_PREFIX = "lab"
 # What the notebook instance copies at start (lifecycle configuration): the lab notebook, the idle
 # auto-stop script, and the Python it imports (sagelab's lab facade, the step scripts).
 LAB_FILES = {
-    "sagemaker_lab.ipynb": REPO_ROOT / "notebooks" / "sagemaker_lab.ipynb",
-    "idle_stop.py": REPO_ROOT / "runtime" / "notebook" / "idle_stop.py",
+    "sagemaker_lab.ipynb": sagelab_file("notebooks/sagemaker_lab.ipynb"),
+    "idle_stop.py": package_dir("runtime.notebook") / "idle_stop.py",
 }
 LAB_PACKAGES = ("sagelab", "pipeline_steps")
 
@@ -59,8 +59,9 @@ def _sourcedir_bytes(steps_dir: Path) -> bytes:
 def _lab_sources() -> list[tuple[str, Path]]:
     files = [(f"{LAB_PREFIX}/{name}", path) for name, path in LAB_FILES.items()]
     for package in LAB_PACKAGES:
-        for path in sorted((REPO_ROOT / package).rglob("*.py")):
-            files.append((f"{LAB_PREFIX}/{package}/{path.relative_to(REPO_ROOT / package).as_posix()}", path))
+        root = package_dir(package)
+        for path in sorted(root.rglob("*.py")):
+            files.append((f"{LAB_PREFIX}/{package}/{path.relative_to(root).as_posix()}", path))
     return files
 
 

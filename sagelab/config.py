@@ -17,11 +17,16 @@ import re
 import types
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
+from pydantic import ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, TypeAdapter, ValidationError
+from pydantic.dataclasses import dataclass
+from pydantic.fields import FieldInfo
+
+from sagelab.naming import ResourceNames
+from sagelab.step_contract import ERROR_METRICS
 
 REGION_PATTERN = re.compile(r"^(us|eu|ap|sa|ca|me|af|il|mx)(-gov|-iso[a-z]?)?-(north|south|east|west|central|northeast|northwest|southeast|southwest)-\d$")
 ACCOUNT_PATTERN = re.compile(r"^\d{12}$")
@@ -31,96 +36,141 @@ ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:(\d{12})?:.+$")
 EMAIL_PATTERN = re.compile(r"^[^@\s,]+@[^@\s,]+\.[^@\s,]+$")
 
 
+TAG_VALUE_PATTERN = re.compile(r"^[A-Za-z0-9 _.:/=+@-]{1,128}$")
+NOT_IN_A_TAG_VALUE = re.compile(r"[^A-Za-z0-9 _.:/=+@-]")
+
+
+def as_tag_value(text: str) -> str:
+    """`text` as an AWS tag value: characters tags do not allow (an apostrophe or quote in an email
+    address, say) become `_`, and it is cut at 128 characters. Used for the `owner` tag of a
+    student, whose email address is valid whatever characters the school's addresses hold."""
+    return NOT_IN_A_TAG_VALUE.sub("_", text)[:128]
+
+
 class ConfigError(ValueError):
     """A bad config value; str() is the one line shown to the user."""
 
 
 # -- the schema --------------------------------------------------------------------------------
-@dataclass(frozen=True)
+# Pydantic dataclasses: frozen (hashable, so equal pipeline configs share one built definition),
+# unknown keys rejected, scalars strict (no "10" for 10, no true for 1), every constraint beside
+# its default with the words an error shows (`description`). `dataclasses.replace` validates too.
+_SCHEMA = ConfigDict(extra="forbid")  # frozen: by the decorators
+
+Text = Annotated[StrictStr, Field(min_length=1, description="a non-empty string")]
+InstanceType = Annotated[StrictStr, Field(pattern=INSTANCE_TYPE_PATTERN.pattern, description="an ML instance type like ml.m5.large")]
+TagValue = Annotated[StrictStr, Field(pattern=TAG_VALUE_PATTERN.pattern, description="1-128 characters valid in an AWS tag value")]
+Email = Annotated[StrictStr, Field(pattern=EMAIL_PATTERN.pattern, description="an email address")]
+Arn = Annotated[StrictStr, Field(pattern=ARN_PATTERN.pattern, description="an ARN (arn:aws:iam::123456789012:...)")]
+
+
+@dataclass(frozen=True, config=_SCHEMA)
 class NotebookConfig:
     """The SageMaker notebook instance of an environment."""
 
-    instance_type: str = "ml.t3.medium"
-    volume_size_gb: int = 10
-    idle_timeout_minutes: int = 60
-    direct_internet_access: bool = True
-    subnet_id: str | None = None
-    security_group_ids: tuple[str, ...] = ()
+    instance_type: InstanceType = "ml.t3.medium"
+    volume_size_gb: StrictInt = Field(default=10, ge=5, le=16384, description="5..16384")
+    idle_timeout_minutes: StrictInt = Field(default=60, ge=5, le=1440, description="5..1440 minutes")
+    direct_internet_access: StrictBool = True
+    subnet_id: Text | None = None
+    security_group_ids: tuple[Text, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_SCHEMA)
 class TuningConfig:
     """Hyperparameter tuning in place of the single training job; 0 jobs turns it off."""
 
-    max_jobs: int = 0
-    max_parallel_jobs: int = 2
-    max_depth_min: int = 3
-    max_depth_max: int = 8
-    eta_min: float = 0.05
-    eta_max: float = 0.4
+    max_jobs: StrictInt = Field(default=0, ge=0, le=100, description="0 (off) ..100")
+    max_parallel_jobs: StrictInt = Field(default=2, ge=1, le=10, description="1..10")
+    max_depth_min: StrictInt = Field(default=3, ge=1, le=32, description="1..32")
+    max_depth_max: StrictInt = Field(default=8, ge=1, le=32, description="1..32")
+    eta_min: StrictFloat = Field(default=0.05, gt=0, le=1, description="0 < eta_min <= 1")
+    eta_max: StrictFloat = Field(default=0.4, gt=0, le=1, description="0 < eta_max <= 1")
     strategy: Literal["Bayesian", "Random"] = "Bayesian"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_SCHEMA)
 class PipelineConfig:
     """The training pipeline: the metric gate, instance types and default hyperparameters."""
 
     metric: Literal["accuracy", "weighted_f1", "roc_auc", "rmse", "mae", "mse", "r2"] = "accuracy"
-    metric_threshold: float = 0.95
-    processing_instance_type: str = "ml.m5.large"
-    training_instance_type: str = "ml.m5.large"
-    max_depth: int = 5
-    eta: float = 0.2
-    num_round: int = 300
-    cv_folds: int = 0
+    metric_threshold: StrictFloat = Field(default=0.95, ge=0, description="a non-negative number")
+    processing_instance_type: InstanceType = "ml.m5.large"
+    training_instance_type: InstanceType = "ml.m5.large"
+    max_depth: StrictInt = Field(default=5, ge=1, le=32, description="1..32")
+    eta: StrictFloat = Field(default=0.2, gt=0, le=1, description="0 < eta <= 1")
+    num_round: StrictInt = Field(default=300, ge=1, le=10000, description="1..10000")
+    cv_folds: StrictInt = Field(default=0, ge=0, le=20, description="0 (off) or 2..20")
     approval_status: Literal["PendingManualApproval", "Approved"] = "PendingManualApproval"
     tuning: TuningConfig = TuningConfig()
 
+    @property
+    def metric_is_error(self) -> bool:
+        """Errors (evaluate.py's ERROR_METRICS): lower is better, the gate is `<=`; scores: `>=`."""
+        return self.metric in ERROR_METRICS
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, config=_SCHEMA)
 class ServingConfig:
     """The endpoint and its API front door."""
 
     mode: Literal["realtime", "serverless"] = "realtime"
-    instance_type: str = "ml.m5.large"
-    initial_instance_count: int = 1
-    max_instance_count: int = 2
+    instance_type: InstanceType = "ml.m5.large"
+    initial_instance_count: StrictInt = Field(default=1, ge=1, description="at least 1, at most max_instance_count")
+    max_instance_count: StrictInt = Field(default=2, ge=1, le=20, description="1..20")
     serverless_memory_mb: Literal[1024, 2048, 3072, 4096, 5120, 6144] = 2048
-    serverless_max_concurrency: int = 5
+    serverless_max_concurrency: StrictInt = Field(default=5, ge=1, le=200, description="1..200")
     auth: Literal["api_key", "iam"] = "api_key"
-    throttle_rate_limit: int = 50
-    throttle_burst_limit: int = 100
-    quota_per_day: int = 10000
-    waf_rate_limit_per_5_minutes: int = 1000
-    model_package_arn: str | None = None
+    throttle_rate_limit: StrictInt = Field(default=50, ge=1, le=10000, description="1..10000 requests per second")
+    throttle_burst_limit: StrictInt = Field(default=100, ge=1, description="at least throttle_rate_limit")
+    quota_per_day: StrictInt = Field(default=10000, ge=1, description="at least 1")
+    waf_rate_limit_per_5_minutes: StrictInt = Field(default=1000, ge=100, le=2_000_000_000, description="100..2000000000 (WAF's bounds)")
+    model_package_arn: (
+        Annotated[
+            StrictStr,
+            Field(
+                pattern=r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package/.+",
+                description="a model package version ARN (arn:aws:sagemaker:REGION:ACCOUNT:model-package/GROUP/VERSION)",
+            ),
+        ]
+        | None
+    ) = None
     # Requests and responses are personal data in many labs: sample a tenth by default, 0 turns capture off.
-    data_capture_percent: int = 10
-    data_capture_expiry_days: int = 30
+    data_capture_percent: StrictInt = Field(default=10, ge=0, le=100, description="0..100")
+    data_capture_expiry_days: StrictInt = Field(default=30, ge=1, le=3650, description="1..3650")
     # The API's WAF web ACL: the environment's own, the class's shared one (classroom mode, shared
     # account), or none (API keys, usage-plan throttling and the account's limits protect it).
     waf: Literal["own", "shared", "off"] = "own"
     # `class`: no per-environment dashboard (the class has one) and only the alarms an automatic
     # action uses (the blue/green rollback of a real-time endpoint).
     monitoring: Literal["full", "class"] = "full"
+    # The front door function's reserved concurrency (caps what /predict takes from the account's
+    # pool); unset leaves it unreserved, for accounts whose concurrency quota is 10.
+    front_door_reserved_concurrency: StrictInt | None = Field(default=20, ge=1, le=1000, description="1..1000, or unset")
+    # Load the X-Ray SDK in the function for subsegments (~200 ms per cold start); Lambda's and API
+    # Gateway's own active tracing stay on either way.
+    trace_in_code: StrictBool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_SCHEMA)
 class EnvironmentConfig:
     """One deployable copy of SageLab (its own buckets, key, roles, pipeline, endpoint)."""
 
-    name: str = "dev"
-    account: str | None = None
-    region: str = "us-east-1"
-    owner: str = "sagelab"
+    name: Annotated[
+        StrictStr, Field(pattern=NAME_PATTERN.pattern, description="lowercase letters, digits and hyphens, starting with a letter, at most 20 characters")
+    ] = "dev"
+    account: Annotated[StrictStr, Field(pattern=ACCOUNT_PATTERN.pattern, description="a 12-digit AWS account id, or unset")] | None = None
+    region: Annotated[StrictStr, Field(pattern=REGION_PATTERN.pattern, description="an AWS region like us-east-1")] = "us-east-1"
+    owner: TagValue = "sagelab"
     removal_policy: Literal["retain", "destroy"] = "retain"
-    scratch_expiry_days: int = 14
+    scratch_expiry_days: StrictInt = Field(default=14, ge=1, le=3650, description="1..3650")
     log_retention_days: Literal[7, 14, 30, 60, 90, 180, 365] = 30
-    permissions_boundary_arn: str | None = None
-    existing_role_arn: str | None = None
-    allowed_instance_types: tuple[str, ...] = ()
+    permissions_boundary_arn: Arn | None = None
+    existing_role_arn: Arn | None = None
+    allowed_instance_types: tuple[InstanceType, ...] = ()
     # SageMaker's account-wide log groups (/aws/sagemaker/TrainingJobs, ...) created with this
     # environment's key: set on ONE environment per account and region (never on students).
-    account_log_groups: bool = False
+    account_log_groups: StrictBool = False
     # "self": whoever trains may approve (lab and class: students approve their own models).
     # "manual": runs register only PendingManualApproval and only an approver role, assumable by
     # the account's administrators, may approve (approving deploys to the public API).
@@ -129,67 +179,62 @@ class EnvironmentConfig:
     pipeline: PipelineConfig = PipelineConfig()
     serving: ServingConfig = ServingConfig()
     # Set by classroom mode (one environment per roster row), or by hand for any environment.
-    course: str | None = None
-    student_email: str | None = None
-    budget_usd: int = 0
-    budget_alert_emails: tuple[str, ...] = ()
-    shares_account_with_class: bool = False  # a roster row without account_id
+    course: TagValue | None = None
+    student_email: Email | None = None
+    budget_usd: StrictInt = Field(default=0, ge=0, le=1_000_000, description="0 (no budget) to 1000000 USD per month")
+    budget_alert_emails: tuple[Email, ...] = ()
+    shares_account_with_class: StrictBool = False  # a roster row without account_id
+
+    @property
+    def names(self) -> ResourceNames:
+        return ResourceNames.of(self.name)
 
     @property
     def resource_prefix(self) -> str:
-        return f"sagelab-{self.name}"
+        return self.names.prefix
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_SCHEMA)
 class ClassroomConfig:
     """Guardrails applied to every student environment built from a roster (-c roster=FILE)."""
 
-    course: str = "sagelab-course"
-    admin_emails: tuple[str, ...] = ()
-    budget_usd: int = 50
-    allowed_instance_types: tuple[str, ...] = ("ml.t3.medium", "ml.m5.large")
-    notebook_idle_minutes: int = 30
+    course: TagValue = "sagelab-course"
+    admin_emails: tuple[Email, ...] = ()
+    budget_usd: StrictInt = Field(default=50, ge=1, le=100_000, description="1..100000 USD per student per month")
+    allowed_instance_types: tuple[InstanceType, ...] = ("ml.t3.medium", "ml.m5.large")
+    notebook_idle_minutes: StrictInt = Field(default=30, ge=5, le=1440, description="5..1440 minutes")
     serving_mode: Literal["realtime", "serverless"] = "serverless"
-    scratch_expiry_days: int = 7
+    scratch_expiry_days: StrictInt = Field(default=7, ge=1, le=365, description="1..365")
     # Cost at rest: one WAF web ACL per class and region instead of one per student (or none), and
     # small notebook volumes (the lab's data is small; each GB costs $0.14 a month while stopped).
     waf: Literal["shared", "off"] = "shared"
-    own_account_waf: bool = False  # students with their own account get their own web ACL only if asked
-    notebook_volume_gb: int = 5
+    own_account_waf: StrictBool = False  # students with their own account get their own web ACL only if asked
+    notebook_volume_gb: StrictInt = Field(default=5, ge=5, le=16384, description="5..16384")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_SCHEMA)
 class SageLabConfig:
     """The whole app: every environment to synthesize."""
 
-    project: str = "sagelab"
     environments: tuple[EnvironmentConfig, ...] = (EnvironmentConfig(),)
     classroom: ClassroomConfig = ClassroomConfig()
 
 
-# -- validation rules beyond types -------------------------------------------------------------
+# -- rules across fields (each field's own rules are in the schema) ------------------------------
 def check_environment(env: EnvironmentConfig, where: str) -> list[tuple[str, Any, str]]:
+    """(path, value, expected) for every rule that relates two fields; [] when all hold."""
     problems: list[tuple[str, Any, str]] = []
 
     def check(ok: bool, path: str, value: Any, expected: str) -> None:
         if not ok:
             problems.append((f"{where}.{path}", value, expected))
 
-    check(bool(NAME_PATTERN.match(env.name)), "name", env.name, "lowercase letters, digits and hyphens, starting with a letter, at most 20 characters")
-    check(bool(REGION_PATTERN.match(env.region)), "region", env.region, "an AWS region like us-east-1")
-    check(env.account is None or bool(ACCOUNT_PATTERN.match(env.account)), "account", env.account, "a 12-digit AWS account id, or unset")
-    check(bool(re.match(r"^[A-Za-z0-9 _.:/=+@-]{1,128}$", env.owner)), "owner", env.owner, "1-128 characters valid in an AWS tag value")
-    check(1 <= env.scratch_expiry_days <= 3650, "scratch_expiry_days", env.scratch_expiry_days, "1..3650")
-    for key in ("permissions_boundary_arn", "existing_role_arn"):
-        value = getattr(env, key)
-        check(value is None or bool(ARN_PATTERN.match(value)), key, value, "an ARN (arn:aws:iam::123456789012:...)")
-    for position, instance_type in enumerate(env.allowed_instance_types):
-        check(bool(INSTANCE_TYPE_PATTERN.match(instance_type)), f"allowed_instance_types[{position}]", instance_type, "an ML instance type like ml.m5.large")
+    nb, pl, tu, sv = env.notebook, env.pipeline, env.pipeline.tuning, env.serving
     if env.approval_mode == "manual":
         check(
-            env.pipeline.approval_status == "PendingManualApproval",
+            pl.approval_status == "PendingManualApproval",
             "pipeline.approval_status",
-            env.pipeline.approval_status,
+            pl.approval_status,
             "PendingManualApproval when approval_mode is manual",
         )
         check(
@@ -198,10 +243,6 @@ def check_environment(env: EnvironmentConfig, where: str) -> list[tuple[str, Any
             env.existing_role_arn,
             "unset when approval_mode is manual (the gate is a policy on roles SageLab creates)",
         )
-    nb = env.notebook
-    check(bool(INSTANCE_TYPE_PATTERN.match(nb.instance_type)), "notebook.instance_type", nb.instance_type, "an ML instance type like ml.t3.medium")
-    check(5 <= nb.volume_size_gb <= 16384, "notebook.volume_size_gb", nb.volume_size_gb, "5..16384")
-    check(5 <= nb.idle_timeout_minutes <= 1440, "notebook.idle_timeout_minutes", nb.idle_timeout_minutes, "5..1440 minutes")
     check(
         nb.direct_internet_access or nb.subnet_id is not None,
         "notebook.direct_internet_access",
@@ -214,75 +255,30 @@ def check_environment(env: EnvironmentConfig, where: str) -> list[tuple[str, Any
         list(nb.security_group_ids),
         "set together with notebook.subnet_id",
     )
-    pl = env.pipeline
-    for key in ("processing_instance_type", "training_instance_type"):
-        check(bool(INSTANCE_TYPE_PATTERN.match(getattr(pl, key))), f"pipeline.{key}", getattr(pl, key), "an ML instance type like ml.m5.large")
+    check(pl.metric_is_error or pl.metric_threshold <= 1, "pipeline.metric_threshold", pl.metric_threshold, f"0..1 for the score {pl.metric!r}")
+    check(pl.cv_folds != 1, "pipeline.cv_folds", pl.cv_folds, "0 (off) or 2..20")
     check(
-        pl.metric in ("rmse", "mae", "mse") or 0 <= pl.metric_threshold <= 1,
-        "pipeline.metric_threshold",
-        pl.metric_threshold,
-        f"0..1 for the score {pl.metric!r}",
+        tu.max_depth_min < tu.max_depth_max, "pipeline.tuning.max_depth_max", tu.max_depth_max, f"greater than max_depth_min ({tu.max_depth_min}), at most 32"
     )
-    check(pl.metric_threshold >= 0, "pipeline.metric_threshold", pl.metric_threshold, "a non-negative number")
-    check(1 <= pl.max_depth <= 32, "pipeline.max_depth", pl.max_depth, "1..32")
-    check(0 < pl.eta <= 1, "pipeline.eta", pl.eta, "0 < eta <= 1")
-    check(1 <= pl.num_round <= 10000, "pipeline.num_round", pl.num_round, "1..10000")
-    check(pl.cv_folds == 0 or 2 <= pl.cv_folds <= 20, "pipeline.cv_folds", pl.cv_folds, "0 (off) or 2..20")
-    tu = pl.tuning
-    check(0 <= tu.max_jobs <= 100, "pipeline.tuning.max_jobs", tu.max_jobs, "0 (off) ..100")
-    check(1 <= tu.max_parallel_jobs <= 10, "pipeline.tuning.max_parallel_jobs", tu.max_parallel_jobs, "1..10")
+    check(tu.eta_min < tu.eta_max, "pipeline.tuning.eta_max", tu.eta_max, f"greater than eta_min ({tu.eta_min}), at most 1")
     check(
-        1 <= tu.max_depth_min < tu.max_depth_max <= 32,
-        "pipeline.tuning.max_depth_max",
-        tu.max_depth_max,
-        f"greater than max_depth_min ({tu.max_depth_min}), at most 32",
-    )
-    check(0 < tu.eta_min < tu.eta_max <= 1, "pipeline.tuning.eta_max", tu.eta_max, f"greater than eta_min ({tu.eta_min}), at most 1")
-    sv = env.serving
-    check(bool(INSTANCE_TYPE_PATTERN.match(sv.instance_type)), "serving.instance_type", sv.instance_type, "an ML instance type like ml.m5.large")
-    check(
-        1 <= sv.initial_instance_count <= sv.max_instance_count,
+        sv.initial_instance_count <= sv.max_instance_count,
         "serving.initial_instance_count",
         sv.initial_instance_count,
         f"1..max_instance_count ({sv.max_instance_count})",
     )
-    check(sv.max_instance_count <= 20, "serving.max_instance_count", sv.max_instance_count, "at most 20")
-    check(1 <= sv.serverless_max_concurrency <= 200, "serving.serverless_max_concurrency", sv.serverless_max_concurrency, "1..200")
-    check(1 <= sv.throttle_rate_limit <= 10000, "serving.throttle_rate_limit", sv.throttle_rate_limit, "1..10000 requests per second")
     check(
         sv.throttle_burst_limit >= sv.throttle_rate_limit,
         "serving.throttle_burst_limit",
         sv.throttle_burst_limit,
         f"at least throttle_rate_limit ({sv.throttle_rate_limit})",
     )
-    check(sv.quota_per_day >= 1, "serving.quota_per_day", sv.quota_per_day, "at least 1")
-    check(
-        100 <= sv.waf_rate_limit_per_5_minutes <= 2_000_000_000,
-        "serving.waf_rate_limit_per_5_minutes",
-        sv.waf_rate_limit_per_5_minutes,
-        "100..2000000000 (WAF's bounds)",
-    )
-    check(
-        sv.model_package_arn is None or ":model-package/" in sv.model_package_arn,
-        "serving.model_package_arn",
-        sv.model_package_arn,
-        "a model package version ARN (arn:aws:sagemaker:REGION:ACCOUNT:model-package/GROUP/VERSION)",
-    )
-    check(0 <= sv.data_capture_percent <= 100, "serving.data_capture_percent", sv.data_capture_percent, "0..100")
-    check(1 <= sv.data_capture_expiry_days <= 3650, "serving.data_capture_expiry_days", sv.data_capture_expiry_days, "1..3650")
     check(
         sv.waf != "shared" or (env.course is not None and env.shares_account_with_class),
         "serving.waf",
         sv.waf,
         "own or off ('shared' is the class web ACL, set by classroom mode for students in the class account)",
     )
-    check(
-        env.course is None or bool(re.match(r"^[A-Za-z0-9 _.:/=+@-]{1,128}$", env.course)), "course", env.course, "1-128 characters valid in an AWS tag value"
-    )
-    check(env.student_email is None or bool(EMAIL_PATTERN.match(env.student_email)), "student_email", env.student_email, "an email address")
-    check(0 <= env.budget_usd <= 1_000_000, "budget_usd", env.budget_usd, "0 (no budget) to 1000000 USD per month")
-    for position, email in enumerate(env.budget_alert_emails):
-        check(bool(EMAIL_PATTERN.match(email)), f"budget_alert_emails[{position}]", email, "an email address")
     check(
         env.budget_usd == 0 or bool(env.budget_alert_emails),
         "budget_alert_emails",
@@ -307,12 +303,12 @@ def check_environment(env: EnvironmentConfig, where: str) -> list[tuple[str, Any
 
 
 # -- building typed objects from plain data ------------------------------------------------------
-@dataclass
+@dataclasses.dataclass
 class _Source:
     """Where a value came from, for error messages: a label and, for YAML, line numbers by path."""
 
     label: str
-    lines: dict[str, int] = field(default_factory=dict)
+    lines: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def locate(self, path: str) -> str:
         line = None
@@ -330,7 +326,10 @@ def _fail(source: _Source, path: str, value: Any, expected: str) -> ConfigError:
 
 
 def _describe(annotation: Any) -> str:
+    """What a value of this type looks like, in the words of an error message."""
     origin = get_origin(annotation)
+    if origin is Annotated:
+        return _describe(get_args(annotation)[0])
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in get_args(annotation))
     if origin in (types.UnionType, typing.Union):
@@ -342,63 +341,72 @@ def _describe(annotation: Any) -> str:
     return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(annotation, str(annotation))
 
 
-def _coerce(annotation: Any, value: Any, path: str, source: _Source) -> Any:
-    origin = get_origin(annotation)
-    if origin is Literal:
-        if value in get_args(annotation) and type(value) in {type(a) for a in get_args(annotation)}:
-            return value
-        raise _fail(source, path, value, _describe(annotation))
-    if origin in (types.UnionType, typing.Union):
-        options = get_args(annotation)
-        if value is None and type(None) in options:
-            return None
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _coerce(option, value, path, source)
-            except ConfigError as error:
-                errors.append(error)
-        raise _fail(source, path, value, _describe(annotation))
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise _fail(source, path, value, _describe(annotation))
-        item_type = get_args(annotation)[0]
-        return tuple(_coerce(item_type, item, f"{path}[{i}]", source) for i, item in enumerate(value))
-    if dataclasses.is_dataclass(annotation):
-        return _build_dataclass(annotation, value, path, source)
-    if annotation is bool:
-        if isinstance(value, bool):
-            return value
-    elif annotation is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif annotation is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif annotation is str and isinstance(value, str) and value:
-        return value
-    raise _fail(source, path, value, _describe(annotation))
+def _described(annotation: Any) -> str | None:
+    """The `description` of a constrained type (Annotated[..., Field(description=...)])."""
+    if get_origin(annotation) in (types.UnionType, typing.Union):
+        return next((d for a in get_args(annotation) if (d := _described(a))), None)
+    if get_origin(annotation) is Annotated:
+        return next((m.description for m in get_args(annotation)[1:] if isinstance(m, FieldInfo) and m.description), None)
+    return None
 
 
-def _build_dataclass(cls: Any, data: Any, path: str, source: _Source, base: Any = None) -> Any:
-    if isinstance(data, cls):
-        return data
+def _annotation_at(root: Any, loc: tuple[int | str, ...]) -> tuple[Any, FieldInfo | None, Any]:
+    """The annotation (and field, and owning dataclass) that `loc` of a validation error points at."""
+    annotation: Any = root
+    field: FieldInfo | None = None
+    owner: Any = root
+    for step in loc:
+        while get_origin(annotation) in (Annotated, types.UnionType, typing.Union):
+            options = [a for a in get_args(annotation) if a is not type(None) and not isinstance(a, FieldInfo)]
+            annotation = options[0]
+        if isinstance(step, int) and get_origin(annotation) is tuple:
+            annotation, field = get_args(annotation)[0], None
+        elif dataclasses.is_dataclass(annotation) and isinstance(step, str):
+            owner = annotation
+            field = annotation.__pydantic_fields__.get(step)  # type: ignore[union-attr]
+            annotation = typing.get_type_hints(annotation, include_extras=True).get(step, Any)
+    return annotation, field, owner
+
+
+def _path(prefix: str, loc: tuple[int | str, ...]) -> str:
+    path = prefix
+    for step in loc:
+        path = f"{path}[{step}]" if isinstance(step, int) else (f"{path}.{step}" if path else str(step))
+    return path
+
+
+def _problem(error: ValidationError, root: Any, prefix: str, source: _Source) -> ConfigError:
+    """The first problem of a validation error as our one line: source and line, field, value, what is allowed."""
+    first = error.errors()[0]
+    loc = tuple(first["loc"])
+    path = _path(prefix, loc)
+    annotation, field, owner = _annotation_at(root, loc)
+    if first["type"] == "unexpected_keyword_argument":
+        allowed = ", ".join(f.name for f in dataclasses.fields(owner))
+        return ConfigError(f"{source.locate(path)}: {path}: unknown key (allowed: {allowed})")
+    if first["type"] in ("greater_than", "greater_than_equal", "less_than", "less_than_equal", "string_pattern_mismatch", "string_too_short"):
+        expected = (field.description if field is not None and field.description else None) or _described(annotation) or _describe(annotation)
+    else:
+        expected = _describe(annotation)
+    return _fail(source, path, first["input"], expected)
+
+
+def _validated(cls: Any, data: Any, path: str, source: _Source) -> Any:
     if not isinstance(data, Mapping):
         raise _fail(source, path, data, _describe(cls))
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    for key in data:
-        if key not in names:
-            where = f"{path}.{key}" if path else str(key)
-            raise ConfigError(f"{source.locate(where)}: {where}: unknown key (allowed: {', '.join(names)})")
-    values = {}
-    for name in names:
-        if name in data:
-            child_path = f"{path}.{name}" if path else name
-            values[name] = _coerce(hints[name], data[name], child_path, source)
-    return dataclasses.replace(base, **values) if base is not None else cls(**values)
+    try:
+        return TypeAdapter(cls).validate_python(dict(data))
+    except ValidationError as error:
+        raise _problem(error, cls, path, source) from None
+
+
+def replace_checked(obj: Any, label: str, path: str, **changes: Any) -> Any:
+    """`dataclasses.replace` (which validates the new values) with a problem as our one line,
+    `<label>: <path>.<field>: <value> is not valid (expected ...)`."""
+    try:
+        return dataclasses.replace(obj, **changes)
+    except ValidationError as error:
+        raise _problem(error, type(obj), path, _Source(label)) from None
 
 
 def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -453,7 +461,7 @@ def _environments(raw: Any, source: _Source, defaults: Mapping[str, Any]) -> tup
         merged = _deep_merge(defaults, settings)
         if "name" in settings and settings["name"] != name:
             raise _fail(source, f"{path}.name", settings["name"], f"the environment's key {name!r} (or leave it out)")
-        env = _build_dataclass(EnvironmentConfig, {**merged, "name": str(name)}, path, source)
+        env = _validated(EnvironmentConfig, {**merged, "name": str(name)}, path, source)
         problems = check_environment(env, path)
         if problems:
             bad_path, value, expected = problems[0]
@@ -474,12 +482,12 @@ def load_config(context: Mapping[str, Any] | None = None, config_file: str | Pat
         if data is None:
             data = {}
         if not isinstance(data, Mapping):
-            raise ConfigError(f"{path}: the top level must be a mapping with keys project, defaults, environments, classroom")
+            raise ConfigError(f"{path}: the top level must be a mapping with keys defaults, environments, classroom")
         layers.append((dict(data), _Source(str(path), lines)))
 
-    allowed_top = {"project", "defaults", "environments", "classroom"}
+    allowed_top = {"defaults", "environments", "classroom"}
+    classroom_data: dict[str, Any] = {}
     classroom = ClassroomConfig()
-    project = "sagelab"
     defaults: dict[str, Any] = {}
     environments_raw: Any = {"dev": {}}
     environments_source = layers[0][1]
@@ -487,43 +495,17 @@ def load_config(context: Mapping[str, Any] | None = None, config_file: str | Pat
         for key in data:
             if key not in allowed_top:
                 raise ConfigError(f"{source.locate(str(key))}: {key}: unknown key (allowed: {', '.join(sorted(allowed_top))})")
-        if "project" in data:
-            project = _coerce(str, data["project"], "project", source)
-            if not NAME_PATTERN.match(project):
-                raise _fail(source, "project", project, "lowercase letters, digits and hyphens, at most 20 characters")
         if "defaults" in data:
             if not isinstance(data["defaults"], Mapping):
                 raise _fail(source, "defaults", data["defaults"], "a mapping of environment settings applied to every environment")
-            _build_dataclass(EnvironmentConfig, {k: v for k, v in data["defaults"].items() if k != "name"}, "defaults", source)
+            _validated(EnvironmentConfig, {k: v for k, v in data["defaults"].items() if k != "name"}, "defaults", source)
             defaults = _deep_merge(defaults, data["defaults"])
         if "environments" in data:
             environments_raw = data["environments"]
             environments_source = source
         if "classroom" in data:
-            classroom = _build_dataclass(ClassroomConfig, data["classroom"], "classroom", source, base=classroom)
-            classroom_problems = _check_classroom(classroom)
-            if classroom_problems:
-                field_path, value, expected = classroom_problems[0]
-                raise _fail(source, field_path, value, expected)
-    return SageLabConfig(project=project, environments=_environments(environments_raw, environments_source, defaults), classroom=classroom)
-
-
-def _check_classroom(classroom: ClassroomConfig) -> list[tuple[str, Any, str]]:
-    problems: list[tuple[str, Any, str]] = []
-    if not re.match(r"^[A-Za-z0-9 _.:/=+@-]{1,128}$", classroom.course):
-        problems.append(("classroom.course", classroom.course, "1-128 characters valid in an AWS tag value"))
-    for position, email in enumerate(classroom.admin_emails):
-        if not EMAIL_PATTERN.match(email):
-            problems.append((f"classroom.admin_emails[{position}]", email, "an email address"))
-    if not 1 <= classroom.budget_usd <= 100_000:
-        problems.append(("classroom.budget_usd", classroom.budget_usd, "1..100000 USD per student per month"))
-    for position, instance_type in enumerate(classroom.allowed_instance_types):
-        if not INSTANCE_TYPE_PATTERN.match(instance_type):
-            problems.append((f"classroom.allowed_instance_types[{position}]", instance_type, "an ML instance type like ml.t3.medium"))
-    if not 5 <= classroom.notebook_idle_minutes <= 1440:
-        problems.append(("classroom.notebook_idle_minutes", classroom.notebook_idle_minutes, "5..1440 minutes"))
-    if not 1 <= classroom.scratch_expiry_days <= 365:
-        problems.append(("classroom.scratch_expiry_days", classroom.scratch_expiry_days, "1..365"))
-    if not 5 <= classroom.notebook_volume_gb <= 16384:
-        problems.append(("classroom.notebook_volume_gb", classroom.notebook_volume_gb, "5..16384"))
-    return problems
+            if not isinstance(data["classroom"], Mapping):
+                raise _fail(source, "classroom", data["classroom"], _describe(ClassroomConfig))
+            classroom_data = _deep_merge(classroom_data, data["classroom"])
+            classroom = _validated(ClassroomConfig, classroom_data, "classroom", source)
+    return SageLabConfig(environments=_environments(environments_raw, environments_source, defaults), classroom=classroom)

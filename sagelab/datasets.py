@@ -1,8 +1,9 @@
 """The bundled dataset: scikit-learn's handwritten digits (8x8 images, 10 classes, MNIST-like).
 
 It ships inside scikit-learn, so the lab needs no download. SageLab writes it once as a CSV with a
-header (`pixel_0` ... `pixel_63`, `label`) at `data/digits/digits.csv`; CDK publishes that file as
-the pipeline's default input and `sagelab run` seeds its local S3 with it.
+header (`pixel_0` ... `pixel_63`, `label`) at `sagelab/data/digits.csv` (package data, so an installed
+`sagelab` has it too); CDK publishes that folder as the pipeline's default input and `sagelab run`
+seeds its local S3 with it.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DIGITS_CSV = REPO_ROOT / "data" / "digits" / "digits.csv"
+from sagelab.package_files import sagelab_file
+
+DIGITS_CSV = sagelab_file("data/digits.csv")
 DIGITS_TARGET_COLUMN = "label"
 
 

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from sagelab.naming import ResourceNames
+
 MODES = ("local", "aws")
 
 
@@ -74,7 +76,9 @@ class LocalLab:
                 print(line, flush=True)
 
         runner = LocalPipelineRunner(local_env.definition, local_env.workdir, pipeline_name=local_env.pipeline_name, log=log)
-        result = runner.run({k: str(v) for k, v in parameters.items()})
+        # As on AWS, where the deployed steps cache: a step whose arguments and inputs did not
+        # change since an earlier run is reused (with that run's outputs and log), not run again.
+        result = runner.run({k: str(v) for k, v in parameters.items()}, resume=True)
         summary = result.to_json()
         summary["log"] = lines
         return summary
@@ -120,7 +124,7 @@ class LocalLab:
         if self._servers is None:
             from sagelab.local.serve import serving
 
-            self._serving = serving(self.workdir, self.api_key, endpoint_name=f"{self.env.resource_prefix}-endpoint")
+            self._serving = serving(self.workdir, self.api_key, endpoint_name=self.env.names.endpoint)
             self._servers = self._serving.__enter__()
         return self._servers
 
@@ -139,15 +143,13 @@ class LocalLab:
         _, endpoint = self._front_door()
         local_credentials = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}  # the local endpoint ignores them
         runtime = boto3.client("sagemaker-runtime", endpoint_url=endpoint.url, region_name="us-east-1", **local_credentials)
-        answer = runtime.invoke_endpoint(
-            EndpointName=f"{self.env.resource_prefix}-endpoint", ContentType="application/json", Body=json.dumps({"instances": list(rows)})
-        )
+        answer = runtime.invoke_endpoint(EndpointName=self.env.names.endpoint, ContentType="application/json", Body=json.dumps({"instances": list(rows)}))
         return list(json.loads(answer["Body"].read())["predictions"])
 
     def cross_validate(self, run: dict[str, Any], folds: int = 5, **hyperparameters: Any) -> dict[str, Any]:
         """k-fold cross-validation on the run's training split, with train.py's own function."""
-        prefix = Path(run["evaluation_dir"]).parent / "preprocess"
-        return _cross_validate(prefix / "train", prefix / "spec", folds, hyperparameters)
+        outputs = next(step["outputs"] for step in run["steps"] if step["name"] == "Preprocess")
+        return _cross_validate(Path(outputs["train"]), Path(outputs["spec"]), folds, hyperparameters)
 
     def upload(self, path: str | Path) -> str:
         """Your own CSV (or folder): copied into local S3; the URI to run the pipeline on."""
@@ -180,9 +182,11 @@ class AwsLab:
 
     def __init__(self, env: str | None = None, api_key: str | None = None, poll_seconds: float = 30) -> None:
         from sagelab.aws_ops import AwsOperations
+        from sagelab.settings import environment, load_project_config
 
         self.ops = AwsOperations()
-        self.env = self.ops.environment(env or os.environ.get("SAGELAB_ENV", "dev"))
+        # The notebook instance sets SAGELAB_ENV; elsewhere the CLI's rule: the config's first environment.
+        self.env = self.ops.environment(env or os.environ.get("SAGELAB_ENV") or environment(load_project_config()).name)
         self.api_key = api_key or os.environ.get("SAGELAB_API_KEY")
         self.poll_seconds = poll_seconds
 
@@ -257,7 +261,7 @@ class AwsLab:
         import boto3
 
         answer = boto3.client("sagemaker-runtime").invoke_endpoint(
-            EndpointName=f"sagelab-{self.env.name}-endpoint", ContentType="application/json", Body=json.dumps({"instances": list(rows)})
+            EndpointName=ResourceNames.of(self.env.name).endpoint, ContentType="application/json", Body=json.dumps({"instances": list(rows)})
         )
         return list(json.loads(answer["Body"].read())["predictions"])
 
@@ -267,6 +271,8 @@ class AwsLab:
 
         import boto3
 
+        from sagelab.aws_ops import paged
+
         preprocess = next(s for s in self.ops.status(run["execution_arn"])["steps"] if s["name"] == "Preprocess")
         job = self.ops.sagemaker.describe_processing_job(ProcessingJobName=preprocess["job"][1])
         outputs = {o["OutputName"]: o["S3Output"]["S3Uri"] for o in job["ProcessingOutputConfig"]["Outputs"]}
@@ -274,7 +280,7 @@ class AwsLab:
         s3 = boto3.client("s3")
         for name in ("train", "spec"):
             bucket, _, key = outputs[name][5:].partition("/")
-            for item in s3.list_objects_v2(Bucket=bucket, Prefix=key).get("Contents", []):
+            for item in paged(s3, "list_objects_v2", "Contents", Bucket=bucket, Prefix=key):
                 target = scratch / name / Path(item["Key"]).name
                 target.parent.mkdir(parents=True, exist_ok=True)
                 s3.download_file(bucket, item["Key"], str(target))

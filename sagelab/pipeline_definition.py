@@ -36,14 +36,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sagelab.step_contract import CONDITION_METRIC_PATH, ERROR_METRICS, EVALUATION_FILE_NAME, METRIC_LINE_FORMAT
+from sagelab.config import PipelineConfig, TuningConfig
+from sagelab.step_contract import CONDITION_METRIC_PATH, EVALUATION_FILE_NAME, METRIC_LINE_FORMAT
 
 # SDK settings that must hold before `sagemaker` is imported: no telemetry, no config files read
 # from the user's machine or S3 (they would make the definition depend on who builds it).
 os.environ.setdefault("SAGEMAKER_ADMIN_CONFIG_OVERRIDE", os.devnull)
 os.environ.setdefault("SAGEMAKER_USER_CONFIG_OVERRIDE", os.devnull)
 
-DEFAULT_CACHE_DIR = Path(__file__).resolve().parent.parent / ".sagelab" / "cache"
+# Built definitions and image URIs, keyed by everything they depend on: per user, not per checkout,
+# so an installed `sagelab` caches too (SAGELAB_CACHE_DIR overrides).
+DEFAULT_CACHE_DIR = Path(os.environ.get("SAGELAB_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sagelab")
 SKLEARN_FRAMEWORK_VERSION = "1.4-2"
 XGBOOST_FRAMEWORK_VERSION = "3.0-5"
 PIPELINE_CODE_PREFIX = "pipeline-code"
@@ -95,38 +98,14 @@ def metric_regex(metric: str, split: str = "validation") -> str:
     return re.escape(sample.split("=")[0] + "=") + r"([0-9.eE+-]+)"
 
 
-@dataclass(frozen=True)
-class TuningSettings:
-    """Hyperparameter tuning in place of the single training job (off when `max_jobs` is 0)."""
-
-    max_jobs: int = 0
-    max_parallel_jobs: int = 2
-    max_depth: tuple[int, int] = (3, 8)
-    eta: tuple[float, float] = (0.05, 0.4)
-    strategy: str = "Bayesian"
-
-
-@dataclass(frozen=True)
-class PipelineSettings:
-    """What shapes the definition itself; per-environment values go through placeholders instead."""
-
-    pipeline_name: str = "sagelab"
-    metric: str = "accuracy"
-    metric_threshold: float = 0.95
-    processing_instance_type: str = "ml.m5.large"
-    training_instance_type: str = "ml.m5.large"
-    inference_instance_types: tuple[str, ...] = ("ml.m5.large", "ml.t2.medium")
-    max_depth: int = 5
-    eta: float = 0.2
-    num_round: int = 300
-    cv_folds: int = 0
-    approval_status: str = "PendingManualApproval"
-    cache_expire_after: str = "P30D"
-    tuning: TuningSettings = TuningSettings()
-
-    @property
-    def metric_is_error(self) -> bool:
-        return self.metric in ERROR_METRICS
+# What shapes the definition is the environment's `pipeline` config itself (one type, validated
+# once in sagelab/config.py); per-environment values go through placeholders instead. The old
+# names stay for callers that build a definition without a config.
+PipelineSettings = PipelineConfig
+TuningSettings = TuningConfig
+PIPELINE_NAME = "sagelab"  # the SDK object's name; the deployed pipeline is named by CDK
+INFERENCE_INSTANCE_TYPES = ("ml.m5.large", "ml.t2.medium")
+CACHE_EXPIRE_AFTER = "P30D"
 
 
 def image_uris(region: str, cache_dir: Path | None = DEFAULT_CACHE_DIR) -> dict[str, str]:
@@ -169,232 +148,303 @@ def _offline_session() -> Any:
     return PipelineSession(boto_session=boto_session, default_bucket=placeholder("ArtifactsBucket"), sagemaker_config=_SDK_CONFIG)
 
 
-def build_pipeline(settings: PipelineSettings) -> Any:
-    """The sagemaker `Pipeline` object (SDK type); most callers want `build_definition`."""
-    from sagemaker.estimator import Estimator
-    from sagemaker.inputs import TrainingInput
-    from sagemaker.model import Model
-    from sagemaker.model_metrics import MetricsSource, ModelMetrics
-    from sagemaker.processing import ProcessingInput, ProcessingOutput, ScriptProcessor
-    from sagemaker.tuner import ContinuousParameter, HyperparameterTuner, IntegerParameter
-    from sagemaker.workflow.condition_step import ConditionStep
-    from sagemaker.workflow.conditions import ConditionGreaterThanOrEqualTo, ConditionLessThanOrEqualTo
-    from sagemaker.workflow.execution_variables import ExecutionVariables
-    from sagemaker.workflow.fail_step import FailStep
-    from sagemaker.workflow.functions import Join, JsonGet
-    from sagemaker.workflow.model_step import ModelStep
-    from sagemaker.workflow.parameters import ParameterFloat, ParameterInteger, ParameterString
-    from sagemaker.workflow.pipeline import Pipeline
-    from sagemaker.workflow.pipeline_definition_config import PipelineDefinitionConfig
-    from sagemaker.workflow.properties import PropertyFile
-    from sagemaker.workflow.retry import SageMakerJobExceptionTypeEnum, SageMakerJobStepRetryPolicy, StepExceptionTypeEnum, StepRetryPolicy
-    from sagemaker.workflow.steps import CacheConfig, ProcessingStep, TrainingStep, TuningStep
+@dataclass(frozen=True)
+class _Parameters:
+    """The pipeline parameters (SDK objects), named; `in_order` is how the definition lists them."""
 
-    session = _offline_session()
-    # An ARN (with a "/") keeps the SDK from asking IAM to expand a bare role name.
-    role = f"arn:{placeholder('AWS::Partition')}:iam::{placeholder('AWS::AccountId')}:role/{placeholder('PipelineRoleName')}"
-    kms_key = placeholder("KmsKeyArn")
+    input_data_uri: Any
+    target_column: Any
+    input_format: Any
+    metric_threshold: Any
+    approval_status: Any
+    processing_instance_type: Any
+    training_instance_type: Any
+    training_instance_count: Any
+    max_depth: Any
+    eta: Any
+    num_round: Any
 
-    input_data_uri = ParameterString("InputDataUri", default_value=f"s3://{placeholder('DataBucket')}/datasets/digits/")
-    target_column = ParameterString("TargetColumn", default_value="label")
-    input_format = ParameterString("InputFormat", default_value="auto", enum_values=["auto", "csv", "csv-label-first", "parquet"])
-    metric_threshold = ParameterFloat("MetricThreshold", default_value=settings.metric_threshold)
-    approval_status = ParameterString(
-        "ModelApprovalStatus", default_value=settings.approval_status, enum_values=["PendingManualApproval", "Approved", "Rejected"]
-    )
-    processing_instance_type = ParameterString("ProcessingInstanceType", default_value=settings.processing_instance_type)
-    training_instance_type = ParameterString("TrainingInstanceType", default_value=settings.training_instance_type)
-    training_instance_count = ParameterInteger("TrainingInstanceCount", default_value=1)
-    max_depth = ParameterInteger("MaxDepth", default_value=settings.max_depth)
-    eta = ParameterFloat("Eta", default_value=settings.eta)
-    num_round = ParameterInteger("NumRound", default_value=settings.num_round)
-    parameters = [
-        input_data_uri, target_column, input_format, metric_threshold, approval_status, processing_instance_type,
-        training_instance_type, training_instance_count, max_depth, eta, num_round,
-    ]  # fmt: skip
+    def in_order(self) -> list[Any]:
+        return [getattr(self, name) for name in self.__dataclass_fields__]
 
-    cache = CacheConfig(enable_caching=True, expire_after=settings.cache_expire_after)
-    retry_policies = [
-        StepRetryPolicy(
-            exception_types=[StepExceptionTypeEnum.SERVICE_FAULT, StepExceptionTypeEnum.THROTTLING], backoff_rate=2.0, interval_seconds=10, max_attempts=5
-        ),
-        SageMakerJobStepRetryPolicy(
-            exception_types=[SageMakerJobExceptionTypeEnum.CAPACITY_ERROR, SageMakerJobExceptionTypeEnum.RESOURCE_LIMIT],
-            backoff_rate=2.0,
-            interval_seconds=60,
-            max_attempts=5,
-        ),
-    ]
 
-    def run_uri(*parts: str) -> Join:
+@dataclass(frozen=True)
+class _Shared:
+    """What every step is built with: the offline session, role, key, cache and retry policies."""
+
+    session: Any
+    role: str
+    kms_key: str
+    cache: Any
+    retry_policies: list[Any]
+
+    def run_uri(self, *parts: str) -> Any:
+        from sagemaker.workflow.execution_variables import ExecutionVariables
+        from sagemaker.workflow.functions import Join
+
         # Every run writes under its own execution id, so no run overwrites another's evidence.
         return Join(on="/", values=[f"s3://{placeholder('ArtifactsBucket')}/pipeline-runs", ExecutionVariables.PIPELINE_EXECUTION_ID, *parts])
 
-    # -- Preprocess ------------------------------------------------------------------------------
-    sklearn_processor = ScriptProcessor(
-        image_uri=placeholder("SklearnImageUri"), command=["python3"], role=role, instance_type=processing_instance_type, instance_count=1,
-        volume_kms_key=kms_key, output_kms_key=kms_key, base_job_name=job_name("preprocess"), sagemaker_session=session,
-        env={"PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
-    split_outputs = ["train", "validation", "test", "spec"]
-    step_preprocess = ProcessingStep(
-        name=STEP_PREPROCESS,
-        step_args=sklearn_processor.run(
-            code=code_uri("preprocess.py"),
-            inputs=[ProcessingInput(source=input_data_uri, destination="/opt/ml/processing/input/data", input_name="data")],
-            outputs=[
-                ProcessingOutput(output_name=name, source=f"/opt/ml/processing/output/{name}", destination=run_uri("preprocess", name))
-                for name in split_outputs
-            ],
-            arguments=[
-                "--input-dir",
-                "/opt/ml/processing/input/data",
-                "--output-dir",
-                "/opt/ml/processing/output",
-                "--target-column",
-                target_column,
-                "--input-format",
-                input_format,
-            ],
-        ),
-        cache_config=cache,
-        retry_policies=retry_policies,
-    )
+    def script_processor(self, image: str, instance_type: Any, base_job_name: str) -> Any:
+        from sagemaker.processing import ScriptProcessor
 
-    def preprocess_output(name: str) -> Any:
-        return step_preprocess.properties.ProcessingOutputConfig.Outputs[name].S3Output.S3Uri
+        return ScriptProcessor(
+            image_uri=placeholder(image), command=["python3"], role=self.role, instance_type=instance_type, instance_count=1,
+            volume_kms_key=self.kms_key, output_kms_key=self.kms_key, base_job_name=base_job_name, sagemaker_session=self.session,
+            env={"PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
 
-    # -- Train (or Tune) -----------------------------------------------------------------------
-    metric_definitions: list[dict[str, Any]] = [{"Name": f"validation:{metric}", "Regex": metric_regex(metric)} for metric in ("accuracy", "rmse")]
-    estimator = Estimator(
-        image_uri=placeholder("XgboostImageUri"),
-        entry_point="train.py",
-        source_dir=code_uri(SOURCEDIR_ARCHIVE),
-        role=role,
-        instance_type=training_instance_type,
-        instance_count=training_instance_count,
-        volume_kms_key=kms_key,
-        output_kms_key=kms_key,
-        output_path=f"s3://{placeholder('ArtifactsBucket')}/models",
-        code_location=f"s3://{placeholder('ArtifactsBucket')}/{PIPELINE_CODE_PREFIX}",
-        base_job_name=job_name("train"),
-        hyperparameters={"max_depth": max_depth, "eta": eta, "num_round": num_round, "cv_folds": str(settings.cv_folds)},
-        metric_definitions=metric_definitions,
-        enable_network_isolation=False,
-        disable_profiler=True,
-        max_run=3600,
-        sagemaker_session=session,
-    )
-    training_inputs = {
-        name: TrainingInput(s3_data=preprocess_output(name), content_type="text/csv" if name != "spec" else "application/json")
-        for name in ("train", "validation", "spec")
-    }
-    training_step: Any
-    if settings.tuning.max_jobs > 0:
-        objective = f"validation:{settings.metric if settings.metric in ('accuracy', 'rmse') else ('rmse' if settings.metric_is_error else 'accuracy')}"
-        tuner = HyperparameterTuner(
-            estimator=estimator,
-            objective_metric_name=objective,
-            objective_type="Minimize" if objective.endswith("rmse") else "Maximize",
-            hyperparameter_ranges={
-                "max_depth": IntegerParameter(*settings.tuning.max_depth),
-                "eta": ContinuousParameter(*settings.tuning.eta),
-            },
-            metric_definitions=metric_definitions,
-            max_jobs=settings.tuning.max_jobs,
-            max_parallel_jobs=settings.tuning.max_parallel_jobs,
-            strategy=settings.tuning.strategy,
-            # Tuning job names are at most 32 characters and SageMaker appends to the prefix: the
-            # shortest step suffix keeps the most room for the student id.
-            base_tuning_job_name=job_name("t"),
-        )
-        training_step = TuningStep(name=STEP_TUNE, step_args=tuner.fit(inputs=training_inputs), cache_config=cache, retry_policies=retry_policies)
-        model_data: Any = training_step.get_top_model_s3_uri(top_k=0, s3_bucket=placeholder("ArtifactsBucket"), prefix="models")
-    else:
-        training_step = TrainingStep(name=STEP_TRAIN, step_args=estimator.fit(inputs=training_inputs), cache_config=cache, retry_policies=retry_policies)
-        model_data = training_step.properties.ModelArtifacts.S3ModelArtifacts
 
-    # -- Evaluate --------------------------------------------------------------------------------
-    evaluation_report = PropertyFile(name=EVALUATION_PROPERTY_FILE, output_name="evaluation", path=EVALUATION_FILE_NAME)
-    xgboost_processor = ScriptProcessor(
-        image_uri=placeholder("XgboostImageUri"), command=["python3"], role=role, instance_type=processing_instance_type, instance_count=1,
-        volume_kms_key=kms_key, output_kms_key=kms_key, base_job_name=job_name("evaluate"), sagemaker_session=session,
-        env={"PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
-    evaluation_uri = run_uri("evaluation")
-    step_evaluate = ProcessingStep(
-        name=STEP_EVALUATE,
-        step_args=xgboost_processor.run(
-            code=code_uri("evaluate.py"),
-            inputs=[
-                ProcessingInput(source=model_data, destination="/opt/ml/processing/model", input_name="model"),
-                ProcessingInput(source=preprocess_output("test"), destination="/opt/ml/processing/test", input_name="test"),
-            ],
-            outputs=[ProcessingOutput(output_name="evaluation", source="/opt/ml/processing/evaluation", destination=evaluation_uri)],
-            arguments=["--model-dir", "/opt/ml/processing/model", "--test-dir", "/opt/ml/processing/test", "--output-dir", "/opt/ml/processing/evaluation"],
-        ),
-        property_files=[evaluation_report],
-        retry_policies=retry_policies,
-    )
+def build_pipeline(settings: PipelineSettings) -> Any:
+    """The sagemaker `Pipeline` object (SDK type); most callers want `build_definition`.
 
-    # -- Register or fail ------------------------------------------------------------------------
-    model = Model(
-        image_uri=placeholder("XgboostImageUri"),
-        model_data=model_data,
-        role=role,
-        # train.py packs inference.py into the model (code/): the container imports it from there,
-        # with no download at start, so the model runs with network isolation; no repack job.
-        env={"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": MODEL_CODE_DIR, "SAGEMAKER_CONTAINER_LOG_LEVEL": "20"},
-        sagemaker_session=session,
-    )
-    model_metrics = ModelMetrics(
-        model_statistics=MetricsSource(
-            s3_uri=Join(on="/", values=[step_evaluate.properties.ProcessingOutputConfig.Outputs["evaluation"].S3Output.S3Uri, EVALUATION_FILE_NAME]),
-            content_type="application/json",
-        )
-    )
-    step_register = ModelStep(
-        name=STEP_REGISTER,
-        step_args=model.register(
-            content_types=["application/json", "text/csv"],
-            response_types=["application/json"],
-            inference_instances=list(settings.inference_instance_types),
-            transform_instances=[settings.inference_instance_types[0]],
-            model_package_group_name=placeholder("ModelPackageGroupName"),
-            approval_status=approval_status,
-            model_metrics=model_metrics,
-            description="XGBoost model trained by the SageLab pipeline",
-            domain="MACHINE_LEARNING",
-            task="CLASSIFICATION" if not settings.metric_is_error else "REGRESSION",
-        ),
-        retry_policies=retry_policies[:1],  # registration is an API call, not a job: no capacity errors
-    )
-    metric_value: Any = JsonGet(step_name=step_evaluate.name, property_file=evaluation_report, json_path=CONDITION_METRIC_PATH.format(metric=settings.metric))
-    comparison = "at most" if settings.metric_is_error else "at least"
-    step_fail = FailStep(
-        name=STEP_FAIL,
-        error_message=Join(
-            on="", values=[f"Test {settings.metric} ", metric_value, f" does not meet the threshold: it must be {comparison} ", metric_threshold, "."]
-        ),
-    )
-    condition_type = ConditionLessThanOrEqualTo if settings.metric_is_error else ConditionGreaterThanOrEqualTo
-    step_check = ConditionStep(
-        name=STEP_CHECK,
-        conditions=[condition_type(left=metric_value, right=metric_threshold)],
-        if_steps=[step_register],
-        else_steps=[step_fail],
-    )
+    Preprocess -> Train (or Tune) -> Evaluate -> CheckMetric (RegisterModel | MetricBelowThreshold),
+    each built by its own function below from the parameters and the shared settings."""
+    from sagemaker.workflow.pipeline import Pipeline
+    from sagemaker.workflow.pipeline_definition_config import PipelineDefinitionConfig
+
+    shared = _shared_settings()
+    parameters = _parameters(settings)
+    preprocess = _preprocess_step(shared, parameters)
+    training, model_data = _training_step(settings, shared, parameters, preprocess)
+    evaluate, evaluation_report = _evaluate_step(shared, parameters, preprocess, model_data)
+    check = _check_metric_step(settings, shared, parameters, evaluate, evaluation_report, model_data)
     return Pipeline(
-        name=settings.pipeline_name,
-        parameters=parameters,
-        steps=[step_preprocess, training_step, step_evaluate, step_check],
+        name=PIPELINE_NAME,
+        parameters=parameters.in_order(),
+        steps=[preprocess, training, evaluate, check],
         # No experiment/trial tracking: it would need sagemaker:CreateExperiment/Trial/... on
         # every role for a feature the lab does not use; the registry keeps the lineage.
         pipeline_experiment_config=None,
         # Keep each job's name field as a prefix that SageMaker extends per run (instead of the
         # default `pipelines-<execution id>-...`), so a role can be scoped to its own jobs.
         pipeline_definition_config=PipelineDefinitionConfig(use_custom_job_prefix=True),
-        sagemaker_session=session,
+        sagemaker_session=shared.session,
+    )
+
+
+def _shared_settings() -> _Shared:
+    from sagemaker.workflow.retry import SageMakerJobExceptionTypeEnum, SageMakerJobStepRetryPolicy, StepExceptionTypeEnum, StepRetryPolicy
+    from sagemaker.workflow.steps import CacheConfig
+
+    return _Shared(
+        session=_offline_session(),
+        # An ARN (with a "/") keeps the SDK from asking IAM to expand a bare role name.
+        role=f"arn:{placeholder('AWS::Partition')}:iam::{placeholder('AWS::AccountId')}:role/{placeholder('PipelineRoleName')}",
+        kms_key=placeholder("KmsKeyArn"),
+        cache=CacheConfig(enable_caching=True, expire_after=CACHE_EXPIRE_AFTER),
+        retry_policies=[
+            StepRetryPolicy(
+                exception_types=[StepExceptionTypeEnum.SERVICE_FAULT, StepExceptionTypeEnum.THROTTLING], backoff_rate=2.0, interval_seconds=10, max_attempts=5
+            ),
+            SageMakerJobStepRetryPolicy(
+                exception_types=[SageMakerJobExceptionTypeEnum.CAPACITY_ERROR, SageMakerJobExceptionTypeEnum.RESOURCE_LIMIT],
+                backoff_rate=2.0,
+                interval_seconds=60,
+                max_attempts=5,
+            ),
+        ],
+    )
+
+
+def _parameters(settings: PipelineSettings) -> _Parameters:
+    from sagemaker.workflow.parameters import ParameterFloat, ParameterInteger, ParameterString
+
+    return _Parameters(
+        input_data_uri=ParameterString("InputDataUri", default_value=f"s3://{placeholder('DataBucket')}/datasets/digits/"),
+        target_column=ParameterString("TargetColumn", default_value="label"),
+        input_format=ParameterString("InputFormat", default_value="auto", enum_values=["auto", "csv", "csv-label-first", "parquet"]),
+        metric_threshold=ParameterFloat("MetricThreshold", default_value=settings.metric_threshold),
+        approval_status=ParameterString(
+            "ModelApprovalStatus", default_value=settings.approval_status, enum_values=["PendingManualApproval", "Approved", "Rejected"]
+        ),
+        processing_instance_type=ParameterString("ProcessingInstanceType", default_value=settings.processing_instance_type),
+        training_instance_type=ParameterString("TrainingInstanceType", default_value=settings.training_instance_type),
+        training_instance_count=ParameterInteger("TrainingInstanceCount", default_value=1),
+        max_depth=ParameterInteger("MaxDepth", default_value=settings.max_depth),
+        eta=ParameterFloat("Eta", default_value=settings.eta),
+        num_round=ParameterInteger("NumRound", default_value=settings.num_round),
+    )
+
+
+def _preprocess_step(shared: _Shared, parameters: _Parameters) -> Any:
+    from sagemaker.processing import ProcessingInput, ProcessingOutput
+    from sagemaker.workflow.steps import ProcessingStep
+
+    processor = shared.script_processor("SklearnImageUri", parameters.processing_instance_type, job_name("preprocess"))
+    arguments = ["--input-dir", "/opt/ml/processing/input/data", "--output-dir", "/opt/ml/processing/output"]
+    arguments += ["--target-column", parameters.target_column, "--input-format", parameters.input_format]
+    return ProcessingStep(
+        name=STEP_PREPROCESS,
+        step_args=processor.run(
+            code=code_uri("preprocess.py"),
+            inputs=[ProcessingInput(source=parameters.input_data_uri, destination="/opt/ml/processing/input/data", input_name="data")],
+            outputs=[
+                ProcessingOutput(output_name=name, source=f"/opt/ml/processing/output/{name}", destination=shared.run_uri("preprocess", name))
+                for name in ("train", "validation", "test", "spec")
+            ],
+            arguments=arguments,
+        ),
+        cache_config=shared.cache,
+        retry_policies=shared.retry_policies,
+    )
+
+
+def _preprocess_output(preprocess: Any, name: str) -> Any:
+    return preprocess.properties.ProcessingOutputConfig.Outputs[name].S3Output.S3Uri
+
+
+def _training_step(settings: PipelineSettings, shared: _Shared, parameters: _Parameters, preprocess: Any) -> tuple[Any, Any]:
+    """The training step (a tuning step when tuning is on) and its model artifact's S3 URI."""
+    from sagemaker.estimator import Estimator
+    from sagemaker.inputs import TrainingInput
+    from sagemaker.workflow.steps import TrainingStep
+
+    metric_definitions: list[dict[str, Any]] = [{"Name": f"validation:{metric}", "Regex": metric_regex(metric)} for metric in ("accuracy", "rmse")]
+    estimator = Estimator(
+        image_uri=placeholder("XgboostImageUri"),
+        entry_point="train.py",
+        source_dir=code_uri(SOURCEDIR_ARCHIVE),
+        role=shared.role,
+        instance_type=parameters.training_instance_type,
+        instance_count=parameters.training_instance_count,
+        volume_kms_key=shared.kms_key,
+        output_kms_key=shared.kms_key,
+        output_path=f"s3://{placeholder('ArtifactsBucket')}/models",
+        code_location=f"s3://{placeholder('ArtifactsBucket')}/{PIPELINE_CODE_PREFIX}",
+        base_job_name=job_name("train"),
+        hyperparameters={"max_depth": parameters.max_depth, "eta": parameters.eta, "num_round": parameters.num_round, "cv_folds": str(settings.cv_folds)},
+        metric_definitions=metric_definitions,
+        enable_network_isolation=False,
+        disable_profiler=True,
+        max_run=3600,
+        sagemaker_session=shared.session,
+    )
+    inputs = {
+        name: TrainingInput(s3_data=_preprocess_output(preprocess, name), content_type="text/csv" if name != "spec" else "application/json")
+        for name in ("train", "validation", "spec")
+    }
+    if settings.tuning.max_jobs > 0:
+        return _tuning_step(settings, shared, estimator, inputs, metric_definitions)
+    step = TrainingStep(name=STEP_TRAIN, step_args=estimator.fit(inputs=inputs), cache_config=shared.cache, retry_policies=shared.retry_policies)
+    return step, step.properties.ModelArtifacts.S3ModelArtifacts
+
+
+def _tuning_step(
+    settings: PipelineSettings, shared: _Shared, estimator: Any, inputs: Mapping[str, Any], metric_definitions: list[dict[str, Any]]
+) -> tuple[Any, Any]:
+    from sagemaker.tuner import ContinuousParameter, HyperparameterTuner, IntegerParameter
+    from sagemaker.workflow.steps import TuningStep
+
+    tuning = settings.tuning
+    objective = f"validation:{settings.metric if settings.metric in ('accuracy', 'rmse') else ('rmse' if settings.metric_is_error else 'accuracy')}"
+    tuner = HyperparameterTuner(
+        estimator=estimator,
+        objective_metric_name=objective,
+        objective_type="Minimize" if objective.endswith("rmse") else "Maximize",
+        hyperparameter_ranges={
+            "max_depth": IntegerParameter(tuning.max_depth_min, tuning.max_depth_max),
+            "eta": ContinuousParameter(tuning.eta_min, tuning.eta_max),
+        },
+        metric_definitions=metric_definitions,
+        max_jobs=tuning.max_jobs,
+        max_parallel_jobs=tuning.max_parallel_jobs,
+        strategy=tuning.strategy,
+        # Tuning job names are at most 32 characters and SageMaker appends to the prefix: the
+        # shortest step suffix keeps the most room for the student id.
+        base_tuning_job_name=job_name("t"),
+    )
+    step = TuningStep(name=STEP_TUNE, step_args=tuner.fit(inputs=inputs), cache_config=shared.cache, retry_policies=shared.retry_policies)
+    return step, step.get_top_model_s3_uri(top_k=0, s3_bucket=placeholder("ArtifactsBucket"), prefix="models")
+
+
+def _evaluate_step(shared: _Shared, parameters: _Parameters, preprocess: Any, model_data: Any) -> tuple[Any, Any]:
+    """The evaluation step and the property file (evaluation.json) the metric gate reads."""
+    from sagemaker.processing import ProcessingInput, ProcessingOutput
+    from sagemaker.workflow.properties import PropertyFile
+    from sagemaker.workflow.steps import ProcessingStep
+
+    evaluation_report = PropertyFile(name=EVALUATION_PROPERTY_FILE, output_name="evaluation", path=EVALUATION_FILE_NAME)
+    processor = shared.script_processor("XgboostImageUri", parameters.processing_instance_type, job_name("evaluate"))
+    step = ProcessingStep(
+        name=STEP_EVALUATE,
+        step_args=processor.run(
+            code=code_uri("evaluate.py"),
+            inputs=[
+                ProcessingInput(source=model_data, destination="/opt/ml/processing/model", input_name="model"),
+                ProcessingInput(source=_preprocess_output(preprocess, "test"), destination="/opt/ml/processing/test", input_name="test"),
+            ],
+            outputs=[ProcessingOutput(output_name="evaluation", source="/opt/ml/processing/evaluation", destination=shared.run_uri("evaluation"))],
+            arguments=["--model-dir", "/opt/ml/processing/model", "--test-dir", "/opt/ml/processing/test", "--output-dir", "/opt/ml/processing/evaluation"],
+        ),
+        property_files=[evaluation_report],
+        retry_policies=shared.retry_policies,
+    )
+    return step, evaluation_report
+
+
+def _register_step(settings: PipelineSettings, shared: _Shared, parameters: _Parameters, evaluate: Any, model_data: Any) -> Any:
+    from sagemaker.model import Model
+    from sagemaker.model_metrics import MetricsSource, ModelMetrics
+    from sagemaker.workflow.functions import Join
+    from sagemaker.workflow.model_step import ModelStep
+
+    model = Model(
+        image_uri=placeholder("XgboostImageUri"),
+        model_data=model_data,
+        role=shared.role,
+        # train.py packs inference.py into the model (code/): the container imports it from there,
+        # with no download at start, so the model runs with network isolation; no repack job.
+        env={"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": MODEL_CODE_DIR, "SAGEMAKER_CONTAINER_LOG_LEVEL": "20"},
+        sagemaker_session=shared.session,
+    )
+    model_metrics = ModelMetrics(
+        model_statistics=MetricsSource(
+            s3_uri=Join(on="/", values=[evaluate.properties.ProcessingOutputConfig.Outputs["evaluation"].S3Output.S3Uri, EVALUATION_FILE_NAME]),
+            content_type="application/json",
+        )
+    )
+    return ModelStep(
+        name=STEP_REGISTER,
+        step_args=model.register(
+            content_types=["application/json", "text/csv"],
+            response_types=["application/json"],
+            inference_instances=list(INFERENCE_INSTANCE_TYPES),
+            transform_instances=[INFERENCE_INSTANCE_TYPES[0]],
+            model_package_group_name=placeholder("ModelPackageGroupName"),
+            approval_status=parameters.approval_status,
+            model_metrics=model_metrics,
+            description="XGBoost model trained by the SageLab pipeline",
+            domain="MACHINE_LEARNING",
+            task="CLASSIFICATION" if not settings.metric_is_error else "REGRESSION",
+        ),
+        retry_policies=shared.retry_policies[:1],  # registration is an API call, not a job: no capacity errors
+    )
+
+
+def _check_metric_step(settings: PipelineSettings, shared: _Shared, parameters: _Parameters, evaluate: Any, evaluation_report: Any, model_data: Any) -> Any:
+    """The metric gate: register the model when the metric meets the threshold, else fail with a
+    message naming the metric, its value and the threshold."""
+    from sagemaker.workflow.condition_step import ConditionStep
+    from sagemaker.workflow.conditions import ConditionGreaterThanOrEqualTo, ConditionLessThanOrEqualTo
+    from sagemaker.workflow.fail_step import FailStep
+    from sagemaker.workflow.functions import Join, JsonGet
+
+    metric_value: Any = JsonGet(step_name=evaluate.name, property_file=evaluation_report, json_path=CONDITION_METRIC_PATH.format(metric=settings.metric))
+    comparison = "at most" if settings.metric_is_error else "at least"
+    fail = FailStep(
+        name=STEP_FAIL,
+        error_message=Join(
+            on="",
+            values=[f"Test {settings.metric} ", metric_value, f" does not meet the threshold: it must be {comparison} ", parameters.metric_threshold, "."],
+        ),
+    )
+    condition_type = ConditionLessThanOrEqualTo if settings.metric_is_error else ConditionGreaterThanOrEqualTo
+    return ConditionStep(
+        name=STEP_CHECK,
+        conditions=[condition_type(left=metric_value, right=parameters.metric_threshold)],
+        if_steps=[_register_step(settings, shared, parameters, evaluate, model_data)],
+        else_steps=[fail],
     )
 
 

@@ -6,6 +6,9 @@
 
 Rows without `account_id` share the admin's account (names are namespaced per student); rows with
 one get their own account (deployed from the admin's account: `cdk bootstrap --trust ADMIN`).
+Any email address a school may issue is valid (apostrophes, plus-addressing, capitals, subdomains):
+it goes as it is to the budget alerts, and into the `owner` tag with the characters AWS tag values
+do not allow replaced by `_` (`O'Brien@x.edu` -> `O_Brien@x.edu`).
 Every problem is reported with the roster's line number, e.g.
     roster.csv line 4: student id 'Bob_1' is not valid (expected lowercase letters, digits and hyphens, at most 20 characters)
 """
@@ -20,7 +23,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from sagelab.config import ACCOUNT_PATTERN, EMAIL_PATTERN, REGION_PATTERN, ClassroomConfig, ConfigError, SageLabConfig, check_environment
+from sagelab.config import (
+    ACCOUNT_PATTERN,
+    EMAIL_PATTERN,
+    REGION_PATTERN,
+    ClassroomConfig,
+    ConfigError,
+    SageLabConfig,
+    as_tag_value,
+    check_environment,
+    replace_checked,
+)
 
 STUDENT_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,18}[a-z0-9])?$")
 # Ids a student may not take, with why: each would make a student's stacks (sagelab-<id>-platform,
@@ -103,14 +116,16 @@ def classroom_config(config: SageLabConfig, students: list[Student], label: str 
     environment_names = {env.name for env in config.environments}
     for student in students:
         _check_not_taken(student, environment_names, label)
-        env = dataclasses.replace(
+        env = replace_checked(
             base,
+            f"{label} line {student.line}",
+            f"student {student.student_id}",
             name=student.student_id,
             account=student.account_id or base.account,
             shares_account_with_class=student.account_id is None,
             account_log_groups=False,  # account-wide: one per account, never one per student
             region=student.region or base.region,
-            owner=student.email,
+            owner=as_tag_value(student.email),
             student_email=student.email,
             course=classroom.course,
             budget_usd=classroom.budget_usd,

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import ast
 import functools
-from pathlib import Path
 from typing import Any
 
-STEPS_DIR = Path(__file__).resolve().parent.parent / "pipeline_steps"
+from sagelab.package_files import package_dir
+
+STEPS_DIR = package_dir("pipeline_steps")
 
 
 @functools.cache

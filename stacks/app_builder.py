@@ -17,9 +17,9 @@ from constructs import Construct
 from sagelab.code_bundle import stage_code_bundle
 from sagelab.config import ConfigError, EnvironmentConfig, SageLabConfig, check_environment, load_config
 from sagelab.datasets import DIGITS_CSV
+from sagelab.naming import PROJECT
 from sagelab.pipeline_definition import definition_json, image_uris
 from sagelab.roster import classroom_config, read_roster
-from sagelab.settings import settings_for
 from stacks.class_stack import ClassStack, class_stack_name
 from stacks.classroom import add_classroom, clear_template_environments
 from stacks.nag import add_nag_packs
@@ -35,7 +35,7 @@ def _staged_code() -> Any:
 def build_shared(config: SageLabConfig) -> SharedArtifacts:
     regions = sorted({env.region for env in config.environments})
     return SharedArtifacts(
-        definitions={settings: definition_json(settings) for settings in {settings_for(env.pipeline) for env in config.environments}},
+        definitions={pipeline: definition_json(pipeline) for pipeline in {env.pipeline for env in config.environments}},
         code_bundle=_staged_code(),
         dataset_dir=str(DIGITS_CSV.parent),
         image_uris_by_region={region: image_uris(region) for region in regions},
@@ -43,7 +43,7 @@ def build_shared(config: SageLabConfig) -> SharedArtifacts:
 
 
 def environment_tags(config: SageLabConfig, env: EnvironmentConfig) -> dict[str, str]:
-    tags = {"project": config.project, "environment": env.name, "owner": env.owner}
+    tags = {"project": PROJECT, "environment": env.name, "owner": env.owner}
     if env.course:  # cost-allocation tags for a class
         tags.update(course=env.course, student=env.name)
     return tags
@@ -93,7 +93,7 @@ def add_class_stacks(app: App, config: SageLabConfig, student_stacks: Sequence[S
             student_prefixes=[env.resource_prefix for env in students],
             rate_limit_per_5_minutes=base.serving.waf_rate_limit_per_5_minutes,
             log_retention=logs.RetentionDays(retention_name(base.log_retention_days)),
-            tags={"project": config.project, "course": config.classroom.course},
+            tags={"project": PROJECT, "course": config.classroom.course},
         )
         for env in students:
             by_name[f"{env.resource_prefix}-serving"].add_stack_dependency(class_stack)
@@ -101,13 +101,11 @@ def add_class_stacks(app: App, config: SageLabConfig, student_stacks: Sequence[S
     return class_stacks
 
 
-def build_app(
-    app: App | None = None, context: Mapping[str, Any] | None = None, config: SageLabConfig | None = None, *, share_student_templates: bool = True
-) -> App:
+def build_app(app: App | None = None, context: Mapping[str, Any] | None = None, config: SageLabConfig | None = None) -> App:
     """Compose every environment into `app` (a new App when None).
 
     With a roster, every student gets stacks stamped from one template environment per shape of
-    student (stacks/classroom.py); `share_student_templates=False` builds each student in full.
+    student (stacks/classroom.py).
     """
     app = app or App(context=dict(context) if context is not None else None)
     classroom = False
@@ -123,10 +121,10 @@ def build_app(
     shared = build_shared(config)
     build = functools.partial(add_environment, shared=shared)
     if classroom:
-        student_stacks = add_classroom(app, config, functools.partial(environment_tags, config), build, add_nag_packs, share_templates=share_student_templates)
+        student_stacks = add_classroom(app, config, functools.partial(environment_tags, config), build, add_nag_packs)
         add_class_stacks(app, config, student_stacks)
     else:
         for env in config.environments:
-            build(app, env, environment_tags(config, env), f"{env.resource_prefix}-platform", f"{env.resource_prefix}-serving")
+            build(app, env, environment_tags(config, env), env.names.platform_stack, env.names.serving_stack)
     add_nag_packs(app)
     return app

@@ -17,7 +17,8 @@ and whether the student is also a course admin: each changes the template's stru
 Stack construct ids in the template environment are neutral ("Platform", "Serving") so that no
 logical id or CDK-generated hash depends on the student: a stamped template is byte-identical to
 the template that the student's own build gives (tests/test_classroom.py compares all of them with
-`share_templates=False`, which builds every student separately). See docs/decisions/0007.
+every student built alone through the constructs, in an App of its own, no stamping). Substituted
+values are JSON-escaped (an email may hold `"` or `\\`). See docs/decisions/0007.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from sagelab.config import ConfigError, EnvironmentConfig, SageLabConfig
 # for every real id; none of them can occur in anything CDK or SageLab generates by chance.
 TEMPLATE_STUDENT_ID = "q9stamp9student9id9q"
 TEMPLATE_STUDENT_EMAIL = "q9stamp9student9id9q@template.invalid"
+TEMPLATE_STUDENT_OWNER = "q9stamp9owner9tag9q"  # the owner tag: the email made a valid tag value
 TEMPLATE_STUDENT_ACCOUNT = "999999999999"
 TEMPLATES_DIR = "student-templates"
 
@@ -75,24 +77,33 @@ def as_template(env: EnvironmentConfig, shape: StudentShape) -> EnvironmentConfi
         env,
         name=TEMPLATE_STUDENT_ID,
         account=TEMPLATE_STUDENT_ACCOUNT if shape.own_account else env.account,
-        owner=email,
+        owner=env.owner if shape.admin_email else TEMPLATE_STUDENT_OWNER,
         student_email=email,
         budget_alert_emails=tuple(email if address == env.student_email else address for address in env.budget_alert_emails),
     )
 
 
 def substitutions(env: EnvironmentConfig, shape: StudentShape) -> list[tuple[str, str]]:
-    """(placeholder, value) pairs, the email first (it is the longer string that contains the id)."""
-    pairs = [(TEMPLATE_STUDENT_EMAIL, env.student_email or ""), (TEMPLATE_STUDENT_ID, env.name)]
+    """(placeholder, value) pairs, the email first (it is the longer string that contains the id).
+    Values are raw text; `stamp_json` escapes them for a template."""
+    pairs = [(TEMPLATE_STUDENT_EMAIL, env.student_email or ""), (TEMPLATE_STUDENT_OWNER, env.owner), (TEMPLATE_STUDENT_ID, env.name)]
     if shape.own_account:
         pairs.append((TEMPLATE_STUDENT_ACCOUNT, env.account or ""))
     return pairs
 
 
 def stamp(text: str, pairs: Sequence[tuple[str, str]]) -> str:
+    """Plain text (stack names, tag values in the manifest): the values as they are."""
     for placeholder, value in pairs:
         text = text.replace(placeholder, value)
     return text
+
+
+def stamp_json(template_text: str, pairs: Sequence[tuple[str, str]]) -> str:
+    """A template: every placeholder sits inside a JSON string, so each value is inserted as JSON
+    string content (an email may hold `"` or `\\`), escaped as CDK itself writes it
+    (JSON.stringify leaves non-ASCII as it is)."""
+    return stamp(template_text, [(placeholder, json.dumps(value, ensure_ascii=False)[1:-1]) for placeholder, value in pairs])
 
 
 @dataclass(frozen=True)
@@ -208,7 +219,8 @@ def add_stamped_stacks(app: App, template: TemplateEnvironment, env: Environment
             # aws:asset:path metadata (SAM local) names the staged copy; object keys the new hash.
             renamed_assets += [(f'"{asset["source"]["path"]}"', f'"{staged.asset_path}"'), (asset["hash"], staged.asset_hash)]
         synthesizer.template_file = stack.template_file
-        synthesizer.template_text = stamp(template_stack.template_text, [*pairs, *renamed_assets])
+        # Asset paths and hashes are JSON already (quotes included), hence not escaped again.
+        synthesizer.template_text = stamp(stamp_json(template_stack.template_text, pairs), renamed_assets)
         by_construct_id[template_stack.construct_id] = stack
     for template_stack in template.stacks:
         for dependency in template_stack.depends_on:
@@ -245,26 +257,19 @@ def add_classroom(
     tags_for: Callable[[EnvironmentConfig], Mapping[str, str]],
     build: EnvironmentBuilder,
     add_checks: Callable[[App], None],
-    *,
-    share_templates: bool = True,
 ) -> list[Stack]:
-    """Every student's stacks. `share_templates=False` builds each student's own template
-    environment (slow; the reference the shared templates are tested against)."""
+    """Every student's stacks, stamped from one template environment per shape of student."""
     check_name_prefixes(config.environments)
     outdir = Path(app.outdir)
     context = app.node.get_all_context()
-    templates: dict[object, TemplateEnvironment] = {}
+    templates: dict[StudentShape, TemplateEnvironment] = {}
     stacks: list[Stack] = []
     for env in config.environments:
         shape = shape_of(env, config.classroom.admin_emails)
-        if share_templates:
-            key: object = shape
-            template_env, directory_name = as_template(env, shape), shape.slug
-        else:  # the student's own environment, no placeholders
-            key = (shape, env.name)
-            template_env, directory_name = env, f"{shape.slug}-{env.name}"
-        if key not in templates:
-            directory = outdir / TEMPLATES_DIR / directory_name
-            templates[key] = synthesize_template_environment(directory, context, template_env, tags_for(template_env), build, add_checks)
-        stacks.extend(add_stamped_stacks(app, templates[key], env, shape))
+        if shape not in templates:
+            template_env = as_template(env, shape)
+            templates[shape] = synthesize_template_environment(
+                outdir / TEMPLATES_DIR / shape.slug, context, template_env, tags_for(template_env), build, add_checks
+            )
+        stacks.extend(add_stamped_stacks(app, templates[shape], env, shape))
     return stacks

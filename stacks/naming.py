@@ -1,46 +1,21 @@
-"""Names of an environment's SageMaker resources, in one place.
+"""The ARNs of an environment's SageMaker resources, built from the names in `sagelab.naming`.
 
 Roles are scoped to ARNs built from these names, so a role can name the pipeline, the model
 package group or the endpoint without a reference to the construct (and without a cross-stack
-export between the platform and serving stacks).
+export between the platform and serving stacks). Partition, region and account are CDK tokens,
+resolved by CloudFormation; the names themselves are plain strings shared with the CLI.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from aws_cdk import Aws
 
+from sagelab import naming
 
-@dataclass(frozen=True)
-class ResourceNames:
-    prefix: str
 
-    @property
-    def pipeline(self) -> str:
-        return f"{self.prefix}-pipeline"
+class ResourceNames(naming.ResourceNames):
+    """`sagelab.naming.ResourceNames` (the names) plus their ARNs in the deploying account."""
 
-    @property
-    def model_package_group(self) -> str:
-        return f"{self.prefix}-models"
-
-    @property
-    def endpoint(self) -> str:
-        return f"{self.prefix}-endpoint"
-
-    @property
-    def notebook(self) -> str:
-        return f"{self.prefix}-notebook"
-
-    @property
-    def platform_stack(self) -> str:
-        return f"{self.prefix}-platform"
-
-    @property
-    def serving_stack(self) -> str:
-        return f"{self.prefix}-serving"
-
-    # -- ARNs (tokens for partition/region/account; resolved by CloudFormation) --------------
     @staticmethod
     def sagemaker_arn(resource: str) -> str:
         return f"arn:{Aws.PARTITION}:sagemaker:{Aws.REGION}:{Aws.ACCOUNT_ID}:{resource}"

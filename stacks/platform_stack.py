@@ -11,9 +11,7 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from sagelab.code_bundle import LAB_PREFIX, CodeBundle
-from sagelab.config import EnvironmentConfig
-from sagelab.pipeline_definition import PipelineSettings
-from sagelab.settings import settings_for
+from sagelab.config import EnvironmentConfig, PipelineConfig
 from stacks.data_buckets import DataBuckets
 from stacks.execution_roles import ExecutionRoles
 from stacks.model_approval import ModelApproval
@@ -28,7 +26,7 @@ from stacks.training_pipeline import TrainingPipeline
 class SharedArtifacts:
     """Built once per app and shared by every environment (and every student)."""
 
-    definitions: Mapping[PipelineSettings, str]
+    definitions: Mapping[PipelineConfig, str]  # one built definition per distinct pipeline config
     code_bundle: CodeBundle
     dataset_dir: str
     image_uris_by_region: Mapping[str, Mapping[str, str]]
@@ -112,7 +110,7 @@ class PlatformStack(Stack):
             buckets=self.buckets,
             role=self.roles.pipeline_role,
             role_name=self.roles.pipeline_role_name,
-            definition_body=shared.definitions[settings_for(env_config.pipeline)],
+            definition_body=shared.definitions[env_config.pipeline],
             image_uris=image_uris,
             code_bundle=shared.code_bundle,
             dataset_dir=shared.dataset_dir,
@@ -144,7 +142,7 @@ class PlatformStack(Stack):
             self.guardrails = StudentGuardrails(
                 self,
                 "Guardrails",
-                budget_name=f"{names.prefix}-monthly",
+                budget_name=names.budget,
                 # In a shared account only this student's tagged resources count.
                 student_id=env_config.name if env_config.shares_account_with_class else None,
                 limit_usd=env_config.budget_usd,

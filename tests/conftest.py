@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +36,7 @@ class SynthResult:
         return {k: v for k, v in self.templates[stack_name]["Resources"].items() if v["Type"] == resource_type}
 
 
-def synth(outdir: Path, context_overrides: dict[str, Any] | None = None, *, share_student_templates: bool = True) -> SynthResult:
+def synth(outdir: Path, context_overrides: dict[str, Any] | None = None) -> SynthResult:
     from aws_cdk import App
 
     from sagelab.settings import cdk_context
@@ -42,7 +44,7 @@ def synth(outdir: Path, context_overrides: dict[str, Any] | None = None, *, shar
 
     context = {**cdk_context(), **(context_overrides or {})}
     app = App(context=context, outdir=str(outdir))
-    build_app(app, share_student_templates=share_student_templates)
+    build_app(app)
     assembly = app.synth()
     templates = {stack.stack_name: stack.template for stack in assembly.stacks}
     return SynthResult(outdir=outdir, templates=templates)
@@ -95,6 +97,79 @@ def moto_url() -> Iterator[str]:
     host, port = server.get_host_and_port()
     yield f"http://{host}:{port}"
     server.stop()
+
+
+@dataclass(frozen=True)
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+Cli = Callable[..., CliResult]
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
+    """`sagelab ARGS...` in this process (`sagelab.cli.main`): exit code and captured output.
+    Only tests of the process boundary itself start `python -m sagelab`."""
+    from sagelab.cli import main
+
+    def run(*args: str) -> CliResult:
+        capsys.readouterr()
+        environment = dict(os.environ)
+        try:
+            code = main([str(a) for a in args])
+        finally:  # as a process would: nothing the command sets in os.environ outlives it
+            os.environ.clear()
+            os.environ.update(environment)
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    workdir: Path
+    summary: dict[str, Any]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
+    """The digits pipeline run once per test session (per xdist worker) and shared by the run,
+    batch, serving and notebook tests: version 1 of sagelab-dev-models, pending approval.
+
+    It is a real `python -m sagelab run --json` process, as a user starts it (the process
+    boundary: exit code, JSON on stdout, logs on stderr), which also lets the runner fork its
+    preloaded steps. Read it only; tests that change a work directory take `trained_workdir`."""
+    workdir = tmp_path_factory.mktemp("trained") / ".sagelab"
+    completed = subprocess.run(
+        [sys.executable, "-m", "sagelab", "run", "--workdir", str(workdir), "--json"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return TrainedRun(workdir, json.loads(completed.stdout), completed.returncode, completed.stdout, completed.stderr)
+
+
+@pytest.fixture
+def trained_workdir(trained_run: TrainedRun, tmp_path: Path) -> Path:
+    """A private copy of the trained work directory, to change at will (model files are read
+    from the shared run's directory, which nothing changes)."""
+    copy = tmp_path / "trained"
+    shutil.copytree(trained_run.workdir, copy, symlinks=True)
+    return copy
+
+
+@pytest.fixture
+def approved_workdir(trained_workdir: Path) -> Path:
+    """`trained_workdir` with version 1 approved: what `sagelab serve` and `batch` serve."""
+    from sagelab.local.registry import LocalRegistry
+
+    LocalRegistry(trained_workdir).set_status("sagelab-dev-models", 1, "Approved")
+    return trained_workdir
 
 
 def read_json(path: Path) -> Any:

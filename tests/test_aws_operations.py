@@ -16,6 +16,7 @@ import pytest
 from botocore.stub import Stubber
 
 from sagelab.aws_ops import AwsOperations, OperationError
+from tests.conftest import Cli
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PLATFORM_TEMPLATE = {
@@ -24,17 +25,19 @@ PLATFORM_TEMPLATE = {
 }
 
 
-@pytest.fixture(scope="module")
-def aws_env(moto_url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_CONFIG_FILE="/nonexistent",
-        AWS_SHARED_CREDENTIALS_FILE="/nonexistent",
-    )
-    return env
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Test credentials and region only: nothing from the machine's AWS settings."""
+    for name in [k for k in os.environ if k.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": "/nonexistent",
+        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+    }.items():
+        monkeypatch.setenv(name, value)
 
 
 @pytest.fixture(scope="module")
@@ -63,12 +66,9 @@ def deployed(moto_url: str) -> dict[str, Any]:
     return {"session": session, "packages": packages}
 
 
-def sagelab(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "sagelab", *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
-
-
-def test_start_finds_the_pipeline_from_the_stack_and_passes_parameters(moto_url: str, aws_env: dict[str, str], deployed: dict[str, Any]) -> None:
-    completed = sagelab(aws_env, "pipeline", "start", "--param", "MaxDepth=4", "--endpoint-url", moto_url)
+@pytest.mark.usefixtures("aws_env")
+def test_start_finds_the_pipeline_from_the_stack_and_passes_parameters(moto_url: str, deployed: dict[str, Any], cli: Cli) -> None:
+    completed = cli("pipeline", "start", "--aws", "--param", "MaxDepth=4", "--endpoint-url", moto_url)
     assert completed.returncode == 0, completed.stderr
     arn = completed.stdout.split()[1]
     sagemaker = deployed["session"].client("sagemaker", endpoint_url=moto_url)
@@ -77,19 +77,21 @@ def test_start_finds_the_pipeline_from_the_stack_and_passes_parameters(moto_url:
     assert sagemaker.list_pipeline_executions(PipelineName="sagelab-dev-pipeline")["PipelineExecutionSummaries"][0]["PipelineExecutionArn"] == arn
 
 
-def test_models_list_and_approve_on_aws(moto_url: str, aws_env: dict[str, str], deployed: dict[str, Any]) -> None:
-    listed = json.loads(sagelab(aws_env, "models", "list", "--aws", "--json", "--endpoint-url", moto_url).stdout)
+@pytest.mark.usefixtures("aws_env")
+def test_models_list_and_approve_on_aws(moto_url: str, deployed: dict[str, Any], cli: Cli) -> None:
+    listed = json.loads(cli("models", "list", "--aws", "--json", "--endpoint-url", moto_url).stdout)
     assert [(m["version"], m["status"]) for m in listed] == [(1, "PendingManualApproval"), (2, "PendingManualApproval")]
-    approved = sagelab(aws_env, "models", "approve", "sagelab-dev-models", "2", "--aws", "--endpoint-url", moto_url)
+    approved = cli("models", "approve", "sagelab-dev-models", "2", "--aws", "--endpoint-url", moto_url)
     assert approved.returncode == 0, approved.stderr
     sagemaker = deployed["session"].client("sagemaker", endpoint_url=moto_url)
     assert sagemaker.describe_model_package(ModelPackageName=deployed["packages"][1])["ModelApprovalStatus"] == "Approved"
-    missing = sagelab(aws_env, "models", "approve", "sagelab-dev-models", "9", "--aws", "--endpoint-url", moto_url)
-    assert missing.returncode == 2 and "has no version 9" in missing.stderr
+    missing = cli("models", "approve", "sagelab-dev-models", "9", "--aws", "--endpoint-url", moto_url)
+    assert (missing.returncode, missing.stderr) == (2, "sagelab: error: model package group sagelab-dev-models has no version 9\n")
 
 
-def test_missing_stack_is_a_one_line_error(moto_url: str, aws_env: dict[str, str], deployed: dict[str, Any]) -> None:
-    completed = sagelab(aws_env, "pipeline", "start", "--env", "prod", "--endpoint-url", moto_url)
+@pytest.mark.usefixtures("aws_env", "deployed")
+def test_missing_stack_is_a_one_line_error(moto_url: str, cli: Cli) -> None:
+    completed = cli("pipeline", "start", "--aws", "--env", "prod", "--endpoint-url", moto_url)
     assert completed.returncode == 2
     assert (
         completed.stderr.strip()
@@ -97,10 +99,13 @@ def test_missing_stack_is_a_one_line_error(moto_url: str, aws_env: dict[str, str
     )
 
 
-def test_missing_credentials_is_a_one_line_error(aws_env: dict[str, str]) -> None:
-    env = {k: v for k, v in aws_env.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
-    env["AWS_EC2_METADATA_DISABLED"] = "true"
-    completed = sagelab(env, "pipeline", "status")
+@pytest.mark.usefixtures("aws_env")
+def test_missing_credentials_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The process boundary: what a person without credentials sees from `python -m sagelab`."""
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    completed = subprocess.run([sys.executable, "-m", "sagelab", "pipeline", "status", "--aws"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert completed.returncode == 2
     assert completed.stderr.strip() == "sagelab: error: no AWS credentials found: run `aws configure` (or set AWS_PROFILE) and try again, or use --local"
 
@@ -203,3 +208,55 @@ def test_no_executions_yet_is_explained(stubbed_ops: tuple[AwsOperations, Stubbe
     )
     with pytest.raises(OperationError, match="has no executions yet"):
         ops.latest_execution("p")
+
+
+def _package_summary(version: int) -> dict[str, Any]:
+    return {
+        "ModelPackageGroupName": "g",
+        "ModelPackageVersion": version,
+        "ModelPackageArn": f"arn:aws:sagemaker:us-east-1:123456789012:model-package/g/{version}",
+        "CreationTime": f"2026-01-{version:02d}T00:00:00Z",
+        "ModelPackageStatus": "Completed",
+        "ModelApprovalStatus": "Approved" if version == 3 else "PendingManualApproval",
+    }
+
+
+def test_models_reads_every_page_so_the_newest_version_is_last(stubbed_ops: tuple[AwsOperations, Stubber, Stubber]) -> None:
+    """A group with more than one page: the newest versions are on the later pages (oldest first)."""
+    ops, sagemaker, _ = stubbed_ops
+    query = {"ModelPackageGroupName": "g", "SortBy": "CreationTime", "SortOrder": "Ascending"}
+    sagemaker.add_response("list_model_packages", {"ModelPackageSummaryList": [_package_summary(1), _package_summary(2)], "NextToken": "page-2"}, query)
+    sagemaker.add_response("list_model_packages", {"ModelPackageSummaryList": [_package_summary(3)], "NextToken": "page-3"}, {**query, "NextToken": "page-2"})
+    sagemaker.add_response("list_model_packages", {"ModelPackageSummaryList": [_package_summary(4)]}, {**query, "NextToken": "page-3"})
+    assert [(m["version"], m["status"]) for m in ops.models("g")] == [
+        (1, "PendingManualApproval"),
+        (2, "PendingManualApproval"),
+        (3, "Approved"),
+        (4, "PendingManualApproval"),
+    ]
+
+
+def test_approve_finds_a_version_on_a_later_page(stubbed_ops: tuple[AwsOperations, Stubber, Stubber]) -> None:
+    ops, sagemaker, _ = stubbed_ops
+    query = {"ModelPackageGroupName": "g", "SortBy": "CreationTime", "SortOrder": "Ascending"}
+    sagemaker.add_response("list_model_packages", {"ModelPackageSummaryList": [_package_summary(1)], "NextToken": "page-2"}, query)
+    sagemaker.add_response("list_model_packages", {"ModelPackageSummaryList": [_package_summary(2)]}, {**query, "NextToken": "page-2"})
+    arn = _package_summary(2)["ModelPackageArn"]
+    sagemaker.add_response("update_model_package", {"ModelPackageArn": arn}, {"ModelPackageArn": arn, "ModelApprovalStatus": "Approved"})
+    assert ops.approve("g", 2) == arn
+
+
+def test_step_list_and_log_events_follow_every_page(stubbed_ops: tuple[AwsOperations, Stubber, Stubber]) -> None:
+    ops, sagemaker, logs = stubbed_ops
+    sagemaker.add_response("describe_pipeline_execution", {"PipelineExecutionArn": ARN, "PipelineExecutionStatus": "Failed"}, {"PipelineExecutionArn": ARN})
+    first, rest = STEPS["PipelineExecutionSteps"][:1], STEPS["PipelineExecutionSteps"][1:]
+    steps_query = {"PipelineExecutionArn": ARN, "SortOrder": "Ascending"}
+    sagemaker.add_response("list_pipeline_execution_steps", {"PipelineExecutionSteps": first, "NextToken": "t"}, steps_query)
+    sagemaker.add_response("list_pipeline_execution_steps", {"PipelineExecutionSteps": rest}, {**steps_query, "NextToken": "t"})
+    events_query = {"logGroupName": "/aws/sagemaker/ProcessingJobs", "logStreamNamePrefix": "pipelines-abc-preprocess", "interleaved": True}
+    event = {"logStreamName": "pipelines-abc-preprocess/algo-1", "timestamp": 1}
+    logs.add_response("filter_log_events", {"events": [{**event, "eventId": "1", "message": "page one"}], "nextToken": "n"}, events_query)
+    logs.add_response("filter_log_events", {"events": [{**event, "eventId": "2", "message": "page two"}]}, {**events_query, "nextToken": "n"})
+    train_query = {"logGroupName": "/aws/sagemaker/TrainingJobs", "logStreamNamePrefix": "pipelines-abc-train", "interleaved": True}
+    logs.add_response("filter_log_events", {"events": []}, train_query)
+    assert list(ops.logs_of(ARN)) == ["[Preprocess] page one", "[Preprocess] page two"]

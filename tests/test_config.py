@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -83,7 +84,7 @@ environments:
             "environments:\n  dev:\n    serving:\n      mode: gpu\n",
             "line 4: environments.dev.serving.mode: 'gpu' is not valid (expected one of 'realtime', 'serverless')",
         ),
-        ("projekt: x\n", "line 1: projekt: unknown key (allowed: classroom, defaults, environments, project)"),
+        ("projekt: x\n", "line 1: projekt: unknown key (allowed: classroom, defaults, environments)"),
         ("classroom:\n  budget_usd: 0\n", "line 2: classroom.budget_usd: 0 is not valid (expected 1..100000 USD per student per month)"),
         ("classroom:\n  admin_emails: [nope]\n", "classroom.admin_emails[0]: 'nope' is not valid (expected an email address)"),
         ("environments:\n  Dev_1: {}\n", "environments.Dev_1.name: 'Dev_1' is not valid (expected lowercase letters"),
@@ -93,6 +94,23 @@ environments:
             "line 4: environments.dev.pipeline.metric_threshold: 1.5 is not valid (expected 0..1 for the score 'accuracy')",
         ),
         ("environments:\n  dev: {\n", "not valid YAML"),
+        # strict: no coercion from YAML strings or booleans to numbers, nor numbers to booleans
+        ("environments:\n  dev:\n    notebook: {volume_size_gb: '10'}\n", "environments.dev.notebook.volume_size_gb: '10' is not valid (expected an integer)"),
+        (
+            "environments:\n  dev:\n    notebook: {direct_internet_access: 1}\n",
+            "environments.dev.notebook.direct_internet_access: 1 is not valid (expected true or false)",
+        ),
+        ("environments:\n  dev:\n    pipeline: {max_depth: true}\n", "environments.dev.pipeline.max_depth: True is not valid (expected an integer)"),
+        (
+            "environments:\n  dev:\n    allowed_instance_types: [m5.large]\n",
+            "allowed_instance_types[0]: 'm5.large' is not valid (expected an ML instance type like ml.m5.large)",
+        ),
+        (
+            "environments:\n  dev:\n    pipeline: {tuning: {eta_min: 0.5, eta_max: 0.2}}\n",
+            "pipeline.tuning.eta_max: 0.2 is not valid (expected greater than eta_min (0.5), at most 1)",
+        ),
+        ("defaults:\n  serving: {quota_per_day: 0}\n", "line 2: defaults.serving.quota_per_day: 0 is not valid (expected at least 1)"),
+        ("environments:\n  dev:\n    notebook: 5\n", "environments.dev.notebook: 5 is not valid (expected a mapping of instance_type, volume_size_gb"),
     ],
 )
 def test_bad_config_fails_with_one_line_naming_the_field(tmp_path: Path, text: str, expected: str) -> None:
@@ -119,3 +137,29 @@ def test_synth_fails_on_bad_config_with_one_line(tmp_path: Path) -> None:
     assert completed.returncode == 1
     error_lines = [line for line in completed.stderr.splitlines() if line.startswith("sagelab config error")]
     assert error_lines == [f"sagelab config error: {path} line 3: environments.dev.region: 'moon-base-1' is not valid (expected an AWS region like us-east-1)"]
+
+
+def test_the_cli_finds_resources_by_the_names_the_stacks_give_them_without_importing_cdk(platform_template: dict[str, Any]) -> None:
+    from sagelab.naming import ResourceNames
+
+    names = ResourceNames.of("dev")
+    pipeline = next(r for r in platform_template["Resources"].values() if r["Type"] == "AWS::SageMaker::Pipeline")
+    group = next(r for r in platform_template["Resources"].values() if r["Type"] == "AWS::SageMaker::ModelPackageGroup")
+    assert (pipeline["Properties"]["PipelineName"], group["Properties"]["ModelPackageGroupName"]) == (names.pipeline, names.model_package_group)
+    probe = "import sys, sagelab.cli, sagelab.aws_ops, sagelab.lab, sagelab.naming, sagelab.config; print(sorted(m for m in sys.modules if m.startswith('aws_cdk')))"
+    completed = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert completed.stdout.strip() == "[]", completed.stderr
+
+
+def test_a_changed_config_is_validated_like_a_loaded_one() -> None:
+    """`dataclasses.replace` on the frozen config runs the same validation (the roster relies on it)."""
+    import dataclasses
+
+    from sagelab.config import replace_checked
+
+    env = EnvironmentConfig()
+    with pytest.raises(ConfigError) as raised:
+        replace_checked(env, "roster.csv line 3", "student bob", owner="o'brien")
+    assert str(raised.value) == 'roster.csv line 3: student bob.owner: "o\'brien" is not valid (expected 1-128 characters valid in an AWS tag value)'
+    assert dataclasses.replace(env, owner="team").owner == "team"
+    assert hash(dataclasses.replace(env.pipeline)) == hash(env.pipeline), "equal pipeline configs share one built definition"

@@ -221,9 +221,8 @@ def test_unsupported_expression_fails_its_step(workdir: Path) -> None:
 
 def test_depends_on_and_data_dependencies_order_steps() -> None:
     spec = definition(extra_steps=[{**processing_step("Late", 1.0), "DependsOn": ["Score"]}])
-    order = dependency_order(flatten_steps(spec))
-    assert order.index("Score") < order.index("Late")
-    assert order.index("Check") < order.index("Publish") and order.index("Check") < order.index("TooLow")
+    # Late comes first in the definition but waits for Score; branch steps follow their condition.
+    assert dependency_order(flatten_steps(spec)) == ["Score", "Late", "Check", "Publish", "TooLow"]
     cyclic = {"Steps": [{**processing_step("A", 1.0), "DependsOn": ["B"]}, {**processing_step("B", 1.0), "DependsOn": ["A"]}]}
     with pytest.raises(PipelineError, match="dependency cycle"):
         dependency_order(flatten_steps(cyclic))
@@ -234,6 +233,12 @@ def test_resume_reuses_cached_steps_until_inputs_change(workdir: Path) -> None:
     second, lines = run(workdir, definition(score=0.9), resume=True)
     assert {s.name: s.status for s in second.steps}["Score"] == "Cached"
     assert second.status == "Succeeded" and any("reused from an earlier run" in line for line in lines)
+    # The reused step's log is the run's that computed it, and its outputs are that run's.
+    first_log = Path(first.execution_dir) / "logs" / "Score.log"
+    assert (Path(second.execution_dir) / "logs" / "Score.log").read_text() == f"(reused from an earlier run: {first_log})\n{first_log.read_text()}"
+    first_outputs = next(step["outputs"] for step in first.to_json()["steps"] if step["name"] == "Score")
+    assert next(step["outputs"] for step in second.to_json()["steps"] if step["name"] == "Score") == first_outputs
+    assert list(first_outputs) == ["report"] and first.execution_id in first_outputs["report"]
     (workdir / "s3/bucket/data/c.csv").write_text("x\n3\n")
     third, _ = run(workdir, definition(score=0.9), resume=True)
     assert {s.name: s.status for s in third.steps}["Score"] == "Succeeded"
@@ -305,8 +310,9 @@ def test_tuning_step_searches_and_ranks_by_the_objective(workdir: Path) -> None:
 
 def test_forked_step_sees_only_its_own_folder_and_environment(workdir: Path) -> None:
     probe = (
-        "import os, sys\n"
+        "import importlib.machinery, os, sys\n"
         "print('PATH0', sys.path[0])\n"
+        "print('SITE_PACKAGES_ON_PATH', importlib.machinery.PathFinder.find_spec('numpy') is not None)\n"
         f"print('REPO_ON_PATH', any(p in ({str(REPO_ROOT)!r}, os.getcwd()) for p in sys.path[1:]))\n"
         "print('CWD', os.getcwd())\n"
         "print('GREETING', os.environ.get('GREETING'))\n"
@@ -318,4 +324,5 @@ def test_forked_step_sees_only_its_own_folder_and_environment(workdir: Path) -> 
     text = "\n".join(lines)
     assert "PATH0 " + str(workdir) in text and "/container/opt/ml/processing/input/code" in text
     assert "REPO_ON_PATH False" in text
+    assert "SITE_PACKAGES_ON_PATH True" in text  # a venv inside the checkout is still site-packages
     assert "GREETING hello" in text

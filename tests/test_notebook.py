@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,8 @@ import pytest
 from nbclient import NotebookClient
 
 from runtime.notebook.idle_stop import is_idle
-from sagelab.code_bundle import stage_code_bundle
-from tests.conftest import SynthResult
+from sagelab.code_bundle import LAB_FILES, stage_code_bundle
+from tests.conftest import SynthResult, TrainedRun
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOW = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
@@ -22,6 +23,24 @@ NOW = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
 
 def of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
     return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
+
+
+PSEUDO = {"AWS::Partition": "aws", "AWS::Region": "us-east-1", "AWS::AccountId": "123456789012"}
+
+
+def resolved(value: Any) -> Any:
+    """A policy resource with CloudFormation's pseudo parameters filled in (Ref, Fn::Join, lists);
+    anything else fails the test, so a scope cannot hide behind an unresolved intrinsic."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return [resolved(item) for item in value]
+    if set(value) == {"Ref"} and value["Ref"] in PSEUDO:
+        return PSEUDO[value["Ref"]]
+    if set(value) == {"Fn::Join"}:
+        separator, parts = value["Fn::Join"]
+        return separator.join(resolved(part) for part in parts)
+    raise AssertionError(f"cannot resolve {value!r}")
 
 
 def test_notebook_instance_is_encrypted_rootless_and_uses_its_role(platform_template: dict[str, Any]) -> None:
@@ -55,9 +74,9 @@ def test_notebook_role_can_run_the_lab_and_stop_itself(platform_template: dict[s
     ]
     by_sid = {s["Sid"]: s for s in statements}
     assert "sagemaker:StartPipelineExecution" in by_sid["OperateThePipeline"]["Action"]
-    assert "pipeline/sagelab-dev-pipeline" in json.dumps(by_sid["OperateThePipeline"]["Resource"])
+    assert resolved(by_sid["OperateThePipeline"]["Resource"]) == "arn:aws:sagemaker:us-east-1:123456789012:pipeline/sagelab-dev-pipeline"
     assert "sagemaker:StopNotebookInstance" in by_sid["StopWhenIdle"]["Action"]
-    assert "notebook-instance/sagelab-dev-notebook" in json.dumps(by_sid["StopWhenIdle"]["Resource"])
+    assert resolved(by_sid["StopWhenIdle"]["Resource"]) == "arn:aws:sagemaker:us-east-1:123456789012:notebook-instance/sagelab-dev-notebook"
     assert by_sid["CallTheEndpoint"]["Action"] == "sagemaker:InvokeEndpoint"
 
 
@@ -92,16 +111,19 @@ def test_idle_decision(sessions: list[dict[str, Any]], terminals: list[dict[str,
 
 
 @pytest.mark.slow
-def test_lab_notebook_runs_top_to_bottom_in_local_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lab_notebook_runs_top_to_bottom_in_local_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trained_run: TrainedRun) -> None:
+    """In a copy of the session's trained work directory: the lab's first run (default
+    hyperparameters) reuses the cached preprocess and training steps, as a re-run on AWS would."""
     monkeypatch.setenv("SAGELAB_MODE", "local")
-    notebook = nbformat.read(REPO_ROOT / "notebooks" / "sagemaker_lab.ipynb", as_version=4)
+    shutil.copytree(trained_run.workdir, tmp_path / ".sagelab", symlinks=True)
+    notebook = nbformat.read(LAB_FILES["sagemaker_lab.ipynb"], as_version=4)
     NotebookClient(notebook, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     text = "\n".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
     assert "mode: local" in text
     images = [o for o in outputs if "image/png" in o.get("data", {})]
-    assert len(images) >= 3, "the digits figure, the confusion matrix and the ROC curves"
+    assert len(images) == 3, "the digits figure, the confusion matrix and the ROC curves"
     metrics_line = next(line for line in text.splitlines() if line.startswith("{'accuracy'"))
     assert float(metrics_line.split("'accuracy': ")[1].split(",")[0]) >= 0.95
     truth = next(line for line in text.splitlines() if line.startswith("truth"))
@@ -113,4 +135,6 @@ def test_lab_notebook_runs_top_to_bottom_in_local_mode(tmp_path: Path, monkeypat
     wine = next(line for line in text.splitlines() if line.startswith("wine:"))
     assert wine.startswith("wine: Succeeded, test accuracy ") and float(wine.rsplit(" ", 1)[1]) >= 0.9
     assert (tmp_path / "predictions.csv").is_file()
+    assert "(reused from an earlier run: " in text, "the training log of the reused step is the original run's"
+    assert "Cached" in text
     assert (tmp_path / ".sagelab" / "registry").is_dir()

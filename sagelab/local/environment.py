@@ -15,7 +15,6 @@ from sagelab.config import EnvironmentConfig
 from sagelab.datasets import DIGITS_CSV
 from sagelab.local.runner import LocalS3
 from sagelab.pipeline_definition import PIPELINE_CODE_PREFIX, definition_json, substitute
-from sagelab.settings import settings_for
 
 DEFAULT_WORKDIR = Path(".sagelab")
 DATASET_PREFIX = "datasets/digits/"
@@ -45,8 +44,8 @@ def local_values(env: EnvironmentConfig, code_version: str) -> dict[str, str]:
         "CodeVersion": code_version,
         "PipelineRoleName": f"{prefix}-pipeline-role",
         "KmsKeyArn": "arn:aws:kms:local:000000000000:key/local",
-        "ModelPackageGroupName": f"{prefix}-models",
-        "JobNamePrefix": prefix,
+        "ModelPackageGroupName": env.names.model_package_group,
+        "JobNamePrefix": env.names.prefix,
         "SklearnImageUri": "local/sagemaker-scikit-learn:1.4-2",
         "XgboostImageUri": "local/sagemaker-xgboost:3.0-5",
         "AWS::Partition": "aws",
@@ -59,7 +58,7 @@ def prepare(env: EnvironmentConfig, workdir: Path = DEFAULT_WORKDIR) -> LocalEnv
     """Stage code + default dataset into `<workdir>/s3` and substitute the definition."""
     workdir = Path(workdir).resolve()
     s3 = LocalS3(workdir / "s3")
-    text = definition_json(settings_for(env.pipeline))
+    text = definition_json(env.pipeline)
     code_dir = workdir / "staging" / "pipeline-code"
     if code_dir.exists():
         shutil.rmtree(code_dir)
@@ -71,7 +70,7 @@ def prepare(env: EnvironmentConfig, workdir: Path = DEFAULT_WORKDIR) -> LocalEnv
         dataset_target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(DIGITS_CSV, dataset_target)
     definition = json.loads(substitute(text, values))
-    return LocalEnvironment(workdir=workdir, values=values, definition=definition, pipeline_name=f"{env.resource_prefix}-pipeline")
+    return LocalEnvironment(workdir=workdir, values=values, definition=definition, pipeline_name=env.names.pipeline)
 
 
 def upload_data(local_env: LocalEnvironment, source: Path) -> str:

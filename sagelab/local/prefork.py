@@ -13,11 +13,14 @@ import importlib
 import io
 import os
 import runpy
+import site
 import sys
 import threading
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+
+from sagelab.package_files import package_dir
 
 PRELOAD = ("numpy", "pandas", "sklearn.model_selection", "sklearn.metrics", "xgboost", "matplotlib", "matplotlib.pyplot", "tarfile", "json", "argparse")
 _preloaded = False
@@ -35,20 +38,30 @@ def preload() -> None:
     global _preloaded
     if _preloaded:
         return
+    # Steps draw without a display: matplotlib reads MPLBACKEND when it is imported. Only for the
+    # import, so the caller's own environment (a Jupyter kernel started later, say) is left as it was.
+    previous = os.environ.get("MPLBACKEND")
     os.environ.setdefault("MPLBACKEND", "Agg")
-    for module in PRELOAD:
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            continue  # the script will fail on its own import, with its own message
+    try:
+        for module in PRELOAD:
+            try:
+                importlib.import_module(module)
+            except ImportError:
+                continue  # the script will fail on its own import, with its own message
+    finally:
+        if previous is None:
+            os.environ.pop("MPLBACKEND", None)
     _preloaded = True
 
 
 def _site_paths() -> list[str]:
-    # What a fresh `python script.py` would have on sys.path after the script's own folder:
-    # the standard library and site-packages, not the runner's repository checkout.
-    repo = str(Path(__file__).resolve().parent.parent.parent)
-    return [p for p in sys.path if p and not p.startswith(repo) and p != os.getcwd()]
+    # What a fresh `python script.py` would have on sys.path after the script's own folder: the
+    # standard library and site-packages, not the runner's working directory nor the checkout
+    # that holds `sagelab` (for an installed `sagelab` that folder is site-packages: kept).
+    home = str(package_dir("sagelab").parent)
+    site_dirs = {*site.getsitepackages(), site.getusersitepackages()}
+    not_on_a_fresh_path = {os.getcwd(), *([] if home in site_dirs else [home])}
+    return [p for p in sys.path if p and str(Path(p).resolve()) not in not_on_a_fresh_path]
 
 
 def run_script(script: str, arguments: Sequence[str], cwd: Path, environment: Mapping[str, str], on_line: Callable[[str], None]) -> int:

@@ -18,6 +18,7 @@ each step under the container contract SageMaker gives it:
 from __future__ import annotations
 
 import datetime as dt
+import graphlib
 import hashlib
 import itertools
 import json
@@ -30,7 +31,6 @@ import sys
 import tarfile
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,6 +101,7 @@ class RunResult:
                     "status": s.status,
                     "duration_s": None if s.duration_s is None else round(s.duration_s, 3),
                     "failure_reason": s.failure_reason,
+                    "outputs": s.outputs,
                 }
                 for s in self.steps
             ],
@@ -213,19 +214,22 @@ def dependency_order(steps: Mapping[str, Mapping[str, Any]]) -> list[str]:
         if unknown:
             raise PipelineError(f"step {name} depends on unknown step(s) {sorted(unknown)}")
         dependencies[name] = needs - {name}
+    return _stable_topological_order(dependencies, position={name: index for index, name in enumerate(steps)})
+
+
+def _stable_topological_order(dependencies: Mapping[str, set[str]], position: Mapping[str, int]) -> list[str]:
+    """graphlib's order, with the steps that become ready together in definition order (so a
+    run's log reads the same every time)."""
+    sorter = graphlib.TopologicalSorter(dependencies)
+    try:
+        sorter.prepare()
+    except graphlib.CycleError as error:
+        raise PipelineError(f"the definition has a dependency cycle among {sorted(set(error.args[1]))}") from None
     order: list[str] = []
-    ready = deque(name for name in steps if not dependencies[name])
-    remaining = {name: set(needs) for name, needs in dependencies.items()}
-    while ready:
-        current = ready.popleft()
-        order.append(current)
-        for name in steps:
-            if current in remaining[name]:
-                remaining[name].discard(current)
-                if not remaining[name] and name not in order and name not in ready:
-                    ready.append(name)
-    if len(order) != len(steps):
-        raise PipelineError(f"the definition has a dependency cycle among {sorted(set(steps) - set(order))}")
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready(), key=position.__getitem__)
+        order.extend(ready)
+        sorter.done(*ready)
     return order
 
 
@@ -433,6 +437,7 @@ class LocalPipelineRunner:
             if cached is not None:
                 context.step_properties[name] = cached["properties"]  # type: ignore[index]
                 self._load_property_files(name, step, cached["properties"], context)
+                self._reuse_log(name, cached.get("log"))
                 return {"cached": True, "outputs": cached.get("outputs", {})}
         if kind == "Processing":
             properties = self._processing(name, arguments, sandbox)
@@ -449,7 +454,7 @@ class LocalPipelineRunner:
         context.step_properties[name] = properties  # type: ignore[index]
         self._load_property_files(name, step, properties, context)
         if cache_key:
-            self._cache_store(cache_key, properties)
+            self._cache_store(cache_key, properties, log=self._log_dir / f"{name}.log")
         return {"outputs": properties.get("_outputs", {})}
 
     def _load_property_files(self, name: str, step: Mapping[str, Any], properties: Mapping[str, Any], context: EvaluationContext) -> None:
@@ -497,11 +502,18 @@ class LocalPipelineRunner:
             return None
         return dict(entry)
 
-    def _cache_store(self, key: str, properties: Mapping[str, Any]) -> None:
+    def _cache_store(self, key: str, properties: Mapping[str, Any], log: Path) -> None:
         path = self.workdir / "cache" / f"{key}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         clean = {k: v for k, v in properties.items() if k != "_property_file_dirs"}
-        path.write_text(json.dumps({"stored_at": time.time(), "properties": clean, "outputs": properties.get("_outputs", {})}, default=str))
+        entry = {"stored_at": time.time(), "properties": clean, "outputs": properties.get("_outputs", {}), "log": str(log)}
+        path.write_text(json.dumps(entry, default=str))
+
+    def _reuse_log(self, name: str, original: str | None) -> None:
+        """A reused step's log is the run's that computed it (as SageMaker shows a cached step's
+        original job), so `pipeline logs` and the lab's training log still read it."""
+        if original and Path(original).is_file():
+            (self._log_dir / f"{name}.log").write_text(f"(reused from an earlier run: {original})\n{Path(original).read_text()}")
 
     # -- Processing ---------------------------------------------------------------------------------
     def _processing(self, name: str, arguments: Mapping[str, Any], sandbox: Path) -> dict[str, Any]:
