@@ -57,7 +57,16 @@ class ServingStack(Stack):
         )
         has_model = CfnCondition(self, "HasModel", expression=Fn.condition_not(Fn.condition_equals(model_package.value_as_string, "")))
 
-        self.front_door = FrontDoor(self, "FrontDoor", names=names, serving=serving, log_key=platform.buckets.key, log_retention=retention)
+        self.front_door = FrontDoor(
+            self,
+            "FrontDoor",
+            names=names,
+            serving=serving,
+            log_key=platform.buckets.key,
+            log_retention=retention,
+            reserved_concurrency=serving.front_door_reserved_concurrency,
+            trace_in_code=serving.trace_in_code,
+        )
         self.monitoring = ServingMonitoring(
             self,
             "Monitoring",

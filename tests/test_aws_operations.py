@@ -253,10 +253,18 @@ def test_step_list_and_log_events_follow_every_page(stubbed_ops: tuple[AwsOperat
     steps_query = {"PipelineExecutionArn": ARN, "SortOrder": "Ascending"}
     sagemaker.add_response("list_pipeline_execution_steps", {"PipelineExecutionSteps": first, "NextToken": "t"}, steps_query)
     sagemaker.add_response("list_pipeline_execution_steps", {"PipelineExecutionSteps": rest}, {**steps_query, "NextToken": "t"})
-    events_query = {"logGroupName": "/aws/sagemaker/ProcessingJobs", "logStreamNamePrefix": "pipelines-abc-preprocess", "interleaved": True}
-    event = {"logStreamName": "pipelines-abc-preprocess/algo-1", "timestamp": 1}
-    logs.add_response("filter_log_events", {"events": [{**event, "eventId": "1", "message": "page one"}], "nextToken": "n"}, events_query)
-    logs.add_response("filter_log_events", {"events": [{**event, "eventId": "2", "message": "page two"}]}, {**events_query, "nextToken": "n"})
-    train_query = {"logGroupName": "/aws/sagemaker/TrainingJobs", "logStreamNamePrefix": "pipelines-abc-train", "interleaved": True}
-    logs.add_response("filter_log_events", {"events": []}, train_query)
-    assert list(ops.logs_of(ARN)) == ["[Preprocess] page one", "[Preprocess] page two"]
+    # Stream by stream: the job's streams (every page), then each stream's events (every page).
+    streams_query = {"logGroupName": "/aws/sagemaker/ProcessingJobs", "logStreamNamePrefix": "pipelines-abc-preprocess"}
+    logs.add_response("describe_log_streams", {"logStreams": [{"logStreamName": "pipelines-abc-preprocess/algo-1"}], "nextToken": "s"}, streams_query)
+    logs.add_response("describe_log_streams", {"logStreams": [{"logStreamName": "pipelines-abc-preprocess/algo-2"}]}, {**streams_query, "nextToken": "s"})
+    for stream, messages in (("algo-1", ["page one", "page two"]), ("algo-2", ["other host"])):
+        events_query = {"logGroupName": "/aws/sagemaker/ProcessingJobs", "logStreamName": f"pipelines-abc-preprocess/{stream}", "startFromHead": True}
+        token = None
+        for position, message in enumerate(messages):
+            page = {"events": [{"timestamp": position, "message": message}], "nextForwardToken": f"f/{stream}/{position}"}
+            logs.add_response("get_log_events", page, {**events_query, **({"nextToken": token} if token else {})})
+            token = page["nextForwardToken"]
+        logs.add_response("get_log_events", {"events": [], "nextForwardToken": token}, {**events_query, "nextToken": token})
+    train_query = {"logGroupName": "/aws/sagemaker/TrainingJobs", "logStreamNamePrefix": "pipelines-abc-train"}
+    logs.add_response("describe_log_streams", {"logStreams": []}, train_query)
+    assert list(ops.logs_of(ARN)) == ["[Preprocess] page one", "[Preprocess] page two", "[Preprocess] other host"]

@@ -163,11 +163,10 @@ def test_captured_requests_expire_from_the_bucket_they_are_written_to(request: p
 
 
 def test_data_capture_expiry_is_validated() -> None:
-    from sagelab.config import check_environment
+    from sagelab.config import ConfigError, load_config
 
-    env = EnvironmentConfig()
-    bad = dataclasses.replace(env, serving=dataclasses.replace(env.serving, data_capture_expiry_days=0))
-    assert [p[0] for p in check_environment(bad, "environments.dev")] == ["environments.dev.serving.data_capture_expiry_days"]
+    with pytest.raises(ConfigError, match=r"environments\.dev\.serving\.data_capture_expiry_days: 0 is not valid \(expected 1\.\.3650\)"):
+        load_config({"sagelab": {"environments": {"dev": {"serving": {"data_capture_expiry_days": 0}}}}})
 
 
 # -- SageMaker's log groups ------------------------------------------------------------------------

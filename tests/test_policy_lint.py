@@ -237,9 +237,7 @@ def test_every_role_carries_the_permissions_boundary(tmp_path_factory: pytest.Te
     from tests.conftest import synth
 
     boundary = "arn:aws:iam::123456789012:policy/sagelab-boundary"
-    context = {
-        "sagelab": {"project": "sagelab", "environments": {"dev": {"region": "us-east-1", "owner": "platform-team", "permissions_boundary_arn": boundary}}}
-    }
+    context = {"sagelab": {"environments": {"dev": {"region": "us-east-1", "owner": "platform-team", "permissions_boundary_arn": boundary}}}}
     result = synth(tmp_path_factory.mktemp("boundary"), context)
     stacks = Stacks(result.templates, ENV)
     missing = [f"{role.stack}/{role.logical_id}" for role in stacks.roles() if role.permissions_boundary != boundary]
