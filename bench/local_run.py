@@ -50,7 +50,7 @@ MNIST_FLOOR = """
 import json, resource, sys, time
 import numpy as np, pandas as pd, xgboost as xgb
 from sklearn.model_selection import train_test_split
-path, = sys.argv[1:]
+path, num_round = sys.argv[1], int(sys.argv[2])
 t0 = time.perf_counter()
 frame = pd.read_csv(path, header=None, engine="pyarrow")
 loaded_mb = frame.memory_usage(index=False).sum() / 2**20
@@ -64,7 +64,7 @@ t1 = time.perf_counter()
 params = {"max_depth": 5, "eta": 0.2, "subsample": 0.8, "colsample_bytree": 0.5, "min_child_weight": 1.0, "seed": 42,
           "tree_method": "hist", "objective": "multi:softprob", "num_class": 10, "eval_metric": ["merror", "mlogloss"]}
 dtrain, dvalid = xgb.DMatrix(x[train], label=y[train]), xgb.DMatrix(x[validation], label=y[validation])
-booster = xgb.train(params, dtrain, num_boost_round=300, evals=[(dvalid, "validation")], early_stopping_rounds=20, verbose_eval=False)
+booster = xgb.train(params, dtrain, num_boost_round=num_round, evals=[(dvalid, "validation")], early_stopping_rounds=20, verbose_eval=False)
 t2 = time.perf_counter()
 accuracy = float((booster.predict(xgb.DMatrix(x[test])).argmax(axis=1) == y[test]).mean())
 t3 = time.perf_counter()
@@ -101,7 +101,7 @@ def run_json(command: list[str]) -> tuple[dict[str, object], float, float]:
     return json.loads(completed.stdout), wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
-def mnist(repeat: int) -> bool:
+def mnist(repeat: int, num_round: int) -> bool:
     from sagelab.mnist_like import cached_mnist_like_csv
 
     started = time.perf_counter()
@@ -112,7 +112,7 @@ def mnist(repeat: int) -> bool:
     peak_rss = 0.0
     with tempfile.TemporaryDirectory() as scratch:
         for index in range(repeat):  # interleaved: machine noise hits both alike
-            floor, _, _ = run_json([sys.executable, "-c", MNIST_FLOOR, str(csv)])
+            floor, _, _ = run_json([sys.executable, "-c", MNIST_FLOOR, str(csv), str(num_round)])
             floors.append({k: float(v) for k, v in floor.items()})
             summary, wall, rss = run_json(
                 [
@@ -126,6 +126,8 @@ def mnist(repeat: int) -> bool:
                     str(csv),
                     "--param",
                     "InputFormat=csv-label-first",
+                    "--param",
+                    f"NumRound={num_round}",
                     "--json",
                 ]
             )
@@ -134,7 +136,9 @@ def mnist(repeat: int) -> bool:
             runs.append({"total_s": wall, **{f"{name}_s": seconds for name, seconds in steps.items()}, "accuracy": summary["metric"]["left"]})  # type: ignore[index]
     floor = {key: statistics.median(f[key] for f in floors) for key in floors[0]}
     run = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
-    print(f"\nMNIST-shaped 70,000 x 784, {repeat} run(s) each, medians; floor accuracy {floor['accuracy']:.4f}, pipeline {run['accuracy']:.4f}")
+    print(
+        f"\nMNIST-shaped 70,000 x 784, NumRound {num_round}, {repeat} run(s) each, medians; floor accuracy {floor['accuracy']:.4f}, pipeline {run['accuracy']:.4f}"
+    )
     print(f"{'stage':<30} {'sagelab run s':>14} {'floor s':>9} {'ratio':>7} {'bound':>6}")
     checks = [
         ("Preprocess vs read + split", run.get("Preprocess_s", 0.0), floor["read_split_s"], 2.0),
@@ -159,9 +163,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=("digits", "mnist"), default="digits")
     parser.add_argument("--repeat", type=int, default=None, help="runs of each side (default 3 for digits, 1 for mnist)")
+    parser.add_argument("--num-round", type=int, default=300, help="MNIST: boosting rounds on both sides (the pipeline's default is 300)")
     args = parser.parse_args()
     if args.size == "mnist":
-        return 0 if mnist(args.repeat or 1) else 1
+        return 0 if mnist(args.repeat or 1, args.num_round) else 1
     return 0 if digits(args.repeat or 3) else 1
 
 
