@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -91,14 +90,23 @@ def digits(repeat: int) -> bool:
     return ok and slowest < 10
 
 
+# Runs a command and reports the largest RSS among it and every process it waited for (Linux folds
+# reaped grandchildren, such as the runner's forked steps, into their parent's figure).
+PEAK_RSS_WRAPPER = (
+    "import resource, subprocess, sys; code = subprocess.call(sys.argv[1:]); "
+    "sys.stderr.write(f'\\npeak_rss_kb={resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}\\n'); sys.exit(code)"
+)
+
+
 def run_json(command: list[str]) -> tuple[dict[str, object], float, float]:
-    """(the command's JSON stdout, wall seconds, peak RSS MB of any process it waited for)."""
+    """(the command's JSON stdout, wall seconds, peak RSS MB of it and its descendants)."""
     started = time.perf_counter()
-    completed = subprocess.run(command, cwd=REPO_ROOT, env=child_env(), capture_output=True, text=True)
+    completed = subprocess.run([sys.executable, "-c", PEAK_RSS_WRAPPER, *command], cwd=REPO_ROOT, env=child_env(), capture_output=True, text=True)
     wall = time.perf_counter() - started
     if completed.returncode != 0:
         raise SystemExit(f"failed ({completed.returncode}): {' '.join(command[:4])}\n{completed.stderr[-3000:]}")
-    return json.loads(completed.stdout), wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    peak_kb = int(completed.stderr.rsplit("peak_rss_kb=", 1)[1].split()[0])
+    return json.loads(completed.stdout), wall, peak_kb / 1024
 
 
 def mnist(repeat: int, num_round: int) -> bool:
