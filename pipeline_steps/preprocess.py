@@ -404,10 +404,11 @@ def numeric_frame(table: pd.DataFrame, numeric_columns: list[str], source: str) 
         for start in range(0, len(typed), COLUMN_CHUNK):
             names = typed[start : start + COLUMN_CHUNK]
             infinite = np.isinf(table[names].to_numpy(dtype=np.float64, na_value=np.nan))
-            if infinite.any():
-                row, column = (int(v[0]) for v in np.nonzero(infinite))
+            if infinite.any():  # the first column's first bad row, as a column-by-column check names it
+                column, row = (int(v[0]) for v in np.nonzero(infinite.T))
                 raise DataError(f"column {names[column]!r} row {row + 1} is infinite; expected a finite number")
-    converted = {name: _to_numeric_or_fail(table[name], name, row_offset=1, source=source) for name in numeric_columns if name not in set(typed)}
+    already = set(typed)
+    converted = {name: _to_numeric_or_fail(table[name], name, row_offset=1, source=source) for name in numeric_columns if name not in already}
     return table.assign(**converted) if converted else table
 
 

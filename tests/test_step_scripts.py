@@ -247,6 +247,7 @@ def test_mnist_style_label_first_csv_and_parquet(tmp_path: Path) -> None:
         ("a,label\n" + "".join(f"{i},7\n" for i in range(30)), [], "target column 'label' has only one class ('7'); classification needs at least two"),
         ("a,label\n" + "".join(f"{'x1' if i == 17 else i},{i % 2}\n" for i in range(30)), [], "column 'a' is numeric but row 18 has 'x1' in digits.csv"),
         ("a,label\n1,0\n2,1\n3,0\n4,1\n5,1\n6,0\n", [], "class '0' has"),
+        ("a,b,label\n" + "".join(f"{i},{'inf' if i == 9 else i},{i % 2}\n" for i in range(30)), [], "column 'b' row 10 is infinite"),
     ],
 )
 def test_bad_data_exits_non_zero_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, args: list[str], message: str) -> None:
