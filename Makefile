@@ -17,7 +17,7 @@ ENV ?= dev
 # Stacks are named exactly, never by pattern: `sagelab-dev-*` would also match a student `dev-2`.
 STACKS = sagelab-$(ENV)-platform sagelab-$(ENV)-serving
 
-.PHONY: help install synth demo test test-fast lint typecheck unit deploy destroy diff bench clean lock
+.PHONY: help install parity-venvs synth demo test test-fast lint typecheck unit deploy destroy diff bench clean lock
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -31,6 +31,20 @@ $(PY_STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.tom
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $@
 
+# Container parity: one venv per SageMaker image the step scripts run in, with that image's Python
+# and library versions (parity/<image>.txt), for tests/test_container_parity.py. Needs a Python
+# 3.10 (pyenv's or on PATH); without one the lane is skipped with a notice, never failed.
+PARITY_PYTHON ?= $(shell for p in python3.10 $(HOME)/.pyenv/versions/3.10*/bin/python3.10; do \
+	$$p -c 'import sys; assert sys.version_info[:2] == (3, 10)' >/dev/null 2>&1 && { echo $$p; break; }; done)
+PARITY_STAMPS := $(patsubst parity/%.txt,.parity/%/.installed,$(wildcard parity/*.txt))
+
+parity-venvs: $(PARITY_STAMPS)  ## venvs pinned like the SageMaker images (idempotent; needs python3.10)
+
+.parity/%/.installed: parity/%.txt
+	@if [ -z "$(PARITY_PYTHON)" ]; then echo "parity-venvs: no Python 3.10 found; the container-parity tests will be skipped"; exit 0; fi; \
+	rm -rf .parity/$* && $(PARITY_PYTHON) -m venv .parity/$* && \
+	.parity/$*/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --only-binary=:all: -r $< && touch $@
+
 $(NODE_STAMP): package.json package-lock.json $(PY_STAMP)
 	@node --version | grep -qE '^v(2[2-9]|[3-9][0-9])\.' || { echo "node from the venv is missing or older than 22: $$(command -v node)"; exit 1; }
 	npm ci --no-audit --no-fund --loglevel=error
@@ -43,7 +57,7 @@ synth: install  ## synthesize every stack into cdk.out/ with cdk-nag, then print
 demo: install  ## synth + local pipeline run + local serving with real requests
 	$(PY) -m sagelab demo --cdk "$(CDK)" $(CDK_ARGS)
 
-test: install  ## lint, type-check and run the whole test suite
+test: install parity-venvs  ## lint, type-check and run the whole test suite (+ the container-parity lane)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -70,14 +84,16 @@ diff: install
 destroy: install  ## delete the stacks of ENV; retained buckets and the key stay unless removal_policy is destroy
 	$(CDK) destroy $(STACKS) $(CDK_ARGS)
 
-bench: install  ## benchmarks: synth, local run, serving (tables of ratios against baselines)
+bench: install  ## benchmarks: synth, local run, serving, front-door cold start, class cost (tables against baselines)
 	$(PY) bench/synth.py
 	$(PY) bench/local_run.py
 	$(PY) bench/serving.py
+	$(PY) bench/front_door_cold_start.py
+	$(PY) bench/class_cost.py --class 40
 
 lock:  ## re-pin constraints.txt from a clean install of requirements-dev.txt
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv && .lock-venv/bin/pip install --quiet -r requirements-dev.txt
 	{ head -2 constraints.txt; .lock-venv/bin/pip freeze --all | grep -v '^-e\|^pip=='; } > constraints.new && mv constraints.new constraints.txt && rm -rf .lock-venv
 
 clean:
-	rm -rf cdk.out .sagelab .pytest_cache .mypy_cache .ruff_cache
+	rm -rf cdk.out .sagelab .parity .pytest_cache .mypy_cache .ruff_cache

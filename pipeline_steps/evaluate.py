@@ -9,7 +9,7 @@ This file is the processing job's only code file, so it is self-contained (no si
 
 Container contract (paths passed as arguments by the pipeline definition):
     --model-dir       /opt/ml/processing/model        model.tar.gz from the training step
-    --test-dir        /opt/ml/processing/test         test.csv from the preprocess step
+    --test-dir        /opt/ml/processing/test         features.npy + target.npy from the preprocess step
     --output-dir      /opt/ml/processing/evaluation   evaluation.json, *.png
 """
 
@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 # Contract with the pipeline definition. The builder reads these literals from this file
 # (sagelab/step_contract.py), so the producer and the pipeline's JsonGet cannot drift apart.
@@ -39,7 +38,10 @@ CLASSIFICATION_METRICS = ("accuracy", "weighted_precision", "weighted_recall", "
 REGRESSION_METRICS = ("mse", "rmse", "mae", "r2")
 CONFUSION_MATRIX_PNG = "confusion_matrix.png"
 ROC_CURVE_PNG = "roc_curve.png"
-_ENCODED_TARGET_COLUMN = "__target__"  # written by preprocess.py
+# The test split as preprocess.py writes it (its SPLIT_FEATURES_FILE / SPLIT_TARGET_FILE; a test
+# keeps the two in step): NumPy arrays, which this image (XGBoost 3.0-5, no pyarrow) reads natively.
+SPLIT_FEATURES_FILE = "features.npy"
+SPLIT_TARGET_FILE = "target.npy"
 
 
 def _metric(value: float) -> dict[str, Any]:
@@ -163,6 +165,17 @@ def plot_classification(y_true: np.ndarray, probabilities: np.ndarray, labels: l
     return written
 
 
+def load_test_split(test_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    paths = (test_dir / SPLIT_FEATURES_FILE, test_dir / SPLIT_TARGET_FILE)
+    for path in paths:
+        if not path.exists():
+            raise FileNotFoundError(f"test data not found at {path}")
+    features, target = (np.load(path, allow_pickle=False) for path in paths)
+    if len(target) == 0:
+        raise ValueError(f"{test_dir / SPLIT_TARGET_FILE} has no rows")
+    return features, target
+
+
 def evaluate(model_dir: Path, test_dir: Path, output_dir: Path) -> dict[str, Any]:
     import xgboost as xgb
 
@@ -173,11 +186,8 @@ def evaluate(model_dir: Path, test_dir: Path, output_dir: Path) -> dict[str, Any
         spec = json.loads((extracted / "feature_spec.json").read_text())
         booster = xgb.Booster()
         booster.load_model(extracted / "xgboost-model.json")
-    test = pd.read_csv(Path(test_dir) / "test.csv")
-    if len(test) == 0:
-        raise ValueError(f"{Path(test_dir) / 'test.csv'} has no rows")
-    y_true = test.pop(_ENCODED_TARGET_COLUMN).to_numpy()
-    predictions = booster.predict(xgb.DMatrix(test.to_numpy(dtype=np.float32)))
+    features, y_true = load_test_split(Path(test_dir))
+    predictions = booster.predict(xgb.DMatrix(features))
     problem_type = spec["problem_type"]
     plots: list[str] = []
     if problem_type == "regression":

@@ -12,6 +12,11 @@ Answer (application/json):
     {"predictions": [{"value": 12.5}, ...]}                                      regression
 
 Bad input raises `InvalidInput` (a ValueError) whose message names what is wrong.
+
+Cost: a request should cost what the model costs. JSON rows of numbers (the common case) go from
+`json.loads` straight into one float64 array in feature order, are imputed with NumPy and scored
+by `inplace_predict`; pandas is used only for records, CSV and categorical columns, and for the
+precise error message when a request is bad.
 """
 
 from __future__ import annotations
@@ -70,8 +75,7 @@ def _check_value(value: Any, where: str) -> None:
         raise InvalidInput(f"{where} is {value}; expected a finite number")
 
 
-def parse_rows(payload: Any, spec: FeatureSpec) -> pd.DataFrame:
-    """Validated JSON payload -> raw frame with the spec's feature columns."""
+def _instances(payload: Any) -> list[Any]:
     if not isinstance(payload, dict) or "instances" not in payload:
         raise InvalidInput('body must be a JSON object with an "instances" array')
     instances = payload["instances"]
@@ -79,6 +83,36 @@ def parse_rows(payload: Any, spec: FeatureSpec) -> pd.DataFrame:
         raise InvalidInput('"instances" must be a non-empty array of rows')
     if len(instances) > MAX_ROWS:
         raise InvalidInput(f'"instances" has {len(instances)} rows; at most {MAX_ROWS} per request')
+    return instances
+
+
+_NUMBER_TYPES = frozenset((int, float, type(None)))  # exact types: bool (a subclass of int) is not a number here
+
+
+def numeric_rows(payload: Any, spec: FeatureSpec) -> np.ndarray | None:
+    """The fast path: rows of JSON numbers/null for an all-numeric spec -> float64 matrix in feature
+    order (NaN = null). None when anything else is in the request (records, strings, booleans, a
+    wrong width, an overflow): the careful path then accepts it or names the problem."""
+    instances = _instances(payload)
+    if spec.categorical_vocabulary or not all(type(row) is list for row in instances):
+        return None
+    seen: set[type] = set()
+    for row in instances:  # C-level `map`: ~1 µs per 64 values, against ~10 µs for per-value checks
+        seen.update(map(type, row))
+    if not seen <= _NUMBER_TYPES:
+        return None
+    try:
+        matrix = np.array(instances, dtype=np.float64)  # None -> NaN
+    except (ValueError, TypeError, OverflowError):  # ragged rows, huge integers
+        return None
+    if matrix.ndim != 2 or matrix.shape[1] != len(spec.feature_columns) or np.isinf(matrix).any():
+        return None
+    return matrix
+
+
+def parse_rows(payload: Any, spec: FeatureSpec) -> pd.DataFrame:
+    """Validated JSON payload -> raw frame with the spec's feature columns (the careful path)."""
+    instances = _instances(payload)
     width = len(spec.feature_columns)
     if all(isinstance(row, list) for row in instances):
         for number, row in enumerate(instances):
@@ -110,7 +144,8 @@ def parse_rows(payload: Any, spec: FeatureSpec) -> pd.DataFrame:
 
 
 def input_fn(request_body: bytes | str, content_type: str | None = JSON_CONTENT_TYPE, spec: FeatureSpec | None = None) -> Any:
-    """Decode the body. Without a spec (the container's call) the payload is kept for predict_fn."""
+    """Decode the body. Without a spec (the container's call) the payload is kept for predict_fn;
+    with one, it is validated into raw numeric rows (an array) or, for anything else, a frame."""
     kind = _base_content_type(content_type)
     text = request_body.decode("utf-8") if isinstance(request_body, (bytes, bytearray)) else request_body
     if kind == JSON_CONTENT_TYPE:
@@ -123,7 +158,10 @@ def input_fn(request_body: bytes | str, content_type: str | None = JSON_CONTENT_
         payload = {"instances": [[_csv_value(cell) for cell in row] for row in rows]}
     else:
         raise InvalidInput(f"content type {content_type!r} is not supported; use {' or '.join(SUPPORTED_CONTENT_TYPES)}")
-    return parse_rows(payload, spec) if spec is not None else payload
+    if spec is None:
+        return payload
+    numeric = numeric_rows(payload, spec)
+    return numeric if numeric is not None else parse_rows(payload, spec)
 
 
 def _reject_constant(name: str) -> Any:
@@ -143,22 +181,35 @@ def _csv_value(cell: str) -> Any:
     return number
 
 
-def predict_fn(data: Any, model: LoadedModel) -> list[dict[str, Any]]:
-    frame = data if isinstance(data, pd.DataFrame) else parse_rows(data, model.spec)
+def features_for(data: Any, spec: FeatureSpec) -> np.ndarray:
+    """A decoded request -> the model's float32 feature matrix. `data` is a payload, a frame of raw
+    columns, or an array of raw numeric rows in feature order (NaN = missing)."""
+    if isinstance(data, np.ndarray):
+        return spec.impute(data.astype(np.float64, copy=False))
+    if not isinstance(data, pd.DataFrame):
+        numeric = numeric_rows(data, spec)
+        if numeric is not None:
+            return spec.impute(numeric)
+        data = parse_rows(data, spec)
     try:
-        features = model.spec.transform(frame)
+        return spec.transform(data)
     except DataError as error:
         raise InvalidInput(str(error)) from None
-    raw = model.booster.inplace_predict(features)  # no DMatrix copy: cheaper for small requests
+
+
+def predict_fn(data: Any, model: LoadedModel) -> list[dict[str, Any]]:
+    raw = model.booster.inplace_predict(features_for(data, model.spec))  # no DMatrix copy
     spec = model.spec
     if spec.problem_type == "regression":
-        return [{"value": float(value)} for value in raw]
+        return [{"value": value} for value in raw.astype(np.float64).tolist()]
     probabilities = np.column_stack([1 - raw, raw]) if raw.ndim == 1 else raw
-    results = []
-    for row in probabilities:
-        best = int(row.argmax())
-        results.append({"label": spec.labels[best], "probabilities": {label: round(float(p), 6) for label, p in zip(spec.labels, row, strict=False)}})
-    return results
+    best = probabilities.argmax(axis=1).tolist()
+    labels = spec.labels
+    # Six decimals for every probability at once. For float32 probabilities this equals Python's
+    # round(p, 6): p * 1e6 is exact in float64 (24 + 14 significant bits), so rint picks the same
+    # integer and the division gives the same nearest double. 10,000 round() calls were a third of a batch.
+    rounded = np.round(probabilities.astype(np.float64), 6).tolist()
+    return [{"label": labels[index], "probabilities": dict(zip(labels, row, strict=True))} for index, row in zip(best, rounded, strict=True)]
 
 
 def output_fn(predictions: list[dict[str, Any]], accept: str | None = JSON_CONTENT_TYPE) -> tuple[str, str]:

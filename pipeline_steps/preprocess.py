@@ -7,15 +7,26 @@ split only, so the endpoint accepts raw rows and every container applies exactly
 
 Container contract (paths are passed as arguments by the pipeline definition):
     --input-dir   /opt/ml/processing/input/data    CSV (header) / MNIST-style CSV / Parquet files
-    --output-dir  /opt/ml/processing/output        train/ validation/ test/ spec/
+    --output-dir  /opt/ml/processing/output        train/ validation/ test/ (features.npy, target.npy) spec/
+
+Split format: NumPy `.npy` arrays, because the two images that read them differ. The SKLearn 1.4-2
+image (which runs this script) has pyarrow, the XGBoost 3.0-5 image (train.py, evaluate.py) does
+not, so Parquet is out; both have numpy 2.1, whose `.npy` loads at memory speed with no parsing
+(CSV of 70,000 x 784 floats took longer to write and read than to train on).
+
+At MNIST scale (70,000 x 784) every step works on whole columns or whole matrices: CSV is read by
+pyarrow when present (pandas' C parser otherwise), numeric columns are recognised by dtype, and
+the splits are taken by row positions from one float32 matrix.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import sys
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,9 +37,14 @@ import pandas as pd
 
 SPEC_FORMAT_VERSION = 1
 SPEC_FILE_NAME = "feature_spec.json"
-SPLIT_FILE_NAMES = {"train": "train.csv", "validation": "validation.csv", "test": "test.csv"}
-# The column that holds the encoded target in the split files written for training/evaluation.
-ENCODED_TARGET_COLUMN = "__target__"
+SPLITS = ("train", "validation", "test")
+# Each split directory holds the encoded feature matrix (float32, `encoded_columns` order) and the
+# encoded target (int64 class positions in `labels`, or float64 for regression). evaluate.py reads
+# them too and repeats these two names (it must stay a single file); a test keeps them equal.
+SPLIT_FEATURES_FILE = "features.npy"
+SPLIT_TARGET_FILE = "target.npy"
+# Columns per slice when a statistic needs float64 (medians): bounded memory on wide tables.
+COLUMN_CHUNK = 64
 PROBLEM_TYPES = ("multiclass", "binary", "regression")
 INPUT_FORMATS = ("auto", "csv", "csv-label-first", "parquet")
 # An object column whose values are numbers this often is a numeric column with garbage in it,
@@ -107,41 +123,59 @@ class FeatureSpec:
         missing = [name for name in self.feature_columns if name not in frame.columns]
         if missing:
             raise DataError(f"missing feature column(s) {missing}; expected columns {self.feature_columns}")
-        numeric = self._numeric_block(frame)
+        return self.assemble(self._numeric_block(frame), frame)
+
+    @property
+    def numeric_columns(self) -> list[str]:
+        return [name for name in self.feature_columns if name not in self.categorical_vocabulary]
+
+    @functools.cached_property
+    def numeric_fill(self) -> np.ndarray:
+        """The imputation values of `numeric_columns`, as one float64 vector for NumPy."""
+        return np.array([self.numeric_impute[name] for name in self.numeric_columns], dtype=np.float64)
+
+    def impute(self, numeric: np.ndarray) -> np.ndarray:
+        """Numeric block (rows x `numeric_columns`, NaN = missing) -> float32 with gaps filled.
+        A float32 block is filled in place (the caller's fresh copy; no second matrix at MNIST size)."""
+        filled = numeric.astype(np.float32, copy=False)
+        rows, columns = np.nonzero(np.isnan(filled))
+        if len(rows):
+            filled[rows, columns] = self.numeric_fill[columns]  # rounded to float32 as a float64 block would be
+        return filled
+
+    def assemble(self, numeric: np.ndarray, frame: pd.DataFrame | None) -> np.ndarray:
+        """Imputed numeric block + one-hot blocks of `frame`'s categorical columns, in `encoded_columns` order."""
+        numeric = self.impute(numeric)
         if not self.categorical_vocabulary:
-            return numeric  # all-numeric data (the digits): one vectorised block, the serving hot path
+            return numeric  # all-numeric data (the digits, MNIST): the serving hot path
+        assert frame is not None, "categorical columns need the raw frame"
         blocks: list[np.ndarray] = []
         numeric_position = 0
-        for name in self.feature_columns:
-            if name not in self.categorical_vocabulary:
+        for name in self.feature_columns:  # a loop over columns only where one-hot blocks interleave
+            if name in self.categorical_vocabulary:
+                blocks.append(self._one_hot(frame[name], name))
+            else:
                 blocks.append(numeric[:, numeric_position : numeric_position + 1])
                 numeric_position += 1
-                continue
-            vocabulary = self.categorical_vocabulary[name]
-            column = frame[name]
-            values = column.astype("object").where(column.notna(), self.categorical_impute[name]).map(_category_key)
-            block = np.zeros((len(frame), len(vocabulary)), dtype=np.float32)
-            index = {value: position for position, value in enumerate(vocabulary)}
-            for row, value in enumerate(values):
-                position = index.get(value)  # unseen categories encode as all zeros
-                if position is not None:
-                    block[row, position] = 1.0
-            blocks.append(block)
-        return np.hstack(blocks) if blocks else np.zeros((len(frame), 0), dtype=np.float32)
+        return np.hstack(blocks)
+
+    def _one_hot(self, column: pd.Series, name: str) -> np.ndarray:
+        vocabulary = self.categorical_vocabulary[name]
+        keys = column.astype("object").where(column.notna(), self.categorical_impute[name]).map(_category_key)
+        codes = pd.Categorical(keys, categories=vocabulary).codes  # -1: unseen category, encodes as all zeros
+        block = np.zeros((len(column), len(vocabulary)), dtype=np.float32)
+        seen = codes >= 0
+        block[np.flatnonzero(seen), codes[seen]] = 1.0
+        return block
 
     def _numeric_block(self, frame: pd.DataFrame) -> np.ndarray:
-        names = [name for name in self.feature_columns if name not in self.categorical_vocabulary]
+        names = self.numeric_columns
         if not names:
-            return np.zeros((len(frame), 0), dtype=np.float32)
+            return np.zeros((len(frame), 0), dtype=np.float64)
         block = frame[names]
         if not all(pd.api.types.is_numeric_dtype(dtype) for dtype in block.dtypes):
             block = pd.DataFrame({name: _to_numeric_or_fail(block[name], name, row_offset=0) for name in names})
-        values = block.to_numpy(dtype=np.float64, na_value=np.nan)
-        gaps = np.isnan(values)
-        if gaps.any():
-            fill = np.array([self.numeric_impute[name] for name in names])
-            values = np.where(gaps, fill, values)
-        return values.astype(np.float32)
+        return block.to_numpy(dtype=np.float64, na_value=np.nan)
 
     def rows_to_frame(self, rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
         """Positional rows (in `feature_columns` order) -> a frame with the raw column names."""
@@ -195,8 +229,11 @@ def list_input_files(input_dir: Path) -> list[Path]:
     return files
 
 
-def read_table(input_dir: Path, input_format: str = "auto", target_column: str = "label") -> pd.DataFrame:
-    """Read every file under `input_dir` into one frame (same columns in each file)."""
+def read_table(input_dir: Path, input_format: str = "auto", target_column: str = "label", text_columns: Sequence[str] = ()) -> pd.DataFrame:
+    """Read every file under `input_dir` into one frame (same columns in each file).
+
+    Numbers arrive as numeric columns; the target and `text_columns` (forced categoricals) as text,
+    so "1.0" stays the category "1.0" and labels keep their spelling."""
     if input_format not in INPUT_FORMATS:
         raise DataError(f"input format {input_format!r} is not one of {', '.join(INPUT_FORMATS)}")
     frames = []
@@ -208,10 +245,10 @@ def read_table(input_dir: Path, input_format: str = "auto", target_column: str =
             if fmt == "parquet":
                 frame = pd.read_parquet(path)
             elif fmt == "csv-label-first":
-                frame = pd.read_csv(path, header=None, dtype=str, keep_default_na=True)
+                frame = _read_csv(path, header=False, text_columns=[0])
                 frame.columns = [target_column] + [f"f{i}" for i in range(1, frame.shape[1])]
             else:
-                frame = pd.read_csv(path, dtype=str, keep_default_na=True, skipinitialspace=True)
+                frame = _read_csv(path, header=True, text_columns=[target_column, *text_columns])
         except pd.errors.EmptyDataError:
             raise DataError(f"{path.name} is empty; expected a header line and data rows") from None
         except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as error:
@@ -228,6 +265,46 @@ def read_table(input_dir: Path, input_format: str = "auto", target_column: str =
     if len(table) == 0:
         raise DataError(f"{table.attrs['source']} has no data rows; expected at least one row after the header")
     return table
+
+
+def _csv_engine() -> str:
+    try:
+        import pyarrow  # noqa: F401  (the SKLearn image has it; multi-threaded, ~25x the C parser on wide files)
+    except ImportError:
+        return "c"
+    return "pyarrow"
+
+
+def _read_csv(path: Path, header: bool, text_columns: Sequence[str | int]) -> pd.DataFrame:
+    """One CSV with inferred numeric columns. Columns the parser did not type as int, float or text
+    (booleans, dates) are read again as text: the feature spec decides what they are, as before."""
+    engine = _csv_engine()
+    names = _csv_header(path) if header else None
+    wanted = {column: str for column in text_columns if names is None or column in names}
+    frame = pd.read_csv(path, header=0 if header else None, dtype=wanted or None, keep_default_na=True, engine=engine)
+    if header:  # the pyarrow engine has no skipinitialspace: strip names and text cells like it
+        frame.columns = [str(name).lstrip(" ") for name in frame.columns]
+    numeric = frame.dtypes.map(_numeric_dtype).to_numpy(dtype=bool)
+    others = frame.columns[~numeric]
+    odd = [name for name in others if pd.api.types.infer_dtype(frame[name], skipna=True) not in ("string", "empty")]
+    if odd:  # rare (booleans, dates): one more read, all text
+        again = pd.read_csv(path, header=0 if header else None, dtype=str, keep_default_na=True, engine=engine)
+        again.columns = frame.columns
+        for name in odd:
+            frame[name] = again[name]
+    for name in others:
+        frame[name] = frame[name].str.lstrip(" ")
+    return frame
+
+
+def _csv_header(path: Path) -> list[str]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        first = handle.readline()
+    return [name.strip(" \r\n").strip('"') for name in first.split(",")]
+
+
+def _numeric_dtype(dtype: Any) -> bool:
+    return bool(pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype))
 
 
 # -- fitting ------------------------------------------------------------------------------------
@@ -247,8 +324,13 @@ def infer_problem_type(target: pd.Series, requested: str = "auto") -> str:
 def classify_columns(frame: pd.DataFrame, feature_columns: Iterable[str], categorical: Iterable[str] = ()) -> tuple[list[str], list[str]]:
     """Split feature columns into numeric and categorical; numeric columns holding garbage fail."""
     forced = set(categorical)
+    feature_columns = list(feature_columns)
+    typed = {name for name, dtype in frame[feature_columns].dtypes.items() if _numeric_dtype(dtype)} - forced
     numeric_columns, categorical_columns = [], []
     for name in feature_columns:
+        if name in typed:  # parsed as numbers: nothing to check per value (784 MNIST pixels land here)
+            numeric_columns.append(name)
+            continue
         column = frame[name]
         if name in forced:
             categorical_columns.append(name)
@@ -266,13 +348,19 @@ def classify_columns(frame: pd.DataFrame, feature_columns: Iterable[str], catego
 
 
 def fit_feature_spec(
-    train: pd.DataFrame, target_column: str, problem_type: str, numeric_columns: list[str], categorical_columns: list[str], labels: list[str]
+    table: pd.DataFrame,
+    target_column: str,
+    problem_type: str,
+    numeric_columns: list[str],
+    categorical_columns: list[str],
+    labels: list[str],
+    rows: np.ndarray | None = None,
 ) -> FeatureSpec:
-    feature_columns = [c for c in train.columns if c != target_column]
-    numeric_impute: dict[str, float] = {}
-    for name in numeric_columns:
-        median = pd.to_numeric(train[name], errors="coerce").median()
-        numeric_impute[name] = 0.0 if (median is None or math.isnan(median)) else float(median)
+    """Fit on the training rows (`rows` of `table`, default all) only. `numeric_columns` must
+    already hold numbers (see `numeric_frame`)."""
+    feature_columns = [c for c in table.columns if c != target_column]
+    numeric_impute = dict(zip(numeric_columns, column_medians(table, numeric_columns, rows), strict=True))
+    train = table if rows is None else table[categorical_columns].iloc[rows]
     vocabulary: dict[str, list[str]] = {}
     impute: dict[str, str] = {}
     for name in categorical_columns:
@@ -290,6 +378,40 @@ def fit_feature_spec(
     )
 
 
+def column_medians(frame: pd.DataFrame, columns: list[str], rows: np.ndarray | None = None) -> list[float]:
+    """Median of each column over `rows` ignoring gaps (0.0 for an empty one), in float64 like pandas,
+    a slice of `COLUMN_CHUNK` columns at a time so a wide table never needs a second float64 copy."""
+    medians: list[float] = []
+    for start in range(0, len(columns), COLUMN_CHUNK):
+        block = frame[columns[start : start + COLUMN_CHUNK]].to_numpy(dtype=np.float64, na_value=np.nan)
+        if rows is not None:
+            block = block[rows]
+        if len(block) == 0:
+            medians.extend([0.0] * block.shape[1])
+            continue
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-empty column: NaN, imputed as 0.0 below
+            values = np.nanmedian(block, axis=0) if np.isnan(block).any() else np.median(block, axis=0)
+        medians.extend(0.0 if math.isnan(value) else float(value) for value in values)
+    return medians
+
+
+def numeric_frame(table: pd.DataFrame, numeric_columns: list[str], source: str) -> pd.DataFrame:
+    """`table` with every numeric column as numbers. Columns the reader typed already are checked
+    for infinities as one matrix; text columns that hold numbers are converted (or fail naming the line)."""
+    typed = [name for name in numeric_columns if _numeric_dtype(table[name].dtype)]
+    if typed:
+        for start in range(0, len(typed), COLUMN_CHUNK):
+            names = typed[start : start + COLUMN_CHUNK]
+            infinite = np.isinf(table[names].to_numpy(dtype=np.float64, na_value=np.nan))
+            if infinite.any():  # the first column's first bad row, as a column-by-column check names it
+                column, row = (int(v[0]) for v in np.nonzero(infinite.T))
+                raise DataError(f"column {names[column]!r} row {row + 1} is infinite; expected a finite number")
+    already = set(typed)
+    converted = {name: _to_numeric_or_fail(table[name], name, row_offset=1, source=source) for name in numeric_columns if name not in already}
+    return table.assign(**converted) if converted else table
+
+
 @dataclass(frozen=True)
 class PreprocessResult:
     spec: FeatureSpec
@@ -297,7 +419,18 @@ class PreprocessResult:
 
 
 def stratified_split(frame: pd.DataFrame, stratify: pd.Series | None, validation_size: float, test_size: float, seed: int) -> dict[str, pd.DataFrame]:
+    positions = split_positions(len(frame), stratify, validation_size, test_size, seed)
+    return {name: frame.iloc[rows] for name, rows in positions.items()}
+
+
+def split_positions(rows: int, stratify: pd.Series | None, validation_size: float, test_size: float, seed: int) -> dict[str, np.ndarray]:
+    """Row positions of train/validation/test. Splitting positions draws exactly what splitting the
+    frame did (scikit-learn shuffles indices either way) without copying 785-column frames twice."""
     from sklearn.model_selection import train_test_split
+
+    frame = np.arange(rows)
+    if stratify is not None:
+        stratify = stratify.reset_index(drop=True)
 
     if not (0 < validation_size < 1 and 0 < test_size < 1 and validation_size + test_size < 1):
         raise DataError(f"validation size {validation_size} and test size {test_size} must be in (0, 1) and sum below 1")
@@ -314,7 +447,7 @@ def stratified_split(frame: pd.DataFrame, stratify: pd.Series | None, validation
             )
     try:
         train, rest = train_test_split(frame, test_size=holdout, random_state=seed, stratify=stratify)
-        rest_stratify = stratify.loc[rest.index] if stratify is not None else None
+        rest_stratify = stratify.iloc[rest] if stratify is not None else None
         validation, test = train_test_split(rest, test_size=test_size / holdout, random_state=seed, stratify=rest_stratify)
     except ValueError as error:
         if stratify is not None:
@@ -324,7 +457,7 @@ def stratified_split(frame: pd.DataFrame, stratify: pd.Series | None, validation
                 raise DataError(
                     f"class {rare.index[0]!r} has {int(rare.iloc[0])} row(s); a stratified train/validation/test split needs at least 3 per class"
                 ) from None
-        raise DataError(f"cannot split {len(frame)} rows into train/validation/test: {error}") from None
+        raise DataError(f"cannot split {rows} rows into train/validation/test: {error}") from None
     return {"train": train, "validation": validation, "test": test}
 
 
@@ -339,7 +472,7 @@ def preprocess(
     test_size: float = 0.15,
     seed: int = 42,
 ) -> PreprocessResult:
-    table = read_table(Path(input_dir), input_format, target_column)
+    table = read_table(Path(input_dir), input_format, target_column, text_columns=categorical_columns)
     source = table.attrs.get("source", "input")
     if target_column not in table.columns:
         raise DataError(f"target column {target_column!r} not found in {source}; columns are {list(table.columns)[:10]}")
@@ -369,23 +502,40 @@ def preprocess(
 
     features = [c for c in table.columns if c != target_column]
     numeric_columns, categorical = classify_columns(table, features, categorical_columns)
-    for name in numeric_columns:  # fail on garbage before any split, naming the original line
-        _to_numeric_or_fail(table[name], name, row_offset=1, source=source)
+    table = numeric_frame(table, numeric_columns, source)  # fails on garbage before any split, naming the line
 
-    splits = stratified_split(table, target_keys if kind != "regression" else None, validation_size, test_size, seed)
-    spec = fit_feature_spec(splits["train"], target_column, kind, numeric_columns, categorical, classes)
-
+    positions = split_positions(len(table), target_keys if kind != "regression" else None, validation_size, test_size, seed)
+    spec = fit_feature_spec(table, target_column, kind, numeric_columns, categorical, classes, rows=positions["train"])
+    target = spec.encode_target(table[target_column])
+    # One float32 matrix of the numeric columns (NaN = gap); each split is a row selection of it.
+    numeric = table[spec.numeric_columns].to_numpy(dtype=np.float32, na_value=np.nan)
     output_dir = Path(output_dir)
     counts = {}
-    for split, frame in splits.items():
-        matrix = spec.transform(frame)
-        encoded = pd.DataFrame(matrix, columns=spec.encoded_columns)
-        encoded.insert(0, ENCODED_TARGET_COLUMN, spec.encode_target(frame[target_column]))
-        (output_dir / split).mkdir(parents=True, exist_ok=True)
-        encoded.to_csv(output_dir / split / SPLIT_FILE_NAMES[split], index=False)
-        counts[split] = len(frame)
+    for split, rows in positions.items():
+        frame = table.iloc[rows] if spec.categorical_vocabulary else None
+        write_split(output_dir / split, spec.assemble(numeric[rows], frame), target[rows])
+        counts[split] = len(rows)
     spec.save(output_dir / "spec")
     return PreprocessResult(spec=spec, row_counts=counts)
+
+
+def write_split(directory: Path, features: np.ndarray, target: np.ndarray) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    np.save(directory / SPLIT_FEATURES_FILE, np.ascontiguousarray(features, dtype=np.float32), allow_pickle=False)
+    np.save(directory / SPLIT_TARGET_FILE, target, allow_pickle=False)
+
+
+def load_split(directory: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(features float32, target) of one split directory, as written by `write_split`."""
+    directory = Path(directory)
+    paths = [directory / SPLIT_FEATURES_FILE, directory / SPLIT_TARGET_FILE]
+    for path in paths:
+        if not path.exists():
+            raise FileNotFoundError(f"{split} data not found at {path}")
+    features, target = (np.load(path, allow_pickle=False) for path in paths)
+    if len(features) != len(target):
+        raise ValueError(f"{split} split at {directory} has {len(features)} feature rows but {len(target)} targets")
+    return features, target
 
 
 def _natural_key(value: str) -> tuple[int, float, str]:

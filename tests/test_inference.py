@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
+import xgboost as xgb
 
 from pipeline_steps import inference, preprocess, train
 from sagelab.datasets import DIGITS_CSV
@@ -72,6 +74,10 @@ def test_missing_values_are_imputed(model: inference.LoadedModel) -> None:
         ('{"instances": [[1], {"a": 1}]}', "application/json", "not a mix"),
         ('{"instances": ' + json.dumps([[0] * 64] * 1001) + "}", "application/json", "has 1001 rows; at most 1000"),
         ("1,2,3", "application/x-npy", "content type 'application/x-npy' is not supported"),
+        # numpy would turn "5" into 5.0 and true into 1.0: the fast path must hand these to the checks
+        ('{"instances": [[' + ",".join(["1"] * 63) + ', "5"]]}', "application/json", "column 'pixel_63' is the string '5'"),
+        ('{"instances": [[' + ",".join(["1"] * 63) + ", 1e400]]}", "application/json", "instances[0][63] is inf; expected a finite number"),
+        ('{"instances": [[' + ",".join(["1"] * 63) + ", [1]]]}", "application/json", "instances[0][63] is list"),
         (",".join(["1"] * 63) + ",inf", "text/csv", "CSV value 'inf' is not a finite number"),
     ],
 )
@@ -79,3 +85,42 @@ def test_bad_input_is_named(model: inference.LoadedModel, body: str, content_typ
     with pytest.raises(inference.InvalidInput) as raised:
         inference.predict_rows(model, body, content_type)
     assert message in str(raised.value)
+
+
+def booster_answers(model: inference.LoadedModel, features: np.ndarray) -> list[dict[str, object]]:
+    """What the booster itself says about these feature rows, in the answer's shape."""
+    probabilities = model.booster.predict(xgb.DMatrix(features.astype(np.float32)))
+    return [
+        {"label": model.spec.labels[int(row.argmax())], "probabilities": {label: round(float(p), 6) for label, p in zip(model.spec.labels, row, strict=True)}}
+        for row in probabilities
+    ]
+
+
+def test_single_rows_and_a_1000_row_batch_equal_the_booster(model: inference.LoadedModel, digits: pd.DataFrame) -> None:
+    features = digits.drop(columns="label").to_numpy(dtype=np.float64)[:1000]
+    expected = booster_answers(model, features)
+    batch = inference.predict_rows(model, json.dumps({"instances": features.tolist()}))
+    assert batch == expected
+    for index in (0, 1, 517, 999):
+        assert inference.predict_rows(model, json.dumps({"instances": [features[index].tolist()]})) == [expected[index]]
+
+
+def test_fast_path_equals_the_careful_path_on_gaps(model: inference.LoadedModel, digits: pd.DataFrame) -> None:
+    """Rows with nulls: the NumPy path (array + median fill) gives the frame path's features exactly."""
+    rows = digits.drop(columns="label").head(50).to_numpy(dtype=np.float64).tolist()
+    rng = np.random.default_rng(0)
+    for row in rows:
+        for position in rng.choice(64, 8, replace=False):
+            row[position] = None
+    payload = {"instances": rows}
+    fast = inference.numeric_rows(payload, model.spec)
+    assert fast is not None and np.isnan(fast).sum() == 400
+    careful = model.spec.transform(inference.parse_rows(payload, model.spec))
+    assert np.array_equal(inference.features_for(payload, model.spec), careful)
+    assert inference.predict_rows(model, json.dumps(payload)) == booster_answers(model, careful)
+
+
+def test_records_and_categoricals_take_the_careful_path(model: inference.LoadedModel, digits: pd.DataFrame) -> None:
+    records = digits.drop(columns="label").head(3).to_dict(orient="records")
+    assert inference.numeric_rows({"instances": records}, model.spec) is None
+    assert [p["label"] for p in inference.predict_rows(model, json.dumps({"instances": records}))] == [str(v) for v in digits["label"].head(3)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from pipeline_steps import evaluate, inference, preprocess, train
 from pipeline_steps.evaluate import CONDITION_METRIC_PATH, EVALUATION_FILE_NAME
 from sagelab.datasets import DIGITS_CSV, digits_rows
+from sagelab.mnist_like import write_mnist_like_csv
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -63,10 +65,105 @@ def test_plots_are_written(trained: dict[str, Path]) -> None:
 
 
 def test_splits_are_stratified_and_disjoint(trained: dict[str, Path]) -> None:
-    frames = {s: pd.read_csv(trained["splits"] / s / f"{s}.csv") for s in ("train", "validation", "test")}
-    assert [len(f) for f in frames.values()] == [1257, 270, 270]
-    proportions = [f[preprocess.ENCODED_TARGET_COLUMN].value_counts(normalize=True).sort_index().to_numpy() for f in frames.values()]
+    splits = {s: preprocess.load_split(trained["splits"] / s, s) for s in preprocess.SPLITS}
+    assert [len(target) for _, target in splits.values()] == [1257, 270, 270]
+    assert all(features.dtype == np.float32 and features.shape[1] == 64 for features, _ in splits.values())
+    proportions = [np.bincount(target, minlength=10) / len(target) for _, target in splits.values()]
     assert np.abs(proportions[0] - proportions[2]).max() < 0.02
+    rows = {s: {row.tobytes() for row in features} for s, (features, _) in splits.items()}
+    assert len(rows["train"] & rows["test"]) < 10  # the digits repeat a few images; a leak would share hundreds
+
+
+# -- the fast preprocess against the original one ----------------------------------------------------
+# tests/fixtures/preprocess_v1 holds what the original preprocess (CSV in, CSV splits out, one
+# column at a time) produced on these inputs, captured before the rewrite: the feature spec and a
+# SHA-256 of every split's float32 features and target, in the original row order.
+FIXTURES = Path(__file__).parent / "fixtures" / "preprocess_v1"
+ORIGINAL_OUTPUTS = json.loads((FIXTURES / "expected.json").read_text())
+
+
+def write_case_input(case: str, directory: Path) -> None:
+    directory.mkdir(parents=True)
+    if case == "mnist_like_2000":
+        write_mnist_like_csv(directory / "mnist.csv", 2000, seed=3)
+    else:
+        source = DIGITS_CSV if case == "digits" else FIXTURES / f"{case}.csv"
+        (directory / source.name).write_bytes(source.read_bytes())
+
+
+def split_digest(features: np.ndarray, target: np.ndarray) -> dict[str, object]:
+    return {
+        "rows": int(features.shape[0]),
+        "columns": int(features.shape[1]),
+        "features_sha256": hashlib.sha256(np.ascontiguousarray(features, dtype=np.float32).tobytes()).hexdigest(),
+        "target_dtype": str(target.dtype),
+        "target_sha256": hashlib.sha256(np.ascontiguousarray(target).tobytes()).hexdigest(),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(ORIGINAL_OUTPUTS))
+def test_preprocess_gives_the_original_spec_and_splits(case: str, tmp_path: Path) -> None:
+    """digits, MNIST-shaped label-first CSV, a binary target with categoricals and gaps, a regression
+    with a forced numeric-looking categorical, text padded with spaces and gaps everywhere."""
+    original = ORIGINAL_OUTPUTS[case]
+    write_case_input(case, tmp_path / "in")
+    preprocess.preprocess(tmp_path / "in", tmp_path / "out", **original["kwargs"])
+    assert json.loads((tmp_path / "out" / "spec" / preprocess.SPEC_FILE_NAME).read_text()) == original["spec"]
+    for split in preprocess.SPLITS:
+        assert split_digest(*preprocess.load_split(tmp_path / "out" / split, split)) == original["splits"][split], split
+
+
+def test_digits_predictions_are_those_of_the_original_code(trained: dict[str, Path]) -> None:
+    """Same splits, same booster (validation alone now drives early stopping, as it did before):
+    the answers on the test split are the original code's, to the last digit."""
+    original = json.loads((FIXTURES / "digits_test_predictions.json").read_text())
+    features, _ = preprocess.load_split(trained["splits"] / "test", "test")
+    model = inference.model_fn(trained["model"])
+    assert int(model.booster.best_iteration) == original["best_iteration"]
+    assert inference.predict_rows(model, json.dumps({"instances": features.tolist()})) == original["predictions"]
+
+
+def test_evaluate_reads_the_files_preprocess_writes() -> None:
+    assert (evaluate.SPLIT_FEATURES_FILE, evaluate.SPLIT_TARGET_FILE) == (preprocess.SPLIT_FEATURES_FILE, preprocess.SPLIT_TARGET_FILE)
+
+
+def test_training_set_is_scored_only_when_asked(trained: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    splits = trained["splits"]
+    common = ["--train", str(splits / "train"), "--validation", str(splits / "validation"), "--spec", str(splits / "spec"), "--num_round", "5"]
+    assert train.main([*common, "--model-dir", str(tmp_path / "a"), "--output-data-dir", str(tmp_path / "oa")]) == 0
+    default_log = capsys.readouterr().out
+    assert "validation-mlogloss" in default_log and "train-mlogloss" not in default_log
+    assert "train" not in json.loads((tmp_path / "oa" / train.REPORT_FILE_NAME).read_text())["history"]
+    assert train.main([*common, "--eval_train", "true", "--model-dir", str(tmp_path / "b"), "--output-data-dir", str(tmp_path / "ob")]) == 0
+    assert "train-mlogloss" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exited:  # argparse's one-line usage error, exit code 2
+        train.main([*common, "--eval_train", "maybe"])
+    assert exited.value.code == 2 and "expected true or false, got 'maybe'" in capsys.readouterr().err
+
+
+def test_training_uses_every_core_by_default() -> None:
+    spec = preprocess.FeatureSpec.from_json(ORIGINAL_OUTPUTS["digits"]["spec"])
+    assert train.xgboost_params(spec, train.Hyperparameters())["nthread"] == len(os.sched_getaffinity(0))
+    assert train.xgboost_params(spec, train.Hyperparameters(nthread=1))["nthread"] == 1
+
+
+def test_mnist_shaped_csv_end_to_end(tmp_path: Path) -> None:
+    """5,000 rows of 784 pixels, label first, no header (SageMaker's XGBoost example layout),
+    through the four scripts' entry points as the containers call them."""
+    write_mnist_like_csv(tmp_path / "in" / "mnist.csv", 5000, seed=5)
+    out = tmp_path / "splits"
+    assert preprocess.main(["--input-dir", str(tmp_path / "in"), "--output-dir", str(out), "--input-format", "csv-label-first"]) == 0
+    features, _ = preprocess.load_split(out / "train", "train")
+    assert features.shape == (3500, 784) and features.dtype == np.float32
+    arguments = ["--train", str(out / "train"), "--validation", str(out / "validation"), "--spec", str(out / "spec"), "--model-dir", str(tmp_path / "model")]
+    assert train.main([*arguments, "--num_round", "25", "--max_depth", "4", "--output-data-dir", str(tmp_path / "output")]) == 0
+    assert evaluate.main(["--model-dir", str(tmp_path / "model"), "--test-dir", str(out / "test"), "--output-dir", str(tmp_path / "eval")]) == 0
+    report = json.loads((tmp_path / "eval" / EVALUATION_FILE_NAME).read_text())
+    assert report["sagelab_summary"]["test_rows"] == 750 and report["sagelab_summary"]["metrics"]["accuracy"] > 0.85
+    model = inference.model_fn(tmp_path / "model")
+    test_features, _ = preprocess.load_split(out / "test", "test")
+    body, content_type = inference.output_fn(inference.predict_fn(inference.input_fn(json.dumps({"instances": test_features[:3].tolist()})), model))
+    assert content_type == "application/json" and len(json.loads(body)["predictions"]) == 3
 
 
 def test_model_dir_is_portable_without_pickle(trained: dict[str, Path]) -> None:
@@ -150,6 +247,7 @@ def test_mnist_style_label_first_csv_and_parquet(tmp_path: Path) -> None:
         ("a,label\n" + "".join(f"{i},7\n" for i in range(30)), [], "target column 'label' has only one class ('7'); classification needs at least two"),
         ("a,label\n" + "".join(f"{'x1' if i == 17 else i},{i % 2}\n" for i in range(30)), [], "column 'a' is numeric but row 18 has 'x1' in digits.csv"),
         ("a,label\n1,0\n2,1\n3,0\n4,1\n5,1\n6,0\n", [], "class '0' has"),
+        ("a,b,label\n" + "".join(f"{i},{'inf' if i == 9 else i},{i % 2}\n" for i in range(30)), [], "column 'b' row 10 is infinite"),
     ],
 )
 def test_bad_data_exits_non_zero_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, args: list[str], message: str) -> None:

@@ -1,0 +1,158 @@
+"""Container parity: the step scripts end to end under the Python and libraries of the SageMaker
+images that run them, on the digits and on an MNIST-shaped CSV.
+
+preprocess.py runs in `.parity/sklearn-1.4-2` (SKLearn processing 1.4-2: Python 3.10, pandas 2.3.2,
+pyarrow 17); train.py, evaluate.py and inference.py in `.parity/xgboost-3.0-5` (XGBoost 3.0-5:
+Python 3.10, xgboost 3.0.5, pandas 2.2.3 and no pyarrow). `make parity-venvs` (a prerequisite of
+`make test`) builds them from parity/*.txt; without a Python 3.10 this module is skipped.
+
+Each step is a fresh process started the way the container starts it: `python <script>` from a
+folder holding only the scripts, with no PYTHONPATH, so a sibling import or a library the image
+lacks fails here as it would on SageMaker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from pipeline_steps import inference
+from sagelab.datasets import DIGITS_CSV
+from sagelab.mnist_like import write_mnist_like_csv
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PARITY_DIR = REPO_ROOT / ".parity"
+SKLEARN_IMAGE, XGBOOST_IMAGE = "sklearn-1.4-2", "xgboost-3.0-5"
+STEP_TIMEOUT_S = 300
+
+
+def image_python(image: str) -> Path:
+    python = PARITY_DIR / image / "bin" / "python"
+    if not (PARITY_DIR / image / ".installed").is_file():
+        pytest.skip(f"container-parity venv {image} not built (make parity-venvs; needs Python 3.10)")
+    return python
+
+
+def pinned_versions(image: str) -> dict[str, str]:
+    lines = (REPO_ROOT / "parity" / f"{image}.txt").read_text().splitlines()
+    return dict(line.split("==") for line in lines if line and not line.startswith("#"))
+
+
+def run_in_image(image: str, arguments: list[str], cwd: Path) -> str:
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    completed = subprocess.run([str(image_python(image)), *arguments], cwd=cwd, env=env, capture_output=True, text=True, timeout=STEP_TIMEOUT_S)
+    assert completed.returncode == 0, (
+        f"{image}: {' '.join(arguments[:2])} exited {completed.returncode}\n{completed.stdout[-2000:]}\n{completed.stderr[-3000:]}"
+    )
+    return completed.stdout
+
+
+@pytest.mark.parametrize(
+    ("image", "modules"),
+    [(SKLEARN_IMAGE, ("sklearn", "pandas", "numpy", "pyarrow")), (XGBOOST_IMAGE, ("xgboost", "sklearn", "pandas", "numpy", "scipy", "matplotlib"))],
+)
+def test_venvs_are_the_images(image: str, modules: tuple[str, ...], tmp_path: Path) -> None:
+    probe = "import importlib, json, sys; print(json.dumps({'python': '%d.%d' % sys.version_info[:2], **{m: importlib.import_module(m).__version__ for m in sys.argv[1:]}}))"
+    versions = json.loads(run_in_image(image, ["-c", probe, *modules], tmp_path))
+    pins = pinned_versions(image)
+    assert versions["python"] == "3.10"
+    assert versions == {"python": "3.10", **{m: pins["scikit-learn" if m == "sklearn" else "xgboost-cpu" if m == "xgboost" else m] for m in modules}}
+
+
+def test_xgboost_image_has_no_pyarrow(tmp_path: Path) -> None:
+    """Why the splits are .npy: the image that trains and evaluates cannot read Parquet."""
+    python = image_python(XGBOOST_IMAGE)
+    completed = subprocess.run([str(python), "-c", "import pyarrow"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert completed.returncode != 0 and "No module named 'pyarrow'" in completed.stderr
+
+
+def code_dir(root: Path) -> Path:
+    """The scripts alone, as the source archive and the processing jobs' code inputs deliver them."""
+    code = root / "code"
+    code.mkdir()
+    for script in ("preprocess.py", "train.py", "evaluate.py", "inference.py"):
+        shutil.copyfile(REPO_ROOT / "pipeline_steps" / script, code / script)
+    return code
+
+
+INFERENCE_DRIVER = """
+import json, sys
+import inference
+model = inference.model_fn(sys.argv[1])
+answers = {}
+for name, body, content_type in json.loads(sys.stdin.read()):
+    text, produced = inference.output_fn(inference.predict_fn(inference.input_fn(body, content_type), model), "application/json")
+    answers[name] = json.loads(text)["predictions"]
+print(json.dumps(answers))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dataset", ["digits", "mnist-shaped"])
+def test_step_scripts_run_in_the_images(dataset: str, tmp_path: Path) -> None:
+    code = code_dir(tmp_path)
+    (tmp_path / "in").mkdir()
+    if dataset == "digits":
+        shutil.copyfile(DIGITS_CSV, tmp_path / "in" / "digits.csv")
+        input_format, threshold = "auto", 0.9
+    else:
+        write_mnist_like_csv(tmp_path / "in" / "mnist.csv", 1500, seed=9)
+        input_format, threshold = "csv-label-first", 0.7
+    splits = tmp_path / "splits"
+    run_in_image(SKLEARN_IMAGE, ["preprocess.py", "--input-dir", str(tmp_path / "in"), "--output-dir", str(splits), "--input-format", input_format], code)
+
+    model_dir = tmp_path / "model"
+    train_args = ["--train", str(splits / "train"), "--validation", str(splits / "validation"), "--spec", str(splits / "spec")]
+    log = run_in_image(
+        XGBOOST_IMAGE, ["train.py", *train_args, "--model-dir", str(model_dir), "--output-data-dir", str(tmp_path / "output"), "--num_round", "30"], code
+    )
+    assert "validation-accuracy=" in log
+
+    packaged = tmp_path / "packaged"  # evaluate receives SageMaker's model.tar.gz
+    packaged.mkdir()
+    with tarfile.open(packaged / "model.tar.gz", "w:gz") as archive:
+        for path in model_dir.iterdir():
+            archive.add(path, arcname=path.name)
+    run_in_image(XGBOOST_IMAGE, ["evaluate.py", "--model-dir", str(packaged), "--test-dir", str(splits / "test"), "--output-dir", str(tmp_path / "eval")], code)
+    summary = json.loads((tmp_path / "eval" / "evaluation.json").read_text())["sagelab_summary"]
+    assert summary["metrics"]["accuracy"] >= threshold and summary["plots"] == ["confusion_matrix.png", "roc_curve.png"]
+
+    # Serving in the image answers like inference.py here, for each request shape it accepts.
+    model = inference.model_fn(model_dir)
+    rows = [[float(v) for v in row] for row in _test_rows(splits)]
+    names = model.spec.feature_columns
+    requests = [
+        ("single", json.dumps({"instances": rows[:1]}), "application/json"),
+        ("batch", json.dumps({"instances": rows}), "application/json"),
+        ("records", json.dumps({"instances": [dict(zip(names, row, strict=True)) for row in rows[:3]]}), "application/json"),
+        ("csv", "\n".join(",".join(repr(v) for v in row) for row in rows[:3]), "text/csv"),
+        ("gaps", json.dumps({"instances": [[None] * len(names)]}), "application/json"),
+    ]
+    driver = subprocess.run(
+        [str(image_python(XGBOOST_IMAGE)), "-c", INFERENCE_DRIVER, str(model_dir)],
+        cwd=code,
+        input=json.dumps(requests),
+        capture_output=True,
+        text=True,
+        timeout=STEP_TIMEOUT_S,
+        env={key: value for key, value in os.environ.items() if key != "PYTHONPATH"},
+    )
+    assert driver.returncode == 0, driver.stderr[-3000:]
+    in_image = json.loads(driver.stdout.splitlines()[-1])
+    for name, body, content_type in requests:
+        here = inference.predict_rows(model, body, content_type)
+        assert [p["label"] for p in in_image[name]] == [p["label"] for p in here], name
+        for theirs, ours in zip(in_image[name], here, strict=True):
+            assert all(abs(theirs["probabilities"][label] - p) <= 2e-6 for label, p in ours["probabilities"].items()), name
+
+
+def _test_rows(splits: Path) -> list[list[float]]:
+    import numpy as np
+
+    return np.load(splits / "test" / "features.npy")[:200].tolist()
