@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import Aws, Duration, RemovalPolicy, Stack
+from aws_cdk import Aws, Duration, RemovalPolicy
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -14,7 +14,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from stacks.front_door import LAMBDA_RUNTIME, POWERTOOLS_ACCOUNT, POWERTOOLS_LAYER_VERSION
+from stacks.lambda_runtime import LAMBDA_RUNTIME, powertools_layer
 from stacks.model_endpoint import ModelEndpoint
 from stacks.nag import acknowledge, acknowledge_policy_wildcards, acknowledge_tracing_grant
 from stacks.naming import ResourceNames
@@ -223,12 +223,7 @@ class ApprovalDeployer(Construct):
             function_policy.node.default_child,  # type: ignore[arg-type]
             lambda _statement: "A stack ARN ends in a stack id CloudFormation assigns at creation; the name part pins this one serving stack.",
         )
-        stack = Stack.of(self)
-        powertools = lambda_.LayerVersion.from_layer_version_arn(
-            self,
-            "Powertools",
-            f"arn:{stack.partition}:lambda:{stack.region}:{POWERTOOLS_ACCOUNT}:layer:AWSLambdaPowertoolsPythonV3-{LAMBDA_RUNTIME.name.replace('.', '')}-x86_64:{POWERTOOLS_LAYER_VERSION}",
-        )
+        powertools = powertools_layer(self)
         function = lambda_.Function(
             self,
             "Function",
@@ -257,10 +252,13 @@ class ApprovalDeployer(Construct):
             function,
             ("NIST.800.53.R5-LambdaConcurrency", "Approvals are rare, human-paced events; reserved concurrency would only risk the account's shared pool."),
             ("NIST.800.53.R5-LambdaInsideVPC", "The function only calls the CloudFormation API; a VPC would add NAT or endpoints and no protection."),
-            ("AwsSolutions-L1", f"{LAMBDA_RUNTIME.name} is the newest runtime with a published Powertools v3 layer version pinned in stacks/front_door.py."),
+            (
+                "AwsSolutions-L1",
+                f"{LAMBDA_RUNTIME.name} is the newest runtime with a published Powertools v3 layer version pinned in stacks/lambda_runtime.py.",
+            ),
             (
                 "Serverless-LambdaLatestVersion",
-                f"{LAMBDA_RUNTIME.name} is the newest runtime with a published Powertools v3 layer version pinned in stacks/front_door.py.",
+                f"{LAMBDA_RUNTIME.name} is the newest runtime with a published Powertools v3 layer version pinned in stacks/lambda_runtime.py.",
             ),
         )
         acknowledge_tracing_grant(role, "approval deployer")

@@ -16,7 +16,6 @@ from typing import Any
 
 from aws_cdk import CfnOutput, Duration, Environment, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
@@ -25,6 +24,7 @@ from stacks.api_web_acl import CLASS_WEB_ACL_EXPORT, ApiWebAcl
 from stacks.model_endpoint import VARIANT
 from stacks.naming import ResourceNames
 from stacks.platform_stack import apply_tags
+from stacks.sagemaker_log_groups import allow_cloudwatch_logs
 
 FIVE_MINUTES = Duration.minutes(5)
 
@@ -66,19 +66,7 @@ class ClassStack(Stack):
         if not student_prefixes:
             raise ValueError("a class stack needs at least one student")
         key = kms.Key(self, "LogKey", description="SageLab class: WAF logs", enable_key_rotation=True, removal_policy=RemovalPolicy.RETAIN)
-        key.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="CloudWatchLogsOfTheClassWaf",
-                principals=[iam.ServicePrincipal(f"logs.{self.region}.amazonaws.com")],
-                actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
-                resources=["*"],
-                conditions={
-                    "ArnLike": {
-                        "kms:EncryptionContext:aws:logs:arn": f"arn:{self.partition}:logs:{self.region}:{self.account}:log-group:aws-waf-logs-sagelab-class-*"
-                    }
-                },
-            )
-        )
+        allow_cloudwatch_logs(key, "CloudWatchLogsOfTheClassWaf", ["aws-waf-logs-sagelab-class-*"])
         self.web_acl = ApiWebAcl(
             self,
             "Waf",

@@ -14,6 +14,7 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from stacks.data_buckets import DataBuckets
+from stacks.model_approval import REVIEW_MODEL_ACTIONS
 from stacks.nag import acknowledge_policy_wildcards
 from stacks.naming import ResourceNames
 
@@ -288,12 +289,7 @@ class ExecutionRoles(Construct):
             ),
             iam.PolicyStatement(
                 sid="ReviewModels",
-                actions=[
-                    "sagemaker:ListModelPackages",
-                    "sagemaker:DescribeModelPackage",
-                    "sagemaker:DescribeModelPackageGroup",
-                    "sagemaker:UpdateModelPackage",
-                ],
+                actions=list(REVIEW_MODEL_ACTIONS),
                 resources=[names.model_package_group_arn(), names.model_packages_arn()],
             ),
             iam.PolicyStatement(sid="CallTheEndpoint", actions=["sagemaker:InvokeEndpoint"], resources=[names.endpoint_arn()]),

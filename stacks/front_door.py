@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import Duration, Fn, RemovalPolicy, Stack
+from aws_cdk import Duration, Fn, RemovalPolicy
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -22,14 +22,12 @@ from constructs import Construct
 from runtime.front_door.build_openapi import health_body, openapi_body
 from sagelab.config import ServingConfig
 from stacks.api_web_acl import CLASS_WEB_ACL_EXPORT, ApiWebAcl, associate_web_acl
+from stacks.lambda_runtime import LAMBDA_RUNTIME, powertools_layer
 from stacks.nag import acknowledge, acknowledge_tracing_grant
 from stacks.naming import ResourceNames
 
 RUNTIME_DIR = Path(__file__).resolve().parent.parent / "runtime" / "front_door"
 REQUEST_SCHEMA = RUNTIME_DIR / "request_schema.json"
-POWERTOOLS_ACCOUNT = "017000801446"  # AWS's account that publishes the Powertools layers
-POWERTOOLS_LAYER_VERSION = 27
-LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_12
 STAGE = "prod"
 DEFAULT_RESERVED_CONCURRENCY = 20
 # Credentials a WAF log must never hold: API keys, SigV4 signatures and session tokens.
@@ -132,7 +130,6 @@ class FrontDoor(Construct):
     def _function(
         self, names: ResourceNames, log_key: kms.IKey, log_retention: logs.RetentionDays, reserved_concurrency: int | None, trace_in_code: bool
     ) -> lambda_.Function:
-        stack = Stack.of(self)
         function_logs = logs.LogGroup(self, "FunctionLogs", retention=log_retention, encryption_key=log_key, removal_policy=RemovalPolicy.DESTROY)
         role = iam.Role(self, "FunctionRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description=f"SageLab {names.prefix}: front door")
         iam.ManagedPolicy(
@@ -144,11 +141,7 @@ class FrontDoor(Construct):
                 iam.PolicyStatement(sid="WriteOwnLogs", actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[function_logs.log_group_arn]),
             ],
         )
-        layer = lambda_.LayerVersion.from_layer_version_arn(
-            self,
-            "Powertools",
-            f"arn:{stack.partition}:lambda:{stack.region}:{POWERTOOLS_ACCOUNT}:layer:AWSLambdaPowertoolsPythonV3-{LAMBDA_RUNTIME.name.replace('.', '')}-x86_64:{POWERTOOLS_LAYER_VERSION}",
-        )
+        layer = powertools_layer(self)
         function = lambda_.Function(
             self,
             "Function",

@@ -18,6 +18,14 @@ from stacks.naming import ResourceNames
 
 PENDING = "PendingManualApproval"
 
+# Reviewing a group's versions and approving (or rejecting) one: what approving takes, whoever holds it.
+REVIEW_MODEL_ACTIONS = (
+    "sagemaker:ListModelPackages",
+    "sagemaker:DescribeModelPackage",
+    "sagemaker:DescribeModelPackageGroup",
+    "sagemaker:UpdateModelPackage",
+)
+
 
 class ModelApproval(Construct):
     """An approver role and a Deny policy on the roles that train.
@@ -70,12 +78,7 @@ class ModelApproval(Construct):
             statements=[
                 iam.PolicyStatement(
                     sid="ReviewAndApprove",
-                    actions=[
-                        "sagemaker:ListModelPackages",
-                        "sagemaker:DescribeModelPackage",
-                        "sagemaker:DescribeModelPackageGroup",
-                        "sagemaker:UpdateModelPackage",
-                    ],
+                    actions=list(REVIEW_MODEL_ACTIONS),
                     resources=[names.model_package_group_arn(), names.model_packages_arn()],
                 )
             ],

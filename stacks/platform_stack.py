@@ -17,7 +17,7 @@ from stacks.execution_roles import ExecutionRoles
 from stacks.model_approval import ModelApproval
 from stacks.naming import ResourceNames
 from stacks.notebook_environment import NotebookEnvironment
-from stacks.sagemaker_log_groups import ACCOUNT_WIDE_LOG_GROUPS, SageMakerLogGroups, endpoint_log_group_name
+from stacks.sagemaker_log_groups import ACCOUNT_WIDE_LOG_GROUPS, SageMakerLogGroups, allow_cloudwatch_logs, endpoint_log_group_name
 from stacks.student_guardrails import StudentGuardrails
 from stacks.training_pipeline import TrainingPipeline
 
@@ -171,21 +171,7 @@ class PlatformStack(Stack):
         serving stack. CloudWatch Logs names the group in the encryption context of every call."""
         key = self.buckets.key
         log_groups = environment_log_group_patterns(self.names, account_wide=self.env_config.account_log_groups)
-        key.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="CloudWatchLogsOfThisEnvironment",
-                principals=[iam.ServicePrincipal(f"logs.{self.region}.amazonaws.com")],
-                actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
-                resources=["*"],
-                conditions={
-                    "ArnLike": {
-                        "kms:EncryptionContext:aws:logs:arn": [
-                            f"arn:{self.partition}:logs:{self.region}:{self.account}:log-group:{name}" for name in log_groups
-                        ]
-                    }
-                },
-            )
-        )
+        allow_cloudwatch_logs(key, "CloudWatchLogsOfThisEnvironment", log_groups)
         key.add_to_resource_policy(
             iam.PolicyStatement(
                 sid="CloudWatchAlarmsToEncryptedTopic",

@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from aws_cdk import RemovalPolicy
+from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
@@ -82,3 +83,24 @@ class SageMakerLogGroups(Construct):
             )
             for name in log_group_names
         }
+
+
+def allow_cloudwatch_logs(key: kms.IKey, sid: str, log_group_names: Sequence[str]) -> None:
+    """Let CloudWatch Logs use `key` for these log groups only (IAM wildcards allowed in the names):
+    the service names the group in the encryption context of every call it makes with the key."""
+    stack = Stack.of(key)
+    key.add_to_resource_policy(
+        iam.PolicyStatement(
+            sid=sid,
+            principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
+            actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+            resources=["*"],
+            conditions={
+                "ArnLike": {
+                    "kms:EncryptionContext:aws:logs:arn": [
+                        f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group:{name}" for name in log_group_names
+                    ]
+                }
+            },
+        )
+    )
