@@ -7,6 +7,7 @@ policies, no inline policies), scoped to this environment's buckets, key and Sag
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aws_cdk import Aws
@@ -115,6 +116,66 @@ def sagemaker_trust(*, with_source_arn: bool) -> iam.IPrincipal:
     )
 
 
+def _job_arns(job_prefix: str) -> list[str]:
+    return [_job_arn(kind, job_prefix) for kind in ("processing-job", "training-job", "hyper-parameter-tuning-job")]
+
+
+def bucket_access(sid: str, bucket_arns: Sequence[str], write: bool, prefix: str = "*") -> list[iam.PolicyStatement]:
+    object_actions = ["s3:GetObject", "s3:GetObjectVersion"] + (["s3:PutObject", "s3:AbortMultipartUpload"] if write else [])
+    return [
+        iam.PolicyStatement(sid=f"{sid}List", actions=["s3:ListBucket", "s3:GetBucketLocation"], resources=list(bucket_arns)),
+        iam.PolicyStatement(sid=f"{sid}Objects", actions=object_actions, resources=[f"{arn}/{prefix}" for arn in bucket_arns]),
+    ]
+
+
+@dataclass(frozen=True)
+class _CommonStatements:
+    """Statements more than one role carries: the environment key, the framework images, metrics."""
+
+    kms_use: iam.PolicyStatement
+    kms_grant: iam.PolicyStatement
+    ecr_pull: list[iam.PolicyStatement]
+    metrics: iam.PolicyStatement
+
+    @classmethod
+    def of(cls, buckets: DataBuckets, image_repository_arns: Sequence[str]) -> _CommonStatements:
+        key = buckets.key
+        kms_use = iam.PolicyStatement(
+            sid="UseEnvironmentKey",
+            actions=[
+                "kms:Decrypt",
+                "kms:Encrypt",
+                "kms:GenerateDataKey",
+                "kms:GenerateDataKeyWithoutPlaintext",
+                "kms:ReEncryptFrom",
+                "kms:ReEncryptTo",
+                "kms:DescribeKey",
+            ],
+            resources=[key.key_arn],
+        )
+        kms_grant = iam.PolicyStatement(
+            sid="GrantKeyToSageMakerVolumes",
+            actions=["kms:CreateGrant"],
+            resources=[key.key_arn],
+            conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
+        )
+        ecr_pull = [
+            iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
+            iam.PolicyStatement(
+                sid="PullFrameworkImages",
+                actions=["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+                resources=list(image_repository_arns),
+            ),
+        ]
+        metrics = iam.PolicyStatement(
+            sid="PublishSageMakerMetrics",
+            actions=["cloudwatch:PutMetricData"],
+            resources=["*"],
+            conditions={"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*", "aws/sagemaker/*", "SageLab*"]}},
+        )
+        return cls(kms_use=kms_use, kms_grant=kms_grant, ecr_pull=ecr_pull, metrics=metrics)
+
+
 class ExecutionRoles(Construct):
     """Least-privilege roles for SageMaker to assume on this environment's behalf.
 
@@ -152,52 +213,20 @@ class ExecutionRoles(Construct):
             self.pipeline_role_name = existing_role_arn.split(":role/", 1)[1]
             return
 
-        data, artifacts, key = buckets.data_bucket, buckets.artifacts_bucket, buckets.key
-        kms_use = iam.PolicyStatement(
-            sid="UseEnvironmentKey",
-            actions=[
-                "kms:Decrypt",
-                "kms:Encrypt",
-                "kms:GenerateDataKey",
-                "kms:GenerateDataKeyWithoutPlaintext",
-                "kms:ReEncryptFrom",
-                "kms:ReEncryptTo",
-                "kms:DescribeKey",
-            ],
-            resources=[key.key_arn],
-        )
-        kms_grant = iam.PolicyStatement(
-            sid="GrantKeyToSageMakerVolumes",
-            actions=["kms:CreateGrant"],
-            resources=[key.key_arn],
-            conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
-        )
-        ecr_pull = [
-            iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
-            iam.PolicyStatement(
-                sid="PullFrameworkImages",
-                actions=["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
-                resources=list(image_repository_arns),
-            ),
-        ]
-        metrics = iam.PolicyStatement(
-            sid="PublishSageMakerMetrics",
-            actions=["cloudwatch:PutMetricData"],
-            resources=["*"],
-            conditions={"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*", "aws/sagemaker/*", "SageLab*"]}},
-        )
+        common = _CommonStatements.of(buckets, image_repository_arns)
+        self.pipeline_role = self._pipeline_role(names, buckets, common)
+        self.notebook_role = self._notebook_role(names, buckets, common)
+        self.endpoint_role = self._endpoint_role(names, buckets, common)
+        if allowed_instance_types:
+            self._only_allowed_instance_types(allowed_instance_types)
+        self.pipeline_role_name = self.pipeline_role.role_name
 
-        def bucket_access(sid: str, bucket_arns: Sequence[str], write: bool, prefix: str = "*") -> list[iam.PolicyStatement]:
-            object_actions = ["s3:GetObject", "s3:GetObjectVersion"] + (["s3:PutObject", "s3:AbortMultipartUpload"] if write else [])
-            return [
-                iam.PolicyStatement(sid=f"{sid}List", actions=["s3:ListBucket", "s3:GetBucketLocation"], resources=list(bucket_arns)),
-                iam.PolicyStatement(sid=f"{sid}Objects", actions=object_actions, resources=[f"{arn}/{prefix}" for arn in bucket_arns]),
-            ]
-
-        # -- pipeline: runs the jobs and registers models ----------------------------------------
+    def _pipeline_role(self, names: ResourceNames, buckets: DataBuckets, common: _CommonStatements) -> iam.Role:
+        """Runs the jobs and registers models."""
+        data, artifacts = buckets.data_bucket, buckets.artifacts_bucket
         job_prefix = names.prefix
-        job_arns = [_job_arn(kind, job_prefix) for kind in ("processing-job", "training-job", "hyper-parameter-tuning-job")]
-        self.pipeline_role = iam.Role(
+        job_arns = _job_arns(job_prefix)
+        role = iam.Role(
             self,
             "PipelineRole",
             assumed_by=sagemaker_trust(with_source_arn=True),
@@ -213,10 +242,10 @@ class ExecutionRoles(Construct):
                 actions=["s3:PutObject", "s3:AbortMultipartUpload"],
                 resources=[f"{artifacts.bucket_arn}/{prefix}/*" for prefix in RUN_OUTPUT_PREFIXES],
             ),
-            kms_use,
-            kms_grant,
-            *ecr_pull,
-            metrics,
+            common.kms_use,
+            common.kms_grant,
+            *common.ecr_pull,
+            common.metrics,
             *logs_write("WriteSageMakerLogs", [(PROCESSING_LOGS, f"{job_prefix}-"), (TRAINING_LOGS, f"{job_prefix}-")]),
             iam.PolicyStatement(
                 sid="RunPipelineJobs",
@@ -241,14 +270,18 @@ class ExecutionRoles(Construct):
                 resources=[names.model_package_group_arn(), names.model_packages_arn()],
             ),
         ]
-        self._managed_policy("PipelinePolicy", self.pipeline_role, pipeline_statements)
+        self._managed_policy("PipelinePolicy", role, pipeline_statements)
         # The pipeline hands its own role to the jobs it starts, and to nothing else.
-        self._pass_self(self.pipeline_role, "PipelinePassSelf")
+        self._pass_self(role, "PipelinePassSelf")
 
-        # -- notebook: the student's seat -----------------------------------------------------------
-        self.notebook_role = iam.Role(
-            self, "NotebookRole", assumed_by=sagemaker_trust(with_source_arn=False), description=f"SageLab {names.prefix}: notebook instance"
-        )
+        return role
+
+    def _notebook_role(self, names: ResourceNames, buckets: DataBuckets, common: _CommonStatements) -> iam.Role:
+        """The student's seat."""
+        data, artifacts = buckets.data_bucket, buckets.artifacts_bucket
+        job_prefix = names.prefix
+        job_arns = _job_arns(job_prefix)
+        role = iam.Role(self, "NotebookRole", assumed_by=sagemaker_trust(with_source_arn=False), description=f"SageLab {names.prefix}: notebook instance")
         notebook_statements = [
             *bucket_access("ReadWriteData", [data.bucket_arn], write=True),
             *bucket_access("ReadArtifacts", [artifacts.bucket_arn], write=False),
@@ -260,7 +293,7 @@ class ExecutionRoles(Construct):
                 actions=["s3:GetObject", "s3:GetObjectVersion"],
                 resources=[f"{artifacts.bucket_arn}/{DATA_CAPTURE_PREFIX}/*"],
             ),
-            kms_use,
+            common.kms_use,
             *logs_write("WriteSageMakerLogs", [(NOTEBOOK_LOGS, f"{names.notebook}/")]),
             iam.PolicyStatement(
                 sid="OperateThePipeline",
@@ -309,10 +342,15 @@ class ExecutionRoles(Construct):
                 resources=[_log_stream_arn(PROCESSING_LOGS, f"{job_prefix}-"), _log_stream_arn(TRAINING_LOGS, f"{job_prefix}-")],
             ),
         ]
-        self._managed_policy("NotebookPolicy", self.notebook_role, notebook_statements)
+        self._managed_policy("NotebookPolicy", role, notebook_statements)
 
-        # -- endpoint: the model's execution role ---------------------------------------------------
-        self.endpoint_role = iam.Role(
+        return role
+
+    def _endpoint_role(self, names: ResourceNames, buckets: DataBuckets, common: _CommonStatements) -> iam.Role:
+        """The model's execution role (endpoint and batch transform)."""
+        artifacts = buckets.artifacts_bucket
+        job_prefix = names.prefix
+        role = iam.Role(
             self,
             "EndpointRole",
             assumed_by=sagemaker_trust(with_source_arn=True),
@@ -325,26 +363,27 @@ class ExecutionRoles(Construct):
                 actions=["s3:PutObject", "s3:AbortMultipartUpload"],
                 resources=[f"{artifacts.bucket_arn}/{DATA_CAPTURE_PREFIX}/*", f"{artifacts.bucket_arn}/batch-predictions/*"],
             ),
-            kms_use,
-            kms_grant,
-            *ecr_pull,
-            metrics,
+            common.kms_use,
+            common.kms_grant,
+            *common.ecr_pull,
+            common.metrics,
             # An endpoint logs to a group of its own, /aws/sagemaker/Endpoints/<endpoint name>.
             *logs_write("WriteSageMakerLogs", [(f"/aws/sagemaker/Endpoints/{names.endpoint}", ""), (TRANSFORM_LOGS, f"{job_prefix}-")]),
         ]
-        self._managed_policy("EndpointPolicy", self.endpoint_role, endpoint_statements)
+        self._managed_policy("EndpointPolicy", role, endpoint_statements)
 
-        if allowed_instance_types:
-            guard = iam.PolicyStatement(
-                sid="OnlyAllowedInstanceTypes",
-                effect=iam.Effect.DENY,
-                actions=list(INSTANCE_TYPED_ACTIONS),
-                resources=["*"],
-                conditions={"ForAnyValue:StringNotLike": {"sagemaker:InstanceTypes": list(allowed_instance_types)}},
-            )
-            iam.ManagedPolicy(self, "AllowedInstanceTypes", statements=[guard], roles=[self.pipeline_role, self.notebook_role, self.endpoint_role])
+        return role
 
-        self.pipeline_role_name = self.pipeline_role.role_name
+    def _only_allowed_instance_types(self, allowed_instance_types: Sequence[str]) -> None:
+        """Every role is denied SageMaker jobs, endpoints and notebooks on other instance types."""
+        guard = iam.PolicyStatement(
+            sid="OnlyAllowedInstanceTypes",
+            effect=iam.Effect.DENY,
+            actions=list(INSTANCE_TYPED_ACTIONS),
+            resources=["*"],
+            conditions={"ForAnyValue:StringNotLike": {"sagemaker:InstanceTypes": list(allowed_instance_types)}},
+        )
+        iam.ManagedPolicy(self, "AllowedInstanceTypes", statements=[guard], roles=[self.pipeline_role, self.notebook_role, self.endpoint_role])
 
     def _managed_policy(self, construct_id: str, role: iam.Role, statements: list[iam.PolicyStatement]) -> iam.ManagedPolicy:
         # Statement ids must be unique within a policy; repeated helpers reuse sids, so number them.
