@@ -400,9 +400,10 @@ def numeric_frame(table: pd.DataFrame, numeric_columns: list[str], source: str) 
     """`table` with every numeric column as numbers. Columns the reader typed already are checked
     for infinities as one matrix; text columns that hold numbers are converted (or fail naming the line)."""
     typed = [name for name in numeric_columns if _numeric_dtype(table[name].dtype)]
-    if typed:
-        for start in range(0, len(typed), COLUMN_CHUNK):
-            names = typed[start : start + COLUMN_CHUNK]
+    floats = [name for name in typed if pd.api.types.is_float_dtype(table[name].dtype)]  # integers cannot be infinite
+    if floats:
+        for start in range(0, len(floats), COLUMN_CHUNK):
+            names = floats[start : start + COLUMN_CHUNK]
             infinite = np.isinf(table[names].to_numpy(dtype=np.float64, na_value=np.nan))
             if infinite.any():  # the first column's first bad row, as a column-by-column check names it
                 column, row = (int(v[0]) for v in np.nonzero(infinite.T))
