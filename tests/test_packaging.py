@@ -2,8 +2,10 @@
 scripts, runtime files, digits CSV and notebook, and nothing looks for the repository.
 
 The wheel is built without build isolation and installed into a fresh venv that sees this venv's
-site-packages (`--system-site-packages`), so nothing is downloaded; the checkout is never on the
-installed CLI's path (it runs from an empty folder, with PYTHONPATH cleared).
+site-packages (`--system-site-packages`), with its declared dependencies (requirements.txt) resolved
+there and no index, so nothing is downloaded and a dependency the wheel does not declare correctly
+fails the install; the checkout is never on the installed CLI's path (it runs from an empty folder,
+with PYTHONPATH cleared).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def installed_sagelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
     site_packages = subprocess.run([target_python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], check=True, capture_output=True, text=True)
     ours = [p for p in sys.path if p.endswith("site-packages") and not p.startswith(str(root))]
     Path(site_packages.stdout.strip(), "outer-venv.pth").write_text("\n".join(ours) + "\n")
-    subprocess.run([*pip, "--python", str(target_python), "install", "--no-deps", "--no-index", "-q", str(wheel)], check=True, timeout=120)
+    subprocess.run([*pip, "--python", str(target_python), "install", "--no-index", "-q", str(wheel)], check=True, timeout=120)
     where = "import sagelab, pipeline_steps, runtime.notebook; print(sagelab.__file__, pipeline_steps.__file__, runtime.notebook.__file__)"
     located = subprocess.run([target_python, "-c", where], cwd=root, env=_outside_the_checkout(root), check=True, capture_output=True, text=True)
     assert all(path.startswith(str(root / "venv")) for path in located.stdout.split()), located.stdout

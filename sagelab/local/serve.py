@@ -27,7 +27,7 @@ import tarfile
 import tempfile
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -319,6 +319,25 @@ def _request_model() -> Any:
     return jsonschema.Draft4Validator(json.loads(REQUEST_SCHEMA.read_text()))
 
 
+@cache
+def _fast_request_model() -> Callable[[Any], bool]:
+    """The same model compiled to Python code (fastjsonschema, as the Lambda does): a valid
+    1,000-row batch passes in a few milliseconds instead of ~200 ms; only a body that fails is
+    walked again by jsonschema, whose error names the path as API Gateway's does."""
+    import fastjsonschema
+
+    validate = fastjsonschema.compile(json.loads(REQUEST_SCHEMA.read_text()))
+
+    def passes(payload: Any) -> bool:
+        try:
+            validate(payload)
+        except fastjsonschema.JsonSchemaException:
+            return False
+        return True
+
+    return passes
+
+
 def request_model_problem(text: str) -> str | None:
     """API Gateway's request validator: the body against the request model (draft-04); None if it passes."""
     try:
@@ -327,6 +346,8 @@ def request_model_problem(text: str) -> str | None:
         return "invalid request body: nested too deeply"
     except ValueError:
         return None  # not JSON: the model validator lets the Lambda name the problem
+    if _fast_request_model()(payload):
+        return None
     errors = sorted(_request_model().iter_errors(payload), key=lambda e: list(e.absolute_path))
     if not errors:
         return None
