@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Protocol
 
 from aws_cdk import Duration, Fn, RemovalPolicy
 from aws_cdk import aws_apigateway as apigw
@@ -20,7 +20,6 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from runtime.front_door.build_openapi import health_body, openapi_body
-from sagelab.config import ServingConfig
 from stacks.api_web_acl import CLASS_WEB_ACL_EXPORT, ApiWebAcl, associate_web_acl
 from stacks.lambda_runtime import LAMBDA_RUNTIME, powertools_layer
 from stacks.nag import acknowledge, acknowledge_tracing_grant
@@ -83,6 +82,29 @@ def _error_template(code: str, message: str) -> dict[str, str]:
     return {"application/json": json.dumps({"error": code, "message": message, "requestId": "$context.requestId"})}
 
 
+class FrontDoorSettings(Protocol):
+    """What the front door reads of an environment's serving settings (the config's `serving` section
+    has these; the construct does not depend on the config module)."""
+
+    @property
+    def auth(self) -> Literal["api_key", "iam"]: ...
+
+    @property
+    def throttle_rate_limit(self) -> int: ...
+
+    @property
+    def throttle_burst_limit(self) -> int: ...
+
+    @property
+    def quota_per_day(self) -> int: ...
+
+    @property
+    def waf(self) -> Literal["own", "shared", "off"]: ...
+
+    @property
+    def waf_rate_limit_per_5_minutes(self) -> int: ...
+
+
 class FrontDoor(Construct):
     """The public API of an environment.
 
@@ -107,7 +129,7 @@ class FrontDoor(Construct):
         construct_id: str,
         *,
         names: ResourceNames,
-        serving: ServingConfig,
+        serving: FrontDoorSettings,
         log_key: kms.IKey,
         log_retention: logs.RetentionDays,
         reserved_concurrency: int | None = DEFAULT_RESERVED_CONCURRENCY,
@@ -186,7 +208,7 @@ class FrontDoor(Construct):
         return function
 
     # -- the API ---------------------------------------------------------------------------------
-    def _api(self, names: ResourceNames, serving: ServingConfig, access_logs: logs.LogGroup) -> apigw.RestApi:
+    def _api(self, names: ResourceNames, serving: FrontDoorSettings, access_logs: logs.LogGroup) -> apigw.RestApi:
         return apigw.RestApi(
             self,
             "Api",
@@ -220,7 +242,7 @@ class FrontDoor(Construct):
                 f"Response{response_type.response_type}", type=response_type, status_code=status, templates=_error_template(code, message)
             )
 
-    def _routes(self, names: ResourceNames, serving: ServingConfig) -> apigw.Method:
+    def _routes(self, names: ResourceNames, serving: FrontDoorSettings) -> apigw.Method:
         request_model = self.api.add_model(
             "PredictRequest", content_type="application/json", model_name="PredictRequest", schema=json_schema(json.loads(REQUEST_SCHEMA.read_text()))
         )
@@ -242,7 +264,7 @@ class FrontDoor(Construct):
         self.api.root.add_resource("openapi.json").add_method("GET", _static_json(openapi_body()), method_responses=[_OK])
         return predict
 
-    def _usage_plan(self, names: ResourceNames, serving: ServingConfig) -> tuple[apigw.IApiKey | None, apigw.UsagePlan | None]:
+    def _usage_plan(self, names: ResourceNames, serving: FrontDoorSettings) -> tuple[apigw.IApiKey | None, apigw.UsagePlan | None]:
         if serving.auth != "api_key":
             return None, None
         # A key identifies a client for its plan's throttle and quota; it is not authentication
@@ -260,7 +282,7 @@ class FrontDoor(Construct):
         return api_key, usage_plan
 
     # -- WAF ---------------------------------------------------------------------------------------
-    def _web_acl(self, names: ResourceNames, serving: ServingConfig, log_key: kms.IKey, log_retention: logs.RetentionDays) -> ApiWebAcl | None:
+    def _web_acl(self, names: ResourceNames, serving: FrontDoorSettings, log_key: kms.IKey, log_retention: logs.RetentionDays) -> ApiWebAcl | None:
         """The environment's own web ACL, the class's shared one, or none (by `serving.waf`)."""
         stage_arn = self.api.deployment_stage.stage_arn
         if serving.waf == "shared":
@@ -277,7 +299,7 @@ class FrontDoor(Construct):
         associate_web_acl(self, "WebAclAssociation", stage_arn, web_acl.web_acl_arn)
         return web_acl
 
-    def _acknowledge_api(self, serving: ServingConfig) -> None:
+    def _acknowledge_api(self, serving: FrontDoorSettings) -> None:
         execution_logging = "Execution logging needs the account-wide API Gateway CloudWatch role, which one environment's stack must not own; JSON access logs record every request."
         acknowledge(
             self.api,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict
+from typing import Literal, Protocol
 
 from aws_cdk import Aws, CfnCondition, CfnResource, Duration, Fn, RemovalPolicy
 from aws_cdk import aws_applicationautoscaling as appscaling
@@ -15,7 +15,6 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
-from sagelab.config import ServingConfig
 from stacks.data_buckets import DATA_CAPTURE_PREFIX
 from stacks.nag import acknowledge
 from stacks.naming import ResourceNames
@@ -28,10 +27,38 @@ TARGET_INVOCATIONS_PER_INSTANCE = 100
 SCALING_SERVICE_LINKED_ROLE = "aws-service-role/sagemaker.application-autoscaling.amazonaws.com/AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
 # The settings that the model and endpoint config are made of; a change to one of them replaces
 # both, so it must also change their names (CloudFormation cannot replace a named resource in place).
+
+
+class EndpointSettings(Protocol):
+    """What the endpoint reads of an environment's serving settings (the config's `serving` section
+    has these; the construct does not depend on the config module)."""
+
+    @property
+    def mode(self) -> Literal["realtime", "serverless"]: ...
+
+    @property
+    def instance_type(self) -> str: ...
+
+    @property
+    def initial_instance_count(self) -> int: ...
+
+    @property
+    def max_instance_count(self) -> int: ...
+
+    @property
+    def serverless_memory_mb(self) -> int: ...
+
+    @property
+    def serverless_max_concurrency(self) -> int: ...
+
+    @property
+    def data_capture_percent(self) -> int: ...
+
+
 _NAMED_SETTINGS = ("mode", "instance_type", "initial_instance_count", "serverless_memory_mb", "serverless_max_concurrency", "data_capture_percent")
 
 
-def deployment_name_prefix(names: ResourceNames, serving: ServingConfig) -> str:
+def deployment_name_prefix(names: ResourceNames, serving: EndpointSettings) -> str:
     """`<prefix>-<8 hex>-v`: the start of this environment's model and endpoint-config names.
 
     Names are ours (not CloudFormation's generated ones) so that the deployment role can be scoped
@@ -39,7 +66,7 @@ def deployment_name_prefix(names: ResourceNames, serving: ServingConfig) -> str:
     between students by the student id alone) also keeps `sagelab-alice-<hex>-v*` from matching a
     neighbour `alice-b`'s names (`sagelab-alice-b-...`: "b-" is not 8 hex digits).
     """
-    settings = {key: value for key, value in asdict(serving).items() if key in _NAMED_SETTINGS}
+    settings = {key: getattr(serving, key) for key in _NAMED_SETTINGS}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
     return f"{names.prefix}-{digest}-v"
 
@@ -72,7 +99,7 @@ class ModelEndpoint(Construct):
         construct_id: str,
         *,
         names: ResourceNames,
-        serving: ServingConfig,
+        serving: EndpointSettings,
         model_package_arn: str,
         has_model: CfnCondition,
         role: iam.IRole,

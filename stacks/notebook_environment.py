@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 from aws_cdk import Fn
 from aws_cdk import aws_iam as iam
@@ -11,12 +13,34 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
-from sagelab.config import NotebookConfig
 from stacks.nag import acknowledge
 from stacks.naming import ResourceNames
 
 ON_START_SCRIPT = Path(__file__).resolve().parent.parent / "runtime" / "notebook" / "on_start.sh"
 LIFECYCLE_SCRIPT_LIMIT = 16384  # SageMaker's limit on each base64-encoded lifecycle script
+
+
+class NotebookSettings(Protocol):
+    """What the notebook reads of an environment's notebook settings (the config's `notebook` section
+    has these; the construct does not depend on the config module)."""
+
+    @property
+    def instance_type(self) -> str: ...
+
+    @property
+    def volume_size_gb(self) -> int: ...
+
+    @property
+    def idle_timeout_minutes(self) -> int: ...
+
+    @property
+    def direct_internet_access(self) -> bool: ...
+
+    @property
+    def subnet_id(self) -> str | None: ...
+
+    @property
+    def security_group_ids(self) -> Sequence[str]: ...
 
 
 class NotebookEnvironment(Construct):
@@ -42,7 +66,7 @@ class NotebookEnvironment(Construct):
         construct_id: str,
         *,
         names: ResourceNames,
-        notebook: NotebookConfig,
+        notebook: NotebookSettings,
         role: iam.IRole,
         key: kms.IKey,
         lab_bucket: s3.IBucket,
