@@ -29,7 +29,6 @@ RUNTIME_DIR = Path(__file__).resolve().parent.parent / "runtime" / "front_door"
 REQUEST_SCHEMA = RUNTIME_DIR / "request_schema.json"
 STAGE = "prod"
 DEFAULT_RESERVED_CONCURRENCY = 20
-# Credentials a WAF log must never hold: API keys, SigV4 signatures and session tokens.
 _SCHEMA_TYPES = {
     "object": apigw.JsonSchemaType.OBJECT,
     "array": apigw.JsonSchemaType.ARRAY,
