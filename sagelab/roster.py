@@ -114,6 +114,7 @@ def classroom_config(config: SageLabConfig, students: list[Student], label: str 
     classroom = config.classroom
     environments = []
     environment_names = {env.name for env in config.environments}
+    _check_name_prefixes(students, environment_names, label)
     for student in students:
         _check_not_taken(student, environment_names, label)
         env = replace_checked(
@@ -161,3 +162,24 @@ def _check_not_taken(student: Student, environment_names: set[str], label: str) 
         )
     if student_id in RESERVED_STUDENT_IDS:
         raise ConfigError(f"{label} line {student.line}: student id {student_id!r} is reserved ({RESERVED_STUDENT_IDS[student_id]}); choose another id")
+
+
+def _check_name_prefixes(students: list[Student], environment_names: set[str], label: str) -> None:
+    """Students who share the class account are isolated by name prefix (`sagelab-<id>-*`: jobs,
+    log streams; docs/decisions/0010). Ids may contain hyphens, so `alice-2`'s names start with
+    `sagelab-alice-` too, and a student `dev-2`'s with the `dev` environment's prefix: refuse such
+    a row, naming its line, instead of letting one reach the other."""
+    shared = [student for student in students if student.account_id is None]
+    for student in shared:
+        for environment in sorted(environment_names):
+            if student.student_id.startswith(f"{environment}-"):
+                raise ConfigError(
+                    f"{label} line {student.line}: student id {student.student_id!r} starts with the prefix of environment {environment!r} "
+                    f"('sagelab-{environment}-'), whose roles would reach its jobs and logs in a shared account: rename it or give it its own account"
+                )
+        for other in shared:
+            if other is not student and student.student_id.startswith(f"{other.student_id}-"):
+                raise ConfigError(
+                    f"{label} line {student.line}: student ids {other.student_id!r} and {student.student_id!r} share an account, and every name of "
+                    f"{student.student_id!r} starts with {other.student_id!r}'s prefix 'sagelab-{other.student_id}-': rename one or give it its own account"
+                )

@@ -35,7 +35,7 @@ from aws_cdk import App, AssetHashType, DefaultStackSynthesizer, Environment, Fi
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
-from sagelab.config import ConfigError, EnvironmentConfig, SageLabConfig
+from sagelab.config import EnvironmentConfig, SageLabConfig
 
 # Placeholders for what differs between students of one shape. The id is 20 characters (the
 # longest a student id may be), so every length limit CDK checks on the template environment holds
@@ -233,24 +233,6 @@ def clear_template_environments(app: App) -> None:
     shutil.rmtree(Path(app.outdir) / TEMPLATES_DIR, ignore_errors=True)
 
 
-def check_name_prefixes(environments: Sequence[EnvironmentConfig]) -> None:
-    """Students who share an account are isolated by name prefix (`sagelab-<id>-*`: jobs, log
-    streams; docs/decisions/0010). Student ids may contain hyphens, so `alice-2`'s names start with
-    `sagelab-alice-` too: refuse such a pair instead of letting one student reach the other."""
-    by_account: dict[str | None, list[str]] = {}
-    for env in environments:
-        if env.shares_account_with_class:
-            by_account.setdefault(env.account, []).append(env.name)
-    for names in by_account.values():
-        for name in names:
-            for other in names:
-                if other != name and other.startswith(f"{name}-"):
-                    raise ConfigError(
-                        f"student ids {name!r} and {other!r} share an account, and every name of {other!r} starts with {name!r}'s prefix "
-                        f"'sagelab-{name}-': rename one or give it its own account"
-                    )
-
-
 def add_classroom(
     app: App,
     config: SageLabConfig,
@@ -259,7 +241,6 @@ def add_classroom(
     add_checks: Callable[[App], None],
 ) -> list[Stack]:
     """Every student's stacks, stamped from one template environment per shape of student."""
-    check_name_prefixes(config.environments)
     outdir = Path(app.outdir)
     context = app.node.get_all_context()
     templates: dict[StudentShape, TemplateEnvironment] = {}

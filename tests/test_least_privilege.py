@@ -384,8 +384,8 @@ def test_a_roster_whose_prefixes_overlap_is_refused(tmp_path_factory: pytest.Tem
     with pytest.raises(ConfigError) as raised:
         build_app(App(context={**cdk_context(), "roster": str(roster)}, outdir=str(root / "out")))
     assert str(raised.value) == (
-        "student ids 'alice' and 'alice-2' share an account, and every name of 'alice-2' starts with 'alice''s prefix 'sagelab-alice-': "
-        "rename one or give it its own account"
+        f"{roster} line 3: student ids 'alice' and 'alice-2' share an account, and every name of 'alice-2' starts with 'alice''s prefix "
+        "'sagelab-alice-': rename one or give it its own account"
     )
 
 

@@ -42,9 +42,21 @@ def test_the_stamping_placeholder_is_reserved() -> None:
     assert TEMPLATE_STUDENT_ID in RESERVED_STUDENT_IDS
 
 
-def test_ids_that_only_share_a_prefix_with_an_environment_are_fine() -> None:
-    # Stacks are addressed by exact name (make deploy/destroy, the README), so `dev-2` is not `dev`.
-    students = parse_roster("student_id,email\ndev-2,d@x.edu\ndevon,e@x.edu\n")
+def test_a_shared_account_id_within_an_environments_prefix_is_refused_with_its_line() -> None:
+    # `dev`'s roles are scoped to `sagelab-dev-*`, which names every job of a student `dev-2` too.
+    students = parse_roster("student_id,email\ndevon,e@x.edu\ndev-2,d@x.edu\n")
+    with pytest.raises(ConfigError) as raised:
+        classroom_config(load_config(TWO_ENVIRONMENTS), students)
+    assert str(raised.value) == (
+        "roster.csv line 3: student id 'dev-2' starts with the prefix of environment 'dev' ('sagelab-dev-'), whose roles would reach "
+        "its jobs and logs in a shared account: rename it or give it its own account"
+    )
+
+
+def test_ids_that_only_look_alike_or_have_their_own_account_are_fine() -> None:
+    # Stacks are addressed by exact name (make deploy/destroy, the README), and `devon`'s names do
+    # not start with `sagelab-dev-`; a student in an account of their own shares no names.
+    students = parse_roster("student_id,email,account_id\ndev-2,d@x.edu,123456789012\ndevon,e@x.edu,\n")
     config = classroom_config(load_config(TWO_ENVIRONMENTS), students)
     assert [env.name for env in config.environments] == ["dev-2", "devon"]
 
