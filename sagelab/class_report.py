@@ -11,6 +11,7 @@ month-to-date spend by the `student` cost-allocation tag. A value that cannot be
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import html
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -158,9 +159,22 @@ th,td{{border:1px solid #ccc;padding:4px 8px;text-align:left}}th{{background:#ee
 
 def add_status(classroom: Any, students: Sequence[Any], rows: Sequence[dict[str, str]], today: dt.date) -> None:
     """Fill the status columns of `rows` (one per student, from ClassroomOperations.report)."""
+
+    @functools.cache
+    def class_account() -> str | None:
+        """The admin's (class) account, asked of STS once for every shared-account student; None
+        makes student_status say why the budget cannot be read."""
+        try:
+            return str(translate(classroom.admin.client("sts").get_caller_identity)["Account"])
+        except OperationError:
+            return None
+
+    def account_of(student: Any) -> str | None:
+        return str(student.account_id) if student.account_id is not None else class_account()
+
     for student, row in zip(students, rows, strict=True):
         if row["status"] == "deployed":
-            row.update(student_status(classroom.ops_for(student), student.student_id, student.account_id))
+            row.update(student_status(classroom.ops_for(student), student.student_id, account_of(student)))
         else:
             row.update(dict.fromkeys(STATUS_COLUMNS, ""))
     add_spend(rows, class_spend(classroom.admin.client("ce"), today))
