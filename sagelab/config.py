@@ -103,6 +103,21 @@ class PipelineConfig:
     cv_folds: StrictInt = Field(default=0, ge=0, le=20, description="0 (off) or 2..20")
     approval_status: Literal["PendingManualApproval", "Approved"] = "PendingManualApproval"
     tuning: TuningConfig = TuningConfig()
+    # The algorithm a run uses when `--param Algorithm=...` is not given (docs/decisions/0011).
+    algorithm: Literal["xgboost", "kmeans", "autopilot", "custom"] = "xgboost"
+    # Built-in K-Means: the number of clusters (pipeline parameter `Clusters`).
+    kmeans_clusters: StrictInt = Field(default=10, ge=2, le=1000, description="2..1000")
+    # Gates of the kinds `metric` does not belong to (evaluate.py decides which applies):
+    # regression `rmse <= rmse_threshold` (0 = the test target's standard deviation, i.e. better
+    # than the best constant prediction), clustering `silhouette >= silhouette_threshold`.
+    rmse_threshold: StrictFloat = Field(default=0.0, ge=0, description="0 (auto) or a positive RMSE")
+    silhouette_threshold: StrictFloat = Field(default=0.1, ge=-1, le=1, description="-1..1")
+    # Autopilot (AutoMLStep, ensembling mode): how many candidates and how long the job may run.
+    autopilot_max_candidates: StrictInt = Field(default=10, ge=1, le=250, description="1..250")
+    autopilot_max_runtime_minutes: StrictInt = Field(default=60, ge=5, le=2880, description="5..2880 minutes")
+    # Your own training script (relative to the config file's folder or the project), run in the
+    # SKLearn framework image under the SageMaker training contract; adds `custom` to Algorithm.
+    custom_script: Text | None = None
 
     @property
     def metric_is_error(self) -> bool:
