@@ -34,6 +34,11 @@ CONDITION_METRIC_PATH = "sagelab_summary.metrics.{metric}"
 # Metrics that are better when lower; the pipeline's condition uses <= for these and >= otherwise.
 ERROR_METRICS = ("mse", "rmse", "mae", "log_loss")
 SUMMARY_KEY = CONDITION_METRIC_PATH.split(".")[0]
+# The gate every chain's condition reads: ConditionEquals(JsonGet(GATE_PASSED_PATH), 1), and the
+# Fail step's message (docs/decisions/0011).
+GATE_PASSED_PATH = "sagelab_summary.gate.passed"
+GATE_MESSAGE_PATH = "sagelab_summary.gate.message"
+MODEL_DESCRIPTION_FILE_NAME = "model_description.json"
 CLASSIFICATION_METRICS = ("accuracy", "weighted_precision", "weighted_recall", "weighted_f1", "roc_auc")
 REGRESSION_METRICS = ("mse", "rmse", "mae", "r2")
 CONFUSION_MATRIX_PNG = "confusion_matrix.png"

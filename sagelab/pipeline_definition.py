@@ -2,17 +2,23 @@
 
 This is the only module that imports `sagemaker`: a move to SDK v3 touches this file alone.
 
-    InputDataUri
+    InputDataUri, Algorithm
          |
-    [Preprocess]  SKLearn 1.4-2 processing: preprocess.py -> train/ validation/ test/ spec/
+    [Preprocess]  SKLearn 1.4-2 processing: preprocess.py -> train/ validation/ test/ spec/ tabular/
          |
-    [Train]       XGBoost 3.0-5 script mode: train.py        (or [Tune]: a tuning job over train.py)
-         |
-    [Evaluate]    XGBoost 3.0-5 processing: evaluate.py -> evaluation.json (PropertyFile), PNGs
-         |
-    [CheckMetric] metric >= MetricThreshold (scores) / <= (errors)
-       /      \\
- [RegisterModel]  [MetricBelowThreshold] (Fail, message names metric, value, threshold)
+         +- [IsXGBoost]   Train|Tune (XGBoost 3.0-5 script mode) -> Evaluate -> CheckMetric
+         |                  -> RegisterModel | MetricBelowThreshold
+         +- [IsKMeans]    KMeansTrain (built-in K-Means image) -> KMeansEvaluate -> KMeansCheckMetric
+         |                  -> KMeansRegisterModel | KMeansMetricBelowThreshold
+         +- [IsAutopilot] Autopilot (AutoML job, ensembling) -> AutopilotModel -> AutopilotPredict
+         |                  (batch transform of the test split) -> AutopilotEvaluate -> AutopilotCheckMetric
+         |                  -> AutopilotRegisterModel | AutopilotMetricBelowThreshold
+         +- [IsCustom]    (with pipeline.custom_script) CustomTrain (your script, SKLearn image)
+                            -> CustomEvaluate -> CustomCheckMetric -> CustomRegisterModel | ...
+
+`Algorithm` is a parameter with its allowed values declared, so one deployed pipeline trains any
+of them per run and an unknown value is refused before anything runs (docs/decisions/0011). Every
+gate reads the verdict evaluate.py writes for the model's kind (`sagelab_summary.gate`).
 
 The definition is built once per app with `${Name}` placeholders (see `PLACEHOLDERS`) where each
 environment's values go; CDK fills them with `Fn::Sub`, `sagelab run` with local values. No AWS
@@ -37,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from sagelab.config import PipelineConfig, TuningConfig
-from sagelab.step_contract import CONDITION_METRIC_PATH, EVALUATION_FILE_NAME, METRIC_LINE_FORMAT
+from sagelab.step_contract import EVALUATION_FILE_NAME, GATE_MESSAGE_PATH, GATE_PASSED_PATH, METRIC_LINE_FORMAT, MODEL_DESCRIPTION_FILE_NAME
 
 # SDK settings that must hold before `sagemaker` is imported: no telemetry, no config files read
 # from the user's machine or S3 (they would make the definition depend on who builds it).
@@ -52,7 +58,11 @@ XGBOOST_FRAMEWORK_VERSION = "3.0-5"
 PIPELINE_CODE_PREFIX = "pipeline-code"
 SOURCEDIR_ARCHIVE = "sourcedir.tar.gz"
 MODEL_CODE_DIR = "/opt/ml/model/code"  # where the serving container finds the code train.py packed into the model
-STEP_SCRIPTS = ("preprocess.py", "train.py", "evaluate.py", "inference.py")
+STEP_SCRIPTS = ("preprocess.py", "train.py", "train_custom.py", "evaluate.py", "inference.py")
+# Built-in K-Means: the image version the SDK's table knows for every region.
+KMEANS_IMAGE_VERSION = "1"
+AUTOGLUON_IMAGE_VERSION = "1.1.1"  # only its repository matters (see _retrieve_image_uris)
+AUTOPILOT_INFERENCE_IMAGE = "AutopilotInferenceImageUri"
 # Placeholders substituted per environment (CDK: Fn::Sub; local runner: its own values), besides
 # CloudFormation's own pseudo parameters (PSEUDO_PARAMETERS).
 PLACEHOLDERS = (
@@ -65,6 +75,7 @@ PLACEHOLDERS = (
     "JobNamePrefix",
     "SklearnImageUri",
     "XgboostImageUri",
+    "KmeansImageUri",
 )
 PSEUDO_PARAMETERS = ("AWS::Partition", "AWS::AccountId", "AWS::Region")
 STEP_PREPROCESS = "Preprocess"
@@ -75,6 +86,20 @@ STEP_CHECK = "CheckMetric"
 STEP_REGISTER = "RegisterModel"
 STEP_FAIL = "MetricBelowThreshold"
 EVALUATION_PROPERTY_FILE = "EvaluationReport"
+DATA_SUMMARY_PROPERTY_FILE = "DataSummary"
+DATA_SUMMARY_FILE_NAME = "data_summary.json"  # preprocess.py writes it into its `spec` output
+ALGORITHMS = ("xgboost", "kmeans", "autopilot")  # + "custom" when pipeline.custom_script is set
+CUSTOM_ALGORITHM = "custom"
+CUSTOM_SCRIPT_DIR = "custom"  # where the code bundle ships pipeline.custom_script
+# Step-name prefixes of each algorithm's chain; XGBoost keeps the original names (no prefix), so
+# the CLI, the lab and `sagelab pipeline logs Train` read as before.
+BRANCH_PREFIX = {"xgboost": "", "kmeans": "KMeans", "autopilot": "Autopilot", "custom": "Custom"}
+BRANCH_CONDITION = {"xgboost": "IsXGBoost", "kmeans": "IsKMeans", "autopilot": "IsAutopilot", "custom": "IsCustom"}
+# The model each chain registers is tagged with these, for the approval deployer and the front
+# door (decision 0011): which container speaks which format, and where its description is.
+METADATA_ALGORITHM = "sagelab:algorithm"
+METADATA_PROBLEM_TYPE = "sagelab:problem-type"
+METADATA_DESCRIPTION = "sagelab:model-description"
 _SDK_CONFIG = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}
 
 
@@ -118,7 +143,7 @@ def image_uris(region: str, cache_dir: Path | None = DEFAULT_CACHE_DIR) -> dict[
 
 @functools.cache
 def _image_uris(region: str, cache_dir: Path | None) -> tuple[tuple[str, str], ...]:
-    key = f"{importlib.metadata.version('sagemaker')}-{region}-{SKLEARN_FRAMEWORK_VERSION}-{XGBOOST_FRAMEWORK_VERSION}"
+    key = f"{importlib.metadata.version('sagemaker')}-{region}-{SKLEARN_FRAMEWORK_VERSION}-{XGBOOST_FRAMEWORK_VERSION}-kmeans{KMEANS_IMAGE_VERSION}-autogluon{AUTOGLUON_IMAGE_VERSION}"
     path = Path(cache_dir) / f"image-uris-{key}.json" if cache_dir is not None else None
     if path is not None and path.is_file():
         return tuple((name, uri) for name, uri in json.loads(path.read_text()))
@@ -135,7 +160,14 @@ def _image_uris(region: str, cache_dir: Path | None) -> tuple[tuple[str, str], .
 def _retrieve_image_uris(sdk_image_uris: Any, region: str) -> tuple[tuple[str, str], ...]:
     sklearn = sdk_image_uris.retrieve("sklearn", region=region, version=SKLEARN_FRAMEWORK_VERSION, instance_type="ml.m5.large")
     xgboost = sdk_image_uris.retrieve("xgboost", region=region, version=XGBOOST_FRAMEWORK_VERSION, instance_type="ml.m5.large")
-    return (("SklearnImageUri", sklearn), ("XgboostImageUri", xgboost))
+    kmeans = sdk_image_uris.retrieve("kmeans", region=region, version=KMEANS_IMAGE_VERSION)
+    # Not a placeholder: Autopilot picks its candidates' inference image at run time. Ensembling
+    # candidates are served by the AutoGluon inference image; the roles that create and run the
+    # best candidate's model may pull from that repository (any tag).
+    autogluon = sdk_image_uris.retrieve(
+        "autogluon", region=region, version=AUTOGLUON_IMAGE_VERSION, image_scope="inference", instance_type="ml.m5.large", py_version="py311"
+    )
+    return (("SklearnImageUri", sklearn), ("XgboostImageUri", xgboost), ("KmeansImageUri", kmeans), (AUTOPILOT_INFERENCE_IMAGE, autogluon))
 
 
 def _offline_session() -> Any:
@@ -155,7 +187,10 @@ class _Parameters:
     input_data_uri: Any
     target_column: Any
     input_format: Any
+    algorithm: Any
     metric_threshold: Any
+    rmse_threshold: Any
+    silhouette_threshold: Any
     approval_status: Any
     processing_instance_type: Any
     training_instance_type: Any
@@ -163,6 +198,7 @@ class _Parameters:
     max_depth: Any
     eta: Any
     num_round: Any
+    clusters: Any
 
     def in_order(self) -> list[Any]:
         return [getattr(self, name) for name in self.__dataclass_fields__]
@@ -195,24 +231,76 @@ class _Shared:
         )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class _Data:
+    """What Preprocess gives every chain: its step, outputs by name and the data summary file."""
+
+    step: Any
+    summary: Any
+
+    def output(self, name: str, *subfolder: str) -> Any:
+        from sagemaker.workflow.functions import Join
+
+        uri = self.step.properties.ProcessingOutputConfig.Outputs[name].S3Output.S3Uri
+        return Join(on="/", values=[uri, *subfolder]) if subfolder else uri
+
+
+@dataclass(frozen=True)
+class _Model:
+    """What a chain's training leaves for evaluation and registration."""
+
+    steps: list[Any]  # the chain's steps up to the model (training, and for Autopilot model + transform)
+    model: Any  # an SDK Model for registration
+    predictions: Any = None  # the batch transform output (Autopilot)
+    automl_job_name: Any = None
+
+
+def algorithms(settings: PipelineSettings) -> tuple[str, ...]:
+    """The values the `Algorithm` parameter accepts for these settings."""
+    return (*ALGORITHMS, CUSTOM_ALGORITHM) if settings.custom_script else ALGORITHMS
+
+
+def step_name(algorithm: str, step: str) -> str:
+    """A chain's step name: `KMeansEvaluate`; the XGBoost chain keeps the plain names."""
+    return f"{BRANCH_PREFIX[algorithm]}{step}"
+
+
 def build_pipeline(settings: PipelineSettings) -> Any:
     """The sagemaker `Pipeline` object (SDK type); most callers want `build_definition`.
 
-    Preprocess -> Train (or Tune) -> Evaluate -> CheckMetric (RegisterModel | MetricBelowThreshold),
-    each built by its own function below from the parameters and the shared settings."""
+    Preprocess, then one condition step per algorithm holding that algorithm's chain; each chain
+    is built by its own function below from the parameters and the shared settings."""
+    from sagemaker.workflow.condition_step import ConditionStep
+    from sagemaker.workflow.conditions import ConditionEquals
     from sagemaker.workflow.pipeline import Pipeline
     from sagemaker.workflow.pipeline_definition_config import PipelineDefinitionConfig
 
     shared = _shared_settings()
     parameters = _parameters(settings)
-    preprocess = _preprocess_step(shared, parameters)
-    training, model_data = _training_step(settings, shared, parameters, preprocess)
-    evaluate, evaluation_report = _evaluate_step(shared, parameters, preprocess, model_data)
-    check = _check_metric_step(settings, shared, parameters, evaluate, evaluation_report, model_data)
+    data = _preprocess_step(shared, parameters)
+    chains = {
+        "xgboost": lambda: _xgboost_model(settings, shared, parameters, data),
+        "kmeans": lambda: _kmeans_model(shared, parameters, data),
+        "autopilot": lambda: _autopilot_model(settings, shared, parameters, data),
+        CUSTOM_ALGORITHM: lambda: _custom_model(settings, shared, parameters, data),
+    }
+    branches = []
+    for algorithm in algorithms(settings):
+        model = chains[algorithm]()
+        evaluate, report = _evaluate_step(algorithm, settings, shared, parameters, data, model)
+        gate = _gate_step(algorithm, settings, shared, parameters, evaluate, report, model)
+        branches.append(
+            ConditionStep(
+                name=BRANCH_CONDITION[algorithm],
+                conditions=[ConditionEquals(left=parameters.algorithm, right=algorithm)],
+                if_steps=[*model.steps, evaluate, gate],
+                else_steps=[],
+            )
+        )
     return Pipeline(
         name=PIPELINE_NAME,
         parameters=parameters.in_order(),
-        steps=[preprocess, training, evaluate, check],
+        steps=[data.step, *branches],
         # No experiment/trial tracking: it would need sagemaker:CreateExperiment/Trial/... on
         # every role for a feature the lab does not use; the registry keeps the lineage.
         pipeline_experiment_config=None,
@@ -254,7 +342,10 @@ def _parameters(settings: PipelineSettings) -> _Parameters:
         input_data_uri=ParameterString("InputDataUri", default_value=f"s3://{placeholder('DataBucket')}/datasets/digits/"),
         target_column=ParameterString("TargetColumn", default_value="label"),
         input_format=ParameterString("InputFormat", default_value="auto", enum_values=["auto", "csv", "csv-label-first", "parquet"]),
+        algorithm=ParameterString("Algorithm", default_value=settings.algorithm, enum_values=list(algorithms(settings))),
         metric_threshold=ParameterFloat("MetricThreshold", default_value=settings.metric_threshold),
+        rmse_threshold=ParameterFloat("RmseThreshold", default_value=settings.rmse_threshold),
+        silhouette_threshold=ParameterFloat("SilhouetteThreshold", default_value=settings.silhouette_threshold),
         approval_status=ParameterString(
             "ModelApprovalStatus", default_value=settings.approval_status, enum_values=["PendingManualApproval", "Approved", "Rejected"]
         ),
@@ -264,40 +355,67 @@ def _parameters(settings: PipelineSettings) -> _Parameters:
         max_depth=ParameterInteger("MaxDepth", default_value=settings.max_depth),
         eta=ParameterFloat("Eta", default_value=settings.eta),
         num_round=ParameterInteger("NumRound", default_value=settings.num_round),
+        clusters=ParameterInteger("Clusters", default_value=settings.kmeans_clusters),
     )
 
 
-def _preprocess_step(shared: _Shared, parameters: _Parameters) -> Any:
+PREPROCESS_OUTPUTS = ("train", "validation", "test", "spec", "tabular")
+
+
+def _preprocess_step(shared: _Shared, parameters: _Parameters) -> _Data:
     from sagemaker.processing import ProcessingInput, ProcessingOutput
+    from sagemaker.workflow.properties import PropertyFile
     from sagemaker.workflow.steps import ProcessingStep
 
     processor = shared.script_processor("SklearnImageUri", parameters.processing_instance_type, job_name("preprocess"))
     arguments = ["--input-dir", "/opt/ml/processing/input/data", "--output-dir", "/opt/ml/processing/output"]
-    arguments += ["--target-column", parameters.target_column, "--input-format", parameters.input_format]
-    return ProcessingStep(
+    arguments += ["--target-column", parameters.target_column, "--input-format", parameters.input_format, "--algorithm", parameters.algorithm]
+    # The data summary (feature width, problem type) is what K-Means' feature_dim is read from.
+    summary = PropertyFile(name=DATA_SUMMARY_PROPERTY_FILE, output_name="spec", path=DATA_SUMMARY_FILE_NAME)
+    step = ProcessingStep(
         name=STEP_PREPROCESS,
         step_args=processor.run(
             code=code_uri("preprocess.py"),
             inputs=[ProcessingInput(source=parameters.input_data_uri, destination="/opt/ml/processing/input/data", input_name="data")],
             outputs=[
                 ProcessingOutput(output_name=name, source=f"/opt/ml/processing/output/{name}", destination=shared.run_uri("preprocess", name))
-                for name in ("train", "validation", "test", "spec")
+                for name in PREPROCESS_OUTPUTS
             ],
             arguments=arguments,
         ),
+        property_files=[summary],
         cache_config=shared.cache,
         retry_policies=shared.retry_policies,
     )
+    return _Data(step=step, summary=summary)
 
 
-def _preprocess_output(preprocess: Any, name: str) -> Any:
-    return preprocess.properties.ProcessingOutputConfig.Outputs[name].S3Output.S3Uri
-
-
-def _training_step(settings: PipelineSettings, shared: _Shared, parameters: _Parameters, preprocess: Any) -> tuple[Any, Any]:
-    """The training step (a tuning step when tuning is on) and its model artifact's S3 URI."""
-    from sagemaker.estimator import Estimator
+def _splits(data: _Data, content_type: str) -> dict[str, Any]:
     from sagemaker.inputs import TrainingInput
+
+    return {
+        name: TrainingInput(s3_data=data.output(name), content_type=content_type if name != "spec" else "application/json")
+        for name in ("train", "validation", "spec")
+    }
+
+
+def _serving_model(image: str, model_data: Any, shared: _Shared) -> Any:
+    from sagemaker.model import Model
+
+    return Model(
+        image_uri=placeholder(image),
+        model_data=model_data,
+        role=shared.role,
+        # train.py packs inference.py into the model (code/): the container imports it from there,
+        # with no download at start, so the model runs with network isolation; no repack job.
+        env={"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": MODEL_CODE_DIR, "SAGEMAKER_CONTAINER_LOG_LEVEL": "20"},
+        sagemaker_session=shared.session,
+    )
+
+
+def _xgboost_model(settings: PipelineSettings, shared: _Shared, parameters: _Parameters, data: _Data) -> _Model:
+    """The training step (a tuning step when tuning is on) and the model it leaves."""
+    from sagemaker.estimator import Estimator
     from sagemaker.workflow.steps import TrainingStep
 
     metric_definitions: list[dict[str, Any]] = [{"Name": f"validation:{metric}", "Regex": metric_regex(metric)} for metric in ("accuracy", "rmse")]
@@ -320,14 +438,13 @@ def _training_step(settings: PipelineSettings, shared: _Shared, parameters: _Par
         max_run=3600,
         sagemaker_session=shared.session,
     )
-    inputs = {
-        name: TrainingInput(s3_data=_preprocess_output(preprocess, name), content_type="text/csv" if name != "spec" else "application/json")
-        for name in ("train", "validation", "spec")
-    }
+    inputs = _splits(data, "text/csv")
     if settings.tuning.max_jobs > 0:
-        return _tuning_step(settings, shared, estimator, inputs, metric_definitions)
-    step = TrainingStep(name=STEP_TRAIN, step_args=estimator.fit(inputs=inputs), cache_config=shared.cache, retry_policies=shared.retry_policies)
-    return step, step.properties.ModelArtifacts.S3ModelArtifacts
+        step, model_data = _tuning_step(settings, shared, estimator, inputs, metric_definitions)
+    else:
+        step = TrainingStep(name=STEP_TRAIN, step_args=estimator.fit(inputs=inputs), cache_config=shared.cache, retry_policies=shared.retry_policies)
+        model_data = step.properties.ModelArtifacts.S3ModelArtifacts
+    return _Model(steps=[step], model=_serving_model("XgboostImageUri", model_data, shared))
 
 
 def _tuning_step(
@@ -358,92 +475,250 @@ def _tuning_step(
     return step, step.get_top_model_s3_uri(top_k=0, s3_bucket=placeholder("ArtifactsBucket"), prefix="models")
 
 
-def _evaluate_step(shared: _Shared, parameters: _Parameters, preprocess: Any, model_data: Any) -> tuple[Any, Any]:
-    """The evaluation step and the property file (evaluation.json) the metric gate reads."""
+def _kmeans_model(shared: _Shared, parameters: _Parameters, data: _Data) -> _Model:
+    """SageMaker's built-in K-Means on the encoded features Preprocess wrote as headerless CSV;
+    `feature_dim` is read from Preprocess' data summary, so any dataset works unchanged."""
+    from sagemaker.estimator import Estimator
+    from sagemaker.inputs import TrainingInput
+    from sagemaker.model import Model
+    from sagemaker.workflow.functions import JsonGet
+    from sagemaker.workflow.steps import TrainingStep
+
+    estimator = Estimator(
+        image_uri=placeholder("KmeansImageUri"),
+        role=shared.role,
+        instance_type=parameters.training_instance_type,
+        instance_count=parameters.training_instance_count,
+        volume_kms_key=shared.kms_key,
+        output_kms_key=shared.kms_key,
+        output_path=f"s3://{placeholder('ArtifactsBucket')}/models",
+        base_job_name=job_name("kmeans"),
+        hyperparameters={
+            "k": parameters.clusters,
+            "feature_dim": JsonGet(step_name=data.step.name, property_file=data.summary, json_path="feature_dim"),
+            "init_method": "kmeans++",
+            "mini_batch_size": "500",
+            "epochs": "5",
+        },
+        enable_network_isolation=True,  # a built-in algorithm needs no network
+        disable_profiler=True,
+        max_run=3600,
+        sagemaker_session=shared.session,
+    )
+    train = TrainingInput(s3_data=data.output("tabular", "train"), content_type="text/csv;label_size=0")
+    step = TrainingStep(
+        name=step_name("kmeans", "Train"), step_args=estimator.fit(inputs={"train": train}), cache_config=shared.cache, retry_policies=shared.retry_policies
+    )
+    model = Model(
+        image_uri=placeholder("KmeansImageUri"),
+        model_data=step.properties.ModelArtifacts.S3ModelArtifacts,
+        role=shared.role,
+        sagemaker_session=shared.session,
+    )
+    return _Model(steps=[step], model=model)
+
+
+def _autopilot_model(settings: PipelineSettings, shared: _Shared, parameters: _Parameters, data: _Data) -> _Model:
+    """An Autopilot job (ensembling mode) on the raw table, its best candidate as a model, and a
+    batch transform of the test split: Autopilot's candidate is a container of its own, so it is
+    evaluated from its predictions, like any model we cannot load."""
+    from sagemaker.automl.automl import AutoML, AutoMLInput
+    from sagemaker.transformer import Transformer
+    from sagemaker.workflow.automl_step import AutoMLStep
+    from sagemaker.workflow.model_step import ModelStep
+    from sagemaker.workflow.steps import TransformStep
+
+    automl = AutoML(
+        role=shared.role,
+        target_attribute_name=parameters.target_column,
+        output_kms_key=shared.kms_key,
+        volume_kms_key=shared.kms_key,
+        output_path=f"s3://{placeholder('ArtifactsBucket')}/models/autopilot",
+        # AutoML job names are at most 32 characters and SageMaker appends to the prefix.
+        base_job_name=job_name("a"),
+        max_candidates=settings.autopilot_max_candidates,
+        total_job_runtime_in_seconds=settings.autopilot_max_runtime_minutes * 60,
+        encrypt_inter_container_traffic=True,
+        mode="ENSEMBLING",
+        sagemaker_session=shared.session,
+    )
+    train = AutoMLInput(inputs=data.output("tabular", "train"), target_attribute_name=parameters.target_column, content_type="text/csv;header=present")
+    search = AutoMLStep(name=step_name("autopilot", ""), step_args=automl.fit(inputs=train), cache_config=shared.cache, retry_policies=shared.retry_policies)
+    best = search.get_best_auto_ml_model(shared.role, sagemaker_session=shared.session)
+    best.enable_network_isolation = lambda: True  # the candidate's container needs no network to serve
+    best.name = job_name("autopilot-model")  # a prefix SageMaker extends per run, so roles can be scoped to it
+    create = ModelStep(name=step_name("autopilot", "Model"), step_args=best.create(instance_type=INFERENCE_INSTANCE_TYPES[0]))
+    transformer = Transformer(
+        model_name=create.properties.ModelName,
+        instance_count=1,
+        instance_type=INFERENCE_INSTANCE_TYPES[0],
+        output_path=shared.run_uri("autopilot-predictions"),
+        accept="text/csv",
+        assemble_with="Line",
+        output_kms_key=shared.kms_key,
+        volume_kms_key=shared.kms_key,
+        base_transform_job_name=job_name("autopilot-predict"),
+        sagemaker_session=shared.session,
+    )
+    predict = TransformStep(
+        name=step_name("autopilot", "Predict"),
+        step_args=transformer.transform(data=data.output("tabular", "test"), content_type="text/csv", split_type="Line"),
+        cache_config=shared.cache,
+        retry_policies=shared.retry_policies,
+    )
+    return _Model(
+        steps=[search, *create.steps, predict],
+        model=best,
+        predictions=predict.properties.TransformOutput.S3OutputPath,
+        automl_job_name=search.properties.AutoMLJobName,
+    )
+
+
+def custom_script_bundle_path(settings: PipelineSettings) -> str:
+    """Where the code bundle ships pipeline.custom_script (relative to the bundle's root)."""
+    if not settings.custom_script:
+        raise ValueError("pipeline.custom_script is not set")
+    return f"{CUSTOM_SCRIPT_DIR}/{Path(settings.custom_script).name}"
+
+
+def _custom_model(settings: PipelineSettings, shared: _Shared, parameters: _Parameters, data: _Data) -> _Model:
+    """Your own training script under the SageMaker training contract, in the SKLearn framework
+    image (train_custom.py runs it and packs the serving code, like train.py does)."""
+    from sagemaker.estimator import Estimator
+    from sagemaker.workflow.steps import TrainingStep
+
+    metric_definitions: list[dict[str, Any]] = [{"Name": f"validation:{metric}", "Regex": metric_regex(metric)} for metric in ("accuracy", "rmse")]
+    estimator = Estimator(
+        image_uri=placeholder("SklearnImageUri"),
+        entry_point="train_custom.py",
+        source_dir=code_uri(SOURCEDIR_ARCHIVE),
+        role=shared.role,
+        instance_type=parameters.training_instance_type,
+        instance_count=1,
+        volume_kms_key=shared.kms_key,
+        output_kms_key=shared.kms_key,
+        output_path=f"s3://{placeholder('ArtifactsBucket')}/models",
+        code_location=f"s3://{placeholder('ArtifactsBucket')}/{PIPELINE_CODE_PREFIX}",
+        base_job_name=job_name("custom"),
+        hyperparameters={"user_script": custom_script_bundle_path(settings)},
+        metric_definitions=metric_definitions,
+        disable_profiler=True,
+        max_run=3600,
+        sagemaker_session=shared.session,
+    )
+    step = TrainingStep(
+        name=step_name(CUSTOM_ALGORITHM, "Train"),
+        step_args=estimator.fit(inputs=_splits(data, "application/x-npy")),
+        cache_config=shared.cache,
+        retry_policies=shared.retry_policies,
+    )
+    return _Model(steps=[step], model=_serving_model("SklearnImageUri", step.properties.ModelArtifacts.S3ModelArtifacts, shared))
+
+
+# Evaluate runs where the model can be loaded: the XGBoost image for XGBoost, K-Means (centroids
+# parsed with NumPy) and Autopilot (its predictions); the SKLearn image for your own scikit-learn
+# model (joblib is not safe across scikit-learn versions).
+EVALUATE_IMAGE = {"xgboost": "XgboostImageUri", "kmeans": "XgboostImageUri", "autopilot": "XgboostImageUri", "custom": "SklearnImageUri"}
+
+
+def _evaluate_step(algorithm: str, settings: PipelineSettings, shared: _Shared, parameters: _Parameters, data: _Data, model: _Model) -> tuple[Any, Any]:
+    """The evaluation step and the property file (evaluation.json) the gate reads."""
     from sagemaker.processing import ProcessingInput, ProcessingOutput
     from sagemaker.workflow.properties import PropertyFile
     from sagemaker.workflow.steps import ProcessingStep
 
-    evaluation_report = PropertyFile(name=EVALUATION_PROPERTY_FILE, output_name="evaluation", path=EVALUATION_FILE_NAME)
-    processor = shared.script_processor("XgboostImageUri", parameters.processing_instance_type, job_name("evaluate"))
+    name = step_name(algorithm, STEP_EVALUATE)
+    output = "evaluation"
+    report = PropertyFile(name=f"{BRANCH_PREFIX[algorithm]}{EVALUATION_PROPERTY_FILE}", output_name=output, path=EVALUATION_FILE_NAME)
+    processor = shared.script_processor(EVALUATE_IMAGE[algorithm], parameters.processing_instance_type, job_name(f"{algorithm}-evaluate"))
+    inputs = [
+        ProcessingInput(source=data.output("test"), destination="/opt/ml/processing/test", input_name="test"),
+        ProcessingInput(source=data.output("spec"), destination="/opt/ml/processing/spec", input_name="spec"),
+    ]
+    arguments = ["--algorithm", algorithm, "--test-dir", "/opt/ml/processing/test", "--spec-dir", "/opt/ml/processing/spec"]
+    arguments += ["--output-dir", "/opt/ml/processing/evaluation"]
+    if model.predictions is not None:
+        inputs.append(ProcessingInput(source=model.predictions, destination="/opt/ml/processing/predictions", input_name="predictions"))
+        arguments += ["--predictions-dir", "/opt/ml/processing/predictions", "--automl-job-name", model.automl_job_name]
+    else:
+        inputs.append(ProcessingInput(source=model.model.model_data, destination="/opt/ml/processing/model", input_name="model"))
+        arguments += ["--model-dir", "/opt/ml/processing/model"]
+    arguments += ["--metric", settings.metric, "--metric-threshold", parameters.metric_threshold.to_string()]
+    arguments += ["--rmse-threshold", parameters.rmse_threshold.to_string(), "--silhouette-threshold", parameters.silhouette_threshold.to_string()]
     step = ProcessingStep(
-        name=STEP_EVALUATE,
+        name=name,
         step_args=processor.run(
             code=code_uri("evaluate.py"),
-            inputs=[
-                ProcessingInput(source=model_data, destination="/opt/ml/processing/model", input_name="model"),
-                ProcessingInput(source=_preprocess_output(preprocess, "test"), destination="/opt/ml/processing/test", input_name="test"),
+            inputs=inputs,
+            outputs=[
+                ProcessingOutput(
+                    output_name=output,
+                    source="/opt/ml/processing/evaluation",
+                    destination=shared.run_uri(f"{BRANCH_PREFIX[algorithm] or 'xgboost'}-evaluation".lower()),
+                )
             ],
-            outputs=[ProcessingOutput(output_name="evaluation", source="/opt/ml/processing/evaluation", destination=shared.run_uri("evaluation"))],
-            arguments=["--model-dir", "/opt/ml/processing/model", "--test-dir", "/opt/ml/processing/test", "--output-dir", "/opt/ml/processing/evaluation"],
+            arguments=arguments,
         ),
-        property_files=[evaluation_report],
+        property_files=[report],
         retry_policies=shared.retry_policies,
     )
-    return step, evaluation_report
+    return step, report
 
 
-def _register_step(settings: PipelineSettings, shared: _Shared, parameters: _Parameters, evaluate: Any, model_data: Any) -> Any:
-    from sagemaker.model import Model
+REGISTERED_AS = {
+    "xgboost": ("XGBoost model (script mode) trained by the SageLab pipeline", ["application/json", "text/csv"], ["application/json"]),
+    "kmeans": ("Built-in K-Means model trained by the SageLab pipeline", ["text/csv", "application/json"], ["application/json"]),
+    "autopilot": ("Autopilot best candidate (ensembling) trained by the SageLab pipeline", ["text/csv"], ["text/csv"]),
+    "custom": ("Your own scikit-learn model trained by the SageLab pipeline", ["application/json", "text/csv"], ["application/json"]),
+}
+
+
+def _register_step(algorithm: str, shared: _Shared, parameters: _Parameters, evaluate: Any, report: Any, model: _Model) -> Any:
     from sagemaker.model_metrics import MetricsSource, ModelMetrics
-    from sagemaker.workflow.functions import Join
+    from sagemaker.workflow.functions import Join, JsonGet
     from sagemaker.workflow.model_step import ModelStep
 
-    model = Model(
-        image_uri=placeholder("XgboostImageUri"),
-        model_data=model_data,
-        role=shared.role,
-        # train.py packs inference.py into the model (code/): the container imports it from there,
-        # with no download at start, so the model runs with network isolation; no repack job.
-        env={"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": MODEL_CODE_DIR, "SAGEMAKER_CONTAINER_LOG_LEVEL": "20"},
-        sagemaker_session=shared.session,
-    )
+    evaluation_uri = evaluate.properties.ProcessingOutputConfig.Outputs["evaluation"].S3Output.S3Uri
     model_metrics = ModelMetrics(
-        model_statistics=MetricsSource(
-            s3_uri=Join(on="/", values=[evaluate.properties.ProcessingOutputConfig.Outputs["evaluation"].S3Output.S3Uri, EVALUATION_FILE_NAME]),
-            content_type="application/json",
-        )
+        model_statistics=MetricsSource(s3_uri=Join(on="/", values=[evaluation_uri, EVALUATION_FILE_NAME]), content_type="application/json")
     )
+    description, content_types, response_types = REGISTERED_AS[algorithm]
     return ModelStep(
-        name=STEP_REGISTER,
-        step_args=model.register(
-            content_types=["application/json", "text/csv"],
-            response_types=["application/json"],
+        name=step_name(algorithm, STEP_REGISTER),
+        step_args=model.model.register(
+            content_types=content_types,
+            response_types=response_types,
             inference_instances=list(INFERENCE_INSTANCE_TYPES),
             transform_instances=[INFERENCE_INSTANCE_TYPES[0]],
             model_package_group_name=placeholder("ModelPackageGroupName"),
             approval_status=parameters.approval_status,
             model_metrics=model_metrics,
-            description="XGBoost model trained by the SageLab pipeline",
+            description=description,
             domain="MACHINE_LEARNING",
-            task="CLASSIFICATION" if not settings.metric_is_error else "REGRESSION",
+            customer_metadata_properties={
+                METADATA_ALGORITHM: algorithm,
+                METADATA_PROBLEM_TYPE: JsonGet(step_name=evaluate.name, property_file=report, json_path="sagelab_summary.problem_type"),
+                METADATA_DESCRIPTION: Join(on="/", values=[evaluation_uri, MODEL_DESCRIPTION_FILE_NAME]),
+            },
         ),
         retry_policies=shared.retry_policies[:1],  # registration is an API call, not a job: no capacity errors
     )
 
 
-def _check_metric_step(settings: PipelineSettings, shared: _Shared, parameters: _Parameters, evaluate: Any, evaluation_report: Any, model_data: Any) -> Any:
-    """The metric gate: register the model when the metric meets the threshold, else fail with a
-    message naming the metric, its value and the threshold."""
+def _gate_step(algorithm: str, settings: PipelineSettings, shared: _Shared, parameters: _Parameters, evaluate: Any, report: Any, model: _Model) -> Any:
+    """The gate: register the model when evaluate.py's verdict for its kind passed, else fail with
+    evaluate.py's message (metric, value, comparison, threshold and what to change)."""
     from sagemaker.workflow.condition_step import ConditionStep
-    from sagemaker.workflow.conditions import ConditionGreaterThanOrEqualTo, ConditionLessThanOrEqualTo
+    from sagemaker.workflow.conditions import ConditionEquals
     from sagemaker.workflow.fail_step import FailStep
-    from sagemaker.workflow.functions import Join, JsonGet
+    from sagemaker.workflow.functions import JsonGet
 
-    metric_value: Any = JsonGet(step_name=evaluate.name, property_file=evaluation_report, json_path=CONDITION_METRIC_PATH.format(metric=settings.metric))
-    comparison = "at most" if settings.metric_is_error else "at least"
-    fail = FailStep(
-        name=STEP_FAIL,
-        error_message=Join(
-            on="",
-            values=[f"Test {settings.metric} ", metric_value, f" does not meet the threshold: it must be {comparison} ", parameters.metric_threshold, "."],
-        ),
-    )
-    condition_type = ConditionLessThanOrEqualTo if settings.metric_is_error else ConditionGreaterThanOrEqualTo
+    passed = JsonGet(step_name=evaluate.name, property_file=report, json_path=GATE_PASSED_PATH)
+    fail = FailStep(name=step_name(algorithm, STEP_FAIL), error_message=JsonGet(step_name=evaluate.name, property_file=report, json_path=GATE_MESSAGE_PATH))
     return ConditionStep(
-        name=STEP_CHECK,
-        conditions=[condition_type(left=metric_value, right=parameters.metric_threshold)],
-        if_steps=[_register_step(settings, shared, parameters, evaluate, model_data)],
+        name=step_name(algorithm, STEP_CHECK),
+        conditions=[ConditionEquals(left=passed, right=1)],
+        if_steps=[_register_step(algorithm, shared, parameters, evaluate, report, model)],
         else_steps=[fail],
     )
 
@@ -488,6 +763,10 @@ def _make_portable(definition: dict[str, Any]) -> dict[str, Any]:
     """
     for step in iter_steps(definition):
         arguments = step.get("Arguments", {})
+        if step["Type"] == "AutoML":
+            # The SDK cuts the base name to leave room for a timestamp it then drops, leaving half a
+            # placeholder; AutoML job names are at most 32 characters, hence the one-letter suffix.
+            arguments["AutoMLJobName"] = job_name("a")
         for hyperparameters in (
             arguments.get("HyperParameters"),
             arguments.get("TrainingJobDefinition", {}).get("StaticHyperParameters"),

@@ -39,6 +39,9 @@ INSTANCE_TYPED_ACTIONS = (
 WILDCARD_REASONS = {
     "ReadData": "Object keys under this environment's own data bucket; datasets are added at run time.",
     "ReadWriteData": "Object keys under this environment's own data bucket; the notebook adds datasets at run time.",
+    "RunAutopilot": "AutoML jobs get a per-run suffix after this environment's job-name prefix; the ARN pattern is that prefix.",
+    "ScoreWithCandidates": "The Autopilot best-candidate model gets a per-run suffix after this environment's autopilot-model prefix.",
+    "RunTransformJobs": "Batch transform jobs get a per-run suffix after this environment's job-name prefix.",
     "WriteRunOutputs": "Run outputs and models get per-execution keys, under pipeline-runs/ and models/ of this environment's own artifacts bucket only.",
     "ReadArtifacts": "Object keys under this environment's own artifacts bucket (model artifacts, code, evaluation reports).",
     "WriteDataCapture": "Endpoint data capture and batch transform write generated keys below these two prefixes only.",
@@ -246,7 +249,7 @@ class ExecutionRoles(Construct):
             common.kms_grant,
             *common.ecr_pull,
             common.metrics,
-            *logs_write("WriteSageMakerLogs", [(PROCESSING_LOGS, f"{job_prefix}-"), (TRAINING_LOGS, f"{job_prefix}-")]),
+            *logs_write("WriteSageMakerLogs", [(PROCESSING_LOGS, f"{job_prefix}-"), (TRAINING_LOGS, f"{job_prefix}-"), (TRANSFORM_LOGS, f"{job_prefix}-")]),
             iam.PolicyStatement(
                 sid="RunPipelineJobs",
                 actions=[
@@ -263,6 +266,30 @@ class ExecutionRoles(Construct):
                     "sagemaker:AddTags",
                 ],
                 resources=job_arns,
+            ),
+            # The Autopilot chain (decision 0011): the AutoML job and the jobs it starts, whose
+            # names extend the AutoML job's; the best candidate as a model named with our prefix,
+            # and the batch transform that scores the test split; Evaluate reads the leaderboard.
+            iam.PolicyStatement(
+                sid="RunAutopilot",
+                actions=[
+                    "sagemaker:CreateAutoMLJob",
+                    "sagemaker:DescribeAutoMLJob",
+                    "sagemaker:StopAutoMLJob",
+                    "sagemaker:ListCandidatesForAutoMLJob",
+                    "sagemaker:AddTags",
+                ],
+                resources=[_job_arn("automl-job", job_prefix)],
+            ),
+            iam.PolicyStatement(
+                sid="ScoreWithCandidates",
+                actions=["sagemaker:CreateModel", "sagemaker:DescribeModel", "sagemaker:DeleteModel", "sagemaker:AddTags"],
+                resources=[ResourceNames.sagemaker_arn(f"model/{job_prefix}-autopilot-model*")],
+            ),
+            iam.PolicyStatement(
+                sid="RunTransformJobs",
+                actions=["sagemaker:CreateTransformJob", "sagemaker:DescribeTransformJob", "sagemaker:StopTransformJob", "sagemaker:AddTags"],
+                resources=[_job_arn("transform-job", job_prefix)],
             ),
             iam.PolicyStatement(
                 sid="RegisterModels",

@@ -62,7 +62,7 @@ class TrainingPipeline(Construct):
             "ModelPackageGroupName": names.model_package_group,
             # Jobs are named <prefix>-<step>-...; the roles are scoped to that prefix.
             "JobNamePrefix": names.prefix,
-            **image_uris,
+            **{name: uri for name, uri in image_uris.items() if name in PLACEHOLDERS},
         }
         missing = set(PLACEHOLDERS) - set(variables)
         if missing:

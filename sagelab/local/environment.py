@@ -48,6 +48,7 @@ def local_values(env: EnvironmentConfig, code_version: str) -> dict[str, str]:
         "JobNamePrefix": env.names.prefix,
         "SklearnImageUri": "local/sagemaker-scikit-learn:1.4-2",
         "XgboostImageUri": "local/sagemaker-xgboost:3.0-5",
+        "KmeansImageUri": "local/sagemaker-kmeans:1",
         "AWS::Partition": "aws",
         "AWS::AccountId": "000000000000",
         "AWS::Region": env.region,

@@ -40,6 +40,9 @@ class ModelPackage:
     execution_id: str
     description: str = ""
     history: list[dict[str, str]] = field(default_factory=list)
+    # CreateModelPackage's CustomerMetadataProperties: sagelab:algorithm, sagelab:problem-type,
+    # sagelab:model-description (docs/decisions/0011); empty for versions registered before.
+    customer_metadata: dict[str, str] = field(default_factory=dict)
 
     @property
     def arn(self) -> str:
@@ -88,6 +91,7 @@ class LocalRegistry:
         metrics: dict[str, Any],
         execution_id: str,
         description: str = "",
+        customer_metadata: dict[str, str] | None = None,
     ) -> ModelPackage:
         if approval_status not in APPROVAL_STATUSES:
             raise RegistryError(f"approval status {approval_status!r} is not one of {', '.join(APPROVAL_STATUSES)}")
@@ -109,6 +113,7 @@ class LocalRegistry:
             execution_id=execution_id,
             description=description,
             history=[{"status": approval_status, "at": _now()}],
+            customer_metadata=dict(customer_metadata or {}),
         )
         _write_atomically(group_dir / "versions" / f"{package.version}.json", package.to_json())
         return package

@@ -9,6 +9,11 @@ each step under the container contract SageMaker gives it:
   arguments, the entry point from `sagemaker_submit_directory`, `model.tar.gz` written to
   `<S3OutputPath>/<job>/output/` like SageMaker; metric definitions parsed from the log.
 - Tuning: a bounded search (deterministic) over the definition's ranges, best job first.
+- Built-in K-Means (a Training step with the K-Means image): `sagelab.local.builtin_kmeans`.
+- AutoML: a bounded local search (`sagelab.local.automl`); its candidates are answered on a
+  loopback SageMaker API (`sagelab.local.sagemaker_api`) that processing steps reach with boto3.
+- Model / Transform: a local model and a batch transform through the local twin of its container
+  (`sagelab.local.containers`).
 - RegisterModel: a local model registry (`sagelab.local.registry`).
 - Condition / Fail: evaluated with `sagelab.local.expressions`.
 
@@ -40,10 +45,15 @@ from sagelab.local import prefork
 from sagelab.local.expressions import EvaluationContext, UnresolvedReference, UnsupportedExpression, evaluate, evaluate_condition
 from sagelab.local.registry import LocalRegistry
 
-SUPPORTED_STEP_TYPES = ("Processing", "Training", "Tuning", "RegisterModel", "Condition", "Fail")
+SUPPORTED_STEP_TYPES = ("Processing", "Training", "Tuning", "AutoML", "Model", "Transform", "RegisterModel", "Condition", "Fail")
 CONTAINER_ROOT = "/opt/ml"
 LOG_TAIL_LINES = 15
 DEFAULT_MAX_LOCAL_TUNING_JOBS = 4
+# A local AutoML search stops starting candidates after this long (SageMaker's job runs for up
+# to MaxAutoMLJobRuntimeInSeconds; locally the lab's run should take minutes, not an hour).
+DEFAULT_LOCAL_AUTOML_BUDGET_S = 60.0
+# Batch transform sends at most this many lines per request (inference.py's MAX_ROWS).
+TRANSFORM_RECORDS_PER_REQUEST = 1000
 
 
 class PipelineError(RuntimeError):
@@ -268,6 +278,7 @@ class LocalPipelineRunner:
         log: Callable[[str], None] = print,
         python: str = sys.executable,
         max_tuning_jobs: int = DEFAULT_MAX_LOCAL_TUNING_JOBS,
+        automl_budget_s: float = DEFAULT_LOCAL_AUTOML_BUDGET_S,
         fresh_processes: bool = False,
     ) -> None:
         self.definition = definition
@@ -278,6 +289,9 @@ class LocalPipelineRunner:
         self.log = log
         self.python = python
         self.max_tuning_jobs = max_tuning_jobs
+        self.automl_budget_s = automl_budget_s
+        self._sagemaker_api: Any = None
+        self._models: dict[str, dict[str, Any]] = {}  # Model steps of this run: name -> container
         # Python steps run in processes forked from a parent that imported numpy/pandas/xgboost
         # once (sagelab.local.prefork); fresh interpreters on request or where fork is missing.
         self.fresh_processes = fresh_processes
@@ -348,7 +362,7 @@ class LocalPipelineRunner:
                 record.outputs = outcome.get("outputs", {})
                 if step["Type"] == "Condition":
                     chosen, dropped = ("IfSteps", "ElseSteps") if outcome["result"] else ("ElseSteps", "IfSteps")
-                    skipped |= {s["Name"] for s in step["Arguments"].get(dropped, [])}
+                    skipped |= _branch_members(step["Arguments"].get(dropped, []))
                     self.log(
                         f"   {name}: condition is {str(outcome['result']).lower()} -> {', '.join(s['Name'] for s in step['Arguments'].get(chosen, [])) or 'nothing'}"
                     )
@@ -378,6 +392,9 @@ class LocalPipelineRunner:
             elif record.status == "Failed" and step["Type"] != "Fail":
                 self.log(f"x  {name} failed after {record.duration_s:.1f}s: {record.failure_reason}")
 
+        if self._sagemaker_api is not None:
+            self._sagemaker_api.stop()
+            self._sagemaker_api = None
         status = "Failed" if failure else "Succeeded"
         metric, evaluation_dir = self._metric_summary(context)
         result = RunResult(
@@ -395,17 +412,15 @@ class LocalPipelineRunner:
         return result
 
     def _metric_summary(self, context: EvaluationContext) -> tuple[dict[str, Any] | None, str | None]:
-        for name, step in self.steps.items():
-            if step["Type"] != "Condition" or name not in context.step_properties:
-                continue
-            details = context.step_properties[name].get("_conditions", [])
-            if details:
-                first = details[0]
-                evaluation_dir = None
-                for producer, files in context.property_files.items():
-                    if files:
-                        evaluation_dir = context.step_properties[producer].get("_property_file_dirs", {}).get(next(iter(files)))
-                return {"left": first["left"], "right": first["right"], "type": first["type"], "result": first["result"]}, evaluation_dir
+        """The gate of the chain that ran: evaluate.py's verdict (metric, value, comparison,
+        threshold) from the evaluation report the gate read, and where that report is."""
+        for producer, files in context.property_files.items():
+            for file_name, report in files.items():
+                gate = report.get("sagelab_summary", {}).get("gate") if isinstance(report, dict) else None
+                if gate:
+                    directory = context.step_properties[producer].get("_property_file_dirs", {}).get(file_name)
+                    summary = {key: gate.get(key) for key in ("metric", "value", "comparison", "threshold", "message")}
+                    return {**summary, "result": bool(gate.get("passed")), "step": producer}, directory
         return None, None
 
     # -- steps ----------------------------------------------------------------------------------
@@ -445,6 +460,12 @@ class LocalPipelineRunner:
             properties = self._training(name, arguments, sandbox)
         elif kind == "Tuning":
             properties = self._tuning(name, arguments, sandbox)
+        elif kind == "AutoML":
+            properties = self._automl(name, arguments, sandbox)
+        elif kind == "Model":
+            properties = self._create_model(name, arguments)
+        elif kind == "Transform":
+            properties = self._transform(name, arguments, sandbox)
         elif kind == "RegisterModel":
             package = self._register(name, arguments, context)
             context.step_properties[name] = {"ModelPackageArn": package["arn"]}  # type: ignore[index]
@@ -539,7 +560,7 @@ class LocalPipelineRunner:
         command = [self._interpreter(part) for part in entrypoint[:1]] + [
             _map_container_arg(root, str(a)) for a in entrypoint[1:] + list(app.get("ContainerArguments") or [])
         ]
-        environment = {**arguments.get("Environment", {})}
+        environment = {**arguments.get("Environment", {}), **self._sagemaker_api_environment()}
         self._execute(name, command, cwd=root, environment=environment)
         properties_outputs: dict[str, Any] = {}
         published = {}
@@ -565,6 +586,9 @@ class LocalPipelineRunner:
         hyperparameters = {k: str(v) for k, v in (arguments.get("HyperParameters") or {}).items()}
         program = _json_or_text(hyperparameters.get("sagemaker_program"))
         submit = _json_or_text(hyperparameters.get("sagemaker_submit_directory"))
+        image = str(arguments.get("AlgorithmSpecification", {}).get("TrainingImage", ""))
+        if not program and _is_builtin_kmeans(image):
+            return self._builtin_kmeans(name, arguments, root, job_name, hyperparameters)
         if not program or not submit:
             raise StepFailed(name, "training job has no sagemaker_program/sagemaker_submit_directory; the local runner runs script-mode training only")
         code_dir = root / "opt/ml/code"
@@ -574,15 +598,7 @@ class LocalPipelineRunner:
         code_dir.mkdir(parents=True, exist_ok=True)
         with tarfile.open(archive) as tar:
             tar.extractall(code_dir, filter="data")
-        channels = []
-        for channel in arguments.get("InputDataConfig", []):
-            channel_name = channel["ChannelName"]
-            uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
-            destination = root / "opt/ml/input/data" / channel_name
-            if self.s3.download(uri, destination) == 0:
-                raise StepFailed(name, f"channel {channel_name!r}: {uri} has no objects")
-            _maybe_extract(destination, channel.get("CompressionType"))
-            channels.append(channel_name)
+        channels = self._download_channels(name, arguments, root)
         model_dir = root / "opt/ml/model"
         output_data_dir = root / "opt/ml/output/data"
         for directory in (model_dir, output_data_dir, root / "opt/ml/input/config"):
@@ -619,6 +635,24 @@ class LocalPipelineRunner:
         arguments_list = list(itertools.chain.from_iterable((f"--{k}", str(_json_or_text(v))) for k, v in user_hps.items()))
         log_lines = self._execute(name, [self.python, program, *arguments_list], cwd=code_dir, environment=environment)
         metrics = _parse_metrics(arguments.get("AlgorithmSpecification", {}).get("MetricDefinitions", []), log_lines)
+        return self._publish_training(name, arguments, job_name, model_dir, output_data_dir, metrics)
+
+    def _download_channels(self, name: str, arguments: Mapping[str, Any], root: Path) -> list[str]:
+        channels = []
+        for channel in arguments.get("InputDataConfig", []):
+            channel_name = channel["ChannelName"]
+            uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
+            destination = root / "opt/ml/input/data" / channel_name
+            if self.s3.download(uri, destination) == 0:
+                raise StepFailed(name, f"channel {channel_name!r}: {uri} has no objects")
+            _maybe_extract(destination, channel.get("CompressionType"))
+            channels.append(channel_name)
+        return channels
+
+    def _publish_training(
+        self, name: str, arguments: Mapping[str, Any], job_name: str, model_dir: Path, output_data_dir: Path, metrics: Mapping[str, float]
+    ) -> dict[str, Any]:
+        """model.tar.gz and output.tar.gz where SageMaker writes them, and the job's properties."""
         output_path = arguments.get("OutputDataConfig", {}).get("S3OutputPath")
         if not output_path:
             raise StepFailed(name, "OutputDataConfig.S3OutputPath is missing")
@@ -630,8 +664,144 @@ class LocalPipelineRunner:
             "TrainingJobStatus": "Completed",
             "ModelArtifacts": {"S3ModelArtifacts": model_uri},
             "FinalMetricDataList": [{"MetricName": k, "Value": v} for k, v in metrics.items()],
-            "_metrics": metrics,
+            "_metrics": dict(metrics),
             "_outputs": {"model": str(self.s3.path(model_uri))},
+        }
+
+    # -- Built-in K-Means ------------------------------------------------------------------------
+    def _builtin_kmeans(self, name: str, arguments: Mapping[str, Any], root: Path, job_name: str, hyperparameters: Mapping[str, str]) -> dict[str, Any]:
+        """A Training step with the built-in K-Means image: its local twin, same hyperparameters,
+        same artifact format (decision 0011)."""
+        from sagelab.local import builtin_kmeans
+
+        self._download_channels(name, arguments, root)
+        model_dir = root / "opt/ml/model"
+        output_data_dir = root / "opt/ml/output/data"
+        for directory in (model_dir, output_data_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+        channels = {path.name: path for path in sorted((root / "opt/ml/input/data").iterdir())}
+        log_file = self._log_dir / f"{name}.log"
+
+        def log(line: str) -> None:
+            self.log(f"   [{name}] {line}")
+            with log_file.open("a") as handle:
+                handle.write(line + "\n")
+
+        try:
+            metrics = builtin_kmeans.train(channels, hyperparameters, model_dir, log)
+        except ValueError as error:  # the built-in's own validation: bad hyperparameters or data
+            raise StepFailed(name, str(error)) from None
+        return self._publish_training(name, arguments, job_name, model_dir, output_data_dir, metrics)
+
+    # -- AutoML ------------------------------------------------------------------------------------
+    def _automl(self, name: str, arguments: Mapping[str, Any], sandbox: Path) -> dict[str, Any]:
+        """An AutoML job: a bounded local search over the same input, with the outputs SageMaker's
+        job gives (best candidate and its inference container, candidates for the leaderboard)."""
+        from sagelab.local import automl
+
+        job_name = _job_name(arguments.get("AutoMLJobName"), name)
+        (source,) = arguments["InputDataConfig"][:1] or [None]
+        if source is None:
+            raise StepFailed(name, "InputDataConfig is empty")
+        input_dir = sandbox / "input"
+        uri = source["DataSource"]["S3DataSource"]["S3Uri"]
+        if self.s3.download(uri, input_dir) == 0:
+            raise StepFailed(name, f"input {uri} has no objects")
+        output_uri = f"{arguments['OutputDataConfig']['S3OutputPath'].rstrip('/')}/{job_name}"
+        log_file = self._log_dir / f"{name}.log"
+
+        def log(line: str) -> None:
+            self.log(f"   [{name}] {line}")
+            with log_file.open("a") as handle:
+                handle.write(line + "\n")
+
+        try:
+            result = automl.run_automl_job(arguments, input_dir, self.s3.path(output_uri), job_name, log, time_budget_s=self.automl_budget_s)
+        except ValueError as error:
+            raise StepFailed(name, str(error)) from None
+        for container in result["BestCandidate"]["InferenceContainers"]:
+            model_path = Path(container.pop("ModelDataPath"))
+            container["ModelDataUrl"] = f"{output_uri}/{model_path.relative_to(self.s3.path(output_uri)).as_posix()}"
+        self._api().add_automl_job(result)
+        return {**result, "_outputs": {"best_candidate": result["BestCandidate"]["CandidateName"], "output": str(self.s3.path(output_uri))}}
+
+    def _api(self) -> Any:
+        """The loopback SageMaker API (started on first use, stopped when the run ends)."""
+        if self._sagemaker_api is None:
+            from sagelab.local.sagemaker_api import LocalSageMakerApi
+
+            self._sagemaker_api = LocalSageMakerApi().start()
+        return self._sagemaker_api
+
+    def _sagemaker_api_environment(self) -> dict[str, str]:
+        """What a step's boto3 needs to reach the loopback SageMaker API (evaluate.py reads the
+        AutoML leaderboard with ListCandidatesForAutoMLJob, as on AWS); nothing when none runs."""
+        if self._sagemaker_api is None:
+            return {}
+        return {
+            "AWS_ENDPOINT_URL_SAGEMAKER": self._sagemaker_api.url,
+            "AWS_ACCESS_KEY_ID": "sagelab-local",
+            "AWS_SECRET_ACCESS_KEY": "sagelab-local",  # a stand-in the loopback API accepts, not a secret
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_REGION": "us-east-1",
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+
+    # -- Model / Transform -------------------------------------------------------------------------
+    def _create_model(self, name: str, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        model_name = _job_name(arguments.get("ModelName"), name)
+        container = arguments.get("PrimaryContainer") or (arguments.get("Containers") or [None])[0]
+        if not container or not container.get("ModelDataUrl"):
+            raise StepFailed(name, "the model has no PrimaryContainer with a ModelDataUrl")
+        self._models[model_name] = dict(container)
+        return {"ModelName": model_name, "_outputs": {"model": model_name}}
+
+    def _transform(self, name: str, arguments: Mapping[str, Any], sandbox: Path) -> dict[str, Any]:
+        """A batch transform: each input file, split into lines, through the local twin of the
+        model's container; `<file>.out` with one answer line per input line (AssembleWith Line)."""
+        from sagelab.local.containers import open_container
+
+        model_name = arguments["ModelName"]
+        if model_name not in self._models:
+            raise StepFailed(name, f"model {model_name!r} was not created in this run")
+        container_spec = self._models[model_name]
+        model_dir = sandbox / "model"
+        archive = self.s3.path(container_spec["ModelDataUrl"])
+        if not archive.is_file():
+            raise StepFailed(name, f"model artifact {container_spec['ModelDataUrl']} does not exist")
+        model_dir.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(archive) as tar:
+            tar.extractall(model_dir, filter="data")
+        container = open_container(str(container_spec.get("Image", "")), model_dir, container_spec.get("Environment") or {})
+        transform_input = arguments["TransformInput"]
+        content_type = transform_input.get("ContentType", "text/csv")
+        output = arguments["TransformOutput"]
+        accept = output.get("Accept", "text/csv")
+        output_uri = output["S3OutputPath"].rstrip("/")
+        inputs = self.s3.objects(transform_input["DataSource"]["S3DataSource"]["S3Uri"])
+        if not inputs:
+            raise StepFailed(name, f"transform input {transform_input['DataSource']['S3DataSource']['S3Uri']} has no objects")
+        rows = 0
+        for path, relative in inputs:
+            lines = [line for line in path.read_text().splitlines() if line.strip()] if transform_input.get("SplitType") == "Line" else [path.read_text()]
+            answers = []
+            for start in range(0, len(lines), TRANSFORM_RECORDS_PER_REQUEST):
+                body = "\n".join(lines[start : start + TRANSFORM_RECORDS_PER_REQUEST]).encode()
+                try:
+                    answer, _ = container.invoke(body, content_type, accept)
+                except ValueError as error:  # the container's 4xx: SageMaker fails the job with its message
+                    raise StepFailed(name, f"{relative} records {start + 1}..: the model refused the input: {error}") from None
+                answers.append(answer.decode().rstrip("\n"))
+            target = self.s3.path(f"{output_uri}/{relative}.out")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text("\n".join(answers) + "\n")
+            rows += len(lines)
+        self.log(f"   {name}: {rows} record(s) through {model_name}")
+        return {
+            "TransformJobName": _job_name(arguments.get("TransformJobName"), name),
+            "TransformJobStatus": "Completed",
+            "TransformOutput": {"S3OutputPath": output_uri},
+            "_outputs": {"predictions": str(self.s3.path(output_uri))},
         }
 
     # -- Tuning -------------------------------------------------------------------------------------
@@ -700,6 +870,7 @@ class LocalPipelineRunner:
             metrics=metrics,
             execution_id=str(context.execution["PipelineExecutionId"]),
             description=arguments.get("ModelPackageDescription", ""),
+            customer_metadata={k: str(v) for k, v in (arguments.get("CustomerMetadataProperties") or {}).items()},
         )
         self.log(f"   {name}: registered {package.group} version {package.version} ({package.approval_status})")
         return package.to_json()
@@ -740,6 +911,23 @@ class LocalPipelineRunner:
 
 
 # -- helpers ----------------------------------------------------------------------------------------------
+def _branch_members(steps: Iterable[Mapping[str, Any]]) -> set[str]:
+    """Every step of a condition branch, those of conditions nested in it included."""
+    names: set[str] = set()
+    for step in steps:
+        names.add(step["Name"])
+        if step.get("Type") == "Condition":
+            names |= _branch_members([*step["Arguments"].get("IfSteps", []), *step["Arguments"].get("ElseSteps", [])])
+    return names
+
+
+def _is_builtin_kmeans(image: str) -> bool:
+    """The built-in K-Means image (`<account>.dkr.ecr.<region>.amazonaws.com/kmeans:1`, or the
+    local stand-in `local/sagemaker-kmeans:1`)."""
+    repository = image.rsplit("/", 1)[-1].split(":", 1)[0].split("@", 1)[0]
+    return repository in ("kmeans", "sagemaker-kmeans")
+
+
 def _job_name(prefix: Any, step_name: str) -> str:
     """A job name as SageMaker Pipelines gives it: the definition's name field (a prefix, with
     custom job prefixes on) plus a random part; `pipelines-<step>-...` without one."""
