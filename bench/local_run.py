@@ -141,7 +141,7 @@ def mnist(repeat: int, num_round: int) -> bool:
             )
             peak_rss = max(peak_rss, rss)
             steps = {step["name"]: step["duration_s"] or 0.0 for step in summary["steps"]}  # type: ignore[index, union-attr]
-            runs.append({"total_s": wall, **{f"{name}_s": seconds for name, seconds in steps.items()}, "accuracy": summary["metric"]["left"]})  # type: ignore[index]
+            runs.append({"total_s": wall, **{f"{name}_s": seconds for name, seconds in steps.items()}, "accuracy": summary["metric"]["value"]})  # type: ignore[index]
     floor = {key: statistics.median(f[key] for f in floors) for key in floors[0]}
     run = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
     print(

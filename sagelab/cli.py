@@ -126,7 +126,7 @@ def _print_run_summary(summary: dict[str, Any]) -> None:
         print(f"  {step['name']:<28} {step['type']:<14} {step['status']:<10} {duration}")
     metric = summary.get("metric")
     if metric:
-        print(f"metric: {metric['left']} {metric['type']} threshold {metric['right']} -> {'pass' if metric['result'] else 'fail'}")
+        print(f"gate: {metric['metric']} {metric['value']} {metric['comparison']} {metric['threshold']} -> {'pass' if metric['result'] else 'fail'}")
     registered = summary.get("registered_model")
     if registered:
         print(f"registered: {registered['group']} version {registered['version']} ({registered['approval_status']}) {registered['model_data_path']}")

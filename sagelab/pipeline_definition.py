@@ -58,7 +58,7 @@ XGBOOST_FRAMEWORK_VERSION = "3.0-5"
 PIPELINE_CODE_PREFIX = "pipeline-code"
 SOURCEDIR_ARCHIVE = "sourcedir.tar.gz"
 MODEL_CODE_DIR = "/opt/ml/model/code"  # where the serving container finds the code train.py packed into the model
-STEP_SCRIPTS = ("preprocess.py", "train.py", "train_custom.py", "evaluate.py", "inference.py")
+STEP_SCRIPTS = ("preprocess.py", "train.py", "evaluate.py", "inference.py")
 # Built-in K-Means: the image version the SDK's table knows for every region.
 KMEANS_IMAGE_VERSION = "1"
 AUTOGLUON_IMAGE_VERSION = "1.1.1"  # only its repository matters (see _retrieve_image_uris)

@@ -170,7 +170,7 @@ def test_processing_condition_and_if_branch(workdir: Path, fresh_processes: bool
     report = json.loads((workdir / "s3/bucket/runs" / result.execution_id / "Score" / "report.json").read_text())
     assert report == {"metrics": {"score": 0.9}, "rows": 2}
     assert any("[Score] read 2 file(s); GREETING=hello" in line for line in lines)
-    assert result.metric == {"left": 0.9, "right": 0.8, "type": "GreaterThanOrEqualTo", "result": True}
+    assert result.metric == {"metric": None, "value": 0.9, "threshold": 0.8, "comparison": "GreaterThanOrEqualTo", "message": None, "result": True}
 
 
 def test_fail_step_message_and_skipped_branch(workdir: Path) -> None:

@@ -21,7 +21,7 @@ def test_digits_run_registers_version_1(trained_run: TrainedRun) -> None:
     assert trained_run.returncode == 0, trained_run.stderr[-2000:]
     assert summary["status"] == "Succeeded"
     assert [s["status"] for s in summary["steps"]] == ["Succeeded", "Succeeded", "Succeeded", "Succeeded", "Succeeded", "Skipped"]
-    assert summary["metric"]["left"] >= 0.95 and summary["metric"]["result"] is True
+    assert summary["metric"]["value"] >= 0.95 and summary["metric"]["result"] is True
     registered = summary["registered_model"]
     assert (registered["group"], registered["version"], registered["approval_status"]) == ("sagelab-dev-models", 1, "PendingManualApproval")
     assert Path(registered["model_data_path"]).is_file()
@@ -35,7 +35,7 @@ def test_digits_run_registers_version_1(trained_run: TrainedRun) -> None:
 def test_models_list_and_approve(trained_workdir: Path, trained_run: TrainedRun, cli: Cli) -> None:
     listed = json.loads(cli("models", "list", "--workdir", trained_workdir, "--json").stdout)
     assert [(m["group"], m["version"], m["status"]) for m in listed] == [("sagelab-dev-models", 1, "PendingManualApproval")]
-    assert listed[0]["metrics"]["accuracy"] == trained_run.summary["metric"]["left"]
+    assert listed[0]["metrics"]["accuracy"] == trained_run.summary["metric"]["value"]
     approved = cli("models", "approve", "sagelab-dev-models", "1", "--workdir", trained_workdir)
     assert (approved.returncode, approved.stdout) == (0, "sagelab-dev-models version 1: Approved\n")
     missing = cli("models", "approve", "sagelab-dev-models", "7", "--workdir", trained_workdir)

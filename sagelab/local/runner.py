@@ -421,6 +421,12 @@ class LocalPipelineRunner:
                     directory = context.step_properties[producer].get("_property_file_dirs", {}).get(file_name)
                     summary = {key: gate.get(key) for key in ("metric", "value", "comparison", "threshold", "message")}
                     return {**summary, "result": bool(gate.get("passed")), "step": producer}, directory
+        # A definition of another shape: the first condition that ran, in the same terms.
+        for name, step in self.steps.items():
+            details = context.step_properties.get(name, {}).get("_conditions", []) if step["Type"] == "Condition" else []
+            if details:
+                first = details[0]
+                return {"metric": None, "value": first["left"], "comparison": first["type"], "threshold": first["right"], "message": None, "result": first["result"]}, None
         return None, None
 
     # -- steps ----------------------------------------------------------------------------------
