@@ -263,18 +263,29 @@ def _rows_to_matrix(rows: list[list[float]], source: str) -> np.ndarray:
     return np.array(rows, dtype=np.float64).reshape(len(rows), widths.pop() if widths else 0)
 
 
+def _read_csv_file(file: Path, source: str) -> np.ndarray:
+    """pandas' C parser for speed (MNIST-sized channels); on anything it rejects or fills with NaN, our parser, which names the line and column."""
+    import pandas as pd
+
+    try:
+        matrix = pd.read_csv(file, header=None, dtype=np.float64).to_numpy()
+        if np.isfinite(matrix).all():  # ragged rows come back NaN-padded; a NaN or inf cell is refused below
+            return matrix
+    except (ValueError, UnicodeDecodeError):  # pandas' ParserError and EmptyDataError are ValueErrors
+        pass
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise BuiltinAlgorithmError(f"{source} is not UTF-8 text; expected CSV (text/csv;label_size=0)") from None
+    return _rows_to_matrix(_parse_csv_rows(text, source), source)
+
+
 def read_channel(directory: Path, channel: str) -> np.ndarray:
     """All rows of every file in a channel directory (files in path order), as float64."""
     files = sorted(p for p in Path(directory).rglob("*") if p.is_file() and not p.name.startswith("."))
     if not files:
         raise BuiltinAlgorithmError(f"channel {channel!r} ({directory}) has no files; expected CSV files of numbers")
-    matrices = []
-    for file in files:
-        try:
-            text = file.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise BuiltinAlgorithmError(f"channel {channel!r} file {file.name} is not UTF-8 text; expected CSV (text/csv;label_size=0)") from None
-        matrices.append(_rows_to_matrix(_parse_csv_rows(text, f"channel {channel!r} file {file.name}"), f"channel {channel!r} file {file.name}"))
+    matrices = [_read_csv_file(file, f"channel {channel!r} file {file.name}") for file in files]
     widths = {m.shape[1] for m in matrices if len(m)}
     if len(widths) > 1:
         raise BuiltinAlgorithmError(f"channel {channel!r} files have different widths {sorted(widths)}; expected one width (feature_dim) in every file")
