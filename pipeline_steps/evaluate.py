@@ -48,6 +48,145 @@ ROC_CURVE_PNG = "roc_curve.png"
 SPLIT_FEATURES_FILE = "features.npy"
 SPLIT_TARGET_FILE = "target.npy"
 
+# MXNet 1.x NDArray list file (`mx.nd.save`), what built-in K-Means writes as `model_algo-1`: the
+# centroids are array 0. Facts from apache/mxnet 1.9.1 src/ndarray/ndarray.cc (NDArray::Save/Load),
+# include/mxnet/tuple.h (TShape::Save) and mshadow's TypeFlag; checked byte for byte against files
+# mxnet 1.9.1 wrote (tests/fixtures/mxnet/). All integers are little-endian:
+#   file   = u64 0x112, u64 reserved, u64 n, n x array, u64 m, m x (u64 length, UTF-8 name), m in {0, n}
+#   array  = u32 magic; V2/V3: i32 storage type (0 = dense), shape; V1: shape; before V1 the magic *is*
+#            ndim, followed by ndim u32 dims; then (unless the shape says "no array") i32 dev_type,
+#            i32 dev_id, i32 type flag, the values in C order
+#   shape  = i32 ndim, ndim x i64 (V2 ndim 0 and V3 ndim -1 mean an empty NDArray with no data)
+_MXNET_LIST_MAGIC = 0x112
+_MXNET_V1_MAGIC = 0xF993FAC8  # int64 shape, no storage type
+_MXNET_V2_MAGIC = 0xF993FAC9  # adds the storage type; what MXNet 1.x writes by default
+_MXNET_V3_MAGIC = 0xF993FACA  # same layout, NumPy shape semantics (0-d arrays exist, ndim -1 = none)
+_MXNET_DENSE_STORAGE = 0
+_MXNET_STORAGE_NAMES = {1: "row_sparse", 2: "csr"}
+_MXNET_MAX_NDIM = 32  # MXNet's own limit is far lower in practice; anything above is a corrupt header
+# mshadow TypeFlag -> NumPy dtype (12 = bfloat16 has no NumPy equivalent).
+_MXNET_DTYPES: dict[int, np.dtype] = {
+    0: np.dtype("<f4"),
+    1: np.dtype("<f8"),
+    2: np.dtype("<f2"),
+    3: np.dtype("u1"),
+    4: np.dtype("<i4"),
+    5: np.dtype("i1"),
+    6: np.dtype("<i8"),
+    7: np.dtype("?"),
+    8: np.dtype("<i2"),
+    9: np.dtype("<u2"),
+    10: np.dtype("<u4"),
+    11: np.dtype("<u8"),
+}
+
+
+class _MXNetCursor:
+    """Reads little-endian fields from the file's bytes, naming the offset and the field when short."""
+
+    def __init__(self, data: bytes, path: Path) -> None:
+        self.data, self.path, self.offset = data, path, 0
+
+    def fail(self, message: str, offset: int | None = None) -> ValueError:
+        at = self.offset if offset is None else offset
+        return ValueError(f"{self.path} is not a readable MXNet NDArray file: at byte offset {at}, {message}")
+
+    def take(self, size: int, what: str) -> bytes:
+        if size > len(self.data) - self.offset:
+            raise self.fail(f"expected {what} ({size} bytes) but only {len(self.data) - self.offset} bytes remain (truncated file?)")
+        chunk = self.data[self.offset : self.offset + size]
+        self.offset += size
+        return chunk
+
+    def integer(self, dtype: str, what: str) -> int:
+        return int(np.frombuffer(self.take(np.dtype(dtype).itemsize, what), dtype=dtype)[0])
+
+
+def _read_mxnet_shape(cursor: _MXNetCursor, dim_type: str, ndim: int | None = None) -> tuple[int, ...]:
+    start = cursor.offset
+    if ndim is None:
+        ndim = cursor.integer("<i4", "the shape's ndim (int32)")
+    if not -1 <= ndim <= _MXNET_MAX_NDIM:
+        raise cursor.fail(f"expected a shape's ndim between -1 and {_MXNET_MAX_NDIM}, found {ndim}", start)
+    if ndim <= 0:
+        return (ndim,) if ndim < 0 else ()
+    dims = np.frombuffer(cursor.take(ndim * np.dtype(dim_type).itemsize, f"{ndim} shape dimensions ({dim_type})"), dtype=dim_type)
+    return tuple(int(d) for d in dims)
+
+
+def _read_mxnet_array(cursor: _MXNetCursor, index: int) -> np.ndarray:
+    start = cursor.offset
+    magic = cursor.integer("<u4", f"array {index}'s magic number (uint32)")
+    storage = _MXNET_DENSE_STORAGE
+    if magic in (_MXNET_V2_MAGIC, _MXNET_V3_MAGIC):
+        storage = cursor.integer("<i4", f"array {index}'s storage type (int32)")
+        if storage != _MXNET_DENSE_STORAGE:
+            kind = _MXNET_STORAGE_NAMES.get(storage, f"unknown storage type {storage}")
+            raise cursor.fail(f"array {index} is a sparse ({kind}) NDArray; expected dense arrays (storage type 0) only", start)
+        shape = _read_mxnet_shape(cursor, "<i8")
+        is_none = shape == () if magic == _MXNET_V2_MAGIC else any(d < 0 for d in shape)
+    elif magic == _MXNET_V1_MAGIC:
+        shape = _read_mxnet_shape(cursor, "<i8")
+        is_none = shape == () or any(d < 0 for d in shape)
+    elif magic <= _MXNET_MAX_NDIM:  # before V1 there was no magic: the first field is ndim, dims are uint32
+        shape = _read_mxnet_shape(cursor, "<u4", ndim=magic)
+        is_none = shape == ()
+    else:
+        raise cursor.fail(
+            f"expected array {index}'s magic number 0x{_MXNET_V2_MAGIC:08X} (V2), 0x{_MXNET_V3_MAGIC:08X} (V3) "
+            f"or 0x{_MXNET_V1_MAGIC:08X} (V1), found 0x{magic:08X}",
+            start,
+        )
+    if is_none:
+        raise cursor.fail(f"array {index} is an empty NDArray without a shape; expected arrays that hold values", start)
+    if any(d < 0 for d in shape):
+        raise cursor.fail(f"array {index} has a negative dimension in its shape {shape}", start)
+    cursor.take(8, f"array {index}'s context (int32 dev_type, int32 dev_id)")
+    flag_at = cursor.offset
+    type_flag = cursor.integer("<i4", f"array {index}'s type flag (int32)")
+    if type_flag not in _MXNET_DTYPES:
+        raise cursor.fail(f"array {index} has type flag {type_flag}; expected one of {sorted(_MXNET_DTYPES)} (12 = bfloat16 is not supported)", flag_at)
+    dtype = _MXNET_DTYPES[type_flag]
+    count = 1
+    for dim in shape:  # Python ints: a corrupt shape cannot overflow into a small, plausible size
+        count *= dim
+    values = cursor.take(count * dtype.itemsize, f"array {index}'s {count} {dtype.name} values of shape {shape}")
+    return np.frombuffer(values, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def read_mxnet_ndarrays(path: Path) -> list[np.ndarray]:
+    """Read an MXNet NDArray list file (`mx.nd.save`, e.g. K-Means' `model_algo-1`) into NumPy arrays, in file order.
+
+    Dense arrays of any MXNet 1.x format (V2, V3, V1 and the older magic-less layout); names, if the
+    file has them, are checked and dropped. Raises ValueError naming the byte offset and what was
+    expected on a truncated, corrupt or sparse file.
+    """
+    cursor = _MXNetCursor(Path(path).read_bytes(), Path(path))
+    header = cursor.integer("<u8", "the list header (uint64)")
+    if header != _MXNET_LIST_MAGIC:
+        raise cursor.fail(f"expected the NDArray list header 0x{_MXNET_LIST_MAGIC:X}, found 0x{header:X}", 0)
+    cursor.take(8, "the reserved field (uint64)")
+    count_at = cursor.offset
+    count = cursor.integer("<u8", "the number of arrays (uint64)")
+    # Every array takes at least 24 bytes; a larger count is a corrupt header, not a reason to loop.
+    if count > (len(cursor.data) - cursor.offset) // 24:
+        raise cursor.fail(f"the file declares {count} arrays but only {len(cursor.data) - cursor.offset} bytes follow", count_at)
+    arrays = [_read_mxnet_array(cursor, i) for i in range(count)]
+    names_at = cursor.offset
+    name_count = cursor.integer("<u8", "the number of names (uint64)")
+    if name_count not in (0, count):
+        raise cursor.fail(f"expected 0 names or one per array ({count}), found {name_count}", names_at)
+    for i in range(name_count):
+        length = cursor.integer("<u8", f"name {i}'s length (uint64)")
+        name_at = cursor.offset
+        try:
+            cursor.take(length, f"name {i} ({length} bytes of UTF-8)").decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise cursor.fail(f"name {i} is not UTF-8 ({error})", name_at) from None
+    if cursor.offset != len(cursor.data):
+        raise cursor.fail(f"expected the end of the file after the names, found {len(cursor.data) - cursor.offset} more bytes")
+    return arrays
+
 
 def _metric(value: float) -> dict[str, Any]:
     return {"value": float(value), "standard_deviation": "NaN"}
