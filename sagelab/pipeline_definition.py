@@ -630,7 +630,9 @@ def _evaluate_step(algorithm: str, settings: PipelineSettings, shared: _Shared, 
     name = step_name(algorithm, STEP_EVALUATE)
     output = "evaluation"
     report = PropertyFile(name=f"{BRANCH_PREFIX[algorithm]}{EVALUATION_PROPERTY_FILE}", output_name=output, path=EVALUATION_FILE_NAME)
-    processor = shared.script_processor(EVALUATE_IMAGE[algorithm], parameters.processing_instance_type, job_name(f"{algorithm}-evaluate"))
+    # The XGBoost chain keeps its job and output names (`<prefix>-evaluate`, `.../evaluation/`).
+    step_job = "evaluate" if algorithm == "xgboost" else f"{algorithm}-evaluate"
+    processor = shared.script_processor(EVALUATE_IMAGE[algorithm], parameters.processing_instance_type, job_name(step_job))
     inputs = [
         ProcessingInput(source=data.output("test"), destination="/opt/ml/processing/test", input_name="test"),
         ProcessingInput(source=data.output("spec"), destination="/opt/ml/processing/spec", input_name="spec"),
@@ -654,7 +656,7 @@ def _evaluate_step(algorithm: str, settings: PipelineSettings, shared: _Shared, 
                 ProcessingOutput(
                     output_name=output,
                     source="/opt/ml/processing/evaluation",
-                    destination=shared.run_uri(f"{BRANCH_PREFIX[algorithm] or 'xgboost'}-evaluation".lower()),
+                    destination=shared.run_uri("evaluation" if algorithm == "xgboost" else f"{algorithm}-evaluation"),
                 )
             ],
             arguments=arguments,

@@ -110,7 +110,8 @@ def test_roles_are_least_privilege(platform_template: dict[str, Any], role_prefi
                 # S3 access names this environment's buckets only (by logical id), never "*".
                 assert '*"' not in text.replace('/*"', "") and any(b in text for b in bucket_ids), statement
             if resources == ["*"]:
-                assert set(actions) <= {"ecr:GetAuthorizationToken", "cloudwatch:PutMetricData"}, statement
+                # Actions IAM authorizes only on "*" (no resource-level permission).
+                assert set(actions) <= {"ecr:GetAuthorizationToken", "cloudwatch:PutMetricData", "sagemaker:ListCandidatesForAutoMLJob"}, statement
                 if "cloudwatch:PutMetricData" in actions:
                     assert "cloudwatch:namespace" in json.dumps(statement["Condition"])
 
@@ -166,8 +167,10 @@ def test_pipeline_and_model_group_are_named_and_wired(template: Template, platfo
         "JobNamePrefix",
         "SklearnImageUri",
         "XgboostImageUri",
+        "KmeansImageUri",
     }
     assert variables["XgboostImageUri"].startswith("683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:3.0-5")
+    assert variables["KmeansImageUri"] == "382416733822.dkr.ecr.us-east-1.amazonaws.com/kmeans:1", "the region's built-in K-Means image"
     # Every ${...} left in the body is a variable or a CloudFormation pseudo parameter.
     import re
 

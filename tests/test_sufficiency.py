@@ -319,8 +319,16 @@ PLATFORM = "sagelab-dev-platform"
 EXECUTION_ID = "a1b2c3d4e5f6"
 # Where a definition's S3 URI is written rather than read.
 WRITTEN_UNDER = {"ProcessingOutputConfig", "OutputDataConfig", "DebugHookConfig", "CheckpointConfig", "TransformOutput"}
-LOG_GROUPS = {"Processing": "/aws/sagemaker/ProcessingJobs", "Training": "/aws/sagemaker/TrainingJobs"}
-JOB_ACTIONS = {"Processing": ("CreateProcessingJob", "processing-job"), "Training": ("CreateTrainingJob", "training-job")}
+LOG_GROUPS = {"Processing": "/aws/sagemaker/ProcessingJobs", "Training": "/aws/sagemaker/TrainingJobs", "Transform": "/aws/sagemaker/TransformJobs"}
+JOB_ACTIONS = {
+    "Processing": ("CreateProcessingJob", "processing-job"),
+    "Training": ("CreateTrainingJob", "training-job"),
+    "Transform": ("CreateTransformJob", "transform-job"),
+    "AutoML": ("CreateAutoMLJob", "automl-job"),
+    "Model": ("CreateModel", "model"),
+}
+# The API field that names each job-like step's resource (custom job prefixes keep it as a prefix).
+NAME_FIELDS = {"AutoML": "AutoMLJobName", "Model": "ModelName"}
 
 
 @dataclass(frozen=True)
@@ -383,7 +391,8 @@ def pipeline(synthesized: SynthResult) -> tuple[Stacks, Definition, list[Stateme
 def job_name(step: dict[str, Any]) -> str:
     """The name SageMaker Pipelines gives a step's job: the definition's job-name prefix (custom
     job prefixes) or `pipelines-<execution id>-<step>`, then a generated suffix."""
-    prefix = step["Arguments"].get(f"{step['Type']}JobName") or f"pipelines-{EXECUTION_ID}-{step['Name'].lower()}"
+    field = NAME_FIELDS.get(step["Type"], f"{step['Type']}JobName")
+    prefix = step["Arguments"].get(field) or f"pipelines-{EXECUTION_ID}-{step['Name'].lower()}"
     return f"{prefix}-x1y2z3a4b5"
 
 
@@ -432,8 +441,8 @@ def test_every_s3_uri_of_the_pipeline_is_readable_or_writable(pipeline: tuple[St
 def test_the_pipeline_role_can_use_the_keys_pull_the_images_and_write_the_job_logs(pipeline: tuple[Stacks, Definition, list[Statement]]) -> None:
     _, definition, statements = pipeline
     needs: list[tuple[str, str, dict[str, str]]] = []
-    jobs = [s for s in definition.steps() if s["Type"] in LOG_GROUPS]
-    assert {s["Type"] for s in jobs} == set(LOG_GROUPS)
+    jobs = [s for s in definition.steps() if s["Type"] in JOB_ACTIONS]
+    assert {s["Type"] for s in jobs} == set(JOB_ACTIONS)
     for step in jobs:
         arguments = step["Arguments"]
         for path, value in walk(arguments):
@@ -446,10 +455,13 @@ def test_the_pipeline_role_can_use_the_keys_pull_the_images_and_write_the_job_lo
                 repository_arn = f"arn:aws:ecr:{region}:{account}:repository/{repository.split(':')[0].split('@')[0]}"
                 needs += [(a, repository_arn, {}) for a in ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability")]
         needs.append(("ecr:GetAuthorizationToken", "*", {}))
-        group = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{LOG_GROUPS[step['Type']]}"
-        needs += [("logs:CreateLogGroup", group, {})]
         job = job_name(step)
-        needs += [(a, f"{group}:log-stream:{job}/algo-1-1767225600", {}) for a in ("logs:CreateLogStream", "logs:PutLogEvents")]
+        if step["Type"] in LOG_GROUPS:  # an AutoML job or a model writes no log stream of its own
+            group = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{LOG_GROUPS[step['Type']]}"
+            needs += [("logs:CreateLogGroup", group, {})]
+            needs += [(a, f"{group}:log-stream:{job}/algo-1-1767225600", {}) for a in ("logs:CreateLogStream", "logs:PutLogEvents")]
+        if step["Type"] == "Processing" and "--automl-job-name" in json.dumps(arguments):
+            needs.append(("sagemaker:ListCandidatesForAutoMLJob", "*", {}))  # evaluate.py reads the Autopilot leaderboard
         action, kind = JOB_ACTIONS[step["Type"]]
         needs.append((f"sagemaker:{action}", f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:{kind}/{job}", {}))
     registrations = [s for s in definition.steps() if s["Type"] == "RegisterModel"]
@@ -463,9 +475,32 @@ def test_the_pipeline_role_can_use_the_keys_pull_the_images_and_write_the_job_lo
 
 def test_the_pipeline_role_passes_exactly_the_roles_its_steps_pass(pipeline: tuple[Stacks, Definition, list[Statement]]) -> None:
     stacks, definition, statements = pipeline
-    passed = {value for _, value in ((p, v) for p, v in walk(definition.document["Steps"]) if p and p[-1] == "RoleArn") if isinstance(value, str)}
+    passed = {
+        value
+        for _, value in ((p, v) for p, v in walk(definition.document["Steps"]) if p and p[-1] in ("RoleArn", "ExecutionRoleArn"))
+        if isinstance(value, str)
+    }
     assert passed == {definition.role_arn}
     to_sagemaker = {"iam:PassedToService": "sagemaker.amazonaws.com"}
     passable = {r.arn for r in stacks.roles() if is_allowed(statements, "iam:PassRole", r.arn, to_sagemaker)}
     assert passable == passed
     assert not is_allowed(statements, "iam:PassRole", definition.role_arn, {"iam:PassedToService": "lambda.amazonaws.com"})
+
+
+def test_the_roles_that_run_an_autopilot_candidate_can_pull_its_image(synthesized: SynthResult, pipeline: tuple[Stacks, Definition, list[Statement]]) -> None:
+    """The best candidate's image is known only when the AutoML job ends (a `Get` in the
+    definition), so the generic image check above cannot see it: ensembling candidates are served
+    by the AutoGluon inference image; the pipeline role (batch transform of the test split) and the
+    endpoint role (serving an approved candidate) pull it, and nothing from other repositories."""
+    from sagelab.pipeline_definition import AUTOPILOT_INFERENCE_IMAGE, image_uris
+
+    stacks, definition, statements = pipeline
+    registry, _, repository = image_uris(REGION)[AUTOPILOT_INFERENCE_IMAGE].partition("/")
+    repository_arn = f"arn:aws:ecr:{REGION}:{registry.split('.')[0]}:repository/{repository.split(':')[0]}"
+    assert repository_arn.endswith(":763104351884:repository/autogluon-inference")
+    endpoint_role = next(r for r in stacks.roles() if r.logical_id.startswith("RolesEndpointRole"))
+    for role_statements in (statements, stacks.identity_policies(endpoint_role)):
+        assert is_allowed(role_statements, "ecr:BatchGetImage", repository_arn)
+        assert not is_allowed(role_statements, "ecr:BatchGetImage", f"arn:aws:ecr:{REGION}:763104351884:repository/pytorch-training")
+    create_model = next(s for s in definition.steps() if s["Type"] == "Model")
+    assert create_model["Arguments"]["PrimaryContainer"]["Image"] == {"Get": "Steps.Autopilot.BestCandidate.InferenceContainers[0].Image"}

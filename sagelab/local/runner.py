@@ -426,7 +426,14 @@ class LocalPipelineRunner:
             details = context.step_properties.get(name, {}).get("_conditions", []) if step["Type"] == "Condition" else []
             if details:
                 first = details[0]
-                return {"metric": None, "value": first["left"], "comparison": first["type"], "threshold": first["right"], "message": None, "result": first["result"]}, None
+                return {
+                    "metric": None,
+                    "value": first["left"],
+                    "comparison": first["type"],
+                    "threshold": first["right"],
+                    "message": None,
+                    "result": first["result"],
+                }, None
         return None, None
 
     # -- steps ----------------------------------------------------------------------------------
