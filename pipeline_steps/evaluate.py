@@ -464,20 +464,25 @@ def decide_gate(kind: str, metrics: dict[str, float | None], settings: GateSetti
         reason = f"pipeline.metric {metric!r} and {METRIC_THRESHOLD_PARAMETER}"
         advice = f"set --param {METRIC_THRESHOLD_PARAMETER}=<a {'larger' if metric in ERROR_METRICS else 'smaller'} {metric}> or improve the model"
     else:
-        why_not = f"pipeline.metric {settings.metric!r} " + ("was not measured" if settings.metric in GATE_METRICS_BY_KIND[kind] else "does not apply")
-        why_not += f" for this {kind} model"
+        measured_here = settings.metric in GATE_METRICS_BY_KIND[kind]
+        why_not = f"pipeline.metric {settings.metric!r} " + (
+            f"was not measured for this {kind} model" if measured_here else f"does not apply to a {kind} model"
+        )
         if kind == "classification":
             metric, threshold = DEFAULT_CLASSIFICATION_GATE
-            reason = f"the classification default, as {why_not}"
+            reason = f"the classification default gate; {why_not}"
             advice = f"improve the model, or set pipeline.metric to one of {', '.join(CLASSIFICATION_METRICS)} and --param {METRIC_THRESHOLD_PARAMETER}=<value>"
         elif kind == "regression":
             metric = "rmse"
             if settings.rmse_threshold > 0:
                 threshold = settings.rmse_threshold
-                reason = f"the regression default with {RMSE_THRESHOLD_PARAMETER}={threshold:g}, as {why_not}"
+                reason = f"the regression default gate with {RMSE_THRESHOLD_PARAMETER}={threshold:g}; {why_not}"
             else:
                 threshold = float(target_std or 0.0)
-                reason = f"{RMSE_THRESHOLD_PARAMETER}=0: the test target's standard deviation, the RMSE of always predicting the mean; as {why_not}"
+                reason = (
+                    f"the regression default gate with {RMSE_THRESHOLD_PARAMETER}=0: the test target's standard deviation, "
+                    f"the RMSE of always predicting the mean; {why_not}"
+                )
             advice = f"improve the model or set --param {RMSE_THRESHOLD_PARAMETER}=<the largest acceptable RMSE> (0 = the test target's standard deviation)"
         else:
             metric, threshold = "silhouette", settings.silhouette_threshold
