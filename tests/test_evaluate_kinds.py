@@ -245,7 +245,7 @@ def stubbed_sagemaker(pages: list[dict[str, Any]], job_name: str) -> Any:
     return client, stubber
 
 
-def candidate(name: str, value: float | None, status: str = "Completed") -> dict[str, Any]:
+def candidate(name: str, value: float | None, status: str = "Completed", objective: tuple[str, str] = ("Maximize", "Accuracy")) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "CandidateName": name,
         "ObjectiveStatus": "Succeeded" if value is not None else "Failed",
@@ -255,7 +255,7 @@ def candidate(name: str, value: float | None, status: str = "Completed") -> dict
         "LastModifiedTime": "2026-01-01T00:10:00Z",
     }
     if value is not None:
-        entry["FinalAutoMLJobObjectiveMetric"] = {"Type": "Maximize", "MetricName": "Accuracy", "Value": value}
+        entry["FinalAutoMLJobObjectiveMetric"] = {"Type": objective[0], "MetricName": objective[1], "Value": value}
     return entry
 
 
@@ -275,7 +275,7 @@ def autopilot_predictions(digits: Path, tmp_path_factory: pytest.TempPathFactory
 
 
 def test_autopilot_predictions_and_paged_leaderboard(digits: Path, autopilot_predictions: Path, tmp_path: Path) -> None:
-    pages = [
+    pages: list[dict[str, Any]] = [
         {"Candidates": [candidate("digits-xgb-2", 0.97), candidate("digits-linear-1", 0.95)], "NextToken": "page-2"},
         {"Candidates": [candidate("digits-mlp-3", 0.985), candidate("digits-xgb-4", None, status="Failed")]},
     ]
@@ -304,6 +304,17 @@ def test_autopilot_predictions_and_paged_leaderboard(digits: Path, autopilot_pre
     description = read_description(tmp_path)
     assert description["answer"]["required"] == ["label"] and description["labels"] == [str(d) for d in range(10)]
     assert description["row_width"] == 64 and description["features"][0]["nullable"] is True
+
+
+def test_leaderboard_of_a_minimized_objective_lists_the_lowest_first() -> None:
+    mse = ("Minimize", "MSE")
+    pages: list[dict[str, Any]] = [
+        {"Candidates": [candidate("c-1", 3100.0, objective=mse), candidate("c-2", 2900.5, objective=mse), candidate("c-3", 3500.0, objective=mse)]}
+    ]
+    client, stubber = stubbed_sagemaker(pages, "regression-job")
+    rows = evaluate.autopilot_leaderboard("regression-job", client)
+    stubber.assert_no_pending_responses()
+    assert [(row["name"], row["value"], row["objective_metric"]) for row in rows] == [("c-2", 2900.5, "MSE"), ("c-1", 3100.0, "MSE"), ("c-3", 3500.0, "MSE")]
 
 
 def test_autopilot_leaderboard_failure_is_recorded_not_fatal(digits: Path, autopilot_predictions: Path, tmp_path: Path) -> None:
