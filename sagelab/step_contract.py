@@ -44,3 +44,22 @@ GATE_MESSAGE_PATH: str = script_constant("evaluate.py", "GATE_MESSAGE_PATH")
 MODEL_DESCRIPTION_FILE_NAME: str = script_constant("evaluate.py", "MODEL_DESCRIPTION_FILE_NAME")
 ERROR_METRICS: tuple[str, ...] = script_constant("evaluate.py", "ERROR_METRICS")
 METRIC_LINE_FORMAT: str = script_constant("train.py", "METRIC_LINE_FORMAT")
+# The gate every CheckMetric reads (decision 0011): ConditionEquals(JsonGet(GATE_PASSED_PATH), 1),
+# the Fail message JsonGet(GATE_MESSAGE_PATH); the pipeline parameters the gate's message names.
+GATE_PASSED_PATH: str = script_constant("evaluate.py", "GATE_PASSED_PATH")
+GATE_MESSAGE_PATH: str = script_constant("evaluate.py", "GATE_MESSAGE_PATH")
+MODEL_DESCRIPTION_FILE_NAME: str = script_constant("evaluate.py", "MODEL_DESCRIPTION_FILE_NAME")
+EVALUATE_ALGORITHMS: tuple[str, ...] = script_constant("evaluate.py", "ALGORITHMS")
+METRIC_THRESHOLD_PARAMETER: str = script_constant("evaluate.py", "METRIC_THRESHOLD_PARAMETER")
+RMSE_THRESHOLD_PARAMETER: str = script_constant("evaluate.py", "RMSE_THRESHOLD_PARAMETER")
+SILHOUETTE_THRESHOLD_PARAMETER: str = script_constant("evaluate.py", "SILHOUETTE_THRESHOLD_PARAMETER")
+KMEANS_MODEL_FILE_NAME: str = script_constant("evaluate.py", "KMEANS_MODEL_FILE_NAME")
+CUSTOM_MODEL_FILE_NAME: str = script_constant("evaluate.py", "CUSTOM_MODEL_FILE_NAME")
+# What preprocess.py writes for the other algorithms' containers: spec/DATA_SUMMARY_FILE_NAME (the
+# K-Means step's feature_dim is JsonGet(FEATURE_DIM_KEY)) and the tabular/ output's CSV files.
+PREPROCESS_ALGORITHMS: tuple[str, ...] = script_constant("preprocess.py", "ALGORITHMS")
+DATA_SUMMARY_FILE_NAME: str = script_constant("preprocess.py", "DATA_SUMMARY_FILE_NAME")
+FEATURE_DIM_KEY: str = script_constant("preprocess.py", "FEATURE_DIM_KEY")
+TABULAR_DIR: str = script_constant("preprocess.py", "TABULAR_DIR")
+TABULAR_TRAIN_FILE: str = script_constant("preprocess.py", "TABULAR_TRAIN_FILE")
+TABULAR_TEST_FILE: str = script_constant("preprocess.py", "TABULAR_TEST_FILE")

@@ -19,7 +19,10 @@ import shutil
 import subprocess
 import tarfile
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from pipeline_steps import inference
@@ -156,3 +159,126 @@ def _test_rows(splits: Path) -> list[list[float]]:
     import numpy as np
 
     return np.load(splits / "test" / "features.npy")[:200].tolist()
+
+
+# -- the kinds of model of decision 0011 -------------------------------------------------------------
+def evaluate_alone(root: Path) -> Path:
+    """evaluate.py in a folder of its own: the processing job's single code file."""
+    folder = root / "evaluate_code"
+    folder.mkdir()
+    shutil.copyfile(REPO_ROOT / "pipeline_steps" / "evaluate.py", folder / "evaluate.py")
+    return folder
+
+
+def evaluation_summary(directory: Path) -> dict[str, Any]:
+    return dict(json.loads((directory / "evaluation.json").read_text())["sagelab_summary"])
+
+
+CUSTOM_TRAINER = """
+import sys
+from pathlib import Path
+import joblib, numpy as np
+from sklearn.ensemble import RandomForestClassifier
+splits, model = Path(sys.argv[1]), Path(sys.argv[2])
+model.mkdir()
+features, target = np.load(splits / "train" / "features.npy"), np.load(splits / "train" / "target.npy")
+joblib.dump(RandomForestClassifier(n_estimators=40, random_state=0, n_jobs=1).fit(features, target), model / "model.joblib")
+(model / "feature_spec.json").write_text((splits / "spec" / "feature_spec.json").read_text())
+"""
+
+CLUSTERING_DRIVER = """
+import json, sys
+from pathlib import Path
+import numpy as np
+import evaluate
+splits, centroids = Path(sys.argv[1]), np.load(sys.argv[2])
+features, target = evaluate.load_test_split(splits / "test")
+section, flat = evaluate.clustering_metrics(features, centroids, target)
+print(json.dumps({"flat": flat, "plots": evaluate.plot_cluster_label_matrix(section, Path(sys.argv[3]))}))
+"""
+
+
+@pytest.mark.slow
+def test_every_kind_evaluates_in_its_image(tmp_path: Path) -> None:
+    """Regression (XGBoost image), Autopilot predictions (XGBoost image), a custom scikit-learn model
+    trained and evaluated in the SKLearn image (no matplotlib there: no PNGs), clustering metrics in
+    the XGBoost image; preprocess's tabular exports in the SKLearn image."""
+    from sklearn.datasets import load_diabetes
+    from sklearn.linear_model import LogisticRegression
+
+    code = code_dir(tmp_path)
+    alone = evaluate_alone(tmp_path)
+    (tmp_path / "digits_in").mkdir()
+    shutil.copyfile(DIGITS_CSV, tmp_path / "digits_in" / "digits.csv")
+    digits = tmp_path / "digits"
+    run_in_image(SKLEARN_IMAGE, ["preprocess.py", "--input-dir", str(tmp_path / "digits_in"), "--output-dir", str(digits), "--algorithm", "autopilot"], code)
+    kmeans_splits = tmp_path / "kmeans"
+    run_in_image(
+        SKLEARN_IMAGE, ["preprocess.py", "--input-dir", str(tmp_path / "digits_in"), "--output-dir", str(kmeans_splits), "--algorithm", "kmeans"], code
+    )
+    assert len((kmeans_splits / "tabular" / "train" / "train.csv").read_text().splitlines()) == 1257
+    assert json.loads((kmeans_splits / "spec" / "data_summary.json").read_text())["feature_dim"] == 64
+
+    # Regression: XGBoost trains and evaluate.py gates on RMSE with the default arguments.
+    (tmp_path / "diabetes_in").mkdir()
+    load_diabetes(as_frame=True).frame.to_csv(tmp_path / "diabetes_in" / "diabetes.csv", index=False)
+    diabetes = tmp_path / "diabetes"
+    run_in_image(
+        SKLEARN_IMAGE, ["preprocess.py", "--input-dir", str(tmp_path / "diabetes_in"), "--output-dir", str(diabetes), "--target-column", "target"], code
+    )
+    train_args = ["--train", str(diabetes / "train"), "--validation", str(diabetes / "validation"), "--spec", str(diabetes / "spec")]
+    run_in_image(
+        XGBOOST_IMAGE, ["train.py", *train_args, "--model-dir", str(tmp_path / "rmodel"), "--output-data-dir", str(tmp_path / "rout"), "--eta", "0.05"], code
+    )
+    log = run_in_image(
+        XGBOOST_IMAGE,
+        ["evaluate.py", "--model-dir", str(tmp_path / "rmodel"), "--test-dir", str(diabetes / "test"), "--output-dir", str(tmp_path / "reval")],
+        alone,
+    )
+    summary = evaluation_summary(tmp_path / "reval")
+    assert "Gate passed: test rmse" in log and summary["gate"]["passed"] == 1
+    assert summary["plots"] == ["residuals.png", "predicted_vs_actual.png"]
+
+    # Autopilot: a real model's labels for tabular/test/test.csv, as the batch transform writes them.
+    train_frame = pd.read_csv(digits / "tabular" / "train" / "train.csv")
+    model = LogisticRegression(max_iter=2000).fit(train_frame.drop(columns="label").to_numpy(), train_frame["label"].astype(str))
+    test_rows = pd.read_csv(digits / "tabular" / "test" / "test.csv", header=None).to_numpy()
+    (tmp_path / "transform").mkdir()
+    (tmp_path / "transform" / "test.csv.out").write_text("".join(f"{label}\n" for label in model.predict(test_rows)))
+    autopilot_args = ["--algorithm", "autopilot", "--test-dir", str(digits / "test"), "--spec-dir", str(digits / "spec")]
+    run_in_image(
+        XGBOOST_IMAGE, ["evaluate.py", *autopilot_args, "--predictions-dir", str(tmp_path / "transform"), "--output-dir", str(tmp_path / "aeval")], alone
+    )
+    summary = evaluation_summary(tmp_path / "aeval")
+    assert summary["metrics"]["accuracy"] > 0.9 and summary["plots"] == ["confusion_matrix.png"]
+
+    # Custom: trained and evaluated in the SKLearn image (joblib across scikit-learn versions is not safe).
+    run_in_image(SKLEARN_IMAGE, ["-c", CUSTOM_TRAINER, str(digits), str(tmp_path / "cmodel")], tmp_path)
+    log = run_in_image(
+        SKLEARN_IMAGE,
+        [
+            "evaluate.py",
+            "--algorithm",
+            "custom",
+            "--model-dir",
+            str(tmp_path / "cmodel"),
+            "--test-dir",
+            str(digits / "test"),
+            "--output-dir",
+            str(tmp_path / "ceval"),
+        ],
+        alone,
+    )
+    summary = evaluation_summary(tmp_path / "ceval")
+    assert summary["metrics"]["roc_auc"] > 0.95 and summary["gate"]["passed"] == 1
+    assert summary["plots"] == [] and "plots skipped (No module named 'matplotlib')" in log
+
+    # Clustering metrics from centroids in the XGBoost image (the model file's parser is the K-Means change's).
+    from sklearn.cluster import KMeans
+
+    features = np.load(kmeans_splits / "train" / "features.npy")
+    np.save(tmp_path / "centroids.npy", KMeans(n_clusters=10, n_init=2, random_state=0).fit(features).cluster_centers_)
+    (tmp_path / "keval").mkdir()
+    out = run_in_image(XGBOOST_IMAGE, ["-c", CLUSTERING_DRIVER, str(kmeans_splits), str(tmp_path / "centroids.npy"), str(tmp_path / "keval")], alone)
+    result = json.loads(out.splitlines()[-1])
+    assert result["flat"]["silhouette"] > 0.05 and result["flat"]["adjusted_rand_index"] > 0.4 and result["plots"] == ["cluster_label_matrix.png"]
