@@ -60,11 +60,6 @@ ALGORITHMS = ("xgboost", "kmeans", "autopilot", "custom")
 # Metrics that are better when lower; the gate compares these with <= and every other with >=.
 ERROR_METRICS = ("mse", "rmse", "mae", "log_loss")
 SUMMARY_KEY = CONDITION_METRIC_PATH.split(".")[0]
-# The gate every chain's condition reads: ConditionEquals(JsonGet(GATE_PASSED_PATH), 1), and the
-# Fail step's message (docs/decisions/0011).
-GATE_PASSED_PATH = "sagelab_summary.gate.passed"
-GATE_MESSAGE_PATH = "sagelab_summary.gate.message"
-MODEL_DESCRIPTION_FILE_NAME = "model_description.json"
 CLASSIFICATION_METRICS = ("accuracy", "weighted_precision", "weighted_recall", "weighted_f1", "roc_auc")
 REGRESSION_METRICS = ("mse", "rmse", "mae", "r2")
 CLUSTERING_METRICS = ("silhouette", "inertia", "adjusted_rand_index")
@@ -849,7 +844,7 @@ def load_kmeans_centroids(model_dir: Path) -> np.ndarray:
             raise FileNotFoundError(f"K-Means model not found at {KMEANS_MODEL_FILE_NAME} in {model_dir}; expected the built-in K-Means training output")
         # read_mxnet_ndarrays is the NDArray-list parser the K-Means change adds to this file;
         # drop the two lint markers when both are merged.
-        arrays = read_mxnet_ndarrays(path)  # type: ignore[name-defined]  # noqa: F821
+        arrays = read_mxnet_ndarrays(path)
     if not arrays:
         raise ValueError(f"{KMEANS_MODEL_FILE_NAME} holds no arrays; expected the centroids first")
     return np.asarray(arrays[0], dtype=np.float64)

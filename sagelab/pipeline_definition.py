@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sagelab import step_contract
 from sagelab.config import PipelineConfig, TuningConfig
 from sagelab.step_contract import EVALUATION_FILE_NAME, GATE_MESSAGE_PATH, GATE_PASSED_PATH, METRIC_LINE_FORMAT, MODEL_DESCRIPTION_FILE_NAME
 
@@ -87,7 +88,7 @@ STEP_REGISTER = "RegisterModel"
 STEP_FAIL = "MetricBelowThreshold"
 EVALUATION_PROPERTY_FILE = "EvaluationReport"
 DATA_SUMMARY_PROPERTY_FILE = "DataSummary"
-DATA_SUMMARY_FILE_NAME = "data_summary.json"  # preprocess.py writes it into its `spec` output
+DATA_SUMMARY_FILE_NAME = step_contract.DATA_SUMMARY_FILE_NAME  # preprocess.py writes it into its `spec` output
 ALGORITHMS = ("xgboost", "kmeans", "autopilot")  # + "custom" when pipeline.custom_script is set
 CUSTOM_ALGORITHM = "custom"
 CUSTOM_SCRIPT_DIR = "custom"  # where the code bundle ships pipeline.custom_script
@@ -715,7 +716,9 @@ def _gate_step(algorithm: str, settings: PipelineSettings, shared: _Shared, para
     from sagemaker.workflow.fail_step import FailStep
     from sagemaker.workflow.functions import JsonGet
 
-    passed = JsonGet(step_name=evaluate.name, property_file=report, json_path=GATE_PASSED_PATH)
+    passed: Any = JsonGet(
+        step_name=evaluate.name, property_file=report, json_path=GATE_PASSED_PATH
+    )  # a JsonGet is a valid condition operand; the SDK types it narrower
     fail = FailStep(name=step_name(algorithm, STEP_FAIL), error_message=JsonGet(step_name=evaluate.name, property_file=report, json_path=GATE_MESSAGE_PATH))
     return ConditionStep(
         name=step_name(algorithm, STEP_CHECK),
@@ -836,7 +839,7 @@ def _cache_key(settings: PipelineSettings) -> str:
     digest.update(importlib.metadata.version("sagemaker").encode())
     digest.update(Path(__file__).read_bytes())
     digest.update(Path(step_contract.__file__).read_bytes())
-    for script in ("evaluate.py", "train.py"):
+    for script in ("evaluate.py", "train.py", "preprocess.py"):
         digest.update((step_contract.STEPS_DIR / script).read_bytes())
     digest.update(repr(settings).encode())
     return digest.hexdigest()[:32]

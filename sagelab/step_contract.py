@@ -39,9 +39,6 @@ def script_constant(script: str, name: str) -> Any:
 
 EVALUATION_FILE_NAME: str = script_constant("evaluate.py", "EVALUATION_FILE_NAME")
 CONDITION_METRIC_PATH: str = script_constant("evaluate.py", "CONDITION_METRIC_PATH")
-GATE_PASSED_PATH: str = script_constant("evaluate.py", "GATE_PASSED_PATH")
-GATE_MESSAGE_PATH: str = script_constant("evaluate.py", "GATE_MESSAGE_PATH")
-MODEL_DESCRIPTION_FILE_NAME: str = script_constant("evaluate.py", "MODEL_DESCRIPTION_FILE_NAME")
 ERROR_METRICS: tuple[str, ...] = script_constant("evaluate.py", "ERROR_METRICS")
 METRIC_LINE_FORMAT: str = script_constant("train.py", "METRIC_LINE_FORMAT")
 # The gate every CheckMetric reads (decision 0011): ConditionEquals(JsonGet(GATE_PASSED_PATH), 1),

@@ -400,11 +400,17 @@ def test_every_pipeline_job_is_named_with_the_environment_prefix(tuning_jobs: in
 
     definition = build_definition(PipelineSettings(tuning=TuningSettings(max_jobs=tuning_jobs)))
     names = {}
-    name_fields = ("ProcessingJobName", "TrainingJobName", "HyperParameterTuningJobName", "AutoMLJobName", "TransformJobName", "ModelName")
+    name_field = {
+        "Processing": "ProcessingJobName",
+        "Training": "TrainingJobName",
+        "Tuning": "HyperParameterTuningJobName",
+        "AutoML": "AutoMLJobName",
+        "Transform": "TransformJobName",
+        "Model": "ModelName",
+    }
     for step in iter_steps(definition):
-        if step["Type"] in ("Processing", "Training", "Tuning", "AutoML", "Transform", "Model"):
-            (field,) = [key for key in step["Arguments"] if key in name_fields]
-            names[step["Name"]] = step["Arguments"][field]
+        if step["Type"] in name_field:
+            names[step["Name"]] = step["Arguments"][name_field[step["Type"]]]
     # Preprocess; XGBoost Train|Tune + Evaluate; K-Means Train + Evaluate; Autopilot AutoML,
     # Model, Transform, Evaluate: every one named from the environment's prefix.
     assert len(names) == 9 and all(name.startswith("${JobNamePrefix}-") for name in names.values()), names
