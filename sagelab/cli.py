@@ -121,9 +121,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _print_run_summary(summary: dict[str, Any]) -> None:
     print()
     print(f"execution {summary['execution_id']}: {summary['status']} in {summary['wall_time_s']}s")
+    skipped = [step for step in summary["steps"] if step["status"] == "Skipped"]
     for step in summary["steps"]:
+        if step["status"] == "Skipped":
+            continue  # the other algorithms' branches and the gate's untaken side; counted below
         duration = "" if step["duration_s"] is None else f"{step['duration_s']:.1f}s"
-        print(f"  {step['name']:<28} {step['type']:<14} {step['status']:<10} {duration}")
+        print(f"  {step['name']:<36} {step['type']:<14} {step['status']:<10} {duration}")
+    if skipped:
+        print(f"  ({len(skipped)} steps of branches not taken skipped: Algorithm={summary['parameters'].get('Algorithm', '?')})")
     metric = summary.get("metric")
     if metric:
         print(f"gate: {metric['metric']} {metric['value']} {metric['comparison']} {metric['threshold']} -> {'pass' if metric['result'] else 'fail'}")
