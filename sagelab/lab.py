@@ -219,7 +219,8 @@ class AwsLab:
         return "\n".join(line for line in self.ops.logs_of(run["execution_arn"]) if line.startswith(f"[{step}]"))
 
     def _evaluation_uri(self, run: dict[str, Any]) -> str:
-        evaluate = next(s for s in self.ops.status(run["execution_arn"])["steps"] if s["name"] == "Evaluate")
+        # The chain that ran has one Evaluate step: Evaluate, KMeansEvaluate, AutopilotEvaluate, ...
+        evaluate = next(s for s in self.ops.status(run["execution_arn"])["steps"] if s["name"].endswith("Evaluate") and s.get("job"))
         job = self.ops.sagemaker.describe_processing_job(ProcessingJobName=evaluate["job"][1])
         return str(next(o["S3Output"]["S3Uri"] for o in job["ProcessingOutputConfig"]["Outputs"] if o["OutputName"] == "evaluation"))
 

@@ -115,6 +115,7 @@ def test_lab_notebook_runs_top_to_bottom_in_local_mode(tmp_path: Path, monkeypat
     """In a copy of the session's trained work directory: the lab's first run (default
     hyperparameters) reuses the cached preprocess and training steps, as a re-run on AWS would."""
     monkeypatch.setenv("SAGELAB_MODE", "local")
+    monkeypatch.setenv("SAGELAB_AUTOML_BUDGET_S", "15")  # the section comparing algorithms: a short local Autopilot search
     shutil.copytree(trained_run.workdir, tmp_path / ".sagelab", symlinks=True)
     notebook = nbformat.read(LAB_FILES["sagemaker_lab.ipynb"], as_version=4)
     NotebookClient(notebook, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
@@ -123,7 +124,12 @@ def test_lab_notebook_runs_top_to_bottom_in_local_mode(tmp_path: Path, monkeypat
     text = "\n".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
     assert "mode: local" in text
     images = [o for o in outputs if "image/png" in o.get("data", {})]
-    assert len(images) == 3, "the digits figure, the confusion matrix and the ROC curves"
+    assert len(images) == 4, "the digits figure, the confusion matrix, the ROC curves and the algorithms compared"
+    table = next(str(o["data"]["text/plain"]) for o in outputs if "gate metric" in str(o.get("data", {}).get("text/plain", "")))
+    rows = {line.split()[0]: line.split() for line in table.splitlines()[2:]}
+    assert set(rows) == {"xgboost", "kmeans", "autopilot"}
+    assert rows["kmeans"][1:4] == ["Succeeded", "clustering", "silhouette"] and rows["kmeans"][5] == "True"
+    assert rows["autopilot"][1] == "Succeeded" and rows["autopilot"][3] == "accuracy" and float(rows["autopilot"][4]) >= 0.9
     metrics_line = next(line for line in text.splitlines() if line.startswith("{'accuracy'"))
     assert float(metrics_line.split("'accuracy': ")[1].split(",")[0]) >= 0.95
     truth = next(line for line in text.splitlines() if line.startswith("truth"))

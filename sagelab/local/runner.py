@@ -278,7 +278,7 @@ class LocalPipelineRunner:
         log: Callable[[str], None] = print,
         python: str = sys.executable,
         max_tuning_jobs: int = DEFAULT_MAX_LOCAL_TUNING_JOBS,
-        automl_budget_s: float = DEFAULT_LOCAL_AUTOML_BUDGET_S,
+        automl_budget_s: float | None = None,
         fresh_processes: bool = False,
     ) -> None:
         self.definition = definition
@@ -289,7 +289,8 @@ class LocalPipelineRunner:
         self.log = log
         self.python = python
         self.max_tuning_jobs = max_tuning_jobs
-        self.automl_budget_s = automl_budget_s
+        # SAGELAB_AUTOML_BUDGET_S shortens the local search (the notebook's test run, a quick look).
+        self.automl_budget_s = automl_budget_s if automl_budget_s is not None else float(os.environ.get("SAGELAB_AUTOML_BUDGET_S", DEFAULT_LOCAL_AUTOML_BUDGET_S))
         self._sagemaker_api: Any = None
         self._models: dict[str, dict[str, Any]] = {}  # Model steps of this run: name -> container
         # Python steps run in processes forked from a parent that imported numpy/pandas/xgboost
