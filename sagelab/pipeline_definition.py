@@ -52,7 +52,7 @@ XGBOOST_FRAMEWORK_VERSION = "3.0-5"
 PIPELINE_CODE_PREFIX = "pipeline-code"
 SOURCEDIR_ARCHIVE = "sourcedir.tar.gz"
 MODEL_CODE_DIR = "/opt/ml/model/code"  # where the serving container finds the code train.py packed into the model
-STEP_SCRIPTS = ("preprocess.py", "train.py", "evaluate.py", "inference.py")
+STEP_SCRIPTS = ("preprocess.py", "train.py", "evaluate.py", "inference.py", "model_contract.py", "train_custom.py")
 # Placeholders substituted per environment (CDK: Fn::Sub; local runner: its own values), besides
 # CloudFormation's own pseudo parameters (PSEUDO_PARAMETERS).
 PLACEHOLDERS = (
@@ -555,7 +555,7 @@ def _cache_key(settings: PipelineSettings) -> str:
     digest.update(importlib.metadata.version("sagemaker").encode())
     digest.update(Path(__file__).read_bytes())
     digest.update(Path(step_contract.__file__).read_bytes())
-    for script in ("evaluate.py", "train.py"):
+    for script in step_contract.CONTRACT_SCRIPTS:
         digest.update((step_contract.STEPS_DIR / script).read_bytes())
     digest.update(repr(settings).encode())
     return digest.hexdigest()[:32]
