@@ -276,3 +276,9 @@ def test_two_scripts_with_one_name_are_refused(tmp_path: Path) -> None:
         (tmp_path / folder / "train.py").write_text(folder)
     with pytest.raises(ValueError, match=r"would both be custom/train\.py in the code bundle"):
         stage_code_bundle(tmp_path / "out", custom_scripts=[tmp_path / "a" / "train.py", tmp_path / "b" / "train.py"])
+
+
+def test_the_readme_shows_the_example_as_it_is() -> None:
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert "```python\n" + EXAMPLE.read_text() + "```\n" in readme
+    assert len(EXAMPLE.read_text().splitlines()) <= 30
