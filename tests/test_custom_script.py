@@ -282,3 +282,47 @@ def test_the_readme_shows_the_example_as_it_is() -> None:
     readme = (REPO_ROOT / "README.md").read_text()
     assert "```python\n" + EXAMPLE.read_text() + "```\n" in readme
     assert len(EXAMPLE.read_text().splitlines()) <= 30
+
+
+def test_the_local_runner_runs_train_custom_as_a_training_job(splits: Path, tmp_path: Path) -> None:
+    """A Training step as the definition's CustomTrain gives it (script mode: the SDK's JSON-quoted
+    sagemaker_* hyperparameters, the bundle's sourcedir.tar.gz, metric definitions derived from the
+    contract), run by `sagelab run`'s interpreter: the job's model.tar.gz is a servable joblib model."""
+    from sagelab.local.runner import LocalPipelineRunner, LocalS3
+    from sagelab.pipeline_definition import metric_regex
+
+    s3 = LocalS3(tmp_path / "work" / "s3")
+    bundle = stage_code_bundle(tmp_path / "bundle", custom_scripts=[EXAMPLE])
+    s3.upload(bundle.directory, "s3://artifacts/pipeline-code/v1")
+    s3.upload(splits, "s3://data/splits")
+    arguments = {
+        "AlgorithmSpecification": {
+            "TrainingImage": "local/sagemaker-scikit-learn:1.4-2",
+            "TrainingInputMode": "File",
+            "MetricDefinitions": [{"Name": "validation:accuracy", "Regex": metric_regex("accuracy")}],
+        },
+        "HyperParameters": {
+            USER_SCRIPT_HYPERPARAMETER: '"custom/custom_train.py"',
+            "regularization": "0.5",
+            "sagemaker_program": '"train_custom.py"',
+            "sagemaker_submit_directory": '"s3://artifacts/pipeline-code/v1/sourcedir.tar.gz"',
+        },
+        "InputDataConfig": [
+            {"ChannelName": name, "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://data/splits/{name}/"}}}
+            for name in ("train", "validation", "spec")
+        ],
+        "OutputDataConfig": {"S3OutputPath": "s3://artifacts/models"},
+        "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 30},
+        "RoleArn": "arn:aws:iam::000000000000:role/r",
+    }
+    lines: list[str] = []
+    runner = LocalPipelineRunner({"Steps": [{"Name": "CustomTrain", "Type": "Training", "Arguments": arguments}]}, tmp_path / "work", log=lines.append)
+    result = runner.run({})
+    assert result.status == "Succeeded", (result.failure_reason, lines[-20:])
+    (model_tar,) = (tmp_path / "work/s3/artifacts/models").glob("*/output/model.tar.gz")
+    served = tmp_path / "served"
+    with tarfile.open(model_tar) as archive:
+        archive.extractall(served, filter="data")
+    model = inference.model_fn(served)
+    assert model.estimator is not None and (served / "code" / "inference.py").is_file()
+    assert any(re.search(metric_regex("accuracy"), line) for line in lines)
