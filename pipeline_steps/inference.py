@@ -1,7 +1,11 @@
-"""Inference handlers for the SageMaker XGBoost serving container (and `sagelab serve`).
+"""Inference handlers for the SageMaker XGBoost and SKLearn serving containers (and `sagelab serve`).
 
 The container calls `model_fn(model_dir)` once, then per request
 `output_fn(predict_fn(input_fn(body, content_type), model), accept)`.
+
+The model directory holds the feature spec and either an XGBoost booster (`xgboost-model.json`,
+written by train.py) or a scikit-learn estimator saved with joblib (`model.joblib`, written by your
+own script under train_custom.py). xgboost is imported only for a booster: the SKLearn image has none.
 
 Accepted bodies (raw feature rows; the feature spec in the model does imputation and encoding):
     application/json  {"instances": [[v1, v2, ...], ...]}            rows in feature-column order
@@ -15,8 +19,8 @@ Bad input raises `InvalidInput` (a ValueError) whose message names what is wrong
 
 Cost: a request should cost what the model costs. JSON rows of numbers (the common case) go from
 `json.loads` straight into one float64 array in feature order, are imputed with NumPy and scored
-by `inplace_predict`; pandas is used only for records, CSV and categorical columns, and for the
-precise error message when a request is bad.
+by `inplace_predict` (an estimator's `predict_proba`/`predict`); pandas is used only for records,
+CSV and categorical columns, and for the precise error message when a request is bad.
 """
 
 from __future__ import annotations
@@ -31,7 +35,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import xgboost as xgb
 
 try:  # in the containers and under `sagelab run` the scripts' folder is on sys.path
     from preprocess import DataError, FeatureSpec
@@ -43,6 +46,8 @@ CSV_CONTENT_TYPE = "text/csv"
 SUPPORTED_CONTENT_TYPES = (JSON_CONTENT_TYPE, CSV_CONTENT_TYPE)
 MAX_ROWS = 1000
 MODEL_FILE_NAME = "xgboost-model.json"
+# Your own script's model (train_custom.py checks it and evaluate.py reads it under this name).
+ESTIMATOR_FILE_NAME = "model.joblib"
 
 
 class InvalidInput(ValueError):
@@ -51,15 +56,59 @@ class InvalidInput(ValueError):
 
 @dataclass
 class LoadedModel:
-    booster: xgb.Booster
+    """A feature spec and exactly one of: an XGBoost booster, a scikit-learn estimator. (Typed Any:
+    their libraries are imported only when such a model is loaded.)"""
+
     spec: FeatureSpec
+    booster: Any = None
+    estimator: Any = None
+
+
+class UnusableModel(ValueError):
+    """The model directory holds no model serving can use; the message says what is wrong."""
 
 
 def model_fn(model_dir: str | Path) -> LoadedModel:
-    booster = xgb.Booster()
-    booster.load_model(Path(model_dir) / MODEL_FILE_NAME)
-    booster.set_param({"nthread": 1})  # one request at a time per worker; threads only add latency here
-    return LoadedModel(booster=booster, spec=FeatureSpec.load(Path(model_dir)))
+    directory = Path(model_dir)
+    spec = FeatureSpec.load(directory)
+    if (directory / MODEL_FILE_NAME).is_file():
+        import xgboost as xgb
+
+        booster = xgb.Booster()
+        booster.load_model(directory / MODEL_FILE_NAME)
+        booster.set_param({"nthread": 1})  # one request at a time per worker; threads only add latency here
+        return LoadedModel(spec=spec, booster=booster)
+    if (directory / ESTIMATOR_FILE_NAME).is_file():
+        import joblib
+
+        estimator = joblib.load(directory / ESTIMATOR_FILE_NAME)
+        check_estimator(estimator, spec)
+        return LoadedModel(spec=spec, estimator=estimator)
+    raise FileNotFoundError(
+        f"no model in {directory}: expected {MODEL_FILE_NAME} (XGBoost, from train.py) or {ESTIMATOR_FILE_NAME} (scikit-learn, saved with joblib)"
+    )
+
+
+def check_estimator(estimator: Any, spec: FeatureSpec) -> None:
+    """Raise UnusableModel unless `estimator` answers the way predict_fn asks for this spec's kind."""
+    kind = type(estimator).__name__
+    if not callable(getattr(estimator, "predict", None)):
+        raise UnusableModel(f"{ESTIMATOR_FILE_NAME} holds a {kind}, which has no predict method; expected a fitted scikit-learn estimator")
+    if spec.problem_type == "regression":
+        return
+    if not callable(getattr(estimator, "predict_proba", None)):
+        raise UnusableModel(
+            f"{ESTIMATOR_FILE_NAME} holds a {kind}, which has no predict_proba method; the target is {spec.problem_type} classification, "
+            "so the answer needs class probabilities (use a classifier that has predict_proba)"
+        )
+    classes = np.asarray(getattr(estimator, "classes_", []))
+    positions = range(len(spec.labels))
+    listed = classes.tolist() if classes.ndim == 1 else []
+    if not listed or len(set(listed)) != len(listed) or not all(type(c) is int and c in positions for c in listed):
+        raise UnusableModel(
+            f"{ESTIMATOR_FILE_NAME} holds a {kind} whose classes_ are {classes.tolist()[:10]}; expected class positions 0..{len(spec.labels) - 1} "
+            "as in target.npy (fit it on the target array as written by the preprocessing step)"
+        )
 
 
 def _base_content_type(content_type: str | None) -> str:
@@ -197,8 +246,25 @@ def features_for(data: Any, spec: FeatureSpec) -> np.ndarray:
         raise InvalidInput(str(error)) from None
 
 
+def model_output(model: LoadedModel, features: np.ndarray) -> np.ndarray:
+    """The model's raw answer for a feature matrix: regression values, or class probabilities
+    (rows x labels; an XGBoost binary model gives the positive class's probability alone)."""
+    if model.booster is not None:
+        return model.booster.inplace_predict(features)  # no DMatrix copy
+    if model.spec.problem_type == "regression":
+        return np.asarray(model.estimator.predict(features), dtype=np.float64).reshape(len(features))
+    probabilities = np.asarray(model.estimator.predict_proba(features), dtype=np.float64)
+    classes = np.asarray(model.estimator.classes_)  # distinct label positions (check_estimator)
+    width = len(model.spec.labels)
+    if len(classes) == width and (classes == np.arange(width)).all():
+        return probabilities
+    everything = np.zeros((len(features), width))  # a class absent from the training split: probability 0
+    everything[:, classes] = probabilities
+    return everything
+
+
 def predict_fn(data: Any, model: LoadedModel) -> list[dict[str, Any]]:
-    raw = model.booster.inplace_predict(features_for(data, model.spec))  # no DMatrix copy
+    raw = model_output(model, features_for(data, model.spec))
     spec = model.spec
     if spec.problem_type == "regression":
         return [{"value": value} for value in raw.astype(np.float64).tolist()]

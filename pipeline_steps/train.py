@@ -6,7 +6,8 @@ spec), the model goes to `SM_MODEL_DIR`, extra output to `SM_OUTPUT_DATA_DIR`, h
 needs pickle: the booster in XGBoost's portable JSON format, the feature spec and a training report.
 
 Metric lines (`validation-accuracy=0.97`) are printed in the form the pipeline's metric definitions
-(and so the tuning step's objective) parse from the log.
+(and so the tuning step's objective) parse from the log; that format and the serving code the model
+carries are shared with train_custom.py in model_contract.py.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import argparse
 import contextlib
 import json
 import os
-import shutil
 import socket
 import sys
 from collections.abc import Sequence
@@ -27,23 +27,16 @@ import numpy as np
 import xgboost as xgb
 
 try:  # in the containers and under `sagelab run` the scripts' folder is on sys.path
+    from model_contract import REPORT_FILE_NAME, add_serving_code, print_metrics
     from preprocess import FeatureSpec, load_split
 except ModuleNotFoundError:  # imported from the repository (tests, `sagelab serve`)
+    from pipeline_steps.model_contract import REPORT_FILE_NAME, add_serving_code, print_metrics
     from pipeline_steps.preprocess import FeatureSpec, load_split
 
 MODEL_FILE_NAME = "xgboost-model.json"
 # Distributed training (TrainingInstanceCount > 1): the first host runs XGBoost's collective
 # tracker on this port; SAGELAB_XGBOOST_TRACKER_PORT overrides it (tests, restrictive networks).
 TRACKER_PORT = int(os.environ.get("SAGELAB_XGBOOST_TRACKER_PORT", "9099"))
-REPORT_FILE_NAME = "training_report.json"
-# The model carries its serving code (model.tar.gz: code/inference.py and what it imports), and the
-# registered model points the XGBoost container at /opt/ml/model/code: the endpoint runs with network
-# isolation, so nothing may be fetched from S3 or PyPI when it starts (no requirements.txt either).
-SERVING_CODE_DIR = "code"
-SERVING_CODE = ("inference.py", "preprocess.py")
-# Contract with the pipeline definition: its metric-definition regexes are derived from this
-# literal (read by sagelab/step_contract.py), so the log lines and the regexes stay in step.
-METRIC_LINE_FORMAT = "{split}-{metric}={value:.6f}"
 
 
 @dataclass(frozen=True)
@@ -223,8 +216,7 @@ def train(
             verbose_eval=max(1, hp.num_round // 10),
         )
     validation_scores = score(spec, booster, valid_x, valid_y)
-    for metric, value in validation_scores.items():
-        print(METRIC_LINE_FORMAT.format(split="validation", metric=metric, value=value), flush=True)
+    print_metrics("validation", validation_scores)
 
     report: dict[str, Any] = {
         "hyperparameters": hp.__dict__,
@@ -241,9 +233,7 @@ def train(
     booster.save_model(model_dir / MODEL_FILE_NAME)
     spec.save(model_dir)
     (model_dir / REPORT_FILE_NAME).write_text(json.dumps(report, indent=2, sort_keys=True))
-    (model_dir / SERVING_CODE_DIR).mkdir(exist_ok=True)
-    for name in SERVING_CODE:  # this script's siblings: the same source archive
-        shutil.copyfile(Path(__file__).with_name(name), model_dir / SERVING_CODE_DIR / name)
+    add_serving_code(model_dir)
     if output_data_dir is not None:
         output_data_dir.mkdir(parents=True, exist_ok=True)
         (output_data_dir / REPORT_FILE_NAME).write_text(json.dumps({**report, "history": history}, indent=2, sort_keys=True))

@@ -1,7 +1,9 @@
 """The pipeline's code bundle: what CDK publishes to `s3://<artifacts>/pipeline-code/<version>/`.
 
-    preprocess.py, train.py, evaluate.py, inference.py   single files for the processing jobs
-    sourcedir.tar.gz                                      all step scripts, for training and serving
+    preprocess.py, train.py, evaluate.py, inference.py, ...   single files for the processing jobs
+    sourcedir.tar.gz                                           all step scripts, for training and serving,
+                                                               and custom/<name>.py: each configured
+                                                               `pipeline.custom_script` (train_custom.py runs it)
 
 The version is a content hash, so a changed script gives a new prefix (running executions keep the
 code they started with, and step caching sees the change). The archive is byte-for-byte
@@ -17,9 +19,11 @@ import io
 import shutil
 import tarfile
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from sagelab.config import custom_script_bundle_path
 from sagelab.package_files import package_dir, sagelab_file
 from sagelab.pipeline_definition import SOURCEDIR_ARCHIVE, STEP_SCRIPTS
 
@@ -40,12 +44,26 @@ class CodeBundle:
     version: str
 
 
-def _sourcedir_bytes(steps_dir: Path) -> bytes:
+def custom_sources(custom_scripts: Iterable[str | Path]) -> list[tuple[str, Path]]:
+    """(path inside sourcedir.tar.gz, file) of each configured script, in path order; two different
+    files with one name are an error (the config refuses them first, naming the environments)."""
+    by_name: dict[str, Path] = {}
+    for script in custom_scripts:
+        path = Path(script).resolve()
+        name = custom_script_bundle_path(path)
+        if by_name.setdefault(name, path) != path:
+            raise ValueError(f"custom scripts {by_name[name]} and {path} would both be {name} in the code bundle; rename one")
+        if not path.is_file():
+            raise FileNotFoundError(f"custom script {path} not found (pipeline.custom_script)")
+    return sorted(by_name.items())
+
+
+def _sourcedir_bytes(steps_dir: Path, custom: list[tuple[str, Path]]) -> bytes:
     buffer = io.BytesIO()
     # gzip's own header carries an mtime; zero it so the archive depends on content alone.
     with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name in STEP_SCRIPTS:
-            data = (steps_dir / name).read_bytes()
+        for name, path in [*((name, steps_dir / name) for name in STEP_SCRIPTS), *custom]:
+            data = path.read_bytes()
             info = tarfile.TarInfo(name)
             info.size = len(data)
             info.mode = 0o644
@@ -65,17 +83,22 @@ def _lab_sources() -> list[tuple[str, Path]]:
     return files
 
 
-def code_version(steps_dir: Path = STEPS_DIR) -> str:
+def code_version(steps_dir: Path = STEPS_DIR, custom_scripts: Iterable[str | Path] = ()) -> str:
     digest = hashlib.sha256()
     for name in STEP_SCRIPTS:
         digest.update(name.encode() + b"\0" + (steps_dir / name).read_bytes() + b"\0")
+    for name, path in custom_sources(custom_scripts):
+        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
     for name, path in _lab_sources():
         digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
 
 
-def stage_code_bundle(destination: Path | None = None, steps_dir: Path = STEPS_DIR) -> CodeBundle:
-    """Write the bundle into `destination` (a fresh temporary directory by default)."""
+def stage_code_bundle(destination: Path | None = None, steps_dir: Path = STEPS_DIR, custom_scripts: Iterable[str | Path] = ()) -> CodeBundle:
+    """Write the bundle into `destination` (a fresh temporary directory by default); `custom_scripts`
+    are the configured `pipeline.custom_script` files, shipped in sourcedir.tar.gz under custom/."""
+    custom_scripts = tuple(custom_scripts)
+    custom = custom_sources(custom_scripts)
     missing = [name for name in STEP_SCRIPTS if not (steps_dir / name).is_file()]
     if missing:
         raise FileNotFoundError(f"step script(s) missing from {steps_dir}: {', '.join(missing)}")
@@ -83,8 +106,8 @@ def stage_code_bundle(destination: Path | None = None, steps_dir: Path = STEPS_D
     target.mkdir(parents=True, exist_ok=True)
     for name in STEP_SCRIPTS:
         shutil.copyfile(steps_dir / name, target / name)
-    (target / SOURCEDIR_ARCHIVE).write_bytes(_sourcedir_bytes(steps_dir))
+    (target / SOURCEDIR_ARCHIVE).write_bytes(_sourcedir_bytes(steps_dir, custom))
     for name, path in _lab_sources():
         (target / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target / name)
-    return CodeBundle(directory=target, version=code_version(steps_dir))
+    return CodeBundle(directory=target, version=code_version(steps_dir, custom_scripts))

@@ -5,6 +5,9 @@ Sources, later ones winning key by key:
   2. `cdk.json` context key `sagelab` (the checked-in project defaults);
   3. an optional YAML file given with `-c config=path/to.yaml`.
 
+`pipeline.custom_script` is a path relative to the folder of the source that sets it (the YAML
+file's folder; for cdk.json, the project folder) and is stored resolved, as an absolute path.
+
 Every problem is reported as one line naming the source (and line, for YAML), the field, the bad
 value and what is allowed, e.g.
   config.yaml line 4: environments.dev.region: 'us-east-9x' is not an AWS region (expected like us-east-1)
@@ -12,6 +15,7 @@ value and what is allowed, e.g.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import re
 import types
@@ -34,6 +38,13 @@ NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 INSTANCE_TYPE_PATTERN = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:(\d{12})?:.+$")
 EMAIL_PATTERN = re.compile(r"^[^@\s,]+@[^@\s,]+\.[^@\s,]+$")
+# Where the code bundle puts `pipeline.custom_script` inside sourcedir.tar.gz (beside train_custom.py).
+CUSTOM_SCRIPT_BUNDLE_FOLDER = "custom"
+
+
+def custom_script_bundle_path(script: str | Path) -> str:
+    """A configured script's path inside sourcedir.tar.gz: `custom/<file name>`."""
+    return f"{CUSTOM_SCRIPT_BUNDLE_FOLDER}/{Path(script).name}"
 
 
 TAG_VALUE_PATTERN = re.compile(r"^[A-Za-z0-9 _.:/=+@-]{1,128}$")
@@ -115,9 +126,16 @@ class PipelineConfig:
     # Autopilot (AutoMLStep, ensembling mode): how many candidates and how long the job may run.
     autopilot_max_candidates: StrictInt = Field(default=10, ge=1, le=250, description="1..250")
     autopilot_max_runtime_minutes: StrictInt = Field(default=60, ge=5, le=2880, description="5..2880 minutes")
-    # Your own training script (relative to the config file's folder or the project), run in the
-    # SKLearn framework image under the SageMaker training contract; adds `custom` to Algorithm.
+    # Your own training script (relative to the config file's folder or the project; stored
+    # resolved), run in the SKLearn framework image under the SageMaker training contract by
+    # train_custom.py; adds `custom` to Algorithm.
     custom_script: Text | None = None
+
+    @property
+    def custom_script_bundle_path(self) -> str | None:
+        """`custom_script`'s path inside sourcedir.tar.gz (the `user_script` hyperparameter of
+        train_custom.py), e.g. `custom/train.py`; None when no script is configured."""
+        return custom_script_bundle_path(self.custom_script) if self.custom_script else None
 
     @property
     def metric_is_error(self) -> bool:
@@ -272,6 +290,12 @@ def check_environment(env: EnvironmentConfig, where: str) -> list[tuple[str, Any
     )
     check(pl.metric_is_error or pl.metric_threshold <= 1, "pipeline.metric_threshold", pl.metric_threshold, f"0..1 for the score {pl.metric!r}")
     check(pl.cv_folds != 1, "pipeline.cv_folds", pl.cv_folds, "0 (off) or 2..20")
+    check(
+        pl.algorithm != "custom" or pl.custom_script is not None,
+        "pipeline.algorithm",
+        pl.algorithm,
+        "xgboost, kmeans or autopilot, or set pipeline.custom_script (the script the custom algorithm runs)",
+    )
     check(
         tu.max_depth_min < tu.max_depth_max, "pipeline.tuning.max_depth_max", tu.max_depth_max, f"greater than max_depth_min ({tu.max_depth_min}), at most 32"
     )
@@ -485,10 +509,58 @@ def _environments(raw: Any, source: _Source, defaults: Mapping[str, Any]) -> tup
     return tuple(environments)
 
 
-def load_config(context: Mapping[str, Any] | None = None, config_file: str | Path | None = None) -> SageLabConfig:
-    """Build the config from cdk.json context (key `sagelab`) and an optional YAML file."""
-    context_data = dict((context or {}).get("sagelab") or {})
-    layers: list[tuple[dict[str, Any], _Source]] = [(context_data, _Source("cdk.json context 'sagelab'"))]
+def _resolve_custom_script(value: Any, path: str, source: _Source, base: Path, base_label: str) -> Any:
+    """A configured script path -> its absolute path, checked; anything but a string is left for the schema."""
+    if not isinstance(value, str) or not value:
+        return value
+    script = (base / value).resolve()
+    if script.suffix != ".py" or not script.is_file():
+        found = "is not a .py file" if script.is_file() else "is a folder" if script.is_dir() else "does not exist"
+        raise _fail(source, path, value, f"a .py file, relative to {base_label} ({base}); {script} {found}")
+    return str(script)
+
+
+def _with_resolved_scripts(data: dict[str, Any], source: _Source, base: Path, base_label: str) -> dict[str, Any]:
+    """`data` with every `pipeline.custom_script` (under defaults and each environment) resolved against `base`."""
+    scopes: list[tuple[list[str], str]] = [(["defaults"], "defaults")]
+    if isinstance(data.get("environments"), Mapping):
+        scopes += [(["environments", str(name)], f"environments.{name}") for name in data["environments"]]
+    resolved = copy.deepcopy(data)  # the caller's context stays as given
+    for keys, label in scopes:
+        node: Any = resolved
+        for key in [*keys, "pipeline"]:
+            node = node.get(key) if isinstance(node, Mapping) else None
+        if isinstance(node, dict) and "custom_script" in node:
+            node["custom_script"] = _resolve_custom_script(node["custom_script"], f"{label}.pipeline.custom_script", source, base, base_label)
+    return resolved
+
+
+def _check_script_names(environments: tuple[EnvironmentConfig, ...], source: _Source) -> None:
+    """One code bundle serves every environment: two different scripts may not share a bundle path."""
+    seen: dict[str, tuple[str, str]] = {}
+    for env in environments:
+        bundle_path, script = env.pipeline.custom_script_bundle_path, env.pipeline.custom_script
+        if bundle_path is None or script is None:
+            continue
+        other = seen.setdefault(bundle_path, (env.name, script))
+        if other[1] != script:
+            raise _fail(
+                source,
+                f"environments.{env.name}.pipeline.custom_script",
+                script,
+                f"a file name other than environment {other[0]}'s {other[1]} (both would be {bundle_path} in the one code bundle)",
+            )
+
+
+def load_config(context: Mapping[str, Any] | None = None, config_file: str | Path | None = None, project_dir: str | Path | None = None) -> SageLabConfig:
+    """Build the config from cdk.json context (key `sagelab`) and an optional YAML file.
+
+    `project_dir` is cdk.json's folder (default: the current directory, where the CDK CLI runs the
+    app): the context's `pipeline.custom_script` is relative to it, the YAML file's to its folder."""
+    context_source = _Source("cdk.json context 'sagelab'")
+    project = Path(project_dir) if project_dir is not None else Path.cwd()
+    context_data = _with_resolved_scripts(dict((context or {}).get("sagelab") or {}), context_source, project.resolve(), "the project folder")
+    layers: list[tuple[dict[str, Any], _Source]] = [(context_data, context_source)]
     if config_file:
         path = Path(config_file)
         if not path.is_file():
@@ -498,7 +570,8 @@ def load_config(context: Mapping[str, Any] | None = None, config_file: str | Pat
             data = {}
         if not isinstance(data, Mapping):
             raise ConfigError(f"{path}: the top level must be a mapping with keys defaults, environments, classroom")
-        layers.append((dict(data), _Source(str(path), lines)))
+        source = _Source(str(path), lines)
+        layers.append((_with_resolved_scripts(dict(data), source, path.resolve().parent, "the config file's folder"), source))
 
     allowed_top = {"defaults", "environments", "classroom"}
     classroom_data: dict[str, Any] = {}
@@ -523,4 +596,6 @@ def load_config(context: Mapping[str, Any] | None = None, config_file: str | Pat
                 raise _fail(source, "classroom", data["classroom"], _describe(ClassroomConfig))
             classroom_data = _deep_merge(classroom_data, data["classroom"])
             classroom = _validated(ClassroomConfig, classroom_data, "classroom", source)
-    return SageLabConfig(environments=_environments(environments_raw, environments_source, defaults), classroom=classroom)
+    environments = _environments(environments_raw, environments_source, defaults)
+    _check_script_names(environments, environments_source)
+    return SageLabConfig(environments=environments, classroom=classroom)

@@ -59,7 +59,7 @@ XGBOOST_FRAMEWORK_VERSION = "3.0-5"
 PIPELINE_CODE_PREFIX = "pipeline-code"
 SOURCEDIR_ARCHIVE = "sourcedir.tar.gz"
 MODEL_CODE_DIR = "/opt/ml/model/code"  # where the serving container finds the code train.py packed into the model
-STEP_SCRIPTS = ("preprocess.py", "train.py", "evaluate.py", "inference.py")
+STEP_SCRIPTS = ("preprocess.py", "train.py", "evaluate.py", "inference.py", "model_contract.py", "train_custom.py")
 # Built-in K-Means: the image version the SDK's table knows for every region.
 KMEANS_IMAGE_VERSION = "1"
 AUTOGLUON_IMAGE_VERSION = "1.1.1"  # only its repository matters (see _retrieve_image_uris)
@@ -91,7 +91,6 @@ DATA_SUMMARY_PROPERTY_FILE = "DataSummary"
 DATA_SUMMARY_FILE_NAME = step_contract.DATA_SUMMARY_FILE_NAME  # preprocess.py writes it into its `spec` output
 ALGORITHMS = ("xgboost", "kmeans", "autopilot")  # + "custom" when pipeline.custom_script is set
 CUSTOM_ALGORITHM = "custom"
-CUSTOM_SCRIPT_DIR = "custom"  # where the code bundle ships pipeline.custom_script
 # Step-name prefixes of each algorithm's chain; XGBoost keeps the original names (no prefix), so
 # the CLI, the lab and `sagelab pipeline logs Train` read as before.
 BRANCH_PREFIX = {"xgboost": "", "kmeans": "KMeans", "autopilot": "Autopilot", "custom": "Custom"}
@@ -575,13 +574,6 @@ def _autopilot_model(settings: PipelineSettings, shared: _Shared, parameters: _P
     )
 
 
-def custom_script_bundle_path(settings: PipelineSettings) -> str:
-    """Where the code bundle ships pipeline.custom_script (relative to the bundle's root)."""
-    if not settings.custom_script:
-        raise ValueError("pipeline.custom_script is not set")
-    return f"{CUSTOM_SCRIPT_DIR}/{Path(settings.custom_script).name}"
-
-
 def _custom_model(settings: PipelineSettings, shared: _Shared, parameters: _Parameters, data: _Data) -> _Model:
     """Your own training script under the SageMaker training contract, in the SKLearn framework
     image (train_custom.py runs it and packs the serving code, like train.py does)."""
@@ -601,7 +593,9 @@ def _custom_model(settings: PipelineSettings, shared: _Shared, parameters: _Para
         output_path=f"s3://{placeholder('ArtifactsBucket')}/models",
         code_location=f"s3://{placeholder('ArtifactsBucket')}/{PIPELINE_CODE_PREFIX}",
         base_job_name=job_name("custom"),
-        hyperparameters={"user_script": custom_script_bundle_path(settings)},
+        # Everything the definition holds must be the same on every machine: the script's place in
+        # the bundle (custom/<file name>), never its path on the machine that built the app.
+        hyperparameters={step_contract.USER_SCRIPT_HYPERPARAMETER: str(settings.custom_script_bundle_path)},
         metric_definitions=metric_definitions,
         disable_profiler=True,
         max_run=3600,
@@ -839,7 +833,7 @@ def _cache_key(settings: PipelineSettings) -> str:
     digest.update(importlib.metadata.version("sagemaker").encode())
     digest.update(Path(__file__).read_bytes())
     digest.update(Path(step_contract.__file__).read_bytes())
-    for script in ("evaluate.py", "train.py", "preprocess.py"):
+    for script in step_contract.CONTRACT_SCRIPTS:
         digest.update((step_contract.STEPS_DIR / script).read_bytes())
     digest.update(repr(settings).encode())
     return digest.hexdigest()[:32]

@@ -28,7 +28,8 @@ def cdk_context(cdk_json: Path | None = None) -> dict[str, Any]:
 
 
 def load_project_config(config_file: str | Path | None = None, cdk_json: Path | None = None) -> SageLabConfig:
-    return load_config(cdk_context(cdk_json), config_file)
+    path = cdk_json or find_cdk_json()
+    return load_config(cdk_context(path), config_file, project_dir=path.parent if path else None)
 
 
 def environment(config: SageLabConfig, name: str | None = None) -> EnvironmentConfig:

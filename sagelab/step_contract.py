@@ -1,7 +1,8 @@
 """Constants the step scripts own and the pipeline builder needs, read without importing them.
 
 The scripts are the single source of truth (evaluate.py writes the metric the condition reads;
-train.py prints the lines the metric regexes parse). Importing them would load pandas, xgboost and
+model_contract.py holds the format of the lines the metric regexes parse; train_custom.py names the
+hyperparameter that says which script of yours it runs). Importing them would load pandas, xgboost and
 scikit-learn (over a second) into every `cdk synth`, so their module-level literals are read with
 `ast` instead. A test checks that these values equal the imported modules' attributes.
 """
@@ -30,6 +31,10 @@ def _literals(script: str) -> dict[str, Any]:
     return values
 
 
+# The scripts whose literals the pipeline definition depends on (its cache key hashes them).
+CONTRACT_SCRIPTS = ("evaluate.py", "model_contract.py", "train_custom.py", "preprocess.py")
+
+
 def script_constant(script: str, name: str) -> Any:
     values = _literals(script)
     if name not in values:
@@ -40,7 +45,8 @@ def script_constant(script: str, name: str) -> Any:
 EVALUATION_FILE_NAME: str = script_constant("evaluate.py", "EVALUATION_FILE_NAME")
 CONDITION_METRIC_PATH: str = script_constant("evaluate.py", "CONDITION_METRIC_PATH")
 ERROR_METRICS: tuple[str, ...] = script_constant("evaluate.py", "ERROR_METRICS")
-METRIC_LINE_FORMAT: str = script_constant("train.py", "METRIC_LINE_FORMAT")
+METRIC_LINE_FORMAT: str = script_constant("model_contract.py", "METRIC_LINE_FORMAT")
+USER_SCRIPT_HYPERPARAMETER: str = script_constant("train_custom.py", "USER_SCRIPT_HYPERPARAMETER")
 # The gate every CheckMetric reads (decision 0011): ConditionEquals(JsonGet(GATE_PASSED_PATH), 1),
 # the Fail message JsonGet(GATE_MESSAGE_PATH); the pipeline parameters the gate's message names.
 GATE_PASSED_PATH: str = script_constant("evaluate.py", "GATE_PASSED_PATH")

@@ -28,15 +28,15 @@ from stacks.serving_stack import ServingStack, retention_name
 
 
 @functools.lru_cache(maxsize=4)
-def _staged_code() -> Any:
-    return stage_code_bundle()
+def _staged_code(custom_scripts: tuple[str, ...]) -> Any:
+    return stage_code_bundle(custom_scripts=custom_scripts)
 
 
 def build_shared(config: SageLabConfig) -> SharedArtifacts:
     regions = sorted({env.region for env in config.environments})
     return SharedArtifacts(
         definitions={pipeline: definition_json(pipeline) for pipeline in {env.pipeline for env in config.environments}},
-        code_bundle=_staged_code(),
+        code_bundle=_staged_code(tuple(sorted({env.pipeline.custom_script for env in config.environments if env.pipeline.custom_script}))),
         dataset_dir=str(DIGITS_CSV.parent),
         image_uris_by_region={region: image_uris(region) for region in regions},
     )

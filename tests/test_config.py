@@ -163,3 +163,76 @@ def test_a_changed_config_is_validated_like_a_loaded_one() -> None:
     assert str(raised.value) == 'roster.csv line 3: student bob.owner: "o\'brien" is not valid (expected 1-128 characters valid in an AWS tag value)'
     assert dataclasses.replace(env, owner="team").owner == "team"
     assert hash(dataclasses.replace(env.pipeline)) == hash(env.pipeline), "equal pipeline configs share one built definition"
+
+
+# -- pipeline.custom_script: a path relative to the source that sets it ----------------------------
+def test_custom_script_is_relative_to_the_config_files_folder(tmp_path: Path) -> None:
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts" / "my_train.py").write_text("print('training')\n")
+    path = write(tmp_path, "environments:\n  dev:\n    pipeline:\n      custom_script: scripts/my_train.py\n      algorithm: custom\n")
+    (env,) = load_config({}, path).environments
+    assert env.pipeline.custom_script == str(tmp_path / "scripts" / "my_train.py")
+    assert env.pipeline.custom_script_bundle_path == "custom/my_train.py"
+    assert EnvironmentConfig().pipeline.custom_script_bundle_path is None
+
+
+def test_custom_script_in_cdk_json_is_relative_to_the_project_folder(tmp_path: Path) -> None:
+    from sagelab.settings import load_project_config
+
+    (tmp_path / "cdk.json").write_text(json.dumps({"context": {"sagelab": {"defaults": {"pipeline": {"custom_script": "train_mine.py"}}}}}))
+    (tmp_path / "train_mine.py").write_text("")
+    (env,) = load_project_config(cdk_json=tmp_path / "cdk.json").environments
+    assert env.pipeline.custom_script == str(tmp_path / "train_mine.py")
+    context = {"sagelab": {"defaults": {"pipeline": {"custom_script": "train_mine.py"}}}}
+    assert load_config(context, project_dir=tmp_path).environments[0].pipeline.custom_script == str(tmp_path / "train_mine.py")
+    assert context == {"sagelab": {"defaults": {"pipeline": {"custom_script": "train_mine.py"}}}}, "the caller's context is not rewritten"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "environments:\n  dev:\n    pipeline:\n      custom_script: nowhere/train.py\n",
+            "line 4: environments.dev.pipeline.custom_script: 'nowhere/train.py' is not valid (expected a .py file, relative to the config file's folder ({dir}); {dir}/nowhere/train.py does not exist)",
+        ),
+        (
+            "defaults:\n  pipeline:\n    custom_script: notes.txt\n",
+            "line 3: defaults.pipeline.custom_script: 'notes.txt' is not valid (expected a .py file, relative to the config file's folder ({dir}); {dir}/notes.txt is not a .py file)",
+        ),
+        (
+            "environments:\n  dev:\n    pipeline:\n      algorithm: custom\n",
+            "line 4: environments.dev.pipeline.algorithm: 'custom' is not valid (expected xgboost, kmeans or autopilot, or set pipeline.custom_script",
+        ),
+        (
+            "environments:\n  dev:\n    pipeline:\n      custom_script: 7\n",
+            "line 4: environments.dev.pipeline.custom_script: 7 is not valid (expected a string or null)",
+        ),
+        (
+            "environments:\n  dev:\n    pipeline: {custom_script: a/train.py}\n  prod:\n    pipeline: {custom_script: b/train.py}\n",
+            "environments.prod.pipeline.custom_script: '{dir}/b/train.py' is not valid (expected a file name other than environment dev's {dir}/a/train.py (both would be custom/train.py in the one code bundle))",
+        ),
+    ],
+)
+def test_bad_custom_script_fails_with_one_line(tmp_path: Path, text: str, expected: str) -> None:
+    (tmp_path / "notes.txt").write_text("not python\n")
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "train.py").write_text("")
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as raised:
+        load_config({}, path)
+    message = str(raised.value)
+    assert "\n" not in message and message.startswith(str(path))
+    assert expected.format(dir=tmp_path) in message, message
+
+
+def test_synth_fails_on_a_missing_custom_script_with_one_line(tmp_path: Path) -> None:
+    context = {**cdk_context(), "sagelab": {"environments": {"dev": {"pipeline": {"custom_script": "examples/no_such_script.py"}}}}}
+    env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps(context), "CDK_OUTDIR": str(tmp_path / "out")}
+    completed = subprocess.run([sys.executable, "app.py"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 1
+    error_lines = [line for line in completed.stderr.splitlines() if line.startswith("sagelab config error")]
+    assert error_lines == [
+        "sagelab config error: cdk.json context 'sagelab': environments.dev.pipeline.custom_script: 'examples/no_such_script.py' is not valid "
+        f"(expected a .py file, relative to the project folder ({REPO_ROOT}); {REPO_ROOT}/examples/no_such_script.py does not exist)"
+    ]

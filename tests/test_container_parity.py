@@ -3,7 +3,8 @@ images that run them, on the digits and on an MNIST-shaped CSV.
 
 preprocess.py runs in `.parity/sklearn-1.4-2` (SKLearn processing 1.4-2: Python 3.10, pandas 2.3.2,
 pyarrow 17); train.py, evaluate.py and inference.py in `.parity/xgboost-3.0-5` (XGBoost 3.0-5:
-Python 3.10, xgboost 3.0.5, pandas 2.2.3 and no pyarrow). `make parity-venvs` (a prerequisite of
+Python 3.10, xgboost 3.0.5, pandas 2.2.3 and no pyarrow); your own script (train_custom.py) trains
+and inference.py serves its joblib model in the SKLearn image (scikit-learn 1.4.2, no xgboost). `make parity-venvs` (a prerequisite of
 `make test`) builds them from parity/*.txt; without a Python 3.10 this module is skipped.
 
 Each step is a fresh process started the way the container starts it: `python <script>` from a
@@ -26,8 +27,11 @@ import pandas as pd
 import pytest
 
 from pipeline_steps import inference
+from sagelab.code_bundle import stage_code_bundle
 from sagelab.datasets import DIGITS_CSV
 from sagelab.mnist_like import write_mnist_like_csv
+from sagelab.pipeline_definition import SOURCEDIR_ARCHIVE, STEP_SCRIPTS
+from sagelab.step_contract import USER_SCRIPT_HYPERPARAMETER
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PARITY_DIR = REPO_ROOT / ".parity"
@@ -47,8 +51,8 @@ def pinned_versions(image: str) -> dict[str, str]:
     return dict(line.split("==") for line in lines if line and not line.startswith("#"))
 
 
-def run_in_image(image: str, arguments: list[str], cwd: Path) -> str:
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+def run_in_image(image: str, arguments: list[str], cwd: Path, extra_env: dict[str, str] | None = None) -> str:
+    env = {**{key: value for key, value in os.environ.items() if key != "PYTHONPATH"}, **(extra_env or {})}
     completed = subprocess.run([str(image_python(image)), *arguments], cwd=cwd, env=env, capture_output=True, text=True, timeout=STEP_TIMEOUT_S)
     assert completed.returncode == 0, (
         f"{image}: {' '.join(arguments[:2])} exited {completed.returncode}\n{completed.stdout[-2000:]}\n{completed.stderr[-3000:]}"
@@ -79,7 +83,7 @@ def code_dir(root: Path) -> Path:
     """The scripts alone, as the source archive and the processing jobs' code inputs deliver them."""
     code = root / "code"
     code.mkdir()
-    for script in ("preprocess.py", "train.py", "evaluate.py", "inference.py"):
+    for script in STEP_SCRIPTS:
         shutil.copyfile(REPO_ROOT / "pipeline_steps" / script, code / script)
     return code
 
@@ -198,6 +202,21 @@ print(json.dumps({"flat": flat, "plots": evaluate.plot_cluster_label_matrix(sect
 """
 
 
+SERVING_DRIVER = """
+import json, sys
+import inference
+model = inference.model_fn(sys.argv[1])
+answers = {}
+for name, body, content_type in json.loads(sys.stdin.read()):
+    try:
+        text, produced = inference.output_fn(inference.predict_fn(inference.input_fn(body, content_type), model), "application/json")
+        answers[name] = json.loads(text)["predictions"]
+    except inference.InvalidInput as error:
+        answers[name] = {"invalid": str(error)}
+print(json.dumps(answers))
+"""
+
+
 @pytest.mark.slow
 def test_every_kind_evaluates_in_its_image(tmp_path: Path) -> None:
     """Regression (XGBoost image), Autopilot predictions (XGBoost image), a custom scikit-learn model
@@ -282,3 +301,53 @@ def test_every_kind_evaluates_in_its_image(tmp_path: Path) -> None:
     out = run_in_image(XGBOOST_IMAGE, ["-c", CLUSTERING_DRIVER, str(kmeans_splits), str(tmp_path / "centroids.npy"), str(tmp_path / "keval")], alone)
     result = json.loads(out.splitlines()[-1])
     assert result["flat"]["silhouette"] > 0.05 and result["flat"]["adjusted_rand_index"] > 0.4 and result["plots"] == ["cluster_label_matrix.png"]
+
+
+@pytest.mark.slow
+def test_your_own_script_trains_and_serves_in_the_sklearn_image(tmp_path: Path) -> None:
+    """The README's example from the real code bundle (sourcedir.tar.gz unpacked as /opt/ml/code, the
+    script under custom/), trained by train_custom.py and served by inference.py from the model's
+    code/ folder, all under the SKLearn image's Python and libraries (joblib within one scikit-learn)."""
+    bundle = stage_code_bundle(tmp_path / "bundle", custom_scripts=[REPO_ROOT / "examples" / "custom_train.py"])
+    code = tmp_path / "code"
+    with tarfile.open(bundle.directory / SOURCEDIR_ARCHIVE) as archive:
+        archive.extractall(code, filter="data")
+    (tmp_path / "in").mkdir()
+    shutil.copyfile(DIGITS_CSV, tmp_path / "in" / "digits.csv")
+    splits, model_dir = tmp_path / "splits", tmp_path / "model"
+    run_in_image(SKLEARN_IMAGE, ["preprocess.py", "--input-dir", str(tmp_path / "in"), "--output-dir", str(splits)], code)
+    contract = {f"SM_CHANNEL_{name.upper()}": str(splits / name) for name in ("train", "validation", "spec")} | {"SM_MODEL_DIR": str(model_dir)}
+    log = run_in_image(
+        SKLEARN_IMAGE, ["train_custom.py", f"--{USER_SCRIPT_HYPERPARAMETER}", "custom/custom_train.py", "--regularization", "0.5"], code, contract
+    )
+    assert "validation-accuracy=" in log
+    assert sorted(p.name for p in model_dir.iterdir()) == ["code", "feature_spec.json", "model.joblib", "training_report.json"]
+
+    rows = _test_rows(splits)
+    names = json.loads((model_dir / "feature_spec.json").read_text())["feature_columns"]
+    requests = [
+        ("single", json.dumps({"instances": rows[:1]}), "application/json"),
+        ("batch", json.dumps({"instances": rows}), "application/json"),
+        ("records", json.dumps({"instances": [dict(zip(names, row, strict=True)) for row in rows[:3]]}), "application/json"),
+        ("csv", "\n".join(",".join(repr(v) for v in row) for row in rows[:3]), "text/csv"),
+        ("short row", json.dumps({"instances": [[1.0, 2.0]]}), "application/json"),
+    ]
+    serving = subprocess.run(  # as the container does: SAGEMAKER_SUBMIT_DIRECTORY=/opt/ml/model/code
+        [str(image_python(SKLEARN_IMAGE)), "-c", SERVING_DRIVER, str(model_dir)],
+        cwd=model_dir / "code",
+        input=json.dumps(requests),
+        capture_output=True,
+        text=True,
+        timeout=STEP_TIMEOUT_S,
+        env={key: value for key, value in os.environ.items() if key != "PYTHONPATH"},
+    )
+    assert serving.returncode == 0, serving.stderr[-3000:]
+    answers = json.loads(serving.stdout.splitlines()[-1])
+    import numpy as np
+
+    truth = np.load(splits / "test" / "target.npy")[: len(rows)]
+    labels = [int(p["label"]) for p in answers["batch"]]
+    assert np.mean(np.array(labels) == truth) >= 0.9
+    assert answers["single"] == answers["batch"][:1] and answers["records"] == answers["csv"] == answers["batch"][:3]
+    assert all(abs(sum(p["probabilities"].values()) - 1) < 1e-4 for p in answers["batch"])
+    assert answers["short row"] == {"invalid": "instances[0] has 2 values; expected 64"}

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline_steps import evaluate, inference, preprocess, train
+from pipeline_steps import evaluate, inference, model_contract, preprocess, train, train_custom
 from pipeline_steps.evaluate import CONDITION_METRIC_PATH, EVALUATION_FILE_NAME
 from sagelab.datasets import DIGITS_CSV, digits_rows
 from sagelab.mnist_like import write_mnist_like_csv
@@ -271,7 +271,8 @@ def test_step_contract_matches_the_scripts() -> None:
     assert step_contract.CONDITION_METRIC_PATH == evaluate.CONDITION_METRIC_PATH
     assert step_contract.EVALUATION_FILE_NAME == evaluate.EVALUATION_FILE_NAME
     assert step_contract.ERROR_METRICS == evaluate.ERROR_METRICS
-    assert step_contract.METRIC_LINE_FORMAT == train.METRIC_LINE_FORMAT
+    assert step_contract.METRIC_LINE_FORMAT == model_contract.METRIC_LINE_FORMAT
+    assert step_contract.USER_SCRIPT_HYPERPARAMETER == train_custom.USER_SCRIPT_HYPERPARAMETER
     with pytest.raises(KeyError, match="defines no literal SUMMARY_KEY"):
         step_contract.script_constant("evaluate.py", "SUMMARY_KEY")
 

@@ -63,7 +63,7 @@ def prepare(env: EnvironmentConfig, workdir: Path = DEFAULT_WORKDIR) -> LocalEnv
     code_dir = workdir / "staging" / "pipeline-code"
     if code_dir.exists():
         shutil.rmtree(code_dir)
-    bundle = stage_code_bundle(code_dir)
+    bundle = stage_code_bundle(code_dir, custom_scripts=[env.pipeline.custom_script] if env.pipeline.custom_script else [])
     values = local_values(env, bundle.version)
     s3.upload(bundle.directory, f"s3://{values['ArtifactsBucket']}/{PIPELINE_CODE_PREFIX}/{bundle.version}")
     dataset_target = s3.path(f"s3://{values['DataBucket']}/{DATASET_PREFIX}{DIGITS_CSV.name}")

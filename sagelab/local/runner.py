@@ -290,7 +290,9 @@ class LocalPipelineRunner:
         self.python = python
         self.max_tuning_jobs = max_tuning_jobs
         # SAGELAB_AUTOML_BUDGET_S shortens the local search (the notebook's test run, a quick look).
-        self.automl_budget_s = automl_budget_s if automl_budget_s is not None else float(os.environ.get("SAGELAB_AUTOML_BUDGET_S", DEFAULT_LOCAL_AUTOML_BUDGET_S))
+        self.automl_budget_s = (
+            automl_budget_s if automl_budget_s is not None else float(os.environ.get("SAGELAB_AUTOML_BUDGET_S", DEFAULT_LOCAL_AUTOML_BUDGET_S))
+        )
         self._sagemaker_api: Any = None
         self._models: dict[str, dict[str, Any]] = {}  # Model steps of this run: name -> container
         # Python steps run in processes forked from a parent that imported numpy/pandas/xgboost
