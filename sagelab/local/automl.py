@@ -54,6 +54,7 @@ from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from threadpoolctl import threadpool_limits
 
 LOCAL_AUTOPILOT_IMAGE = "local/sagemaker-autopilot:ensembling"
 LOCAL_ARN_PREFIX = "arn:aws:sagemaker:local:000000000000"
@@ -347,6 +348,22 @@ def _all_metrics(problem_type: str, target: np.ndarray, predicted: np.ndarray) -
     return values
 
 
+def _objective_score(objective: str, problem_type: str, target: np.ndarray, predicted: np.ndarray) -> float:
+    """The objective alone, in NumPy for the common ones: ensemble selection scores it a few hundred times,
+    and scikit-learn's input checks would make that the slowest part of the search."""
+    if problem_type == REGRESSION:
+        error = predicted - target
+        if objective == "MSE":
+            return float(np.mean(error**2))
+        if objective == "RMSE":
+            return float(np.sqrt(np.mean(error**2)))
+        if objective == "MAE":
+            return float(np.mean(np.abs(error)))
+    elif objective == "Accuracy":
+        return float(np.mean(predicted.argmax(axis=1) == target))
+    return _all_metrics(problem_type, target, predicted)[objective]
+
+
 def _better(objective: str, candidate: float, incumbent: float) -> bool:
     return candidate < incumbent if objective in MINIMIZED_METRICS else candidate > incumbent
 
@@ -391,6 +408,17 @@ def _pipeline(dataset: _Dataset, family: _Family, cores: int) -> Pipeline:
     )
 
 
+def _fitted(dataset: _Dataset, family: _Family, cores: int, rows: np.ndarray | None = None) -> Pipeline:
+    """The family's pipeline fitted on `rows` (all rows when None), made to predict on one thread: a forest
+    predicting on several threads adds its trees' outputs in whatever order the threads finish, so the last
+    bits of a prediction (and a leaderboard value) would change from run to run."""
+    features, target = (dataset.features, dataset.target) if rows is None else (dataset.features.iloc[rows], dataset.target[rows])
+    model = _pipeline(dataset, family, cores).fit(features, target)
+    if isinstance(model.named_steps["model"], ExtraTreesClassifier | ExtraTreesRegressor | RandomForestClassifier | RandomForestRegressor):
+        model.named_steps["model"].set_params(n_jobs=1)
+    return model
+
+
 def _cross_validate(
     dataset: _Dataset, family: _Family, folds: Sequence[tuple[np.ndarray, np.ndarray]], cores: int, per_job_limit_s: float | None
 ) -> np.ndarray:
@@ -398,7 +426,7 @@ def _cross_validate(
     out_of_fold = np.zeros((len(dataset.target), classes)) if classes else np.zeros(len(dataset.target))
     for train_rows, test_rows in folds:
         started = time.monotonic()
-        model = _pipeline(dataset, family, cores).fit(dataset.features.iloc[train_rows], dataset.target[train_rows])
+        model = _fitted(dataset, family, cores, train_rows)
         if classes:
             out_of_fold[test_rows] = model.predict_proba(dataset.features.iloc[test_rows])
         else:
@@ -422,7 +450,7 @@ def _ensemble(objective: str, dataset: _Dataset, trials: Sequence[_Trial]) -> tu
         scored = []
         for position, (_, predictions) in enumerate(pool):
             blended = (total + predictions) / (len(picks) + 1)
-            scored.append((_all_metrics(dataset.problem_type, dataset.target, blended)[objective], position))
+            scored.append((_objective_score(objective, dataset.problem_type, dataset.target, blended), position))
         score, position = scored[0]
         for candidate_score, candidate_position in scored[1:]:
             if _better(objective, candidate_score, score):
@@ -499,7 +527,9 @@ def run_automl_job(
 
     trials: list[_Trial] = []
     secondary_status = "Completed"
-    with warnings.catch_warnings():
+    # One BLAS thread: the linear and MLP fits are small matrix products, and on a shared 2-core machine a
+    # multithreaded BLAS spends its time waiting for cores (an MLP's 2 s CV took 38 s beside other jobs).
+    with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
         # Fixed iteration caps are part of the budget; a model that has not fully converged is still a candidate.
         warnings.simplefilter("ignore", ConvergenceWarning)
         for family in families:
@@ -526,7 +556,9 @@ def run_automl_job(
             if trial.status == "Completed" and _better(objective, trial.metrics[objective], best.metrics[objective]):
                 best = trial  # ties keep the earlier (simpler, cheaper) candidate
         log(f"best candidate {best.name}: {objective}={best.metrics[objective]:.4f}; refitting it on all {len(dataset.target)} rows")
+        refit_started = time.monotonic()
         artifact = _write_best_artifact(output_dir / "best", best, dataset, objective, cores)
+        log(f"refit and artifact: {time.monotonic() - refit_started:.1f} s")
 
     job_ended = _now()
     log(f"AutoML job {job_name} completed in {time.monotonic() - clock:.1f} s")
@@ -670,10 +702,10 @@ def inference_environment(problem_type: str, model_name: str) -> dict[str, str]:
 def _write_best_artifact(directory: Path, best: _Trial, dataset: _Dataset, objective: str, cores: int) -> Path:
     by_name = {family.name: family for family in FAMILIES}
     if best.family == ENSEMBLE_FAMILY:
-        fitted = [(weight, _pipeline(dataset, by_name[family], cores).fit(dataset.features, dataset.target)) for weight, family in best.members]
+        fitted = [(weight, _fitted(dataset, by_name[family], cores)) for weight, family in best.members]
         model: Any = WeightedEnsemble(fitted, dataset.problem_type)
     else:
-        model = _pipeline(dataset, by_name[best.family], cores).fit(dataset.features, dataset.target)
+        model = _fitted(dataset, by_name[best.family], cores)
     spec = {
         "format_version": ARTIFACT_FORMAT_VERSION,
         "candidate_name": best.name,
@@ -691,7 +723,9 @@ def _write_best_artifact(directory: Path, best: _Trial, dataset: _Dataset, objec
         joblib.dump(model, Path(staging) / "model.joblib")
         (Path(staging) / "candidate.json").write_text(json.dumps(spec, indent=2))
         artifact = directory / "model.tar.gz"
-        with tarfile.open(artifact, "w:gz") as archive:
+        # Level 1: the forests' pickles are tens of MB, and gzip's default level 9 took 12 s on one for a
+        # file barely smaller.
+        with tarfile.open(artifact, "w:gz", compresslevel=1) as archive:
             for member in ("candidate.json", "model.joblib"):
                 archive.add(Path(staging) / member, arcname=member)
     return artifact
