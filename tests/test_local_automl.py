@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.session
 import numpy as np
 import pandas as pd
 import pytest
@@ -248,6 +249,12 @@ def test_request_errors_name_what_to_change(tmp_path: Path) -> None:
         run_automl_job(
             automl_request("progression", AutoMLJobObjective={"MetricName": "Accuracy"}), tmp_path / "input", tmp_path / "output", "bad", lambda line: None
         )
+    too_short = automl_request("progression", 2)
+    too_short["AutoMLJobConfig"]["CompletionCriteria"]["MaxRuntimePerTrainingJobInSeconds"] = 1e-6
+    with pytest.raises(
+        AutoMLRequestError, match=r"no candidate completed \(k-nearest-neighbors: a fold took .* more than MaxRuntimePerTrainingJobInSeconds=1e-06"
+    ):
+        run_automl_job(too_short, tmp_path / "input", tmp_path / "output", "bad", lambda line: None)
     with pytest.raises(AutoMLRequestError, match="no input files"):
         run_automl_job(automl_request("progression"), tmp_path / "empty", tmp_path / "output", "bad", lambda line: None)
 
@@ -431,3 +438,52 @@ def test_real_job_leaderboard_through_boto3(digits_job: dict[str, Any]) -> None:
     assert board["Candidates"][0]["FinalAutoMLJobObjectiveMetric"] == described["BestCandidate"]["FinalAutoMLJobObjectiveMetric"]
     assert set(described["BestCandidate"]["InferenceContainers"][0]["Environment"]) >= SDK_ENVIRONMENT_KEYS
     assert "ModelDataPath" not in described["BestCandidate"]["InferenceContainers"][0]
+
+
+def assert_matches_shape(value: Any, shape: Any, path: str) -> None:
+    """`value` is what SageMaker could send for botocore's `shape`: known member names, the right types, enum values."""
+    kind = shape.type_name
+    if kind == "structure":
+        assert isinstance(value, dict), path
+        for name, item in value.items():
+            assert name in shape.members, f"{path}.{name} is not a member of {shape.name}"
+            assert_matches_shape(item, shape.members[name], f"{path}.{name}")
+        missing = set(shape.required_members) - set(value)
+        assert not missing, f"{path} lacks required {sorted(missing)}"
+    elif kind == "list":
+        assert isinstance(value, list), path
+        for index, item in enumerate(value):
+            assert_matches_shape(item, shape.member, f"{path}[{index}]")
+    elif kind == "map":
+        assert isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()), path
+    elif kind == "timestamp":
+        assert isinstance(value, int | float), f"{path}: JSON 1.1 timestamps are epoch seconds, got {value!r}"
+    elif kind == "string":
+        assert isinstance(value, str), path
+        assert not shape.enum or value in shape.enum, f"{path}={value!r} not in {shape.enum}"
+    elif kind in ("integer", "long"):
+        assert isinstance(value, int) and not isinstance(value, bool), path
+    elif kind in ("float", "double"):
+        assert isinstance(value, int | float) and not isinstance(value, bool), path
+    elif kind == "boolean":
+        assert isinstance(value, bool), path
+
+
+@pytest.mark.slow
+def test_real_job_wire_responses_match_botocore_shapes(digits_job: dict[str, Any]) -> None:
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    api = LocalSageMakerApi()
+    result = {**digits_job["result"]}
+    result["BestCandidate"] = {**result["BestCandidate"]}
+    result["BestCandidate"]["InferenceContainers"] = [
+        {**result["BestCandidate"]["InferenceContainers"][0], "ModelDataUrl": "s3://bucket/out/best/model.tar.gz"}
+    ]
+    api.add_automl_job(result)
+    name = result["AutoMLJobName"]
+    assert_matches_shape(api.describe_automl_job({"AutoMLJobName": name}), model.shape_for("DescribeAutoMLJobResponse"), "DescribeAutoMLJob")
+    listed = api.list_candidates({"AutoMLJobName": name, "MaxResults": 300})
+    assert_matches_shape(listed, model.shape_for("ListCandidatesForAutoMLJobResponse"), "ListCandidatesForAutoMLJob")
+    assert len(listed["Candidates"]) == len(result["_candidates"])
+    best = next(candidate for candidate in listed["Candidates"] if candidate["CandidateName"] == result["BestCandidate"]["CandidateName"])
+    assert best["InferenceContainers"][0]["ModelDataUrl"] == "s3://bucket/out/best/model.tar.gz"
+    assert all("InferenceContainers" not in candidate for candidate in listed["Candidates"] if candidate is not best)

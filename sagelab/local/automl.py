@@ -486,7 +486,8 @@ def run_automl_job(
 
     The best candidate's inference container has `ModelDataPath` (the local artifact) instead of
     `ModelDataUrl`: the runner fills `ModelDataUrl` with the S3 URI it maps the path to. The private key
-    `_candidates` lists every candidate shaped like ListCandidatesForAutoMLJob's `Candidates`, in creation order.
+    `_candidates` lists every candidate shaped like ListCandidatesForAutoMLJob's `Candidates`, in creation order,
+    without InferenceContainers (LocalSageMakerApi adds BestCandidate's to the best one's entry).
 
     The search starts candidates while the time used is under min(`time_budget_s`,
     MaxAutoMLJobRuntimeInSeconds), so it overruns by at most one candidate plus the final refit.
@@ -563,7 +564,9 @@ def run_automl_job(
     job_ended = _now()
     log(f"AutoML job {job_name} completed in {time.monotonic() - clock:.1f} s")
     candidates = [_candidate_description(trial, objective) for trial in trials]
-    best_description = next(candidate for candidate in candidates if candidate["CandidateName"] == best.name)
+    # Only BestCandidate carries the inference container, so the runner fills ModelDataUrl in one place;
+    # LocalSageMakerApi lists it on the best candidate's entry too, as SageMaker does.
+    best_description = dict(next(candidate for candidate in candidates if candidate["CandidateName"] == best.name))
     best_description["InferenceContainers"] = [
         {"Image": LOCAL_AUTOPILOT_IMAGE, "ModelDataPath": str(artifact), "Environment": inference_environment(dataset.problem_type, best.model_name)}
     ]

@@ -130,7 +130,14 @@ class LocalSageMakerApi:
 
     def list_candidates(self, request: Mapping[str, Any]) -> dict[str, Any]:
         job = self._job(request)
-        candidates: list[dict[str, Any]] = list(job["_candidates"])
+        best = job.get("BestCandidate") or {}
+        # run_automl_job keeps the inference container (with the ModelDataUrl the runner filled) on BestCandidate only.
+        candidates: list[dict[str, Any]] = [
+            {**candidate, "InferenceContainers": best["InferenceContainers"]}
+            if candidate.get("CandidateName") == best.get("CandidateName") and "InferenceContainers" in best
+            else candidate
+            for candidate in job["_candidates"]
+        ]
         status = request.get("StatusEquals")
         if status is not None:
             if status not in CANDIDATE_STATUSES:
