@@ -166,6 +166,9 @@ def model_description() -> tuple[dict[str, Any] | None, str]:
     description: dict[str, Any] | None = None
     note = ""
     try:
+        bucket = os.environ.get("ARTIFACTS_BUCKET", "")
+        if bucket and not uri.startswith(f"s3://{bucket}/"):  # IAM would refuse it anyway; say why
+            raise ValueError("the description URI is not in this environment's artifacts bucket")
         description = _model_openapi().checked_description(_read_s3_json(uri))
     except Exception as error:  # any failure degrades to the generic description, never a 5xx
         logger.warning("model description unreadable", extra={"uri": uri, "error": f"{type(error).__name__}: {error}"})
