@@ -143,7 +143,8 @@ class FrontDoor(Construct):
         artifacts_bucket: where model descriptions live; the function may read
             `MODEL_DESCRIPTION_KEYS` in it (and decrypt them with `log_key`, the environment key,
             through S3 only). None: no description is readable. From another stack, give a bucket
-            whose ARN is a *named* export (the nag acknowledgment of the key wildcard names it).
+            whose ARN is an explicit import (`Stack.export_value`): the nag acknowledgment of the
+            key wildcard names it.
 
     Exposes `api`, `function`, `predict_method`, `api_key` (None with IAM auth), `usage_plan`,
     `web_acl` (the environment's own ApiWebAcl, None unless `serving.waf` is `own`), `access_logs`.
