@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from aws_cdk import Aws, Duration, RemovalPolicy
@@ -11,6 +12,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
@@ -20,6 +22,31 @@ from stacks.nag import acknowledge, acknowledge_policy_wildcards, acknowledge_tr
 from stacks.naming import ResourceNames
 
 RUNTIME_DIR = Path(__file__).resolve().parent.parent / "runtime" / "deployer"
+# What CloudFormation's Lambda handler needs to change the front door's MODEL_* environment (the
+# update handler's permissions in the registry schema that apply to a function without VPC, file
+# systems, code signing, SnapStart or capacity providers; tests/test_sufficiency.py checks them).
+FRONT_DOOR_UPDATE_ACTIONS = [
+    "lambda:GetFunction",
+    "lambda:UpdateFunctionConfiguration",
+    "lambda:PutFunctionConcurrency",
+    "lambda:DeleteFunctionConcurrency",
+    "lambda:TagResource",
+    "lambda:UntagResource",
+    "lambda:GetRuntimeManagementConfig",
+    "lambda:PutRuntimeManagementConfig",
+    "lambda:GetFunctionRecursionConfig",
+    "lambda:PutFunctionRecursionConfig",
+    "lambda:GetFunctionCodeSigningConfig",
+]
+
+
+@dataclass(frozen=True)
+class ModelParameterNames:
+    """The serving stack's parameters the deployer sets from the package's CustomerMetadataProperties."""
+
+    algorithm: str
+    problem_type: str
+    description_uri: str
 
 
 class ApprovalDeployer(Construct):
@@ -36,6 +63,11 @@ class ApprovalDeployer(Construct):
         names: the environment's names (group, endpoint, serving stack).
         serving_stack_arn: the stack to update (its own ARN, from the serving stack).
         parameter_name: the stack parameter that holds the model package ARN.
+        model_parameter_names: the parameters set from the package's CustomerMetadataProperties
+            (`sagelab:algorithm`, `sagelab:problem-type`, `sagelab:model-description`).
+        front_door_function, front_door_role: the function whose MODEL_* environment those
+            parameters set; the deployment role may update its configuration and pass its role.
+        artifacts_bucket: a description URI outside it is not deployed.
         endpoint: what a deployment creates (names, whether it scales, the scaling role).
         endpoint_role: passed to SageMaker by CloudFormation when it creates the model.
         key: the environment key (endpoint volumes, data capture, queue, logs).
@@ -50,16 +82,29 @@ class ApprovalDeployer(Construct):
         names: ResourceNames,
         serving_stack_arn: str,
         parameter_name: str,
+        model_parameter_names: ModelParameterNames,
+        front_door_function: lambda_.IFunction,
+        front_door_role: iam.IRole,
+        artifacts_bucket: s3.IBucket,
         endpoint: ModelEndpoint,
         endpoint_role: iam.IRole,
         key: kms.IKey,
         log_retention: logs.RetentionDays,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.cloudformation_role = self._deployment_role(names=names, endpoint=endpoint, endpoint_role=endpoint_role, key=key)
+        self.cloudformation_role = self._deployment_role(
+            names=names, endpoint=endpoint, endpoint_role=endpoint_role, key=key, front_door_function=front_door_function, front_door_role=front_door_role
+        )
         dead_letters = self._dead_letter_queue(key)
         self.function = self._function(
-            names=names, serving_stack_arn=serving_stack_arn, parameter_name=parameter_name, key=key, log_retention=log_retention, dead_letters=dead_letters
+            names=names,
+            serving_stack_arn=serving_stack_arn,
+            parameter_name=parameter_name,
+            model_parameter_names=model_parameter_names,
+            artifacts_bucket=artifacts_bucket,
+            key=key,
+            log_retention=log_retention,
+            dead_letters=dead_letters,
         )
         self.rule = events.Rule(
             self,
@@ -73,7 +118,16 @@ class ApprovalDeployer(Construct):
             targets=[targets.LambdaFunction(self.function, dead_letter_queue=dead_letters, retry_attempts=8, max_event_age=Duration.hours(6))],
         )
 
-    def _deployment_role(self, *, names: ResourceNames, endpoint: ModelEndpoint, endpoint_role: iam.IRole, key: kms.IKey) -> iam.Role:
+    def _deployment_role(
+        self,
+        *,
+        names: ResourceNames,
+        endpoint: ModelEndpoint,
+        endpoint_role: iam.IRole,
+        key: kms.IKey,
+        front_door_function: lambda_.IFunction,
+        front_door_role: iam.IRole,
+    ) -> iam.Role:
         """The role CloudFormation assumes for the updates the deployer starts: what the resources
         that depend on the model package need (tests/test_sufficiency.py checks it against the
         CloudFormation registry's handler permissions), on this environment's resources only."""
@@ -110,6 +164,14 @@ class ApprovalDeployer(Construct):
             ),
             iam.PolicyStatement(
                 sid="UseEnvironmentKey", actions=["kms:CreateGrant", "kms:DescribeKey", "kms:Decrypt", "kms:GenerateDataKey"], resources=[key.key_arn]
+            ),
+            # An approval also sets the front door's MODEL_* environment (the served model's kind).
+            iam.PolicyStatement(sid="ConfigureTheFrontDoor", actions=FRONT_DOOR_UPDATE_ACTIONS, resources=[front_door_function.function_arn]),
+            iam.PolicyStatement(
+                sid="PassFrontDoorRole",
+                actions=["iam:PassRole"],
+                resources=[front_door_role.role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}},
             ),
         ]
         if endpoint.scales:
@@ -188,6 +250,8 @@ class ApprovalDeployer(Construct):
         names: ResourceNames,
         serving_stack_arn: str,
         parameter_name: str,
+        model_parameter_names: ModelParameterNames,
+        artifacts_bucket: s3.IBucket,
         key: kms.IKey,
         log_retention: logs.RetentionDays,
         dead_letters: sqs.IQueue,
@@ -201,6 +265,8 @@ class ApprovalDeployer(Construct):
             roles=[role],
             statements=[
                 iam.PolicyStatement(sid="ReadServingStack", actions=["cloudformation:DescribeStacks"], resources=[serving_stack_arn]),
+                # The approved version's CustomerMetadataProperties (algorithm, problem type, description).
+                iam.PolicyStatement(sid="ReadModelPackages", actions=["sagemaker:DescribeModelPackage"], resources=[names.model_packages_arn()]),
                 # Only with the deployment role (never the stack's previous service role, which
                 # CloudFormation uses when RoleARN is left out) and without a new template URL.
                 # A TemplateBody has no condition key; the deployment role bounds what one could do.
@@ -221,7 +287,7 @@ class ApprovalDeployer(Construct):
         )
         acknowledge_policy_wildcards(
             function_policy.node.default_child,  # type: ignore[arg-type]
-            lambda _statement: "A stack ARN ends in a stack id CloudFormation assigns at creation; the name part pins this one serving stack.",
+            lambda statement: DEPLOYER_WILDCARD_REASONS.get(statement.get("Sid", ""), "unexpected wildcard"),
         )
         powertools = powertools_layer(self)
         function = lambda_.Function(
@@ -242,6 +308,10 @@ class ApprovalDeployer(Construct):
                 "MODEL_PACKAGE_ARN_PREFIX": f"{names.sagemaker_arn('model-package')}/{names.model_package_group}/",
                 "SERVING_STACK_NAME": names.serving_stack,
                 "PARAMETER_NAME": parameter_name,
+                "ALGORITHM_PARAMETER": model_parameter_names.algorithm,
+                "PROBLEM_TYPE_PARAMETER": model_parameter_names.problem_type,
+                "DESCRIPTION_PARAMETER": model_parameter_names.description_uri,
+                "ARTIFACTS_BUCKET": artifacts_bucket.bucket_name,
                 "CLOUDFORMATION_ROLE_ARN": deployment_role_arn,
                 "POWERTOOLS_SERVICE_NAME": "sagelab-deployer",
                 "POWERTOOLS_LOG_LEVEL": "INFO",
@@ -264,6 +334,13 @@ class ApprovalDeployer(Construct):
         acknowledge_tracing_grant(role, "approval deployer")
         return function
 
+
+# Why each wildcard of the deployer function's policy is there (by statement id).
+DEPLOYER_WILDCARD_REASONS = {
+    "ReadServingStack": "A stack ARN ends in a stack id CloudFormation assigns at creation; the name part pins this one serving stack.",
+    "UpdateServingStack": "A stack ARN ends in a stack id CloudFormation assigns at creation; the name part pins this one serving stack.",
+    "ReadModelPackages": "Versions of this environment's own model package group are created at run time.",
+}
 
 # Why each wildcard of the deployment role is there (by statement id).
 DEPLOYMENT_WILDCARD_REASONS = {

@@ -2,7 +2,8 @@
 
 POST /predict        -> the Lambda (reserved concurrency) -> the endpoint
 GET  /health         -> MOCK integration: API Gateway answers, no Lambda, no Lambda throttle
-GET  /openapi.json   -> MOCK integration, the API description (refs inlined)
+GET  /openapi.json   -> the Lambda: the API description with the served model's description merged
+                        in (public, method-throttled so it cannot take /predict's concurrency)
 """
 
 from __future__ import annotations
@@ -11,24 +12,30 @@ import json
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from aws_cdk import Duration, Fn, RemovalPolicy
+from aws_cdk import Aws, Duration, Fn, RemovalPolicy
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from runtime.front_door.build_openapi import health_body, openapi_body
+from runtime.front_door.build_openapi import health_body
 from stacks.api_web_acl import CLASS_WEB_ACL_EXPORT, ApiWebAcl, associate_web_acl
 from stacks.lambda_runtime import LAMBDA_RUNTIME, powertools_layer
-from stacks.nag import acknowledge, acknowledge_tracing_grant
+from stacks.nag import acknowledge, acknowledge_policy_wildcards, acknowledge_tracing_grant
 from stacks.naming import ResourceNames
 
 RUNTIME_DIR = Path(__file__).resolve().parent.parent / "runtime" / "front_door"
 REQUEST_SCHEMA = RUNTIME_DIR / "request_schema.json"
 STAGE = "prod"
 DEFAULT_RESERVED_CONCURRENCY = 20
+# GET /openapi.json is public and reaches the function: a low method throttle keeps anonymous
+# callers from taking the reserved concurrency that /predict needs.
+OPENAPI_RATE_LIMIT, OPENAPI_BURST_LIMIT = 5, 10
+# Where evaluate.py writes the model's description (decision 0011), relative to the artifacts bucket.
+MODEL_DESCRIPTION_KEYS = "pipeline-runs/*/model_description.json"
 _SCHEMA_TYPES = {
     "object": apigw.JsonSchemaType.OBJECT,
     "array": apigw.JsonSchemaType.ARRAY,
@@ -81,6 +88,20 @@ def _error_template(code: str, message: str) -> dict[str, str]:
     return {"application/json": json.dumps({"error": code, "message": message, "requestId": "$context.requestId"})}
 
 
+class ServedModelSettings(Protocol):
+    """What the function is told about the served model (CloudFormation parameter values: the
+    approval deployer sets them from the model package's CustomerMetadataProperties)."""
+
+    @property
+    def algorithm(self) -> str: ...
+
+    @property
+    def problem_type(self) -> str: ...
+
+    @property
+    def description_uri(self) -> str: ...
+
+
 class FrontDoorSettings(Protocol):
     """What the front door reads of an environment's serving settings (the config's `serving` section
     has these; the construct does not depend on the config module)."""
@@ -117,6 +138,13 @@ class FrontDoor(Construct):
             whose concurrency quota is 10 cannot reserve any).
         trace_in_code: load the X-Ray SDK in the function for subsegments (default False: it
             costs ~200 ms per cold start; Lambda's and API Gateway's active tracing stay on).
+        model: the served model's algorithm, problem type and description URI (the function's
+            MODEL_* environment); default: an XGBoost model without a description.
+        artifacts_bucket: where model descriptions live; the function may read
+            `MODEL_DESCRIPTION_KEYS` in it (and decrypt them with `log_key`, the environment key,
+            through S3 only). None: no description is readable. From another stack, give a bucket
+            whose ARN is an explicit import (`Stack.export_value`): the nag acknowledgment of the
+            key wildcard names it.
 
     Exposes `api`, `function`, `predict_method`, `api_key` (None with IAM auth), `usage_plan`,
     `web_acl` (the environment's own ApiWebAcl, None unless `serving.waf` is `own`), `access_logs`.
@@ -133,11 +161,13 @@ class FrontDoor(Construct):
         log_retention: logs.RetentionDays,
         reserved_concurrency: int | None = DEFAULT_RESERVED_CONCURRENCY,
         trace_in_code: bool = False,
+        model: ServedModelSettings | None = None,
+        artifacts_bucket: s3.IBucket | None = None,
     ) -> None:
         if reserved_concurrency is not None and reserved_concurrency < 1:
             raise ValueError(f"reserved_concurrency must be at least 1 (or None for unreserved), not {reserved_concurrency}")
         super().__init__(scope, construct_id)
-        self.function = self._function(names, log_key, log_retention, reserved_concurrency, trace_in_code)
+        self.function = self._function(names, log_key, log_retention, reserved_concurrency, trace_in_code, model, artifacts_bucket)
         # Access and WAF logs are the audit trail: they outlive the stack.
         self.access_logs = logs.LogGroup(self, "AccessLogs", retention=log_retention, encryption_key=log_key, removal_policy=RemovalPolicy.RETAIN)
         self.api = self._api(names, serving, self.access_logs)
@@ -149,18 +179,49 @@ class FrontDoor(Construct):
 
     # -- the function ----------------------------------------------------------------------------
     def _function(
-        self, names: ResourceNames, log_key: kms.IKey, log_retention: logs.RetentionDays, reserved_concurrency: int | None, trace_in_code: bool
+        self,
+        names: ResourceNames,
+        log_key: kms.IKey,
+        log_retention: logs.RetentionDays,
+        reserved_concurrency: int | None,
+        trace_in_code: bool,
+        model: ServedModelSettings | None,
+        artifacts_bucket: s3.IBucket | None,
     ) -> lambda_.Function:
         function_logs = logs.LogGroup(self, "FunctionLogs", retention=log_retention, encryption_key=log_key, removal_policy=RemovalPolicy.DESTROY)
-        role = iam.Role(self, "FunctionRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description=f"SageLab {names.prefix}: front door")
-        iam.ManagedPolicy(
-            self,
-            "FunctionPolicy",
-            roles=[role],
-            statements=[
-                iam.PolicyStatement(sid="InvokeTheOneEndpoint", actions=["sagemaker:InvokeEndpoint"], resources=[names.endpoint_arn()]),
-                iam.PolicyStatement(sid="WriteOwnLogs", actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[function_logs.log_group_arn]),
-            ],
+        self.role = role = iam.Role(
+            self, "FunctionRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description=f"SageLab {names.prefix}: front door"
+        )
+        statements = [
+            iam.PolicyStatement(sid="InvokeTheOneEndpoint", actions=["sagemaker:InvokeEndpoint"], resources=[names.endpoint_arn()]),
+            iam.PolicyStatement(sid="WriteOwnLogs", actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[function_logs.log_group_arn]),
+        ]
+        if artifacts_bucket is not None:
+            statements += [
+                # Model descriptions only: not the models, data or anything else in the bucket.
+                iam.PolicyStatement(
+                    sid="ReadModelDescriptions", actions=["s3:GetObject"], resources=[artifacts_bucket.arn_for_objects(MODEL_DESCRIPTION_KEYS)]
+                ),
+                # The bucket is SSE-KMS with a bucket key: S3 decrypts on the function's behalf.
+                iam.PolicyStatement(
+                    sid="DecryptModelDescriptions",
+                    actions=["kms:Decrypt"],
+                    resources=[log_key.key_arn],
+                    conditions={
+                        "StringEquals": {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"},
+                        "StringLike": {
+                            "kms:EncryptionContext:aws:s3:arn": [artifacts_bucket.bucket_arn, artifacts_bucket.arn_for_objects(MODEL_DESCRIPTION_KEYS)]
+                        },
+                    },
+                ),
+            ]
+        policy = iam.ManagedPolicy(self, "FunctionPolicy", roles=[role], statements=statements)
+        acknowledge_policy_wildcards(
+            policy.node.default_child,  # type: ignore[arg-type]
+            lambda _statement: (
+                "Model descriptions are written per pipeline execution (pipeline-runs/<execution id>/.../model_description.json); "
+                "the execution id is known only at run time."
+            ),
         )
         layer = powertools_layer(self)
         function = lambda_.Function(
@@ -168,7 +229,7 @@ class FrontDoor(Construct):
             "Function",
             runtime=LAMBDA_RUNTIME,
             handler="handler.lambda_handler",
-            code=lambda_.Code.from_asset(str(RUNTIME_DIR), exclude=["__pycache__", "*.pyc", "build_openapi.py", "__init__.py", "openapi.json"]),
+            code=lambda_.Code.from_asset(str(RUNTIME_DIR), exclude=["__pycache__", "*.pyc", "build_openapi.py", "__init__.py"]),
             layers=[layer],
             role=role,
             memory_size=512,
@@ -179,6 +240,10 @@ class FrontDoor(Construct):
             logging_format=lambda_.LoggingFormat.JSON,
             environment={
                 "ENDPOINT_NAME": names.endpoint,
+                "MODEL_ALGORITHM": model.algorithm if model else "xgboost",
+                "MODEL_PROBLEM_TYPE": model.problem_type if model else "",
+                "MODEL_DESCRIPTION_URI": model.description_uri if model else "",
+                "ARTIFACTS_BUCKET": artifacts_bucket.bucket_name if artifacts_bucket else "",
                 "POWERTOOLS_SERVICE_NAME": "sagelab-front-door",
                 "POWERTOOLS_LOG_LEVEL": "INFO",
                 "POWERTOOLS_TRACE_DISABLED": "false" if trace_in_code else "true",
@@ -191,7 +256,10 @@ class FrontDoor(Construct):
             function,
             ("Serverless-LambdaDLQ", why_sync),
             ("NIST.800.53.R5-LambdaDLQ", why_sync),
-            ("NIST.800.53.R5-LambdaInsideVPC", "The function only calls the SageMaker runtime API; a VPC would add NAT or endpoints and no protection."),
+            (
+                "NIST.800.53.R5-LambdaInsideVPC",
+                "The function only calls the SageMaker runtime API and reads one S3 object; a VPC would add NAT or endpoints and no protection.",
+            ),
             ("AwsSolutions-L1", same_runtime),
             ("Serverless-LambdaLatestVersion", same_runtime),
         )
@@ -222,6 +290,9 @@ class FrontDoor(Construct):
                 metrics_enabled=True,
                 throttling_rate_limit=serving.throttle_rate_limit,
                 throttling_burst_limit=serving.throttle_burst_limit,
+                method_options={
+                    "/openapi.json/GET": apigw.MethodDeploymentOptions(throttling_rate_limit=OPENAPI_RATE_LIMIT, throttling_burst_limit=OPENAPI_BURST_LIMIT)
+                },
                 access_log_destination=apigw.LogGroupLogDestination(access_logs),
                 access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
                     caller=False, http_method=True, ip=True, protocol=True, request_time=True, resource_path=True, response_length=True, status=True, user=True
@@ -260,7 +331,12 @@ class FrontDoor(Construct):
             request_models={"application/json": request_model},
         )
         self.api.root.add_resource("health").add_method("GET", _static_json(health_body(names.endpoint)), method_responses=[_OK])
-        self.api.root.add_resource("openapi.json").add_method("GET", _static_json(openapi_body()), method_responses=[_OK])
+        # Public like /health, but it reads the served model's description: the function answers
+        # (its own scoped invoke permission: GET /openapi.json of this stage only).
+        describe = apigw.LambdaIntegration(self.function, proxy=True, scope_permission_to_method=True, allow_test_invoke=False)
+        self.openapi_method = self.api.root.add_resource("openapi.json").add_method(
+            "GET", describe, api_key_required=False, authorization_type=apigw.AuthorizationType.NONE
+        )
         return predict
 
     def _usage_plan(self, names: ResourceNames, serving: FrontDoorSettings) -> tuple[apigw.IApiKey | None, apigw.UsagePlan | None]:
@@ -304,9 +380,10 @@ class FrontDoor(Construct):
             self.api,
             (
                 "AwsSolutions-APIG4",
-                "POST /predict requires an API key with a usage plan (or IAM auth by config); /health and /openapi.json are public MOCK answers by design."
+                "POST /predict requires an API key with a usage plan (or IAM auth by config); /health (MOCK) and /openapi.json (the API description, "
+                "method-throttled) are public by design."
                 if serving.auth == "api_key"
-                else "POST /predict uses IAM authorization; /health and /openapi.json are public MOCK answers by design.",
+                else "POST /predict uses IAM authorization; /health (MOCK) and /openapi.json (the API description, method-throttled) are public by design.",
             ),
             ("AwsSolutions-COG4", "Clients are services holding API keys (or IAM principals), not Cognito users."),
             ("AwsSolutions-APIG6", execution_logging),

@@ -88,6 +88,8 @@ def _render(part: Any) -> str:
     if isinstance(part, dict) and "Fn::GetAtt" in part:
         logical_id, attribute = part["Fn::GetAtt"]
         return f"<{logical_id}.{attribute}>"
+    if isinstance(part, dict) and isinstance(part.get("Fn::ImportValue"), str):  # a named cross-stack export
+        return str(part["Fn::ImportValue"])
     if isinstance(part, dict) and "Fn::Sub" in part and isinstance(part["Fn::Sub"], str):
         return re.sub(r"\$\{([^}]+)\}", r"<\1>", part["Fn::Sub"])
     if isinstance(part, dict) and "Fn::Join" in part:

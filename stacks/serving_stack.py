@@ -8,15 +8,17 @@ role, key, artifacts bucket) by deliberate cross-stack references.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from aws_cdk import Aws, CfnCondition, CfnOutput, CfnParameter, Environment, Fn, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from sagelab.config import EnvironmentConfig
-from stacks.approval_deployer import ApprovalDeployer
+from stacks.approval_deployer import ApprovalDeployer, ModelParameterNames
 from stacks.front_door import FrontDoor
 from stacks.model_endpoint import ModelEndpoint
 from stacks.naming import ResourceNames
@@ -24,6 +26,26 @@ from stacks.platform_stack import PlatformStack, apply_tags
 from stacks.serving_monitoring import ServingMonitoring
 
 MODEL_PACKAGE_PARAMETER = "ModelPackageArn"
+# Set by the approval deployer with the package ARN, from the package's CustomerMetadataProperties
+# (decision 0011): how the front door speaks to the model and what GET /openapi.json describes.
+MODEL_ALGORITHM_PARAMETER = "ModelAlgorithm"
+MODEL_PROBLEM_TYPE_PARAMETER = "ModelProblemType"
+MODEL_DESCRIPTION_PARAMETER = "ModelDescriptionUri"
+MODEL_ALGORITHMS = ("xgboost", "custom", "kmeans", "autopilot")
+PROBLEM_TYPE_PATTERN = r"^[A-Za-z][A-Za-z-]{0,39}$|^$"
+# The artifacts bucket's name is CloudFormation's (unknown at synth, and a parameter's pattern cannot
+# hold a reference): the pattern pins the key; the front door's IAM (GetObject on this bucket's
+# descriptions only), its ARTIFACTS_BUCKET check and the deployer's check pin the bucket.
+DESCRIPTION_URI_PATTERN = r"^$|^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/pipeline-runs/[A-Za-z0-9!_.*'()/-]+/model_description\.json$"
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """The front door's MODEL_* values (parameter references)."""
+
+    algorithm: str
+    problem_type: str
+    description_uri: str
 
 
 class ServingStack(Stack):
@@ -55,6 +77,39 @@ class ServingStack(Stack):
             allowed_pattern=rf"^$|^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{{12}}:model-package/{names.model_package_group}/\d+$",
             description="Model package version to serve; empty until one is approved (the approval deployer sets it).",
         )
+        algorithm = CfnParameter(
+            self,
+            MODEL_ALGORITHM_PARAMETER,
+            type="String",
+            default="xgboost",
+            allowed_values=list(MODEL_ALGORITHMS),
+            description="Algorithm of the served model (sagelab:algorithm): the format the front door speaks to its container.",
+        )
+        problem_type = CfnParameter(
+            self,
+            MODEL_PROBLEM_TYPE_PARAMETER,
+            type="String",
+            default="",
+            allowed_pattern=PROBLEM_TYPE_PATTERN,
+            description="Problem type of the served model (sagelab:problem-type): classification, regression or clustering.",
+        )
+        description_uri = CfnParameter(
+            self,
+            MODEL_DESCRIPTION_PARAMETER,
+            type="String",
+            default="",
+            allowed_pattern=DESCRIPTION_URI_PATTERN,
+            description="s3:// URI of the served model's model_description.json in this environment's artifacts bucket (sagelab:model-description); empty: none.",
+        )
+        # The front door's S3 grant names the bucket by ARN through the export CDK would create
+        # anyway, made explicit now so that the grant's nag acknowledgment can name its import.
+        # (CDK's own export name, not ours: a name with the student id in it would not survive
+        # classroom stamping, which rewrites ids in values but not in the logical ids made of them.)
+        artifacts = platform.buckets.artifacts_bucket
+        artifacts_bucket = s3.Bucket.from_bucket_attributes(
+            self, "ArtifactsBucket", bucket_arn=platform.export_value(artifacts.bucket_arn), bucket_name=artifacts.bucket_name
+        )
+        served_model = ServedModel(algorithm.value_as_string, problem_type.value_as_string, description_uri.value_as_string)
         has_model = CfnCondition(self, "HasModel", expression=Fn.condition_not(Fn.condition_equals(model_package.value_as_string, "")))
 
         self.front_door = FrontDoor(
@@ -66,6 +121,8 @@ class ServingStack(Stack):
             log_retention=retention,
             reserved_concurrency=serving.front_door_reserved_concurrency,
             trace_in_code=serving.trace_in_code,
+            model=served_model,
+            artifacts_bucket=artifacts_bucket,
         )
         self.monitoring = ServingMonitoring(
             self,
@@ -96,6 +153,10 @@ class ServingStack(Stack):
             names=names,
             serving_stack_arn=f"arn:{Aws.PARTITION}:cloudformation:{Aws.REGION}:{Aws.ACCOUNT_ID}:stack/{names.serving_stack}/*",
             parameter_name=MODEL_PACKAGE_PARAMETER,
+            model_parameter_names=ModelParameterNames(MODEL_ALGORITHM_PARAMETER, MODEL_PROBLEM_TYPE_PARAMETER, MODEL_DESCRIPTION_PARAMETER),
+            front_door_function=self.front_door.function,
+            front_door_role=self.front_door.role,
+            artifacts_bucket=platform.buckets.artifacts_bucket,
             endpoint=self.endpoint,
             endpoint_role=platform.roles.endpoint_role,
             key=platform.buckets.key,

@@ -27,7 +27,12 @@ ENV = {
     "SERVING_STACK_NAME": "sagelab-dev-serving",
     "PARAMETER_NAME": "ModelPackageArn",
     "CLOUDFORMATION_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/deploy",
+    "ALGORITHM_PARAMETER": "ModelAlgorithm",
+    "PROBLEM_TYPE_PARAMETER": "ModelProblemType",
+    "DESCRIPTION_PARAMETER": "ModelDescriptionUri",
+    "ARTIFACTS_BUCKET": "sagelab-dev-artifacts-bucket",
 }
+DESCRIPTION = "s3://sagelab-dev-artifacts-bucket/pipeline-runs/exec-1/kmeans-evaluation/model_description.json"
 CONTEXT = LambdaContextStandIn(function_name="sagelab-dev-deployer", aws_request_id="req-1")
 
 
@@ -54,6 +59,9 @@ def stack(status: str = "UPDATE_COMPLETE", current: str = "") -> dict[str, Any]:
                 "CreationTime": "2026-01-01T00:00:00Z",
                 "Parameters": [
                     {"ParameterKey": "ModelPackageArn", "ParameterValue": current},
+                    {"ParameterKey": "ModelAlgorithm", "ParameterValue": "xgboost"},
+                    {"ParameterKey": "ModelProblemType", "ParameterValue": ""},
+                    {"ParameterKey": "ModelDescriptionUri", "ParameterValue": ""},
                     {"ParameterKey": "BootstrapVersion", "ParameterValue": "/cdk-bootstrap/hnb659fds/version"},
                 ],
             }
@@ -74,12 +82,27 @@ def stub() -> Iterator[Stubber]:
         stubber.assert_no_pending_responses()
 
 
-# -- the handler --------------------------------------------------------------------------------
-def test_the_client_is_built_once() -> None:
-    assert handler.cloudformation() is handler.cloudformation()
+@pytest.fixture
+def registry() -> Iterator[Stubber]:
+    with Stubber(handler.sagemaker()) as stubber:
+        yield stubber
+        stubber.assert_no_pending_responses()
 
 
-def test_approval_updates_the_serving_stack_parameter_with_the_deployment_role(stub: Stubber) -> None:
+def described(registry: Stubber, metadata: dict[str, str] | None, arn: str = ARN) -> None:
+    response: dict[str, Any] = {
+        "ModelPackageName": "sagelab-dev-models",
+        "ModelPackageArn": arn,
+        "CreationTime": "2026-01-01T00:00:00Z",
+        "ModelPackageStatus": "Completed",
+        "ModelPackageStatusDetails": {"ValidationStatuses": [], "ImageScanStatuses": []},
+    }
+    if metadata is not None:
+        response["CustomerMetadataProperties"] = metadata
+    registry.add_response("describe_model_package", response, {"ModelPackageName": arn})
+
+
+def expect_update(stub: Stubber, algorithm: str = "xgboost", problem_type: str = "", description: str = "") -> None:
     stub.add_response("describe_stacks", stack(), {"StackName": "sagelab-dev-serving"})
     stub.add_response(
         "update_stack",
@@ -87,20 +110,70 @@ def test_approval_updates_the_serving_stack_parameter_with_the_deployment_role(s
         {
             "StackName": "sagelab-dev-serving",
             "UsePreviousTemplate": True,
-            "Parameters": [{"ParameterKey": "ModelPackageArn", "ParameterValue": ARN}, {"ParameterKey": "BootstrapVersion", "UsePreviousValue": True}],
+            "Parameters": [
+                {"ParameterKey": "ModelPackageArn", "ParameterValue": ARN},
+                {"ParameterKey": "ModelAlgorithm", "ParameterValue": algorithm},
+                {"ParameterKey": "ModelProblemType", "ParameterValue": problem_type},
+                {"ParameterKey": "ModelDescriptionUri", "ParameterValue": description},
+                {"ParameterKey": "BootstrapVersion", "UsePreviousValue": True},
+            ],
             "Capabilities": ["CAPABILITY_IAM"],
             "RoleARN": ENV["CLOUDFORMATION_ROLE_ARN"],
         },
     )
+
+
+# -- the handler --------------------------------------------------------------------------------
+def test_the_client_is_built_once() -> None:
+    assert handler.cloudformation() is handler.cloudformation()
+
+
+def test_approval_updates_the_serving_stack_parameter_with_the_deployment_role(stub: Stubber, registry: Stubber) -> None:
+    described(registry, None)  # registered before decision 0011: an XGBoost model, no description
+    expect_update(stub)
     assert handler.lambda_handler(approval(), CONTEXT) == {"result": "updating", "model_package": ARN}
 
 
-def test_already_deployed_is_a_no_op(stub: Stubber) -> None:
+def test_approval_passes_the_packages_algorithm_problem_type_and_description(stub: Stubber, registry: Stubber) -> None:
+    described(registry, {"sagelab:algorithm": "kmeans", "sagelab:problem-type": "clustering", "sagelab:model-description": DESCRIPTION})
+    expect_update(stub, "kmeans", "clustering", DESCRIPTION)
+    assert handler.lambda_handler(approval(), CONTEXT)["result"] == "updating"
+
+
+@pytest.mark.parametrize(
+    "description",
+    [
+        DESCRIPTION.replace("sagelab-dev-artifacts-bucket", "sagelab-bob-artifacts-bucket"),
+        DESCRIPTION.replace("pipeline-runs/", "models/"),
+        DESCRIPTION.replace("model_description.json", "model.tar.gz"),
+        "https://example.com/model_description.json",
+        DESCRIPTION.replace("exec-1", "exec 1"),
+    ],
+    ids=["other-bucket", "other-prefix", "other-file", "not-s3", "bad-characters"],
+)
+def test_a_description_outside_this_environments_runs_is_deployed_empty_and_logged(
+    stub: Stubber, registry: Stubber, caplog: pytest.LogCaptureFixture, description: str
+) -> None:
+    described(registry, {"sagelab:algorithm": "autopilot", "sagelab:problem-type": "MulticlassClassification", "sagelab:model-description": description})
+    expect_update(stub, "autopilot", "MulticlassClassification", "")
+    assert handler.lambda_handler(approval(), CONTEXT)["result"] == "updating"
+    assert any(r.getMessage().startswith("model description not deployed") for r in caplog.records)
+
+
+def test_an_unknown_algorithm_is_not_deployed(stub: Stubber, registry: Stubber) -> None:
+    described(registry, {"sagelab:algorithm": "lightgbm"})
+    result = handler.lambda_handler(approval(), CONTEXT)  # no UpdateStack: the stub has none queued
+    assert result["result"] == "refused" and "lightgbm" in result["reason"] and "kmeans" in result["reason"]
+
+
+def test_already_deployed_is_a_no_op(stub: Stubber, registry: Stubber) -> None:
+    described(registry, None)
     stub.add_response("describe_stacks", stack(current=ARN), {"StackName": "sagelab-dev-serving"})
     assert handler.lambda_handler(approval(), CONTEXT)["result"] == "unchanged"
 
 
-def test_busy_stack_raises_so_eventbridge_retries(stub: Stubber) -> None:
+def test_busy_stack_raises_so_eventbridge_retries(stub: Stubber, registry: Stubber) -> None:
+    described(registry, None)
     stub.add_response("describe_stacks", stack(status="UPDATE_IN_PROGRESS"), {"StackName": "sagelab-dev-serving"})
     with pytest.raises(handler.StackBusy, match="UPDATE_IN_PROGRESS"):
         handler.lambda_handler(approval(), CONTEXT)
@@ -135,7 +208,7 @@ def test_busy_stack_raises_so_eventbridge_retries(stub: Stubber) -> None:
         "path-tricks",
     ],
 )
-def test_other_events_are_ignored(stub: Stubber, event: dict[str, Any]) -> None:
+def test_other_events_are_ignored(stub: Stubber, registry: Stubber, event: dict[str, Any]) -> None:
     assert handler.lambda_handler(event, CONTEXT) == {"result": "ignored"}
 
 

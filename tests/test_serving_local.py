@@ -202,13 +202,14 @@ def test_http_servers_own_refusals_are_json_too(servers: tuple[str, str]) -> Non
     assert json.loads(body)["error"] == "BadRequest"
 
 
-def test_health_and_openapi_are_the_mock_integrations_answers(client: httpx.Client) -> None:
-    # Byte for byte what API Gateway's MOCK integrations answer (stacks/front_door.py uses the same
-    # functions); the handler itself 404s these paths (test_front_door_handler.py).
-    from runtime.front_door.build_openapi import health_body, openapi_body
+def test_health_is_the_mock_integrations_answer_and_openapi_the_handlers(client: httpx.Client) -> None:
+    # /health: byte for byte what API Gateway's MOCK integration answers (stacks/front_door.py uses
+    # the same function). /openapi.json: the handler's, as deployed: the base plus the served model.
+    from runtime.front_door.build_openapi import build, health_body
 
     assert client.get("/health").content == health_body("sagelab-dev-endpoint").encode()
-    assert client.get("/openapi.json").content == openapi_body().encode()
+    document = client.get("/openapi.json").json()
+    assert document["paths"] == build()["paths"] and document["info"]["x-sagelab-model"]["algorithm"] == "xgboost"
 
 
 def test_connections_are_kept_alive(client: httpx.Client) -> None:

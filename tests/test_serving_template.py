@@ -216,8 +216,8 @@ def test_waf_and_access_logs_outlive_the_stack(serving_json: dict[str, Any]) -> 
         assert group["DeletionPolicy"] == "Retain" and group["UpdateReplacePolicy"] == "Retain", logical_id
 
 
-def test_health_and_openapi_are_answered_by_api_gateway_not_the_function(serving_json: dict[str, Any]) -> None:
-    from runtime.front_door.build_openapi import health_body, openapi_body
+def test_health_is_a_mock_and_openapi_and_predict_reach_the_function_on_their_own_permissions(serving_json: dict[str, Any]) -> None:
+    from runtime.front_door.build_openapi import health_body
 
     paths = {k: r["Properties"]["PathPart"] for k, r in of_type(serving_json, "AWS::ApiGateway::Resource").items()}
     methods = {
@@ -225,14 +225,17 @@ def test_health_and_openapi_are_answered_by_api_gateway_not_the_function(serving
         for m in of_type(serving_json, "AWS::ApiGateway::Method").values()
     }
     assert set(methods) == {("predict", "POST"), ("health", "GET"), ("openapi.json", "GET")}
-    for path, body in (("health", health_body("sagelab-dev-endpoint")), ("openapi.json", openapi_body())):
-        integration = methods[(path, "GET")]["Integration"]
-        assert integration["Type"] == "MOCK" and "Uri" not in integration
-        assert integration["IntegrationResponses"] == [{"StatusCode": "200", "ResponseTemplates": {"application/json": body}}]
-    assert methods[("predict", "POST")]["Integration"]["Type"] == "AWS_PROXY"
-
-    # API Gateway may invoke the function for POST /predict of this stage only (IAM wildcard semantics).
+    integration = methods[("health", "GET")]["Integration"]
+    assert integration["Type"] == "MOCK" and "Uri" not in integration
+    assert integration["IntegrationResponses"] == [{"StatusCode": "200", "ResponseTemplates": {"application/json": health_body("sagelab-dev-endpoint")}}]
     function_id, _ = front_door_function(serving_json)
+    for route in (("predict", "POST"), ("openapi.json", "GET")):
+        integration = methods[route]["Integration"]
+        assert integration["Type"] == "AWS_PROXY" and function_id in json.dumps(integration["Uri"]), route
+    # The API description is public (no key, no signature), like /health.
+    assert methods[("openapi.json", "GET")]["AuthorizationType"] == "NONE" and not methods[("openapi.json", "GET")].get("ApiKeyRequired")
+
+    # API Gateway may invoke the function for POST /predict and GET /openapi.json of this stage only (IAM wildcard semantics).
     permissions = [p["Properties"] for p in of_type(serving_json, "AWS::Lambda::Permission").values() if target(p["Properties"]["FunctionName"]) == function_id]
     assert permissions and all(p["Principal"] == "apigateway.amazonaws.com" for p in permissions)
     (api_id,) = of_type(serving_json, "AWS::ApiGateway::RestApi")
@@ -240,9 +243,36 @@ def test_health_and_openapi_are_answered_by_api_gateway_not_the_function(serving
     refs = {"AWS::Partition": "aws", "AWS::Region": "us-east-1", "AWS::AccountId": "123456789012", api_id: "a1b2c3", stage_id: "prod"}
     source_arns = [render(p["SourceArn"], refs) for p in permissions]
     api_arn = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3"
-    assert any(arn_matches(s, f"{api_arn}/prod/POST/predict") for s in source_arns)
-    for other in ("prod/GET/health", "prod/GET/openapi.json", "test-invoke-stage/POST/predict", "prod/DELETE/predict"):
+    for allowed in ("prod/POST/predict", "prod/GET/openapi.json"):
+        assert any(arn_matches(s, f"{api_arn}/{allowed}") for s in source_arns), allowed
+    for other in ("prod/GET/health", "prod/POST/openapi.json", "test-invoke-stage/POST/predict", "test-invoke-stage/GET/openapi.json", "prod/DELETE/predict"):
         assert not any(arn_matches(s, f"{api_arn}/{other}") for s in source_arns), other
+
+
+def test_the_public_openapi_route_is_throttled_below_the_functions_concurrency(serving_json: dict[str, Any]) -> None:
+    (stage,) = of_type(serving_json, "AWS::ApiGateway::Stage").values()
+    (setting,) = [m for m in stage["Properties"]["MethodSettings"] if m["ResourcePath"] == "/~1openapi.json"]
+    assert setting["HttpMethod"] == "GET" and setting["ThrottlingBurstLimit"] < 20 and setting["ThrottlingRateLimit"] <= 5
+
+
+def test_the_served_model_parameters_reach_the_front_door(serving_json: dict[str, Any]) -> None:
+    parameters = serving_json["Parameters"]
+    assert parameters["ModelAlgorithm"]["AllowedValues"] == ["xgboost", "custom", "kmeans", "autopilot"]
+    assert parameters["ModelAlgorithm"]["Default"] == "xgboost"
+    problem = re.compile(parameters["ModelProblemType"]["AllowedPattern"])
+    assert all(problem.fullmatch(v) for v in ("", "classification", "regression", "clustering", "MulticlassClassification"))
+    assert not problem.fullmatch("x" * 41) and not problem.fullmatch("a b")
+    uri = re.compile(parameters["ModelDescriptionUri"]["AllowedPattern"])
+    good = "s3://sagelab-dev-platform-storageartifacts-1a2b3c/pipeline-runs/exec-1/kmeans-evaluation/model_description.json"
+    assert parameters["ModelDescriptionUri"]["Default"] == "" and uri.fullmatch("") and uri.fullmatch(good)
+    for bad in (good.replace("pipeline-runs", "models"), good.replace("model_description.json", "model.tar.gz"), "https://x/model_description.json"):
+        assert not uri.fullmatch(bad), bad
+    _, function = front_door_function(serving_json)
+    variables = function["Properties"]["Environment"]["Variables"]
+    assert variables["MODEL_ALGORITHM"] == {"Ref": "ModelAlgorithm"}
+    assert variables["MODEL_PROBLEM_TYPE"] == {"Ref": "ModelProblemType"}
+    assert variables["MODEL_DESCRIPTION_URI"] == {"Ref": "ModelDescriptionUri"}
+    assert "Fn::ImportValue" in json.dumps(variables["ARTIFACTS_BUCKET"])
 
 
 def test_front_door_function_reserves_concurrency_without_silencing_the_rule(synthesized: SynthResult, serving_json: dict[str, Any]) -> None:
@@ -271,3 +301,33 @@ def test_gateway_refusals_carry_the_request_id(serving_json: dict[str, Any]) -> 
     for response in responses:
         body = json.loads(response["Properties"]["ResponseTemplates"]["application/json"])
         assert body["requestId"] == "$context.requestId" and set(body) == {"error", "message", "requestId"}
+
+
+def test_the_front_door_reads_model_descriptions_and_nothing_else(synthesized: SynthResult) -> None:
+    from tests.iam_policy import Env, Stacks, is_allowed
+
+    stacks = Stacks(synthesized.templates, Env(region="us-east-1", account="123456789012"))
+    (front_door_role,) = [r for r in stacks.roles() if r.stack == STACK and r.logical_id.startswith("FrontDoorFunctionRole")]
+    statements = stacks.identity_policies(front_door_role)
+    function_id, function = front_door_function(synthesized.template(STACK))
+    bucket = stacks.resolve(STACK, function["Properties"]["Environment"]["Variables"]["ARTIFACTS_BUCKET"])
+    (key_statement,) = [s for s in statements if "kms:Decrypt" in s.actions]
+    (key_arn,) = key_statement.resources
+    description = f"arn:aws:s3:::{bucket}/pipeline-runs/exec-1/kmeans-evaluation/model_description.json"
+    assert is_allowed(statements, "s3:GetObject", description)
+    for other in (
+        description.replace("model_description.json", "evaluation.json"),
+        f"arn:aws:s3:::{bucket}/models/exec-1/model.tar.gz",
+        f"arn:aws:s3:::{bucket}/code/inference.py",
+        description.replace(bucket, "sagelab-bob-artifacts"),
+    ):
+        assert not is_allowed(statements, "s3:GetObject", other), other
+    assert not any(is_allowed(statements, action, description) for action in ("s3:PutObject", "s3:ListBucket", "s3:DeleteObject"))
+    via_s3 = {"kms:ViaService": "s3.us-east-1.amazonaws.com", "kms:EncryptionContext:aws:s3:arn": f"arn:aws:s3:::{bucket}"}
+    assert is_allowed(statements, "kms:Decrypt", key_arn, via_s3)
+    assert not is_allowed(statements, "kms:Decrypt", key_arn, {**via_s3, "kms:ViaService": "sqs.us-east-1.amazonaws.com"})
+    assert not is_allowed(
+        statements, "kms:Decrypt", key_arn, {"kms:ViaService": "s3.us-east-1.amazonaws.com", "kms:EncryptionContext:aws:s3:arn": "arn:aws:s3:::other"}
+    )
+    assert not is_allowed(statements, "kms:Decrypt", key_arn, {})
+    assert function_id

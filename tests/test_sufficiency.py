@@ -28,7 +28,7 @@ import boto3
 import cfnlint
 import pytest
 
-from stacks.serving_stack import MODEL_PACKAGE_PARAMETER
+from stacks.serving_stack import MODEL_ALGORITHM_PARAMETER, MODEL_DESCRIPTION_PARAMETER, MODEL_PACKAGE_PARAMETER, MODEL_PROBLEM_TYPE_PARAMETER
 from tests.conftest import REPO_ROOT, SynthResult
 from tests.iam_policy import Env, RoleRef, Stacks, Statement, is_allowed
 
@@ -91,10 +91,10 @@ def changed_by_parameter(template: dict[str, Any], parameter: str) -> dict[str, 
     return {k: v for k, v in template["Resources"].items() if k in names}
 
 
-def handler_permissions(resource_type: str) -> set[str]:
+def handler_permissions(resource_type: str, handlers: tuple[str, ...] = HANDLERS) -> set[str]:
     index = json.loads((SCHEMAS / "providers" / f"{REGION}.json").read_text())
     schema = json.loads((SCHEMAS / "resources" / f"{index[resource_type]}.json").read_text())
-    return {p for h in HANDLERS for p in schema.get("handlers", {}).get(h, {}).get("permissions", [])}
+    return {p for h in handlers for p in schema.get("handlers", {}).get(h, {}).get("permissions", [])}
 
 
 @dataclass(frozen=True)
@@ -115,6 +115,36 @@ SKIPPED: dict[tuple[str, str], Skip] = {
         "Our endpoint configs set no ExecutionRoleArn (that is for inference components); the model carries the role.",
         lambda p: "ExecutionRoleArn" not in p,
     ),
+    # The front door function, whose MODEL_* environment an approval sets (decision 0011).
+    **{
+        ("AWS::Lambda::Function", action): Skip("The function has no VpcConfig.", lambda p: "VpcConfig" not in p)
+        for action in ("ec2:DescribeSecurityGroups", "ec2:DescribeSubnets", "ec2:DescribeVpcs", "ec2:DescribeNetworkInterfaces")
+    },
+    **{
+        ("AWS::Lambda::Function", action): Skip("The function mounts no file system.", lambda p: "FileSystemConfigs" not in p)
+        for action in ("elasticfilesystem:DescribeMountTargets", "s3files:ListMountTargets")
+    },
+    **{
+        ("AWS::Lambda::Function", action): Skip(
+            "The function's Code depends on no parameter: an approval never uploads code.", lambda p: "Ref" not in json.dumps(p["Code"])
+        )
+        for action in ("lambda:UpdateFunctionCode", "s3:GetObject", "s3:GetObjectVersion")
+    },
+    **{
+        ("AWS::Lambda::Function", action): Skip(
+            "The function has no KmsKeyArn: Lambda encrypts its environment with its AWS managed key.", lambda p: "KmsKeyArn" not in p
+        )
+        for action in ("kms:CreateGrant", "kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey", "kms:Encrypt")
+    },
+    **{
+        ("AWS::Lambda::Function", action): Skip("The function has no CodeSigningConfigArn.", lambda p: "CodeSigningConfigArn" not in p)
+        for action in ("lambda:PutFunctionCodeSigningConfig", "lambda:DeleteFunctionCodeSigningConfig", "lambda:GetCodeSigningConfig")
+    },
+    **{
+        ("AWS::Lambda::Function", action): Skip("The function has no capacity provider.", lambda p: "CapacityProviderConfig" not in p)
+        for action in ("lambda:PutFunctionScalingConfig", "lambda:PassCapacityProvider", "lambda:AssociateRuntimeAlias")
+    },
+    ("AWS::Lambda::Function", "lambda:PublishVersion"): Skip("The function has no SnapStart and publishes no version.", lambda p: "SnapStart" not in p),
     **{
         ("AWS::ApplicationAutoScaling::ScalableTarget", f"application-autoscaling:{action}"): Skip(
             "The scalable target has no ScheduledActions.", lambda p: "ScheduledActions" not in p
@@ -158,8 +188,10 @@ def request_for(stacks: Stacks, stack: str, logical_id: str, action: str) -> Req
     resource = template["Resources"][logical_id]
     properties = stacks.resolve(stack, resource.get("Properties", {}))
     service, name = action.split(":")
-    if service == "sagemaker":
+    if service in ("sagemaker", "lambda"):
         return Request(action, stacks.stand_in(stack, logical_id, "Arn"), {})
+    if action == "iam:PassRole" and resource["Type"] == "AWS::Lambda::Function":
+        return Request(action, properties["Role"], {"iam:PassedToService": "lambda.amazonaws.com"})
     if action == "iam:PassRole" and resource["Type"] == "AWS::SageMaker::Model":
         return Request(action, properties["ExecutionRoleArn"], {"iam:PassedToService": "sagemaker.amazonaws.com"})
     if action == "iam:PassRole" and resource["Type"] == "AWS::ApplicationAutoScaling::ScalableTarget":
@@ -181,9 +213,29 @@ def request_for(stacks: Stacks, stack: str, logical_id: str, action: str) -> Req
     raise AssertionError(f"no rule for the resource {action} acts on ({resource['Type']}); add one to request_for")
 
 
+MODEL_PARAMETERS = (MODEL_ALGORITHM_PARAMETER, MODEL_PROBLEM_TYPE_PARAMETER, MODEL_DESCRIPTION_PARAMETER)
+
+
+def set_with_the_package(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Resources whose own properties name the parameters the deployer sets from the package's
+    metadata. Not followed further: a Lambda configuration update keeps the function's ARN and
+    name, so what references the function does not change."""
+    return {
+        k: r for k, r in template["Resources"].items() if _mentions(r.get("Properties", {}), set(MODEL_PARAMETERS)) or r.get("Condition") in MODEL_PARAMETERS
+    }
+
+
+def changed_by_approval(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {**changed_by_parameter(template, MODEL_PACKAGE_PARAMETER), **set_with_the_package(template)}
+
+
 def deployment_requests(stacks: Stacks, stack: str) -> Iterator[tuple[str, str, Request]]:
-    for logical_id, resource in changed_by_parameter(stacks.templates[stack], MODEL_PACKAGE_PARAMETER).items():
-        for action in sorted(handler_permissions(resource["Type"])):
+    template = stacks.templates[stack]
+    # The package's resources come and go with the ARN; the front door is only ever updated.
+    created_or_deleted = changed_by_parameter(template, MODEL_PACKAGE_PARAMETER)
+    for logical_id, resource in changed_by_approval(template).items():
+        handlers = HANDLERS if logical_id in created_or_deleted else ("update",)
+        for action in sorted(handler_permissions(resource["Type"], handlers)):
             skip = SKIPPED.get((resource["Type"], action))
             if skip is not None and skip.holds(resource.get("Properties", {})):
                 continue  # taken only where its reason is true of this resource; else checked
@@ -206,6 +258,22 @@ def test_an_approval_changes_the_model_endpoint_and_its_scaling(dev: Stacks) -> 
     ]
 
 
+def test_the_packages_metadata_changes_only_the_front_door_functions_environment(dev: Stacks) -> None:
+    template = dev.templates["sagelab-dev-serving"]
+    changed = set_with_the_package(template)
+    assert [r["Type"] for r in changed.values()] == ["AWS::Lambda::Function"]
+    ((logical_id, function),) = changed.items()
+    assert logical_id.startswith("FrontDoorFunction")
+    variables = function["Properties"]["Environment"]["Variables"]
+    assert {name: variables[name] for name in ("MODEL_ALGORITHM", "MODEL_PROBLEM_TYPE", "MODEL_DESCRIPTION_URI")} == {
+        "MODEL_ALGORITHM": {"Ref": MODEL_ALGORITHM_PARAMETER},
+        "MODEL_PROBLEM_TYPE": {"Ref": MODEL_PROBLEM_TYPE_PARAMETER},
+        "MODEL_DESCRIPTION_URI": {"Ref": MODEL_DESCRIPTION_PARAMETER},
+    }
+    # Only the environment: code, role and everything else stay as deployed.
+    assert all(not _mentions(value, set(MODEL_PARAMETERS)) for key, value in function["Properties"].items() if key != "Environment")
+
+
 def test_a_serverless_approval_changes_the_model_and_endpoint_only(neighbours_deployed: Stacks) -> None:
     changed = changed_by_parameter(neighbours_deployed.templates["sagelab-carol-serving"], MODEL_PACKAGE_PARAMETER)
     assert sorted({r["Type"] for r in changed.values()}) == ["AWS::SageMaker::Endpoint", "AWS::SageMaker::EndpointConfig", "AWS::SageMaker::Model"]
@@ -217,7 +285,7 @@ def test_the_deployment_role_holds_every_permission_the_registry_lists_for_those
     stack = f"sagelab-{environment}-serving"
     statements = stacks.identity_policies(role(stacks, stack, "DeployerCloudFormationRole"))
     requests = list(deployment_requests(stacks, stack))
-    changed = changed_by_parameter(stacks.templates[stack], MODEL_PACKAGE_PARAMETER)
+    changed = changed_by_approval(stacks.templates[stack])
     assert {logical_id for logical_id, _, _ in requests} == set(changed)  # every schema was found and read
     missing = [
         f"{logical_id} ({kind}): {r.action} on {r.resource}" for logical_id, kind, r in requests if not is_allowed(statements, r.action, r.resource, r.context)
@@ -293,13 +361,21 @@ def test_the_deployer_may_make_every_call_its_code_makes(synthesized: SynthResul
     variables = function["Environment"]["Variables"]
     statements = stacks.identity_policies(role(stacks, stack, "DeployerFunctionRole"))
     stack_arn = f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{variables['SERVING_STACK_NAME']}/0f5e2a10-0000-4000-8000-000000000000"
-    api_names = boto3.client("cloudformation", region_name=REGION).meta.method_to_api_mapping
+    package_arn = f"{variables['MODEL_PACKAGE_ARN_PREFIX']}3"
 
     calls = boto3_calls(DEPLOYER_CODE)
-    assert {(c.service, c.method) for c in calls} == {("cloudformation", "describe_stacks"), ("cloudformation", "update_stack")}
+    assert {(c.service, c.method) for c in calls} == {
+        ("cloudformation", "describe_stacks"),
+        ("cloudformation", "update_stack"),
+        ("sagemaker", "describe_model_package"),
+    }
     for call in calls:
-        action = f"{call.service}:{api_names[call.method]}"
+        action = f"{call.service}:{boto3.client(call.service, region_name=REGION).meta.method_to_api_mapping[call.method]}"
         context: dict[str, str] = {}
+        if call.service == "sagemaker":  # the approved version, of this environment's group only
+            assert is_allowed(statements, action, package_arn), action
+            assert not is_allowed(statements, action, package_arn.replace("sagelab-dev-models", "sagelab-bob-models")), action
+            continue
         if call.method == "update_stack":
             # What the request carries decides the condition keys: a RoleARN and the previous template.
             assert {"RoleARN", "UsePreviousTemplate"} <= call.keywords and not {"TemplateURL", "TemplateBody"} & call.keywords, call.keywords

@@ -7,8 +7,16 @@ deployment role (`CLOUDFORMATION_ROLE_ARN`), the only way its IAM policy lets it
 It is idempotent: an event for the package already deployed is a no-op; a stack that is busy
 raises, so EventBridge retries.
 
+With the ARN it passes what the front door needs to speak to the model (decision 0011), read from
+the version's CustomerMetadataProperties (DescribeModelPackage) and checked first: `sagelab:algorithm`
+(one of ALGORITHMS; anything else is not deployed), `sagelab:problem-type`, and
+`sagelab:model-description` (an s3:// URI of model_description.json under pipeline-runs/ in this
+environment's artifacts bucket; anything else is deployed as "" and the reason logged). A version
+without metadata (registered before 0011) is an XGBoost model without a description.
+
 Environment: MODEL_PACKAGE_ARN_PREFIX (`arn:<partition>:sagemaker:<region>:<account>:model-package/<group>/`),
-SERVING_STACK_NAME, PARAMETER_NAME, CLOUDFORMATION_ROLE_ARN.
+SERVING_STACK_NAME, PARAMETER_NAME, CLOUDFORMATION_ROLE_ARN, ALGORITHM_PARAMETER, PROBLEM_TYPE_PARAMETER,
+DESCRIPTION_PARAMETER, ARTIFACTS_BUCKET.
 """
 
 from __future__ import annotations
@@ -32,6 +40,13 @@ BUSY_SUFFIX = "_IN_PROGRESS"
 CAPABILITIES = ["CAPABILITY_IAM"]
 APPROVED = "Approved"
 VERSION = re.compile(r"^[0-9]{1,9}$")
+ALGORITHMS = ("xgboost", "custom", "kmeans", "autopilot")  # the serving stack's ModelAlgorithm AllowedValues
+PROBLEM_TYPE = re.compile(r"^[A-Za-z][A-Za-z-]{0,39}$")  # its ModelProblemType pattern
+DESCRIPTION_KEY = re.compile(r"^pipeline-runs/[A-Za-z0-9!_.*'()/-]+/model_description\.json$")
+
+
+class UnservableModel(ValueError):
+    """The package's metadata names no algorithm the front door can speak; it is not deployed."""
 
 
 class StackBusy(RuntimeError):
@@ -43,6 +58,34 @@ def cloudformation() -> Any:
     """One client per execution environment, built on first use (not at import, so importing the
     module needs no region or credentials)."""
     return boto3.client("cloudformation")
+
+
+@cache
+def sagemaker() -> Any:
+    return boto3.client("sagemaker")
+
+
+def served_model_values(package_arn: str, artifacts_bucket: str) -> dict[str, str]:
+    """{"algorithm", "problem_type", "description_uri"} for the serving stack, from the package's
+    CustomerMetadataProperties, each value checked; UnservableModel for an unknown algorithm."""
+    package = sagemaker().describe_model_package(ModelPackageName=package_arn)
+    metadata = package.get("CustomerMetadataProperties") or {}
+    algorithm = str(metadata.get("sagelab:algorithm") or "xgboost").strip().lower()
+    if algorithm not in ALGORITHMS:
+        raise UnservableModel(f"sagelab:algorithm is {algorithm[:40]!r}; the front door serves {', '.join(ALGORITHMS)}")
+    problem_type = str(metadata.get("sagelab:problem-type") or "")
+    if problem_type and not PROBLEM_TYPE.match(problem_type):
+        logger.warning("problem type not deployed", extra={"model_package": package_arn, "problem_type": problem_type[:80]})
+        problem_type = ""
+    description = str(metadata.get("sagelab:model-description") or "")
+    prefix = f"s3://{artifacts_bucket}/"
+    if description and not (description.startswith(prefix) and DESCRIPTION_KEY.match(description[len(prefix) :])):
+        logger.warning(
+            "model description not deployed: expected s3://<this environment's artifacts bucket>/pipeline-runs/.../model_description.json",
+            extra={"model_package": package_arn, "description": description[:300], "artifacts_bucket": artifacts_bucket},
+        )
+        description = ""
+    return {"algorithm": algorithm, "problem_type": problem_type, "description_uri": description}
 
 
 def approved_package_arn(event: EventBridgeEvent, arn_prefix: str) -> str | None:
@@ -57,7 +100,9 @@ def approved_package_arn(event: EventBridgeEvent, arn_prefix: str) -> str | None
     return arn if VERSION.match(arn[len(arn_prefix) :]) else None
 
 
-def deploy(stack_name: str, parameter: str, package_arn: str, role_arn: str) -> str:
+def deploy(stack_name: str, parameter: str, package_arn: str, role_arn: str, model_values: dict[str, str] | None = None) -> str:
+    """UpdateStack with `parameter` = the package ARN and `model_values` (parameter name -> value, set
+    where the stack has that parameter); every other parameter keeps its previous value."""
     client = cloudformation()
     stack = client.describe_stacks(StackName=stack_name)["Stacks"][0]
     if stack["StackStatus"].endswith(BUSY_SUFFIX):
@@ -68,6 +113,8 @@ def deploy(stack_name: str, parameter: str, package_arn: str, role_arn: str) -> 
         if item["ParameterKey"] == parameter:
             current = item["ParameterValue"]
             parameters.append({"ParameterKey": parameter, "ParameterValue": package_arn})
+        elif model_values and item["ParameterKey"] in model_values:
+            parameters.append({"ParameterKey": item["ParameterKey"], "ParameterValue": model_values[item["ParameterKey"]]})
         else:
             parameters.append({"ParameterKey": item["ParameterKey"], "UsePreviousValue": True})
     if current is None:
@@ -90,6 +137,17 @@ def lambda_handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str,
     if package_arn is None:
         logger.info("ignored event", extra={"detail_type": event.get("detail-type"), "detail": event.get("detail")})
         return {"result": "ignored"}
-    result = deploy(os.environ["SERVING_STACK_NAME"], os.environ["PARAMETER_NAME"], package_arn, os.environ["CLOUDFORMATION_ROLE_ARN"])
-    logger.info("deploy", extra={"model_package": package_arn, "result": result})
+    try:
+        served = served_model_values(package_arn, os.environ["ARTIFACTS_BUCKET"])
+    except UnservableModel as error:
+        # Deploying it would leave the front door speaking the wrong format; the current model stays.
+        logger.error("not deployed", extra={"model_package": package_arn, "reason": str(error)})
+        return {"result": "refused", "model_package": package_arn, "reason": str(error)}
+    model_values = {
+        os.environ["ALGORITHM_PARAMETER"]: served["algorithm"],
+        os.environ["PROBLEM_TYPE_PARAMETER"]: served["problem_type"],
+        os.environ["DESCRIPTION_PARAMETER"]: served["description_uri"],
+    }
+    result = deploy(os.environ["SERVING_STACK_NAME"], os.environ["PARAMETER_NAME"], package_arn, os.environ["CLOUDFORMATION_ROLE_ARN"], model_values)
+    logger.info("deploy", extra={"model_package": package_arn, "result": result, **served})
     return {"result": result, "model_package": package_arn}

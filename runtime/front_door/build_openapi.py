@@ -11,29 +11,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from runtime.front_door.model_openapi import to_openapi_schema
+
 HERE = Path(__file__).resolve().parent
 REQUEST_SCHEMA = HERE / "request_schema.json"
 OPENAPI = HERE / "openapi.json"
-
-
-def to_openapi_schema(schema: Any) -> Any:
-    """Draft-04 -> OpenAPI 3.0 schema object: `type: [x, "null"]` becomes `nullable`."""
-    if isinstance(schema, list):
-        return [to_openapi_schema(item) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    converted = {key: to_openapi_schema(value) for key, value in schema.items() if key not in ("$schema", "title")}
-    kind = converted.get("type")
-    if isinstance(kind, list):
-        kinds = [k for k in kind if k != "null"]
-        if len(kinds) == 1:
-            converted["type"] = kinds[0]
-        else:
-            del converted["type"]
-            converted["anyOf"] = [{"type": k} for k in kinds]
-        if "null" in kind:
-            converted["nullable"] = True
-    return converted
 
 
 def error_response(description: str) -> dict[str, Any]:
@@ -118,7 +100,11 @@ def build() -> dict[str, Any]:
                                     "label": {"type": "string"},
                                     "probabilities": {"type": "object", "additionalProperties": {"type": "number"}},
                                     "value": {"type": "number"},
+                                    "cluster": {"type": "integer"},
+                                    "distance": {"type": "number"},
                                 },
+                                "description": "By kind of model: label and probabilities (classification), value (regression), "
+                                "cluster and distance (K-Means); GET /openapi.json of a deployment says which",
                             },
                         }
                     },

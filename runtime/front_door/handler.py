@@ -1,10 +1,23 @@
 """The API front door: API Gateway (REST, proxy) -> this Lambda -> SageMaker endpoint.
 
     POST /predict        {"instances": [[...], ...]} or {"instances": [{"col": v}, ...]}
+    GET  /openapi.json   the API description with the served model's description merged in
 
-`GET /health` and `GET /openapi.json` never reach this function: API Gateway answers them itself
-(MOCK integrations, stacks/front_door.py), so they neither cost an invocation nor share its
-reserved concurrency and throttle with /predict.
+`GET /health` never reaches this function: API Gateway answers it itself (a MOCK integration,
+stacks/front_door.py), so it neither costs an invocation nor shares the reserved concurrency.
+
+The served model decides how the front door speaks to the endpoint (decision 0011), from the
+function's configuration (set from the model package's CustomerMetadataProperties):
+    MODEL_ALGORITHM        xgboost | custom (default xgboost): JSON to our inference.py, its answer as is
+                           kmeans: text/csv of numeric rows to built-in K-Means, its JSON answer
+                                   (closest_cluster, distance_to_cluster) as {"cluster", "distance"}
+                           autopilot: text/csv rows (null = empty cell) to Autopilot's inference
+                                   containers, its CSV answer (one label per line) as {"label"} or {"value"}
+    MODEL_PROBLEM_TYPE     classification | regression | clustering (Autopilot's answer: label or value)
+    MODEL_DESCRIPTION_URI  s3:// URI of model_description.json (feature order for records; /openapi.json),
+                           read once per execution environment; unset or unreadable, records cannot be
+                           ordered for a CSV container and /openapi.json serves the generic base.
+Every kind answers {"predictions": [{"label", "probabilities"} | {"value"} | {"cluster", "distance"}]}.
 
 Every failure is a JSON body {"error", "message", "requestId"} with a status an API client can act on:
     400 malformed input (names the field)      413 body over SageMaker's 6 MB limit
@@ -14,19 +27,24 @@ What AWS or the model said (messages with ARNs, account ids, tracebacks) goes to
 the same request id, never into the body.
 
 `ENDPOINT_NAME` names the one endpoint this function may call. The same handler runs under
-`sagelab serve`, where `AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME` points boto3 at the local endpoint.
+`sagelab serve`, where `AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME` and `AWS_ENDPOINT_URL_S3` point boto3
+at the local endpoint (which also answers path-style S3 GetObject from the local S3).
 
 Cold start: X-Ray's SDK (~200 ms to import) loads only when tracing is on (the stack sets
 POWERTOOLS_TRACE_DISABLED unless asked for in-code tracing), and boto3's client and the compiled
-request schema are built on the first /predict, once.
+request schema are built on the first /predict, once; the S3 client and the model description on
+the first request that needs them.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import os
 import re
+import time
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -43,12 +61,19 @@ if TYPE_CHECKING:
 MAX_BODY_BYTES = 6 * 1024 * 1024  # SageMaker real-time InvokeEndpoint payload limit
 RETRY_AFTER_SECONDS = 2
 REQUEST_SCHEMA_PATH = Path(__file__).with_name("request_schema.json")
+OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 TRUTHY = ("1", "true", "yes", "on")
+ALGORITHMS = ("xgboost", "custom", "kmeans", "autopilot")
+CSV_ALGORITHMS = ("kmeans", "autopilot")  # built-in containers that read text/csv rows
+DESCRIPTION_RETRY_SECONDS = 60  # an unreadable description is tried again after this long
 
 logger = Logger(service="sagelab-front-door")
 app = APIGatewayRestResolver()
 # Built on first use (build_runtime_client); `sagelab serve` and tests may replace it.
 _runtime: BaseClient | None = None
+_s3: BaseClient | None = None
+# (description or None, why there is none, when it was read): read once per execution environment.
+_description: tuple[dict[str, Any] | None, str, float] | None = None
 
 
 class BadRequest(ValueError):
@@ -56,6 +81,10 @@ class BadRequest(ValueError):
 
     status = 400
     code = "BadRequest"
+
+
+class ModelConfigurationError(RuntimeError):
+    """The function's model configuration cannot be used (an operator's mistake, not the client's)."""
 
 
 class PayloadTooLarge(BadRequest):
@@ -84,6 +113,77 @@ def runtime_client() -> BaseClient:
     if _runtime is None:
         _runtime = build_runtime_client()
     return _runtime
+
+
+def build_s3_client(endpoint_url: str | None = None) -> BaseClient:
+    import boto3
+    from botocore.config import Config
+
+    # A local S3 (`sagelab serve`: endpoint_url or AWS_ENDPOINT_URL_S3) answers path-style requests only.
+    addressing = "path" if endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") else "auto"
+    config = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 2, "mode": "standard"}, s3={"addressing_style": addressing})
+    return boto3.client("s3", endpoint_url=endpoint_url, config=config)
+
+
+def s3_client() -> BaseClient:
+    global _s3
+    if _s3 is None:
+        _s3 = build_s3_client()
+    return _s3
+
+
+# -- the served model --------------------------------------------------------------------------------
+def model_algorithm() -> str:
+    algorithm = os.environ.get("MODEL_ALGORITHM", "").strip().lower() or "xgboost"
+    if algorithm not in ALGORITHMS:
+        raise ModelConfigurationError(f"MODEL_ALGORITHM is {algorithm!r}; expected one of {', '.join(ALGORITHMS)}")
+    return algorithm
+
+
+def model_problem_type() -> str:
+    return os.environ.get("MODEL_PROBLEM_TYPE", "").strip()
+
+
+def _model_openapi() -> Any:
+    # In the Lambda package the module sits beside this one; in the repository it is in a package.
+    try:
+        import model_openapi
+    except ModuleNotFoundError:
+        from runtime.front_door import model_openapi
+    return model_openapi
+
+
+def model_description() -> tuple[dict[str, Any] | None, str]:
+    """(model_description.json, "") or (None, why not). Read from MODEL_DESCRIPTION_URI with S3
+    GetObject once per execution environment; a failed read is retried after a minute. The reason
+    is for clients (no bucket, key or AWS message in it); the details are logged."""
+    global _description
+    uri = os.environ.get("MODEL_DESCRIPTION_URI", "").strip()
+    if not uri:
+        return None, "This deployment has no model description (MODEL_DESCRIPTION_URI is not set); the request schema is the generic one."
+    if _description is not None and (_description[0] is not None or time.monotonic() - _description[2] < DESCRIPTION_RETRY_SECONDS):
+        return _description[0], _description[1]
+    description: dict[str, Any] | None = None
+    note = ""
+    try:
+        bucket = os.environ.get("ARTIFACTS_BUCKET", "")
+        if bucket and not uri.startswith(f"s3://{bucket}/"):  # IAM would refuse it anyway; say why
+            raise ValueError("the description URI is not in this environment's artifacts bucket")
+        description = _model_openapi().checked_description(_read_s3_json(uri))
+    except Exception as error:  # any failure degrades to the generic description, never a 5xx
+        logger.warning("model description unreadable", extra={"uri": uri, "error": f"{type(error).__name__}: {error}"})
+        note = "The model description could not be read (the reason is in the function's log); the request schema is the generic one."
+    _description = (description, note, time.monotonic())
+    return description, note
+
+
+def _read_s3_json(uri: str) -> Any:
+    if not uri.startswith("s3://"):
+        raise ValueError(f"{uri!r} is not an s3:// URI")
+    bucket, _, key = uri[5:].partition("/")
+    if not bucket or not key:
+        raise ValueError(f"{uri!r} names no bucket and key")
+    return json.loads(s3_client().get_object(Bucket=bucket, Key=key)["Body"].read())
 
 
 # -- the request ----------------------------------------------------------------------------------
@@ -165,14 +265,40 @@ def bad_request(error: BadRequest) -> Response:
     return _error(error.status, error.code, str(error))
 
 
+@app.exception_handler(ModelConfigurationError)
+def misconfigured(error: ModelConfigurationError) -> Response:
+    logger.error("model configuration", extra={"error": str(error)})
+    return _error(503, "ModelMisconfigured", "the front door's model configuration is invalid; an operator must fix it (logged under this request id)")
+
+
+@app.get("/openapi.json")
+def openapi() -> Response:
+    """The static base with the served model's description merged in; the base with a note when
+    there is no readable description (never an error: the description is documentation)."""
+    base = json.loads(OPENAPI_PATH.read_text())
+    try:
+        algorithm = model_algorithm()
+    except ModelConfigurationError as error:
+        logger.error("model configuration", extra={"error": str(error)})
+        return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=json.dumps(base))
+    description, note = model_description()
+    document = _model_openapi().describe(base, algorithm=algorithm, problem_type=model_problem_type(), description=description, note=note)
+    return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=json.dumps(document))
+
+
 @app.post("/predict")
 def predict() -> Response:
     from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
 
     payload = validate_payload(app.current_event.body)
+    algorithm = model_algorithm()
     endpoint = os.environ["ENDPOINT_NAME"]
+    if algorithm in CSV_ALGORITHMS:
+        content_type, accept, request = "text/csv", ("application/json" if algorithm == "kmeans" else "text/csv"), csv_rows(payload["instances"], algorithm)
+    else:
+        content_type, accept, request = "application/json", "application/json", json.dumps(payload)
     try:
-        answer = runtime_client().invoke_endpoint(EndpointName=endpoint, ContentType="application/json", Accept="application/json", Body=json.dumps(payload))
+        answer = runtime_client().invoke_endpoint(EndpointName=endpoint, ContentType=content_type, Accept=accept, Body=request)
     except ClientError as error:
         return _map_client_error(error, endpoint)
     except (ReadTimeoutError, ConnectTimeoutError, EndpointConnectionError) as error:
@@ -183,11 +309,96 @@ def predict() -> Response:
         return _error(502, "EndpointError", "calling the model endpoint failed; the error is logged under this request id")
     body = answer["Body"].read()
     try:
+        result = answer_for(algorithm, body, len(payload["instances"]))
+    except BadModelAnswer as error:
+        logger.warning("unexpected model answer", extra={"algorithm": algorithm, "problem": str(error), "answer_head": body[:200].decode(errors="replace")})
+        return _error(502, "BadModelResponse", f"the model endpoint answered with something the front door cannot read as {algorithm} predictions")
+    return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=json.dumps(result))
+
+
+# -- speaking the built-in containers' formats ---------------------------------------------------
+def csv_rows(instances: list[Any], algorithm: str) -> str:
+    """The rows as CSV in feature order for a built-in container: positional rows as sent, records
+    ordered by the model description's features. K-Means takes numbers only; Autopilot takes an
+    empty cell for a missing value and quoted text for a category."""
+    kmeans = algorithm == "kmeans"
+    description: dict[str, Any] | None = None
+    names: list[str] = []
+    if any(isinstance(row, dict) for row in instances) or os.environ.get("MODEL_DESCRIPTION_URI"):
+        description, note = model_description()
+        if description is not None:
+            names = [str(feature["name"]) for feature in description["features"]]
+        elif any(isinstance(row, dict) for row in instances):
+            raise BadRequest(
+                f"send positional rows (values in feature order): records by column name need the model description, and {note[0].lower()}{note[1:]}"
+            )
+    width = int(description["row_width"]) if description is not None else None
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    for index, row in enumerate(instances):
+        if isinstance(row, dict):
+            unknown = sorted(set(row) - set(names))
+            if unknown:
+                raise BadRequest(f"instances[{index}] has unknown column(s) {', '.join(map(repr, unknown[:5]))}; this model's columns are {_listed(names)}")
+            values = [row.get(name) for name in names]
+            places = [f"instances[{index}].{name}" for name in names]
+        else:
+            values = list(row)
+            places = [f"instances[{index}][{column}]" for column in range(len(values))]
+            if width is not None and len(values) != width:
+                raise BadRequest(f"instances[{index}] has {len(values)} values; this model takes {width} ({_listed(names)})")
+        cells = []
+        for place, value in zip(places, values, strict=True):
+            if kmeans and (value is None or isinstance(value, str)):
+                shown = "missing (null)" if value is None else f"the string {value[:40]!r}"
+                raise BadRequest(f"{place} is {shown}; K-Means takes numbers only: send a number for every feature")
+            cells.append("" if value is None else value if isinstance(value, str) else _number(value))
+        writer.writerow(cells)
+    return buffer.getvalue()
+
+
+def _number(value: float | int) -> str:
+    return repr(float(value)) if isinstance(value, float) else str(value)
+
+
+def _listed(names: list[str]) -> str:
+    return ", ".join(names[:10]) + (f", ... ({len(names)} in all)" if len(names) > 10 else "")
+
+
+class BadModelAnswer(ValueError):
+    """The endpoint's answer is not what its container answers; a 502, logged."""
+
+
+def answer_for(algorithm: str, body: bytes, rows: int) -> dict[str, Any]:
+    """The container's answer in the front door's one shape, one prediction per row."""
+    if algorithm == "autopilot":
+        try:
+            lines = [line for line in csv.reader(io.StringIO(body.decode("utf-8"))) if line]
+        except (UnicodeDecodeError, csv.Error) as error:
+            raise BadModelAnswer(f"not CSV: {error}") from None
+        if len(lines) != rows:
+            raise BadModelAnswer(f"{len(lines)} lines for {rows} rows")
+        if _model_openapi().is_regression(model_problem_type()):
+            try:
+                return {"predictions": [{"value": float(line[0])} for line in lines]}
+            except ValueError as error:
+                raise BadModelAnswer(f"a regression answer that is not a number: {error}") from None
+        return {"predictions": [{"label": line[0]} for line in lines]}
+    try:
         result = json.loads(body)
     except ValueError:
-        logger.warning("model answer is not JSON", extra={"answer_head": body[:200].decode(errors="replace")})
-        return _error(502, "BadModelResponse", "the model endpoint answered with something that is not JSON")
-    return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=json.dumps(result))
+        raise BadModelAnswer("not JSON") from None
+    if algorithm != "kmeans":
+        if not isinstance(result, dict):
+            raise BadModelAnswer("not a JSON object")
+        return result
+    predictions = result.get("predictions") if isinstance(result, dict) else None
+    if not isinstance(predictions, list) or len(predictions) != rows:
+        raise BadModelAnswer(f"expected {rows} predictions")
+    try:
+        return {"predictions": [{"cluster": int(p["closest_cluster"]), "distance": float(p["distance_to_cluster"])} for p in predictions]}
+    except (KeyError, TypeError, ValueError) as error:
+        raise BadModelAnswer(f"a K-Means prediction without closest_cluster and distance_to_cluster: {error!r}") from None
 
 
 def _map_client_error(error: ClientError, endpoint: str) -> Response:

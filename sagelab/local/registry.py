@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,8 +41,8 @@ class ModelPackage:
     execution_id: str
     description: str = ""
     history: list[dict[str, str]] = field(default_factory=list)
-    # CreateModelPackage's CustomerMetadataProperties: sagelab:algorithm, sagelab:problem-type,
-    # sagelab:model-description (docs/decisions/0011); empty for versions registered before.
+    # CustomerMetadataProperties: `sagelab:algorithm`, `sagelab:problem-type`,
+    # `sagelab:model-description` (decision 0011). Versions registered before it load with {}.
     customer_metadata: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -91,7 +92,7 @@ class LocalRegistry:
         metrics: dict[str, Any],
         execution_id: str,
         description: str = "",
-        customer_metadata: dict[str, str] | None = None,
+        customer_metadata: Mapping[str, str] | None = None,
     ) -> ModelPackage:
         if approval_status not in APPROVAL_STATUSES:
             raise RegistryError(f"approval status {approval_status!r} is not one of {', '.join(APPROVAL_STATUSES)}")
@@ -113,7 +114,7 @@ class LocalRegistry:
             execution_id=execution_id,
             description=description,
             history=[{"status": approval_status, "at": _now()}],
-            customer_metadata=dict(customer_metadata or {}),
+            customer_metadata={str(k): str(v) for k, v in (customer_metadata or {}).items()},
         )
         _write_atomically(group_dir / "versions" / f"{package.version}.json", package.to_json())
         return package

@@ -1,24 +1,28 @@
 """`sagelab serve`: the deployed serving path, on 127.0.0.1, without AWS or Docker.
 
 client --HTTP--> LocalGateway (:8080)  API key or SigV4 check + request model, like API Gateway;
-                     |                   GET /health and /openapi.json answered here (API Gateway MOCKs)
-                     |  API Gateway proxy event (POST /predict only)
+                     |                   GET /health answered here (API Gateway's MOCK)
+                     |  API Gateway proxy event (POST /predict, GET /openapi.json)
                      v
-                 runtime/front_door/handler.py   (the same Lambda handler that is deployed)
+                 runtime/front_door/handler.py   (the same Lambda handler that is deployed, configured
+                     |                            from the package's CustomerMetadataProperties)
                      |  boto3 sagemaker-runtime InvokeEndpoint (AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME)
+                     |  boto3 s3 GetObject of model_description.json (AWS_ENDPOINT_URL_S3)
                      v
                  LocalEndpoint (:8081)  GET /ping, POST /invocations (container contract)
                                         POST /endpoints/<name>/invocations (Runtime API)
-                     |  model_fn / input_fn / predict_fn / output_fn
+                                        GET /<bucket>/<key> (S3 GetObject, path style, read-only,
+                                            the keys the deployed front door may read)
+                     |
                      v
-                 inference.py from the registered model's source archive + model.tar.gz
+                 the model's container twin (sagelab/local/containers.py): our inference.py,
+                 built-in K-Means or Autopilot, chosen by the registered image
 """
 
 from __future__ import annotations
 
 import contextlib
 import hmac
-import importlib.util
 import json
 import os
 import re
@@ -36,24 +40,38 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Self
+from urllib.parse import unquote
 
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from runtime.front_door.build_openapi import health_body, openapi_body
+from runtime.front_door.build_openapi import health_body
+from sagelab.local.containers import Container, ContainerError, ScriptContainer, container_kind, open_container
 from sagelab.local.registry import LocalRegistry, ModelPackage
-from sagelab.local.runner import LocalS3
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 REQUEST_SCHEMA = REPO_ROOT / "runtime" / "front_door" / "request_schema.json"
 API_GATEWAY_MAX_BODY = 10 * 1024 * 1024
 LOCAL_ACCOUNT = "000000000000"
 LOCAL_REGION = "us-east-1"
-MOCK_ROUTES = {("GET", "/health"), ("GET", "/openapi.json")}  # answered by the gateway itself
-ROUTES = {("POST", "/predict"), *MOCK_ROUTES}
+MOCK_ROUTES = {("GET", "/health")}  # answered by the gateway itself
+PUBLIC_ROUTES = {("GET", "/openapi.json")}  # to the handler without a key or signature, no request model
+ROUTES = {("POST", "/predict"), *MOCK_ROUTES, *PUBLIC_ROUTES}
 METHODS_BY_PATH = {path: sorted(m for m, p in ROUTES if p == path) for _, path in ROUTES}
 MAX_SIGV4_SKEW_SECONDS = 5 * 60  # API Gateway refuses signatures older (or newer) than 5 minutes
+# What the deployed front door's role may read (stacks/front_door.py: s3:GetObject on
+# <artifacts bucket>/pipeline-runs/*/model_description.json); the local S3 answers the same keys only.
+READABLE_S3_KEY = re.compile(r"pipeline-runs/.+/model_description\.json")
+ALGORITHM_BY_CONTAINER = {"kmeans": "kmeans", "autopilot": "autopilot", "script": "xgboost"}
+HANDLER_ENVIRONMENT = (
+    "ENDPOINT_NAME",
+    "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME",
+    "AWS_ENDPOINT_URL_S3",
+    "MODEL_ALGORITHM",
+    "MODEL_PROBLEM_TYPE",
+    "MODEL_DESCRIPTION_URI",
+)
 
 
 class ServeError(RuntimeError):
@@ -63,80 +81,62 @@ class ServeError(RuntimeError):
 # -- the model ------------------------------------------------------------------------------------
 @dataclass
 class ServedModel:
+    """A registered version in the local twin of its serving container (sagelab/local/containers.py)."""
+
     package: ModelPackage
-    module: ModuleType
-    model: Any
-    lock: threading.Lock
+    container: Container
 
     def invoke(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
-        with self.lock:
-            data = self.module.input_fn(body, content_type)
-            predictions = self.module.predict_fn(data, self.model)
-            text, produced = self.module.output_fn(predictions, accept)
-        return (text.encode() if isinstance(text, str) else text), produced
+        return self.container.invoke(body, content_type, accept)
+
+    @property
+    def module(self) -> ModuleType:
+        """Our inference.py (XGBoost and custom models only)."""
+        return self._script().module
+
+    @property
+    def model(self) -> Any:
+        """What inference.py's model_fn loaded (XGBoost and custom models only)."""
+        return self._script().model
+
+    def _script(self) -> ScriptContainer:
+        if not isinstance(self.container, ScriptContainer):
+            raise ServeError(f"{self.package.group} version {self.package.version} serves from {self.package.image}, not our inference.py")
+        return self.container
 
 
-MODEL_DIR_IN_CONTAINER = "/opt/ml/model/"  # SageMaker extracts model.tar.gz here
-
-
-def load_served_model(workdir: Path, group: str | None = None, version: int | None = None, scratch: Path | None = None) -> ServedModel:
-    """Unpack a registered version like the serving container: model.tar.gz into a model dir, find
-    the code (SAGEMAKER_SUBMIT_DIRECTORY: a folder inside the model, or a source archive in S3 for
-    versions registered before the code moved into the model), then import SAGEMAKER_PROGRAM."""
+def select_package(workdir: Path, group: str | None = None, version: int | None = None) -> ModelPackage:
+    """The version to serve: the one named, or the latest approved."""
     registry = LocalRegistry(workdir)
     if version is not None:
         if group is None:
             raise ServeError("--version needs --group")
-        package = registry.get(group, version)
-    else:
-        latest = registry.latest_approved(group)
-        if latest is None:
-            known = registry.versions(group) if group or registry.groups() else []
-            hint = (
-                f" (pending: {', '.join(f'{p.group} {p.version}' for p in known)}; approve one with `sagelab models approve GROUP VERSION`)"
-                if known
-                else " (run `sagelab run` first)"
-            )
-            raise ServeError(f"no approved model in {registry.root}{hint}")
-        package = latest
-    root = Path(scratch or tempfile.mkdtemp(prefix="sagelab-serve-"))
-    model_dir, code_dir = root / "model", root / "code"
+        return registry.get(group, version)
+    latest = registry.latest_approved(group)
+    if latest is None:
+        known = registry.versions(group) if group or registry.groups() else []
+        hint = (
+            f" (pending: {', '.join(f'{p.group} {p.version}' for p in known)}; approve one with `sagelab models approve GROUP VERSION`)"
+            if known
+            else " (run `sagelab run` first)"
+        )
+        raise ServeError(f"no approved model in {registry.root}{hint}")
+    return latest
+
+
+def load_served_model(workdir: Path, group: str | None = None, version: int | None = None, scratch: Path | None = None) -> ServedModel:
+    """Unpack a registered version like SageMaker does (model.tar.gz into a model dir) and open the
+    container its image names: our inference.py, the built-in K-Means twin or the Autopilot twin."""
+    package = select_package(workdir, group, version)
+    model_dir = Path(scratch or tempfile.mkdtemp(prefix="sagelab-serve-")) / "model"
     model_dir.mkdir(parents=True, exist_ok=True)
-    code_dir.mkdir(parents=True, exist_ok=True)
     with tarfile.open(package.model_data_path) as tar:
         tar.extractall(model_dir, filter="data")
-    submit = package.environment.get("SAGEMAKER_SUBMIT_DIRECTORY", "")
-    program = package.environment.get("SAGEMAKER_PROGRAM", "inference.py")
-    if submit.startswith(MODEL_DIR_IN_CONTAINER):  # the code travels inside the model (network isolation)
-        code_dir = model_dir / submit.removeprefix(MODEL_DIR_IN_CONTAINER)
-        if not (code_dir / program).is_file():
-            raise ServeError(f"{program} is missing from {submit} in the model of {package.group} version {package.version}")
-    else:
-        archive = LocalS3(Path(workdir) / "s3").path(submit) if submit.startswith("s3://") else None
-        if archive is None or not archive.is_file():
-            raise ServeError(f"source archive {submit!r} of {package.group} version {package.version} is missing from the local S3")
-        with tarfile.open(archive) as tar:
-            tar.extractall(code_dir, filter="data")
-    module = _import_program(code_dir / program)
-    return ServedModel(package=package, module=module, model=module.model_fn(str(model_dir)), lock=threading.Lock())
-
-
-def _import_program(path: Path) -> ModuleType:
-    # As the container does: the code dir first on sys.path, so inference.py's sibling imports
-    # (`from preprocess import ...`) resolve to the registered code, not the working tree.
-    sys.path.insert(0, str(path.parent))
-    for sibling in ("preprocess", "inference"):
-        sys.modules.pop(sibling, None)
     try:
-        spec = importlib.util.spec_from_file_location(f"sagelab_served_{path.stem}_{uuid.uuid4().hex[:6]}", path)
-        if spec is None or spec.loader is None:
-            raise ServeError(f"cannot import {path}")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # dataclasses look their module up while it executes
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(path.parent))
+        container = open_container(package.image, model_dir, package.environment, s3_root=Path(workdir) / "s3")
+    except ContainerError as error:
+        raise ServeError(f"{package.group} version {package.version}: {error}") from None
+    return ServedModel(package=package, container=container)
 
 
 # -- HTTP helpers ---------------------------------------------------------------------------------
@@ -214,9 +214,18 @@ class _LocalServer:
 class LocalEndpoint(_LocalServer):
     """A real HTTP server speaking the container contract and the SageMaker Runtime API."""
 
-    def __init__(self, served: ServedModel | None, host: str = "127.0.0.1", port: int = 0, endpoint_name: str = "sagelab-dev-endpoint") -> None:
+    def __init__(
+        self,
+        served: ServedModel | None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        endpoint_name: str = "sagelab-dev-endpoint",
+        *,
+        s3_root: Path | None = None,
+    ) -> None:
         self.served = served
         self.endpoint_name = endpoint_name
+        self.s3_root = Path(s3_root) if s3_root is not None else None
         outer = self
 
         class Handler(_QuietHandler):
@@ -224,6 +233,9 @@ class LocalEndpoint(_LocalServer):
                 if self.path == "/ping":
                     status = HTTPStatus.OK if outer.served else HTTPStatus.SERVICE_UNAVAILABLE
                     _send(self, status, b"" if outer.served else b'{"message": "no model loaded"}')
+                    return
+                if outer.s3_root is not None and self.path.count("/") >= 2:
+                    outer._get_object(self)
                     return
                 _send(self, 404, b'{"message": "not found"}')
 
@@ -255,6 +267,20 @@ class LocalEndpoint(_LocalServer):
 
         self.server = _QuietServer((host, port), Handler)
 
+    def _get_object(self, handler: BaseHTTPRequestHandler) -> None:
+        """S3 GetObject, path style (`GET /<bucket>/<key>`), from `<s3_root>/<bucket>/<key>`: only the
+        keys the deployed front door's role may read; errors in S3's XML so botocore names them."""
+        assert self.s3_root is not None
+        bucket, _, key = unquote(handler.path.split("?", 1)[0].lstrip("/")).partition("/")
+        if not bucket or ".." in Path(key).parts or not READABLE_S3_KEY.fullmatch(key):
+            _s3_error(handler, 403, "AccessDenied", "Access Denied")
+            return
+        path = self.s3_root / bucket / key
+        if not path.is_file():
+            _s3_error(handler, 404, "NoSuchKey", "The specified key does not exist.")
+            return
+        _send(handler, 200, path.read_bytes(), "application/json")
+
     def _error(self, handler: BaseHTTPRequestHandler, runtime_api: bool, status: int, code: str, message: str) -> None:
         headers = {"x-amzn-ErrorType": f"{code}:http://internal.amazon.com/coral/com.amazon.sagemaker/"} if runtime_api else {}
         _send(handler, status, json.dumps({"message": message}).encode(), headers=headers)
@@ -271,6 +297,11 @@ class LocalEndpoint(_LocalServer):
             "OriginalMessage": original,
         }
         _send(handler, 424, json.dumps(body).encode(), headers={"x-amzn-ErrorType": "ModelError:http://internal.amazon.com/coral/com.amazon.sagemaker/"})
+
+
+def _s3_error(handler: BaseHTTPRequestHandler, status: int, code: str, message: str) -> None:
+    body = f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code><Message>{message}</Message></Error>'
+    _send(handler, status, body.encode(), "application/xml")
 
 
 # -- the local gateway ----------------------------------------------------------------------------------
@@ -290,10 +321,27 @@ class LambdaContextStandIn:
         return 29_000
 
 
-def configure_handler_environment(endpoint_url: str, endpoint_name: str) -> None:
-    """What the deployed function gets from its configuration, pointed at the local endpoint."""
+def model_environment(package: ModelPackage | None) -> dict[str, str]:
+    """What the serving stack gives the deployed function from the package's CustomerMetadataProperties
+    (the approval deployer's parameters); a version registered without them is served by its image's kind."""
+    if package is None:
+        return {"MODEL_ALGORITHM": "xgboost", "MODEL_PROBLEM_TYPE": "", "MODEL_DESCRIPTION_URI": ""}
+    metadata = package.customer_metadata
+    return {
+        "MODEL_ALGORITHM": metadata.get("sagelab:algorithm") or ALGORITHM_BY_CONTAINER[container_kind(package.image)],
+        "MODEL_PROBLEM_TYPE": metadata.get("sagelab:problem-type", ""),
+        "MODEL_DESCRIPTION_URI": metadata.get("sagelab:model-description", ""),
+    }
+
+
+def configure_handler_environment(endpoint_url: str, endpoint_name: str, model: Mapping[str, str] | None = None) -> None:
+    """What the deployed function gets from its configuration, pointed at the local endpoint (which
+    also answers S3 GetObject for the model description)."""
     os.environ["ENDPOINT_NAME"] = endpoint_name
     os.environ["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] = endpoint_url
+    os.environ["AWS_ENDPOINT_URL_S3"] = endpoint_url
+    for key, value in (model or {}).items():
+        os.environ[key] = value
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "sagelab-local")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "sagelab-local")
@@ -301,13 +349,16 @@ def configure_handler_environment(endpoint_url: str, endpoint_name: str) -> None
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
 
 
-def load_handler(endpoint_url: str, endpoint_name: str) -> ModuleType:
-    configure_handler_environment(endpoint_url, endpoint_name)
+def load_handler(endpoint_url: str, endpoint_name: str, model: Mapping[str, str] | None = None) -> ModuleType:
+    configure_handler_environment(endpoint_url, endpoint_name, model)
     import runtime.front_door.handler as handler
 
-    # The handler builds its client on first use; point it at this endpoint (tests start several
-    # servers in one process, and the module is a process-wide singleton as in Lambda).
+    # The handler builds its clients on first use; point them at this endpoint (tests start several
+    # servers in one process, and the module is a process-wide singleton as in Lambda). A new model
+    # is a new execution environment: its description is read again.
     handler._runtime = handler.build_runtime_client(endpoint_url)
+    handler._s3 = handler.build_s3_client(endpoint_url)
+    handler._description = None
     return handler
 
 
@@ -418,7 +469,7 @@ class LocalGateway(_LocalServer):
         self.handler_module = handler_module
         self.api_key = api_key
         self.iam_credentials = dict(iam_credentials) if iam_credentials is not None else None
-        self.mock_bodies = {"/health": health_body(endpoint_name).encode(), "/openapi.json": openapi_body().encode()}
+        self.mock_bodies = {"/health": health_body(endpoint_name).encode()}
         _request_model()  # build it now, not on the first request
         outer = self
 
@@ -452,15 +503,16 @@ class LocalGateway(_LocalServer):
         if (method, path) in MOCK_ROUTES:
             _send(request, 200, self.mock_bodies[path])
             return
-        problem = self._auth_problem(request, method, raw)
-        if problem:
-            self._gateway_error(request, 403, "Forbidden", problem)
-            return
         text = raw.decode("utf-8", errors="replace")
-        problem = request_model_problem(text)
-        if problem:
-            self._gateway_error(request, 400, "BadRequest", problem)
-            return
+        if (method, path) not in PUBLIC_ROUTES:
+            problem = self._auth_problem(request, method, raw)
+            if problem:
+                self._gateway_error(request, 403, "Forbidden", problem)
+                return
+            problem = request_model_problem(text)
+            if problem:
+                self._gateway_error(request, 400, "BadRequest", problem)
+                return
         event = self._event(request, method, path, text)
         context = LambdaContextStandIn(aws_request_id=str(uuid.uuid4()))
         response = self.handler_module.lambda_handler(event, context)
@@ -533,15 +585,15 @@ def serving(
         if require_model:
             raise
         served = None
-    endpoint = LocalEndpoint(served, port=endpoint_port, endpoint_name=endpoint_name).start()
+    endpoint = LocalEndpoint(served, port=endpoint_port, endpoint_name=endpoint_name, s3_root=Path(workdir) / "s3").start()
     gateway = None
     # The handler module is a process-wide singleton, as in Lambda; a nested `serving()` (tests)
     # must hand the previous configuration back when it ends.
-    saved_env = {k: os.environ.get(k) for k in ("ENDPOINT_NAME", "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME")}
+    saved_env = {k: os.environ.get(k) for k in HANDLER_ENVIRONMENT}
     previous_module = sys.modules.get("runtime.front_door.handler")
-    previous_client = getattr(previous_module, "_runtime", None)
+    previous_state = {name: getattr(previous_module, name, None) for name in ("_runtime", "_s3", "_description")}
     try:
-        handler = load_handler(endpoint.url, endpoint_name)
+        handler = load_handler(endpoint.url, endpoint_name, model_environment(served.package if served else None))
         gateway = LocalGateway(handler, api_key, port=port, endpoint_name=endpoint_name, iam_credentials=iam_credentials).start()
         yield gateway, endpoint
     finally:
@@ -554,4 +606,5 @@ def serving(
             else:
                 os.environ[key] = value
         if previous_module is not None:
-            previous_module._runtime = previous_client  # type: ignore[attr-defined]
+            for name, value in previous_state.items():
+                setattr(previous_module, name, value)
