@@ -42,7 +42,10 @@ def digits_rows(count: int) -> tuple[list[list[float]], list[str]]:
 def serve_and_call(workdir: Path, version: int, rows: list[Any]) -> tuple[httpx.Response, httpx.Response, httpx.Response]:
     """Approve `version`, serve it, POST good rows, a row of the wrong width and a non-JSON body."""
     LocalRegistry(workdir).set_status(GROUP, version, "Approved")
-    with serving(workdir, API_KEY, version=version) as (gateway, _), httpx.Client(base_url=gateway.url, headers={"x-api-key": API_KEY}, timeout=30) as client:
+    with (
+        serving(workdir, API_KEY, group=GROUP, version=version) as (gateway, _),
+        httpx.Client(base_url=gateway.url, headers={"x-api-key": API_KEY}, timeout=30) as client,
+    ):
         good = client.post("/predict", json={"instances": rows})
         wrong_width = client.post("/predict", json={"instances": [rows[0][:3]]})
         description = client.get("/openapi.json")
