@@ -499,7 +499,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"templates:   {', '.join(templates)}")
     print("nag report:  cdk.out/validation-report.json")
     print(f"runs:        {Path(args.workdir) / 'executions'}  (per-step sandboxes, execution.json)")
-    print(f"metrics:     {Path(args.workdir)}/s3/*/pipeline-runs/<execution>/evaluation/  (evaluation.json, confusion_matrix.png, roc_curve.png)")
+    print(f"metrics:     {Path(args.workdir)}/s3/*/models/evaluations/<execution>/evaluation/  (evaluation.json, confusion_matrix.png, roc_curve.png)")
     print(f"registry:    {Path(args.workdir) / 'registry'}  (sagelab models list)")
     print("serve again: sagelab serve   |   call it: sagelab predict --url http://127.0.0.1:8080 --api-key KEY --file rows.csv")
     return EXIT_OK

@@ -221,6 +221,14 @@ class _Shared:
         # Every run writes under its own execution id, so no run overwrites another's evidence.
         return Join(on="/", values=[f"s3://{placeholder('ArtifactsBucket')}/pipeline-runs", ExecutionVariables.PIPELINE_EXECUTION_ID, *parts])
 
+    def evidence_uri(self, *parts: str) -> Any:
+        """Where a run's evaluation goes: the registered model's metrics and its description live as
+        long as the model (models/ is kept; pipeline-runs/ is scratch that expires)."""
+        from sagemaker.workflow.execution_variables import ExecutionVariables
+        from sagemaker.workflow.functions import Join
+
+        return Join(on="/", values=[f"s3://{placeholder('ArtifactsBucket')}/models/evaluations", ExecutionVariables.PIPELINE_EXECUTION_ID, *parts])
+
     def script_processor(self, image: str, instance_type: Any, base_job_name: str) -> Any:
         from sagemaker.processing import ScriptProcessor
 
@@ -651,7 +659,7 @@ def _evaluate_step(algorithm: str, settings: PipelineSettings, shared: _Shared, 
                 ProcessingOutput(
                     output_name=output,
                     source="/opt/ml/processing/evaluation",
-                    destination=shared.run_uri("evaluation" if algorithm == "xgboost" else f"{algorithm}-evaluation"),
+                    destination=shared.evidence_uri("evaluation" if algorithm == "xgboost" else f"{algorithm}-evaluation"),
                 )
             ],
             arguments=arguments,

@@ -35,7 +35,7 @@ DEFAULT_RESERVED_CONCURRENCY = 20
 # callers from taking the reserved concurrency that /predict needs.
 OPENAPI_RATE_LIMIT, OPENAPI_BURST_LIMIT = 5, 10
 # Where evaluate.py writes the model's description (decision 0011), relative to the artifacts bucket.
-MODEL_DESCRIPTION_KEYS = "pipeline-runs/*/model_description.json"
+MODEL_DESCRIPTION_KEYS = "models/evaluations/*/model_description.json"
 _SCHEMA_TYPES = {
     "object": apigw.JsonSchemaType.OBJECT,
     "array": apigw.JsonSchemaType.ARRAY,
@@ -219,7 +219,7 @@ class FrontDoor(Construct):
         acknowledge_policy_wildcards(
             policy.node.default_child,  # type: ignore[arg-type]
             lambda _statement: (
-                "Model descriptions are written per pipeline execution (pipeline-runs/<execution id>/.../model_description.json); "
+                "Model descriptions are written per pipeline execution (models/evaluations/<execution id>/.../model_description.json); "
                 "the execution id is known only at run time."
             ),
         )

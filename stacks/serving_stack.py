@@ -36,7 +36,7 @@ PROBLEM_TYPE_PATTERN = r"^[A-Za-z][A-Za-z-]{0,39}$|^$"
 # The artifacts bucket's name is CloudFormation's (unknown at synth, and a parameter's pattern cannot
 # hold a reference): the pattern pins the key; the front door's IAM (GetObject on this bucket's
 # descriptions only), its ARTIFACTS_BUCKET check and the deployer's check pin the bucket.
-DESCRIPTION_URI_PATTERN = r"^$|^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/pipeline-runs/[A-Za-z0-9!_.*'()/-]+/model_description\.json$"
+DESCRIPTION_URI_PATTERN = r"^$|^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/models/evaluations/[A-Za-z0-9!_.*'()/-]+/model_description\.json$"
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ ENV = {
     "DESCRIPTION_PARAMETER": "ModelDescriptionUri",
     "ARTIFACTS_BUCKET": "sagelab-dev-artifacts-bucket",
 }
-DESCRIPTION = "s3://sagelab-dev-artifacts-bucket/pipeline-runs/exec-1/kmeans-evaluation/model_description.json"
+DESCRIPTION = "s3://sagelab-dev-artifacts-bucket/models/evaluations/exec-1/kmeans-evaluation/model_description.json"
 CONTEXT = LambdaContextStandIn(function_name="sagelab-dev-deployer", aws_request_id="req-1")
 
 
@@ -144,7 +144,7 @@ def test_approval_passes_the_packages_algorithm_problem_type_and_description(stu
     "description",
     [
         DESCRIPTION.replace("sagelab-dev-artifacts-bucket", "sagelab-bob-artifacts-bucket"),
-        DESCRIPTION.replace("pipeline-runs/", "models/"),
+        DESCRIPTION.replace("models/evaluations/", "pipeline-runs/"),
         DESCRIPTION.replace("model_description.json", "model.tar.gz"),
         "https://example.com/model_description.json",
         DESCRIPTION.replace("exec-1", "exec 1"),

@@ -365,7 +365,7 @@ def test_notebook_cannot_read_captured_requests_and_jobs_cannot_rewrite_code(cla
     notebook = class_stacks.identity_policies(roles["Notebook"])
     pipeline = class_stacks.identity_policies(roles["Pipeline"])
     assert not is_allowed(notebook, "s3:GetObject", f"{artifacts}/data-capture/AllTraffic/2026/01/01/00/capture.jsonl")
-    assert is_allowed(notebook, "s3:GetObject", f"{artifacts}/pipeline-runs/abc/evaluation/evaluation.json")
+    assert is_allowed(notebook, "s3:GetObject", f"{artifacts}/models/evaluations/abc/evaluation/evaluation.json")
     for key in ("pipeline-code/0123/preprocess.py", "pipeline-code/0123/lab/idle-stop.sh", "data-capture/x", "anything-else"):
         assert not is_allowed(pipeline, "s3:PutObject", f"{artifacts}/{key}"), key
     for key in ("pipeline-runs/abc/preprocess/train/train.csv", "models/sagelab-alice-train-a1b2/output/model.tar.gz"):

@@ -134,7 +134,7 @@ def register(workdir: Path, *, image: str, files: dict[str, bytes], metadata: di
 
 
 def write_description(workdir: Path, description: dict[str, Any]) -> str:
-    key = "pipeline-runs/exec-1/evaluation/model_description.json"
+    key = "models/evaluations/exec-1/evaluation/model_description.json"
     path = workdir / "s3" / BUCKET / key
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(description))
@@ -314,7 +314,7 @@ def test_openapi_without_a_readable_description_is_the_base_with_a_note(tmp_path
     metadata = {
         "sagelab:algorithm": "kmeans",
         "sagelab:problem-type": "clustering",
-        "sagelab:model-description": f"s3://{BUCKET}/pipeline-runs/gone/model_description.json",
+        "sagelab:model-description": f"s3://{BUCKET}/models/evaluations/gone/model_description.json",
     }
     register(tmp_path, image="local/sagemaker-kmeans:1", files={"centroids.npy": buffer.getvalue()}, metadata=metadata)
     with serving(tmp_path, API_KEY) as (gateway, _):
@@ -348,7 +348,7 @@ def test_the_local_s3_answers_only_what_the_front_doors_role_may_read(kmeans_url
             client.get_object(Bucket="any", Key="models/exec-1/model.tar.gz")
         assert denied.value.response["Error"]["Code"] == "AccessDenied"
         with pytest.raises(ClientError) as missing:
-            client.get_object(Bucket="any", Key="pipeline-runs/exec-1/model_description.json")
+            client.get_object(Bucket="any", Key="models/evaluations/exec-1/model_description.json")
         assert missing.value.response["Error"]["Code"] == "NoSuchKey"
     finally:
         endpoint.stop()

@@ -263,9 +263,13 @@ def test_the_served_model_parameters_reach_the_front_door(serving_json: dict[str
     assert all(problem.fullmatch(v) for v in ("", "classification", "regression", "clustering", "MulticlassClassification"))
     assert not problem.fullmatch("x" * 41) and not problem.fullmatch("a b")
     uri = re.compile(parameters["ModelDescriptionUri"]["AllowedPattern"])
-    good = "s3://sagelab-dev-platform-storageartifacts-1a2b3c/pipeline-runs/exec-1/kmeans-evaluation/model_description.json"
+    good = "s3://sagelab-dev-platform-storageartifacts-1a2b3c/models/evaluations/exec-1/kmeans-evaluation/model_description.json"
     assert parameters["ModelDescriptionUri"]["Default"] == "" and uri.fullmatch("") and uri.fullmatch(good)
-    for bad in (good.replace("pipeline-runs", "models"), good.replace("model_description.json", "model.tar.gz"), "https://x/model_description.json"):
+    for bad in (
+        good.replace("models/evaluations", "pipeline-runs"),
+        good.replace("model_description.json", "model.tar.gz"),
+        "https://x/model_description.json",
+    ):
         assert not uri.fullmatch(bad), bad
     _, function = front_door_function(serving_json)
     variables = function["Properties"]["Environment"]["Variables"]
@@ -313,7 +317,7 @@ def test_the_front_door_reads_model_descriptions_and_nothing_else(synthesized: S
     bucket = stacks.resolve(STACK, function["Properties"]["Environment"]["Variables"]["ARTIFACTS_BUCKET"])
     (key_statement,) = [s for s in statements if "kms:Decrypt" in s.actions]
     (key_arn,) = key_statement.resources
-    description = f"arn:aws:s3:::{bucket}/pipeline-runs/exec-1/kmeans-evaluation/model_description.json"
+    description = f"arn:aws:s3:::{bucket}/models/evaluations/exec-1/kmeans-evaluation/model_description.json"
     assert is_allowed(statements, "s3:GetObject", description)
     for other in (
         description.replace("model_description.json", "evaluation.json"),

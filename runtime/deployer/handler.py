@@ -10,7 +10,7 @@ raises, so EventBridge retries.
 With the ARN it passes what the front door needs to speak to the model (decision 0011), read from
 the version's CustomerMetadataProperties (DescribeModelPackage) and checked first: `sagelab:algorithm`
 (one of ALGORITHMS; anything else is not deployed), `sagelab:problem-type`, and
-`sagelab:model-description` (an s3:// URI of model_description.json under pipeline-runs/ in this
+`sagelab:model-description` (an s3:// URI of model_description.json under models/evaluations/ in this
 environment's artifacts bucket; anything else is deployed as "" and the reason logged). A version
 without metadata (registered before 0011) is an XGBoost model without a description.
 
@@ -42,7 +42,7 @@ APPROVED = "Approved"
 VERSION = re.compile(r"^[0-9]{1,9}$")
 ALGORITHMS = ("xgboost", "custom", "kmeans", "autopilot")  # the serving stack's ModelAlgorithm AllowedValues
 PROBLEM_TYPE = re.compile(r"^[A-Za-z][A-Za-z-]{0,39}$")  # its ModelProblemType pattern
-DESCRIPTION_KEY = re.compile(r"^pipeline-runs/[A-Za-z0-9!_.*'()/-]+/model_description\.json$")
+DESCRIPTION_KEY = re.compile(r"^models/evaluations/[A-Za-z0-9!_.*'()/-]+/model_description\.json$")
 
 
 class UnservableModel(ValueError):
@@ -81,7 +81,7 @@ def served_model_values(package_arn: str, artifacts_bucket: str) -> dict[str, st
     prefix = f"s3://{artifacts_bucket}/"
     if description and not (description.startswith(prefix) and DESCRIPTION_KEY.match(description[len(prefix) :])):
         logger.warning(
-            "model description not deployed: expected s3://<this environment's artifacts bucket>/pipeline-runs/.../model_description.json",
+            "model description not deployed: expected s3://<this environment's artifacts bucket>/models/evaluations/.../model_description.json",
             extra={"model_package": package_arn, "description": description[:300], "artifacts_bucket": artifacts_bucket},
         )
         description = ""

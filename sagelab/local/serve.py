@@ -61,8 +61,8 @@ ROUTES = {("POST", "/predict"), *MOCK_ROUTES, *PUBLIC_ROUTES}
 METHODS_BY_PATH = {path: sorted(m for m, p in ROUTES if p == path) for _, path in ROUTES}
 MAX_SIGV4_SKEW_SECONDS = 5 * 60  # API Gateway refuses signatures older (or newer) than 5 minutes
 # What the deployed front door's role may read (stacks/front_door.py: s3:GetObject on
-# <artifacts bucket>/pipeline-runs/*/model_description.json); the local S3 answers the same keys only.
-READABLE_S3_KEY = re.compile(r"pipeline-runs/.+/model_description\.json")
+# <artifacts bucket>/models/evaluations/*/model_description.json); the local S3 answers the same keys only.
+READABLE_S3_KEY = re.compile(r"models/evaluations/.+/model_description\.json")
 ALGORITHM_BY_CONTAINER = {"kmeans": "kmeans", "autopilot": "autopilot", "script": "xgboost"}
 HANDLER_ENVIRONMENT = (
     "ENDPOINT_NAME",
