@@ -90,6 +90,7 @@ bench: install  ## benchmarks: synth, local run, serving, front-door cold start,
 	$(PY) bench/serving.py
 	$(PY) bench/front_door_cold_start.py
 	$(PY) bench/class_cost.py --class 40
+	$(PY) bench/algorithms.py
 
 lock:  ## re-pin constraints.txt from a clean install of requirements-dev.txt
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv && .lock-venv/bin/pip install --quiet -r requirements-dev.txt
