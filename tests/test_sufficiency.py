@@ -580,3 +580,27 @@ def test_the_roles_that_run_an_autopilot_candidate_can_pull_its_image(synthesize
         assert not is_allowed(role_statements, "ecr:BatchGetImage", f"arn:aws:ecr:{REGION}:763104351884:repository/pytorch-training")
     create_model = next(s for s in definition.steps() if s["Type"] == "Model")
     assert create_model["Arguments"]["PrimaryContainer"]["Image"] == {"Get": "Steps.Autopilot.BestCandidate.InferenceContainers[0].Image"}
+
+
+def test_the_kmeans_and_autopilot_branches_run_the_right_images_with_the_pipeline_role(pipeline: tuple[Stacks, Definition, list[Statement]]) -> None:
+    """On the synthesized template (placeholders filled as CloudFormation fills them): the K-Means
+    chain trains and serves the region's built-in K-Means image; the Autopilot chain's AutoML job,
+    candidate model and transform all run as the pipeline's own role; no step runs as another."""
+    from sagelab.pipeline_definition import image_uris
+
+    _, definition, statements = pipeline
+    steps = {step["Name"]: step["Arguments"] for step in definition.steps()}
+    kmeans_image = image_uris(REGION)["KmeansImageUri"]
+    assert kmeans_image == f"382416733822.dkr.ecr.{REGION}.amazonaws.com/kmeans:1"
+    assert steps["KMeansTrain"]["AlgorithmSpecification"]["TrainingImage"] == kmeans_image
+    assert steps["KMeansTrain"]["RoleArn"] == definition.role_arn
+    (container,) = steps["KMeansRegisterModel-RegisterModel"]["InferenceSpecification"]["Containers"]
+    assert container["Image"] == kmeans_image
+    assert steps["Autopilot"]["RoleArn"] == definition.role_arn and steps["Autopilot"]["AutoMLJobConfig"]["Mode"] == "ENSEMBLING"
+    assert steps["AutopilotModel-CreateModel"]["ExecutionRoleArn"] == definition.role_arn
+    for name in ("KMeansEvaluate", "AutopilotEvaluate"):
+        assert steps[name]["RoleArn"] == definition.role_arn
+        assert steps[name]["AppSpecification"]["ImageUri"] == image_uris(REGION)["XgboostImageUri"]
+    automl_job = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:automl-job/{steps['Autopilot']['AutoMLJobName']}-x1y2z3"
+    assert is_allowed(statements, "sagemaker:CreateAutoMLJob", automl_job)
+    assert not is_allowed(statements, "sagemaker:CreateAutoMLJob", f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:automl-job/someone-else-a-x1y2z3")
