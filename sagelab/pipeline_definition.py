@@ -229,6 +229,33 @@ class _Shared:
 
         return Join(on="/", values=[f"s3://{placeholder('ArtifactsBucket')}/models/evaluations", ExecutionVariables.PIPELINE_EXECUTION_ID, *parts])
 
+    def script_estimator(
+        self, image: str, entry_point: str, *, instance_count: Any, instance_type: Any, base_job_name: str, hyperparameters: dict[str, Any]
+    ) -> Any:
+        """A script-mode training job: our code bundle's `entry_point` in a framework image, with the
+        metric lines train.py's contract prints parsed into validation:accuracy / validation:rmse."""
+        from sagemaker.estimator import Estimator
+
+        return Estimator(
+            image_uri=placeholder(image),
+            entry_point=entry_point,
+            source_dir=code_uri(SOURCEDIR_ARCHIVE),
+            role=self.role,
+            instance_type=instance_type,
+            instance_count=instance_count,
+            volume_kms_key=self.kms_key,
+            output_kms_key=self.kms_key,
+            output_path=f"s3://{placeholder('ArtifactsBucket')}/models",
+            code_location=f"s3://{placeholder('ArtifactsBucket')}/{PIPELINE_CODE_PREFIX}",
+            base_job_name=base_job_name,
+            hyperparameters=hyperparameters,
+            metric_definitions=[{"Name": f"validation:{metric}", "Regex": metric_regex(metric)} for metric in ("accuracy", "rmse")],
+            enable_network_isolation=False,
+            disable_profiler=True,
+            max_run=3600,
+            sagemaker_session=self.session,
+        )
+
     def script_processor(self, image: str, instance_type: Any, base_job_name: str) -> Any:
         from sagemaker.processing import ScriptProcessor
 
@@ -423,29 +450,17 @@ def _serving_model(image: str, model_data: Any, shared: _Shared) -> Any:
 
 def _xgboost_model(settings: PipelineSettings, shared: _Shared, parameters: _Parameters, data: _Data) -> _Model:
     """The training step (a tuning step when tuning is on) and the model it leaves."""
-    from sagemaker.estimator import Estimator
     from sagemaker.workflow.steps import TrainingStep
 
-    metric_definitions: list[dict[str, Any]] = [{"Name": f"validation:{metric}", "Regex": metric_regex(metric)} for metric in ("accuracy", "rmse")]
-    estimator = Estimator(
-        image_uri=placeholder("XgboostImageUri"),
-        entry_point="train.py",
-        source_dir=code_uri(SOURCEDIR_ARCHIVE),
-        role=shared.role,
-        instance_type=parameters.training_instance_type,
+    estimator = shared.script_estimator(
+        "XgboostImageUri",
+        "train.py",
         instance_count=parameters.training_instance_count,
-        volume_kms_key=shared.kms_key,
-        output_kms_key=shared.kms_key,
-        output_path=f"s3://{placeholder('ArtifactsBucket')}/models",
-        code_location=f"s3://{placeholder('ArtifactsBucket')}/{PIPELINE_CODE_PREFIX}",
+        instance_type=parameters.training_instance_type,
         base_job_name=job_name("train"),
         hyperparameters={"max_depth": parameters.max_depth, "eta": parameters.eta, "num_round": parameters.num_round, "cv_folds": str(settings.cv_folds)},
-        metric_definitions=metric_definitions,
-        enable_network_isolation=False,
-        disable_profiler=True,
-        max_run=3600,
-        sagemaker_session=shared.session,
     )
+    metric_definitions = estimator.metric_definitions
     inputs = _splits(data, "text/csv")
     if settings.tuning.max_jobs > 0:
         step, model_data = _tuning_step(settings, shared, estimator, inputs, metric_definitions)
@@ -585,29 +600,17 @@ def _autopilot_model(settings: PipelineSettings, shared: _Shared, parameters: _P
 def _custom_model(settings: PipelineSettings, shared: _Shared, parameters: _Parameters, data: _Data) -> _Model:
     """Your own training script under the SageMaker training contract, in the SKLearn framework
     image (train_custom.py runs it and packs the serving code, like train.py does)."""
-    from sagemaker.estimator import Estimator
     from sagemaker.workflow.steps import TrainingStep
 
-    metric_definitions: list[dict[str, Any]] = [{"Name": f"validation:{metric}", "Regex": metric_regex(metric)} for metric in ("accuracy", "rmse")]
-    estimator = Estimator(
-        image_uri=placeholder("SklearnImageUri"),
-        entry_point="train_custom.py",
-        source_dir=code_uri(SOURCEDIR_ARCHIVE),
-        role=shared.role,
-        instance_type=parameters.training_instance_type,
+    estimator = shared.script_estimator(
+        "SklearnImageUri",
+        "train_custom.py",
         instance_count=1,
-        volume_kms_key=shared.kms_key,
-        output_kms_key=shared.kms_key,
-        output_path=f"s3://{placeholder('ArtifactsBucket')}/models",
-        code_location=f"s3://{placeholder('ArtifactsBucket')}/{PIPELINE_CODE_PREFIX}",
+        instance_type=parameters.training_instance_type,
         base_job_name=job_name("custom"),
         # Everything the definition holds must be the same on every machine: the script's place in
         # the bundle (custom/<file name>), never its path on the machine that built the app.
         hyperparameters={step_contract.USER_SCRIPT_HYPERPARAMETER: str(settings.custom_script_bundle_path)},
-        metric_definitions=metric_definitions,
-        disable_profiler=True,
-        max_run=3600,
-        sagemaker_session=shared.session,
     )
     step = TrainingStep(
         name=step_name(CUSTOM_ALGORITHM, "Train"),

@@ -696,6 +696,16 @@ class LocalPipelineRunner:
         for directory in (model_dir, output_data_dir):
             directory.mkdir(parents=True, exist_ok=True)
         channels = {path.name: path for path in sorted((root / "opt/ml/input/data").iterdir())}
+        log = self._step_log(name)
+        try:
+            metrics = builtin_kmeans.train(channels, hyperparameters, model_dir, log)
+        except ValueError as error:  # the built-in's own validation: bad hyperparameters or data
+            raise StepFailed(name, str(error)) from None
+        return self._publish_training(name, arguments, job_name, model_dir, output_data_dir, metrics)
+
+    def _step_log(self, name: str) -> Callable[[str], None]:
+        """A step's log lines, shown like a job's output and kept in its log file (as
+        `_execute` does for the steps that run as processes)."""
         log_file = self._log_dir / f"{name}.log"
 
         def log(line: str) -> None:
@@ -703,11 +713,7 @@ class LocalPipelineRunner:
             with log_file.open("a") as handle:
                 handle.write(line + "\n")
 
-        try:
-            metrics = builtin_kmeans.train(channels, hyperparameters, model_dir, log)
-        except ValueError as error:  # the built-in's own validation: bad hyperparameters or data
-            raise StepFailed(name, str(error)) from None
-        return self._publish_training(name, arguments, job_name, model_dir, output_data_dir, metrics)
+        return log
 
     # -- AutoML ------------------------------------------------------------------------------------
     def _automl(self, name: str, arguments: Mapping[str, Any], sandbox: Path) -> dict[str, Any]:
@@ -724,13 +730,7 @@ class LocalPipelineRunner:
         if self.s3.download(uri, input_dir) == 0:
             raise StepFailed(name, f"input {uri} has no objects")
         output_uri = f"{arguments['OutputDataConfig']['S3OutputPath'].rstrip('/')}/{job_name}"
-        log_file = self._log_dir / f"{name}.log"
-
-        def log(line: str) -> None:
-            self.log(f"   [{name}] {line}")
-            with log_file.open("a") as handle:
-                handle.write(line + "\n")
-
+        log = self._step_log(name)
         try:
             result = automl.run_automl_job(arguments, input_dir, self.s3.path(output_uri), job_name, log, time_budget_s=self.automl_budget_s)
         except ValueError as error:
