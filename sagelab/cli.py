@@ -502,6 +502,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"metrics:     {Path(args.workdir)}/s3/*/models/evaluations/<execution>/evaluation/  (evaluation.json, confusion_matrix.png, roc_curve.png)")
     print(f"registry:    {Path(args.workdir) / 'registry'}  (sagelab models list)")
     print("serve again: sagelab serve   |   call it: sagelab predict --url http://127.0.0.1:8080 --api-key KEY --file rows.csv")
+    print("algorithms:  sagelab run --param Algorithm=kmeans | autopilot  (README: Choosing an algorithm)")
     return EXIT_OK
 
 
