@@ -535,17 +535,15 @@ def column_medians(frame: pd.DataFrame, columns: list[str], rows: np.ndarray | N
     """Median of each column over `rows` ignoring gaps (0.0 for an empty one), equal to NumPy's
     median of the float64 values, a slice of `COLUMN_CHUNK` columns at a time so a wide table never
     needs a second float64 copy. Integer-valued columns (MNIST's pixels) are counted rather than
-    partitioned (`integer_medians`); the others go through NumPy's partition as before."""
+    partitioned (`counted_medians`); the others go through NumPy's partition as before."""
     medians: list[float] = []
     for start in range(0, len(columns), COLUMN_CHUNK):
         block = _numeric_values(frame, columns[start : start + COLUMN_CHUNK])
-        if rows is not None:
-            block = block[rows]
+        if rows is not None:  # a float32 frame hands its columns over column-major: gather the rows in that order
+            block = block[rows] if block.flags.c_contiguous else block.T[:, rows].T
         values = np.full(block.shape[1], np.nan)
         if len(block):
-            counted = _countable_columns(block)
-            if counted.any():
-                values[counted] = integer_medians(block[:, counted])
+            counted, values = counted_medians(block)
             if not counted.all():
                 values[~counted] = _partition_medians(block[:, ~counted].astype(np.float64, copy=False))
         medians.extend(0.0 if math.isnan(value) else float(value) for value in values)
@@ -553,64 +551,62 @@ def column_medians(frame: pd.DataFrame, columns: list[str], rows: np.ndarray | N
 
 
 # Counting costs one bin per integer between a column's smallest and largest value: beyond this
-# span a partition is cheaper than the bins.
+# span NumPy's partition is cheaper than the bins.
 COUNTED_SPAN_LIMIT = 2**16
 
 
 def _numeric_values(frame: pd.DataFrame, names: list[str]) -> np.ndarray:
     """The columns as one NumPy matrix in their own dtype where they share a plain one (float32 or
-    int64, no copy to float64), float64 with NaN for gaps otherwise."""
-    dtypes = set(frame[names].dtypes) if names else set()
+    int64: no float64 copy), float64 with NaN for gaps otherwise."""
+    dtypes = set(frame.dtypes[names])
     if len(dtypes) == 1 and isinstance(next(iter(dtypes)), np.dtype) and next(iter(dtypes)).kind in "iuf":
         return frame[names].to_numpy()
     return frame[names].to_numpy(dtype=np.float64, na_value=np.nan)
 
 
-def _countable_columns(block: np.ndarray) -> np.ndarray:
-    """Columns of `block` whose present values are all integers spanning at most `COUNTED_SPAN_LIMIT`."""
-    if block.dtype.kind in "iu":
-        low, high = block.min(axis=0), block.max(axis=0)
-        return (high.astype(np.float64) - low.astype(np.float64)) <= COUNTED_SPAN_LIMIT
-    with np.errstate(invalid="ignore"):
-        present = ~np.isnan(block)
-        whole = np.where(present, block == np.floor(block), True).all(axis=0)
-        low = np.where(present, block, np.inf).min(axis=0)
-        high = np.where(present, block, -np.inf).max(axis=0)
-    all_missing = ~present.any(axis=0)
-    return whole & (all_missing | ((high - low) <= COUNTED_SPAN_LIMIT))  # an infinity spans infinitely: partitioned
+def counted_medians(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(which columns were counted, their medians) for a rows x columns block, NaN = missing.
 
-
-def integer_medians(block: np.ndarray) -> np.ndarray:
-    """Per-column median of integer values (NaN = missing, ignored) from counts, not a partition:
-    each column's values become bin numbers, one `bincount` counts every column at once, and the
-    middle rank(s) are found in the cumulative counts. The same float64 as `np.median` of the
-    present values (the mean of the two middle values for an even count); NaN for a column with no
-    value. Columns must span at most `COUNTED_SPAN_LIMIT`."""
-    rows, width = block.shape
-    if block.dtype.kind in "iu":
-        present = np.ones(block.shape, dtype=bool)
-        low = block.min(axis=0) if rows else np.zeros(width, dtype=block.dtype)
-        offsets = (block - low).astype(np.int64)
+    A column whose present values are whole numbers spanning at most `COUNTED_SPAN_LIMIT` is counted
+    instead of partitioned: its values become bin numbers, one `bincount` counts every such column at
+    once, and the middle rank(s) are read off the cumulative counts. The result is the float64 that
+    `np.median` gives for the present values (the mean of the two middle values for an even count),
+    NaN for a column with none. Other columns are left NaN and marked not counted."""
+    width = block.shape[1]
+    if block.dtype.kind == "f":
+        missing = np.isnan(block)
+        gaps = bool(missing.any())
+        filled = np.where(missing, 0, block) if gaps else block
+        whole = (filled == np.floor(filled)).all(axis=0)
+        low = np.where(missing, np.inf, block).min(axis=0) if gaps else block.min(axis=0)
+        high = np.where(missing, -np.inf, block).max(axis=0) if gaps else block.max(axis=0)
     else:
-        present = ~np.isnan(block)
-        low = np.where(present, block, np.inf).min(axis=0)
-        low = np.where(np.isfinite(low), low, 0.0)
-        offsets = np.where(present, block - low, 0).astype(np.int64)
-    span = int(offsets.max()) + 1 if offsets.size else 1
-    bins = span + 1  # the last bin of each column takes its missing values
-    offsets[~present] = span
-    counts = np.bincount((offsets + np.arange(width, dtype=np.int64) * bins).ravel(), minlength=width * bins).reshape(width, bins)[:, :span]
+        missing, gaps, filled = None, False, block
+        whole = np.ones(width, dtype=bool)
+        low, high = block.min(axis=0), block.max(axis=0)
+    with np.errstate(invalid="ignore"):
+        span = high.astype(np.float64) - low.astype(np.float64)  # an infinity spans infinitely; an empty column spans -inf
+        counted = whole & (span <= COUNTED_SPAN_LIMIT)
+    medians = np.full(width, np.nan)
+    if not counted.any():
+        return counted, medians
+    chosen = slice(None) if counted.all() else np.flatnonzero(counted)
+    low = np.where(np.isfinite(low[chosen]), low[chosen], 0) if block.dtype.kind == "f" else low[chosen]
+    codes = (filled[:, chosen] - low).astype(np.int64)  # exact: whole numbers, at most COUNTED_SPAN_LIMIT apart
+    bins = int(max(span[chosen].max(), 0)) + 2  # the last bin of each column takes its missing cells
+    if gaps:
+        assert missing is not None
+        codes[missing[:, chosen]] = bins - 1
+    codes += np.arange(codes.shape[1], dtype=np.int64) * bins
+    counts = np.bincount(codes.ravel(order="K"), minlength=codes.shape[1] * bins).reshape(codes.shape[1], bins)[:, :-1]
     cumulative = np.cumsum(counts, axis=1)
-    present_count = cumulative[:, -1]
-    lower_rank = np.maximum(present_count - 1, 0) // 2  # 0-based ranks of the middle value(s)
-    upper_rank = present_count // 2
-    lower_bin = (cumulative <= lower_rank[:, None]).sum(axis=1)
-    upper_bin = np.minimum((cumulative <= upper_rank[:, None]).sum(axis=1), span - 1)
-    base = low.astype(np.float64) if block.dtype.kind == "f" else low
-    lower = (base + lower_bin).astype(np.float64)
-    upper = (base + upper_bin).astype(np.float64)
-    medians = np.where(present_count % 2 == 1, lower, (lower + upper) / 2)
-    return np.where(present_count > 0, medians, np.nan)
+    present = cumulative[:, -1]
+    lower_bin = (cumulative <= (np.maximum(present - 1, 0) // 2)[:, None]).sum(axis=1)  # 0-based middle rank(s)
+    upper_bin = np.minimum((cumulative <= (present // 2)[:, None]).sum(axis=1), bins - 2)
+    lower = (low + lower_bin).astype(np.float64)
+    upper = (low + upper_bin).astype(np.float64)
+    medians[chosen] = np.where(present == 0, np.nan, np.where(present % 2 == 1, lower, (lower + upper) / 2))
+    return counted, medians
 
 
 def _partition_medians(block: np.ndarray) -> np.ndarray:
@@ -622,12 +618,13 @@ def _partition_medians(block: np.ndarray) -> np.ndarray:
 def numeric_frame(table: pd.DataFrame, numeric_columns: list[str], source: str) -> pd.DataFrame:
     """`table` with every numeric column as numbers. Columns the reader typed already are checked
     for infinities as one matrix; text columns that hold numbers are converted (or fail naming the line)."""
-    typed = [name for name in numeric_columns if _numeric_dtype(table[name].dtype)]
-    floats = [name for name in typed if pd.api.types.is_float_dtype(table[name].dtype)]  # integers cannot be infinite
+    dtypes = table.dtypes
+    typed = [name for name in numeric_columns if _numeric_dtype(dtypes[name])]
+    floats = [name for name in typed if pd.api.types.is_float_dtype(dtypes[name])]  # integers cannot be infinite
     if floats:
         for start in range(0, len(floats), COLUMN_CHUNK):
             names = floats[start : start + COLUMN_CHUNK]
-            infinite = np.isinf(table[names].to_numpy(dtype=np.float64, na_value=np.nan))
+            infinite = np.isinf(_numeric_values(table, names))  # float32 stays float32: no float64 copy of MNIST
             if infinite.any():  # the first column's first bad row, as a column-by-column check names it
                 column, row = (int(v[0]) for v in np.nonzero(infinite.T))
                 raise DataError(f"column {names[column]!r} row {row + 1} is infinite; expected a finite number")
