@@ -27,7 +27,7 @@ import json
 import math
 import sys
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -276,22 +276,23 @@ def read_table(input_dir: Path, input_format: str = "auto", target_column: str =
     return table
 
 
-def _csv_engine() -> str:
-    try:
-        import pyarrow  # noqa: F401  (the SKLearn image has it; multi-threaded, ~25x the C parser on wide files)
-    except ImportError:
-        return "c"
-    return "pyarrow"
-
-
 def _read_csv(path: Path, header: bool, text_columns: Sequence[str | int]) -> pd.DataFrame:
-    """One CSV with inferred numeric columns. Columns the parser did not type as int, float or text
-    (booleans, dates) are read again as text: the feature spec decides what they are, as before."""
-    engine = _csv_engine()
+    """One CSV with inferred numeric columns: pyarrow's reader where the image has it (the SKLearn
+    image does; multi-threaded, ~25x pandas' C parser on wide files), pandas' C parser otherwise."""
+    try:
+        import pyarrow.csv  # noqa: F401
+    except ImportError:
+        return _read_csv_with_pandas(path, header, text_columns, engine="c")
+    return _read_csv_with_arrow(path, header, text_columns)
+
+
+def _read_csv_with_pandas(path: Path, header: bool, text_columns: Sequence[str | int], engine: str) -> pd.DataFrame:
+    """Columns the parser did not type as int, float or text (booleans, dates) are read again as
+    text: the feature spec decides what they are."""
     names = _csv_header(path) if header else None
     wanted = {column: str for column in text_columns if names is None or column in names}
     frame = pd.read_csv(path, header=0 if header else None, dtype=wanted or None, keep_default_na=True, engine=engine)
-    if header:  # the pyarrow engine has no skipinitialspace: strip names and text cells like it
+    if header:  # pyarrow has no skipinitialspace: names and text cells lose their leading spaces with every reader
         frame.columns = [str(name).lstrip(" ") for name in frame.columns]
     numeric = frame.dtypes.map(_numeric_dtype).to_numpy(dtype=bool)
     others = frame.columns[~numeric]
@@ -304,6 +305,158 @@ def _read_csv(path: Path, header: bool, text_columns: Sequence[str | int]) -> pd
     for name in others:
         frame[name] = frame[name].str.lstrip(" ")
     return frame
+
+
+# pyarrow parses an integer column straight into the narrowest type that its first block (the
+# reader's own type-inference sample) fits with this much headroom: MNIST's 0..255 pixels become
+# int16, a quarter of int64's memory. A later value that does not fit fails the typed read and the
+# file is read again with pyarrow's own inference, so a wrong guess costs time, never a value.
+NARROW_INTEGER_TYPES = ((2**12, "int16"), (2**28, "int32"))
+# Integers of at most this magnitude are exact in float32 (24-bit significand).
+FLOAT32_EXACT_INTEGER = 2**24
+
+
+def _read_csv_with_arrow(path: Path, header: bool, text_columns: Sequence[str | int]) -> pd.DataFrame:
+    """pyarrow's reader with the options pandas' pyarrow engine gives it (pandas' missing-value
+    words, quoting, blank lines skipped), converted a column at a time so the Arrow table and a full
+    pandas copy of it never coexist: integer columns exact in float32 become one float32 block
+    (MNIST: 220 MB, where pandas held 440 MB of int64 beside the Arrow table), floats stay float64,
+    text stays text (missing cells missing). Columns typed as neither number nor text (booleans,
+    dates) are read again as text: the feature spec decides what they are. A header with empty or
+    repeated names goes to pandas' reader, which names them as it always did (`Unnamed: 2`, `x.1`)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    read_options = pacsv.ReadOptions(autogenerate_column_names=not header)
+    parse_options = pacsv.ParseOptions(delimiter=",", quote_char='"', ignore_empty_lines=True)
+    try:
+        reader = pacsv.open_csv(path, read_options=read_options, parse_options=parse_options, convert_options=_arrow_convert_options({}))
+    except pa.ArrowInvalid as error:
+        if str(error).startswith("Empty CSV file"):
+            raise pd.errors.EmptyDataError(str(error)) from None
+        raise
+    with reader:
+        raw_names = list(reader.schema.names)
+        first_block = next(iter(reader), None)
+    names = [name.lstrip(" ") for name in raw_names]
+    if header and (len(set(names)) != len(names) or "" in names):
+        return _read_csv_with_pandas(path, header, text_columns, engine="pyarrow")
+    wanted = {str(name) if header else f"f{name}" for name in text_columns}
+    text = {raw: pa.large_string() for raw, name in zip(raw_names, names, strict=True) if (name if header else raw) in wanted}
+    guesses = _narrow_integer_guesses(first_block, exclude=set(text)) if first_block is not None else {}
+    try:
+        table = pacsv.read_csv(path, read_options=read_options, parse_options=parse_options, convert_options=_arrow_convert_options({**text, **guesses}))
+    except pa.ArrowInvalid:
+        if not guesses:
+            raise
+        table = pacsv.read_csv(path, read_options=read_options, parse_options=parse_options, convert_options=_arrow_convert_options(text))
+    return _arrow_table_to_frame(table, names, lambda odd: _read_as_text(path, read_options, parse_options, odd))
+
+
+def _arrow_convert_options(column_types: dict[str, Any]) -> Any:
+    import pyarrow.csv as pacsv
+    from pandas._libs.parsers import STR_NA_VALUES  # the words every pandas reader takes as missing
+
+    return pacsv.ConvertOptions(null_values=sorted(STR_NA_VALUES), strings_can_be_null=True, column_types=column_types)
+
+
+def _narrow_integer_guesses(block: Any, exclude: set[str]) -> dict[str, Any]:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    guesses: dict[str, Any] = {}
+    for name, column in zip(block.schema.names, block.columns, strict=True):
+        if name in exclude or not pa.types.is_integer(column.type):
+            continue
+        extremes = pc.min_max(column)
+        magnitude = max(abs(extremes["min"].as_py() or 0), abs(extremes["max"].as_py() or 0))
+        for limit, type_name in NARROW_INTEGER_TYPES:
+            if magnitude <= limit:
+                guesses[name] = getattr(pa, type_name)()
+                break
+    return guesses
+
+
+def _read_as_text(path: Path, read_options: Any, parse_options: Any, raw_names: list[str]) -> Any:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    options = _arrow_convert_options({name: pa.large_string() for name in raw_names})
+    options.include_columns = raw_names
+    return pacsv.read_csv(path, read_options=read_options, parse_options=parse_options, convert_options=options)
+
+
+def _arrow_table_to_frame(table: Any, names: list[str], read_as_text: Callable[[list[str]], Any]) -> pd.DataFrame:
+    """Arrow columns -> pandas columns called `names`, each Arrow column released once converted.
+    Consecutive columns of one kind share one 2-D block, so MNIST's pixels are one float32 matrix."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    rows = table.num_rows
+    raw_names = table.column_names
+    columns: list[Any] = list(table.columns)
+    del table  # from here each Arrow column lives only in `columns`, until it is converted
+    odd = [raw for raw, column in zip(raw_names, columns, strict=True) if not _arrow_type_is_plain(column.type)]
+    if odd:
+        again = read_as_text(odd)
+        for raw in odd:
+            columns[raw_names.index(raw)] = again.column(raw)
+        del again
+    kinds = []
+    for column in columns:
+        if pa.types.is_integer(column.type) and column.null_count < len(column):
+            extremes = pc.min_max(column)
+            exact = max(abs(extremes["min"].as_py()), abs(extremes["max"].as_py())) <= FLOAT32_EXACT_INTEGER
+            kinds.append("float32" if exact else ("int64" if column.null_count == 0 else "float64"))  # as pandas: int64, float64 with gaps
+        elif pa.types.is_integer(column.type) or pa.types.is_floating(column.type) or pa.types.is_null(column.type):
+            kinds.append("float64")  # an all-missing column is NaN, which the feature spec treats as an empty numeric column
+        else:
+            kinds.append("text")
+    pieces = []
+    start = 0
+    while start < len(columns):
+        stop = start
+        while stop < len(columns) and kinds[stop] == kinds[start]:
+            stop += 1
+        pieces.append(_arrow_columns_to_frame(columns, range(start, stop), kinds[start], names[start:stop], rows))
+        start = stop
+    if len(pieces) == 1:
+        return pieces[0]
+    return pd.concat(pieces, axis=1, **_CONCAT_WITHOUT_COPY)
+
+
+# pandas before 3 copies every block in `concat(axis=1)` unless told not to; pandas 3 never copies
+# there and deprecates the keyword.
+_CONCAT_WITHOUT_COPY: dict[str, Any] = {"copy": False} if int(pd.__version__.split(".")[0]) < 3 else {}
+
+
+def _arrow_type_is_plain(kind: Any) -> bool:
+    import pyarrow as pa
+
+    return bool(pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_null(kind) or pa.types.is_string(kind) or pa.types.is_large_string(kind))
+
+
+def _arrow_columns_to_frame(columns: list[Any], positions: range, kind: str, names: list[str], rows: int) -> pd.DataFrame:
+    if kind == "text":
+        piece = pd.DataFrame({name: columns[i].to_pandas().str.lstrip(" ") for i, name in zip(positions, names, strict=True)})
+        for i in positions:
+            columns[i] = None
+        return piece
+    block = np.empty((len(positions), rows), dtype=kind)  # one row per column: each Arrow column lands contiguously
+    for offset, i in enumerate(positions):
+        column = columns[i]
+        if _arrow_is_null(column):
+            block[offset] = np.nan
+        else:
+            block[offset] = column.to_numpy()  # integers with gaps arrive as float64 NaN, cast exactly (|v| <= 2**24)
+        columns[i] = None
+    return pd.DataFrame(block.T, columns=names, copy=False)
+
+
+def _arrow_is_null(column: Any) -> bool:
+    import pyarrow as pa
+
+    return bool(pa.types.is_null(column.type))
 
 
 def _csv_header(path: Path) -> list[str]:
@@ -388,32 +541,99 @@ def fit_feature_spec(
 
 
 def column_medians(frame: pd.DataFrame, columns: list[str], rows: np.ndarray | None = None) -> list[float]:
-    """Median of each column over `rows` ignoring gaps (0.0 for an empty one), in float64 like pandas,
-    a slice of `COLUMN_CHUNK` columns at a time so a wide table never needs a second float64 copy."""
+    """Median of each column over `rows` ignoring gaps (0.0 for an empty one), equal to NumPy's
+    median of the float64 values, a slice of `COLUMN_CHUNK` columns at a time so a wide table never
+    needs a second float64 copy. Integer-valued columns (MNIST's pixels) are counted rather than
+    partitioned (`counted_medians`); the others go through NumPy's partition as before."""
     medians: list[float] = []
     for start in range(0, len(columns), COLUMN_CHUNK):
-        block = frame[columns[start : start + COLUMN_CHUNK]].to_numpy(dtype=np.float64, na_value=np.nan)
-        if rows is not None:
-            block = block[rows]
-        if len(block) == 0:
-            medians.extend([0.0] * block.shape[1])
-            continue
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-empty column: NaN, imputed as 0.0 below
-            values = np.nanmedian(block, axis=0) if np.isnan(block).any() else np.median(block, axis=0)
+        block = _numeric_values(frame, columns[start : start + COLUMN_CHUNK])
+        if rows is not None:  # a float32 frame hands its columns over column-major: gather the rows in that order
+            block = block[rows] if block.flags.c_contiguous else block.T[:, rows].T
+        values = np.full(block.shape[1], np.nan)
+        if len(block):
+            counted, values = counted_medians(block)
+            if not counted.all():
+                values[~counted] = _partition_medians(block[:, ~counted].astype(np.float64, copy=False))
         medians.extend(0.0 if math.isnan(value) else float(value) for value in values)
     return medians
+
+
+# Counting costs one bin per integer between a column's smallest and largest value: beyond this
+# span NumPy's partition is cheaper than the bins.
+COUNTED_SPAN_LIMIT = 2**16
+
+
+def _numeric_values(frame: pd.DataFrame, names: list[str]) -> np.ndarray:
+    """The columns as one NumPy matrix in their own dtype where they share a plain one (float32 or
+    int64: no float64 copy), float64 with NaN for gaps otherwise."""
+    dtypes = set(frame.dtypes[names])
+    if len(dtypes) == 1 and isinstance(next(iter(dtypes)), np.dtype) and next(iter(dtypes)).kind in "iuf":
+        return frame[names].to_numpy()
+    return frame[names].to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def counted_medians(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(which columns were counted, their medians) for a rows x columns block, NaN = missing.
+
+    A column whose present values are whole numbers spanning at most `COUNTED_SPAN_LIMIT` is counted
+    instead of partitioned: its values become bin numbers, one `bincount` counts every such column at
+    once, and the middle rank(s) are read off the cumulative counts. The result is the float64 that
+    `np.median` gives for the present values (the mean of the two middle values for an even count),
+    NaN for a column with none. Other columns are left NaN and marked not counted."""
+    width = block.shape[1]
+    if block.dtype.kind == "f":
+        missing = np.isnan(block)
+        gaps = bool(missing.any())
+        filled = np.where(missing, 0, block) if gaps else block
+        whole = (filled == np.floor(filled)).all(axis=0)
+        low = np.where(missing, np.inf, block).min(axis=0) if gaps else block.min(axis=0)
+        high = np.where(missing, -np.inf, block).max(axis=0) if gaps else block.max(axis=0)
+    else:
+        missing, gaps, filled = None, False, block
+        whole = np.ones(width, dtype=bool)
+        low, high = block.min(axis=0), block.max(axis=0)
+    with np.errstate(invalid="ignore"):
+        span = high.astype(np.float64) - low.astype(np.float64)  # an infinity spans infinitely; an empty column spans -inf
+        counted = whole & (span <= COUNTED_SPAN_LIMIT)
+    medians = np.full(width, np.nan)
+    if not counted.any():
+        return counted, medians
+    chosen = slice(None) if counted.all() else np.flatnonzero(counted)
+    low = np.where(np.isfinite(low[chosen]), low[chosen], 0) if block.dtype.kind == "f" else low[chosen]
+    codes = (filled[:, chosen] - low).astype(np.int64)  # exact: whole numbers, at most COUNTED_SPAN_LIMIT apart
+    bins = int(max(span[chosen].max(), 0)) + 2  # the last bin of each column takes its missing cells
+    if gaps:
+        assert missing is not None
+        codes[missing[:, chosen]] = bins - 1
+    codes += np.arange(codes.shape[1], dtype=np.int64) * bins
+    counts = np.bincount(codes.ravel(order="K"), minlength=codes.shape[1] * bins).reshape(codes.shape[1], bins)[:, :-1]
+    cumulative = np.cumsum(counts, axis=1)
+    present = cumulative[:, -1]
+    lower_bin = (cumulative <= (np.maximum(present - 1, 0) // 2)[:, None]).sum(axis=1)  # 0-based middle rank(s)
+    upper_bin = np.minimum((cumulative <= (present // 2)[:, None]).sum(axis=1), bins - 2)
+    lower = (low + lower_bin).astype(np.float64)
+    upper = (low + upper_bin).astype(np.float64)
+    medians[chosen] = np.where(present == 0, np.nan, np.where(present % 2 == 1, lower, (lower + upper) / 2))
+    return counted, medians
+
+
+def _partition_medians(block: np.ndarray) -> np.ndarray:
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-empty column: NaN, imputed as 0.0 by the caller
+        return np.nanmedian(block, axis=0) if np.isnan(block).any() else np.median(block, axis=0)
 
 
 def numeric_frame(table: pd.DataFrame, numeric_columns: list[str], source: str) -> pd.DataFrame:
     """`table` with every numeric column as numbers. Columns the reader typed already are checked
     for infinities as one matrix; text columns that hold numbers are converted (or fail naming the line)."""
-    typed = [name for name in numeric_columns if _numeric_dtype(table[name].dtype)]
-    floats = [name for name in typed if pd.api.types.is_float_dtype(table[name].dtype)]  # integers cannot be infinite
+    dtypes = table.dtypes
+    typed = [name for name in numeric_columns if _numeric_dtype(dtypes[name])]
+    floats = [name for name in typed if pd.api.types.is_float_dtype(dtypes[name])]  # integers cannot be infinite
     if floats:
         for start in range(0, len(floats), COLUMN_CHUNK):
             names = floats[start : start + COLUMN_CHUNK]
-            infinite = np.isinf(table[names].to_numpy(dtype=np.float64, na_value=np.nan))
+            infinite = np.isinf(_numeric_values(table, names))  # float32 stays float32: no float64 copy of MNIST
             if infinite.any():  # the first column's first bad row, as a column-by-column check names it
                 column, row = (int(v[0]) for v in np.nonzero(infinite.T))
                 raise DataError(f"column {names[column]!r} row {row + 1} is infinite; expected a finite number")
