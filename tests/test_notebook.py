@@ -115,7 +115,7 @@ def test_lab_notebook_runs_top_to_bottom_in_local_mode(tmp_path: Path, monkeypat
     """In a copy of the session's trained work directory: the lab's first run (default
     hyperparameters) reuses the cached preprocess and training steps, as a re-run on AWS would."""
     monkeypatch.setenv("SAGELAB_MODE", "local")
-    monkeypatch.setenv("SAGELAB_AUTOML_BUDGET_S", "15")  # the section comparing algorithms: a short local Autopilot search
+    monkeypatch.setenv("SAGELAB_AUTOML_BUDGET_S", "4")  # the section comparing algorithms: a short local Autopilot search
     shutil.copytree(trained_run.workdir, tmp_path / ".sagelab", symlinks=True)
     notebook = nbformat.read(LAB_FILES["sagemaker_lab.ipynb"], as_version=4)
     NotebookClient(notebook, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
