@@ -32,9 +32,10 @@ def staged_inputs(sandbox: Path, folders: list[str]) -> list[Path]:
 
 
 def test_our_steps_leave_local_s3_as_they_found_it(tmp_path: Path) -> None:
-    """The digits pipeline, forked steps as `sagelab run` runs them: every input a step was given
-    is a hard link to its object and was last written before that step started (a write into it in
-    place would change both, after the start)."""
+    """The digits pipeline: every input a step was given is a hard link to its object and was last
+    written before that step started (a write into it in place would change both, after the start).
+    Fresh interpreters, not forks: this pytest process may hold an OpenMP pool (earlier tests
+    predicted with XGBoost), which a forked child must not inherit."""
     local_env = prepare(EnvironmentConfig(), tmp_path / ".sagelab")
     started: dict[str, int] = {}
 
@@ -42,7 +43,7 @@ def test_our_steps_leave_local_s3_as_they_found_it(tmp_path: Path) -> None:
         if line.startswith("-> ") and line.endswith(" started"):
             started[line.split()[1]] = time.time_ns()
 
-    result = LocalPipelineRunner(local_env.definition, local_env.workdir, pipeline_name=local_env.pipeline_name, log=log).run({})
+    result = LocalPipelineRunner(local_env.definition, local_env.workdir, pipeline_name=local_env.pipeline_name, log=log, fresh_processes=True).run({})
     assert result.status == "Succeeded", result
     sandboxes = {path.name: path for path in (local_env.workdir / "executions").glob("*/steps/*") if path.is_dir()}
     checked = 0
