@@ -201,8 +201,14 @@ class _LocalServer:
         host, port = self.server.server_address[:2]
         return f"http://{host!s}:{port}"
 
+    # How often serve_forever checks for shutdown: stop() waits up to this long (the default 0.5 s
+    # made every start/stop of the local servers, in tests and the lab, cost a second).
+    POLL_INTERVAL_S = 0.05
+
     def start(self) -> Self:
-        self.thread = threading.Thread(target=self.server.serve_forever, name=f"sagelab-{type(self).__name__}", daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": self.POLL_INTERVAL_S}, name=f"sagelab-{type(self).__name__}", daemon=True
+        )
         self.thread.start()
         return self
 
