@@ -162,14 +162,17 @@ def cmd_models_list(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from None
     rows = []
     for package in packages:
-        summary_metrics = package.metrics.get("sagelab_summary", {}).get("metrics", {})
+        summary = package.metrics.get("sagelab_summary", {})
         rows.append(
             {
                 "group": package.group,
                 "version": package.version,
                 "status": package.approval_status,
                 "created": package.created,
-                "metrics": summary_metrics,
+                # Versions registered before decision 0011 carry no metadata: they are XGBoost's.
+                "algorithm": package.customer_metadata.get("sagelab:algorithm", "xgboost"),
+                "gate": summary.get("gate"),
+                "metrics": summary.get("metrics", {}),
                 "arn": package.arn,
                 "model_data_url": package.model_data_url,
             }
@@ -180,10 +183,12 @@ def cmd_models_list(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no model packages in {Path(args.workdir) / 'registry'}; run `sagelab run` first")
         return EXIT_OK
-    print(f"{'group':<24} {'version':>7}  {'status':<22} {'accuracy':>8}  created")
+    print(f"{'group':<24} {'version':>7}  {'status':<22} {'algorithm':<10} {'gate metric':<22} created")
     for row in rows:
-        accuracy = row["metrics"].get("accuracy")
-        print(f"{row['group']:<24} {row['version']:>7}  {row['status']:<22} {'' if accuracy is None else f'{accuracy:.4f}':>8}  {row['created']}")
+        # The metric its gate judged (accuracy, rmse, silhouette, ...); older versions: accuracy.
+        gate = row["gate"] or {"metric": "accuracy", "value": row["metrics"].get("accuracy")}
+        judged = f"{gate['metric']} {gate['value']:.4f}" if isinstance(gate.get("value"), (int, float)) else ""
+        print(f"{row['group']:<24} {row['version']:>7}  {row['status']:<22} {row['algorithm']:<10} {judged:<22} {row['created']}")
     return EXIT_OK
 
 

@@ -105,7 +105,14 @@ class LocalLab:
 
         return pd.DataFrame(
             [
-                {"version": p.version, "status": p.approval_status, "accuracy": p.metrics.get("sagelab_summary", {}).get("metrics", {}).get("accuracy")}
+                {
+                    "version": p.version,
+                    "status": p.approval_status,
+                    "algorithm": p.customer_metadata.get("sagelab:algorithm", "xgboost"),
+                    "accuracy": p.metrics.get("sagelab_summary", {}).get("metrics", {}).get("accuracy"),
+                    "gate": (p.metrics.get("sagelab_summary", {}).get("gate") or {}).get("metric"),
+                    "gate value": (p.metrics.get("sagelab_summary", {}).get("gate") or {}).get("value"),
+                }
                 for p in LocalRegistry(self.workdir).versions()
             ]
         )

@@ -76,6 +76,8 @@ def test_kmeans_registers_silhouette_and_serves_clusters(cli: Cli, tmp_path: Pat
     assert package.metrics["clustering_metrics"]["cluster_sizes"] and package.image == "local/sagemaker-kmeans:1"
     assert package.customer_metadata["sagelab:algorithm"] == "kmeans"
     assert summary["metric"] == {**summary["metric"], "metric": "silhouette", "comparison": ">=", "threshold": 0.1, "result": True}
+    (listed,) = [line for line in cli("models", "list", "--workdir", tmp_path).stdout.splitlines() if line.startswith(GROUP)]
+    assert listed.split()[3:6] == ["kmeans", "silhouette", f"{metrics['silhouette']:.4f}"]
 
     good, _, description = serve_and_call(tmp_path, package.version, digits_rows(3)[0])
     assert good.status_code == 200, good.text
