@@ -89,8 +89,9 @@ STEP_FAIL = "MetricBelowThreshold"
 EVALUATION_PROPERTY_FILE = "EvaluationReport"
 DATA_SUMMARY_PROPERTY_FILE = "DataSummary"
 DATA_SUMMARY_FILE_NAME = step_contract.DATA_SUMMARY_FILE_NAME  # preprocess.py writes it into its `spec` output
-ALGORITHMS = ("xgboost", "kmeans", "autopilot")  # + "custom" when pipeline.custom_script is set
 CUSTOM_ALGORITHM = "custom"
+# evaluate.py owns the list of algorithms; "custom" joins them when pipeline.custom_script is set.
+ALGORITHMS = tuple(a for a in step_contract.EVALUATE_ALGORITHMS if a != CUSTOM_ALGORITHM)
 # Step-name prefixes of each algorithm's chain; XGBoost keeps the original names (no prefix), so
 # the CLI, the lab and `sagelab pipeline logs Train` read as before.
 BRANCH_PREFIX = {"xgboost": "", "kmeans": "KMeans", "autopilot": "Autopilot", "custom": "Custom"}

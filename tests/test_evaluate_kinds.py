@@ -513,3 +513,21 @@ def test_step_contract_reads_the_new_literals() -> None:
         preprocess.TABULAR_TEST_FILE,
     )
     assert evaluate.SPEC_FILE_NAME == preprocess.SPEC_FILE_NAME
+
+
+def test_every_copy_of_the_algorithm_list_is_evaluate_pys() -> None:
+    """The Lambdas, the serving stack's AllowedValues and the config schema keep lists of their own
+    (the functions ship alone, the config is a typed Literal, the template's order is pinned): each
+    must stay the set evaluate.py tags models with; the pipeline builder derives its list from it."""
+    import typing
+
+    from runtime.deployer import handler as deployer
+    from runtime.front_door import handler as front_door
+    from sagelab.config import PipelineConfig
+    from sagelab.pipeline_definition import ALGORITHMS, CUSTOM_ALGORITHM
+    from stacks.serving_stack import MODEL_ALGORITHMS
+
+    owned = set(evaluate.ALGORITHMS)
+    assert set(deployer.ALGORITHMS) == set(front_door.ALGORITHMS) == set(MODEL_ALGORITHMS) == owned
+    assert set(typing.get_args(typing.get_type_hints(PipelineConfig)["algorithm"])) == owned
+    assert {*ALGORITHMS, CUSTOM_ALGORITHM} == owned
