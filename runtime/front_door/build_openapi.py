@@ -2,8 +2,9 @@
 request model cannot drift apart. `python -m runtime.front_door.build_openapi` rewrites the file;
 a test fails when the checked-in file is out of date.
 
-Also the two answers API Gateway gives without the Lambda (MOCK integrations), which the local
-gateway serves byte for byte: `health_body()` and `openapi_body()`."""
+Also the answer API Gateway gives without the Lambda (the GET /health MOCK integration), which the
+local gateway serves byte for byte: `health_body()`. GET /openapi.json is the function's (this
+document merged with the served model's description, decision 0011)."""
 
 from __future__ import annotations
 
@@ -126,30 +127,6 @@ def build() -> dict[str, Any]:
 
 def render() -> str:
     return json.dumps(build(), indent=2) + "\n"
-
-
-def inline_refs(node: Any, components: dict[str, Any]) -> Any:
-    """The document with every `#/components/schemas/X` reference replaced by the schema itself."""
-    if isinstance(node, list):
-        return [inline_refs(item, components) for item in node]
-    if not isinstance(node, dict):
-        return node
-    if set(node) == {"$ref"}:
-        return inline_refs(components[node["$ref"].rsplit("/", 1)[-1]], components)
-    return {key: inline_refs(value, components) for key, value in node.items()}
-
-
-def openapi_body() -> str:
-    """What GET /openapi.json answers. API Gateway's MOCK response is a Velocity template, where
-    `$ref` would read as a variable and `#` may start a directive: so the served copy has its
-    references inlined (the same API, no `$` or `#`)."""
-    document = build()
-    served = inline_refs({k: v for k, v in document.items() if k != "components"}, document["components"]["schemas"])
-    served["components"] = {"securitySchemes": document["components"]["securitySchemes"]}
-    text = json.dumps(served, separators=(",", ":"))
-    if "$" in text or "#" in text:
-        raise ValueError("the served OpenAPI document must not contain $ or # (Velocity syntax in a MOCK response template)")
-    return text
 
 
 def health_body(endpoint_name: str) -> str:

@@ -904,7 +904,7 @@ class LocalPipelineRunner:
             metrics=metrics,
             execution_id=str(context.execution["PipelineExecutionId"]),
             description=arguments.get("ModelPackageDescription", ""),
-            customer_metadata={k: str(v) for k, v in (arguments.get("CustomerMetadataProperties") or {}).items()},
+            customer_metadata=arguments.get("CustomerMetadataProperties") or {},  # the registry stores them as strings
         )
         self.log(f"   {name}: registered {package.group} version {package.version} ({package.approval_status})")
         return package.to_json()
