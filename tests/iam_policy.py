@@ -745,6 +745,7 @@ class Reachability:
         self.roles = stacks.roles()
         self.by_arn = {role.arn: role for role in self.roles}
         self._statements: dict[tuple[str, str], list[Statement]] = {}
+        self._by_action: dict[tuple[str, str, str], list[Statement]] = {}
         self._edges: dict[tuple[str, str], list[tuple[RoleRef | str, str]]] = {}
         self._resource_policies = stacks.resource_policies()
         env = stacks.env
@@ -793,6 +794,14 @@ class Reachability:
             self._statements[key] = [*self.stacks.identity_policies(role), *managed]
         return self._statements[key]
 
+    def statements_for(self, role: RoleRef, action: str) -> list[Statement]:
+        """The statements of `role` whose Action/NotAction covers `action` (cached: the walk asks
+        the same few actions of every role many times)."""
+        key = (role.stack, role.logical_id, action.lower())
+        if key not in self._by_action:
+            self._by_action[key] = [s for s in self.statements(role) if _action_in(s, action)]
+        return self._by_action[key]
+
     def _known(self, role: RoleRef, extra: Context | None = None) -> dict[str, Any]:
         known: dict[str, Any] = {f"aws:PrincipalTag/{k}": v for k, v in role.tags.items()}
         known["aws:PrincipalArn"] = role.arn
@@ -803,7 +812,7 @@ class Reachability:
         """Could some request of `role` be allowed by its identity policies (worst case over the
         condition keys not in `extra`), short of a Deny that surely applies?"""
         known = self._known(role, extra)
-        statements = self.statements(role)
+        statements = self.statements_for(role, action)
         allowed = any(s.effect == "Allow" and can_apply_given(s, action, resource, known) for s in statements)
         return allowed and not any(s.effect == "Deny" and statement_applies(s, action, resource, known) for s in statements)
 
@@ -905,7 +914,7 @@ class Reachability:
             if (
                 (by_policy or self.may(role, action, resource))
                 and not denied_here
-                and not any(s.effect == "Deny" and statement_applies(s, action, resource, known) for s in self.statements(role))
+                and not any(s.effect == "Deny" and statement_applies(s, action, resource, known) for s in self.statements_for(role, action))
             ):
                 readable = True
         return readable and self._may_decrypt(role, bucket_arn)

@@ -107,6 +107,11 @@ def test_a_class_of_40_reaches_no_captured_requests(class_of_40: SynthResult) ->
     assert len(students) == 40
     readers = captured_request_readers(reach)
     assert not readers, f"{len(readers)} path(s), e.g.:\n" + "\n".join(readers[:20])
+    # And transitively isolated: everything a student can make act is that student's own.
+    for entry in students:
+        student = entry.role.tags["student"]
+        foreign = [" ".join(path) for role, path in reach.closure(entry.role) if isinstance(role, str) or role.tags.get("student") != student]
+        assert not foreign, foreign[:5]
 
 
 # -- planted negatives: the proof fails when the reach comes back -----------------------------------
