@@ -114,6 +114,16 @@ def test_a_class_of_40_reaches_no_captured_requests(class_of_40: SynthResult) ->
         assert not foreign, foreign[:5]
 
 
+def test_an_approver_role_reaches_no_captured_requests(neighbours: SynthResult) -> None:
+    """`approval_mode: manual` (alice-b among the neighbours): the approver role is assumed by
+    people, and its approval triggers the deployer as a student's would."""
+    reach = reachability(neighbours.templates)
+    approvers = [e for e in reach.entries() if e.who == "people (assume role)"]
+    assert approvers and any("emits an event" in " ".join(path) for e in approvers for _, path in reach.closure(e.role))
+    readers = captured_request_readers(reach)
+    assert not readers, "\n".join(readers[:20])
+
+
 # -- planted negatives: the proof fails when the reach comes back -----------------------------------
 def _policy(templates: dict[str, Any], prefix: str) -> dict[str, Any]:
     (policy,) = [v for k, v in templates["sagelab-dev-platform"]["Resources"].items() if k.startswith(prefix) and v["Type"] == "AWS::IAM::ManagedPolicy"]
