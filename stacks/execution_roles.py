@@ -14,7 +14,7 @@ from aws_cdk import Aws
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from stacks.data_buckets import DataBuckets
+from stacks.data_buckets import DATA_CAPTURE_PREFIX, DataBuckets
 from stacks.model_approval import REVIEW_MODEL_ACTIONS
 from stacks.nag import acknowledge_policy_wildcards
 from stacks.naming import ResourceNames
@@ -23,7 +23,6 @@ SAGEMAKER_PRINCIPAL = "sagemaker.amazonaws.com"
 # Where the pipeline's jobs write in the artifacts bucket (sagelab/pipeline_definition.py: run
 # outputs under pipeline-runs/<execution id>/, model artifacts under models/).
 RUN_OUTPUT_PREFIXES = ("pipeline-runs", "models")
-DATA_CAPTURE_PREFIX = "data-capture"
 # Job-creating actions whose requests carry `sagemaker:InstanceTypes`, for the allow-list.
 INSTANCE_TYPED_ACTIONS = (
     "sagemaker:CreateProcessingJob",
@@ -319,7 +318,7 @@ class ExecutionRoles(Construct):
                 sid="NoCapturedRequests",
                 effect=iam.Effect.DENY,
                 actions=["s3:GetObject", "s3:GetObjectVersion"],
-                resources=[f"{artifacts.bucket_arn}/{DATA_CAPTURE_PREFIX}/*"],
+                resources=[f"{artifacts.bucket_arn}/{DATA_CAPTURE_PREFIX}*"],
             ),
             common.kms_use,
             *logs_write("WriteSageMakerLogs", [(NOTEBOOK_LOGS, f"{names.notebook}/")]),
@@ -389,7 +388,7 @@ class ExecutionRoles(Construct):
             iam.PolicyStatement(
                 sid="WriteDataCapture",
                 actions=["s3:PutObject", "s3:AbortMultipartUpload"],
-                resources=[f"{artifacts.bucket_arn}/{DATA_CAPTURE_PREFIX}/*", f"{artifacts.bucket_arn}/batch-predictions/*"],
+                resources=[f"{artifacts.bucket_arn}/{DATA_CAPTURE_PREFIX}*", f"{artifacts.bucket_arn}/batch-predictions/*"],
             ),
             common.kms_use,
             common.kms_grant,
