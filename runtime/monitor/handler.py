@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,6 +35,7 @@ FEATURE_METRICS = 10
 MOST_DRIFTED = 6
 MAX_RECORDS = 20_000  # bounds one run's time and memory (an hour of capture at 10 % is far less)
 MAX_LABEL_FILES = 100
+READERS = 16
 _clients: dict[str, Any] = {}
 
 
@@ -123,7 +125,9 @@ def run(now: datetime | None = None) -> dict[str, Any]:
     keys: list[str] = []
     for prefix in capture.hour_prefixes(now - timedelta(hours=hours), now):
         keys += keys_under(bucket, prefix, MAX_RECORDS - len(keys))
-    records = [read_json(bucket, key, required=False) for key in keys]
+    # One object per captured request: read them concurrently (S3 latency, not CPU, bounds a run).
+    with ThreadPoolExecutor(max_workers=READERS) as pool:
+        records = list(pool.map(lambda key: read_json(bucket, key, required=False), keys))
     labels: dict[str, str] = {}
     for key in keys_under(bucket, capture.GROUND_TRUTH, MAX_LABEL_FILES):
         labels.update(comparison.labels_of(client("s3").get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8", errors="replace")))

@@ -122,11 +122,16 @@ def load_baseline(folder: Path) -> comparison.Baseline:
     )
 
 
-def captured_records(bucket_dir: Path, hours: float | None = None, now: datetime | None = None) -> list[dict[str, Any]]:
+def capture_files(bucket_dir: Path) -> list[Path]:
     root = bucket_dir / capture.FRONT_DOOR_CAPTURE
+    return sorted(root.rglob("*.json")) if root.is_dir() else []
+
+
+def captured_records(bucket_dir: Path, hours: float | None = None, now: datetime | None = None, files: list[Path] | None = None) -> list[dict[str, Any]]:
+    """The capture records (of `files`, default every one), of the last `hours` when given."""
     since = (now or datetime.now(UTC)) - timedelta(hours=hours) if hours else None
     records = []
-    for path in sorted(root.rglob("*.json")) if root.is_dir() else []:
+    for path in capture_files(bucket_dir) if files is None else files:
         try:
             record = json.loads(path.read_text())
         except ValueError:
@@ -161,10 +166,12 @@ def run_check(
     labels: Path | None = None,
     settings: comparison.DriftSettings | None = None,
     now: datetime | None = None,
+    files: list[Path] | None = None,
 ) -> CheckResult:
+    """The check over what was captured (`files`: only these capture files)."""
     folder, bucket = baseline_dir(workdir, group, version)
     bucket_dir = workdir / "s3" / bucket
-    records = captured_records(bucket_dir, hours, now)
+    records = captured_records(bucket_dir, hours, now, files)
     if not records:
         raise MonitorError(
             f"nothing captured under {bucket_dir / capture.FRONT_DOOR_CAPTURE}: serve with `sagelab serve --config FILE` "
