@@ -95,3 +95,25 @@ def test_the_baselines_file_names_are_the_ones_evaluate_writes() -> None:
     for name in ("STATISTICS_FILE_NAME", "CONSTRAINTS_FILE_NAME", "PREDICTION_STATISTICS_FILE_NAME", "EVALUATION_FILE_NAME"):
         assert getattr(comparison, name) == getattr(evaluate, name), name
     assert evaluate.PREDICTION_FEATURE == comparison.PREDICTION
+
+
+def test_every_registered_version_points_at_its_evaluations_baseline() -> None:
+    """In the definition: each chain's Evaluate gets the training split and each RegisterModel names
+    the statistics and constraints beside that Evaluate's evaluation.json (DriftCheckBaselines and
+    ModelMetrics.ModelDataQuality)."""
+    from sagelab.config import PipelineConfig
+    from sagelab.pipeline_definition import build_definition, iter_steps
+
+    steps = {step["Name"]: step for step in iter_steps(build_definition(PipelineConfig()))}
+    registers = [step for name, step in steps.items() if name.endswith("RegisterModel-RegisterModel")]
+    assert len(registers) >= 3
+    for register in registers:
+        arguments = register["Arguments"]
+        for section in (arguments["DriftCheckBaselines"]["ModelDataQuality"], arguments["ModelMetrics"]["ModelDataQuality"]):
+            for kind, file_name in (("Statistics", comparison.STATISTICS_FILE_NAME), ("Constraints", comparison.CONSTRAINTS_FILE_NAME)):
+                joined = section[kind]["S3Uri"]["Std:Join"]["Values"]
+                evaluate_step = joined[0]["Get"].split(".")[1]
+                assert joined[1] == file_name and evaluate_step in steps
+                evaluation = steps[evaluate_step]["Arguments"]
+                inputs = {i["InputName"] for i in evaluation["ProcessingInputs"]}
+                assert "train" in inputs and "--train-dir" in evaluation["AppSpecification"]["ContainerArguments"]

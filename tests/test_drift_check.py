@@ -226,6 +226,8 @@ def test_the_handler_reports_and_publishes_metrics(monkeypatch: pytest.MonkeyPat
     folder = "models/evaluations/exec-1/evaluation"
     with mock_aws():
         monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        for variable in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_CLOUDWATCH"):  # set by other tests' local front door
+            monkeypatch.delenv(variable, raising=False)
         monkeypatch.setattr(handler, "_clients", {})
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket="artifacts")

@@ -148,6 +148,9 @@ def test_rows_drawn_like_the_training_data_give_no_violation(cli: Cli, served: S
     png = Path(report["plot"]).read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and struct.unpack(">II", png[16:24])[0] == 640
     assert Path(report["report"]).is_file() and str(Path(report["report"])).startswith(str(served.bucket_dir / capture.REPORTS))
+    # The registered version points at the baseline the check used (DriftCheckBaselines).
+    statistics = LocalRegistry(served.workdir).get("sagelab-dev-models", 1).drift_check_baselines["statistics"]
+    assert statistics.endswith("/statistics.json") and (served.bucket_dir.parent / statistics[len("s3://") :]).is_file()
 
 
 def test_shifted_features_are_named_and_nothing_else(cli: Cli, served: Served) -> None:

@@ -96,7 +96,9 @@ def baseline_dir(workdir: Path, group: str | None = None, version: int | None = 
         package = select_package(workdir, group, version)
     except ServeError as error:
         raise MonitorError(str(error)) from None
-    uri = package.customer_metadata.get("sagelab:model-description", "")
+    # The version's own pointer (DriftCheckBaselines), else the folder of its model description,
+    # where the deployed check finds it (its MODEL_DESCRIPTION_URI).
+    uri = package.drift_check_baselines.get("statistics") or package.customer_metadata.get("sagelab:model-description", "")
     match = _BUCKET.match(uri)
     if not match:
         raise MonitorError(f"{package.group} version {package.version} was registered without a model description; run `sagelab run` again to register one")
