@@ -6,7 +6,10 @@ Read by the stacks (lifecycle rules, what each role may read and write) and by t
 
 from __future__ import annotations
 
-# Requests and responses captured from API callers (the endpoint's data capture, and any later
-# capture at the front door): other people's data. Only their writers may touch them; no role a
-# student can make act (the notebook, the pipeline and its jobs, the endpoint) may read them.
-DATA_CAPTURE_PREFIX = "data-capture/"
+# Requests and responses captured from API callers (the front door's capture, and the real-time
+# endpoint's): other people's data. Only their writers and the drift check may touch them; no role a
+# student can make act (the notebook, the pipeline and its jobs, the endpoint) may read them. The
+# front door's Lambda owns the constant (it ships without this package); everything else reads it here.
+from runtime.front_door.capture import DATA_CAPTURE_PREFIX
+
+__all__ = ["DATA_CAPTURE_PREFIX"]

@@ -23,6 +23,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from runtime.front_door.build_openapi import health_body
+from runtime.front_door.capture import FRONT_DOOR_CAPTURE
 from stacks.api_web_acl import CLASS_WEB_ACL_EXPORT, ApiWebAcl, associate_web_acl
 from stacks.lambda_runtime import LAMBDA_RUNTIME, powertools_layer
 from stacks.nag import acknowledge, acknowledge_policy_wildcards, acknowledge_tracing_grant
@@ -125,6 +126,9 @@ class FrontDoorSettings(Protocol):
     @property
     def waf_rate_limit_per_5_minutes(self) -> int: ...
 
+    @property
+    def data_capture_percent(self) -> int: ...
+
 
 class FrontDoor(Construct):
     """The public API of an environment.
@@ -169,6 +173,8 @@ class FrontDoor(Construct):
             raise ValueError(f"reserved_concurrency must be at least 1 (or None for unreserved), not {reserved_concurrency}")
         super().__init__(scope, construct_id)
         self.function = self._function(names, log_key, log_retention, reserved_concurrency, trace_in_code, model, artifacts_bucket)
+        if artifacts_bucket is not None and serving.data_capture_percent > 0:
+            self._capture(serving.data_capture_percent, artifacts_bucket, log_key)
         # Access and WAF logs are the audit trail: they outlive the stack.
         self.access_logs = logs.LogGroup(self, "AccessLogs", retention=log_retention, encryption_key=log_key, removal_policy=RemovalPolicy.RETAIN)
         self.api = self._api(names, serving, self.access_logs)
@@ -274,6 +280,33 @@ class FrontDoor(Construct):
             )
         acknowledge_tracing_grant(role, "front door")
         return function
+
+    def _capture(self, percent: int, artifacts_bucket: s3.IBucket, key: kms.IKey) -> None:
+        """Data capture (runtime/front_door/capture.py): the function writes sampled requests below
+        the front door's capture prefix, and nowhere else; the bucket's default SSE-KMS encrypts them."""
+        self.function.add_environment("DATA_CAPTURE_PERCENT", str(percent))
+        captured = artifacts_bucket.arn_for_objects(f"{FRONT_DOOR_CAPTURE}*")
+        policy = iam.ManagedPolicy(
+            self,
+            "CapturePolicy",
+            roles=[self.role],
+            statements=[
+                iam.PolicyStatement(sid="WriteCapturedRequests", actions=["s3:PutObject"], resources=[captured]),
+                iam.PolicyStatement(
+                    sid="EncryptCapturedRequests",
+                    actions=["kms:GenerateDataKey"],
+                    resources=[key.key_arn],
+                    conditions={
+                        "StringEquals": {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"},
+                        "StringLike": {"kms:EncryptionContext:aws:s3:arn": [artifacts_bucket.bucket_arn, captured]},
+                    },
+                ),
+            ],
+        )
+        acknowledge_policy_wildcards(
+            policy.node.default_child,  # type: ignore[arg-type]
+            lambda _statement: "Captured requests get one object per request (hour folders and the request id in the key), named at run time.",
+        )
 
     # -- the API ---------------------------------------------------------------------------------
     def _api(self, names: ResourceNames, serving: FrontDoorSettings, access_logs: logs.LogGroup) -> apigw.RestApi:

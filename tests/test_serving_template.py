@@ -145,7 +145,10 @@ def test_approval_rule_drives_the_deployer(template: Template, serving_json: dic
 
 def test_alarms_and_dashboard(serving_json: dict[str, Any]) -> None:
     alarms = {a["Properties"]["AlarmName"]: a["Properties"] for a in of_type(serving_json, "AWS::CloudWatch::Alarm").values()}
-    assert set(alarms) == {f"sagelab-dev-{n}" for n in ("ApiServerErrors", "ApiLatencyP99", "FunctionThrottles", "EndpointServerErrors", "ModelLatencyP99")}
+    assert set(alarms) == {
+        f"sagelab-dev-{n}"
+        for n in ("ApiServerErrors", "ApiLatencyP99", "FunctionThrottles", "EndpointServerErrors", "ModelLatencyP99", "DriftViolations", "FeatureDrift")
+    }
     assert all(a["AlarmActions"] for a in alarms.values())
     assert alarms["sagelab-dev-ApiLatencyP99"]["ExtendedStatistic"] == "p99"
     assert of_type(serving_json, "AWS::CloudWatch::Dashboard")

@@ -928,6 +928,11 @@ class LocalPipelineRunner:
             execution_id=str(context.execution["PipelineExecutionId"]),
             description=arguments.get("ModelPackageDescription", ""),
             customer_metadata=arguments.get("CustomerMetadataProperties") or {},  # the registry stores them as strings
+            drift_check_baselines={
+                kind.lower(): str(source["S3Uri"])
+                for kind, source in arguments.get("DriftCheckBaselines", {}).get("ModelDataQuality", {}).items()
+                if isinstance(source, Mapping) and "S3Uri" in source
+            },
         )
         self.log(f"   {name}: registered {package.group} version {package.version} ({package.approval_status})")
         return package.to_json()

@@ -13,6 +13,8 @@ client --HTTP--> LocalGateway (:8080)  API key or SigV4 check + request model, l
                                         POST /endpoints/<name>/invocations (Runtime API)
                                         GET /<bucket>/<key> (S3 GetObject, path style, read-only,
                                             the keys the deployed front door may read)
+                                        PUT /<bucket>/data-capture/front-door/... (S3 PutObject: the
+                                            front door's data capture, sagelab/local/monitor.py)
                      |
                      v
                  the model's container twin (sagelab/local/containers.py): our inference.py,
@@ -48,6 +50,7 @@ from botocore.credentials import Credentials
 
 from runtime.front_door.build_openapi import health_body
 from sagelab.local.containers import Container, ContainerError, ScriptContainer, container_kind, open_container
+from sagelab.local.monitor import CAPTURE_ENVIRONMENT, capture_environment, write_capture
 from sagelab.local.registry import LocalRegistry, ModelPackage
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
@@ -73,6 +76,7 @@ HANDLER_ENVIRONMENT = (
     "MODEL_ALGORITHM",
     "MODEL_PROBLEM_TYPE",
     "MODEL_DESCRIPTION_URI",
+    *CAPTURE_ENVIRONMENT,
 )
 
 
@@ -237,6 +241,9 @@ class LocalEndpoint(_LocalServer):
         outer = self
 
         class Handler(_QuietHandler):
+            def do_PUT(self) -> None:
+                write_capture(self, outer.s3_root)
+
             def do_GET(self) -> None:
                 if self.path == "/ping":
                     status = HTTPStatus.OK if outer.served else HTTPStatus.SERVICE_UNAVAILABLE
@@ -584,6 +591,7 @@ def serving(
     endpoint_name: str = "sagelab-dev-endpoint",
     require_model: bool = True,
     iam_credentials: Mapping[str, str] | None = None,
+    capture_percent: int = 0,
 ) -> Iterator[tuple[LocalGateway, LocalEndpoint]]:
     """Start both servers (ephemeral ports by default); stop them on exit. With `iam_credentials`
     the gateway requires SigV4 instead of the API key (`serving.auth: iam`)."""
@@ -601,7 +609,8 @@ def serving(
     previous_module = sys.modules.get("runtime.front_door.handler")
     previous_state = {name: getattr(previous_module, name, None) for name in ("_runtime", "_s3", "_description")}
     try:
-        handler = load_handler(endpoint.url, endpoint_name, model_environment(served.package if served else None))
+        model = model_environment(served.package if served else None)
+        handler = load_handler(endpoint.url, endpoint_name, {**model, **capture_environment(model, capture_percent)})
         gateway = LocalGateway(handler, api_key, port=port, endpoint_name=endpoint_name, iam_credentials=iam_credentials).start()
         yield gateway, endpoint
     finally:
