@@ -458,9 +458,35 @@ def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[st
     return merged
 
 
+# How deep a config's mappings and lists may nest (the schema needs 4); deeper documents are
+# refused before PyYAML's recursive composer could hit Python's recursion limit.
+MAX_YAML_DEPTH = 32
+
+
+def _refuse_aliases_and_depth(text: str, label: str) -> None:
+    """A config has no use for anchors and aliases (`&x`, `*x`): refuse them, and nesting deeper
+    than MAX_YAML_DEPTH, from the event stream, before anything is composed. An alias is a
+    reference that a plain walk expands: nine levels of nine aliases (a "billion laughs", 400
+    bytes) expand to 9^9 values, and an alias inside its own anchor never ends."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        line = event.start_mark.line + 1
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise ConfigError(
+                f"{label} line {line}: YAML anchors and aliases (&name, *name) are not allowed in a SageLab config; write each value out (or use `defaults:`)"
+            )
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                raise ConfigError(f"{label} line {line}: nested more than {MAX_YAML_DEPTH} levels deep; a SageLab config nests at most a few")
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+
+
 def _yaml_with_lines(text: str, label: str) -> tuple[Any, dict[str, int]]:
     """Parse YAML keeping the line of every mapping key, by dotted path."""
     try:
+        _refuse_aliases_and_depth(text, label)
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)

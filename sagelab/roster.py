@@ -19,9 +19,10 @@ import csv
 import dataclasses
 import io
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from sagelab.config import (
     ACCOUNT_PATTERN,
@@ -69,7 +70,8 @@ def parse_roster(text: str, label: str = "roster.csv") -> list[Student]:
     if not text.strip():
         raise ConfigError(f"{label} is empty; expected a header line student_id,email[,account_id,region] and one row per student")
     reader = csv.reader(io.StringIO(text))
-    header = [cell.strip().lower() for cell in next(reader)]
+    rows = _rows(reader, label)
+    header = [cell.strip().lower() for cell in next(rows)]
     missing = [column for column in REQUIRED_COLUMNS if column not in header]
     unknown = [column for column in header if column not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
     if missing or unknown:
@@ -77,7 +79,7 @@ def parse_roster(text: str, label: str = "roster.csv") -> list[Student]:
         raise ConfigError(f"{label} line 1: header {header}: {problem} (expected student_id,email[,account_id,region])")
     students: list[Student] = []
     seen: dict[str, int] = {}
-    for row in reader:
+    for row in rows:
         line = reader.line_num
         if not any(cell.strip() for cell in row):
             continue
@@ -105,6 +107,22 @@ def parse_roster(text: str, label: str = "roster.csv") -> list[Student]:
     if not students:
         raise ConfigError(f"{label} has a header but no students; add one row per student")
     return students
+
+
+def _rows(reader: Any, label: str) -> Iterator[list[str]]:
+    """The reader's rows; a row the csv module cannot read (a value over its field size limit,
+    an unclosed quote at the end of the file) becomes a ConfigError naming its line."""
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            problem = str(error)
+            if "field larger than field limit" in problem:
+                problem = f"a value is longer than {csv.field_size_limit()} characters (expected a student id, an email, an account id and a region)"
+            raise ConfigError(f"{label} line {reader.line_num}: not a valid roster row: {problem}") from None
+        yield row
 
 
 def classroom_config(config: SageLabConfig, students: list[Student], label: str = "roster.csv") -> SageLabConfig:
