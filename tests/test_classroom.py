@@ -357,7 +357,7 @@ def test_a_finding_in_the_student_template_fails_synth(tmp_path: Path) -> None:
     app = App(outdir=str(tmp_path), context=cdk_context())
 
     def unencrypted_bucket(scope: Construct, env: EnvironmentConfig, _tags: Mapping[str, str], platform_id: str, _serving_id: str) -> list[Stack]:
-        stack = Stack(scope, platform_id, stack_name=f"{env.resource_prefix}-platform")
+        stack = Stack(scope, platform_id, stack_name=env.names.platform_stack)
         s3.Bucket(stack, "Plain")
         return [stack]
 

@@ -163,6 +163,9 @@ def example_resources(stacks: Stacks, student: str) -> list[str]:
         f"{logs}:/aws/sagemaker/Endpoints/{names.endpoint}:log-stream:AllTraffic/i-0123456789abcdef0",
         f"{logs}:/aws/sagemaker/NotebookInstances:log-stream:{names.notebook}/jupyter.log",
         f"{logs}:/aws/lambda/{names.serving_stack}-DeployerFunction-AbCdEf123456:log-stream:2026/01/01/[$LATEST]abc",
+        f"{logs}:{names.platform_stack}-TrainingCopyFunctionLogs-AbCdEf123456",
+        f"{logs}:{names.serving_stack}-ServingFrontDoorAccessLogs-AbCdEf123456",
+        f"{logs}:aws-waf-logs-{names.name('waf')}-a1b2c3d4",
         f"{logs}:{names.platform_stack}-TrainingCopyFunctionLogs-AbCdEf123456:log-stream:2026/01/01/[$LATEST]abc",
         f"arn:aws:cloudwatch:{ENV.region}:{ENV.account}:alarm:{names.name('ApiServerErrors')}",
         f"arn:aws:cloudwatch:{ENV.region}:{ENV.account}:alarm:{names.serving_stack}-MonitoringApiServerErrors-AbCdEf123456",
@@ -278,30 +281,64 @@ def test_no_role_of_a_student_reaches_another_students_resources(class_stacks: S
     assert open_keys == set(KNOWN_OPEN), f"known-open entries that no longer match anything (remove them): {set(KNOWN_OPEN) - open_keys}"
 
 
-@pytest.mark.slow
-def test_resource_policies_grant_no_other_student(class_stacks: Stacks) -> None:
-    """Bucket/key/topic/queue policies of B name none of A's roles, nor anyone unscoped; the
-    account root (delegation to identity policies, proven above) is the only account-wide principal."""
-    roles = {student: {role.arn for role in _roles_of(class_stacks, student)} for student in STUDENTS}
-    for policy in class_stacks.resource_policies():
-        # Class-wide stacks (sagelab-class-<region>: the shared web ACL's log key) belong to no student.
-        owner = next((s for s in STUDENTS if policy.stack in _students_stacks(s)), None)
+def resource_policy_overlaps(stacks: Stacks, tenants: tuple[str, ...]) -> Iterator[str]:
+    """Bucket/key/topic/queue policies of B that name one of A's roles, anyone unscoped, or (by
+    resource or by an ARN pattern in a condition, such as the log groups a key serves) one of A's
+    resources; the account root (delegation to identity policies) is the only account-wide principal."""
+    roles = {tenant: {role.arn for role in _roles_of(stacks, tenant)} for tenant in tenants}
+    examples = {tenant: example_resources(stacks, tenant) for tenant in tenants}
+    for policy in stacks.resource_policies():
+        # Class-wide stacks (sagelab-class--<region>: the shared web ACL's log key) belong to no tenant.
+        owner = next((t for t in tenants if policy.stack in _students_stacks(t)), None)
+        where = f"{policy.stack}/{policy.logical_id}"
         for statement in policy.statements:
             if statement.effect != "Allow":
                 continue
             principals = statement.principal if isinstance(statement.principal, dict) else {"AWS": statement.principal}
             for value in _as_strings(principals.get("AWS")):
-                assert value != "*" or statement.condition, f"{policy.stack}/{policy.logical_id}: unconditional Principal *"
-                for other in STUDENTS:
-                    if other != owner:
-                        assert not any(resource_matches(value, arn) for arn in roles[other]), f"{policy.logical_id} of {owner} grants {other}'s role"
+                if value == "*" and not statement.condition:
+                    yield f"{where}: unconditional Principal *"
+                for other in tenants:
+                    if other != owner and any(resource_matches(value, arn) for arn in roles[other]):
+                        yield f"{where} grants {other}'s role"
             # A resource policy's statements act on its own resource only.
-            for pattern in statement.resources:
-                for other in STUDENTS:
-                    if other == owner:
-                        continue
-                    hits = [arn for arn in example_resources(class_stacks, other) if pattern != "*" and resource_matches(pattern, arn)]
-                    assert not hits, f"{policy.logical_id} of {owner}: {pattern} matches {other}'s {hits[:3]}"
+            patterns = [p for p in statement.resources if p != "*"]
+            patterns += [v for keys in statement.condition.values() for values in keys.values() for v in _as_strings(values) if v.startswith("arn:")]
+            for pattern in patterns:
+                for other in tenants:
+                    hits = [arn for arn in examples[other] if other != owner and resource_matches(pattern, arn)]
+                    if hits:
+                        yield f"{where}: {pattern} matches {other}'s {hits[:3]}"
+
+
+@pytest.mark.slow
+def test_resource_policies_grant_no_other_student(class_stacks: Stacks) -> None:
+    assert list(resource_policy_overlaps(class_stacks, STUDENTS)) == []
+
+
+@pytest.mark.slow
+def test_resource_policies_name_no_other_tenant(tenant_stacks: Stacks) -> None:
+    assert list(resource_policy_overlaps(tenant_stacks, TENANTS)) == []
+
+
+def test_a_key_policy_scoped_the_old_way_is_found(tenant_stacks: Stacks) -> None:
+    """Negative case for the condition patterns: alice's key serving log groups `sagelab-alice-*`
+    (the old scope) would serve alice-b's; the check reports it."""
+    templates = json.loads(json.dumps(tenant_stacks.templates))
+    platform = templates[ResourceNames.of("alice").platform_stack]["Resources"]
+    (key_id,) = [k for k, v in platform.items() if v["Type"] == "AWS::KMS::Key" and k.startswith("StorageKey")]
+    pattern = "arn:aws:logs:us-east-1:123456789012:log-group:sagelab-alice-*"
+    platform[key_id]["Properties"]["KeyPolicy"]["Statement"].append(
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "logs.amazonaws.com"},
+            "Action": "kms:Encrypt*",
+            "Resource": "*",
+            "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": pattern}},
+        }
+    )
+    found = list(resource_policy_overlaps(Stacks(templates, ENV), ("alice", "alice-b")))
+    assert found and all(pattern in line and "alice-b's" in line for line in found), found
 
 
 def _as_strings(value: Any) -> list[str]:
