@@ -7,6 +7,7 @@ tests/test_least_privilege.py over the `tenants` fixture)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -106,8 +107,20 @@ near_ids = st.text(alphabet="ab-", min_size=1, max_size=6).filter(is_student_id)
 suffixes = st.text(alphabet=st.sampled_from("abp-/:.*?0"), max_size=12)
 
 
-@given(a=st.one_of(ids, near_ids), b=st.one_of(ids, near_ids), suffix=suffixes)
-def test_no_scope_matches_another_ids_names(a: str, b: str, suffix: str) -> None:
+@st.composite
+def id_pairs(draw: st.DrawFn) -> tuple[str, str]:
+    """Two ids, often one extending the other (`ml`, `ml-prod`) in either order."""
+    a = draw(st.one_of(ids, near_ids))
+    how = draw(st.sampled_from(["independent", "extends", "extended"]))
+    if how == "independent":
+        return a, draw(st.one_of(ids, near_ids))
+    longer = f"{a}-{draw(near_ids)}"[:MAX_ID_LENGTH].rstrip("-")
+    return (a, longer) if how == "extends" else (longer, a)
+
+
+@given(pair=id_pairs(), suffix=suffixes)
+def test_no_scope_matches_another_ids_names(pair: tuple[str, str], suffix: str) -> None:
+    a, b = pair
     names_a, names_b = ResourceNames.of(a), ResourceNames.of(b)
     if a != b:
         assert not resource_matches(names_a.pattern(), names_b.name(suffix))
@@ -124,8 +137,28 @@ def test_the_old_scope_matches_a_neighbours_names() -> None:
         assert not resource_matches(ResourceNames.of(own).pattern(), ResourceNames.of(other).name("train-a1b2c3"))
 
 
-def test_the_longest_id_leaves_the_one_letter_job_prefixes_within_32_characters() -> None:
-    # AutoML and tuning job names are at most 32 characters (sagelab/pipeline_definition.py).
-    longest = ResourceNames.of("a" * 20)
-    assert is_student_id("a" * 20) and not is_student_id("a" * 21)
-    assert len(longest.name("a")) == len(longest.name("t")) == 31
+@pytest.mark.parametrize("longest", ["a" * 20, "a-b-c-d-e-f-g-h-i-j1"])
+def test_the_longest_ids_names_are_valid_sagemaker_names(longest: str) -> None:
+    """`--` inside a name is valid wherever SageMaker takes our names (botocore's patterns and
+    lengths); the one-letter AutoML and tuning prefixes leave one character of the 32."""
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    names = ResourceNames.of(longest)
+    assert is_student_id(longest) and not is_student_id(longest + "x")
+    given = {
+        "PipelineName": names.pipeline,
+        "EntityName": names.model_package_group,
+        "EndpointName": names.endpoint,
+        "NotebookInstanceName": names.notebook,
+        "ProcessingJobName": names.name("kmeans-evaluate") + "-a1b2c3d4e5",
+        "TrainingJobName": names.name("train") + "-a1b2c3d4e5",
+        "TransformJobName": names.batch_job("20260101-120000-123456"),
+        "ModelName": names.name("autopilot-model") + "-a1b2c3d4e5",
+        "AutoMLJobName": names.name("a"),
+        "HyperParameterTuningJobName": names.name("t"),
+    }
+    for shape_name, name in given.items():
+        shape = model.shape_for(shape_name)
+        assert re.fullmatch(shape.metadata["pattern"], name) and len(name) <= shape.metadata["max"], (shape_name, name)
+    assert len(names.name("a")) == 31
