@@ -400,6 +400,21 @@ def test_the_old_scope_is_found_reaching_the_neighbour(tenant_stacks: Stacks, te
     )
 
 
+def test_a_guardrail_scoped_the_old_way_is_found(tenant_stacks: Stacks) -> None:
+    """Negative case for Deny statements: a guardrail of alice scoped to `sagelab-alice-*` names
+    alice-b's jobs; the finder reports it (a Deny whose Resource is `*` is not a scope)."""
+    templates = json.loads(json.dumps(tenant_stacks.templates))
+    platform = templates[ResourceNames.of("alice").platform_stack]["Resources"]
+    (policy_id,) = [k for k, v in platform.items() if k.startswith("RolesNotebookPolicy") and v["Type"] == "AWS::IAM::ManagedPolicy"]
+    statements = platform[policy_id]["Properties"]["PolicyDocument"]["Statement"]
+    statements.append(
+        {"Sid": "PlantedDeny", "Effect": "Deny", "Action": "sagemaker:StopTrainingJob", "Resource": "arn:aws:sagemaker:*:*:training-job/sagelab-alice-*"}
+    )
+    statements.append({"Sid": "PlantedWideDeny", "Effect": "Deny", "Action": "sagemaker:StopTrainingJob", "Resource": "*"})
+    found = [leak for leak, _ in cross_student_leaks(Stacks(templates, ENV), ("alice", "alice-b")) if "/Planted" in leak.source]
+    assert found and {leak.source.rsplit("/", 1)[1] for leak in found} == {"PlantedDeny"} and {leak.other for leak in found} == {"alice-b"}
+
+
 def test_student_ml_cannot_reach_environment_ml_prods_jobs_or_logs(tenant_stacks: Stacks) -> None:
     """The review's one-way finding: student `ml` beside environment `ml-prod` was accepted, and
     ml's roles could describe and read the logs of `ml-prod`'s jobs and stop its training jobs.
