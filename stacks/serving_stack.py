@@ -53,7 +53,7 @@ class ServingStack(Stack):
     def __init__(
         self, scope: Construct, construct_id: str, *, env_config: EnvironmentConfig, platform: PlatformStack, tags: Mapping[str, str], **kwargs: Any
     ) -> None:
-        names = ResourceNames(env_config.resource_prefix)
+        names = ResourceNames.of(env_config.name)
         super().__init__(
             scope,
             construct_id,
