@@ -52,3 +52,18 @@ class ResourceNames:
     def batch_job(self, stamp: str) -> str:
         """A batch transform job (and its model): SageMaker allows 63 characters."""
         return f"{self.prefix}-batch-{stamp}"[:63]
+
+    @property
+    def portal_presign_role(self) -> str:
+        """In an own-account student's account: the role the class portal assumes to presign the
+        student's notebook URL and read their runs, budget and API URL (64-character IAM limit)."""
+        return f"{self.prefix}-portal"
+
+    @property
+    def user_pool(self) -> str:
+        """The class's user pool (of `ResourceNames.of("class")`)."""
+        return f"{self.prefix}-users"
+
+    @property
+    def portal_api(self) -> str:
+        return f"{self.prefix}-portal"
