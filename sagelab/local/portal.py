@@ -306,3 +306,28 @@ class LocalPortal(_LocalServer):
         content_type = merged.pop("Content-Type", "application/json")
         merged.pop("Content-Length", None)
         _send(request, int(response["statusCode"]), str(response.get("body") or "").encode(), content_type, merged)
+
+
+# -- `sagelab class portal` ---------------------------------------------------------------------------
+def add_portal_parser(classroom: Any) -> None:
+    """Registers `sagelab class portal` on the `class` command's subparsers."""
+    p = classroom.add_parser("portal", help="serve the student portal locally: sign in as a roster email, open that student's page")
+    p.add_argument("--roster", default="roster.csv")
+    p.add_argument("--workdir", default=".sagelab", help="local environments: <workdir>/students/<id>/ (default .sagelab)")
+    p.add_argument("--port", type=int, default=8090, help="port on 127.0.0.1 (default 8090)")
+    p.add_argument("--config", help="the config whose classroom.admin_emails may sign in as admins (default cdk.json's)")
+    p.set_defaults(func=cmd_class_portal)
+
+
+def cmd_class_portal(args: Any) -> int:
+    from sagelab.settings import load_project_config
+
+    config = load_project_config(args.config)
+    portal = LocalPortal(Path(args.roster), Path(args.workdir), config.classroom.admin_emails, config.environments[0].region, port=args.port).start()
+    print(f"student portal: {portal.url}/  (sign in with an email of {args.roster}; Ctrl-C stops)", flush=True)
+    try:
+        while portal.thread is not None and portal.thread.is_alive():
+            portal.thread.join(0.5)
+    finally:
+        portal.stop()
+    return 0

@@ -1,0 +1,224 @@
+"""The student portal in the class stack: its users per roster row, its client, the least
+privilege of its function (IAM semantics over the synthesized templates, with planted negative
+cases), and the handler refusing a request that names another student."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import SynthResult, synth
+from tests.iam_policy import Env, Stacks, Statement, action_matches, is_allowed
+from tests.test_least_privilege import example_resources
+
+ENV = Env(partition="aws", region="us-east-1", account="123456789012")
+CLASS_STACK = "sagelab-class-us-east-1"
+OWN_ACCOUNT = "210987654321"
+# Shared-account alice and bob, own-account dave (carol of `shared_class` is not on this roster).
+MIXED_ROSTER = f"student_id,email,account_id,region\nalice,alice@example.edu,,\nbob,bob@example.edu,,\ndave,dave@example.edu,{OWN_ACCOUNT},eu-west-1\n"
+# Everything the portal's function may do. Nothing reads or writes data (S3, KMS, endpoints).
+PORTAL_ACTIONS = {
+    "sagemaker:createpresignednotebookinstanceurl",
+    "sagemaker:describenotebookinstance",
+    "sagemaker:listpipelineexecutions",
+    "cloudformation:describestacks",
+    "budgets:viewbudget",
+    "sts:assumerole",
+    "logs:createlogstream",
+    "logs:putlogevents",
+    "xray:puttracesegments",
+    "xray:puttelemetryrecords",
+}
+DATA_ACTIONS = ("s3:GetObject", "s3:PutObject", "kms:Decrypt", "sagemaker:InvokeEndpoint", "sagemaker:CreatePresignedDomainUrl", "iam:PassRole")
+
+
+@pytest.fixture(scope="module")
+def mixed_class(tmp_path_factory: pytest.TempPathFactory) -> SynthResult:
+    root = tmp_path_factory.mktemp("mixed-class")
+    (root / "roster.csv").write_text(MIXED_ROSTER)
+    return synth(root / "cdk.out", {"roster": str(root / "roster.csv")})
+
+
+def _resources(template: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
+    return {key: value for key, value in template["Resources"].items() if value["Type"] == resource_type}
+
+
+def portal_statements(stacks: Stacks) -> list[Statement]:
+    (role,) = [role for role in stacks.roles() if role.stack == CLASS_STACK and role.logical_id.startswith("PortalFunctionRole")]
+    return stacks.identity_policies(role)
+
+
+def notebook(student: str, region: str = "us-east-1", account: str = ENV.account) -> str:
+    return f"arn:aws:sagemaker:{region}:{account}:notebook-instance/sagelab-{student}-notebook"
+
+
+def portal_reach_problems(stacks: Stacks, class_students: tuple[str, ...], own_account: dict[str, str]) -> Iterator[str]:
+    """What the portal's function can do beyond presigning and reading its class's own students."""
+    statements = portal_statements(stacks)
+    for statement in statements:
+        for action in statement.actions:
+            if not any(action_matches(action, allowed) for allowed in PORTAL_ACTIONS) or "*" in action:
+                yield f"{statement.source}: action {action} is not one the portal needs"
+    for student in class_students:
+        if not is_allowed(statements, "sagemaker:CreatePresignedNotebookInstanceUrl", notebook(student)):
+            yield f"cannot presign {student}'s notebook"
+    outsiders = [notebook("dev"), notebook("alice-2"), notebook("carol-x"), notebook("alice", account="999999999999"), "*"]
+    outsiders += [notebook(student) for student in ("carol", "eve") if student not in class_students]
+    for arn in outsiders:
+        if is_allowed(statements, "sagemaker:CreatePresignedNotebookInstanceUrl", arn):
+            yield f"may presign {arn}, which is not a notebook of this class"
+    for student in class_students:
+        for arn in example_resources(stacks, student):
+            for action in DATA_ACTIONS:
+                if is_allowed(statements, action, arn):
+                    yield f"may {action} {arn}"
+    for student, account in own_account.items():
+        own_role = f"arn:aws:iam::{account}:role/sagelab-{student}-portal"
+        if not is_allowed(statements, "sts:AssumeRole", own_role):
+            yield f"cannot assume {own_role}"
+        for other in (f"arn:aws:iam::{account}:role/OrganizationAccountAccessRole", f"arn:aws:iam::{account}:role/sagelab-{student}-notebook-role"):
+            if is_allowed(statements, "sts:AssumeRole", other):
+                yield f"may assume {other}"
+
+
+def test_the_pool_has_one_invited_user_per_roster_row_and_no_self_sign_up(mixed_class: SynthResult, shared_class: SynthResult) -> None:
+    template = mixed_class.template(CLASS_STACK)
+    (pool,) = _resources(template, "AWS::Cognito::UserPool").values()
+    assert pool["Properties"]["AdminCreateUserConfig"]["AllowAdminCreateUserOnly"] is True
+    policy = pool["Properties"]["Policies"]["PasswordPolicy"]
+    assert policy["MinimumLength"] >= 12 and all(policy[f"Require{kind}"] for kind in ("Lowercase", "Uppercase", "Numbers", "Symbols"))
+    assert pool["Properties"]["MfaConfiguration"] == "OPTIONAL"
+    users = {user["Properties"]["Username"]: user["Properties"] for user in _resources(template, "AWS::Cognito::UserPoolUser").values()}
+    assert {name for name in users if not name.startswith("admin.")} == {"alice", "bob", "dave"}
+    assert users["alice"]["DesiredDeliveryMediums"] == ["EMAIL"]
+    assert {"Name": "email", "Value": "alice@example.edu"} in users["alice"]["UserAttributes"]
+    # The same class with carol instead of dave: a row removed is a user gone on the next deploy.
+    shared_users = {u["Properties"]["Username"] for u in _resources(shared_class.template(CLASS_STACK), "AWS::Cognito::UserPoolUser").values()}
+    assert "dave" not in shared_users and "carol" in shared_users and "carol" not in users
+
+
+def test_the_page_client_can_write_no_attribute_and_identity_is_the_username(mixed_class: SynthResult) -> None:
+    """Who a caller is comes from `cognito:username`, which the admin side sets; the client may
+    write no attribute at all (so not `email`, nor any custom one)."""
+    (client,) = _resources(mixed_class.template(CLASS_STACK), "AWS::Cognito::UserPoolClient").values()
+    assert client["Properties"]["WriteAttributes"] == []
+    assert client["Properties"]["AllowedOAuthFlows"] == ["code"] and client["Properties"]["GenerateSecret"] is False
+    methods = _resources(mixed_class.template(CLASS_STACK), "AWS::ApiGateway::Method").values()
+    public = [m for m in methods if m["Properties"]["AuthorizationType"] != "COGNITO_USER_POOLS"]
+    assert len(public) == 1 and public[0]["Properties"]["ResourceId"] == {"Fn::GetAtt": [public[0]["Properties"]["RestApiId"]["Ref"], "RootResourceId"]}
+
+
+def test_the_portal_function_presigns_only_its_class_and_reads_no_data(mixed_class: SynthResult, shared_class: SynthResult) -> None:
+    assert list(portal_reach_problems(Stacks(mixed_class.templates, ENV), ("alice", "bob"), {"dave": OWN_ACCOUNT})) == []
+    assert list(portal_reach_problems(Stacks(shared_class.templates, ENV), ("alice", "bob", "carol"), {})) == []
+
+
+@pytest.mark.parametrize(
+    "planted",
+    [
+        {"Action": "sagemaker:CreatePresignedNotebookInstanceUrl", "Resource": "arn:aws:sagemaker:us-east-1:123456789012:notebook-instance/sagelab-*"},
+        {"Action": "s3:GetObject", "Resource": "*"},
+        {"Action": "sts:AssumeRole", "Resource": f"arn:aws:iam::{OWN_ACCOUNT}:role/*"},
+    ],
+    ids=["every-notebook", "data", "any-role-in-their-account"],
+)
+def test_the_reach_check_finds_a_planted_widening(mixed_class: SynthResult, planted: dict[str, str]) -> None:
+    templates = json.loads(json.dumps(mixed_class.templates))
+    resources = templates[CLASS_STACK]["Resources"]
+    policy_id = next(key for key, value in resources.items() if key.startswith("PortalStudents") and value["Type"] == "AWS::IAM::ManagedPolicy")
+    resources[policy_id]["Properties"]["PolicyDocument"]["Statement"].append({"Sid": "Planted", "Effect": "Allow", **planted})
+    assert list(portal_reach_problems(Stacks(templates, ENV), ("alice", "bob"), {"dave": OWN_ACCOUNT}))
+
+
+# -- the handler: who may open what -----------------------------------------------------------------
+class RecordingEnvironments:
+    """The handler's environments for these tests: records whose notebook was presigned."""
+
+    def __init__(self) -> None:
+        self.presigned: list[str] = []
+
+    def notebook_url(self, student: Any) -> str:
+        self.presigned.append(student.student_id)
+        return f"https://example.invalid/{student.student_id}"
+
+    def status(self, student: Any) -> dict[str, Any]:
+        return {"notebook": "InService", "runs": [], "api_url": "", "api_key_id": "", "budget": None}
+
+
+@pytest.fixture
+def handler(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    from stacks.student_portal.runtime import handler as module
+
+    monkeypatch.setenv("STUDENTS", json.dumps({"alice": "", "bob": "", "dave": f"{OWN_ACCOUNT}/eu-west-1"}))
+    monkeypatch.setenv("NAMES", json.dumps({"notebook": "sagelab-{student}-notebook"}))
+    monkeypatch.setenv("REGION", "us-east-1")
+    monkeypatch.setenv("CLIENT_ID", "client-1")
+    module.settings.cache_clear()
+    monkeypatch.setattr(module, "environments", RecordingEnvironments())
+    yield module
+    module.settings.cache_clear()
+
+
+def _event(path: str, claims: dict[str, str] | None) -> dict[str, Any]:
+    return {
+        "resource": path,
+        "path": path,
+        "httpMethod": "GET",
+        "headers": {},
+        "requestContext": {"requestId": "r-1", "resourcePath": path, "httpMethod": "GET", "authorizer": {"claims": claims} if claims else {}},
+        "body": None,
+    }
+
+
+def _call(handler: Any, path: str, claims: dict[str, str] | None) -> tuple[int, dict[str, Any]]:
+    from sagelab.local.serve import LambdaContextStandIn
+
+    response = handler.lambda_handler(_event(path, claims), LambdaContextStandIn())
+    return response["statusCode"], json.loads(response["body"])
+
+
+ALICE = {"cognito:username": "alice", "token_use": "id", "aud": "client-1", "email": "alice@example.edu"}
+
+
+def test_a_student_gets_their_own_notebook_url(handler: Any) -> None:
+    status, body = _call(handler, "/students/alice/notebook", ALICE)
+    assert (status, body["url"]) == (200, "https://example.invalid/alice") and handler.environments.presigned == ["alice"]
+
+
+@pytest.mark.parametrize("path", ["/students/bob/notebook", "/students/bob", "/students/dave/notebook"])
+def test_a_request_edited_to_name_another_student_is_refused(handler: Any, path: str) -> None:
+    status, body = _call(handler, path, ALICE)
+    other = path.split("/")[2]
+    assert status == 403
+    assert body["message"] == f"you are signed in as 'alice' and may open only 'alice''s environment, not '{other}'"
+    assert handler.environments.presigned == []
+
+
+@pytest.mark.parametrize(
+    ("claims", "status"),
+    [
+        (None, 401),
+        ({**ALICE, "aud": "another-client"}, 401),
+        ({**ALICE, "token_use": "access"}, 401),
+        ({**ALICE, "cognito:username": "mallory"}, 403),
+    ],
+    ids=["no-claims", "other-client", "access-token", "not-on-roster"],
+)
+def test_only_an_id_token_of_a_roster_student_opens_a_notebook(handler: Any, claims: dict[str, str] | None, status: int) -> None:
+    answer, body = _call(handler, "/students/mallory/notebook" if claims and claims["cognito:username"] == "mallory" else "/students/alice/notebook", claims)
+    assert answer == status and body["message"] and handler.environments.presigned == []
+
+
+def test_the_class_report_is_for_admins_only(handler: Any) -> None:
+    assert _call(handler, "/class", ALICE)[0] == 403
+    status, body = _call(handler, "/class", {**ALICE, "cognito:username": "admin.1", "cognito:groups": "admins"})
+    assert status == 200 and [row["student"] for row in body["students"]] == ["alice", "bob", "dave"]
+
+
+def test_the_page_loads_nothing_from_outside() -> None:
+    page = (Path(__file__).resolve().parent.parent / "stacks" / "student_portal" / "runtime" / "page.html").read_text()
+    assert "<script src" not in page and "<link" not in page and "@import" not in page
