@@ -67,3 +67,7 @@ class ResourceNames:
     @property
     def portal_api(self) -> str:
         return f"{self.prefix}-portal"
+
+    def portal_function_role(self, region: str) -> str:
+        """The class portal function's role (named: own-account students' portal roles trust it by ARN)."""
+        return f"{self.prefix}-portal-{region}"

@@ -36,11 +36,17 @@ PORTAL_ACTIONS = {
 DATA_ACTIONS = ("s3:GetObject", "s3:PutObject", "kms:Decrypt", "sagemaker:InvokeEndpoint", "sagemaker:CreatePresignedDomainUrl", "iam:PassRole")
 
 
+# The class account named in the config: own-account students' portal roles can trust the portal by ARN.
+CLASS_CONFIG = f"environments:\n  dev: {{account: '{ENV.account}'}}\nclassroom:\n  admin_emails: [teacher@example.edu]\n"
+PORTAL_ROLE = f"arn:aws:iam::{ENV.account}:role/sagelab-class-portal-us-east-1"
+
+
 @pytest.fixture(scope="module")
 def mixed_class(tmp_path_factory: pytest.TempPathFactory) -> SynthResult:
     root = tmp_path_factory.mktemp("mixed-class")
     (root / "roster.csv").write_text(MIXED_ROSTER)
-    return synth(root / "cdk.out", {"roster": str(root / "roster.csv")})
+    (root / "class.yaml").write_text(CLASS_CONFIG)
+    return synth(root / "cdk.out", {"roster": str(root / "roster.csv"), "config": str(root / "class.yaml")})
 
 
 def _resources(template: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
@@ -134,6 +140,25 @@ def test_the_reach_check_finds_a_planted_widening(mixed_class: SynthResult, plan
     assert list(portal_reach_problems(Stacks(templates, ENV), ("alice", "bob"), {"dave": OWN_ACCOUNT}))
 
 
+def test_an_own_account_students_portal_role_trusts_only_the_portal_and_reaches_only_them(mixed_class: SynthResult) -> None:
+    stacks = Stacks(mixed_class.templates, ENV)
+    (function_role,) = [r for r in stacks.roles() if r.stack == CLASS_STACK and r.logical_id.startswith("PortalFunctionRole")]
+    assert mixed_class.template(CLASS_STACK)["Resources"][function_role.logical_id]["Properties"]["RoleName"] == "sagelab-class-portal-us-east-1"
+    (role,) = [r for r in stacks.roles() if r.stack == "sagelab-dave-platform" and r.logical_id.startswith("PortalPresign")]
+    properties = mixed_class.template("sagelab-dave-platform")["Resources"][role.logical_id]["Properties"]
+    assert properties["RoleName"] == "sagelab-dave-portal"
+    assert properties["AssumeRolePolicyDocument"]["Statement"] == [{"Action": "sts:AssumeRole", "Effect": "Allow", "Principal": {"AWS": PORTAL_ROLE}}]
+    statements = stacks.identity_policies(role)
+    assert is_allowed(statements, "sagemaker:CreatePresignedNotebookInstanceUrl", notebook("dave", "eu-west-1"))
+    for arn in (notebook("alice"), notebook("dave"), notebook("dave-2", "eu-west-1"), "*"):
+        assert not is_allowed(statements, "sagemaker:CreatePresignedNotebookInstanceUrl", arn), arn
+    assert {action.lower() for statement in statements for action in statement.actions} <= PORTAL_ACTIONS
+    for arn in example_resources(stacks, "dave"):
+        assert not any(is_allowed(statements, action, arn) for action in DATA_ACTIONS), arn
+    # Shared-account students need no such role: the portal presigns with its own.
+    assert not [r for r in stacks.roles() if r.stack == "sagelab-alice-platform" and r.logical_id.startswith("PortalPresign")]
+
+
 # -- the handler: who may open what -----------------------------------------------------------------
 class RecordingEnvironments:
     """The handler's environments for these tests: records whose notebook was presigned."""
@@ -211,6 +236,17 @@ def test_a_request_edited_to_name_another_student_is_refused(handler: Any, path:
 def test_only_an_id_token_of_a_roster_student_opens_a_notebook(handler: Any, claims: dict[str, str] | None, status: int) -> None:
     answer, body = _call(handler, "/students/mallory/notebook" if claims and claims["cognito:username"] == "mallory" else "/students/alice/notebook", claims)
     assert answer == status and body["message"] and handler.environments.presigned == []
+
+
+def test_a_notebook_that_cannot_be_presigned_answers_502_with_what_to_do(handler: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from botocore.exceptions import ClientError
+
+    def refuse(student: Any) -> str:
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "arn:aws:iam::210987654321:role/x is not authorized"}}, "AssumeRole")
+
+    monkeypatch.setattr(handler.environments, "notebook_url", refuse)
+    status, body = _call(handler, "/students/dave/notebook", {**ALICE, "cognito:username": "dave"})
+    assert (status, body["error"]) == (502, "NotebookUnavailable") and "AccessDenied" in body["message"] and "210987654321" not in body["message"]
 
 
 def test_the_class_report_is_for_admins_only(handler: Any) -> None:

@@ -197,7 +197,13 @@ class StudentPortal(Construct):
     # -- the function ----------------------------------------------------------------------------
     def _function(self, users: Sequence[PortalUser], region: str, log_key: kms.IKey, log_retention: logs.RetentionDays) -> lambda_.Function:
         function_logs = logs.LogGroup(self, "FunctionLogs", retention=log_retention, encryption_key=log_key, removal_policy=RemovalPolicy.DESTROY)
-        self.role = role = iam.Role(self, "FunctionRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description="SageLab class: student portal")
+        self.role = role = iam.Role(
+            self,
+            "FunctionRole",
+            role_name=self.names.portal_function_role(region),  # own-account students' portal roles trust it by this name
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="SageLab class: student portal",
+        )
         logs_policy = iam.ManagedPolicy(
             self,
             "WriteLogs",
@@ -210,7 +216,7 @@ class StudentPortal(Construct):
         shared = [user for user in users if user.account_id is None]
         for position in range(0, len(shared), STUDENTS_PER_POLICY):
             chunk = shared[position : position + STUDENTS_PER_POLICY]
-            policy = iam.ManagedPolicy(self, f"Students{position // STUDENTS_PER_POLICY}", roles=[role], statements=_student_statements(chunk))
+            policy = iam.ManagedPolicy(self, f"Students{position // STUDENTS_PER_POLICY}", roles=[role], statements=student_statements(chunk))
             acknowledge_policy_wildcards(
                 policy.node.default_child,  # type: ignore[arg-type]
                 lambda _statement: (
@@ -339,7 +345,7 @@ class StudentPortal(Construct):
         )
 
 
-def _student_statements(users: Sequence[PortalUser]) -> list[iam.PolicyStatement]:
+def student_statements(users: Sequence[PortalUser]) -> list[iam.PolicyStatement]:
     """What the portal may do for these students: presign and describe their notebook, list their
     pipeline's runs, read their serving stack's outputs and their budget. Nothing else, no data."""
 
@@ -365,3 +371,31 @@ def _student_statements(users: Sequence[PortalUser]) -> list[iam.PolicyStatement
         ),
         iam.PolicyStatement(sid="ReadTheirBudget", actions=["budgets:ViewBudget"], resources=[arn("budgets", "", f"budget/{n.budget}") for n, _ in names]),
     ]
+
+
+class PortalPresignRole(Construct):
+    """In an own-account student's account: the role the class portal's function assumes to presign
+    this student's notebook and read their runs, budget and API URL. It trusts that one role.
+
+    Props:
+        user: the student (their account is the stack's).
+        portal_role_arn: the class portal function's role, in the class account.
+
+    Exposes `role`.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, user: PortalUser, portal_role_arn: str) -> None:
+        super().__init__(scope, construct_id)
+        self.role = iam.Role(
+            self,
+            "Role",
+            role_name=ResourceNames.of(user.student_id).portal_presign_role,
+            assumed_by=iam.ArnPrincipal(portal_role_arn),
+            description=f"SageLab {user.student_id}: the class portal presigns this student's notebook",
+            max_session_duration=Duration.hours(1),
+        )
+        policy = iam.ManagedPolicy(self, "Policy", roles=[self.role], statements=student_statements([user]))
+        acknowledge_policy_wildcards(
+            policy.node.default_child,  # type: ignore[arg-type]
+            lambda _statement: "A CloudFormation stack ARN ends in an id CloudFormation generates; the stack name before it is the student's serving stack.",
+        )

@@ -302,7 +302,17 @@ def student_environment(student: str) -> Response[str]:
 @app.get("/students/<student>/notebook")
 def student_notebook(student: str) -> Response[str]:
     own = _own_student(student)
-    return _json(200, {"student": own.student_id, "url": environments.notebook_url(own), "expires_in_seconds": NOTEBOOK_SESSION_SECONDS})
+    try:
+        url = environments.notebook_url(own)
+    except Exception as error:  # what AWS said goes to the log; the page gets what to do
+        logger.warning("could not presign the notebook", exc_info=error)
+        code = getattr(error, "response", {}).get("Error", {}).get("Code", type(error).__name__) if hasattr(error, "response") else type(error).__name__
+        raise Refused(
+            502,
+            "NotebookUnavailable",
+            f"your notebook could not be opened ({code}): it may be starting or not deployed yet; try again in a few minutes, or ask your instructor",
+        ) from None
+    return _json(200, {"student": own.student_id, "url": url, "expires_in_seconds": NOTEBOOK_SESSION_SECONDS})
 
 
 @app.get("/class")
