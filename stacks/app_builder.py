@@ -87,7 +87,7 @@ def add_class_stacks(app: App, config: SageLabConfig, student_stacks: Sequence[S
     portal_users = [
         PortalUser(env.name, env.student_email or "", None if env.shares_account_with_class else env.account, env.region) for env in config.environments
     ]
-    class_stacks = []
+    class_stacks: list[ClassStack] = []
     for region, students in sharing.items():
         base = students[0]
         class_stack = ClassStack(

@@ -68,7 +68,7 @@ def test_portal_student_signs_in_and_reaches_their_own_notebook(portal: LocalPor
     button = page.get_by_role("button", name="Open my notebook")
     button.wait_for()
     assert page.locator("#who").text_content() == "Signed in as alice (alice@example.edu)"
-    assert "run the lab up to 'Start the pipeline'" in page.locator("#next-step").text_content()
+    assert "'2. Run the pipeline'" in page.locator("#next-step").text_content()
     page.screenshot(path=str(ARTIFACTS / "student-page.png"), full_page=True)
     # Keyboard only: the button takes focus and Enter opens the notebook.
     button.focus()

@@ -255,6 +255,97 @@ def test_the_class_report_is_for_admins_only(handler: Any) -> None:
     assert status == 200 and [row["student"] for row in body["students"]] == ["alice", "bob", "dave"]
 
 
+@pytest.mark.parametrize(
+    "status",
+    [
+        {"notebook": "Stopped", "runs": []},
+        {"notebook": "InService", "runs": []},
+        {"notebook": "InService", "runs": [{"status": "Executing"}]},
+        {"notebook": "InService", "runs": [{"status": "Failed"}]},
+        {"notebook": "InService", "runs": [{"status": "Succeeded"}]},
+    ],
+    ids=["stopped", "no-run", "running", "failed", "succeeded"],
+)
+def test_each_next_step_names_sections_the_lab_has(handler: Any, status: dict[str, Any]) -> None:
+    import re
+
+    notebook = json.loads((Path(__file__).resolve().parent.parent / "sagelab" / "notebooks" / "sagemaker_lab.ipynb").read_text())
+    headings = [
+        line.lstrip("# ")
+        for cell in notebook["cells"]
+        if cell["cell_type"] == "markdown"
+        for line in "".join(cell["source"]).splitlines()
+        if line.startswith("#")
+    ]
+    cited = re.findall(r"'(\d+\. .+?)'(?=[) ,.:]|$)", handler.next_step(status))
+    assert cited and all(any(heading.startswith(section) for heading in headings) for section in cited), cited
+
+
 def test_the_page_loads_nothing_from_outside() -> None:
     page = (Path(__file__).resolve().parent.parent / "stacks" / "student_portal" / "runtime" / "page.html").read_text()
     assert "<script src" not in page and "<link" not in page and "@import" not in page
+
+
+# -- sufficiency: every call the handler makes is allowed ------------------------------------------
+HANDLER_CODE = Path(__file__).resolve().parent.parent / "stacks" / "student_portal" / "runtime" / "handler.py"
+# Budgets authorizes its read APIs as budgets:ViewBudget (Service Authorization Reference).
+IAM_ACTIONS = {"budgets:DescribeBudget": "budgets:ViewBudget"}
+NEEDS_NO_PERMISSION = {"sts:GetCallerIdentity"}
+
+
+def handler_api_calls() -> set[str]:
+    """`service:Operation` of every boto3 client method the handler calls (services from the
+    string literals it creates clients with)."""
+    import ast
+
+    import boto3
+
+    tree = ast.parse(HANDLER_CODE.read_text())
+    services = {
+        node.args[0].value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and ast.unparse(node.func) in ("boto3.client", "self._client") and node.args and isinstance(node.args[0], ast.Constant)
+    }
+    calls = set()
+    for service in services:
+        mapping = boto3.client(service, region_name="us-east-1").meta.method_to_api_mapping
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in mapping:
+                calls.add(f"{service}:{mapping[node.func.attr]}")
+    return calls
+
+
+def _resource(action: str, student: str, region: str, account: str) -> str:
+    return {
+        "sagemaker:CreatePresignedNotebookInstanceUrl": notebook(student, region, account),
+        "sagemaker:DescribeNotebookInstance": notebook(student, region, account),
+        "sagemaker:ListPipelineExecutions": f"arn:aws:sagemaker:{region}:{account}:pipeline/sagelab-{student}-pipeline",
+        "cloudformation:DescribeStacks": f"arn:aws:cloudformation:{region}:{account}:stack/sagelab-{student}-serving/0f5e2a10-0000-4000-8000-000000000000",
+        "budgets:ViewBudget": f"arn:aws:budgets::{account}:budget/sagelab-{student}-monthly",
+    }[action]
+
+
+def test_the_portal_may_make_every_call_its_handler_makes(mixed_class: SynthResult) -> None:
+    calls = handler_api_calls()
+    assert calls == {
+        "sagemaker:CreatePresignedNotebookInstanceUrl",
+        "sagemaker:DescribeNotebookInstance",
+        "sagemaker:ListPipelineExecutions",
+        "cloudformation:DescribeStacks",
+        "budgets:DescribeBudget",
+        "sts:AssumeRole",
+        "sts:GetCallerIdentity",
+    }
+    stacks = Stacks(mixed_class.templates, ENV)
+    function = portal_statements(stacks)
+    (dave_role,) = [r for r in stacks.roles() if r.stack == "sagelab-dave-platform" and r.logical_id.startswith("PortalPresign")]
+    dave = stacks.identity_policies(dave_role)
+    for call in sorted(calls - NEEDS_NO_PERMISSION):
+        action = IAM_ACTIONS.get(call, call)
+        if action == "sts:AssumeRole":  # own-account students only, their portal role only
+            assert is_allowed(function, action, f"arn:aws:iam::{OWN_ACCOUNT}:role/sagelab-dave-portal")
+            continue
+        assert is_allowed(function, action, _resource(action, "alice", "us-east-1", ENV.account)), action
+        assert not is_allowed(function, action, _resource(action, "carol", "us-east-1", ENV.account)), action
+        # In dave's stack the account is the stack's own (the model resolves it to ENV's account).
+        assert is_allowed(dave, action, _resource(action, "dave", "eu-west-1", ENV.account)), action

@@ -190,7 +190,7 @@ class LocalPortal(_LocalServer):
 
         self.server = _QuietServer((host, port), Handler)
         self.environments = LocalEnvironments(workdir, self.url, self.sign_in.key)
-        self.handler.environments = self.environments
+        self.handler.environments = self.environments  # type: ignore[attr-defined]  # the module's, as the front door's clients
         os.environ["SIGN_IN_URL"] = self.url  # the page adds /oauth2/..., as to the hosted sign-in domain
         self.handler.settings.cache_clear()
 

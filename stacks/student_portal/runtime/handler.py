@@ -227,19 +227,20 @@ environments: Environments = AwsEnvironments()
 
 
 def next_step(status: dict[str, Any]) -> str:
-    """The lab's next step, from where the student is."""
+    """The lab's next step, from where the student is; each names a section of the lab notebook
+    (sagelab/notebooks/sagemaker_lab.ipynb, which tests/test_student_portal.py checks)."""
     runs = status.get("runs")
     notebook = status.get("notebook")
     if notebook in ("Stopped", "Failed"):
-        return "Open your notebook (it starts in a few minutes), then work through lab.ipynb from the top."
+        return "Open your notebook (it starts in a few minutes), then work through sagemaker_lab.ipynb from '1. Prepare and look at the data'."
     if not isinstance(runs, list) or not runs:
-        return "Open your notebook and run the lab up to 'Start the pipeline': your first run trains and registers a model."
+        return "Open your notebook and work through '1. Prepare and look at the data' and '2. Run the pipeline': your first run trains and registers a model."
     last = str(runs[0].get("status", ""))
     if last in ("Executing", "Stopping"):
-        return "Your pipeline is running: follow it in the notebook ('Follow the run'); it takes a few minutes."
+        return "Your pipeline is running: follow it in your notebook ('3. Follow the training step's log'); it takes a few minutes."
     if last in ("Failed", "Stopped"):
-        return "Your last run did not succeed: read the failed step's log in the notebook ('When a run fails'), fix, and start again."
-    return "Your model is registered: approve it in the notebook ('Approve and deploy'), then call your API with your key."
+        return "Your last run did not succeed: read its log in your notebook ('3. Follow the training step's log'), fix, and run '2. Run the pipeline' again."
+    return "Your model is registered: look at it ('4. Evaluate: metrics and plots'), then '5. Approve the model' and call your API ('6. Predict new rows')."
 
 
 def _caller() -> Caller:
