@@ -31,6 +31,7 @@ MIXED_ROSTER = (
 PORTAL_ACTIONS = {
     "sagemaker:createpresignednotebookinstanceurl",
     "sagemaker:describenotebookinstance",
+    "sagemaker:describeendpoint",
     "sagemaker:listpipelineexecutions",
     "cloudformation:describestacks",
     "budgets:viewbudget",
@@ -203,8 +204,8 @@ class RecordingEnvironments:
         self.presigned.append(student.student_id)
         return f"https://example.invalid/{student.student_id}"
 
-    def status(self, student: Any) -> dict[str, Any]:
-        return {"notebook": "InService", "runs": [], "api_url": "", "api_key_id": "", "budget": None}
+    def status(self, student: Any) -> dict[str, str]:
+        return {"notebook_status": "InService", "last_run": "none", "budget_limit_usd": "n/a: access denied: arn:aws:iam::210987654321:role/x", "api_url": ""}
 
 
 @pytest.fixture
@@ -212,7 +213,6 @@ def handler(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     from stacks.student_portal.runtime import handler as module
 
     monkeypatch.setenv("STUDENTS", json.dumps({"alice": "", "bob": "", "dave": f"{OWN_ACCOUNT}/eu-west-1"}))
-    monkeypatch.setenv("NAMES", json.dumps({"notebook": "sagelab-{student}-notebook"}))
     monkeypatch.setenv("REGION", "us-east-1")
     monkeypatch.setenv("CLIENT_ID", "client-1")
     module.settings.cache_clear()
@@ -240,6 +240,13 @@ def _call(handler: Any, path: str, claims: dict[str, str] | None) -> tuple[int, 
 
 
 ALICE = {"cognito:username": "alice", "token_use": "id", "aud": "client-1", "email": "alice@example.edu"}
+
+
+def test_a_student_sees_their_status_without_aws_details(handler: Any) -> None:
+    status, body = _call(handler, "/students/alice", ALICE)
+    assert status == 200 and body["student"] == "alice" and body["notebook_status"] == "InService"
+    assert body["budget_limit_usd"] == "not available" and "210987654321" not in json.dumps(body)
+    assert "'2. Run the pipeline'" in body["next_step"]
 
 
 def test_a_student_gets_their_own_notebook_url(handler: Any) -> None:
@@ -291,11 +298,11 @@ def test_the_class_report_is_for_admins_only(handler: Any) -> None:
 @pytest.mark.parametrize(
     "status",
     [
-        {"notebook": "Stopped", "runs": []},
-        {"notebook": "InService", "runs": []},
-        {"notebook": "InService", "runs": [{"status": "Executing"}]},
-        {"notebook": "InService", "runs": [{"status": "Failed"}]},
-        {"notebook": "InService", "runs": [{"status": "Succeeded"}]},
+        {"notebook_status": "Stopped", "last_run": "none"},
+        {"notebook_status": "InService", "last_run": "none"},
+        {"notebook_status": "InService", "last_run": "2026-12-01 10:00 UTC", "last_run_status": "Executing"},
+        {"notebook_status": "InService", "last_run": "2026-12-01 10:00 UTC", "last_run_status": "Failed"},
+        {"notebook_status": "InService", "last_run": "2026-12-01 10:00 UTC", "last_run_status": "Succeeded"},
     ],
     ids=["stopped", "no-run", "running", "failed", "succeeded"],
 )
@@ -327,24 +334,29 @@ NEEDS_NO_PERMISSION = {"sts:GetCallerIdentity"}
 
 
 def handler_api_calls() -> set[str]:
-    """`service:Operation` of every boto3 client method the handler calls (services from the
-    string literals it creates clients with)."""
+    """`service:Operation` of every boto3 client method the portal's code calls or hands to
+    `translate`: the handler, class_report.student_status and AwsOperations.stack_outputs."""
     import ast
 
     import boto3
 
-    tree = ast.parse(HANDLER_CODE.read_text())
-    services = {
-        node.args[0].value
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Call) and ast.unparse(node.func) in ("boto3.client", "self._client") and node.args and isinstance(node.args[0], ast.Constant)
+    root = Path(__file__).resolve().parent.parent
+    trees = [ast.parse(HANDLER_CODE.read_text())]
+    for path, function in (("sagelab/class_report.py", "student_status"), ("sagelab/aws_ops.py", "stack_outputs")):
+        (found,) = [n for n in ast.walk(ast.parse((root / path).read_text())) if isinstance(n, ast.FunctionDef) and n.name == function]
+        trees.append(found)  # type: ignore[arg-type]
+    mappings = {
+        service: boto3.client(service, region_name="us-east-1").meta.method_to_api_mapping for service in ("sagemaker", "cloudformation", "budgets", "sts")
     }
     calls = set()
-    for service in services:
-        mapping = boto3.client(service, region_name="us-east-1").meta.method_to_api_mapping
+    for tree in trees:
         for node in ast.walk(tree):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in mapping:
-                calls.add(f"{service}:{mapping[node.func.attr]}")
+            if isinstance(node, ast.Attribute):
+                for service, mapping in mappings.items():
+                    # `ops.sagemaker.x`, `sagemaker.x`, `client("budgets").x`, `boto3.client("sts").x`
+                    owner = ast.unparse(node.value)
+                    if node.attr in mapping and service in owner:
+                        calls.add(f"{service}:{mapping[node.attr]}")
     return calls
 
 
@@ -352,6 +364,7 @@ def _resource(action: str, student: str, region: str, account: str) -> str:
     return {
         "sagemaker:CreatePresignedNotebookInstanceUrl": notebook(student, region, account),
         "sagemaker:DescribeNotebookInstance": notebook(student, region, account),
+        "sagemaker:DescribeEndpoint": f"arn:aws:sagemaker:{region}:{account}:endpoint/sagelab-{student}-endpoint",
         "sagemaker:ListPipelineExecutions": f"arn:aws:sagemaker:{region}:{account}:pipeline/sagelab-{student}-pipeline",
         "cloudformation:DescribeStacks": f"arn:aws:cloudformation:{region}:{account}:stack/sagelab-{student}-serving/0f5e2a10-0000-4000-8000-000000000000",
         "budgets:ViewBudget": f"arn:aws:budgets::{account}:budget/sagelab-{student}-monthly",
@@ -363,6 +376,7 @@ def test_the_portal_may_make_every_call_its_handler_makes(mixed_class: SynthResu
     assert calls == {
         "sagemaker:CreatePresignedNotebookInstanceUrl",
         "sagemaker:DescribeNotebookInstance",
+        "sagemaker:DescribeEndpoint",
         "sagemaker:ListPipelineExecutions",
         "cloudformation:DescribeStacks",
         "budgets:DescribeBudget",

@@ -15,7 +15,7 @@ local stand-ins for what AWS does in front of them:
 
 The roster is read again at every sign-in and every request, as a deploy would update the pool.
 Each student's local environment is `<workdir>/students/<id>/` (`sagelab run --workdir` there):
-its pipeline runs are what the page shows.
+its last pipeline run is what the page shows.
 """
 
 from __future__ import annotations
@@ -37,11 +37,12 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from sagelab.class_report import STATUS_COLUMNS
 from sagelab.config import ConfigError
 from sagelab.local.serve import LambdaContextStandIn, _LocalServer, _QuietHandler, _QuietServer, _read_body, _send
 from sagelab.naming import ResourceNames
 from sagelab.roster import Student, read_roster
-from stacks.student_portal.accounts import ADMIN_GROUP, admin_username, handler_names
+from stacks.student_portal.accounts import ADMIN_GROUP, admin_username
 
 CLIENT_ID = "sagelab-local-portal"
 TOKEN_SECONDS = 3600
@@ -140,20 +141,17 @@ class LocalEnvironments:
     def notebook_url(self, student: Any) -> str:
         return f"{self.base_url}/notebook/{student.student_id}?{urlencode({'ticket': self.ticket(student.student_id)})}"
 
-    def status(self, student: Any) -> dict[str, Any]:
-        executions = self.workdir / "students" / student.student_id / "executions"
-        runs = []
-        for record in sorted(executions.glob("*/execution.json"), key=lambda path: path.stat().st_mtime, reverse=True)[:3]:
-            status = json.loads(record.read_text())
-            started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(record.stat().st_mtime))
-            runs.append({"started": started, "status": status.get("status", "")})
-        return {
-            "notebook": "InService (local stand-in)",
-            "runs": runs,
-            "api_url": "http://127.0.0.1:8080 (sagelab serve)",
-            "api_key_hint": "the key `sagelab serve` prints when it starts",
-            "budget": None,
-        }
+    def status(self, student: Any) -> dict[str, str]:
+        """class_report's columns, from the student's local work directory."""
+        executions = sorted(
+            (self.workdir / "students" / student.student_id / "executions").glob("*/execution.json"), key=lambda path: path.stat().st_mtime, reverse=True
+        )
+        status = dict.fromkeys(STATUS_COLUMNS, "")
+        status.update(notebook_status="InService (local stand-in)", endpoint="none", last_run="none", budget_limit_usd="none")
+        if executions:
+            status["last_run"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(executions[0].stat().st_mtime))
+            status["last_run_status"] = str(json.loads(executions[0].read_text()).get("status", ""))
+        return {**status, "api_url": "http://127.0.0.1:8080 (sagelab serve)", "api_key_id": "", "api_key_hint": "the key `sagelab serve` prints when it starts"}
 
 
 def configure_handler(students: Sequence[Student], region: str) -> ModuleType:
@@ -161,7 +159,6 @@ def configure_handler(students: Sequence[Student], region: str) -> ModuleType:
     from stacks.student_portal.runtime import handler
 
     os.environ["STUDENTS"] = handler.encode_students([handler.PortalStudent(s.student_id, s.account_id, s.region or region) for s in students], region)
-    os.environ["NAMES"] = json.dumps(handler_names())
     os.environ["REGION"] = region
     os.environ["CLIENT_ID"] = CLIENT_ID
     os.environ["ADMIN_GROUP"] = ADMIN_GROUP

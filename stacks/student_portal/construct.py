@@ -17,8 +17,10 @@ only their `ResourceNames.portal_presign_role`; it has no data access.
 
 from __future__ import annotations
 
-import json
+import functools
 import re
+import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,16 +39,33 @@ from stacks.lambda_runtime import LAMBDA_RUNTIME, powertools_layer
 from stacks.nag import acknowledge, acknowledge_policy_wildcards, acknowledge_tracing_grant
 from stacks.naming import ResourceNames
 from stacks.sagemaker_log_groups import allow_cloudwatch_logs
-from stacks.student_portal.accounts import ADMIN_GROUP, admin_username, handler_names
+from stacks.student_portal.accounts import ADMIN_GROUP, admin_username
 from stacks.student_portal.runtime.handler import PortalStudent, encode_students
 
 RUNTIME_DIR = Path(__file__).resolve().parent / "runtime"
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+# What the function ships beside its handler: `sagelab class report`'s reading of a student
+# (class_report.student_status) and the modules it needs, so the page and the report are one code.
+SHIPPED_MODULES = ("sagelab/__init__.py", "sagelab/naming.py", "sagelab/aws_ops.py", "sagelab/class_report.py")
 STAGE = "prod"
-# A managed policy holds at most 6,144 characters; each student adds about 300 (four ARNs), and a
-# role takes at most 10 managed policies (the default quota): 15 students a policy, 150 a class.
-STUDENTS_PER_POLICY = 15
+# A managed policy holds at most 6,144 characters; each student adds about 380 (five ARNs), and a
+# role takes at most 10 managed policies (the default quota): 12 students a policy, 108 a class.
+STUDENTS_PER_POLICY = 12
 MAX_POLICIES = 9  # the tenth slot is left for a permissions boundary's companions or an admin's own
 TEMPORARY_PASSWORD_DAYS = 7
+
+
+@functools.cache
+def staged_runtime() -> Path:
+    """The function's code: the handler and page at the root, the shipped modules under sagelab/
+    (copied once per process; the same files give the same asset hash)."""
+    target = Path(tempfile.mkdtemp(prefix="sagelab-portal-"))
+    for name in ("handler.py", "page.html"):
+        shutil.copyfile(RUNTIME_DIR / name, target / name)
+    for module in SHIPPED_MODULES:
+        (target / module).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(REPO_ROOT / module, target / module)
+    return target
 
 
 @dataclass(frozen=True)
@@ -242,7 +261,7 @@ class StudentPortal(Construct):
             "Function",
             runtime=LAMBDA_RUNTIME,
             handler="handler.lambda_handler",
-            code=lambda_.Code.from_asset(str(RUNTIME_DIR), exclude=["__pycache__", "*.pyc", "__init__.py"]),
+            code=lambda_.Code.from_asset(str(staged_runtime())),
             layers=[powertools_layer(self)],
             role=role,
             memory_size=256,
@@ -253,7 +272,6 @@ class StudentPortal(Construct):
             logging_format=lambda_.LoggingFormat.JSON,
             environment={
                 "STUDENTS": encode_students([PortalStudent(u.student_id, u.account_id, u.region) for u in users], region),
-                "NAMES": json.dumps(handler_names(), separators=(",", ":")),
                 "REGION": region,
                 "CLIENT_ID": self.client.user_pool_client_id,
                 "SIGN_IN_URL": self.domain.base_url(),
@@ -346,8 +364,9 @@ class StudentPortal(Construct):
 
 
 def student_statements(users: Sequence[PortalUser]) -> list[iam.PolicyStatement]:
-    """What the portal may do for these students: presign and describe their notebook, list their
-    pipeline's runs, read their serving stack's outputs and their budget. Nothing else, no data."""
+    """What the portal may do for these students: presign and describe their notebook, describe
+    their endpoint, list their pipeline's runs, read their serving stack's outputs and their
+    budget (what class_report.student_status reads). Nothing else, no data."""
 
     def arn(service: str, region: str, resource: str) -> str:
         return f"arn:{Aws.PARTITION}:{service}:{region}:{Aws.ACCOUNT_ID}:{resource}"
@@ -358,6 +377,11 @@ def student_statements(users: Sequence[PortalUser]) -> list[iam.PolicyStatement]
             sid="PresignAndDescribeTheirNotebooks",
             actions=["sagemaker:CreatePresignedNotebookInstanceUrl", "sagemaker:DescribeNotebookInstance"],
             resources=[arn("sagemaker", region, f"notebook-instance/{n.notebook}") for n, region in names],
+        ),
+        iam.PolicyStatement(
+            sid="DescribeTheirEndpoint",
+            actions=["sagemaker:DescribeEndpoint"],
+            resources=[arn("sagemaker", region, f"endpoint/{n.endpoint}") for n, region in names],
         ),
         iam.PolicyStatement(
             sid="ListTheirRuns",

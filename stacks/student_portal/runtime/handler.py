@@ -15,12 +15,14 @@ refused with 403 and a message that says whose environment this caller may open.
 
 Configuration (set by stacks/student_portal/construct.py):
     STUDENTS        JSON {student id: "" (the class account, REGION) | "ACCOUNT/REGION" | "/REGION"}
-    NAMES           JSON {what: name with "{student}" in place of the id} (sagelab.naming's names)
     REGION          the class's region
     CLIENT_ID       the user pool app client the page signs in with (the tokens' audience)
     SIGN_IN_URL     the hosted sign-in's base URL (https://DOMAIN.auth.REGION.amazoncognito.com)
     ADMIN_GROUP     the group whose members see the class report
-    PRESIGN_ROLE    name of the role in an own-account student's account that presigns for us
+
+A student's status is what `sagelab class report` reads (sagelab/class_report.py's
+`student_status`, shipped with this function with the modules it needs: names come from
+sagelab/naming.py, so the function and the stacks name every resource the same way).
 """
 
 from __future__ import annotations
@@ -37,13 +39,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 
+from sagelab.naming import ResourceNames
+
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
 PAGE = Path(__file__).with_name("page.html")
 NOTEBOOK_SESSION_SECONDS = 1800  # how long the presigned notebook session lasts (SageMaker allows 1800..43200)
-RUNS_SHOWN = 3
-STUDENT_PLACEHOLDER = "{student}"
+NOT_AVAILABLE = "n/a: "  # how class_report marks a value it could not read
 
 logger = Logger(service="sagelab-student-portal")
 app = APIGatewayRestResolver()
@@ -114,21 +117,18 @@ class Environments(Protocol):
 
     def notebook_url(self, student: PortalStudent) -> str: ...
 
-    def status(self, student: PortalStudent) -> dict[str, Any]: ...
+    def status(self, student: PortalStudent) -> dict[str, str]:
+        """sagelab/class_report.py's columns for the student, plus `api_url` and `api_key_id`."""
+        ...
 
 
 @dataclass(frozen=True)
 class Settings:
     students: dict[str, PortalStudent]
-    names: dict[str, str]
     client_id: str
     sign_in_url: str
     admin_group: str
-    presign_role: str
     region: str
-
-    def name(self, what: str, student_id: str) -> str:
-        return self.names[what].replace(STUDENT_PLACEHOLDER, student_id)
 
 
 @cache
@@ -136,29 +136,25 @@ def settings() -> Settings:
     region = os.environ["REGION"]
     return Settings(
         students=decode_students(os.environ["STUDENTS"], region),
-        names=json.loads(os.environ["NAMES"]),
         client_id=os.environ["CLIENT_ID"],
         sign_in_url=os.environ.get("SIGN_IN_URL", ""),
         admin_group=os.environ.get("ADMIN_GROUP", "admins"),
-        presign_role=os.environ.get("PRESIGN_ROLE", ""),
         region=region,
     )
 
 
 class AwsEnvironments:
     """The deployed environments: the class account's with the function's own role, an
-    own-account student's through PRESIGN_ROLE in their account (which trusts only this function's role)."""
+    own-account student's through their portal role (which trusts only this function's role)."""
 
-    def _client(self, service: str, student: PortalStudent) -> Any:
+    def _session(self, student: PortalStudent) -> Any:
         import boto3
 
         if student.account_id is None:
-            return boto3.client(service, region_name=student.region)
-        config = settings()
-        role_arn = f"arn:aws:iam::{student.account_id}:role/{config.name('presign_role', student.student_id)}"
+            return boto3.Session(region_name=student.region)
+        role_arn = f"arn:aws:iam::{student.account_id}:role/{ResourceNames.of(student.student_id).portal_presign_role}"
         credentials = boto3.client("sts").assume_role(RoleArn=role_arn, RoleSessionName=f"portal-{student.student_id}")["Credentials"]
-        return boto3.client(
-            service,
+        return boto3.Session(
             region_name=student.region,
             aws_access_key_id=credentials["AccessKeyId"],
             aws_secret_access_key=credentials["SecretAccessKey"],
@@ -166,81 +162,54 @@ class AwsEnvironments:
         )
 
     def notebook_url(self, student: PortalStudent) -> str:
-        sagemaker = self._client("sagemaker", student)
+        sagemaker = self._session(student).client("sagemaker")
         answer = sagemaker.create_presigned_notebook_instance_url(
-            NotebookInstanceName=settings().name("notebook", student.student_id), SessionExpirationDurationInSeconds=NOTEBOOK_SESSION_SECONDS
+            NotebookInstanceName=ResourceNames.of(student.student_id).notebook, SessionExpirationDurationInSeconds=NOTEBOOK_SESSION_SECONDS
         )
         return str(answer["AuthorizedUrl"])
 
-    def status(self, student: PortalStudent) -> dict[str, Any]:
-        config = settings()
-        status: dict[str, Any] = {}
-        sagemaker = self._client("sagemaker", student)
-        status["notebook"] = _read(
-            lambda: sagemaker.describe_notebook_instance(NotebookInstanceName=config.name("notebook", student.student_id))["NotebookInstanceStatus"]
-        )
-        status["runs"] = _read(
-            lambda: [
-                {"started": _when(run.get("StartTime")), "status": run.get("PipelineExecutionStatus", "")}
-                for run in sagemaker.list_pipeline_executions(
-                    PipelineName=config.name("pipeline", student.student_id), SortBy="CreationTime", SortOrder="Descending", MaxResults=RUNS_SHOWN
-                )["PipelineExecutionSummaries"]
-            ]
-        )
-        outputs = _read(lambda: _outputs(self._client("cloudformation", student), config.name("serving_stack", student.student_id)))
-        status["api_url"] = outputs.get("ApiUrl", "") if isinstance(outputs, dict) else outputs
-        status["api_key_id"] = outputs.get("ApiKeyId", "") if isinstance(outputs, dict) else ""
-        status["budget"] = _read(lambda: _budget(self._client("budgets", student), student, config.name("budget", student.student_id)))
-        return status
+    def status(self, student: PortalStudent) -> dict[str, str]:
+        from sagelab.aws_ops import AwsOperations, OperationError
+        from sagelab.class_report import student_status
 
-
-def _outputs(cloudformation: Any, stack_name: str) -> dict[str, str]:
-    stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
-    return {output["OutputKey"]: output["OutputValue"] for output in stacks[0].get("Outputs", [])}
-
-
-def _budget(budgets: Any, student: PortalStudent, budget_name: str) -> dict[str, float]:
-    import boto3
-
-    account = student.account_id or boto3.client("sts").get_caller_identity()["Account"]
-    described = budgets.describe_budget(AccountId=account, BudgetName=budget_name)["Budget"]
-    spent = described.get("CalculatedSpend", {}).get("ActualSpend", {}).get("Amount", 0)
-    return {"limit_usd": float(described["BudgetLimit"]["Amount"]), "spent_usd": float(spent)}
-
-
-def _when(value: Any) -> str:
-    return value.strftime("%Y-%m-%d %H:%M UTC") if hasattr(value, "strftime") else str(value or "")
-
-
-def _read(read: Any) -> Any:
-    """A value, or what stopped it being read (the page shows it; the log has the details)."""
-    try:
-        return read()
-    except Exception as error:  # one unreadable value must not hide the others
-        logger.warning("could not read a value", exc_info=error)
-        code = getattr(error, "response", {}).get("Error", {}).get("Code") if hasattr(error, "response") else None
-        return {"unavailable": code or type(error).__name__}
+        try:
+            ops = AwsOperations(self._session(student))
+        except Exception as error:  # the student's account cannot be reached: say so, in every column
+            logger.warning("could not reach the student's account", exc_info=error)
+            return {"notebook_status": f"{NOT_AVAILABLE}the portal cannot reach this account"}
+        status = student_status(ops, student.student_id, student.account_id)
+        try:
+            outputs = ops.stack_outputs(ResourceNames.of(student.student_id).serving_stack) or {}
+        except OperationError as error:
+            outputs = {"ApiUrl": f"{NOT_AVAILABLE}{error}"}
+        return {**status, "api_url": outputs.get("ApiUrl", ""), "api_key_id": outputs.get("ApiKeyId", "")}
 
 
 # Replaced by `sagelab class portal` with the local environments.
 environments: Environments = AwsEnvironments()
 
 
-def next_step(status: dict[str, Any]) -> str:
+def next_step(status: dict[str, str]) -> str:
     """The lab's next step, from where the student is; each names a section of the lab notebook
     (sagelab/notebooks/sagemaker_lab.ipynb, which tests/test_student_portal.py checks)."""
-    runs = status.get("runs")
-    notebook = status.get("notebook")
+    notebook = status.get("notebook_status", "")
+    last_run = status.get("last_run", "")
+    result = status.get("last_run_status", "")
     if notebook in ("Stopped", "Failed"):
         return "Open your notebook (it starts in a few minutes), then work through sagemaker_lab.ipynb from '1. Prepare and look at the data'."
-    if not isinstance(runs, list) or not runs:
+    if last_run in ("", "none") or last_run.startswith(NOT_AVAILABLE):
         return "Open your notebook and work through '1. Prepare and look at the data' and '2. Run the pipeline': your first run trains and registers a model."
-    last = str(runs[0].get("status", ""))
-    if last in ("Executing", "Stopping"):
+    if result in ("Executing", "Stopping"):
         return "Your pipeline is running: follow it in your notebook ('3. Follow the training step's log'); it takes a few minutes."
-    if last in ("Failed", "Stopped"):
+    if result in ("Failed", "Stopped"):
         return "Your last run did not succeed: read its log in your notebook ('3. Follow the training step's log'), fix, and run '2. Run the pipeline' again."
     return "Your model is registered: look at it ('4. Evaluate: metrics and plots'), then '5. Approve the model' and call your API ('6. Predict new rows')."
+
+
+def for_student(status: dict[str, str]) -> dict[str, str]:
+    """What a student sees of their status: why a value is missing stays in the log and the admins'
+    report (it may name roles and accounts), the student reads "not available"."""
+    return {key: "not available" if value.startswith(NOT_AVAILABLE) else value for key, value in status.items()}
 
 
 def _caller() -> Caller:
@@ -297,7 +266,7 @@ def page() -> Response[str]:
 def student_environment(student: str) -> Response[str]:
     own = _own_student(student)
     status = environments.status(own)
-    return _json(200, {"student": own.student_id, **status, "next_step": next_step(status)})
+    return _json(200, {"student": own.student_id, **for_student(status), "next_step": next_step(status)})
 
 
 @app.get("/students/<student>/notebook")
@@ -323,7 +292,7 @@ def class_report() -> Response[str]:
     if not caller.is_admin(config.admin_group):
         raise Refused(403, "Forbidden", f"the class report is for the course admins (group {config.admin_group!r}); you are signed in as {caller.username!r}")
 
-    def row(student: PortalStudent) -> dict[str, Any]:
+    def row(student: PortalStudent) -> dict[str, str]:
         status = environments.status(student)
         return {"student": student.student_id, **status, "next_step": next_step(status)}
 
