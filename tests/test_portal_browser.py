@@ -115,3 +115,25 @@ def test_portal_browser_admin_sees_the_class_report(portal: LocalPortal, page: A
     rows = page.locator("#class-rows tr")
     assert [rows.nth(i).locator("td").first.text_content() for i in range(rows.count())] == ["alice", "bob"]
     page.screenshot(path=str(ARTIFACTS / "admin-report.png"), full_page=True)
+
+
+@pytest.mark.slow
+def test_portal_shows_a_students_local_run_and_the_next_step(trained_run: Any, tmp_path: Path) -> None:
+    """A student's own local environment (<workdir>/students/<id>/, where they ran the pipeline)
+    is what their page shows, over real HTTP with a token of the local sign-in."""
+    import httpx
+
+    from sagelab.local.portal import Account
+
+    roster = tmp_path / "roster.csv"
+    roster.write_text(ROSTER)
+    (tmp_path / "work" / "students").mkdir(parents=True)
+    shutil.copytree(trained_run.workdir / "executions", tmp_path / "work" / "students" / "alice" / "executions")
+    server = LocalPortal(roster, tmp_path / "work").start()
+    try:
+        alice = httpx.get(f"{server.url}/students/alice", headers={"Authorization": server.sign_in.token(Account("alice", "alice@example.edu", ()))}).json()
+        bob = httpx.get(f"{server.url}/students/bob", headers={"Authorization": server.sign_in.token(Account("bob", "bob@example.edu", ()))}).json()
+    finally:
+        server.stop()
+    assert alice["last_run_status"] == "Succeeded" and "'4. Evaluate: metrics and plots'" in alice["next_step"]
+    assert bob["last_run"] == "none" and "'2. Run the pipeline'" in bob["next_step"]
