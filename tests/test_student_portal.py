@@ -396,3 +396,23 @@ def test_the_portal_may_make_every_call_its_handler_makes(mixed_class: SynthResu
         assert not is_allowed(function, action, _resource(action, "carol", "us-east-1", ENV.account)), action
         # In dave's stack the account is the stack's own (the model resolves it to ENV's account).
         assert is_allowed(dave, action, _resource(action, "dave", "eu-west-1", ENV.account)), action
+
+
+def test_the_function_ships_every_project_module_it_imports() -> None:
+    """The function's asset is its handler, page and the shipped modules: importing the handler
+    and what it imports lazily (class_report, aws_ops) loads no project module from elsewhere."""
+    import subprocess
+    import sys
+
+    from stacks.student_portal.construct import staged_runtime
+
+    directory = staged_runtime()
+    probe = (
+        "import json, sys; sys.path.insert(0, '.'); import handler, sagelab.class_report, sagelab.aws_ops; "
+        "print(json.dumps({n: getattr(m, '__file__', '') for n, m in sys.modules.items() if n.split('.')[0] in ('handler', 'sagelab', 'stacks', 'runtime', 'pipeline_steps')}))"
+    )
+    completed = subprocess.run([sys.executable, "-I", "-c", probe], cwd=directory, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    loaded = json.loads(completed.stdout)
+    assert {"handler", "sagelab.class_report", "sagelab.aws_ops", "sagelab.naming"} <= set(loaded)
+    assert all(Path(path).resolve().is_relative_to(directory.resolve()) for path in loaded.values() if path), loaded
