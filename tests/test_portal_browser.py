@@ -69,6 +69,8 @@ def test_portal_student_signs_in_and_reaches_their_own_notebook(portal: LocalPor
     button.wait_for()
     assert page.locator("#who").text_content() == "Signed in as alice (alice@example.edu)"
     assert "'2. Run the pipeline'" in page.locator("#next-step").text_content()
+    # Readable on a phone: nothing wider than the 420-pixel viewport.
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     page.screenshot(path=str(ARTIFACTS / "student-page.png"), full_page=True)
     # Keyboard only: the button takes focus and Enter opens the notebook.
     button.focus()
@@ -137,3 +139,28 @@ def test_portal_shows_a_students_local_run_and_the_next_step(trained_run: Any, t
         server.stop()
     assert alice["last_run_status"] == "Succeeded" and "'4. Evaluate: metrics and plots'" in alice["next_step"]
     assert bob["last_run"] == "none" and "'2. Run the pipeline'" in bob["next_step"]
+
+
+def test_portal_command_serves_the_page(tmp_path: Path) -> None:
+    """`sagelab class portal` as an admin starts it: it prints its address and serves the page."""
+    import subprocess
+    import sys
+
+    import httpx
+
+    roster = tmp_path / "roster.csv"
+    roster.write_text(ROSTER)
+    command = [sys.executable, "-m", "sagelab", "class", "portal", "--roster", str(roster), "--port", "0", "--workdir", str(tmp_path / "work")]
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith("student portal: http://127.0.0.1:"), line + (process.stderr.read() if process.poll() is not None else "")
+        url = line.split()[2]
+        page = httpx.get(url)
+        assert page.status_code == 200 and "<title>SageLab: my lab environment</title>" in page.text
+        refused = httpx.get(f"{url}students/alice")
+        assert refused.status_code == 401 and refused.json()["message"].startswith("sign in first")
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
