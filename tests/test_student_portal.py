@@ -416,3 +416,36 @@ def test_the_function_ships_every_project_module_it_imports() -> None:
     loaded = json.loads(completed.stdout)
     assert {"handler", "sagelab.class_report", "sagelab.aws_ops", "sagelab.naming"} <= set(loaded)
     assert all(Path(path).resolve().is_relative_to(directory.resolve()) for path in loaded.values() if path), loaded
+
+
+# -- the local sign-in stand-in: the authorizer's checks ----------------------------------------------
+def test_the_local_sign_in_accepts_only_its_own_unexpired_untampered_tokens() -> None:
+    import base64
+
+    from sagelab.local.portal import Account, LocalSignIn
+
+    sign_in = LocalSignIn()
+    alice = Account("alice", "alice@example.edu", ())
+    token = sign_in.token(alice, now=1_000)
+    assert sign_in.verify(token, now=1_001)["cognito:username"] == "alice"
+    assert sign_in.verify(token, now=1_000 + 3_601) is None  # expired
+    assert LocalSignIn().verify(token, now=1_001) is None  # another run's key
+    header, payload, signature = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    forged = base64.urlsafe_b64encode(json.dumps({**claims, "cognito:username": "bob"}).encode()).rstrip(b"=").decode()
+    assert sign_in.verify(f"{header}.{forged}.{signature}", now=1_001) is None  # claims edited to name bob
+
+
+def test_a_sign_in_code_is_good_once_and_only_with_its_verifier() -> None:
+    import base64
+    import hashlib
+
+    from sagelab.local.portal import Account, LocalSignIn
+
+    sign_in = LocalSignIn()
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(b"the-verifier").digest()).rstrip(b"=").decode()
+    code = sign_in.code_for(Account("alice", "alice@example.edu", ()), challenge)
+    assert sign_in.redeem(code, "another-verifier") is None
+    code = sign_in.code_for(Account("alice", "alice@example.edu", ()), challenge)
+    assert sign_in.redeem(code, "the-verifier") == Account("alice", "alice@example.edu", ())
+    assert sign_in.redeem(code, "the-verifier") is None
