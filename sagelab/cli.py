@@ -367,7 +367,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             served = endpoint.served
             assert served is not None
             print(f"serving {served.package.group} version {served.package.version} ({served.package.approval_status})", flush=True)
-            print(f"gateway   {gateway.url}   POST /predict (x-api-key), GET /health, GET /openapi.json", flush=True)
+            print(f"gateway   {gateway.url}   POST /predict and GET /openapi.json (x-api-key), GET /health", flush=True)
             print(f"endpoint  {endpoint.url}   GET /ping, POST /invocations, POST /endpoints/<name>/invocations", flush=True)
             print(f"api key   {api_key}", flush=True)
             print(f"try:      sagelab predict --url {gateway.url} --api-key {api_key} --file rows.csv   (Ctrl-C stops)", flush=True)

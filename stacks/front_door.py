@@ -3,7 +3,8 @@
 POST /predict        -> the Lambda (reserved concurrency) -> the endpoint
 GET  /health         -> MOCK integration: API Gateway answers, no Lambda, no Lambda throttle
 GET  /openapi.json   -> the Lambda: the API description with the served model's description merged
-                        in (public, method-throttled so it cannot take /predict's concurrency)
+                        in (feature names, labels, categorical values: training data), so it takes
+                        /predict's auth (API key or IAM) and a method throttle of its own
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ RUNTIME_DIR = Path(__file__).resolve().parent.parent / "runtime" / "front_door"
 REQUEST_SCHEMA = RUNTIME_DIR / "request_schema.json"
 STAGE = "prod"
 DEFAULT_RESERVED_CONCURRENCY = 20
-# GET /openapi.json is public and reaches the function: a low method throttle keeps anonymous
-# callers from taking the reserved concurrency that /predict needs.
+# GET /openapi.json reaches the function: besides /predict's auth, a low method throttle keeps a
+# key holder's polling from taking the reserved concurrency that /predict needs.
 OPENAPI_RATE_LIMIT, OPENAPI_BURST_LIMIT = 5, 10
 # Where evaluate.py writes the model's description (decision 0011), relative to the artifacts bucket.
 MODEL_DESCRIPTION_KEYS = "models/evaluations/*/model_description.json"
@@ -330,12 +331,17 @@ class FrontDoor(Construct):
             request_validator=validator,
             request_models={"application/json": request_model},
         )
+        # The only anonymous route: API Gateway answers it itself, nothing reaches the function.
         self.api.root.add_resource("health").add_method("GET", _static_json(health_body(names.endpoint)), method_responses=[_OK])
-        # Public like /health, but it reads the served model's description: the function answers
-        # (its own scoped invoke permission: GET /openapi.json of this stage only).
+        # The served model's description names its features, labels and categorical values (values
+        # of the training data), and the function answers it: /predict's callers only, so anonymous
+        # traffic never reaches the function (its own scoped invoke permission: this stage's GET).
         describe = apigw.LambdaIntegration(self.function, proxy=True, scope_permission_to_method=True, allow_test_invoke=False)
         self.openapi_method = self.api.root.add_resource("openapi.json").add_method(
-            "GET", describe, api_key_required=False, authorization_type=apigw.AuthorizationType.NONE
+            "GET",
+            describe,
+            api_key_required=use_api_keys,
+            authorization_type=apigw.AuthorizationType.NONE if use_api_keys else apigw.AuthorizationType.IAM,
         )
         return predict
 
@@ -380,10 +386,10 @@ class FrontDoor(Construct):
             self.api,
             (
                 "AwsSolutions-APIG4",
-                "POST /predict requires an API key with a usage plan (or IAM auth by config); /health (MOCK) and /openapi.json (the API description, "
-                "method-throttled) are public by design."
+                "POST /predict and GET /openapi.json require an API key with a usage plan (or IAM auth by config); only GET /health, "
+                "a MOCK that never reaches the function, is public."
                 if serving.auth == "api_key"
-                else "POST /predict uses IAM authorization; /health (MOCK) and /openapi.json (the API description, method-throttled) are public by design.",
+                else "POST /predict and GET /openapi.json use IAM authorization; only GET /health, a MOCK that never reaches the function, is public.",
             ),
             ("AwsSolutions-COG4", "Clients are services holding API keys (or IAM principals), not Cognito users."),
             ("AwsSolutions-APIG6", execution_logging),

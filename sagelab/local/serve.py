@@ -56,8 +56,10 @@ API_GATEWAY_MAX_BODY = 10 * 1024 * 1024
 LOCAL_ACCOUNT = "000000000000"
 LOCAL_REGION = "us-east-1"
 MOCK_ROUTES = {("GET", "/health")}  # answered by the gateway itself
-PUBLIC_ROUTES = {("GET", "/openapi.json")}  # to the handler without a key or signature, no request model
-ROUTES = {("POST", "/predict"), *MOCK_ROUTES, *PUBLIC_ROUTES}
+# To the handler with /predict's key or signature (it describes the served model's training
+# values), without a request model.
+DESCRIBE_ROUTES = {("GET", "/openapi.json")}
+ROUTES = {("POST", "/predict"), *MOCK_ROUTES, *DESCRIBE_ROUTES}
 METHODS_BY_PATH = {path: sorted(m for m, p in ROUTES if p == path) for _, path in ROUTES}
 MAX_SIGV4_SKEW_SECONDS = 5 * 60  # API Gateway refuses signatures older (or newer) than 5 minutes
 # What the deployed front door's role may read (stacks/front_door.py: s3:GetObject on
@@ -455,10 +457,10 @@ def sigv4_problem(method: str, url: str, headers: Mapping[str, str], body: bytes
 
 class LocalGateway(_LocalServer):
     """API Gateway's part, locally: routes, API key or SigV4 (IAM auth), the request model, the
-    MOCK answers of GET /health and /openapi.json, proxy events to the handler for POST /predict.
+    MOCK answer of GET /health, proxy events to the handler for POST /predict and GET /openapi.json.
 
-    `iam_credentials` (access key id -> secret key) switches POST /predict from API keys to IAM
-    auth, as `serving.auth: iam` does in the stack: a request must carry a valid SigV4 signature."""
+    `iam_credentials` (access key id -> secret key) switches both from API keys to IAM auth, as
+    `serving.auth: iam` does in the stack: a request must carry a valid SigV4 signature."""
 
     def __init__(
         self,
@@ -510,11 +512,11 @@ class LocalGateway(_LocalServer):
             _send(request, 200, self.mock_bodies[path])
             return
         text = raw.decode("utf-8", errors="replace")
-        if (method, path) not in PUBLIC_ROUTES:
-            problem = self._auth_problem(request, method, raw)
-            if problem:
-                self._gateway_error(request, 403, "Forbidden", problem)
-                return
+        problem = self._auth_problem(request, method, raw)
+        if problem:
+            self._gateway_error(request, 403, "Forbidden", problem)
+            return
+        if (method, path) not in DESCRIBE_ROUTES:
             problem = request_model_problem(text)
             if problem:
                 self._gateway_error(request, 400, "BadRequest", problem)
