@@ -223,6 +223,9 @@ class EnvironmentConfig:
     budget_usd: StrictInt = Field(default=0, ge=0, le=1_000_000, description="0 (no budget) to 1000000 USD per month")
     budget_alert_emails: tuple[Email, ...] = ()
     shares_account_with_class: StrictBool = False  # a roster row without account_id
+    # A roster row with its own account: the class portal's function role (in the class account),
+    # which alone may assume this environment's portal role to presign its notebook.
+    class_portal_role_arn: Arn | None = None
 
     @property
     def names(self) -> ResourceNames:
