@@ -569,7 +569,7 @@ def serving(
         if require_model:
             raise
         served = None
-    endpoint = LocalEndpoint(served, port=endpoint_port, endpoint_name=endpoint_name, s3_root=Path(workdir) / "s3", credentials=new_local_credentials()).start()
+    endpoint = LocalEndpoint(served, port=endpoint_port, endpoint_name=endpoint_name, s3_root=Path(workdir) / "s3").start()
     gateway = None
     # The handler module is a process-wide singleton, as in Lambda; a nested `serving()` (tests)
     # must hand the previous configuration back when it ends.
