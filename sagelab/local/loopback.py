@@ -27,6 +27,7 @@ import json
 import re
 import secrets
 import socket
+import sys
 import threading
 import uuid
 from collections.abc import Mapping
@@ -124,7 +125,9 @@ class LoopbackServer(ThreadingHTTPServer):
                 connection.shutdown(socket.SHUT_RDWR)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        return  # a client that vanished mid-answer is no error of ours; routes answer their own errors
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            return  # a client that vanished or stalled mid-request is no error of ours
+        super().handle_error(request, client_address)
 
 
 class LoopbackHandler(BaseHTTPRequestHandler):
@@ -176,7 +179,7 @@ class LoopbackHandler(BaseHTTPRequestHandler):
             super().handle_one_request()
             if not self.close_connection and not self.body_read:
                 self._drop_unread_body()
-        except (ClientGone, ConnectionError):
+        except (ConnectionError, TimeoutError):  # ClientGone, or a stall while dropping an unread body
             self.close_connection = True
         finally:
             self.loopback.mark(self.connection, evictable=True)  # waiting for the next request
