@@ -117,11 +117,12 @@ def assert_json_refusal(status: int, body: bytes, expected: int) -> dict[str, An
 def test_a_malformed_content_length_is_a_json_400(front_door: tuple[LocalGateway, LocalEndpoint], length: str) -> None:
     # Today's gateway read "-1" as "up to EOF" (400 MiB taken with no key: this exchange timed out)
     # and dropped the connection on "abc" or "-419430400"; each is a 400 that names the header now.
-    for url in (front_door[0].url, front_door[1].url):
-        head = request_head("POST", "/predict", port_of(url), {"Content-Length": length, "x-api-key": API_KEY})
-        status, headers, body = exchange(url, head)
-        assert "Content-Length" in assert_json_refusal(status, body, 400)["message"]
-        assert headers["connection"] == "close"
+    with LocalSageMakerApi() as api:
+        for url in (front_door[0].url, front_door[1].url, api.url):
+            head = request_head("POST", "/predict", port_of(url), {"Content-Length": length, "x-api-key": API_KEY})
+            status, headers, body = exchange(url, head)
+            assert "Content-Length" in assert_json_refusal(status, body, 400)["message"]
+            assert headers["connection"] == "close"
 
 
 def test_two_different_content_lengths_and_chunked_bodies_are_refused(front_door: tuple[LocalGateway, LocalEndpoint]) -> None:
