@@ -368,7 +368,7 @@ def test_autopilot_text_in_a_numeric_column_is_the_containers_400_naming_row_and
 
 # -- GET /openapi.json describes the served model --------------------------------------------------------------
 def test_openapi_of_a_kmeans_model(kmeans_url: str) -> None:
-    document = httpx.get(f"{kmeans_url}/openapi.json", timeout=30).json()  # public: no key
+    document = httpx.get(f"{kmeans_url}/openapi.json", headers={"x-api-key": API_KEY}, timeout=30).json()  # /predict's key
     assert "kmeans model (clustering)" in document["info"]["description"]
     assert document["info"]["x-sagelab-model"]["rowWidth"] == 3
     schemas = document["components"]["schemas"]
@@ -380,7 +380,7 @@ def test_openapi_of_a_kmeans_model(kmeans_url: str) -> None:
 
 
 def test_openapi_of_an_autopilot_model_names_categories_and_nullable_columns(autopilot_url: str) -> None:
-    document = httpx.get(f"{autopilot_url}/openapi.json", timeout=30).json()
+    document = httpx.get(f"{autopilot_url}/openapi.json", headers={"x-api-key": API_KEY}, timeout=30).json()
     schemas = document["components"]["schemas"]
     (record,) = schemas["PredictRequest"]["properties"]["instances"]["items"]["anyOf"]  # a category: no positional rows
     assert list(record["properties"]) == ["size", "colour", "weight"]
@@ -392,7 +392,7 @@ def test_openapi_of_an_autopilot_model_names_categories_and_nullable_columns(aut
 
 
 def test_openapi_of_an_autopilot_regression_answers_a_value(autopilot_regression_url: str) -> None:
-    schemas = httpx.get(f"{autopilot_regression_url}/openapi.json", timeout=30).json()["components"]["schemas"]
+    schemas = httpx.get(f"{autopilot_regression_url}/openapi.json", headers={"x-api-key": API_KEY}, timeout=30).json()["components"]["schemas"]
     answer = schemas["PredictResponse"]["properties"]["predictions"]["items"]
     assert answer["required"] == ["value"] and answer["properties"]["value"]["type"] == "number"
 
@@ -407,7 +407,7 @@ def test_openapi_without_a_readable_description_is_the_base_with_a_note(tmp_path
     }
     register(tmp_path, image="local/sagemaker-kmeans:1", archive=kmeans_archive(tmp_path / "build"), metadata=metadata)
     with serving(tmp_path, API_KEY) as (gateway, _):
-        document = httpx.get(f"{gateway.url}/openapi.json", timeout=30).json()
+        document = httpx.get(f"{gateway.url}/openapi.json", headers={"x-api-key": API_KEY}, timeout=30).json()
         records = post(gateway.url, {"instances": [{"a": 1, "b": 2, "c": 3}]})
         positional = post(gateway.url, {"instances": [[9, 9, 9]]})
     assert "could not be read" in document["info"]["description"] and BUCKET not in json.dumps(document["info"])
