@@ -30,6 +30,7 @@ from pydantic.dataclasses import dataclass
 from pydantic.fields import FieldInfo
 
 from sagelab.naming import ResourceNames
+from sagelab.quotas import QuotaError, check_declared
 from sagelab.step_contract import ERROR_METRICS
 
 REGION_PATTERN = re.compile(r"^(us|eu|ap|sa|ca|me|af|il|mx)(-gov|-iso[a-z]?)?-(north|south|east|west|central|northeast|northwest|southeast|southwest)-\d$")
@@ -178,8 +179,10 @@ class ServingConfig:
     # action uses (the blue/green rollback of a real-time endpoint).
     monitoring: Literal["full", "class"] = "full"
     # The front door function's reserved concurrency (caps what /predict takes from the account's
-    # pool); unset leaves it unreserved, for accounts whose concurrency quota is 10.
-    front_door_reserved_concurrency: StrictInt | None = Field(default=20, ge=1, le=1000, description="1..1000, or unset")
+    # pool). Unset by default: a new account's concurrency quota is 10 and Lambda keeps 100 of any
+    # pool unreserved, so any reservation fails a first deploy there. Synth counts what is set
+    # against the account's quota (sagelab/quotas.py, `quotas.lambda_concurrent_executions`).
+    front_door_reserved_concurrency: StrictInt | None = Field(default=None, ge=1, le=1000, description="1..1000, or unset")
     # Load the X-Ray SDK in the function for subsegments (~200 ms per cold start); Lambda's and API
     # Gateway's own active tracing stay on either way.
     trace_in_code: StrictBool = False
@@ -251,6 +254,8 @@ class SageLabConfig:
 
     environments: tuple[EnvironmentConfig, ...] = (EnvironmentConfig(),)
     classroom: ClassroomConfig = ClassroomConfig()
+    # Raised account quotas (`quotas:` in YAML: key -> value, sagelab/quotas.py), as pairs so the config stays hashable.
+    quotas: tuple[tuple[str, int], ...] = ()
 
 
 # -- rules across fields (each field's own rules are in the schema) ------------------------------
@@ -569,11 +574,12 @@ def load_config(context: Mapping[str, Any] | None = None, config_file: str | Pat
         if data is None:
             data = {}
         if not isinstance(data, Mapping):
-            raise ConfigError(f"{path}: the top level must be a mapping with keys defaults, environments, classroom")
+            raise ConfigError(f"{path}: the top level must be a mapping with keys defaults, environments, classroom, quotas")
         source = _Source(str(path), lines)
         layers.append((_with_resolved_scripts(dict(data), source, path.resolve().parent, "the config file's folder"), source))
 
-    allowed_top = {"defaults", "environments", "classroom"}
+    allowed_top = {"defaults", "environments", "classroom", "quotas"}
+    declared_quotas: dict[str, int] = {}
     classroom_data: dict[str, Any] = {}
     classroom = ClassroomConfig()
     defaults: dict[str, Any] = {}
@@ -596,6 +602,21 @@ def load_config(context: Mapping[str, Any] | None = None, config_file: str | Pat
                 raise _fail(source, "classroom", data["classroom"], _describe(ClassroomConfig))
             classroom_data = _deep_merge(classroom_data, data["classroom"])
             classroom = _validated(ClassroomConfig, classroom_data, "classroom", source)
+        if "quotas" in data:
+            declared_quotas.update(_declared_quotas(data["quotas"], source))
     environments = _environments(environments_raw, environments_source, defaults)
     _check_script_names(environments, environments_source)
-    return SageLabConfig(environments=environments, classroom=classroom)
+    return SageLabConfig(environments=environments, classroom=classroom, quotas=tuple(sorted(declared_quotas.items())))
+
+
+def _declared_quotas(raw: Any, source: _Source) -> dict[str, int]:
+    """`quotas:`: raised account quotas, each checked by sagelab/quotas.py (which names what is allowed)."""
+    if not isinstance(raw, Mapping):
+        raise _fail(source, "quotas", raw, "a mapping of quota name to its value in your account, e.g. {lambda_concurrent_executions: 2000}")
+    declared: dict[str, int] = {}
+    for key, value in raw.items():
+        try:
+            declared.update(check_declared({key: value}))
+        except QuotaError as error:
+            raise ConfigError(f"{source.locate(f'quotas.{key}')}: {error}") from None
+    return declared

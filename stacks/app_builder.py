@@ -19,9 +19,11 @@ from sagelab.config import ConfigError, EnvironmentConfig, SageLabConfig, check_
 from sagelab.datasets import DIGITS_CSV
 from sagelab.naming import PROJECT
 from sagelab.pipeline_definition import definition_json, image_uris
+from sagelab.quotas import QuotaError
 from sagelab.roster import classroom_config, read_roster
+from stacks.account_quotas import check_app_quotas
 from stacks.class_stack import ClassStack, class_stack_name
-from stacks.classroom import add_classroom, clear_template_environments
+from stacks.classroom import StampedStack, add_classroom, clear_template_environments
 from stacks.nag import add_nag_packs
 from stacks.platform_stack import PlatformStack, SharedArtifacts
 from stacks.serving_stack import ServingStack, retention_name
@@ -120,6 +122,7 @@ def build_app(app: App | None = None, context: Mapping[str, Any] | None = None, 
     clear_template_environments(app)
     shared = build_shared(config)
     build = functools.partial(add_environment, shared=shared)
+    student_stacks: list[Stack] = []
     if classroom:
         student_stacks = add_classroom(app, config, functools.partial(environment_tags, config), build, add_nag_packs)
         add_class_stacks(app, config, student_stacks)
@@ -127,4 +130,15 @@ def build_app(app: App | None = None, context: Mapping[str, Any] | None = None, 
         for env in config.environments:
             build(app, env, environment_tags(config, env), env.names.platform_stack, env.names.serving_stack)
     add_nag_packs(app)
+    check_quotas_of(app, student_stacks, config)
     return app
+
+
+def check_quotas_of(app: App, student_stacks: Sequence[Stack], config: SageLabConfig) -> None:
+    """Fail synth (a ConfigError naming the quota and the numbers) when the app's stacks exceed an
+    account's quota: the defaults, or the raised values the config declares (sagelab/quotas.py)."""
+    stamped = {stack.stack_name: stack.template_text for stack in student_stacks if isinstance(stack, StampedStack)}
+    try:
+        check_app_quotas((child for child in app.node.children if isinstance(child, Stack)), stamped, config.quotas)
+    except QuotaError as error:
+        raise ConfigError(f"quota: {error}") from None
