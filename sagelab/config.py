@@ -246,6 +246,16 @@ class ClassroomConfig:
     waf: Literal["shared", "off"] = "shared"
     own_account_waf: StrictBool = False  # students with their own account get their own web ACL only if asked
     notebook_volume_gb: StrictInt = Field(default=5, ge=5, le=16384, description="5..16384")
+    # The hard spending cap of shared-account students (stacks/spend_cap): metered from SageMaker's
+    # events; at the cap the notebook stops, the endpoint goes and new work is denied until lifted.
+    spend_cap: StrictBool = True
+    spend_cap_usd: StrictInt | None = Field(default=None, ge=1, le=100_000, description="1..100000 USD per student per month, or unset (budget_usd)")
+    spend_warn_percent: StrictInt = Field(default=80, ge=1, le=99, description="1..99 percent of the cap")
+    spend_reconcile_minutes: StrictInt = Field(default=10, ge=1, le=60, description="1..60 minutes")
+
+    @property
+    def cap_usd(self) -> int:
+        return self.spend_cap_usd if self.spend_cap_usd is not None else self.budget_usd
 
 
 @dataclass(frozen=True, config=_SCHEMA)

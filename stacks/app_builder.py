@@ -27,6 +27,7 @@ from stacks.classroom import StampedStack, add_classroom, clear_template_environ
 from stacks.nag import add_nag_packs
 from stacks.platform_stack import PlatformStack, SharedArtifacts
 from stacks.serving_stack import ServingStack, retention_name
+from stacks.spend_cap.construct import SpendCapSettings
 
 
 @functools.lru_cache(maxsize=4)
@@ -77,16 +78,19 @@ def add_environment(
 
 
 def add_class_stacks(app: App, config: SageLabConfig, student_stacks: Sequence[Stack]) -> list[ClassStack]:
-    """One ClassStack per region with students on the class's shared web ACL; their serving
-    stacks deploy after it (they import its web ACL)."""
+    """One ClassStack per region with shared-account students (when they use the class's web ACL
+    or the class has a spending cap); serving stacks on the class's web ACL deploy after it (they
+    import it)."""
     by_name = {stack.stack_name: stack for stack in student_stacks}
+    classroom = config.classroom
     sharing: dict[str, list[EnvironmentConfig]] = {}
     for env in config.environments:
-        if env.serving.waf == "shared":
+        if env.serving.waf == "shared" or (env.shares_account_with_class and classroom.spend_cap):
             sharing.setdefault(env.region, []).append(env)
     class_stacks = []
     for region, students in sharing.items():
         base = students[0]
+        on_web_acl = [env for env in students if env.serving.waf == "shared"]
         class_stack = ClassStack(
             app,
             class_stack_name(region),
@@ -95,12 +99,28 @@ def add_class_stacks(app: App, config: SageLabConfig, student_stacks: Sequence[S
             student_prefixes=[env.resource_prefix for env in students],
             rate_limit_per_5_minutes=base.serving.waf_rate_limit_per_5_minutes,
             log_retention=logs.RetentionDays(retention_name(base.log_retention_days)),
-            tags={"project": PROJECT, "course": config.classroom.course},
+            tags={"project": PROJECT, "course": classroom.course},
+            web_acl=bool(on_web_acl),
+            spend_cap=spend_cap_settings(config, students) if classroom.spend_cap else None,
         )
-        for env in students:
+        for env in on_web_acl:
             by_name[f"{env.resource_prefix}-serving"].add_stack_dependency(class_stack)
         class_stacks.append(class_stack)
     return class_stacks
+
+
+def spend_cap_settings(config: SageLabConfig, students: Sequence[EnvironmentConfig]) -> SpendCapSettings:
+    classroom = config.classroom
+    return SpendCapSettings(
+        course=classroom.course,
+        students=tuple(env.name for env in students),
+        student_emails={env.name: env.student_email for env in students if env.student_email},
+        admin_emails=classroom.admin_emails,
+        cap_usd=classroom.cap_usd,
+        warn_percent=classroom.spend_warn_percent,
+        reconcile_minutes=classroom.spend_reconcile_minutes,
+        allowed_instance_types=classroom.allowed_instance_types,
+    )
 
 
 def build_app(app: App | None = None, context: Mapping[str, Any] | None = None, config: SageLabConfig | None = None) -> App:

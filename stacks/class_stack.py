@@ -3,7 +3,8 @@
 - one WAF web ACL that every student's API stage in this account and region is associated with
   (exported as `CLASS_WEB_ACL_EXPORT`; each student's front door imports it), rate-limited per
   client IP *and* API, so a class behind one school NAT address does not share one limit;
-- one dashboard with every student's API and endpoint side by side, in place of one per student.
+- one dashboard with every student's API and endpoint side by side, in place of one per student;
+- the spending cap of its students (stacks/spend_cap), when the class has one.
 
 Per-student keys, buckets, roles and budgets stay in each student's own stacks: isolation is not
 traded for cost. The WAF's log group has a key of the class's own (the students' keys are theirs).
@@ -25,6 +26,8 @@ from stacks.model_endpoint import VARIANT
 from stacks.naming import ResourceNames
 from stacks.platform_stack import apply_tags
 from stacks.sagemaker_log_groups import allow_cloudwatch_logs
+from stacks.serving_stack import DEPLOYMENT_ROLE_OUTPUT, MODEL_PACKAGE_PARAMETER
+from stacks.spend_cap.construct import SpendCap, SpendCapSettings
 
 FIVE_MINUTES = Duration.minutes(5)
 
@@ -53,6 +56,8 @@ class ClassStack(Stack):
         rate_limit_per_5_minutes: int,
         log_retention: logs.RetentionDays,
         tags: Mapping[str, str],
+        web_acl: bool = True,
+        spend_cap: SpendCapSettings | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -66,17 +71,31 @@ class ClassStack(Stack):
         if not student_prefixes:
             raise ValueError("a class stack needs at least one student")
         key = kms.Key(self, "LogKey", description="SageLab class: WAF logs", enable_key_rotation=True, removal_policy=RemovalPolicy.RETAIN)
-        allow_cloudwatch_logs(key, "CloudWatchLogsOfTheClassWaf", ["aws-waf-logs-sagelab-class-*"])
-        self.web_acl = ApiWebAcl(
-            self,
-            "Waf",
-            name_prefix="sagelab-class",
-            rate_limit_per_5_minutes=rate_limit_per_5_minutes,
-            per_api_rate_limit=True,
-            log_key=key,
-            log_retention=log_retention,
-        )
-        CfnOutput(self, "WebAclArn", value=self.web_acl.web_acl_arn, export_name=CLASS_WEB_ACL_EXPORT, description="Associated with every student's API")
+        self.web_acl: ApiWebAcl | None = None
+        if web_acl:
+            allow_cloudwatch_logs(key, "CloudWatchLogsOfTheClassWaf", ["aws-waf-logs-sagelab-class-*"])
+            self.web_acl = ApiWebAcl(
+                self,
+                "Waf",
+                name_prefix="sagelab-class",
+                rate_limit_per_5_minutes=rate_limit_per_5_minutes,
+                per_api_rate_limit=True,
+                log_key=key,
+                log_retention=log_retention,
+            )
+            CfnOutput(self, "WebAclArn", value=self.web_acl.web_acl_arn, export_name=CLASS_WEB_ACL_EXPORT, description="Associated with every student's API")
+        self.spend_cap: SpendCap | None = None
+        if spend_cap is not None:
+            self.spend_cap = SpendCap(
+                self,
+                "SpendCap",
+                settings=spend_cap,
+                model_package_parameter=MODEL_PACKAGE_PARAMETER,
+                deployment_role_output=DEPLOYMENT_ROLE_OUTPUT,
+                key=key,
+                log_retention=log_retention,
+            )
+            CfnOutput(self, "SpendCapFunctionName", value=self.spend_cap.function.function_name, description="sagelab class lift invokes it")
         self.dashboard = self._dashboard([ResourceNames(prefix) for prefix in student_prefixes])
         apply_tags(self, tags)
 
