@@ -235,7 +235,7 @@ def judge(student: str, settings: ClassSettings, now: float) -> Verdict:
             notify(
                 student,
                 f"SageLab {settings.course}: {student} reached the spending cap",
-                f"{student} has spent ${spent:.2f} of ${cap:.2f} this month. Notebook stopped, endpoint deleted, new SageMaker work denied "
+                f"{student} reached the spending cap: ${spent:.2f} of ${cap:.2f} this month. Notebook stopped, endpoint deletion requested, new SageMaker work denied "
                 f"until an admin runs `sagelab class lift {student}`. ({'; '.join(actions)})",
             )
         return Verdict(student, spent, cap, actions)
@@ -243,7 +243,7 @@ def judge(student: str, settings: ClassSettings, now: float) -> Verdict:
         notify(
             student,
             f"SageLab {settings.course}: {student} at {settings.warn_percent}% of the spending cap",
-            f"{student} has spent ${spent:.2f} of ${cap:.2f} this month; at ${cap:.2f} the notebook stops and the endpoint is deleted.",
+            f"{student} has spent ${spent:.2f} of ${cap:.2f} this month (over {settings.warn_percent}% of the cap); at ${cap:.2f} the notebook stops, the endpoint is deleted and new SageMaker work is denied.",
         )
         return Verdict(student, spent, cap, ("warned",))
     return Verdict(student, spent, cap)
