@@ -59,6 +59,9 @@ class Resources:
     serverless_memory_mb: int = 0
     processing_instance_type: str | None = None
     training_instance_type: str | None = None
+    # Scheduled Lambda runs (the spending cap's reconciliation) per day, and their memory.
+    scheduled_runs_per_day: float = 0.0
+    scheduled_memory_mb: int = 0
 
     def as_row(self) -> dict[str, int]:
         return {
@@ -113,6 +116,12 @@ def count_resources(template: Mapping[str, Any], into: Resources | None = None) 
                     counts.serverless_memory_mb = max(counts.serverless_memory_mb, int(variant["ServerlessConfig"]["MemorySizeInMB"]))
                 elif isinstance(variant.get("InstanceType"), str):
                     counts.endpoint_instances[variant["InstanceType"]] += int(variant.get("InitialInstanceCount", 1))
+        elif kind == "AWS::Events::Rule" and isinstance(props.get("ScheduleExpression"), str):
+            match = re.fullmatch(r"rate\((\d+) minutes?\)", props["ScheduleExpression"])
+            if match:
+                counts.scheduled_runs_per_day += 1440 / int(match.group(1))
+                memory = [r["Properties"].get("MemorySize", 128) for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::Function"]
+                counts.scheduled_memory_mb = max(memory, default=128)
         elif kind == "AWS::SageMaker::Pipeline":
             definition = props.get("PipelineDefinition", {})
             counts.processing_instance_type = _pipeline_parameter(definition, "ProcessingInstanceType") or counts.processing_instance_type
@@ -144,6 +153,18 @@ def read_assembly(cdk_out: str | Path) -> list[Stack]:
     return stacks
 
 
+# A reconciliation of the spending cap: lists what runs, queries each student's record (one read
+# unit per student), judges; about two seconds at its memory (an assumption, printed by the bench).
+RECONCILIATION_SECONDS = 2.0
+
+
+def scheduled_usd_per_day(counts: Resources, prices: Mapping[str, Price], students: int) -> float:
+    """What the cap's schedule costs a day: requests, compute and one read per student per run."""
+    runs = counts.scheduled_runs_per_day
+    compute = prices["lambda_compute"].usd * counts.scheduled_memory_mb / 1024 * RECONCILIATION_SECONDS
+    return runs * (prices["lambda_requests"].usd / 1e6 + compute + prices["dynamodb_read_request"].usd * students / 1e6)
+
+
 @dataclass(frozen=True)
 class LabHour:
     """One active lab hour, as assumed by the model (printed with the results)."""
@@ -153,6 +174,9 @@ class LabHour:
     training_job_minutes: float = 5.0
     predictions: int = 300
     seconds_per_serverless_prediction: float = 0.2
+    # SageMaker state changes the spending cap meters (notebook, jobs, endpoint): each one
+    # invocation of about half a second, one write and one query.
+    cap_events: int = 10
 
 
 @dataclass(frozen=True)
@@ -216,7 +240,7 @@ def price_environments(stacks: Iterable[Stack], prices: Mapping[str, Price] | No
                     usd_per_day += prices[item].usd * billable * (units / monthly_units[item]) / DAYS_PER_MONTH
             if counts.budgets:
                 usd_per_day += prices["budget"].usd * max(0.0, budgets - prices["budget"].free_per_account) * counts.budgets / budgets
-            idle[group] = usd_per_day
+            idle[group] = usd_per_day + scheduled_usd_per_day(counts, prices, len(members))
     shared_share = idle.get(SHARED, 0.0) / len(environments) if environments else 0.0
 
     results = []
@@ -231,6 +255,13 @@ def price_environments(stacks: Iterable[Stack], prices: Mapping[str, Price] | No
             + (prices["api_gateway_rest"].usd + prices["lambda_requests"].usd + prices["waf_requests"].usd * bool(counts.web_acls or shared.web_acls))
             * lab.predictions
             / 1e6
+            + (counts.scheduled_runs_per_day or shared.scheduled_runs_per_day > 0)
+            * lab.cap_events
+            * (
+                prices["lambda_requests"].usd / 1e6
+                + prices["lambda_compute"].usd * max(counts.scheduled_memory_mb, shared.scheduled_memory_mb) / 1024 * 0.5
+                + (prices["dynamodb_write_request"].usd + prices["dynamodb_read_request"].usd) / 1e6
+            )
         )
         idle_per_day = idle[env] + shared_share
         results.append(EnvironmentCost(env, counts, idle_per_day, idle_per_day + deployed, lab_hour))

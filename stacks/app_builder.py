@@ -21,8 +21,9 @@ from sagelab.naming import PROJECT
 from sagelab.pipeline_definition import definition_json, image_uris
 from sagelab.quotas import QuotaError
 from sagelab.roster import classroom_config, read_roster
+from sagelab.spend_cap import class_stack_name
 from stacks.account_quotas import check_app_quotas
-from stacks.class_stack import ClassStack, class_stack_name
+from stacks.class_stack import ClassStack
 from stacks.classroom import StampedStack, add_classroom, clear_template_environments
 from stacks.nag import add_nag_packs
 from stacks.platform_stack import PlatformStack, SharedArtifacts

@@ -21,6 +21,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from sagelab.spend_cap import SPEND_CAP_FUNCTION_OUTPUT, class_stack_name
 from stacks.api_web_acl import CLASS_WEB_ACL_EXPORT, ApiWebAcl
 from stacks.model_endpoint import VARIANT
 from stacks.naming import ResourceNames
@@ -30,10 +31,6 @@ from stacks.serving_stack import DEPLOYMENT_ROLE_OUTPUT, MODEL_PACKAGE_PARAMETER
 from stacks.spend_cap.construct import SpendCap, SpendCapSettings
 
 FIVE_MINUTES = Duration.minutes(5)
-
-
-def class_stack_name(region: str) -> str:
-    return f"sagelab-class-{region}"
 
 
 class ClassStack(Stack):
@@ -95,7 +92,7 @@ class ClassStack(Stack):
                 key=key,
                 log_retention=log_retention,
             )
-            CfnOutput(self, "SpendCapFunctionName", value=self.spend_cap.function.function_name, description="sagelab class lift invokes it")
+            CfnOutput(self, SPEND_CAP_FUNCTION_OUTPUT, value=self.spend_cap.function.function_name, description="sagelab class lift invokes it")
         self.dashboard = self._dashboard([ResourceNames(prefix) for prefix in student_prefixes])
         apply_tags(self, tags)
 
