@@ -252,6 +252,20 @@ class ClassroomConfig:
     spend_cap_usd: StrictInt | None = Field(default=None, ge=1, le=100_000, description="1..100000 USD per student per month, or unset (budget_usd)")
     spend_warn_percent: StrictInt = Field(default=80, ge=1, le=99, description="1..99 percent of the cap")
     spend_reconcile_minutes: StrictInt = Field(default=10, ge=1, le=60, description="1..60 minutes")
+    # Own-account students: bootstrap every account of these organizational units at once
+    # (stacks/bootstrap: a service-managed StackSet of the CDK bootstrap template, trusting the
+    # admin's account, with an execution policy derived from the student templates).
+    bootstrap_organizational_units: tuple[
+        Annotated[
+            StrictStr,
+            Field(
+                pattern=r"^(ou-[a-z0-9]{4,32}-[a-z0-9]{8,32}|r-[a-z0-9]{4,32})$",
+                description="an organizational unit id like ou-ab12-cd34ef56 (or a root r-ab12)",
+            ),
+        ],
+        ...,
+    ] = ()
+    bootstrap_call_as: Literal["SELF", "DELEGATED_ADMIN"] = "SELF"
 
     @property
     def cap_usd(self) -> int:

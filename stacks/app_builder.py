@@ -23,6 +23,7 @@ from sagelab.quotas import QuotaError
 from sagelab.roster import classroom_config, read_roster
 from sagelab.spend_cap import class_stack_name
 from stacks.account_quotas import check_app_quotas
+from stacks.bootstrap.construct import StudentBootstrapStack
 from stacks.class_stack import ClassStack
 from stacks.classroom import StampedStack, add_classroom, clear_template_environments
 from stacks.nag import add_nag_packs
@@ -110,6 +111,30 @@ def add_class_stacks(app: App, config: SageLabConfig, student_stacks: Sequence[S
     return class_stacks
 
 
+def add_bootstrap_stack(app: App, config: SageLabConfig, student_stacks: Sequence[Stack]) -> Stack | None:
+    """With `classroom.bootstrap_organizational_units`: one StackSet bootstraps every own-account
+    student's account (in the admin's account and the config's first region); their stacks deploy after it."""
+    classroom = config.classroom
+    own = [env for env in config.environments if not env.shares_account_with_class]
+    if not classroom.bootstrap_organizational_units or not own:
+        return None
+    admin = config.environments[0]
+    stack = StudentBootstrapStack(
+        app,
+        account=next((env.account for env in config.environments if env.shares_account_with_class), None),
+        region=admin.region,
+        organizational_unit_ids=classroom.bootstrap_organizational_units,
+        regions=sorted({env.region for env in own}),
+        call_as=classroom.bootstrap_call_as,
+        tags={"project": PROJECT, "course": classroom.course},
+    )
+    own_names = {env.names.platform_stack for env in own} | {env.names.serving_stack for env in own}
+    for student_stack in student_stacks:
+        if student_stack.stack_name in own_names:
+            student_stack.add_stack_dependency(stack)
+    return stack
+
+
 def spend_cap_settings(config: SageLabConfig, students: Sequence[EnvironmentConfig]) -> SpendCapSettings:
     classroom = config.classroom
     return SpendCapSettings(
@@ -147,6 +172,7 @@ def build_app(app: App | None = None, context: Mapping[str, Any] | None = None, 
     if classroom:
         student_stacks = add_classroom(app, config, functools.partial(environment_tags, config), build, add_nag_packs)
         add_class_stacks(app, config, student_stacks)
+        add_bootstrap_stack(app, config, student_stacks)
     else:
         for env in config.environments:
             build(app, env, environment_tags(config, env), env.names.platform_stack, env.names.serving_stack)
