@@ -212,7 +212,7 @@ def check_quotas(stacks: Iterable[StackResources], declared: Mapping[str, int] |
             needed = used + LAMBDA_UNRESERVED_MINIMUM if quota is LAMBDA_CONCURRENCY and used else used
             if needed <= limit:
                 continue
-            where = f"account {account or '(the deploying account)'}{' ' + region if region else ''}"
+            place = f"account {account or '(the deploying account)'}{' ' + region if region else ''}"
             top = contributors[(account, region, key)].most_common(3)
             by = ", ".join(f"{name} {units}" for name, units in top) + (", ..." if len(contributors[(account, region, key)]) > 3 else "")
             what = quota.name.replace("<instance type>", key.partition(".")[2])
@@ -223,6 +223,6 @@ def check_quotas(stacks: Iterable[StackResources], declared: Mapping[str, int] |
                 numbers = f"{used} needed ({by}) > {limit}"
             source = "declared in quotas:" if key in declared else "AWS's default"
             raise QuotaError(
-                f"{where}: {what}{code}: {numbers} ({source}). Raise the quota to at least {needed} and declare it "
+                f"{place}: {what}{code}: {numbers} ({source}). Raise the quota to at least {needed} and declare it "
                 f"(quotas: {{{key}: {needed}}}), or take less (a smaller class, another account or region)"
             )

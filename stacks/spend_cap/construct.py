@@ -179,11 +179,11 @@ class SpendCap(Construct):
         for address in admin_emails:
             self.topic.add_subscription(subscriptions.EmailSubscription(address, dead_letter_queue=dead_letters))
         for student in students:
-            address = settings.student_emails.get(student)
-            if address and address not in admin_emails:
+            student_address = settings.student_emails.get(student)
+            if student_address and student_address not in admin_emails:
                 self.topic.add_subscription(
                     subscriptions.EmailSubscription(
-                        address, filter_policy={"student": sns.SubscriptionFilter.string_filter(allowlist=[student])}, dead_letter_queue=dead_letters
+                        student_address, filter_policy={"student": sns.SubscriptionFilter.string_filter(allowlist=[student])}, dead_letter_queue=dead_letters
                     )
                 )
         self.deny_policy = iam.ManagedPolicy(
@@ -247,7 +247,12 @@ class SpendCap(Construct):
         function_logs = logs.LogGroup(
             self, "FunctionLogs", log_group_name=log_group_name, retention=log_retention, encryption_key=key, removal_policy=RemovalPolicy.DESTROY
         )
-        role = iam.Role(self, "FunctionRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description=f"SageLab {course}: spending cap enforcer")
+        role = iam.Role(
+            self,
+            "FunctionRole",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com", conditions={"StringEqualsIfExists": {"aws:SourceAccount": Aws.ACCOUNT_ID}}),
+            description=f"SageLab {course}: spending cap enforcer",
+        )
         policy = iam.ManagedPolicy(self, "FunctionPolicy", roles=[role], statements=self.enforcer_statements(course, key, function_logs))
         acknowledge_policy_wildcards(
             policy.node.default_child,  # type: ignore[arg-type]

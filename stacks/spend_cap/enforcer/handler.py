@@ -296,16 +296,16 @@ def running_now(settings: ClassSettings) -> dict[str, dict[str, tuple[float, flo
         if student is not None:
             found.setdefault(student, {})[f"{kind}/{name}"] = (epoch(since), price())
 
+    def notebook_price(instance_type: str | None) -> Callable[[], float]:
+        return lambda: hourly(settings.prices, instance_type, 1)
+
+    def endpoint_price_of(name: str) -> Callable[[], float]:
+        return lambda: endpoint_price(sagemaker.describe_endpoint(EndpointName=name)["EndpointConfigName"], settings.prices)
+
     for nb in _paged(sagemaker.list_notebook_instances, "NotebookInstances", StatusEquals="InService"):
-        add("notebook", nb["NotebookInstanceName"], nb["LastModifiedTime"], lambda nb=nb: hourly(settings.prices, nb.get("InstanceType"), 1))
+        add("notebook", nb["NotebookInstanceName"], nb["LastModifiedTime"], notebook_price(nb.get("InstanceType")))
     for ep in _paged(sagemaker.list_endpoints, "Endpoints", StatusEquals="InService"):
-        name = ep["EndpointName"]
-        add(
-            "endpoint",
-            name,
-            ep["LastModifiedTime"],
-            lambda name=name: endpoint_price(sagemaker.describe_endpoint(EndpointName=name)["EndpointConfigName"], settings.prices),
-        )
+        add("endpoint", ep["EndpointName"], ep["LastModifiedTime"], endpoint_price_of(ep["EndpointName"]))
     jobs = (
         (
             "training",
