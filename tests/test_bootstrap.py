@@ -101,3 +101,10 @@ def test_own_account_students_deploy_after_the_bootstrap(own_account_class: Synt
     for stack in ("sagelab-bo-platform", "sagelab-bo-serving"):
         assert bootstrap_stack_name() in manifest["artifacts"][stack]["dependencies"]
     assert bootstrap_stack_name() not in manifest["artifacts"]["sagelab-ana-platform"].get("dependencies", [])
+
+
+def test_the_bootstrap_stack_and_the_template_it_deploys_have_no_cfn_lint_errors(own_account_class: SynthResult) -> None:
+    from tests.test_cfn_lint import lint_errors
+
+    assert lint_errors(own_account_class.template(bootstrap_stack_name())) == []
+    assert lint_errors(json.loads(_stack_set(own_account_class)["TemplateBody"]), region="eu-west-1") == []

@@ -130,3 +130,9 @@ def test_students_are_warned_only_about_themselves(shared_class: SynthResult) ->
     for student in ("alice", "bob", "carol"):
         assert by_address[f"{student}@example.edu"] == {"student": [student]}
     assert all("RedrivePolicy" in s for s in subscriptions)
+
+
+def test_the_class_stack_with_the_cap_has_no_cfn_lint_errors(shared_class: SynthResult) -> None:
+    from tests.test_cfn_lint import lint_errors
+
+    assert lint_errors(shared_class.template(CLASS)) == []
