@@ -123,3 +123,26 @@ def test_a_bad_declared_quota_names_its_line(tmp_path: Path) -> None:
         load_config({}, config)
     config.write_text("quotas:\n  lambda_concurrent_executions: 2000\n  notebook_instances.ml.t3.medium: 60\n")
     assert load_config({}, config).quotas == (("lambda_concurrent_executions", 2000), ("notebook_instances.ml.t3.medium", 60))
+
+
+def test_an_environment_built_through_the_constructs_is_counted_as_its_template_says(tmp_path: Path, synthesized: SynthResult) -> None:
+    # Stacks built through the constructs are read from their CloudFormation resources before
+    # synth; the counts must be what the synthesized templates hold.
+    from aws_cdk import App, Stack
+
+    from sagelab.settings import cdk_context
+    from stacks.account_quotas import stack_resources
+    from stacks.app_builder import build_app
+
+    app = build_app(App(context=cdk_context(), outdir=str(tmp_path / "cdk.out")))
+    built = {s.stack_name: demand_of(stack_resources(s, {})) for s in app.node.children if isinstance(s, Stack)}
+    synthesized_demand = {s.stack_name: demand_of(s) for s in _as_stacks(synthesized)}
+    assert built == synthesized_demand and built["sagelab-dev-platform"]["iam_roles"] > 0
+
+
+def test_an_environment_reserving_in_a_new_account_fails_synth(tmp_path: Path) -> None:
+    config = "environments:\n  dev:\n    serving: {front_door_reserved_concurrency: 5}\nquotas:\n  lambda_concurrent_executions: 10\n"
+    with pytest.raises(
+        ConfigError, match=r"Lambda concurrent executions \(Service Quotas L-B99A9384\): reserved 5 \(sagelab-dev-serving 5\) \+ 100 .* = 105 > 10"
+    ):
+        _build(tmp_path, config)
