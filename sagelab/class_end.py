@@ -111,6 +111,21 @@ def _empty_and_delete(s3: Any, bucket: str) -> None:
     translate(s3.delete_bucket, Bucket=bucket)
 
 
+# The class's deny (stacks/spend_cap) is attached outside the student's stack while they are
+# capped; IAM refuses to delete a role that still has it, so it goes first. (CloudFormation names
+# the policy after its logical id.)
+CAPPED_DENY_MARK = "SpendCapCappedDeny"
+
+
+def _detach_cap(student_ops: AwsOperations, platform_stack: str) -> None:
+    iam = student_ops.client("iam")
+    resources = translate(student_ops.cloudformation.describe_stack_resources, StackName=platform_stack)["StackResources"]
+    for role in (r["PhysicalResourceId"] for r in resources if r["ResourceType"] == "AWS::IAM::Role"):
+        for policy in translate(iam.list_attached_role_policies, RoleName=role)["AttachedPolicies"]:
+            if CAPPED_DENY_MARK in policy["PolicyArn"]:
+                translate(iam.detach_role_policy, RoleName=role, PolicyArn=policy["PolicyArn"])
+
+
 def tear_down(student_ops: AwsOperations, archived: Archived, wait: bool = True) -> None:
     """Only for a complete archive: the stacks, then the buckets they retain."""
     if not archived.complete:
@@ -118,6 +133,8 @@ def tear_down(student_ops: AwsOperations, archived: Archived, wait: bool = True)
     names = ResourceNames.of(archived.student)
     outputs = student_ops.stack_outputs(names.platform_stack) or {}
     cloudformation = student_ops.cloudformation
+    if outputs:
+        _detach_cap(student_ops, names.platform_stack)
     for stack in (names.serving_stack, names.platform_stack):
         if student_ops.stack_outputs(stack) is None:
             continue

@@ -22,8 +22,20 @@ ARCHIVE = "teacher-archive"
 QUEUE_TEMPLATE = {"Resources": {"Placeholder": {"Type": "AWS::SQS::Queue"}}}
 
 
+ROLE = {
+    "Type": "AWS::IAM::Role",
+    "Properties": {
+        "AssumeRolePolicyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+        }
+    },
+}
+
+
 def _stack(cloudformation: Any, name: str, outputs: dict[str, str]) -> None:
-    template = {**QUEUE_TEMPLATE, "Outputs": {key: {"Value": value} for key, value in outputs.items()}}
+    resources = {**QUEUE_TEMPLATE["Resources"], **({"NotebookRole": ROLE} if name.endswith("-platform") else {})}
+    template = {"Resources": resources, "Outputs": {key: {"Value": value} for key, value in outputs.items()}}
     cloudformation.create_stack(StackName=name, TemplateBody=json.dumps(template))
 
 
@@ -54,9 +66,21 @@ def account(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
                 RoleArn="arn:aws:iam::123456789012:role/sagelab-ana-platform-PipelineRole",
             )
             sagemaker.start_pipeline_execution(PipelineName=f"sagelab-{student}-pipeline")
+        # ana was capped: the class's deny is attached to her platform role, outside her stack.
+        iam = boto3.client("iam")
+        deny = iam.create_policy(
+            PolicyName="sagelab-class-us-east-1-SpendCapCappedDeny-X",
+            PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "sagemaker:*", "Resource": "*"}]}),
+        )["Policy"]["Arn"]
+        (role,) = (
+            r["PhysicalResourceId"]
+            for r in cloudformation.describe_stack_resources(StackName="sagelab-ana-platform")["StackResources"]
+            if r["ResourceType"] == "AWS::IAM::Role"
+        )
+        iam.attach_role_policy(RoleName=role, PolicyArn=deny)
         s3.create_bucket(Bucket="ben-artifacts-bucket")
         s3.put_object(Bucket="ben-artifacts-bucket", Key="models/evaluations/r/evaluation.json", Body=b"{}")
-        yield {"s3": s3, "cloudformation": cloudformation}
+        yield {"s3": s3, "cloudformation": cloudformation, "iam": iam, "ana_role": role}
 
 
 def _answer_steps(sagemaker: Any) -> None:
@@ -115,6 +139,8 @@ def test_the_archive_is_complete_before_anything_is_deleted_and_a_failure_keeps_
     assert _stacks(cloudformation) == {"sagelab-ben-platform", "sagelab-ben-serving"}
     assert "ana-data-bucket" not in _buckets(s3) and "ana-artifacts-bucket" not in _buckets(s3)
     assert "ben-artifacts-bucket" in _buckets(s3)
+    # Her role lost the class's deny before her stack went (IAM refuses to delete a role with it).
+    assert account["ana_role"] not in {r["RoleName"] for r in account["iam"].list_roles()["Roles"]}
     assert lines[0].startswith("ana: kept 6 objects") and f"in s3://{ARCHIVE}/end/ana/" in lines[0] and "deleted stack sagelab-ana-serving" in lines[0]
     assert lines[1].startswith("ben: NOT torn down, nothing deleted: could not archive:") and "NoSuchBucket" in lines[1]
 
