@@ -3,7 +3,7 @@
 The cap's own enforcer does the work (one place): this asks it, through lambda:InvokeFunction, to
 detach the class's deny from the student's roles and set the student's cap for the month to N
 dollars (default: what they have spent plus the class's cap). The function is found by the class
-stack's output in the region (`sagelab-class-<region>`).
+stack's output in the region (`sagelab-class--<region>`).
 """
 
 from __future__ import annotations
@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from sagelab.aws_ops import AwsOperations, OperationError, translate
+from sagelab.naming import CLASS_ID, ResourceNames
 
 SPEND_CAP_FUNCTION_OUTPUT = "SpendCapFunctionName"
 
 
 def class_stack_name(region: str) -> str:
-    """The stack a class keeps per region (web ACL, dashboard, spending cap)."""
-    return f"sagelab-class-{region}"
+    """The stack a class keeps per region (web ACL, dashboard, spending cap): the class is a tenant of its own."""
+    return ResourceNames.of(CLASS_ID).name(region)
 
 
 @dataclass(frozen=True)

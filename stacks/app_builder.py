@@ -98,7 +98,7 @@ def add_class_stacks(app: App, config: SageLabConfig, student_stacks: Sequence[S
             class_stack_name(region),
             account=base.account,
             region=region,
-            student_prefixes=[env.resource_prefix for env in students],
+            students=[env.name for env in students],
             rate_limit_per_5_minutes=base.serving.waf_rate_limit_per_5_minutes,
             log_retention=logs.RetentionDays(retention_name(base.log_retention_days)),
             tags={"project": PROJECT, "course": classroom.course},
@@ -106,7 +106,7 @@ def add_class_stacks(app: App, config: SageLabConfig, student_stacks: Sequence[S
             spend_cap=spend_cap_settings(config, students) if classroom.spend_cap else None,
         )
         for env in on_web_acl:
-            by_name[f"{env.resource_prefix}-serving"].add_stack_dependency(class_stack)
+            by_name[env.names.serving_stack].add_stack_dependency(class_stack)
         class_stacks.append(class_stack)
     return class_stacks
 

@@ -67,6 +67,8 @@ class ApprovalDeployer(Construct):
             (`sagelab:algorithm`, `sagelab:problem-type`, `sagelab:model-description`).
         front_door_function, front_door_role: the function whose MODEL_* environment those
             parameters set; the deployment role may update its configuration and pass its role.
+        drift_check: the drift check's function and role (its MODEL_DESCRIPTION_URI names the
+            served version's baseline), configured the same way; None when there is no check.
         artifacts_bucket: a description URI outside it is not deployed.
         endpoint: what a deployment creates (names, whether it scales, the scaling role).
         endpoint_role: passed to SageMaker by CloudFormation when it creates the model.
@@ -85,6 +87,7 @@ class ApprovalDeployer(Construct):
         model_parameter_names: ModelParameterNames,
         front_door_function: lambda_.IFunction,
         front_door_role: iam.IRole,
+        drift_check: tuple[lambda_.IFunction, iam.IRole] | None = None,
         artifacts_bucket: s3.IBucket,
         endpoint: ModelEndpoint,
         endpoint_role: iam.IRole,
@@ -93,7 +96,13 @@ class ApprovalDeployer(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.cloudformation_role = self._deployment_role(
-            names=names, endpoint=endpoint, endpoint_role=endpoint_role, key=key, front_door_function=front_door_function, front_door_role=front_door_role
+            names=names,
+            endpoint=endpoint,
+            endpoint_role=endpoint_role,
+            key=key,
+            front_door_function=front_door_function,
+            front_door_role=front_door_role,
+            drift_check=drift_check,
         )
         dead_letters = self._dead_letter_queue(key)
         self.function = self._function(
@@ -127,6 +136,7 @@ class ApprovalDeployer(Construct):
         key: kms.IKey,
         front_door_function: lambda_.IFunction,
         front_door_role: iam.IRole,
+        drift_check: tuple[lambda_.IFunction, iam.IRole] | None = None,
     ) -> iam.Role:
         """The role CloudFormation assumes for the updates the deployer starts: what the resources
         that depend on the model package need (tests/test_sufficiency.py checks it against the
@@ -136,7 +146,7 @@ class ApprovalDeployer(Construct):
             self,
             "CloudFormationRole",
             assumed_by=iam.ServicePrincipal("cloudformation.amazonaws.com"),
-            description=f"SageLab {names.prefix}: model deployments",
+            description=f"SageLab {names.environment}: model deployments",
         )
         tagging = ["sagemaker:AddTags", "sagemaker:DeleteTags", "sagemaker:ListTags"]
         statements = [
@@ -174,6 +184,17 @@ class ApprovalDeployer(Construct):
                 conditions={"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}},
             ),
         ]
+        if drift_check is not None:
+            # The drift check reads the served version's baseline from the same parameter.
+            statements += [
+                iam.PolicyStatement(sid="ConfigureTheDriftCheck", actions=FRONT_DOOR_UPDATE_ACTIONS, resources=[drift_check[0].function_arn]),
+                iam.PolicyStatement(
+                    sid="PassDriftCheckRole",
+                    actions=["iam:PassRole"],
+                    resources=[drift_check[1].role_arn],
+                    conditions={"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}},
+                ),
+            ]
         if endpoint.scales:
             statements += self._scaling_statements(names=names, endpoint=endpoint)
         policy = iam.ManagedPolicy(self, "CloudFormationPolicy", roles=[role], statements=statements)
@@ -257,7 +278,9 @@ class ApprovalDeployer(Construct):
         dead_letters: sqs.IQueue,
     ) -> lambda_.Function:
         function_logs = logs.LogGroup(self, "FunctionLogs", retention=log_retention, encryption_key=key, removal_policy=RemovalPolicy.DESTROY)
-        role = iam.Role(self, "FunctionRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description=f"SageLab {names.prefix}: approval deployer")
+        role = iam.Role(
+            self, "FunctionRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description=f"SageLab {names.environment}: approval deployer"
+        )
         deployment_role_arn = self.cloudformation_role.role_arn
         function_policy = iam.ManagedPolicy(
             self,
@@ -316,7 +339,7 @@ class ApprovalDeployer(Construct):
                 "POWERTOOLS_SERVICE_NAME": "sagelab-deployer",
                 "POWERTOOLS_LOG_LEVEL": "INFO",
             },
-            description=f"SageLab {names.prefix}: deploys approved model packages",
+            description=f"SageLab {names.environment}: deploys approved model packages",
         )
         acknowledge(
             function,

@@ -21,6 +21,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from sagelab.naming import CLASS_ID
 from sagelab.spend_cap import SPEND_CAP_FUNCTION_OUTPUT, class_stack_name
 from stacks.api_web_acl import CLASS_WEB_ACL_EXPORT, ApiWebAcl
 from stacks.model_endpoint import VARIANT
@@ -33,10 +34,15 @@ from stacks.spend_cap.construct import SpendCap, SpendCapSettings
 FIVE_MINUTES = Duration.minutes(5)
 
 
+# The class-wide resources are a tenant of their own (`sagelab-class--*`), so that no student's or
+# environment's scope reaches them, nor theirs a student's (`class` is a reserved id).
+CLASS_NAMES = ResourceNames.of(CLASS_ID)
+
+
 class ClassStack(Stack):
     """Props:
     account, region: where the class's shared-account students are.
-    student_prefixes: each student's resource prefix (`sagelab-<id>`), in roster order.
+    students: each student's id, in roster order.
     rate_limit_per_5_minutes: per client IP and student API.
     log_retention: the WAF log group's retention.
     tags: the class's tags (project, course).
@@ -49,7 +55,7 @@ class ClassStack(Stack):
         *,
         account: str | None,
         region: str,
-        student_prefixes: Sequence[str],
+        students: Sequence[str],
         rate_limit_per_5_minutes: int,
         log_retention: logs.RetentionDays,
         tags: Mapping[str, str],
@@ -62,19 +68,19 @@ class ClassStack(Stack):
             construct_id,
             stack_name=class_stack_name(region),
             env=Environment(account=account, region=region),
-            description=f"SageLab class: the web ACL and dashboard shared by {len(student_prefixes)} students in {region}",
+            description=f"SageLab class: the web ACL and dashboard shared by {len(students)} students in {region}",
             **kwargs,
         )
-        if not student_prefixes:
+        if not students:
             raise ValueError("a class stack needs at least one student")
         key = kms.Key(self, "LogKey", description="SageLab class: WAF logs", enable_key_rotation=True, removal_policy=RemovalPolicy.RETAIN)
         self.web_acl: ApiWebAcl | None = None
         if web_acl:
-            allow_cloudwatch_logs(key, "CloudWatchLogsOfTheClassWaf", ["aws-waf-logs-sagelab-class-*"])
+            allow_cloudwatch_logs(key, "CloudWatchLogsOfTheClassWaf", [f"aws-waf-logs-{CLASS_NAMES.name('waf')}-*"])
             self.web_acl = ApiWebAcl(
                 self,
                 "Waf",
-                name_prefix="sagelab-class",
+                name_prefix=CLASS_NAMES.name("waf"),
                 rate_limit_per_5_minutes=rate_limit_per_5_minutes,
                 per_api_rate_limit=True,
                 log_key=key,
@@ -93,7 +99,7 @@ class ClassStack(Stack):
                 log_retention=log_retention,
             )
             CfnOutput(self, SPEND_CAP_FUNCTION_OUTPUT, value=self.spend_cap.function.function_name, description="sagelab class lift invokes it")
-        self.dashboard = self._dashboard([ResourceNames(prefix) for prefix in student_prefixes])
+        self.dashboard = self._dashboard([ResourceNames.of(student) for student in students])
         apply_tags(self, tags)
 
     def _dashboard(self, students: Sequence[ResourceNames]) -> cloudwatch.Dashboard:
@@ -106,10 +112,10 @@ class ClassStack(Stack):
             return lambda names: cloudwatch.Metric(
                 namespace="AWS/ApiGateway",
                 metric_name=metric,
-                dimensions_map={"ApiName": f"{names.prefix}-api"},
+                dimensions_map={"ApiName": names.api},
                 statistic=statistic,
                 period=FIVE_MINUTES,
-                label=names.prefix.removeprefix("sagelab-"),
+                label=names.environment,
             )
 
         def endpoint(metric: str, statistic: str) -> Any:
@@ -119,7 +125,7 @@ class ClassStack(Stack):
                 dimensions_map={"EndpointName": names.endpoint, "VariantName": VARIANT},
                 statistic=statistic,
                 period=FIVE_MINUTES,
-                label=names.prefix.removeprefix("sagelab-"),
+                label=names.environment,
             )
 
         dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=self.stack_name)

@@ -9,15 +9,13 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from sagelab.bucket_layout import DATA_CAPTURE_PREFIX
 from stacks.nag import acknowledge
 
 # Prefixes whose objects are scratch by contract (pipeline run intermediates, notebook scratch);
 # everything else in the buckets is kept until someone deletes it.
 SCRATCH_PREFIXES = ("scratch/", "pipeline-runs/")
 NONCURRENT_VERSION_DAYS = 90
-# The endpoint's captured requests and responses (ModelEndpoint writes here): personal data in many
-# labs, so they expire after `data_capture_expiry_days`.
-DATA_CAPTURE_PREFIX = "data-capture/"
 
 
 class DataBuckets(Construct):
@@ -30,8 +28,9 @@ class DataBuckets(Construct):
       the record of who read and wrote the data must outlive the data (it expires on its own).
 
     Props:
-        resource_prefix: names the key alias (`alias/<prefix>`); buckets get generated names so
+        key_alias: the key's alias (`alias/sagelab-<id>--key`); buckets get generated names so
             that a retained bucket never blocks a redeploy.
+        environment: the environment's id (descriptions).
         retain: RETAIN (default, versioned data is never lost by a stack delete) or DESTROY with
             auto-delete of objects, for throwaway environments that opted in.
         scratch_expiry_days: objects under `SCRATCH_PREFIXES` expire after this many days.
@@ -45,7 +44,8 @@ class DataBuckets(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        resource_prefix: str,
+        key_alias: str,
+        environment: str,
         retain: bool = True,
         scratch_expiry_days: int = 14,
         log_retention_days: int = 30,
@@ -60,8 +60,8 @@ class DataBuckets(Construct):
         self.key = kms.Key(
             self,
             "Key",
-            alias=f"alias/{resource_prefix}",
-            description=f"SageLab {resource_prefix}: buckets, SageMaker volumes and outputs",
+            alias=key_alias,
+            description=f"SageLab {environment}: buckets, SageMaker volumes and outputs",
             enable_key_rotation=True,
             removal_policy=removal,
         )

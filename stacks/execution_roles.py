@@ -14,6 +14,8 @@ from aws_cdk import Aws
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from sagelab.bucket_layout import DATA_CAPTURE_PREFIX
+from sagelab.pipeline_definition import PIPELINE_CODE_PREFIX
 from stacks.data_buckets import DataBuckets
 from stacks.model_approval import REVIEW_MODEL_ACTIONS
 from stacks.nag import acknowledge_policy_wildcards
@@ -23,7 +25,11 @@ SAGEMAKER_PRINCIPAL = "sagemaker.amazonaws.com"
 # Where the pipeline's jobs write in the artifacts bucket (sagelab/pipeline_definition.py: run
 # outputs under pipeline-runs/<execution id>/, model artifacts under models/).
 RUN_OUTPUT_PREFIXES = ("pipeline-runs", "models")
-DATA_CAPTURE_PREFIX = "data-capture"
+# What the jobs read in the artifacts bucket: the step scripts, earlier steps' outputs and models.
+# Nothing else, so that no run input (InputDataUri is a free string) reaches captured requests.
+PIPELINE_ARTIFACT_READ_PREFIXES = (PIPELINE_CODE_PREFIX, *RUN_OUTPUT_PREFIXES)
+# The read actions that return an object's content (CopyObject's source read is s3:GetObject too).
+OBJECT_READ_ACTIONS = ("s3:GetObject", "s3:GetObjectVersion")
 # Job-creating actions whose requests carry `sagemaker:InstanceTypes`, for the allow-list.
 INSTANCE_TYPED_ACTIONS = (
     "sagemaker:CreateProcessingJob",
@@ -40,13 +46,14 @@ WILDCARD_REASONS = {
     "ReadData": "Object keys under this environment's own data bucket; datasets are added at run time.",
     "ReadWriteData": "Object keys under this environment's own data bucket; the notebook adds datasets at run time.",
     "RunAutopilot": "AutoML jobs get a per-run suffix after this environment's job-name prefix; the ARN pattern is that prefix.",
-    "ReadAutopilotLeaderboard": "sagemaker:ListCandidatesForAutoMLJob supports no resource-level permission (it reads candidate names and metrics only).",
+    "ReadAutopilotLeaderboard": "sagemaker:ListCandidatesForAutoMLJob supports no resource type or condition key; it returns candidates' jobs, containers and metrics, no object.",
     "ScoreWithCandidates": "The Autopilot best-candidate model gets a per-run suffix after this environment's autopilot-model prefix.",
     "RunTransformJobs": "Batch transform jobs get a per-run suffix after this environment's job-name prefix.",
     "WriteRunOutputs": "Run outputs and models get per-execution keys, under pipeline-runs/ and models/ of this environment's own artifacts bucket only.",
     "ReadArtifacts": "Object keys under this environment's own artifacts bucket (model artifacts, code, evaluation reports).",
+    "ReadRunArtifacts": "Object keys under pipeline-code/, pipeline-runs/ and models/ of this environment's own artifacts bucket (code, step outputs, models).",
     "WriteDataCapture": "Endpoint data capture and batch transform write generated keys below these two prefixes only.",
-    "RunPipelineJobs": "SageMaker extends this environment's job-name prefix (<prefix>-<step>) per run; the ARNs are scoped to that prefix (docs/decisions/0010).",
+    "RunPipelineJobs": "SageMaker extends this environment's job-name prefix (sagelab-<id>--<step>) per run; the ARNs are scoped to sagelab-<id>--* (docs/decisions/0010, 0012).",
     "ReadJobs": "Read-only Describe on the jobs whose names start with this environment's job-name prefix (docs/decisions/0010).",
     "RegisterModels": "Model package versions (<group>/1, /2, ...) are created at run time inside this environment's own group.",
     "ReviewModels": "Approving a version needs its ARN, <group>/<version>, created at run time inside this environment's own group.",
@@ -80,9 +87,9 @@ GROUP_LOG_ACTIONS = ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:Descri
 STREAM_WRITE_ACTIONS = ["logs:PutLogEvents"]
 
 
-def _job_arn(kind: str, job_prefix: str) -> str:
+def _job_arn(kind: str, names: ResourceNames) -> str:
     """This environment's jobs of one kind: SageMaker lowercases job names in ARNs, ours are lowercase."""
-    return ResourceNames.sagemaker_arn(f"{kind}/{job_prefix}-*")
+    return ResourceNames.sagemaker_arn(f"{kind}/{names.pattern()}")
 
 
 def _log_group_arn(group: str) -> str:
@@ -120,16 +127,25 @@ def sagemaker_trust(*, with_source_arn: bool) -> iam.IPrincipal:
     )
 
 
-def _job_arns(job_prefix: str) -> list[str]:
-    return [_job_arn(kind, job_prefix) for kind in ("processing-job", "training-job", "hyper-parameter-tuning-job")]
+def _job_arns(names: ResourceNames) -> list[str]:
+    return [_job_arn(kind, names) for kind in ("processing-job", "training-job", "hyper-parameter-tuning-job")]
 
 
-def bucket_access(sid: str, bucket_arns: Sequence[str], write: bool, prefix: str = "*") -> list[iam.PolicyStatement]:
-    object_actions = ["s3:GetObject", "s3:GetObjectVersion"] + (["s3:PutObject", "s3:AbortMultipartUpload"] if write else [])
+def bucket_access(sid: str, bucket_arns: Sequence[str], write: bool, prefixes: Sequence[str] = ("",)) -> list[iam.PolicyStatement]:
+    """List the buckets; read (and write) the objects under each key prefix (default: all)."""
+    object_actions = [*OBJECT_READ_ACTIONS] + (["s3:PutObject", "s3:AbortMultipartUpload"] if write else [])
     return [
         iam.PolicyStatement(sid=f"{sid}List", actions=["s3:ListBucket", "s3:GetBucketLocation"], resources=list(bucket_arns)),
-        iam.PolicyStatement(sid=f"{sid}Objects", actions=object_actions, resources=[f"{arn}/{prefix}" for arn in bucket_arns]),
+        iam.PolicyStatement(sid=f"{sid}Objects", actions=object_actions, resources=[f"{arn}/{prefix}*" for arn in bucket_arns for prefix in prefixes]),
     ]
+
+
+def no_captured_requests(bucket_arn: str) -> iam.PolicyStatement:
+    """An explicit Deny of reading captured requests: it holds whatever another statement (or a
+    future bucket policy) allows, for every role a student can make act (tests/test_reach.py)."""
+    return iam.PolicyStatement(
+        sid="NoCapturedRequests", effect=iam.Effect.DENY, actions=list(OBJECT_READ_ACTIONS), resources=[f"{bucket_arn}/{DATA_CAPTURE_PREFIX}*"]
+    )
 
 
 @dataclass(frozen=True)
@@ -228,17 +244,18 @@ class ExecutionRoles(Construct):
     def _pipeline_role(self, names: ResourceNames, buckets: DataBuckets, common: _CommonStatements) -> iam.Role:
         """Runs the jobs and registers models."""
         data, artifacts = buckets.data_bucket, buckets.artifacts_bucket
-        job_prefix = names.prefix
-        job_arns = _job_arns(job_prefix)
+        job_arns = _job_arns(names)
         role = iam.Role(
             self,
             "PipelineRole",
             assumed_by=sagemaker_trust(with_source_arn=True),
-            description=f"SageLab {names.prefix}: pipeline and its jobs",
+            description=f"SageLab {names.environment}: pipeline and its jobs",
         )
         pipeline_statements = [
             *bucket_access("ReadData", [data.bucket_arn], write=False),
-            *bucket_access("ReadArtifacts", [artifacts.bucket_arn], write=False),
+            *bucket_access("ReadRunArtifacts", [artifacts.bucket_arn], write=False, prefixes=[f"{p}/" for p in PIPELINE_ARTIFACT_READ_PREFIXES]),
+            # InputDataUri is any string a student passes: the jobs must not read captured requests.
+            no_captured_requests(artifacts.bucket_arn),
             # Jobs write run outputs and models only: the published step scripts, the lab and the
             # idle-stop script that the notebook copies stay out of the jobs' reach (finding 6).
             iam.PolicyStatement(
@@ -250,7 +267,7 @@ class ExecutionRoles(Construct):
             common.kms_grant,
             *common.ecr_pull,
             common.metrics,
-            *logs_write("WriteSageMakerLogs", [(PROCESSING_LOGS, f"{job_prefix}-"), (TRAINING_LOGS, f"{job_prefix}-"), (TRANSFORM_LOGS, f"{job_prefix}-")]),
+            *logs_write("WriteSageMakerLogs", [(PROCESSING_LOGS, names.scope), (TRAINING_LOGS, names.scope), (TRANSFORM_LOGS, names.scope)]),
             iam.PolicyStatement(
                 sid="RunPipelineJobs",
                 actions=[
@@ -279,18 +296,18 @@ class ExecutionRoles(Construct):
                     "sagemaker:StopAutoMLJob",
                     "sagemaker:AddTags",
                 ],
-                resources=[_job_arn("automl-job", job_prefix)],
+                resources=[_job_arn("automl-job", names)],
             ),
             iam.PolicyStatement(sid="ReadAutopilotLeaderboard", actions=["sagemaker:ListCandidatesForAutoMLJob"], resources=["*"]),
             iam.PolicyStatement(
                 sid="ScoreWithCandidates",
                 actions=["sagemaker:CreateModel", "sagemaker:DescribeModel", "sagemaker:DeleteModel", "sagemaker:AddTags"],
-                resources=[ResourceNames.sagemaker_arn(f"model/{job_prefix}-autopilot-model*")],
+                resources=[ResourceNames.sagemaker_arn(f"model/{names.pattern('autopilot-model')}")],
             ),
             iam.PolicyStatement(
                 sid="RunTransformJobs",
                 actions=["sagemaker:CreateTransformJob", "sagemaker:DescribeTransformJob", "sagemaker:StopTransformJob", "sagemaker:AddTags"],
-                resources=[_job_arn("transform-job", job_prefix)],
+                resources=[_job_arn("transform-job", names)],
             ),
             iam.PolicyStatement(
                 sid="RegisterModels",
@@ -307,20 +324,14 @@ class ExecutionRoles(Construct):
     def _notebook_role(self, names: ResourceNames, buckets: DataBuckets, common: _CommonStatements) -> iam.Role:
         """The student's seat."""
         data, artifacts = buckets.data_bucket, buckets.artifacts_bucket
-        job_prefix = names.prefix
-        job_arns = _job_arns(job_prefix)
-        role = iam.Role(self, "NotebookRole", assumed_by=sagemaker_trust(with_source_arn=False), description=f"SageLab {names.prefix}: notebook instance")
+        job_arns = _job_arns(names)
+        role = iam.Role(self, "NotebookRole", assumed_by=sagemaker_trust(with_source_arn=False), description=f"SageLab {names.environment}: notebook instance")
         notebook_statements = [
             *bucket_access("ReadWriteData", [data.bucket_arn], write=True),
             *bucket_access("ReadArtifacts", [artifacts.bucket_arn], write=False),
             # The endpoint captures API clients' requests and responses: other people's data,
             # not the student's to read from the notebook (finding 8).
-            iam.PolicyStatement(
-                sid="NoCapturedRequests",
-                effect=iam.Effect.DENY,
-                actions=["s3:GetObject", "s3:GetObjectVersion"],
-                resources=[f"{artifacts.bucket_arn}/{DATA_CAPTURE_PREFIX}/*"],
-            ),
+            no_captured_requests(artifacts.bucket_arn),
             common.kms_use,
             *logs_write("WriteSageMakerLogs", [(NOTEBOOK_LOGS, f"{names.notebook}/")]),
             iam.PolicyStatement(
@@ -367,7 +378,7 @@ class ExecutionRoles(Construct):
             iam.PolicyStatement(
                 sid="ReadJobLogs",
                 actions=["logs:GetLogEvents"],
-                resources=[_log_stream_arn(PROCESSING_LOGS, f"{job_prefix}-"), _log_stream_arn(TRAINING_LOGS, f"{job_prefix}-")],
+                resources=[_log_stream_arn(PROCESSING_LOGS, names.scope), _log_stream_arn(TRAINING_LOGS, names.scope)],
             ),
         ]
         self._managed_policy("NotebookPolicy", role, notebook_statements)
@@ -377,26 +388,28 @@ class ExecutionRoles(Construct):
     def _endpoint_role(self, names: ResourceNames, buckets: DataBuckets, common: _CommonStatements) -> iam.Role:
         """The model's execution role (endpoint and batch transform)."""
         artifacts = buckets.artifacts_bucket
-        job_prefix = names.prefix
         role = iam.Role(
             self,
             "EndpointRole",
             assumed_by=sagemaker_trust(with_source_arn=True),
-            description=f"SageLab {names.prefix}: model and endpoint",
+            description=f"SageLab {names.environment}: model and endpoint",
         )
         endpoint_statements = [
             *bucket_access("ReadArtifacts", [artifacts.bucket_arn], write=False),
             iam.PolicyStatement(
                 sid="WriteDataCapture",
                 actions=["s3:PutObject", "s3:AbortMultipartUpload"],
-                resources=[f"{artifacts.bucket_arn}/{DATA_CAPTURE_PREFIX}/*", f"{artifacts.bucket_arn}/batch-predictions/*"],
+                resources=[f"{artifacts.bucket_arn}/{DATA_CAPTURE_PREFIX}*", f"{artifacts.bucket_arn}/batch-predictions/*"],
             ),
+            # It writes captured requests and never reads them back: a student's approval deploys
+            # a model (and its container) that runs with this role.
+            no_captured_requests(artifacts.bucket_arn),
             common.kms_use,
             common.kms_grant,
             *common.ecr_pull,
             common.metrics,
             # An endpoint logs to a group of its own, /aws/sagemaker/Endpoints/<endpoint name>.
-            *logs_write("WriteSageMakerLogs", [(f"/aws/sagemaker/Endpoints/{names.endpoint}", ""), (TRANSFORM_LOGS, f"{job_prefix}-")]),
+            *logs_write("WriteSageMakerLogs", [(f"/aws/sagemaker/Endpoints/{names.endpoint}", ""), (TRANSFORM_LOGS, names.scope)]),
         ]
         self._managed_policy("EndpointPolicy", role, endpoint_statements)
 

@@ -44,7 +44,7 @@ def _execution_statements(body: dict[str, Any]) -> list[Statement]:
 
 
 def _student_types(result: SynthResult, student: str) -> set[str]:
-    return {r["Type"] for name, t in result.templates.items() if name.startswith(f"sagelab-{student}-") for r in t["Resources"].values()}
+    return {r["Type"] for name, t in result.templates.items() if name.startswith(f"sagelab-{student}--") for r in t["Resources"].values()}
 
 
 def _insufficient(statements: list[Statement], resource_types: set[str]) -> dict[str, list[str]]:
@@ -98,9 +98,9 @@ def test_a_policy_without_one_handler_permission_is_caught(own_account_class: Sy
 
 def test_own_account_students_deploy_after_the_bootstrap(own_account_class: SynthResult) -> None:
     manifest = json.loads((Path(own_account_class.outdir) / "manifest.json").read_text())
-    for stack in ("sagelab-bo-platform", "sagelab-bo-serving"):
+    for stack in ("sagelab-bo--platform", "sagelab-bo--serving"):
         assert bootstrap_stack_name() in manifest["artifacts"][stack]["dependencies"]
-    assert bootstrap_stack_name() not in manifest["artifacts"]["sagelab-ana-platform"].get("dependencies", [])
+    assert bootstrap_stack_name() not in manifest["artifacts"]["sagelab-ana--platform"].get("dependencies", [])
 
 
 def test_the_bootstrap_stack_and_the_template_it_deploys_have_no_cfn_lint_errors(own_account_class: SynthResult) -> None:

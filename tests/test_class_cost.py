@@ -20,7 +20,7 @@ DEV_ENVIRONMENT = {
     "web_acls": 1,
     "waf_rules": 4,
     "dashboards": 1,
-    "alarm_metrics": 5,
+    "alarm_metrics": 7,  # 5 serving alarms + the drift check's 2
     "budgets": 0,
     "notebook_volume_gb": 10,
     "endpoint_instances": 1,
@@ -98,7 +98,7 @@ def test_the_bench_prints_the_class_against_the_goal(small_class: SynthResult, c
 
 
 def test_students_in_the_class_account_share_one_web_acl_and_deploy_after_it(small_class: SynthResult) -> None:
-    class_template = small_class.template("sagelab-class-us-east-1")
+    class_template = small_class.template("sagelab-class--us-east-1")
     (acl_id, acl), *_ = [(k, r) for k, r in class_template["Resources"].items() if r["Type"] == "AWS::WAFv2::WebACL"]
     export = class_template["Outputs"]["WebAclArn"]
     assert export["Export"] == {"Name": "sagelab-class-web-acl-arn"} and export["Value"] == {"Fn::GetAtt": [acl_id, "Arn"]}
@@ -109,18 +109,18 @@ def test_students_in_the_class_account_share_one_web_acl_and_deploy_after_it(sma
     assert any(key.get("Header", {}).get("Name") == "host" for key in keys)
     manifest = read_json(small_class.outdir / "manifest.json")["artifacts"]
     for student in ("a01", "a02", "a03"):
-        serving = small_class.template(f"sagelab-{student}-serving")
+        serving = small_class.template(f"sagelab-{student}--serving")
         (association,) = [r for r in serving["Resources"].values() if r["Type"] == "AWS::WAFv2::WebACLAssociation"]
         assert association["Properties"]["WebACLArn"] == {"Fn::ImportValue": "sagelab-class-web-acl-arn"}
         assert not [r for r in serving["Resources"].values() if r["Type"] in ("AWS::WAFv2::WebACL", "AWS::CloudWatch::Dashboard", "AWS::CloudWatch::Alarm")]
-        assert "sagelab-class-us-east-1" in manifest[f"sagelab-{student}-serving"]["dependencies"]
+        assert "sagelab-class--us-east-1" in manifest[f"sagelab-{student}--serving"]["dependencies"]
 
 
 def test_the_class_dashboard_shows_every_student(small_class: SynthResult) -> None:
-    (dashboard,) = [r for r in small_class.template("sagelab-class-us-east-1")["Resources"].values() if r["Type"] == "AWS::CloudWatch::Dashboard"]
+    (dashboard,) = [r for r in small_class.template("sagelab-class--us-east-1")["Resources"].values() if r["Type"] == "AWS::CloudWatch::Dashboard"]
     body = json.dumps(dashboard["Properties"]["DashboardBody"])
     for student in ("a01", "a02", "a03"):
-        assert f"sagelab-{student}-api" in body and f"sagelab-{student}-endpoint" in body
+        assert f"sagelab-{student}--api" in body and f"sagelab-{student}--endpoint" in body
 
 
 def test_own_account_students_get_a_web_acl_only_if_the_config_asks(tmp_path: Path) -> None:
@@ -130,3 +130,15 @@ def test_own_account_students_get_a_web_acl_only_if_the_config_asks(tmp_path: Pa
     asked = classroom_config(load_config({"sagelab": {"classroom": {"own_account_waf": True, "waf": "off"}}}), students)
     assert [env.serving.waf for env in asked.environments] == ["own", "off"]
     assert {env.serving.monitoring for env in asked.environments} == {"class"} and {env.notebook.volume_size_gb for env in asked.environments} == {5}
+
+
+def test_the_drift_check_costs_its_runs_requests_and_metrics(synthesized: SynthResult, small_class: SynthResult) -> None:
+    """Hourly (the default) on a 512 MB function; class students have no check, so nothing."""
+    (cost,) = price_environments(read_assembly(synthesized.outdir))
+    assert cost.resources.drift_check_runs_per_day == 24 and cost.resources.drift_check_memory_mb == 512
+    # By hand, per run: a request ($0.20/M), 3 s x 0.5 GB x $0.0000166667, 4 PUT/LIST x $0.005/1000,
+    # 4 GET x $0.0004/1000 and 16 metric-hours x $0.30/730.
+    per_run = 0.2 / 1e6 + 3 * 0.5 * 0.0000166667 + 4 * 0.005 / 1000 + 4 * 0.0004 / 1000 + 16 * 0.000411
+    assert cost.drift_check_usd_per_day == pytest.approx(24 * per_run)
+    assert cost.drift_check_usd_per_day < 0.2, "the check must stay well under the classroom's idle goal per environment"
+    assert all(c.drift_check_usd_per_day == 0 for c in price_environments(read_assembly(small_class.outdir)))

@@ -48,8 +48,8 @@ def account(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         s3.create_bucket(Bucket=ARCHIVE)
         for student in ("ana", "ben"):
             data, artifacts = f"{student}-data-bucket", f"{student}-artifacts-bucket"
-            _stack(cloudformation, f"sagelab-{student}-platform", {"DataBucketName": data, "ArtifactsBucketName": artifacts})
-            _stack(cloudformation, f"sagelab-{student}-serving", {"ApiUrl": "https://x"})
+            _stack(cloudformation, f"sagelab-{student}--platform", {"DataBucketName": data, "ArtifactsBucketName": artifacts})
+            _stack(cloudformation, f"sagelab-{student}--serving", {"ApiUrl": "https://x"})
             if student == "ben":
                 continue  # ben's data bucket is gone (deleted by hand): his work cannot all be archived
             for bucket in (data, artifacts):
@@ -59,22 +59,22 @@ def account(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
             s3.put_object(Bucket=data, Key="my.csv", Body=b"a,b\n1,2\n3,4\n")  # a second version
             s3.put_object(Bucket=artifacts, Key="models/evaluations/run1/evaluation.json", Body=b'{"accuracy": 0.97}')
             s3.put_object(Bucket=artifacts, Key="pipeline-runs/run1/model.tar.gz", Body=b"\x1f\x8b" + b"0" * 1000)
-            sagemaker.create_model_package_group(ModelPackageGroupName=f"sagelab-{student}-models")
+            sagemaker.create_model_package_group(ModelPackageGroupName=f"sagelab-{student}--models")
             sagemaker.create_pipeline(
-                PipelineName=f"sagelab-{student}-pipeline",
+                PipelineName=f"sagelab-{student}--pipeline",
                 PipelineDefinition=json.dumps({"Version": "2020-12-01", "Steps": []}),
-                RoleArn="arn:aws:iam::123456789012:role/sagelab-ana-platform-PipelineRole",
+                RoleArn="arn:aws:iam::123456789012:role/sagelab-ana--platform-PipelineRole",
             )
-            sagemaker.start_pipeline_execution(PipelineName=f"sagelab-{student}-pipeline")
+            sagemaker.start_pipeline_execution(PipelineName=f"sagelab-{student}--pipeline")
         # ana was capped: the class's deny is attached to her platform role, outside her stack.
         iam = boto3.client("iam")
         deny = iam.create_policy(
-            PolicyName="sagelab-class-us-east-1-SpendCapCappedDeny-X",
+            PolicyName="sagelab-class--us-east-1-SpendCapCappedDeny-X",
             PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "sagemaker:*", "Resource": "*"}]}),
         )["Policy"]["Arn"]
         (role,) = (
             r["PhysicalResourceId"]
-            for r in cloudformation.describe_stack_resources(StackName="sagelab-ana-platform")["StackResources"]
+            for r in cloudformation.describe_stack_resources(StackName="sagelab-ana--platform")["StackResources"]
             if r["ResourceType"] == "AWS::IAM::Role"
         )
         iam.attach_role_policy(RoleName=role, PolicyArn=deny)
@@ -136,12 +136,12 @@ def test_the_archive_is_complete_before_anything_is_deleted_and_a_failure_keeps_
     manifest = json.loads(s3.get_object(Bucket=ARCHIVE, Key="end/ana/manifest.json")["Body"].read())
     assert {o["key"] for o in manifest["objects"]} >= expected and "not reachable" in manifest["notebook"]
     # ana: stacks and retained buckets gone; ben: everything in place, and the line says why.
-    assert _stacks(cloudformation) == {"sagelab-ben-platform", "sagelab-ben-serving"}
+    assert _stacks(cloudformation) == {"sagelab-ben--platform", "sagelab-ben--serving"}
     assert "ana-data-bucket" not in _buckets(s3) and "ana-artifacts-bucket" not in _buckets(s3)
     assert "ben-artifacts-bucket" in _buckets(s3)
     # Her role lost the class's deny before her stack went (IAM refuses to delete a role with it).
     assert account["ana_role"] not in {r["RoleName"] for r in account["iam"].list_roles()["Roles"]}
-    assert lines[0].startswith("ana: kept 6 objects") and f"in s3://{ARCHIVE}/end/ana/" in lines[0] and "deleted stack sagelab-ana-serving" in lines[0]
+    assert lines[0].startswith("ana: kept 6 objects") and f"in s3://{ARCHIVE}/end/ana/" in lines[0] and "deleted stack sagelab-ana--serving" in lines[0]
     assert lines[1].startswith("ben: NOT torn down, nothing deleted: could not archive:") and "NoSuchBucket" in lines[1]
 
 

@@ -15,7 +15,7 @@ from sagelab.aws_ops import AwsOperations, OperationError
 from sagelab.cli import main
 from sagelab.spend_cap import SPEND_CAP_FUNCTION_OUTPUT, lift
 
-FUNCTION = "sagelab-class-us-east-1-SpendCapFunction-X"
+FUNCTION = "sagelab-class--us-east-1-SpendCapFunction-X"
 
 
 def _ops(monkeypatch: pytest.MonkeyPatch, payload: dict[str, Any], function_error: bool = False, outputs: bool = True) -> tuple[AwsOperations, list[Stubber]]:
@@ -23,10 +23,10 @@ def _ops(monkeypatch: pytest.MonkeyPatch, payload: dict[str, Any], function_erro
     ops = AwsOperations(session)
     lambda_client = session.client("lambda")
     cfn, lam = Stubber(ops.cloudformation), Stubber(lambda_client)
-    stack = {"StackName": "sagelab-class-us-east-1", "CreationTime": "2026-12-01T00:00:00Z", "StackStatus": "UPDATE_COMPLETE"}
+    stack = {"StackName": "sagelab-class--us-east-1", "CreationTime": "2026-12-01T00:00:00Z", "StackStatus": "UPDATE_COMPLETE"}
     if outputs:
         stack["Outputs"] = [{"OutputKey": SPEND_CAP_FUNCTION_OUTPUT, "OutputValue": FUNCTION}]
-    cfn.add_response("describe_stacks", {"Stacks": [stack]}, {"StackName": "sagelab-class-us-east-1"})
+    cfn.add_response("describe_stacks", {"Stacks": [stack]}, {"StackName": "sagelab-class--us-east-1"})
     if outputs:
         body = json.dumps(payload).encode()
         response: dict[str, Any] = {"StatusCode": 200, "Payload": StreamingBody(io.BytesIO(body), len(body))}
@@ -59,5 +59,5 @@ def test_a_refused_lift_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_a_class_without_a_cap_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     ops, _ = _ops(monkeypatch, {}, outputs=False)
-    with pytest.raises(OperationError, match="sagelab-class-us-east-1 has no spending cap"):
+    with pytest.raises(OperationError, match="sagelab-class--us-east-1 has no spending cap"):
         lift(ops, "us-east-1", "ana", 20.0)

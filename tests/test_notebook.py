@@ -46,7 +46,7 @@ def resolved(value: Any) -> Any:
 def test_notebook_instance_is_encrypted_rootless_and_uses_its_role(platform_template: dict[str, Any]) -> None:
     (instance,) = of_type(platform_template, "AWS::SageMaker::NotebookInstance").values()
     props = instance["Properties"]
-    assert props["NotebookInstanceName"] == "sagelab-dev-notebook"
+    assert props["NotebookInstanceName"] == "sagelab-dev--notebook"
     assert props["InstanceType"] == "ml.t3.medium" and props["VolumeSizeInGB"] == 10
     assert props["RootAccess"] == "Disabled" and props["DirectInternetAccess"] == "Enabled"
     key_id = next(iter(of_type(platform_template, "AWS::KMS::Key")))
@@ -74,15 +74,15 @@ def test_notebook_role_can_run_the_lab_and_stop_itself(platform_template: dict[s
     ]
     by_sid = {s["Sid"]: s for s in statements}
     assert "sagemaker:StartPipelineExecution" in by_sid["OperateThePipeline"]["Action"]
-    assert resolved(by_sid["OperateThePipeline"]["Resource"]) == "arn:aws:sagemaker:us-east-1:123456789012:pipeline/sagelab-dev-pipeline"
+    assert resolved(by_sid["OperateThePipeline"]["Resource"]) == "arn:aws:sagemaker:us-east-1:123456789012:pipeline/sagelab-dev--pipeline"
     assert "sagemaker:StopNotebookInstance" in by_sid["StopWhenIdle"]["Action"]
-    assert resolved(by_sid["StopWhenIdle"]["Resource"]) == "arn:aws:sagemaker:us-east-1:123456789012:notebook-instance/sagelab-dev-notebook"
+    assert resolved(by_sid["StopWhenIdle"]["Resource"]) == "arn:aws:sagemaker:us-east-1:123456789012:notebook-instance/sagelab-dev--notebook"
     assert by_sid["CallTheEndpoint"]["Action"] == "sagemaker:InvokeEndpoint"
 
 
 def test_platform_outputs_the_notebook(synthesized: SynthResult) -> None:
-    outputs = synthesized.template("sagelab-dev-platform")["Outputs"]
-    assert outputs["NotebookName"]["Value"] == "sagelab-dev-notebook"
+    outputs = synthesized.template("sagelab-dev--platform")["Outputs"]
+    assert outputs["NotebookName"]["Value"] == "sagelab-dev--notebook"
     assert "sagemaker_lab.ipynb" in json.dumps(outputs["NotebookUrl"]["Value"])
 
 
@@ -124,7 +124,10 @@ def test_lab_notebook_runs_top_to_bottom_in_local_mode(tmp_path: Path, monkeypat
     text = "\n".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
     assert "mode: local" in text
     images = [o for o in outputs if "image/png" in o.get("data", {})]
-    assert len(images) == 4, "the digits figure, the confusion matrix, the ROC curves and the algorithms compared"
+    assert len(images) == 5, "the digits figure, the confusion matrix, the ROC curves, the algorithms compared and the drift plot"
+    assert "normal rows: no violation" in text
+    drifted = {line.split()[1] for line in text.splitlines() if line.startswith("violation ") and "baseline_drift_check" in line}
+    assert drifted == {"pixel_20", "pixel_36", "pixel_43"}
     compared = {line.split()[1].rstrip(":"): line.split(maxsplit=2)[2] for line in text.splitlines() if line.startswith("algorithm ") and ": " in line}
     assert set(compared) == {"xgboost", "kmeans", "autopilot"}
     assert compared["kmeans"].startswith("Succeeded, silhouette ") and compared["kmeans"].endswith("(passed the gate)")

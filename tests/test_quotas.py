@@ -54,7 +54,7 @@ def test_a_reservation_in_a_new_account_fails_naming_the_quota(synthesized: Synt
     message = str(error.value)
     assert "Lambda concurrent executions (Service Quotas L-B99A9384)" in message
     assert "+ 100 Lambda keeps unreserved" in message and "> 10 (declared in quotas:)" in message
-    assert "sagelab-dev-serving" in message
+    assert "sagelab-dev--serving" in message
 
 
 @pytest.mark.slow
@@ -137,12 +137,12 @@ def test_an_environment_built_through_the_constructs_is_counted_as_its_template_
     app = build_app(App(context=cdk_context(), outdir=str(tmp_path / "cdk.out")))
     built = {s.stack_name: demand_of(stack_resources(s, {})) for s in app.node.children if isinstance(s, Stack)}
     synthesized_demand = {s.stack_name: demand_of(s) for s in _as_stacks(synthesized)}
-    assert built == synthesized_demand and built["sagelab-dev-platform"]["iam_roles"] > 0
+    assert built == synthesized_demand and built["sagelab-dev--platform"]["iam_roles"] > 0
 
 
 def test_an_environment_reserving_in_a_new_account_fails_synth(tmp_path: Path) -> None:
     config = "environments:\n  dev:\n    serving: {front_door_reserved_concurrency: 5}\nquotas:\n  lambda_concurrent_executions: 10\n"
     with pytest.raises(
-        ConfigError, match=r"Lambda concurrent executions \(Service Quotas L-B99A9384\): reserved 5 \(sagelab-dev-serving 5\) \+ 100 .* = 105 > 10"
+        ConfigError, match=r"Lambda concurrent executions \(Service Quotas L-B99A9384\): reserved 5 \(sagelab-dev--serving 5\) \+ 100 .* = 105 > 10"
     ):
         _build(tmp_path, config)

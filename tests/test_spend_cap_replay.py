@@ -47,7 +47,7 @@ def notebook(status: str, minutes: float, student: str = "ana") -> dict[str, Any
     return event(
         "SageMaker Notebook Instance State Change",
         minutes,
-        NotebookInstanceName=f"sagelab-{student}-notebook",
+        NotebookInstanceName=f"sagelab-{student}--notebook",
         NotebookInstanceStatus=status,
         InstanceType="ml.t3.medium",
     )
@@ -57,7 +57,7 @@ def training(status: str, minutes: float, student: str = "ana") -> dict[str, Any
     return event(
         "SageMaker Training Job State Change",
         minutes,
-        TrainingJobName=f"sagelab-{student}-train-abc123",
+        TrainingJobName=f"sagelab-{student}--train-abc123",
         TrainingJobStatus=status,
         ResourceConfig={"InstanceType": "ml.m5.xlarge", "InstanceCount": 4, "VolumeSizeInGB": 30},
         Tags={"sagemaker:pipeline-execution-arn": "x"},
@@ -71,7 +71,7 @@ def aws(monkeypatch: pytest.MonkeyPatch, shared_class: Any) -> Iterator[dict[str
     the class's deny policy, and a notebook instance per student."""
     for name, value in {"AWS_DEFAULT_REGION": REGION, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
         monkeypatch.setenv(name, value)
-    class_template = shared_class.template(f"sagelab-class-{REGION}")
+    class_template = shared_class.template(f"sagelab-class--{REGION}")
     (table,) = (r["Properties"] for r in class_template["Resources"].values() if r["Type"] == "AWS::DynamoDB::Table")
     with moto.mock_aws():
         enforcer.client.cache_clear()
@@ -99,11 +99,11 @@ def aws(monkeypatch: pytest.MonkeyPatch, shared_class: Any) -> Iterator[dict[str
         roles = {}
         for student in ("ana", "ben"):
             roles[student] = [
-                iam.create_role(RoleName=f"sagelab-{student}-platform-{kind}Role-X1", AssumeRolePolicyDocument=trust)["Role"]["RoleName"]
+                iam.create_role(RoleName=f"sagelab-{student}--platform-{kind}Role-X1", AssumeRolePolicyDocument=trust)["Role"]["RoleName"]
                 for kind in ("Notebook", "Pipeline")
             ]
             sagemaker.create_notebook_instance(
-                NotebookInstanceName=f"sagelab-{student}-notebook", InstanceType="ml.t3.medium", RoleArn=f"arn:aws:iam::{ACCOUNT}:role/{roles[student][0]}"
+                NotebookInstanceName=f"sagelab-{student}--notebook", InstanceType="ml.t3.medium", RoleArn=f"arn:aws:iam::{ACCOUNT}:role/{roles[student][0]}"
             )
         monkeypatch.setenv("TABLE_NAME", "spend")
         monkeypatch.setenv("TOPIC_ARN", topic)
@@ -129,12 +129,12 @@ def settings(cap_usd: float = 1.0) -> enforcer.ClassSettings:
 
 
 def expect_enforcement(
-    stubber: Stubber, student: str, serving_model: str = "arn:aws:sagemaker:us-east-1:123456789012:model-package/sagelab-ana-models/3"
+    stubber: Stubber, student: str, serving_model: str = "arn:aws:sagemaker:us-east-1:123456789012:model-package/sagelab-ana--models/3"
 ) -> None:
     """The CloudFormation calls of one enforcement: read the serving stack (the enforcer, then the
     deployer's `deploy`), UpdateStack with an empty ModelPackageArn and the stack's deployment
     role, then the platform stack's roles for the deny."""
-    serving = f"sagelab-{student}-serving"
+    serving = f"sagelab-{student}--serving"
     role = f"arn:aws:iam::{ACCOUNT}:role/{serving}-DeployerCloudFormationRole-Z9"
     stack = {
         "StackName": serving,
@@ -159,9 +159,9 @@ def expect_enforcement(
         )
     platform_roles = [
         {"LogicalResourceId": f"R{i}", "PhysicalResourceId": name, "ResourceType": "AWS::IAM::Role", "Timestamp": T0, "ResourceStatus": "CREATE_COMPLETE"}
-        for i, name in enumerate([f"sagelab-{student}-platform-NotebookRole-X1", f"sagelab-{student}-platform-PipelineRole-X1"])
+        for i, name in enumerate([f"sagelab-{student}--platform-NotebookRole-X1", f"sagelab-{student}--platform-PipelineRole-X1"])
     ]
-    stubber.add_response("describe_stack_resources", {"StackResources": platform_roles}, {"StackName": f"sagelab-{student}-platform"})
+    stubber.add_response("describe_stack_resources", {"StackResources": platform_roles}, {"StackName": f"sagelab-{student}--platform"})
 
 
 def messages(aws: dict[str, Any], reader: str) -> list[str]:
@@ -194,19 +194,19 @@ def test_replayed_events_warn_once_then_cap_within_one_event_and_lift_restores(a
     ana_mail = messages(aws, "ana")
     assert len(ana_mail) == 1 and "over 80% of the cap" in ana_mail[0]
     assert messages(aws, "ben") == []
-    assert aws["sagemaker"].describe_notebook_instance(NotebookInstanceName="sagelab-ana-notebook")["NotebookInstanceStatus"] == "InService"
+    assert aws["sagemaker"].describe_notebook_instance(NotebookInstanceName="sagelab-ana--notebook")["NotebookInstanceStatus"] == "InService"
 
     # At minute 100 the next event of hers judges the month at $0.92 + $0.083: the cap.
     expect_enforcement(stubber, "ana")
     result = enforcer.handle(training("Stopped", 66), cap, at(100))
     assert result["actions"] == ["notebook stopped", "endpoint deletion requested", "deny attached"]
     stubber.assert_no_pending_responses()
-    assert aws["sagemaker"].describe_notebook_instance(NotebookInstanceName="sagelab-ana-notebook")["NotebookInstanceStatus"] == "Stopped"
+    assert aws["sagemaker"].describe_notebook_instance(NotebookInstanceName="sagelab-ana--notebook")["NotebookInstanceStatus"] == "Stopped"
     for role in aws["roles"]["ana"]:
         assert attached(aws, role) == [aws["deny"]]
     for role in aws["roles"]["ben"]:  # the other student is untouched
         assert attached(aws, role) == []
-    assert aws["sagemaker"].describe_notebook_instance(NotebookInstanceName="sagelab-ben-notebook")["NotebookInstanceStatus"] == "InService"
+    assert aws["sagemaker"].describe_notebook_instance(NotebookInstanceName="sagelab-ben--notebook")["NotebookInstanceStatus"] == "InService"
     capped = messages(aws, "ana")
     assert len(capped) == 1 and "reached the spending cap" in capped[0] and "sagelab class lift ana" in capped[0]
     assert len(messages(aws, "admin")) == 2  # the admin reads every warning
@@ -221,7 +221,7 @@ def test_replayed_events_warn_once_then_cap_within_one_event_and_lift_restores(a
                 for i, r in enumerate(aws["roles"]["ana"])
             ]
         },
-        {"StackName": "sagelab-ana-platform"},
+        {"StackName": "sagelab-ana--platform"},
     )
     lifted = enforcer.handle({"action": "lift", "student": "ana", "cap_usd": 5}, cap, at(101))
     assert lifted["result"] == "lifted" and lifted["cap_usd"] == 5
@@ -237,7 +237,7 @@ def test_replayed_events_warn_once_then_cap_within_one_event_and_lift_restores(a
 def test_a_missed_start_is_caught_by_one_reconciliation(aws: dict[str, Any]) -> None:
     # No event ever arrived for ana's notebook (moto started it now); one reconciliation three
     # hours later finds it running, records it from its start and caps her ($0.15 > $0.10).
-    started = aws["sagemaker"].describe_notebook_instance(NotebookInstanceName="sagelab-ana-notebook")["LastModifiedTime"]
+    started = aws["sagemaker"].describe_notebook_instance(NotebookInstanceName="sagelab-ana--notebook")["LastModifiedTime"]
     now = started.timestamp() + 3 * 3600
     cap = settings(cap_usd=0.10)
     # ben's notebook also runs three hours: he is capped too, in the same reconciliation.
@@ -247,22 +247,22 @@ def test_a_missed_start_is_caught_by_one_reconciliation(aws: dict[str, Any]) -> 
     assert result == {"result": "reconciled", "capped": ["ana", "ben"]}
     assert spend(enforcer.points_of("ana"), now) == pytest.approx(0.15, rel=1e-3)
     for student in ("ana", "ben"):
-        assert aws["sagemaker"].describe_notebook_instance(NotebookInstanceName=f"sagelab-{student}-notebook")["NotebookInstanceStatus"] == "Stopped"
+        assert aws["sagemaker"].describe_notebook_instance(NotebookInstanceName=f"sagelab-{student}--notebook")["NotebookInstanceStatus"] == "Stopped"
         for role in aws["roles"][student]:
             assert attached(aws, role) == [aws["deny"]]
 
 
 def test_a_missed_stop_is_closed_by_reconciliation() -> None:
     # The record says a job runs; nothing is running any more: it is charged up to now, not forever.
-    known = [Point("training/sagelab-ana-train", at(0), True, 0.92)]
+    known = [Point("training/sagelab-ana--train", at(0), True, 0.92)]
     added = reconcile(known, {}, at(30))
-    assert added == [Point("training/sagelab-ana-train", at(30), False)]
+    assert added == [Point("training/sagelab-ana--train", at(30), False)]
     assert spend(known + added, at(600)) == pytest.approx(0.46)
     # A restart whose start event was missed: running again after its last stop.
-    stopped = [*known, Point("training/sagelab-ana-train", at(30), False)]
-    assert reconcile(stopped, {"training/sagelab-ana-train": (at(10), 0.92)}, at(40)) == [Point("training/sagelab-ana-train", at(40), True, 0.92)]
+    stopped = [*known, Point("training/sagelab-ana--train", at(30), False)]
+    assert reconcile(stopped, {"training/sagelab-ana--train": (at(10), 0.92)}, at(40)) == [Point("training/sagelab-ana--train", at(40), True, 0.92)]
     # Nothing to add when the record agrees.
-    assert reconcile(known, {"training/sagelab-ana-train": (at(0), 0.92)}, at(40)) == []
+    assert reconcile(known, {"training/sagelab-ana--train": (at(0), 0.92)}, at(40)) == []
 
 
 def test_spend_is_the_same_in_any_order_and_with_repeats() -> None:
@@ -290,7 +290,7 @@ def test_spend_is_the_same_in_any_order_and_with_repeats() -> None:
 def test_the_class_file_the_construct_writes_is_what_the_enforcer_reads(shared_class: Any) -> None:
     # The function's code asset holds class.json; the enforcer loads it (one contract, two sides).
     outdir = Path(shared_class.outdir)
-    template = shared_class.template(f"sagelab-class-{REGION}")
+    template = shared_class.template(f"sagelab-class--{REGION}")
     (function,) = (
         r for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::Function" and r["Properties"]["Handler"] == "enforcer.handler.lambda_handler"
     )

@@ -16,7 +16,7 @@ from tests.conftest import SynthResult
 from tests.iam_policy import Env, RoleRef, Stacks, Statement, action_matches, is_allowed
 
 ENV = Env(partition="aws", region="us-east-1", account="123456789012")
-CLASS = "sagelab-class-us-east-1"
+CLASS = "sagelab-class--us-east-1"
 SAGEMAKER = "arn:aws:sagemaker:us-east-1:123456789012"
 STACK = "arn:aws:cloudformation:us-east-1:123456789012:stack"
 # Operations that start something billed by the hour (or that deploys such a thing: an approval).
@@ -46,39 +46,39 @@ def _deny_policy(stacks: Stacks) -> tuple[str, list[Statement]]:
 
 def test_the_enforcer_reaches_the_class_students_and_nothing_else(stacks: Stacks) -> None:
     statements = _enforcer(stacks)
-    course = next(r.tags["course"] for r in stacks.roles() if r.stack == "sagelab-alice-platform")
+    course = next(r.tags["course"] for r in stacks.roles() if r.stack == "sagelab-alice--platform")
     ours = {"aws:ResourceTag/course": course}
     deny_arn, _ = _deny_policy(stacks)
-    alice_roles = [r for r in stacks.roles() if r.stack == "sagelab-alice-platform"]
-    deployment_role = _role(stacks, "sagelab-alice-serving", "DeployerCloudFormationRole")
+    alice_roles = [r for r in stacks.roles() if r.stack == "sagelab-alice--platform"]
+    deployment_role = _role(stacks, "sagelab-alice--serving", "DeployerCloudFormationRole")
     assert alice_roles and all(r.tags.get("course") == course for r in [*alice_roles, deployment_role])
 
     # What it must be able to do to a student of the class.
-    assert is_allowed(statements, "sagemaker:StopNotebookInstance", f"{SAGEMAKER}:notebook-instance/sagelab-alice-notebook", ours)
+    assert is_allowed(statements, "sagemaker:StopNotebookInstance", f"{SAGEMAKER}:notebook-instance/sagelab-alice--notebook", ours)
     for role in alice_roles:
         with_deny = {**ours, "iam:PolicyARN": deny_arn}
         assert is_allowed(statements, "iam:AttachRolePolicy", role.arn, with_deny) and is_allowed(statements, "iam:DetachRolePolicy", role.arn, with_deny)
     update = {**ours, "cloudformation:RoleArn": deployment_role.arn}
-    assert is_allowed(statements, "cloudformation:UpdateStack", f"{STACK}/sagelab-alice-serving/guid", update)
+    assert is_allowed(statements, "cloudformation:UpdateStack", f"{STACK}/sagelab-alice--serving/guid", update)
     assert is_allowed(statements, "iam:PassRole", deployment_role.arn, {**ours, "iam:PassedToService": "cloudformation.amazonaws.com"})
 
     # Planted negatives: another environment or class (no course tag, or another one), another
     # policy than the class's deny, another role for CloudFormation, a new template.
     for other in ({}, {"aws:ResourceTag/course": "another-course"}):
-        assert not is_allowed(statements, "sagemaker:StopNotebookInstance", f"{SAGEMAKER}:notebook-instance/sagelab-dev-notebook", other)
+        assert not is_allowed(statements, "sagemaker:StopNotebookInstance", f"{SAGEMAKER}:notebook-instance/sagelab-dev--notebook", other)
         assert not is_allowed(statements, "iam:AttachRolePolicy", alice_roles[0].arn, {**other, "iam:PolicyARN": deny_arn})
         assert not is_allowed(
-            statements, "cloudformation:UpdateStack", f"{STACK}/sagelab-dev-serving/guid", {**other, "cloudformation:RoleArn": deployment_role.arn}
+            statements, "cloudformation:UpdateStack", f"{STACK}/sagelab-dev--serving/guid", {**other, "cloudformation:RoleArn": deployment_role.arn}
         )
     assert not is_allowed(statements, "iam:AttachRolePolicy", alice_roles[0].arn, {**ours, "iam:PolicyARN": "arn:aws:iam::aws:policy/AdministratorAccess"})
     enforcer_role = _role(stacks, CLASS, "SpendCapFunctionRole")
     assert not is_allowed(statements, "iam:AttachRolePolicy", enforcer_role.arn, {**ours, "iam:PolicyARN": deny_arn})  # not even its own role
     admin_role = "arn:aws:iam::123456789012:role/cdk-hnb659fds-cfn-exec-role-123456789012-us-east-1"
-    assert not is_allowed(statements, "cloudformation:UpdateStack", f"{STACK}/sagelab-alice-serving/guid", {**ours, "cloudformation:RoleArn": admin_role})
+    assert not is_allowed(statements, "cloudformation:UpdateStack", f"{STACK}/sagelab-alice--serving/guid", {**ours, "cloudformation:RoleArn": admin_role})
     assert not is_allowed(
-        statements, "cloudformation:UpdateStack", f"{STACK}/sagelab-alice-serving/guid", {**update, "cloudformation:TemplateUrl": "https://evil/t.json"}
+        statements, "cloudformation:UpdateStack", f"{STACK}/sagelab-alice--serving/guid", {**update, "cloudformation:TemplateUrl": "https://evil/t.json"}
     )
-    assert not is_allowed(statements, "cloudformation:UpdateStack", f"{STACK}/sagelab-alice-platform/guid", update)
+    assert not is_allowed(statements, "cloudformation:UpdateStack", f"{STACK}/sagelab-alice--platform/guid", update)
     assert not is_allowed(statements, "iam:PassRole", alice_roles[0].arn, {**ours, "iam:PassedToService": "cloudformation.amazonaws.com"})
     for action in (
         "sagemaker:DeleteNotebookInstance",
@@ -94,10 +94,10 @@ def test_the_deny_stops_every_billable_action_a_student_role_is_allowed(stacks: 
     operations = botocore.session.get_session().get_service_model("sagemaker").operation_names
     billable = [f"sagemaker:{op}" for op in operations if BILLABLE.match(op)]
     _, deny = _deny_policy(stacks)
-    course = next(r.tags["course"] for r in stacks.roles() if r.stack == "sagelab-alice-platform")
+    course = next(r.tags["course"] for r in stacks.roles() if r.stack == "sagelab-alice--platform")
     context = {"aws:ResourceTag/course": course, "aws:RequestTag/course": course}
     checked = []
-    for role in (r for r in stacks.roles() if r.stack == "sagelab-alice-platform"):
+    for role in (r for r in stacks.roles() if r.stack == "sagelab-alice--platform"):
         statements = stacks.identity_policies(role)
         for action in billable:
             patterns = {resource for s in statements if s.effect == "Allow" and any(action_matches(a, action) for a in s.actions) for resource in s.resources}
@@ -117,9 +117,9 @@ def test_the_deny_without_an_action_leaves_that_action_open(stacks: Stacks) -> N
     # Planted negative: the deny as it would be without StartPipelineExecution.
     _, deny = _deny_policy(stacks)
     weakened = [Statement(effect=s.effect, actions=tuple(a for a in s.actions if a != "sagemaker:StartPipelineExecution"), resources=s.resources) for s in deny]
-    notebook = next(r for r in stacks.roles() if r.stack == "sagelab-alice-platform" and "Notebook" in r.logical_id)
+    notebook = next(r for r in stacks.roles() if r.stack == "sagelab-alice--platform" and "Notebook" in r.logical_id)
     statements = stacks.identity_policies(notebook)
-    pipeline = f"{SAGEMAKER}:pipeline/sagelab-alice-pipeline"
+    pipeline = f"{SAGEMAKER}:pipeline/sagelab-alice--pipeline"
     assert is_allowed([*statements, *weakened], "sagemaker:StartPipelineExecution", pipeline)
     assert not is_allowed([*statements, *deny], "sagemaker:StartPipelineExecution", pipeline)
 

@@ -29,6 +29,7 @@ from aws_cdk import Aws, Environment, Stack, Tags
 from aws_cdk import aws_cloudformation as cloudformation
 from constructs import Construct
 
+from sagelab.naming import CLASS_ID, ResourceNames
 from sagelab.registry_permissions import policy_documents
 
 UNIT_DIR = Path(__file__).resolve().parent
@@ -40,7 +41,8 @@ MAX_POLICIES_PER_ROLE = 10  # IAM's default quota of managed policies attached t
 
 
 def bootstrap_stack_name() -> str:
-    return "sagelab-class-bootstrap"
+    """The class-wide stack (the class is a tenant of its own) that holds the StackSet."""
+    return ResourceNames.of(CLASS_ID).name("bootstrap")
 
 
 def execution_policy() -> dict[str, Any]:
@@ -123,7 +125,7 @@ class StudentAccountsBootstrap(Construct):
 
 
 class StudentBootstrapStack(Stack):
-    """`sagelab-class-bootstrap`, in the admin's account: only composes StudentAccountsBootstrap."""
+    """`sagelab-class--bootstrap`, in the admin's account: only composes StudentAccountsBootstrap."""
 
     def __init__(
         self,

@@ -335,12 +335,12 @@ class SpendCap(Construct):
                     "sagemaker:DescribeTransformJob",
                 ],
                 resources=[
-                    sagemaker_arn(f"notebook-instance/{any_student.prefix}"),
-                    sagemaker_arn(f"endpoint/{any_student.prefix}"),
-                    sagemaker_arn(f"endpoint-config/{any_student.prefix}"),
-                    sagemaker_arn(f"training-job/{any_student.prefix}"),
-                    sagemaker_arn(f"processing-job/{any_student.prefix}"),
-                    sagemaker_arn(f"transform-job/{any_student.prefix}"),
+                    sagemaker_arn(f"notebook-instance/{any_student.pattern()}"),
+                    sagemaker_arn(f"endpoint/{any_student.pattern()}"),
+                    sagemaker_arn(f"endpoint-config/{any_student.pattern()}"),
+                    sagemaker_arn(f"training-job/{any_student.pattern()}"),
+                    sagemaker_arn(f"processing-job/{any_student.pattern()}"),
+                    sagemaker_arn(f"transform-job/{any_student.pattern()}"),
                 ],
             ),
             iam.PolicyStatement(

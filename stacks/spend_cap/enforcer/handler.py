@@ -74,7 +74,7 @@ class ClassSettings:
 
     @property
     def prefixes(self) -> dict[str, str]:
-        return {student: ResourceNames.of(student).prefix for student in self.students}
+        return {student: ResourceNames.of(student).scope for student in self.students}
 
 
 @dataclass(frozen=True)
