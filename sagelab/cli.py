@@ -747,6 +747,50 @@ def _add_portal(classroom: Any) -> None:
     add_portal_parser(classroom)
 
 
+def _add_spend_cap(sub: Subparsers, shared: dict[str, argparse.ArgumentParser]) -> None:
+    # `class` is _add_classroom's group; argparse lets a second function add to it through its choices.
+    classroom = sub.choices["class"]
+    commands = next(action for action in classroom._actions if isinstance(action, argparse._SubParsersAction))
+    p = commands.add_parser("lift", parents=[shared["aws"]], help="lift a student's spending cap: new SageMaker work allowed again, a new cap for the month")
+    p.add_argument("student")
+    p.add_argument("--cap", type=float, help="the student's cap in USD for this month (default: what they spent plus the class's cap)")
+    p.set_defaults(func=cmd_class_lift)
+
+
+def _add_class_end(sub: Subparsers, shared: dict[str, argparse.ArgumentParser]) -> None:
+    commands = next(action for action in sub.choices["class"]._actions if isinstance(action, argparse._SubParsersAction))
+    p = commands.add_parser(
+        "end", parents=[shared["aws"], shared["student_role"]], help="end of term: archive every student's work, then delete their stacks and buckets"
+    )
+    p.add_argument("--roster", default="roster.csv")
+    p.add_argument("--archive-bucket", required=True, help="an S3 bucket in the admin's account that keeps the archive")
+    p.add_argument("--prefix", help="key prefix in the archive bucket (default: class-end/<today>)")
+    p.set_defaults(func=cmd_class_end)
+
+
+def cmd_class_end(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from sagelab.aws_ops import ClassroomOperations
+    from sagelab.class_end import end_class
+
+    classroom = ClassroomOperations(_aws(args), student_role=args.student_role)
+    prefix = args.prefix or f"class-end/{dt.datetime.now(dt.UTC):%Y-%m-%d}"
+    results = end_class(classroom, _roster(args), args.archive_bucket, prefix)
+    kept = [r for r in results if not r.complete]
+    print(f"archive: s3://{args.archive_bucket}/{prefix}/ ({len(results) - len(kept)} students ended, {len(kept)} kept in place)")
+    return EXIT_FAILED if kept else EXIT_OK
+
+
+def cmd_class_lift(args: argparse.Namespace) -> int:
+    from sagelab.spend_cap import lift
+
+    ops = _aws(args)
+    lifted = lift(ops, args.region or ops.session.region_name or "us-east-1", args.student, args.cap)
+    print(f"{lifted.student}: cap lifted; spent ${lifted.spent_usd:.2f} this month, new cap ${lifted.cap_usd:.2f}")
+    return EXIT_OK
+
+
 def _add_synth_tools(sub: Subparsers, shared: dict[str, argparse.ArgumentParser]) -> None:
     p = sub.add_parser("synth-summary", help="summarize cdk.out: stacks, resources, cdk-nag findings")
     p.add_argument("cdk_out", nargs="?", default="cdk.out")
@@ -762,7 +806,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_installed_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     shared = _shared_options()
-    for add_commands in (_add_definition_and_run, _add_models, _add_pipeline, _add_batch, _add_serving, _add_monitor, _add_classroom, _add_synth_tools):
+    for add_commands in (
+        _add_definition_and_run,
+        _add_models,
+        _add_pipeline,
+        _add_batch,
+        _add_serving,
+        _add_monitor,
+        _add_classroom,
+        _add_spend_cap,
+        _add_class_end,
+        _add_synth_tools,
+    ):
         add_commands(sub, shared)
     return parser
 

@@ -30,6 +30,7 @@ from pydantic.dataclasses import dataclass
 from pydantic.fields import FieldInfo
 
 from sagelab.naming import CLASS_ID, ENVIRONMENT_ID, ID_RULE, MAX_ID_LENGTH, ResourceNames
+from sagelab.quotas import QuotaError, check_declared
 from sagelab.step_contract import ERROR_METRICS
 
 REGION_PATTERN = re.compile(r"^(us|eu|ap|sa|ca|me|af|il|mx)(-gov|-iso[a-z]?)?-(north|south|east|west|central|northeast|northwest|southeast|southwest)-\d$")
@@ -182,8 +183,10 @@ class ServingConfig:
     # action uses (the blue/green rollback of a real-time endpoint).
     monitoring: Literal["full", "class"] = "full"
     # The front door function's reserved concurrency (caps what /predict takes from the account's
-    # pool); unset leaves it unreserved, for accounts whose concurrency quota is 10.
-    front_door_reserved_concurrency: StrictInt | None = Field(default=20, ge=1, le=1000, description="1..1000, or unset")
+    # pool). Unset by default: a new account's concurrency quota is 10 and Lambda keeps 100 of any
+    # pool unreserved, so any reservation fails a first deploy there. Synth counts what is set
+    # against the account's quota (sagelab/quotas.py, `quotas.lambda_concurrent_executions`).
+    front_door_reserved_concurrency: StrictInt | None = Field(default=None, ge=1, le=1000, description="1..1000, or unset")
     # Load the X-Ray SDK in the function for subsegments (~200 ms per cold start); Lambda's and API
     # Gateway's own active tracing stay on either way.
     trace_in_code: StrictBool = False
@@ -248,6 +251,30 @@ class ClassroomConfig:
     waf: Literal["shared", "off"] = "shared"
     own_account_waf: StrictBool = False  # students with their own account get their own web ACL only if asked
     notebook_volume_gb: StrictInt = Field(default=5, ge=5, le=16384, description="5..16384")
+    # The hard spending cap of shared-account students (stacks/spend_cap): metered from SageMaker's
+    # events; at the cap the notebook stops, the endpoint goes and new work is denied until lifted.
+    spend_cap: StrictBool = True
+    spend_cap_usd: StrictInt | None = Field(default=None, ge=1, le=100_000, description="1..100000 USD per student per month, or unset (budget_usd)")
+    spend_warn_percent: StrictInt = Field(default=80, ge=1, le=99, description="1..99 percent of the cap")
+    spend_reconcile_minutes: StrictInt = Field(default=10, ge=1, le=60, description="1..60 minutes")
+    # Own-account students: bootstrap every account of these organizational units at once
+    # (stacks/bootstrap: a service-managed StackSet of the CDK bootstrap template, trusting the
+    # admin's account, with an execution policy derived from the student templates).
+    bootstrap_organizational_units: tuple[
+        Annotated[
+            StrictStr,
+            Field(
+                pattern=r"^(ou-[a-z0-9]{4,32}-[a-z0-9]{8,32}|r-[a-z0-9]{4,32})$",
+                description="an organizational unit id like ou-ab12-cd34ef56 (or a root r-ab12)",
+            ),
+        ],
+        ...,
+    ] = ()
+    bootstrap_call_as: Literal["SELF", "DELEGATED_ADMIN"] = "SELF"
+
+    @property
+    def cap_usd(self) -> int:
+        return self.spend_cap_usd if self.spend_cap_usd is not None else self.budget_usd
 
 
 @dataclass(frozen=True, config=_SCHEMA)
@@ -256,6 +283,8 @@ class SageLabConfig:
 
     environments: tuple[EnvironmentConfig, ...] = (EnvironmentConfig(),)
     classroom: ClassroomConfig = ClassroomConfig()
+    # Raised account quotas (`quotas:` in YAML: key -> value, sagelab/quotas.py), as pairs so the config stays hashable.
+    quotas: tuple[tuple[str, int], ...] = ()
 
 
 # -- rules across fields (each field's own rules are in the schema) ------------------------------
@@ -602,11 +631,12 @@ def load_config(context: Mapping[str, Any] | None = None, config_file: str | Pat
         if data is None:
             data = {}
         if not isinstance(data, Mapping):
-            raise ConfigError(f"{path}: the top level must be a mapping with keys defaults, environments, classroom")
+            raise ConfigError(f"{path}: the top level must be a mapping with keys defaults, environments, classroom, quotas")
         source = _Source(str(path), lines)
         layers.append((_with_resolved_scripts(dict(data), source, path.resolve().parent, "the config file's folder"), source))
 
-    allowed_top = {"defaults", "environments", "classroom"}
+    allowed_top = {"defaults", "environments", "classroom", "quotas"}
+    declared_quotas: dict[str, int] = {}
     classroom_data: dict[str, Any] = {}
     classroom = ClassroomConfig()
     defaults: dict[str, Any] = {}
@@ -629,6 +659,21 @@ def load_config(context: Mapping[str, Any] | None = None, config_file: str | Pat
                 raise _fail(source, "classroom", data["classroom"], _describe(ClassroomConfig))
             classroom_data = _deep_merge(classroom_data, data["classroom"])
             classroom = _validated(ClassroomConfig, classroom_data, "classroom", source)
+        if "quotas" in data:
+            declared_quotas.update(_declared_quotas(data["quotas"], source))
     environments = _environments(environments_raw, environments_source, defaults)
     _check_script_names(environments, environments_source)
-    return SageLabConfig(environments=environments, classroom=classroom)
+    return SageLabConfig(environments=environments, classroom=classroom, quotas=tuple(sorted(declared_quotas.items())))
+
+
+def _declared_quotas(raw: Any, source: _Source) -> dict[str, int]:
+    """`quotas:`: raised account quotas, each checked by sagelab/quotas.py (which names what is allowed)."""
+    if not isinstance(raw, Mapping):
+        raise _fail(source, "quotas", raw, "a mapping of quota name to its value in your account, e.g. {lambda_concurrent_executions: 2000}")
+    declared: dict[str, int] = {}
+    for key, value in raw.items():
+        try:
+            declared.update(check_declared({key: value}))
+        except QuotaError as error:
+            raise ConfigError(f"{source.locate(f'quotas.{key}')}: {error}") from None
+    return declared

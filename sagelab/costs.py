@@ -64,6 +64,9 @@ class Resources:
     drift_check_runs_per_day: float = 0.0
     drift_check_memory_mb: int = 0
     data_capture_percent: int = 0
+    # Scheduled Lambda runs (the spending cap's reconciliation) per day, and their memory.
+    scheduled_runs_per_day: float = 0.0
+    scheduled_memory_mb: int = 0
 
     def as_row(self) -> dict[str, int]:
         return {
@@ -135,6 +138,11 @@ def count_resources(template: Mapping[str, Any], into: Resources | None = None) 
                     counts.endpoint_instances[variant["InstanceType"]] += int(variant.get("InitialInstanceCount", 1))
         elif kind == "AWS::Events::Rule" and isinstance(props.get("ScheduleExpression"), str) and DRIFT_CHECK_RULE in props.get("Description", ""):
             counts.drift_check_runs_per_day += runs_per_day(props["ScheduleExpression"])
+        elif kind == "AWS::Events::Rule" and isinstance(props.get("ScheduleExpression"), str) and runs_per_day(props["ScheduleExpression"]):
+            # Any other schedule: the spending cap's reconciliation (stacks/spend_cap).
+            counts.scheduled_runs_per_day += runs_per_day(props["ScheduleExpression"])
+            memory = [r["Properties"].get("MemorySize", 128) for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::Function"]
+            counts.scheduled_memory_mb = max(memory, default=128)
         elif kind == "AWS::Lambda::Function":
             variables = props.get("Environment", {}).get("Variables", {})
             if variables.get("METRIC_NAMESPACE") == DRIFT_CHECK_NAMESPACE:
@@ -172,6 +180,18 @@ def read_assembly(cdk_out: str | Path) -> list[Stack]:
     return stacks
 
 
+# A reconciliation of the spending cap: lists what runs, queries each student's record (one read
+# unit per student), judges; about two seconds at its memory (an assumption, printed by the bench).
+RECONCILIATION_SECONDS = 2.0
+
+
+def scheduled_usd_per_day(counts: Resources, prices: Mapping[str, Price], students: int) -> float:
+    """What the cap's schedule costs a day: requests, compute and one read per student per run."""
+    runs = counts.scheduled_runs_per_day
+    compute = prices["lambda_compute"].usd * counts.scheduled_memory_mb / 1024 * RECONCILIATION_SECONDS
+    return runs * (prices["lambda_requests"].usd / 1e6 + compute + prices["dynamodb_read_request"].usd * students / 1e6)
+
+
 @dataclass(frozen=True)
 class LabHour:
     """One active lab hour, as assumed by the model (printed with the results)."""
@@ -181,6 +201,9 @@ class LabHour:
     training_job_minutes: float = 5.0
     predictions: int = 300
     seconds_per_serverless_prediction: float = 0.2
+    # SageMaker state changes the spending cap meters (notebook, jobs, endpoint): each one
+    # invocation of about half a second, one write and one query.
+    cap_events: int = 10
 
 
 @dataclass(frozen=True)
@@ -272,7 +295,7 @@ def price_environments(stacks: Iterable[Stack], prices: Mapping[str, Price] | No
                     usd_per_day += prices[item].usd * billable * (units / monthly_units[item]) / DAYS_PER_MONTH
             if counts.budgets:
                 usd_per_day += prices["budget"].usd * max(0.0, budgets - prices["budget"].free_per_account) * counts.budgets / budgets
-            idle[group] = usd_per_day
+            idle[group] = usd_per_day + scheduled_usd_per_day(counts, prices, len(members))
     shared_share = idle.get(SHARED, 0.0) / len(environments) if environments else 0.0
 
     results = []
@@ -293,6 +316,13 @@ def price_environments(stacks: Iterable[Stack], prices: Mapping[str, Price] | No
             * counts.data_capture_percent
             / 100
             / 1000
+            + (counts.scheduled_runs_per_day or shared.scheduled_runs_per_day > 0)
+            * lab.cap_events
+            * (
+                prices["lambda_requests"].usd / 1e6
+                + prices["lambda_compute"].usd * max(counts.scheduled_memory_mb, shared.scheduled_memory_mb) / 1024 * 0.5
+                + (prices["dynamodb_write_request"].usd + prices["dynamodb_read_request"].usd) / 1e6
+            )
         )
         drift_check = drift_check_usd_per_day(counts, prices)
         idle_per_day = idle[env] + shared_share + drift_check

@@ -19,12 +19,17 @@ from sagelab.config import ConfigError, EnvironmentConfig, SageLabConfig, check_
 from sagelab.datasets import DIGITS_CSV
 from sagelab.naming import PROJECT
 from sagelab.pipeline_definition import definition_json, image_uris
+from sagelab.quotas import QuotaError
 from sagelab.roster import classroom_config, read_roster
-from stacks.class_stack import ClassStack, class_stack_name
-from stacks.classroom import add_classroom, clear_template_environments
+from sagelab.spend_cap import class_stack_name
+from stacks.account_quotas import check_app_quotas
+from stacks.bootstrap.construct import StudentBootstrapStack
+from stacks.class_stack import ClassStack
+from stacks.classroom import StampedStack, add_classroom, clear_template_environments
 from stacks.nag import add_nag_packs
 from stacks.platform_stack import PlatformStack, SharedArtifacts
 from stacks.serving_stack import ServingStack, retention_name
+from stacks.spend_cap.construct import SpendCapSettings
 from stacks.student_portal.construct import PortalUser
 
 
@@ -76,12 +81,14 @@ def add_environment(
 
 
 def add_class_stacks(app: App, config: SageLabConfig, student_stacks: Sequence[Stack]) -> list[ClassStack]:
-    """One ClassStack per region with students on the class's shared web ACL; their serving
-    stacks deploy after it (they import its web ACL)."""
+    """One ClassStack per region with shared-account students (when they use the class's web ACL
+    or the class has a spending cap); serving stacks on the class's web ACL deploy after it (they
+    import it)."""
     by_name = {stack.stack_name: stack for stack in student_stacks}
+    classroom = config.classroom
     sharing: dict[str, list[EnvironmentConfig]] = {}
     for env in config.environments:
-        if env.serving.waf == "shared":
+        if env.serving.waf == "shared" or (env.shares_account_with_class and classroom.spend_cap):
             sharing.setdefault(env.region, []).append(env)
     # The portal serves the whole roster (own-account rows too) from the first class stack.
     portal_users = [
@@ -90,6 +97,7 @@ def add_class_stacks(app: App, config: SageLabConfig, student_stacks: Sequence[S
     class_stacks: list[ClassStack] = []
     for region, students in sharing.items():
         base = students[0]
+        on_web_acl = [env for env in students if env.serving.waf == "shared"]
         class_stack = ClassStack(
             app,
             class_stack_name(region),
@@ -98,14 +106,54 @@ def add_class_stacks(app: App, config: SageLabConfig, student_stacks: Sequence[S
             students=[env.name for env in students],
             rate_limit_per_5_minutes=base.serving.waf_rate_limit_per_5_minutes,
             log_retention=logs.RetentionDays(retention_name(base.log_retention_days)),
-            tags={"project": PROJECT, "course": config.classroom.course},
+            tags={"project": PROJECT, "course": classroom.course},
             portal_users=portal_users if not class_stacks else (),
             admin_emails=config.classroom.admin_emails,
+            web_acl=bool(on_web_acl),
+            spend_cap=spend_cap_settings(config, students) if classroom.spend_cap else None,
         )
-        for env in students:
+        for env in on_web_acl:
             by_name[env.names.serving_stack].add_stack_dependency(class_stack)
         class_stacks.append(class_stack)
     return class_stacks
+
+
+def add_bootstrap_stack(app: App, config: SageLabConfig, student_stacks: Sequence[Stack]) -> Stack | None:
+    """With `classroom.bootstrap_organizational_units`: one StackSet bootstraps every own-account
+    student's account (in the admin's account and the config's first region); their stacks deploy after it."""
+    classroom = config.classroom
+    own = [env for env in config.environments if not env.shares_account_with_class]
+    if not classroom.bootstrap_organizational_units or not own:
+        return None
+    admin = config.environments[0]
+    stack = StudentBootstrapStack(
+        app,
+        account=next((env.account for env in config.environments if env.shares_account_with_class), None),
+        region=admin.region,
+        organizational_unit_ids=classroom.bootstrap_organizational_units,
+        regions=sorted({env.region for env in own}),
+        call_as=classroom.bootstrap_call_as,
+        tags={"project": PROJECT, "course": classroom.course},
+    )
+    own_names = {env.names.platform_stack for env in own} | {env.names.serving_stack for env in own}
+    for student_stack in student_stacks:
+        if student_stack.stack_name in own_names:
+            student_stack.add_stack_dependency(stack)
+    return stack
+
+
+def spend_cap_settings(config: SageLabConfig, students: Sequence[EnvironmentConfig]) -> SpendCapSettings:
+    classroom = config.classroom
+    return SpendCapSettings(
+        course=classroom.course,
+        students=tuple(env.name for env in students),
+        student_emails={env.name: env.student_email for env in students if env.student_email},
+        admin_emails=classroom.admin_emails,
+        cap_usd=classroom.cap_usd,
+        warn_percent=classroom.spend_warn_percent,
+        reconcile_minutes=classroom.spend_reconcile_minutes,
+        allowed_instance_types=classroom.allowed_instance_types,
+    )
 
 
 def build_app(app: App | None = None, context: Mapping[str, Any] | None = None, config: SageLabConfig | None = None) -> App:
@@ -127,11 +175,24 @@ def build_app(app: App | None = None, context: Mapping[str, Any] | None = None, 
     clear_template_environments(app)
     shared = build_shared(config)
     build = functools.partial(add_environment, shared=shared)
+    student_stacks: list[Stack] = []
     if classroom:
         student_stacks = add_classroom(app, config, functools.partial(environment_tags, config), build, add_nag_packs)
         add_class_stacks(app, config, student_stacks)
+        add_bootstrap_stack(app, config, student_stacks)
     else:
         for env in config.environments:
             build(app, env, environment_tags(config, env), env.names.platform_stack, env.names.serving_stack)
     add_nag_packs(app)
+    check_quotas_of(app, student_stacks, config)
     return app
+
+
+def check_quotas_of(app: App, student_stacks: Sequence[Stack], config: SageLabConfig) -> None:
+    """Fail synth (a ConfigError naming the quota and the numbers) when the app's stacks exceed an
+    account's quota: the defaults, or the raised values the config declares (sagelab/quotas.py)."""
+    stamped = {stack.stack_name: stack.template_text for stack in student_stacks if isinstance(stack, StampedStack)}
+    try:
+        check_app_quotas((child for child in app.node.children if isinstance(child, Stack)), stamped, config.quotas)
+    except QuotaError as error:
+        raise ConfigError(f"quota: {error}") from None

@@ -6,6 +6,7 @@
 - one dashboard with every student's API and endpoint side by side, in place of one per student;
 - in the class's home region, the student portal: the class user pool and each student's page
   (stacks/student_portal/).
+- the spending cap of its students (stacks/spend_cap), when the class has one.
 
 Per-student keys, buckets, roles and budgets stay in each student's own stacks: isolation is not
 traded for cost. The WAF's log group has a key of the class's own (the students' keys are theirs).
@@ -23,11 +24,14 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from sagelab.naming import CLASS_ID, PROJECT
+from sagelab.spend_cap import SPEND_CAP_FUNCTION_OUTPUT, class_stack_name
 from stacks.api_web_acl import CLASS_WEB_ACL_EXPORT, ApiWebAcl
 from stacks.model_endpoint import VARIANT
 from stacks.naming import ResourceNames
 from stacks.platform_stack import apply_tags
 from stacks.sagemaker_log_groups import allow_cloudwatch_logs
+from stacks.serving_stack import DEPLOYMENT_ROLE_OUTPUT, MODEL_PACKAGE_PARAMETER
+from stacks.spend_cap.construct import SpendCap, SpendCapSettings
 from stacks.student_portal.construct import PortalUser, StudentPortal
 
 FIVE_MINUTES = Duration.minutes(5)
@@ -36,10 +40,6 @@ FIVE_MINUTES = Duration.minutes(5)
 # The class-wide resources are a tenant of their own (`sagelab-class--*`), so that no student's or
 # environment's scope reaches them, nor theirs a student's (`class` is a reserved id).
 CLASS_NAMES = ResourceNames.of(CLASS_ID)
-
-
-def class_stack_name(region: str) -> str:
-    return CLASS_NAMES.name(region)
 
 
 class ClassStack(Stack):
@@ -66,6 +66,8 @@ class ClassStack(Stack):
         tags: Mapping[str, str],
         portal_users: Sequence[PortalUser] = (),
         admin_emails: Sequence[str] = (),
+        web_acl: bool = True,
+        spend_cap: SpendCapSettings | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -79,17 +81,31 @@ class ClassStack(Stack):
         if not students:
             raise ValueError("a class stack needs at least one student")
         key = kms.Key(self, "LogKey", description="SageLab class: WAF logs", enable_key_rotation=True, removal_policy=RemovalPolicy.RETAIN)
-        allow_cloudwatch_logs(key, "CloudWatchLogsOfTheClassWaf", [f"aws-waf-logs-{CLASS_NAMES.name('waf')}-*"])
-        self.web_acl = ApiWebAcl(
-            self,
-            "Waf",
-            name_prefix=CLASS_NAMES.name("waf"),
-            rate_limit_per_5_minutes=rate_limit_per_5_minutes,
-            per_api_rate_limit=True,
-            log_key=key,
-            log_retention=log_retention,
-        )
-        CfnOutput(self, "WebAclArn", value=self.web_acl.web_acl_arn, export_name=CLASS_WEB_ACL_EXPORT, description="Associated with every student's API")
+        self.web_acl: ApiWebAcl | None = None
+        if web_acl:
+            allow_cloudwatch_logs(key, "CloudWatchLogsOfTheClassWaf", [f"aws-waf-logs-{CLASS_NAMES.name('waf')}-*"])
+            self.web_acl = ApiWebAcl(
+                self,
+                "Waf",
+                name_prefix=CLASS_NAMES.name("waf"),
+                rate_limit_per_5_minutes=rate_limit_per_5_minutes,
+                per_api_rate_limit=True,
+                log_key=key,
+                log_retention=log_retention,
+            )
+            CfnOutput(self, "WebAclArn", value=self.web_acl.web_acl_arn, export_name=CLASS_WEB_ACL_EXPORT, description="Associated with every student's API")
+        self.spend_cap: SpendCap | None = None
+        if spend_cap is not None:
+            self.spend_cap = SpendCap(
+                self,
+                "SpendCap",
+                settings=spend_cap,
+                model_package_parameter=MODEL_PACKAGE_PARAMETER,
+                deployment_role_output=DEPLOYMENT_ROLE_OUTPUT,
+                key=key,
+                log_retention=log_retention,
+            )
+            CfnOutput(self, SPEND_CAP_FUNCTION_OUTPUT, value=self.spend_cap.function.function_name, description="sagelab class lift invokes it")
         self.dashboard = self._dashboard([ResourceNames.of(student) for student in students])
         self.portal = None
         if portal_users:
@@ -102,7 +118,7 @@ class ClassStack(Stack):
                 region=region,
                 log_key=key,
                 log_retention=log_retention,
-                web_acl_arn=self.web_acl.web_acl_arn,
+                web_acl_arn=self.web_acl.web_acl_arn if self.web_acl else None,
             )
             CfnOutput(self, "PortalUrl", value=self.portal.page_url, description="The student portal: hand this address to the class")
         apply_tags(self, tags)

@@ -187,14 +187,21 @@ class StampedStackSynthesizer(DefaultStackSynthesizer):
         )
 
 
-def add_stamped_stacks(app: App, template: TemplateEnvironment, env: EnvironmentConfig, shape: StudentShape) -> list[Stack]:
+class StampedStack(Stack):
+    """A student's stack whose template is stamped from a template environment (`template_text`,
+    what it deploys: account quotas are counted on it, stacks/account_quotas.py)."""
+
+    template_text = ""
+
+
+def add_stamped_stacks(app: App, template: TemplateEnvironment, env: EnvironmentConfig, shape: StudentShape) -> list[StampedStack]:
     """The student's stacks in `app`: named as always, stamped from the template environment."""
     pairs = substitutions(env, shape)
-    by_construct_id: dict[str, Stack] = {}
+    by_construct_id: dict[str, StampedStack] = {}
     for template_stack in template.stacks:
         stack_name = stamp(template_stack.stack_name, pairs)
         synthesizer = StampedStackSynthesizer()
-        stack = Stack(
+        stack = StampedStack(
             app,
             stack_name,
             stack_name=stack_name,
@@ -221,6 +228,7 @@ def add_stamped_stacks(app: App, template: TemplateEnvironment, env: Environment
         synthesizer.template_file = stack.template_file
         # Asset paths and hashes are JSON already (quotes included), hence not escaped again.
         synthesizer.template_text = stamp(stamp_json(template_stack.template_text, pairs), renamed_assets)
+        stack.template_text = synthesizer.template_text
         by_construct_id[template_stack.construct_id] = stack
     for template_stack in template.stacks:
         for dependency in template_stack.depends_on:

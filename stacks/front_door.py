@@ -32,7 +32,8 @@ from stacks.naming import ResourceNames
 RUNTIME_DIR = Path(__file__).resolve().parent.parent / "runtime" / "front_door"
 REQUEST_SCHEMA = RUNTIME_DIR / "request_schema.json"
 STAGE = "prod"
-DEFAULT_RESERVED_CONCURRENCY = 20
+# None: a new account (concurrency quota 10, of which Lambda keeps 100 unreserved) cannot reserve any.
+DEFAULT_RESERVED_CONCURRENCY: int | None = None
 # GET /openapi.json reaches the function: besides /predict's auth, a low method throttle keeps a
 # key holder's polling from taking the reserved concurrency that /predict needs.
 OPENAPI_RATE_LIMIT, OPENAPI_BURST_LIMIT = 5, 10
@@ -138,9 +139,10 @@ class FrontDoor(Construct):
         serving: auth mode (`api_key` with a usage plan, or `iam`), throttling, quota, WAF rate.
         log_key: KMS key for the access, WAF and function log groups.
         log_retention: retention of those log groups.
-        reserved_concurrency: the function's reserved concurrency (default 20), which caps what
-            /predict can take from the account's Lambda pool; None leaves it unreserved (accounts
-            whose concurrency quota is 10 cannot reserve any).
+        reserved_concurrency: the function's reserved concurrency, which caps what /predict can
+            take from the account's Lambda pool; None (the default) leaves it unreserved (accounts
+            whose concurrency quota is 10 cannot reserve any; synth counts reservations against
+            the account's quota, sagelab/quotas.py).
         trace_in_code: load the X-Ray SDK in the function for subsegments (default False: it
             costs ~200 ms per cold start; Lambda's and API Gateway's active tracing stay on).
         model: the served model's algorithm, problem type and description URI (the function's
@@ -275,7 +277,7 @@ class FrontDoor(Construct):
                 function,
                 (
                     "NIST.800.53.R5-LambdaConcurrency",
-                    "Reserved concurrency was turned off for this environment (accounts with the default 10-slot quota cannot reserve any); stage and usage-plan throttling bound it.",
+                    "Reserved concurrency is off unless serving.front_door_reserved_concurrency is set: a new account's quota is 10 and Lambda keeps 100 unreserved, so any reservation fails its first deploy; stage and usage-plan throttling bound the function.",
                 ),
             )
         acknowledge_tracing_grant(role, "front door")

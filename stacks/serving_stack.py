@@ -27,6 +27,8 @@ from stacks.platform_stack import PlatformStack, apply_tags
 from stacks.serving_monitoring import ServingMonitoring
 
 MODEL_PACKAGE_PARAMETER = "ModelPackageArn"
+# The role CloudFormation uses for model deployments; the class's spending cap removes an endpoint with it.
+DEPLOYMENT_ROLE_OUTPUT = "DeploymentRoleArn"
 # Set by the approval deployer with the package ARN, from the package's CustomerMetadataProperties
 # (decision 0011): how the front door speaks to the model and what GET /openapi.json describes.
 MODEL_ALGORITHM_PARAMETER = "ModelAlgorithm"
@@ -182,6 +184,7 @@ class ServingStack(Stack):
 
         CfnOutput(self, "ApiUrl", value=self.front_door.api.url, description="Front door base URL (POST /predict)")
         CfnOutput(self, "EndpointName", value=names.endpoint, description="SageMaker endpoint behind the front door")
+        CfnOutput(self, DEPLOYMENT_ROLE_OUTPUT, value=self.deployer.cloudformation_role.role_arn, description="CloudFormation's role for model deployments")
         CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn, description="Subscribe to receive alarms")
         if self.front_door.api_key is not None:
             CfnOutput(self, "ApiKeyId", value=self.front_door.api_key.key_id, description="aws apigateway get-api-key --api-key ID --include-value")

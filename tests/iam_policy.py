@@ -111,6 +111,7 @@ NAME_PROPERTIES = {
     "AWS::Logs::LogGroup": "LogGroupName",
     "AWS::SNS::Topic": "TopicName",
     "AWS::SQS::Queue": "QueueName",
+    "AWS::DynamoDB::Table": "TableName",
     "AWS::SageMaker::Pipeline": "PipelineName",
     "AWS::SageMaker::ModelPackageGroup": "ModelPackageGroupName",
     "AWS::SageMaker::Endpoint": "EndpointName",
@@ -151,6 +152,8 @@ def _typed_stand_in(env: Env, resource_type: str, name: str, attribute: str | No
     if resource_type == "AWS::SQS::Queue":
         url = f"https://sqs.{env.region}.{env.url_suffix}/{env.account}/{name}"
         return {None: url, "QueueUrl": url, "Arn": _arn(env, "sqs", name), "QueueName": name}.get(attribute, f"{name}.{attribute}")
+    if resource_type == "AWS::DynamoDB::Table":
+        return {None: name, "Arn": _arn(env, "dynamodb", f"table/{name}")}.get(attribute, f"{name}.{attribute}")
     if resource_type in SAGEMAKER_KINDS:
         arn = _arn(env, "sagemaker", f"{SAGEMAKER_KINDS[resource_type]}/{name}")
         return name if attribute is None or attribute.endswith("Name") else arn

@@ -84,7 +84,7 @@ environments:
             "environments:\n  dev:\n    serving:\n      mode: gpu\n",
             "line 4: environments.dev.serving.mode: 'gpu' is not valid (expected one of 'realtime', 'serverless')",
         ),
-        ("projekt: x\n", "line 1: projekt: unknown key (allowed: classroom, defaults, environments)"),
+        ("projekt: x\n", "line 1: projekt: unknown key (allowed: classroom, defaults, environments, quotas)"),
         ("classroom:\n  budget_usd: 0\n", "line 2: classroom.budget_usd: 0 is not valid (expected 1..100000 USD per student per month)"),
         ("classroom:\n  admin_emails: [nope]\n", "classroom.admin_emails[0]: 'nope' is not valid (expected an email address)"),
         ("environments:\n  Dev_1: {}\n", "environments.Dev_1.name: 'Dev_1' is not valid (expected lowercase letters"),

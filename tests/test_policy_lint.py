@@ -88,6 +88,12 @@ ACKNOWLEDGED = (
         "PERMISSIONS_MANAGEMENT_ACTIONS",
         "Approval deployer: iam:PassRole of the CloudFormation/endpoint roles and kms:CreateGrant for the endpoint's volume.",
     ),
+    # The spending cap's enforcer (stacks/spend_cap): tests/test_spend_cap_template.py proves its reach.
+    Acknowledged(
+        r"class/SpendCapFunctionPolicy",
+        "PERMISSIONS_MANAGEMENT_ACTIONS",
+        "Spending cap: attaches/detaches only the class's deny (iam:PolicyARN) on course-tagged student roles; passes only serving deployment roles to CloudFormation.",
+    ),
     Acknowledged(
         r"serving/DeployerCloudFormationPolicy",
         "RESOURCE_STAR",

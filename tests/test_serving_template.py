@@ -312,18 +312,20 @@ def test_the_served_model_parameters_reach_the_front_door(serving_json: dict[str
     assert "Fn::ImportValue" in json.dumps(variables["ARTIFACTS_BUCKET"])
 
 
-def test_front_door_function_reserves_concurrency_without_silencing_the_rule(synthesized: SynthResult, serving_json: dict[str, Any]) -> None:
+def test_front_door_function_reserves_nothing_by_default_so_a_new_account_can_deploy(synthesized: SynthResult, serving_json: dict[str, Any]) -> None:
+    # A new account's pool is 10 and Lambda keeps 100 unreserved: any reservation fails its first
+    # deploy (issue #20). The rule it trips is acknowledged with that reason, not silenced blindly.
     _, function = front_door_function(serving_json)
-    assert function["Properties"]["ReservedConcurrentExecutions"] == 20
+    assert "ReservedConcurrentExecutions" not in function["Properties"]
     report = json.loads((synthesized.outdir / "validation-report.json").read_text())
-    silenced = [
-        violation["constructPath"]
+    reasons = [
+        finding.get("reason", "") + json.dumps(finding)
         for plugin in report["pluginReports"]
         for finding in plugin.get("suppressedViolations", [])
         if finding["ruleName"] == "NIST.800.53.R5-LambdaConcurrency"
-        for violation in finding["violatingConstructs"]
+        and any("/FrontDoor/" in violation["constructPath"] for violation in finding["violatingConstructs"])
     ]
-    assert not [path for path in silenced if "/FrontDoor/" in path], silenced
+    assert reasons and all("new account" in reason for reason in reasons), reasons
 
 
 def test_in_code_tracing_is_off_so_cold_starts_skip_the_xray_sdk(serving_json: dict[str, Any]) -> None:

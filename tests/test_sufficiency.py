@@ -25,17 +25,15 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import cfnlint
 import pytest
 
+from sagelab.registry_permissions import HANDLERS, handler_permissions
 from stacks.serving_stack import MODEL_ALGORITHM_PARAMETER, MODEL_DESCRIPTION_PARAMETER, MODEL_PACKAGE_PARAMETER, MODEL_PROBLEM_TYPE_PARAMETER
 from tests.conftest import REPO_ROOT, SynthResult
 from tests.iam_policy import Env, RoleRef, Stacks, Statement, is_allowed
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 ENV = Env(region=REGION, account=ACCOUNT)
-SCHEMAS = Path(cfnlint.__file__).parent / "data" / "schemas"
-HANDLERS = ("create", "update", "delete")
 SCALING_SERVICE = "sagemaker.application-autoscaling.amazonaws.com"
 
 
@@ -89,12 +87,6 @@ def changed_by_parameter(template: dict[str, Any], parameter: str) -> dict[str, 
                 names.add(logical_id)
                 grew = True
     return {k: v for k, v in template["Resources"].items() if k in names}
-
-
-def handler_permissions(resource_type: str, handlers: tuple[str, ...] = HANDLERS) -> set[str]:
-    index = json.loads((SCHEMAS / "providers" / f"{REGION}.json").read_text())
-    schema = json.loads((SCHEMAS / "resources" / f"{index[resource_type]}.json").read_text())
-    return {p for h in handlers for p in schema.get("handlers", {}).get(h, {}).get("permissions", [])}
 
 
 @dataclass(frozen=True)
