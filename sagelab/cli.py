@@ -683,12 +683,18 @@ def _add_synth_tools(sub: Subparsers, shared: dict[str, argparse.ArgumentParser]
     p.set_defaults(func=cmd_demo)
 
 
+def _add_release(sub: Subparsers, shared: dict[str, argparse.ArgumentParser]) -> None:
+    from sagelab.release import add_release_commands
+
+    add_release_commands(sub, shared)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sagelab", description="SageLab: a SageMaker MLOps lab you can run locally and deploy with CDK")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_installed_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     shared = _shared_options()
-    for add_commands in (_add_definition_and_run, _add_models, _add_pipeline, _add_batch, _add_serving, _add_classroom, _add_synth_tools):
+    for add_commands in (_add_definition_and_run, _add_models, _add_pipeline, _add_batch, _add_serving, _add_classroom, _add_synth_tools, _add_release):
         add_commands(sub, shared)
     return parser
 

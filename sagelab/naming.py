@@ -49,6 +49,20 @@ class ResourceNames:
     def budget(self) -> str:
         return f"{self.prefix}-monthly"
 
+    @property
+    def release_stack(self) -> str:
+        """The release pipeline's stack, in the account of the environment releases start from."""
+        return f"{self.prefix}-release"
+
+    @property
+    def release_pipeline(self) -> str:
+        return f"{self.prefix}-release"
+
+    def role(self, purpose: str) -> str:
+        """A role another account names in its policies (a release's roles), so it needs a name
+        known at synth: IAM allows 64 characters."""
+        return f"{self.prefix}-{purpose}"[:64]
+
     def batch_job(self, stamp: str) -> str:
         """A batch transform job (and its model): SageMaker allows 63 characters."""
         return f"{self.prefix}-batch-{stamp}"[:63]
