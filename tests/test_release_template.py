@@ -7,16 +7,18 @@ negative case (one grant removed or widened: the proof fails)."""
 
 from __future__ import annotations
 
+import ast
 import copy
 import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import boto3
 import pytest
 
 from stacks.serving_stack import MODEL_PACKAGE_PARAMETER
-from tests.conftest import SynthResult
+from tests.conftest import REPO_ROOT, SynthResult
 from tests.iam_policy import Env, Stacks, Statement, is_allowed, statement_applies
 from tests.test_cfn_lint import lint_errors
 from tests.test_sufficiency import ACCOUNT as SUFFICIENCY_ACCOUNT
@@ -408,3 +410,125 @@ def test_a_promoting_deployment_role_holds_every_permission_the_registry_lists(t
         if not is_allowed(statements, r.action, r.resource.replace(SUFFICIENCY_ACCOUNT, ACCOUNTS[environment]), r.context)
     ]
     assert not missing, missing
+
+
+# -- the release functions may make every call their code makes -------------------------------------
+RELEASE_CODE = REPO_ROOT / "runtime" / "release" / "handler.py"
+# Calls made through runtime/deployer's functions (tests/test_sufficiency.py finds them in that code):
+# served_model_values -> sagemaker DescribeModelPackage (the function's own account); deploy(client=the
+# stage's) -> cloudformation DescribeStacks and UpdateStack (the stage's account).
+THROUGH_THE_DEPLOYER = {
+    "deploy": [("source", "sagemaker", "describe_model_package"), ("stage", "cloudformation", "describe_stacks"), ("stage", "cloudformation", "update_stack")]
+}
+
+
+def release_calls() -> dict[str, set[tuple[str, str, str]]]:
+    """Per handler (and the helpers it calls): (account side, service, method) of every client call,
+    found with ast: `client("svc").m(...)` is the function's own account, `assumed("svc", ...).m(...)`
+    the stage's, also through a variable assigned from either."""
+    tree = ast.parse(RELEASE_CODE.read_text())
+    functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
+
+    def origin(node: ast.expr, names: dict[str, tuple[str, str]]) -> tuple[str, str] | None:
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("client", "assumed") and node.args:
+            first = node.args[0]
+            if isinstance(first, ast.Constant):
+                return ("source" if node.func.id == "client" else "stage", str(first.value))
+        if isinstance(node, ast.Name):
+            return names.get(node.id)
+        return None
+
+    def direct(function: ast.FunctionDef) -> set[tuple[str, str, str]]:
+        names: dict[str, tuple[str, str]] = {}
+        found = set()
+        for node in ast.walk(function):
+            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                made = origin(node.value, names)
+                if made:
+                    names[node.targets[0].id] = made
+        for node in ast.walk(function):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                made = origin(node.func.value, names)
+                if made and made[1] in ("sts",) and node.func.attr == "assume_role":
+                    continue  # the role assumption itself is proven on both sides above
+                if made:
+                    found.add((made[0], made[1], node.func.attr))
+        return found
+
+    def helpers(function: ast.FunctionDef) -> set[str]:
+        return {n.func.id for n in ast.walk(function) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in functions}
+
+    calls = {}
+    for name in ("start", "deploy", "test"):
+        seen, todo, found = set(), [name], set()
+        while todo:
+            current = todo.pop()
+            if current in seen or current in ("client", "assumed", "_job"):
+                continue
+            seen.add(current)
+            found |= direct(functions[current])
+            todo += list(helpers(functions[current]))
+        calls[name] = found | set(THROUGH_THE_DEPLOYER.get(name, []))
+    return calls
+
+
+def test_the_release_functions_may_make_every_call_their_code_makes(three_accounts: SynthResult) -> None:
+    calls = release_calls()
+    assert calls["start"] == {("source", "codepipeline", "start_pipeline_execution")}
+    assert ("stage", "apigateway", "get_api_key") in calls["test"] and ("source", "s3", "get_object") in calls["test"]
+    assert calls_not_allowed(three_accounts.templates) == []
+
+
+@pytest.mark.parametrize(
+    ("stack", "sid", "expected"),
+    [("sagelab-staging-serving", "ReadTheApiKey", "test in staging: apigateway:GET"), ("sagelab-dev-release", "ReadEvidence", "test: s3:GetObject")],
+)
+def test_removing_a_call_grant_fails_the_proof(three_accounts: SynthResult, stack: str, sid: str, expected: str) -> None:
+    assert any(p.startswith(expected) for p in calls_not_allowed(without_statement(three_accounts.templates, stack, sid)))
+
+
+def calls_not_allowed(templates: dict[str, dict[str, Any]]) -> list[str]:
+    dev = account_stacks(templates, "dev")
+    calls = release_calls()
+    pipeline_arn = f"arn:aws:codepipeline:{REGION}:{DEV}:sagelab-dev-release"  # ResourceNames.release_pipeline
+    bucket = dev.stand_in(
+        "sagelab-dev-platform",
+        next(k for k, r in dev.templates["sagelab-dev-platform"]["Resources"].items() if k.startswith("StorageArtifacts") and r["Type"] == "AWS::S3::Bucket"),
+    )
+    roles = {"start": "StartRole", "deploy": "DeployRole", "test": "TestRole"}
+    missing = []
+    for function, made in calls.items():
+        own = dev.identity_policies(next(r for r in dev.roles() if r.stack == "sagelab-dev-release" and r.logical_id.startswith(f"Release{roles[function]}")))
+        for side, service, method in sorted(made):
+            model = boto3.client(service, region_name=REGION).meta
+            api = model.method_to_api_mapping[method]
+            # API Gateway's management actions are its HTTP verbs (botocore's operation model says which).
+            action = f"apigateway:{model.service_model.operation_model(api).http['method']}" if service == "apigateway" else f"{service}:{api}"
+            if side == "source":
+                resource = {
+                    "codepipeline": pipeline_arn,
+                    "sagemaker": PACKAGE,
+                    "s3": f"arn:aws:s3:::{bucket}/models/evaluations/exec-1/evaluation/evaluation.json",
+                }[service]
+                if api.startswith("PutJob"):
+                    resource = "*"
+                if not is_allowed(own, action, resource):
+                    missing.append(f"{function}: {action} on {resource}")
+                continue
+            for environment in ("staging", "prod"):  # as the stage's release role
+                stage = account_stacks(templates, environment)
+                release_role = next(r for r in stage.roles() if r.name == f"sagelab-{environment}-release")
+                statements = stage.identity_policies(release_role)
+                stack_arn = f"arn:aws:cloudformation:{REGION}:{ACCOUNTS[environment]}:stack/sagelab-{environment}-serving/0f5e2a10-0000-4000-8000-000000000000"
+                if service == "apigateway":
+                    key_id = next(
+                        k for k, r in stage.templates[f"sagelab-{environment}-serving"]["Resources"].items() if r["Type"] == "AWS::ApiGateway::ApiKey"
+                    )
+                    resource, context = f"arn:aws:apigateway:{REGION}::/apikeys/{stage.stand_in(f'sagelab-{environment}-serving', key_id)}", {}
+                elif method == "update_stack":
+                    resource, context = stack_arn, {"cloudformation:RoleArn": role_arn(ACCOUNTS[environment], f"sagelab-{environment}-model-deployment")}
+                else:
+                    resource, context = stack_arn, {}
+                if not is_allowed(statements, action, resource, context):
+                    missing.append(f"{function} in {environment}: {action} on {resource}")
+    return missing

@@ -44,15 +44,25 @@ def client(service: str) -> Any:
     return boto3.client(service)
 
 
+_assumed: dict[tuple[str, str], tuple[Any, dt.datetime]] = {}
+RENEW_BEFORE = dt.timedelta(minutes=10)
+
+
 def assumed(service: str, role_arn: str, stage: str) -> Any:
-    """A client of the stage's account, as its release role (which trusts only these functions)."""
+    """A client of the stage's account, as its release role (which trusts only these functions);
+    kept while its credentials have more than RENEW_BEFORE left (a warm function outlives them)."""
+    cached = _assumed.get((service, role_arn))
+    if cached is not None and cached[1] - dt.datetime.now(dt.UTC) > RENEW_BEFORE:
+        return cached[0]
     credentials = client("sts").assume_role(RoleArn=role_arn, RoleSessionName=f"sagelab-release-{stage}"[:64])["Credentials"]
-    return boto3.client(
+    made = boto3.client(
         service,
         aws_access_key_id=credentials["AccessKeyId"],
         aws_secret_access_key=credentials["SecretAccessKey"],
         aws_session_token=credentials["SessionToken"],
     )
+    _assumed[(service, role_arn)] = (made, credentials["Expiration"])
+    return made
 
 
 def start(event: dict[str, Any], context: Any) -> dict[str, str]:

@@ -63,7 +63,7 @@ class ReleaseTarget(Construct):
                 iam.PolicyStatement(
                     sid="ReadTheApiKey",
                     actions=["apigateway:GET"],
-                    resources=[f"arn:{Aws.PARTITION}::apigateway:{Aws.REGION}::/apikeys/{api_key.key_id}"],
+                    resources=[f"arn:{Aws.PARTITION}:apigateway:{Aws.REGION}::/apikeys/{api_key.key_id}"],
                 )
             )
         policy = iam.ManagedPolicy(self, "Policy", roles=[self.role], statements=statements)
