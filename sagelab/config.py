@@ -606,6 +606,13 @@ def _check_promotions(environments: tuple[EnvironmentConfig, ...], source: _Sour
                 f"{origin.region}, the region of {origin.name} it promotes from (crossing regions needs the model artifacts"
                 " and key replicated into this region and a CodePipeline artifact store per region, which SageLab does not create)",
             )
+        if env.serving.auth != "api_key":
+            raise _fail(
+                source,
+                f"environments.{env.name}.serving.auth",
+                env.serving.auth,
+                "api_key in a promoting environment (the release's acceptance test sends the API key)",
+            )
         for named, where in ((env, path.rpartition(".")[0]), (origin, f"environments.{origin.name}")):
             if named.account is None or named.course is not None:
                 raise _fail(source, f"{where}.account", named.account, "a 12-digit account id on both sides of promote_from (no students)")

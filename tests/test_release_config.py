@@ -61,6 +61,10 @@ def test_a_three_account_chain_in_release_order(tmp_path: Path) -> None:
             "line 4: environments.b.promote_from: 'dev' is not valid (expected an environment no other promotes from (a already does))",
         ),
         (
+            'environments:\n  dev: {account: "111111111111"}\n  staging:\n    account: "222222222222"\n    promote_from: dev\n    serving: {auth: iam}\n',
+            "line 6: environments.staging.serving.auth: 'iam' is not valid (expected api_key in a promoting environment",
+        ),
+        (
             "environments:\n  dev:\n    release: {tolerance: 2}\n",
             "line 3: environments.dev.release.tolerance: 2 is not valid (expected 0..1)",
         ),
