@@ -222,9 +222,8 @@ def prompt_approver(stage: str, package: ModelPackage, evidence: AcceptanceResul
 
 
 # -- the command (registered by sagelab/cli.py's _add_release) -----------------------------------
-def configured_stages(config_file: str | None) -> tuple[Stage, ...]:
-    """The stages of the config's release chain (its first environment others promote from), or
-    staging then prod with the default bounds when the config has no `promote_from`."""
+def configured_chain(config_file: str | None) -> tuple[EnvironmentConfig, ...]:
+    """The config's release chain (source first), or () when nothing promotes."""
     from sagelab.config import release_chain
     from sagelab.settings import load_project_config
 
@@ -232,11 +231,20 @@ def configured_stages(config_file: str | None) -> tuple[Stage, ...]:
     sources = {env.promote_from for env in config.environments if env.promote_from}
     for env in config.environments:
         if env.name in sources and env.promote_from is None:
-            return stages_of(release_chain(config.environments, env))
-    return DEFAULT_STAGES
+            return release_chain(config.environments, env)
+    return ()
+
+
+def configured_stages(config_file: str | None) -> tuple[Stage, ...]:
+    """The stages of the config's release chain (its first environment others promote from), or
+    staging then prod with the default bounds when the config has no `promote_from`."""
+    chain = configured_chain(config_file)
+    return stages_of(chain) if chain else DEFAULT_STAGES
 
 
 def add_release_commands(sub: Any, shared: dict[str, Any]) -> None:
+    import argparse
+
     parser = sub.add_parser(
         "release",
         parents=[shared["workdir"]],
@@ -250,6 +258,10 @@ def add_release_commands(sub: Any, shared: dict[str, Any]) -> None:
     decision.add_argument("--approve", action="store_true", help="approve every promotion that waits for one (default: ask)")
     decision.add_argument("--reject", action="store_true", help="refuse every promotion that waits for one")
     parser.add_argument("--json", action="store_true", help="print a machine-readable outcome on stdout")
+    parser.add_argument("--aws", action="store_true", help="status only: the deployed release pipeline's history (the config's source account)")
+    parser.add_argument("--profile", help="with --aws: AWS profile")
+    parser.add_argument("--region", help="with --aws: AWS region (default: the source environment's)")
+    parser.add_argument("--endpoint-url", help=argparse.SUPPRESS)  # tests: a local stand-in
     parser.set_defaults(func=command)
 
 
@@ -264,14 +276,29 @@ def command(args: Any) -> int:
         print(f"sagelab: error: {error}", file=sys.stderr)
         return 2
     workdir = Path(args.workdir)
+    if args.aws and args.action != "status":
+        print("sagelab: error: --aws shows where each version is (release status); on AWS, approving a version starts the release", file=sys.stderr)
+        return 2
     if args.action == "status":
-        rows = status(workdir, stages)
+        if args.aws:
+            import boto3
+
+            from sagelab.release_aws import release_status
+
+            chain = configured_chain(args.config)
+            if not chain:
+                print("sagelab: error: --aws needs a config with promote_from (--config FILE): which pipeline, which stages", file=sys.stderr)
+                return 2
+            session = boto3.Session(profile_name=args.profile, region_name=args.region or chain[0].region)
+            rows = release_status(session.client("codepipeline", endpoint_url=args.endpoint_url), chain[0].name, [env.name for env in chain[1:]])
+        else:
+            rows = status(workdir, stages)
         if args.json:
             print(json.dumps(rows, indent=2))
         else:
             for row in rows:
                 where = f"version {row['version']} ({row['model_package']})" if row["version"] else "nothing released"
-                test = "" if row["test_passed"] is None else f", test {'passed' if row['test_passed'] else 'FAILED'}"
+                test = "" if row.get("test_passed") is None else f", test {'passed' if row['test_passed'] else 'FAILED'}"
                 approved = f", approved by {row['approved_by']}" if row["approved_by"] else ""
                 print(f"{row['stage']:<10} {where}{approved}{', at ' + row['deployed_at'] if row['deployed_at'] else ''}{test}")
         return 0

@@ -33,6 +33,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from sagelab.config import EnvironmentConfig
+from sagelab.release_aws import stage_title
 from stacks.lambda_runtime import LAMBDA_RUNTIME, powertools_layer
 from stacks.nag import acknowledge, acknowledge_policy_wildcards
 from stacks.naming import ResourceNames
@@ -60,7 +61,7 @@ class StageTarget:
 
     @property
     def title(self) -> str:
-        return self.name.replace("-", " ").title().replace(" ", "")
+        return stage_title(self.name)
 
 
 class ReleasePipeline(Construct):

@@ -22,6 +22,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
+from sagelab.release_aws import stage_title
 from stacks.naming import ResourceNames
 from stacks.release.promotion import MODELS_PREFIX, Promotion
 from stacks.release.target import trust_only
@@ -50,7 +51,7 @@ class ReleaseSourceGrants(Construct):
         for promotion in promotions:
             account = promotion.target.account
             assert account is not None  # config: both sides of promote_from name their accounts
-            tag = promotion.target.name.replace("-", " ").title().replace(" ", "")
+            tag = stage_title(promotion.target.name)
             group_statements.append(
                 iam.PolicyStatement(
                     sid=f"DeployTo{tag}",
