@@ -25,7 +25,6 @@ from typing import Any
 from runtime.release.acceptance import AcceptanceResult, Evidence, EvidenceError, EvidenceLocations, http_sender, run_acceptance
 from sagelab.config import EnvironmentConfig, ReleaseConfig
 from sagelab.local.registry import LocalRegistry, ModelPackage
-from sagelab.local.serve import ServeError, serving
 
 
 class ReleaseError(ValueError):
@@ -128,6 +127,8 @@ def local_evidence(workdir: Path, package: ModelPackage) -> Evidence:
 
 def test_stage(workdir: Path, package: ModelPackage, stage: Stage, evidence: Evidence) -> AcceptanceResult:
     """Serve `package` as `stage` behind the local gateway and run the acceptance test on it."""
+    from sagelab.local.serve import serving  # the servers' imports only when a release runs
+
     api_key = f"release-{secrets.token_hex(8)}"
     with serving(workdir, api_key, group=package.group, version=package.version, endpoint_name=f"sagelab-{stage.name}-endpoint") as (gateway, _):
         send = http_sender(gateway.url, {"x-api-key": api_key})
@@ -147,6 +148,8 @@ def release(
     log: Callable[[str], None] = print,
 ) -> ReleaseOutcome:
     """Carry the approved version (or `version`, to roll back to an older approved one) through the stages."""
+    from sagelab.local.serve import ServeError
+
     registry = LocalRegistry(workdir)
     if version is not None:
         if group is None:

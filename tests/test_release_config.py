@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from sagelab.config import ConfigError, load_config, release_chain
+from sagelab.release import stages_of
 
 THREE_ACCOUNTS = """\
 environments:
@@ -28,6 +29,9 @@ def test_a_three_account_chain_in_release_order(tmp_path: Path) -> None:
     config = load_config({}, path)
     dev = config.environments[0]
     assert [env.name for env in release_chain(config.environments, dev)] == ["dev", "staging", "prod"]
+    # `sagelab release --config`: the same stages locally, an approval before every stage after the first.
+    stages = stages_of(release_chain(config.environments, dev))
+    assert [(stage.name, stage.needs_approval) for stage in stages] == [("staging", False), ("prod", True)]
     prod = config.environments[2]
     assert prod.release.approvers == ("arn:aws:iam::111111111111:role/release-approver",) and prod.release.tolerance == 0.02
 
