@@ -18,7 +18,6 @@ from sagelab.release import local_evidence
 from tests.conftest import Cli
 
 GROUP = "sagelab-dev-models"
-pytestmark = pytest.mark.slow
 
 
 def outcome(result_stdout: str) -> dict:
@@ -46,6 +45,7 @@ def register_overpromising_version(workdir: Path) -> int:
     return second.version
 
 
+@pytest.mark.slow  # the session's trained digits run
 def test_a_good_version_reaches_prod_after_approval(cli: Cli, approved_workdir: Path) -> None:
     result = cli("release", "--workdir", approved_workdir, "--approve", "--json")
     assert result.returncode == 0, result.stderr
@@ -60,6 +60,7 @@ def test_a_good_version_reaches_prod_after_approval(cli: Cli, approved_workdir: 
     assert "--approve" in status[1]["approved_by"]
 
 
+@pytest.mark.slow  # the session's trained digits run
 def test_a_version_that_cannot_meet_its_registered_metric_stops_at_staging(cli: Cli, approved_workdir: Path) -> None:
     assert cli("release", "--workdir", approved_workdir, "--approve").returncode == 0  # prod serves version 1
     version = register_overpromising_version(approved_workdir)
@@ -77,6 +78,7 @@ def test_a_version_that_cannot_meet_its_registered_metric_stops_at_staging(cli: 
     assert rolled_back.returncode == 0 and outcome(rolled_back.stdout)["reached"] == ["staging", "prod"]
 
 
+@pytest.mark.slow  # the session's trained digits run
 def test_a_refused_approval_leaves_prod_untouched(cli: Cli, approved_workdir: Path) -> None:
     result = cli("release", "--workdir", approved_workdir, "--reject", "--json")
     assert result.returncode == 1
@@ -86,16 +88,19 @@ def test_a_refused_approval_leaves_prod_untouched(cli: Cli, approved_workdir: Pa
     assert status == {"staging": 1, "prod": None}
 
 
+@pytest.mark.slow  # the session's trained digits run
 def test_without_a_terminal_a_release_needs_a_decision(cli: Cli, approved_workdir: Path) -> None:
     result = cli("release", "--workdir", approved_workdir)
     assert result.returncode == 2 and "pass --approve or --reject" in result.stderr
 
 
+@pytest.mark.slow  # the session's trained digits run
 def test_nothing_approved_is_a_clear_error(cli: Cli, trained_workdir: Path) -> None:
     result = cli("release", "--workdir", trained_workdir, "--approve")
     assert result.returncode == 2 and "no approved model" in result.stderr and "sagelab models approve" in result.stderr
 
 
+@pytest.mark.slow  # the session's trained digits run
 def test_the_evidence_is_the_registered_evaluation_and_its_test_split(trained_run) -> None:  # type: ignore[no-untyped-def]
     package = LocalRegistry(trained_run.workdir).get(GROUP, 1)
     evidence = local_evidence(trained_run.workdir, package)
