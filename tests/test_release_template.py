@@ -142,7 +142,7 @@ def needs(dev: Stacks) -> list[Need]:
                 f"arn:aws:s3:::{physical}/{model_key}",
                 f"arn:aws:s3:::{bucket}/{model_key}",
                 "bucket",
-                {},
+                {"aws:ResourceAccount": DEV},  # S3 sets it: the bucket's account
             ),
             Need(
                 "S3 decrypts it with the source key for that role",
@@ -327,6 +327,13 @@ def test_no_other_principal_of_the_other_accounts_gets_any_of_it(three_accounts:
             role_arn(need.principal_account, "Admin"),
         ):
             assert not resource_policy_allows(statements, stranger, need.action, need.resource_as_owned, need.context), (stranger, need.why)
+
+
+def test_the_endpoint_role_reads_models_of_the_source_account_only(three_accounts: SynthResult) -> None:
+    staging = account_stacks(three_accounts.templates, "staging")
+    objects = "arn:aws:s3:::any-bucket/models/x/model.tar.gz"
+    assert identity_allows(staging, "sagelab-staging-endpoint", "s3:GetObject", objects, {"aws:ResourceAccount": DEV})
+    assert not identity_allows(staging, "sagelab-staging-endpoint", "s3:GetObject", objects, {"aws:ResourceAccount": "444444444444"})
 
 
 def test_the_source_key_decrypts_for_the_endpoint_role_only_through_s3(three_accounts: SynthResult) -> None:

@@ -52,10 +52,10 @@ class Promotion:
         return rf"^$|^arn:aws[a-z-]*:sagemaker:{self.source.region}:{self.source.account}:model-package/{self.source_names.model_package_group}/\d+$"
 
     def source_artifacts_objects_arn(self) -> str:
-        """The source's artifacts bucket is named by CloudFormation (`<platform stack>-<logical id>-<suffix>`,
-        lower case): the target's side names it by that shape; the bucket policy on the source side
-        names its own bucket exactly."""
-        return f"arn:{partition_of(self.source.region)}:s3:::{self.source_names.platform_stack}-storageartifacts*/{MODELS_PREFIX}*"
+        """Objects under models/ of any bucket: the source's artifacts bucket is named by
+        CloudFormation (generated, and truncated for longer names), so the identity side scopes by
+        the owning account (aws:ResourceAccount) and the source's bucket policy names this role exactly."""
+        return f"arn:{partition_of(self.source.region)}:s3:::*/{MODELS_PREFIX}*"
 
     def source_keys_arn(self) -> str:
         """Keys of the source account and region; the source key's policy is what names this role."""
