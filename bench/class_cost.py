@@ -52,13 +52,13 @@ def floor_per_day(cost: EnvironmentCost) -> float:
 def print_environments(title: str, costs: list[EnvironmentCost], limit: int = 5) -> None:
     print(f"\n{title}")
     header = f"{'environment':<14} {'keys':>4} {'ACLs':>4} {'rules':>5} {'dash':>4} {'alarms':>6} {'budgets':>7} {'nb GB':>5}"
-    print(f"{header} {'idle $/day':>10} {'idle $/mo':>9} {'deployed $/day':>14} {'lab hour $':>10}")
+    print(f"{header} {'idle $/day':>10} {'idle $/mo':>9} {'deployed $/day':>14} {'lab hour $':>10} {'drift $/day':>11}")
     for cost in costs[:limit]:
         row = cost.resources.as_row()
         print(
             f"{cost.environment:<14} {row['kms_keys']:>4} {row['web_acls']:>4} {row['waf_rules']:>5} {row['dashboards']:>4} {row['alarm_metrics']:>6} "
             f"{row['budgets']:>7} {row['notebook_volume_gb']:>5} {cost.idle_usd_per_day:>10.3f} {cost.idle_usd_per_day * DAYS_PER_MONTH:>9.2f} "
-            f"{cost.deployed_usd_per_day:>14.2f} {cost.lab_hour_usd:>10.3f}"
+            f"{cost.deployed_usd_per_day:>14.2f} {cost.lab_hour_usd:>10.3f} {cost.drift_check_usd_per_day:>11.4f}"
         )
     if len(costs) > limit:
         print(f"... and {len(costs) - limit} more like these")

@@ -12,7 +12,11 @@ metric as `{"value": v, "standard_deviation": "NaN"}`), plus `clustering_metrics
 `autopilot_leaderboard` where they apply, and `sagelab_summary`: the flat metrics, the plots and
 the gate (`sagelab_summary.gate`: metric, value, comparison, threshold, passed 1|0, message) that
 every `CheckMetric` condition reads (decision 0011). Beside it, `model_description.json` says what
-the model takes and answers (feature names in order, categories, row width, answer schema).
+the model takes and answers (feature names in order, categories, row width, answer schema), and,
+given the training split (`--train-dir`), the drift check's baseline in SageMaker Model Monitor's
+formats (decision 0013): `statistics.json` and `constraints.json` of the feature columns on the
+training split, `prediction_statistics.json` of the model's answers on the test split. The
+registered version points at them (DriftCheckBaselines and ModelMetrics.ModelDataQuality).
 
 This file is the processing job's only code file, so it is self-contained (no sibling imports).
 It runs in the XGBoost 3.0-5 image and, for `custom`, in the SKLearn 1.4-2 image (no xgboost and
@@ -24,6 +28,7 @@ Container contract (paths passed as arguments by the pipeline definition):
     --test-dir         /opt/ml/processing/test         features.npy + target.npy from preprocess
     --spec-dir         /opt/ml/processing/spec         feature_spec.json from preprocess (labels, names)
     --predictions-dir  /opt/ml/processing/predictions  autopilot: the batch transform's *.out
+    --train-dir        /opt/ml/processing/train        features.npy from preprocess (the drift baseline)
     --output-dir       /opt/ml/processing/evaluation   evaluation.json, model_description.json, *.png
 """
 
@@ -78,6 +83,16 @@ SPLIT_FEATURES_FILE = "features.npy"
 SPLIT_TARGET_FILE = "target.npy"
 SPEC_FILE_NAME = "feature_spec.json"
 XGBOOST_MODEL_FILE_NAME = "xgboost-model.json"
+# The drift check's baseline (runtime/monitor/comparison.py reads these names; a test ties them).
+STATISTICS_FILE_NAME = "statistics.json"
+CONSTRAINTS_FILE_NAME = "constraints.json"
+PREDICTION_STATISTICS_FILE_NAME = "prediction_statistics.json"
+# preprocess.py's spec/data_summary.json and its key of each feature's completeness on the training
+# split (the splits themselves are imputed).
+DATA_SUMMARY_FILE_NAME = "data_summary.json"
+COMPLETENESS_KEY = "train_completeness"
+HISTOGRAM_BUCKETS = 10
+PREDICTION_FEATURE = "prediction"
 CUSTOM_MODEL_FILE_NAME = "model.joblib"  # what train_custom.py requires the student's script to save
 KMEANS_MODEL_FILE_NAME = "model_algo-1"  # the built-in K-Means artifact (MXNet NDArray list, centroids first)
 AUTOPILOT_PREDICTIONS_SUFFIX = ".out"  # batch transform: one <input>.out per input file
@@ -694,6 +709,9 @@ class Scored:
     clusters: int | None = None
     probabilities: bool = True
     notes: list[str] = field(default_factory=list)
+    # What the model answered for each test row, as the front door answers it (label, value or
+    # cluster): the prediction baseline of the drift check.
+    answers: list[Any] = field(default_factory=list)
 
 
 def score_supervised(algorithm: str, spec: dict[str, Any], predictions: np.ndarray, y_true: np.ndarray, output_dir: Path, probabilities: bool) -> Scored:
@@ -702,18 +720,28 @@ def score_supervised(algorithm: str, spec: dict[str, Any], predictions: np.ndarr
         actual, predicted = y_true.astype(np.float64), np.asarray(predictions, dtype=np.float64).reshape(len(y_true))
         sections, flat = regression_metrics(actual, predicted)
         plots = plot_regression(actual, predicted, output_dir)
-        return Scored(problem_type, sections, flat, plots, len(y_true), target_std=float(np.std(actual)))
+        return Scored(problem_type, sections, flat, plots, len(y_true), target_std=float(np.std(actual)), answers=predicted.tolist())
     labels = list(spec["labels"])
     actual = y_true.astype(np.int64)
     if probabilities:
         sections, flat = classification_metrics(actual, predictions, labels)
         plots = plot_classification(actual, predictions, labels, output_dir)
-        return Scored(problem_type, sections, flat, plots, len(y_true))
+        answers = [labels[i] for i in _class_positions(predictions, len(labels))]
+        return Scored(problem_type, sections, flat, plots, len(y_true), answers=answers)
     predicted = np.asarray(predictions).astype(np.int64)
     sections, flat = label_metrics(actual, predicted, labels)
     plots = plot_confusion_matrix(actual, predicted, labels, output_dir)
     source = "Autopilot's batch transform gives predicted labels only" if algorithm == "autopilot" else "the custom model has no predict_proba"
-    return Scored(problem_type, sections, flat, plots, len(y_true), probabilities=False, notes=[f"roc_auc omitted: {source}"])
+    answers = [labels[int(i)] for i in predicted.tolist()]
+    return Scored(problem_type, sections, flat, plots, len(y_true), probabilities=False, notes=[f"roc_auc omitted: {source}"], answers=answers)
+
+
+def _class_positions(probabilities: np.ndarray, classes: int) -> list[int]:
+    """The predicted class of each row: a binary model's one column is P(second label)."""
+    scores = np.asarray(probabilities)
+    if scores.ndim == 1 or scores.shape[1] == 1:
+        return (scores.reshape(-1) >= 0.5).astype(np.int64).tolist() if classes == 2 else scores.reshape(-1).astype(np.int64).tolist()
+    return scores.argmax(axis=1).tolist()
 
 
 def score_xgboost(model_dir: Path, test_dir: Path, spec_dir: Path | None, output_dir: Path) -> tuple[Scored, dict[str, Any]]:
@@ -761,7 +789,8 @@ def score_clustering(features: np.ndarray, centroids: np.ndarray, y_true: np.nda
     sections, flat = clustering_metrics(features, centroids, target, spec.get("labels") or None)
     plots = plot_cluster_label_matrix(sections, output_dir)
     notes = [] if target is not None else ["adjusted_rand_index omitted: the test split has no class target"]
-    return Scored("clustering", sections, flat, plots, len(features), clusters=len(centroids), notes=notes)
+    answers = nearest_centroids(features, centroids)[0].tolist()
+    return Scored("clustering", sections, flat, plots, len(features), clusters=len(centroids), notes=notes, answers=answers)
 
 
 def evaluate(
@@ -775,6 +804,7 @@ def evaluate(
     automl_job_name: str | None = None,
     gate: GateSettings | None = None,
     sagemaker_client: Any = None,
+    train_dir: Path | None = None,
 ) -> dict[str, Any]:
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm {algorithm!r} is not one of {', '.join(ALGORITHMS)}")
@@ -814,7 +844,116 @@ def evaluate(
     (output_dir / EVALUATION_FILE_NAME).write_text(json.dumps(report, indent=2, allow_nan=False, default=str))
     description = model_description(algorithm, scored.problem_type, spec, clusters=scored.clusters, probabilities=scored.probabilities)
     (output_dir / MODEL_DESCRIPTION_FILE_NAME).write_text(json.dumps(description, indent=2))
+    if train_dir is not None:
+        write_baseline(output_dir, spec, Path(train_dir), spec_dir, scored)
     return report
+
+
+# -- the drift check's baseline (decision 0013) ----------------------------------------------------
+def numeric_statistics(name: str, values: np.ndarray, missing: int) -> dict[str, Any]:
+    """Model Monitor's statistics of a numeric feature: KLL-style buckets of equal width over the
+    training range (one bucket for a constant feature)."""
+    values = np.asarray(values, dtype=np.float64)
+    integral = bool(len(values)) and bool(np.all(values == np.round(values)))
+    common = {"num_present": len(values), "num_missing": int(missing)}
+    if not len(values):
+        return {"name": name, "inferred_type": "Fractional", "numerical_statistics": {"common": common}}
+    low, high = float(values.min()), float(values.max())
+    if low == high:
+        buckets = [{"lower_bound": low, "upper_bound": high, "count": len(values)}]
+    else:
+        counts, edges = np.histogram(values, bins=HISTOGRAM_BUCKETS, range=(low, high))
+        buckets = [{"lower_bound": float(edges[i]), "upper_bound": float(edges[i + 1]), "count": int(counts[i])} for i in range(len(counts))]
+    statistics = {
+        "common": common,
+        "mean": float(values.mean()),
+        "sum": float(values.sum()),
+        "std_dev": float(values.std()),
+        "min": low,
+        "max": high,
+        "distribution": {"kll": {"buckets": buckets}},
+    }
+    return {"name": name, "inferred_type": "Integral" if integral else "Fractional", "numerical_statistics": statistics}
+
+
+def categorical_statistics(name: str, values: Sequence[str], missing: int) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    statistics = {
+        "common": {"num_present": len(values), "num_missing": int(missing)},
+        "distinct_count": float(len(counts)),
+        "distribution": {"categorical": {"buckets": [{"value": value, "count": count} for value, count in sorted(counts.items())]}},
+    }
+    return {"name": name, "inferred_type": "String", "string_statistics": statistics}
+
+
+def feature_statistics(spec: dict[str, Any], train: np.ndarray, completeness: dict[str, float]) -> list[dict[str, Any]]:
+    """Each raw feature column of the training split, decoded from the encoded matrix: numeric
+    columns as they are (imputed: the present share comes from preprocess's completeness),
+    categorical columns from their one-hot block."""
+    position = {name: index for index, name in enumerate(spec["encoded_columns"])}
+    vocabulary = spec.get("categorical_vocabulary", {})
+    rows = len(train)
+    features = []
+    for name in spec["feature_columns"]:
+        share = float(completeness.get(name, 1.0))
+        missing = round(rows * (1.0 - share))
+        if name in vocabulary:
+            block = train[:, [position[f"{name}={value}"] for value in vocabulary[name]]]
+            chosen = block.argmax(axis=1)
+            values = [vocabulary[name][i] for i, hot in zip(chosen.tolist(), (block.max(axis=1) > 0).tolist(), strict=True) if hot]
+            features.append(categorical_statistics(name, values, missing))
+        else:
+            features.append(numeric_statistics(name, train[:, position[name]], missing))
+    return features
+
+
+def constraints_of(features: list[dict[str, Any]], completeness: dict[str, float]) -> dict[str, Any]:
+    """Model Monitor's constraints: completeness and category domains per feature, and its
+    monitoring_config defaults (every value must have the baseline's type and be in its domain)."""
+    constrained = []
+    for feature in features:
+        entry: dict[str, Any] = {
+            "name": feature["name"],
+            "inferred_type": feature["inferred_type"],
+            "completeness": float(completeness.get(feature["name"], 1.0)),
+        }
+        if feature["inferred_type"] == "String":
+            entry["string_constraints"] = {"domains": [b["value"] for b in feature["string_statistics"]["distribution"]["categorical"]["buckets"]]}
+        else:
+            entry["num_constraints"] = {"is_non_negative": bool(feature["numerical_statistics"].get("min", 0.0) >= 0)}
+        constrained.append(entry)
+    config = {
+        "evaluate_constraints": "Enabled",
+        "emit_metrics": "Enabled",
+        "datatype_check_threshold": 1.0,
+        "domain_content_threshold": 1.0,
+        "distribution_constraints": {"perform_comparison": "Enabled", "comparison_threshold": 0.1, "comparison_method": "Robust"},
+    }
+    return {"version": 0.0, "features": constrained, "monitoring_config": config}
+
+
+def write_baseline(output_dir: Path, spec: dict[str, Any], train_dir: Path, spec_dir: Path | None, scored: Scored) -> list[str]:
+    train = np.load(train_dir / SPLIT_FEATURES_FILE, allow_pickle=False)
+    summary_path = (spec_dir or train_dir) / DATA_SUMMARY_FILE_NAME
+    completeness = json.loads(summary_path.read_text()).get(COMPLETENESS_KEY, {}) if summary_path.is_file() else {}
+    features = feature_statistics(spec, train, completeness)
+    statistics = {"version": 0.0, "dataset": {"item_count": len(train)}, "features": features}
+    if scored.problem_type == "regression":
+        answer = numeric_statistics(PREDICTION_FEATURE, np.asarray(scored.answers, dtype=np.float64), 0)
+    else:
+        answer = categorical_statistics(PREDICTION_FEATURE, [str(a) for a in scored.answers], 0)
+    predictions = {"version": 0.0, "dataset": {"item_count": len(scored.answers)}, "features": [answer]}
+    written = []
+    for name, document in (
+        (STATISTICS_FILE_NAME, statistics),
+        (CONSTRAINTS_FILE_NAME, constraints_of(features, completeness)),
+        (PREDICTION_STATISTICS_FILE_NAME, predictions),
+    ):
+        (output_dir / name).write_text(json.dumps(document, indent=1, allow_nan=False))
+        written.append(name)
+    return written
 
 
 def leaderboard_section(job_name: str | None, client: Any) -> dict[str, Any]:
@@ -859,6 +998,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--predictions-dir", type=Path, default=None, help="autopilot: the batch transform output (*.out)")
     parser.add_argument("--automl-job-name", default=None, help="autopilot: the AutoML job whose candidates form the leaderboard")
     parser.add_argument("--output-dir", type=Path, default=Path("/opt/ml/processing/evaluation"))
+    parser.add_argument("--train-dir", type=Path, default=None, help="the training split: the drift check's baseline is written beside the evaluation")
     parser.add_argument("--metric", default=GateSettings.metric, help="the configured pipeline.metric")
     parser.add_argument("--metric-threshold", type=float, default=GateSettings.metric_threshold)
     parser.add_argument("--rmse-threshold", type=float, default=GateSettings.rmse_threshold, help="regression default gate; 0 = the test target's std")
@@ -879,6 +1019,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             predictions_dir=args.predictions_dir,
             automl_job_name=args.automl_job_name,
             gate=gate,
+            train_dir=args.train_dir,
         )
     except (ValueError, FileNotFoundError, KeyError) as error:
         print(f"evaluate: error: {error}", file=sys.stderr, flush=True)

@@ -55,6 +55,7 @@ MAX_CLASSES_FOR_AUTO_CLASSIFICATION = 30
 ALGORITHMS = ("xgboost", "kmeans", "autopilot", "custom")
 # spec/data_summary.json: the K-Means step reads FEATURE_DIM_KEY from it with a JsonGet.
 DATA_SUMMARY_FILE_NAME = "data_summary.json"
+COMPLETENESS_KEY = "train_completeness"  # evaluate.py reads it for the drift check's baseline
 FEATURE_DIM_KEY = "feature_dim"
 # The `tabular` output: <output-dir>/tabular/train/train.csv (kmeans, autopilot), tabular/test/test.csv (autopilot).
 TABULAR_DIR = "tabular"
@@ -747,7 +748,7 @@ def preprocess(
         write_split(output_dir / split, spec.assemble(numeric[rows], frame), target[rows])
         counts[split] = len(rows)
     spec.save(output_dir / "spec")
-    write_data_summary(output_dir / "spec", spec, counts)
+    write_data_summary(output_dir / "spec", spec, counts, train_completeness(table, spec, numeric, positions["train"]))
     write_tabular(output_dir / TABULAR_DIR, algorithm, table, spec, positions, numeric)
     return PreprocessResult(spec=spec, row_counts=counts)
 
@@ -766,10 +767,21 @@ def write_tabular(
     return []
 
 
-def write_data_summary(spec_dir: Path, spec: FeatureSpec, counts: dict[str, int]) -> Path:
-    """What later steps read without loading the splits: the encoded width (K-Means' feature_dim)."""
+def train_completeness(table: pd.DataFrame, spec: FeatureSpec, numeric: np.ndarray, rows: np.ndarray) -> dict[str, float]:
+    """Per feature column, the share of training rows that had a value: the splits are imputed, so
+    the drift check's completeness baseline (evaluate.py) can only come from here."""
+    present = dict(zip(spec.numeric_columns, (1.0 - np.isnan(numeric[rows]).mean(axis=0)).tolist(), strict=True)) if len(rows) else {}
+    for name in spec.categorical_vocabulary:
+        present[name] = float(1.0 - table[name].iloc[rows].isna().mean()) if len(rows) else 1.0
+    return {name: round(float(present.get(name, 1.0)), 6) for name in spec.feature_columns}
+
+
+def write_data_summary(spec_dir: Path, spec: FeatureSpec, counts: dict[str, int], completeness: dict[str, float] | None = None) -> Path:
+    """What later steps read without loading the splits: the encoded width (K-Means' feature_dim),
+    and each feature's completeness on the training split (the drift check's baseline)."""
     path = spec_dir / DATA_SUMMARY_FILE_NAME
-    path.write_text(json.dumps({FEATURE_DIM_KEY: len(spec.encoded_columns), "problem_type": spec.problem_type, "rows": counts}, indent=2))
+    summary = {FEATURE_DIM_KEY: len(spec.encoded_columns), "problem_type": spec.problem_type, "rows": counts, COMPLETENESS_KEY: completeness or {}}
+    path.write_text(json.dumps(summary, indent=2))
     return path
 
 

@@ -8,7 +8,8 @@
     sagelab pipeline status [EXECUTION] [--json]
     sagelab pipeline logs [EXECUTION] [--follow]
     sagelab batch --input PATH|s3://PREFIX [--output FILE] [--instance-type TYPE]
-    sagelab serve [--port N] [--endpoint-port M] [--api-key KEY] [--group GROUP] [--version N]
+    sagelab serve [--port N] [--endpoint-port M] [--api-key KEY] [--group GROUP] [--version N] [--config FILE]
+    sagelab monitor [--json] [--labels FILE] [--hours H]              captured requests against the served version's baseline
     sagelab predict --url URL [--api-key KEY | --iam [--region R]] --file rows.csv|rows.json [--timeout S]
     sagelab class report --roster roster.csv [--output class-report.csv] [--html PAGE] [--student-role ROLE]
     sagelab class stop --roster roster.csv [--student-role ROLE]
@@ -355,20 +356,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from sagelab.local.serve import ServeError, serving
 
     api_key = args.api_key or f"local-{secrets.token_hex(8)}"
+    capture_percent = _environment(args).serving.data_capture_percent
     stop = threading.Event()
     for signal_number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signal_number, lambda *_: stop.set())
     try:
-        with serving(Path(args.workdir), api_key, port=args.port, endpoint_port=args.endpoint_port, group=args.group, version=args.version) as (
-            gateway,
-            endpoint,
-        ):
+        with serving(
+            Path(args.workdir),
+            api_key,
+            port=args.port,
+            endpoint_port=args.endpoint_port,
+            group=args.group,
+            version=args.version,
+            capture_percent=capture_percent,
+        ) as (gateway, endpoint):
             served = endpoint.served
             assert served is not None
             print(f"serving {served.package.group} version {served.package.version} ({served.package.approval_status})", flush=True)
-            print(f"gateway   {gateway.url}   POST /predict (x-api-key), GET /health, GET /openapi.json", flush=True)
+            print(f"gateway   {gateway.url}   POST /predict and GET /openapi.json (x-api-key), GET /health", flush=True)
             print(f"endpoint  {endpoint.url}   GET /ping, POST /invocations, POST /endpoints/<name>/invocations", flush=True)
             print(f"api key   {api_key}", flush=True)
+            print(f"capture   {capture_percent}% of requests (serving.data_capture_percent); check them with `sagelab monitor`", flush=True)
             print(f"try:      sagelab predict --url {gateway.url} --api-key {api_key} --file rows.csv   (Ctrl-C stops)", flush=True)
             stop.wait()
     except (ServeError, RegistryError) as error:
@@ -641,7 +649,9 @@ def _add_batch(sub: Subparsers, shared: dict[str, argparse.ArgumentParser]) -> N
 
 
 def _add_serving(sub: Subparsers, shared: dict[str, argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("serve", parents=[shared["workdir"]], help="serve the approved model behind the local gateway and the same Lambda handler")
+    p = sub.add_parser(
+        "serve", parents=[shared["workdir"], shared["environment"]], help="serve the approved model behind the local gateway and the same Lambda handler"
+    )
     p.add_argument("--port", type=int, default=DEFAULT_GATEWAY_PORT, help=f"gateway port (default {DEFAULT_GATEWAY_PORT})")
     p.add_argument("--endpoint-port", type=int, default=DEFAULT_ENDPOINT_PORT, help=f"local endpoint port (default {DEFAULT_ENDPOINT_PORT})")
     p.add_argument("--api-key", help="the key clients must send (default: a new random key, printed)")
@@ -656,6 +666,38 @@ def _add_serving(sub: Subparsers, shared: dict[str, argparse.ArgumentParser]) ->
     p.add_argument("--file", required=True, help="rows.csv (optional header) or rows.json")
     p.add_argument("--timeout", type=float, default=30.0)
     p.set_defaults(func=cmd_predict)
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    from runtime.monitor.comparison import BaselineError, DriftSettings
+    from sagelab.local.monitor import MonitorError, render, run_check
+
+    serving = _environment(args).serving
+    settings = DriftSettings(threshold=serving.drift_threshold)
+    labels = Path(args.labels) if args.labels else None
+    try:
+        result = run_check(Path(args.workdir), group=args.group, version=args.version, hours=args.hours, labels=labels, settings=settings)
+    except (MonitorError, BaselineError) as error:
+        raise UsageError(str(error)) from None
+    if args.json:
+        print(json.dumps({**result.report.to_json(), "report": str(result.report_path), "plot": str(result.plot_path)}, indent=2))
+    else:
+        print(render(result))
+    return EXIT_FAILED if result.report.violations else EXIT_OK
+
+
+def _add_monitor(sub: Subparsers, shared: dict[str, argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "monitor",
+        parents=[shared["workdir"], shared["environment"]],
+        help="check captured requests against the served version's baseline (exit 1 on violations)",
+    )
+    p.add_argument("--group", help="model package group (default: any)")
+    p.add_argument("--version", type=int, help="the version whose baseline to compare with (default: the latest approved)")
+    p.add_argument("--hours", type=float, help="only requests captured in the last HOURS (default: everything captured)")
+    p.add_argument("--labels", help="ground truth for captured requests: CSV lines inference_id,label (X-Inference-Id; <id>:<row> for a row)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_monitor)
 
 
 def _add_classroom(sub: Subparsers, shared: dict[str, argparse.ArgumentParser]) -> None:
@@ -694,7 +736,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_installed_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     shared = _shared_options()
-    for add_commands in (_add_definition_and_run, _add_models, _add_pipeline, _add_batch, _add_serving, _add_classroom, _add_synth_tools, _add_release):
+    for add_commands in (_add_definition_and_run, _add_models, _add_pipeline, _add_batch, _add_serving, _add_monitor, _add_classroom, _add_synth_tools, _add_release):
         add_commands(sub, shared)
     return parser
 

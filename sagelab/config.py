@@ -171,6 +171,11 @@ class ServingConfig:
     # Requests and responses are personal data in many labs: sample a tenth by default, 0 turns capture off.
     data_capture_percent: StrictInt = Field(default=10, ge=0, le=100, description="0..100")
     data_capture_expiry_days: StrictInt = Field(default=30, ge=1, le=3650, description="1..3650")
+    # The scheduled drift check of the captured requests against the served version's baseline
+    # (decision 0013): `auto` runs it unless the environment is a classroom student's.
+    drift_check: Literal["auto", "on", "off"] = "auto"
+    drift_check_interval_hours: StrictInt = Field(default=1, ge=1, le=24, description="1..24")
+    drift_threshold: StrictFloat = Field(default=0.2, gt=0, le=10, description="0 < PSI threshold <= 10")
     # The API's WAF web ACL: the environment's own, the class's shared one (classroom mode, shared
     # account), or none (API keys, usage-plan throttling and the account's limits protect it).
     waf: Literal["own", "shared", "off"] = "own"
@@ -184,11 +189,15 @@ class ServingConfig:
     # Gateway's own active tracing stay on either way.
     trace_in_code: StrictBool = False
 
+    @property
+    def drift_check_enabled(self) -> bool:
+        return self.drift_check == "on" or (self.drift_check == "auto" and self.monitoring == "full")
+
 
 @dataclass(frozen=True, config=_SCHEMA)
 class ReleaseConfig:
     """How versions reach an environment that takes its models from another (`promote_from`):
-    the acceptance test's bounds and who approves (docs/decisions/0013)."""
+    the acceptance test's bounds and who approves (docs/decisions/0014)."""
 
     # The stage's front door must score within this of the registered metric (one-sided: better passes).
     tolerance: StrictFloat = Field(default=0.02, ge=0, le=1, description="0..1")

@@ -59,6 +59,11 @@ class Resources:
     serverless_memory_mb: int = 0
     processing_instance_type: str | None = None
     training_instance_type: str | None = None
+    # The scheduled drift check (runtime/monitor): runs a day and its function's memory; the front
+    # door's capture share (each sampled request is one S3 PUT, and one GET by the check).
+    drift_check_runs_per_day: float = 0.0
+    drift_check_memory_mb: int = 0
+    data_capture_percent: int = 0
 
     def as_row(self) -> dict[str, int]:
         return {
@@ -84,6 +89,21 @@ def _pipeline_parameter(definition: Any, name: str) -> str | None:
             value = parameter.get("DefaultValue")
             return value if isinstance(value, str) else None
     return None
+
+
+# How the drift check's resources are recognized in a template (runtime/monitor/infrastructure.py).
+DRIFT_CHECK_RULE = "drift check every"
+DRIFT_CHECK_NAMESPACE = "SageLab/DriftCheck"
+_RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
+
+
+def runs_per_day(expression: str) -> float:
+    """Runs a day of an EventBridge `rate(...)` expression (0 for cron: not modelled)."""
+    match = _RATE.match(expression)
+    if not match:
+        return 0.0
+    minutes = int(match.group(1)) * {"minute": 1, "hour": 60, "day": 1440}[match.group(2).rstrip("s")]
+    return 1440 / minutes
 
 
 def count_resources(template: Mapping[str, Any], into: Resources | None = None) -> Resources:
@@ -113,6 +133,14 @@ def count_resources(template: Mapping[str, Any], into: Resources | None = None) 
                     counts.serverless_memory_mb = max(counts.serverless_memory_mb, int(variant["ServerlessConfig"]["MemorySizeInMB"]))
                 elif isinstance(variant.get("InstanceType"), str):
                     counts.endpoint_instances[variant["InstanceType"]] += int(variant.get("InitialInstanceCount", 1))
+        elif kind == "AWS::Events::Rule" and isinstance(props.get("ScheduleExpression"), str) and DRIFT_CHECK_RULE in props.get("Description", ""):
+            counts.drift_check_runs_per_day += runs_per_day(props["ScheduleExpression"])
+        elif kind == "AWS::Lambda::Function":
+            variables = props.get("Environment", {}).get("Variables", {})
+            if variables.get("METRIC_NAMESPACE") == DRIFT_CHECK_NAMESPACE:
+                counts.drift_check_memory_mb = int(props.get("MemorySize", 128))
+            if isinstance(variables.get("DATA_CAPTURE_PERCENT"), str):
+                counts.data_capture_percent = int(variables["DATA_CAPTURE_PERCENT"])
         elif kind == "AWS::SageMaker::Pipeline":
             definition = props.get("PipelineDefinition", {})
             counts.processing_instance_type = _pipeline_parameter(definition, "ProcessingInstanceType") or counts.processing_instance_type
@@ -156,12 +184,40 @@ class LabHour:
 
 
 @dataclass(frozen=True)
+class DriftCheckRun:
+    """One run of the drift check, as assumed by the model (measured: bench/class_cost.py prints it)."""
+
+    seconds: float = 3.0  # an hour of sampled capture of a lab, read and compared in pure Python
+    metrics: int = 16  # Violations, CapturedRows, MaxDrift, PredictionDrift, a live metric + 10 FeatureDrift + a violating one
+    s3_puts: int = 2  # report.json, drift.png
+    s3_gets: int = 4  # the baseline's files (captured objects are counted with the lab hour's requests)
+    s3_lists: int = 2  # the window's hour folders and the ground-truth prefix
+
+
+def drift_check_usd_per_day(counts: Resources, prices: Mapping[str, Price], run: DriftCheckRun = DriftCheckRun()) -> float:
+    """What the scheduled check costs a day whether anyone works or not: the runs' Lambda time,
+    their S3 requests and the custom metrics each run publishes (billed per metric-hour with data)."""
+    runs = counts.drift_check_runs_per_day
+    if not runs:
+        return 0.0
+    per_run = (
+        prices["lambda_requests"].usd / 1e6
+        + prices["lambda_compute"].usd * counts.drift_check_memory_mb / 1024 * run.seconds
+        + prices["s3_put_requests"].usd * (run.s3_puts + run.s3_lists) / 1000
+        + prices["s3_get_requests"].usd * run.s3_gets / 1000
+        + prices["cloudwatch_custom_metric"].usd * run.metrics
+    )
+    return runs * per_run
+
+
+@dataclass(frozen=True)
 class EnvironmentCost:
     environment: str
     resources: Resources
-    idle_usd_per_day: float  # no model deployed (or serverless)
+    idle_usd_per_day: float  # no model deployed (or serverless); the drift check included
     deployed_usd_per_day: float  # with a model deployed on real-time instances
     lab_hour_usd: float
+    drift_check_usd_per_day: float = 0.0  # part of idle_usd_per_day
 
 
 def _monthly_items(counts: Resources) -> dict[str, float]:
@@ -231,7 +287,14 @@ def price_environments(stacks: Iterable[Stack], prices: Mapping[str, Price] | No
             + (prices["api_gateway_rest"].usd + prices["lambda_requests"].usd + prices["waf_requests"].usd * bool(counts.web_acls or shared.web_acls))
             * lab.predictions
             / 1e6
+            # Each sampled request: one PUT by the front door, one GET by the drift check.
+            + (prices["s3_put_requests"].usd + prices["s3_get_requests"].usd * bool(counts.drift_check_runs_per_day))
+            * lab.predictions
+            * counts.data_capture_percent
+            / 100
+            / 1000
         )
-        idle_per_day = idle[env] + shared_share
-        results.append(EnvironmentCost(env, counts, idle_per_day, idle_per_day + deployed, lab_hour))
+        drift_check = drift_check_usd_per_day(counts, prices)
+        idle_per_day = idle[env] + shared_share + drift_check
+        results.append(EnvironmentCost(env, counts, idle_per_day, idle_per_day + deployed, lab_hour, drift_check))
     return results

@@ -53,6 +53,7 @@ class LocalLab:
         self.workdir = Path(workdir).resolve()
         self.env = environment(load_project_config(), env)
         self._serving: Any = None
+        self._reported: set[Path] = set()  # capture files a drift report already covered
         self._servers: Any = None
         self.api_key = "lab-local-key"
 
@@ -131,7 +132,9 @@ class LocalLab:
         if self._servers is None:
             from sagelab.local.serve import serving
 
-            self._serving = serving(self.workdir, self.api_key, endpoint_name=self.env.names.endpoint)
+            # The lab captures every request (a few hundred rows are enough to see drift); the
+            # environment's serving.data_capture_percent applies on AWS and under `sagelab serve`.
+            self._serving = serving(self.workdir, self.api_key, endpoint_name=self.env.names.endpoint, capture_percent=100)
             self._servers = self._serving.__enter__()
         return self._servers
 
@@ -173,6 +176,17 @@ class LocalLab:
         score_local(self.workdir, Path(path), Path(output))
         return pd.read_csv(output)
 
+    def drift_report(self) -> dict[str, Any]:
+        """The drift check (the module the scheduled Lambda runs) over the requests captured since
+        the previous report: violations, drift per feature, the plot's path."""
+        from sagelab.local.monitor import baseline_dir, capture_files, run_check
+
+        _, bucket = baseline_dir(self.workdir)
+        files = [f for f in capture_files(self.workdir / "s3" / bucket) if f not in self._reported]
+        self._reported.update(files)
+        result = run_check(self.workdir, files=files, settings=_drift_settings(self.env))
+        return {**result.report.to_json(), "report": str(result.report_path), "plot": str(result.plot_path)}
+
     def _stop_serving(self) -> None:
         if self._serving is not None:
             self._serving.__exit__(None, None, None)
@@ -180,6 +194,13 @@ class LocalLab:
 
     def close(self) -> None:
         self._stop_serving()
+
+
+def _drift_settings(env: Any) -> Any:
+    from runtime.monitor.comparison import DriftSettings
+
+    serving = getattr(env, "serving", None)
+    return DriftSettings(threshold=serving.drift_threshold) if serving is not None else DriftSettings()
 
 
 class AwsLab:
@@ -264,6 +285,15 @@ class AwsLab:
         if status != 200:
             raise RuntimeError(f"front door answered {status}: {body}")
         return list(body["predictions"])
+
+    def drift_report(self) -> dict[str, Any]:
+        """On AWS the check runs on its schedule and its reports sit beside the captured requests,
+        which describe API clients' data: the notebook's role cannot read them (decision 0013)."""
+        return {
+            "violations": [],
+            "note": "On AWS the drift check runs every serving.drift_check_interval_hours; its reports (data-capture/reports/) are for the "
+            "environment's operators, not the notebook, and its alarms notify the environment's topic.",
+        }
 
     def predict_endpoint(self, rows: Sequence[Any]) -> list[dict[str, Any]]:
         import boto3

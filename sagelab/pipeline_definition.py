@@ -643,8 +643,11 @@ def _evaluate_step(algorithm: str, settings: PipelineSettings, shared: _Shared, 
     inputs = [
         ProcessingInput(source=data.output("test"), destination="/opt/ml/processing/test", input_name="test"),
         ProcessingInput(source=data.output("spec"), destination="/opt/ml/processing/spec", input_name="spec"),
+        # The training split: evaluate.py writes the drift check's baseline from it (decision 0013).
+        ProcessingInput(source=data.output("train"), destination="/opt/ml/processing/train", input_name="train"),
     ]
     arguments = ["--algorithm", algorithm, "--test-dir", "/opt/ml/processing/test", "--spec-dir", "/opt/ml/processing/spec"]
+    arguments += ["--train-dir", "/opt/ml/processing/train"]
     arguments += ["--output-dir", "/opt/ml/processing/evaluation"]
     if model.predictions is not None:
         inputs.append(ProcessingInput(source=model.predictions, destination="/opt/ml/processing/predictions", input_name="predictions"))
@@ -683,14 +686,21 @@ REGISTERED_AS = {
 
 
 def _register_step(algorithm: str, shared: _Shared, parameters: _Parameters, evaluate: Any, report: Any, model: _Model) -> Any:
+    from sagemaker.drift_check_baselines import DriftCheckBaselines
     from sagemaker.model_metrics import MetricsSource, ModelMetrics
     from sagemaker.workflow.functions import Join, JsonGet
     from sagemaker.workflow.model_step import ModelStep
 
     evaluation_uri = evaluate.properties.ProcessingOutputConfig.Outputs["evaluation"].S3Output.S3Uri
-    model_metrics = ModelMetrics(
-        model_statistics=MetricsSource(s3_uri=Join(on="/", values=[evaluation_uri, EVALUATION_FILE_NAME]), content_type="application/json")
-    )
+
+    def evidence(file_name: str) -> Any:
+        return MetricsSource(s3_uri=Join(on="/", values=[evaluation_uri, file_name]), content_type="application/json")
+
+    # The version points at its own drift baseline (decision 0013): Model Monitor's statistics and
+    # constraints of the training split, where Model Monitor and QualityCheckStep put them.
+    statistics, constraints = evidence(step_contract.STATISTICS_FILE_NAME), evidence(step_contract.CONSTRAINTS_FILE_NAME)
+    model_metrics = ModelMetrics(model_statistics=evidence(EVALUATION_FILE_NAME), model_data_statistics=statistics, model_data_constraints=constraints)
+    drift_check_baselines = DriftCheckBaselines(model_data_statistics=statistics, model_data_constraints=constraints)
     description, content_types, response_types = REGISTERED_AS[algorithm]
     return ModelStep(
         name=step_name(algorithm, STEP_REGISTER),
@@ -702,6 +712,7 @@ def _register_step(algorithm: str, shared: _Shared, parameters: _Parameters, eva
             model_package_group_name=placeholder("ModelPackageGroupName"),
             approval_status=parameters.approval_status,
             model_metrics=model_metrics,
+            drift_check_baselines=drift_check_baselines,
             description=description,
             domain="MACHINE_LEARNING",
             customer_metadata_properties={

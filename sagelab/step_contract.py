@@ -52,6 +52,10 @@ USER_SCRIPT_HYPERPARAMETER: str = script_constant("train_custom.py", "USER_SCRIP
 GATE_PASSED_PATH: str = script_constant("evaluate.py", "GATE_PASSED_PATH")
 GATE_MESSAGE_PATH: str = script_constant("evaluate.py", "GATE_MESSAGE_PATH")
 MODEL_DESCRIPTION_FILE_NAME: str = script_constant("evaluate.py", "MODEL_DESCRIPTION_FILE_NAME")
+# The drift check's baseline beside the evaluation (decision 0013), which the registered version names.
+STATISTICS_FILE_NAME: str = script_constant("evaluate.py", "STATISTICS_FILE_NAME")
+CONSTRAINTS_FILE_NAME: str = script_constant("evaluate.py", "CONSTRAINTS_FILE_NAME")
+PREDICTION_STATISTICS_FILE_NAME: str = script_constant("evaluate.py", "PREDICTION_STATISTICS_FILE_NAME")
 EVALUATE_ALGORITHMS: tuple[str, ...] = script_constant("evaluate.py", "ALGORITHMS")
 METRIC_THRESHOLD_PARAMETER: str = script_constant("evaluate.py", "METRIC_THRESHOLD_PARAMETER")
 RMSE_THRESHOLD_PARAMETER: str = script_constant("evaluate.py", "RMSE_THRESHOLD_PARAMETER")

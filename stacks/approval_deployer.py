@@ -67,6 +67,8 @@ class ApprovalDeployer(Construct):
             (`sagelab:algorithm`, `sagelab:problem-type`, `sagelab:model-description`).
         front_door_function, front_door_role: the function whose MODEL_* environment those
             parameters set; the deployment role may update its configuration and pass its role.
+        drift_check: the drift check's function and role (its MODEL_DESCRIPTION_URI names the
+            served version's baseline), configured the same way; None when there is no check.
         artifacts_bucket: a description URI outside it is not deployed.
         endpoint: what a deployment creates (names, whether it scales, the scaling role).
         endpoint_role: passed to SageMaker by CloudFormation when it creates the model.
@@ -85,6 +87,7 @@ class ApprovalDeployer(Construct):
         model_parameter_names: ModelParameterNames,
         front_door_function: lambda_.IFunction,
         front_door_role: iam.IRole,
+        drift_check: tuple[lambda_.IFunction, iam.IRole] | None = None,
         artifacts_bucket: s3.IBucket,
         endpoint: ModelEndpoint,
         endpoint_role: iam.IRole,
@@ -104,6 +107,7 @@ class ApprovalDeployer(Construct):
             front_door_role=front_door_role,
             role_name=role_name,
             model_packages_arn=model_packages_arn or names.model_packages_arn(),
+            drift_check=drift_check,
         )
         self.function: lambda_.Function | None = None
         self.rule: events.Rule | None = None
@@ -143,6 +147,7 @@ class ApprovalDeployer(Construct):
         front_door_role: iam.IRole,
         role_name: str | None,
         model_packages_arn: str,
+        drift_check: tuple[lambda_.IFunction, iam.IRole] | None = None,
     ) -> iam.Role:
         """The role CloudFormation assumes for the updates the deployer starts: what the resources
         that depend on the model package need (tests/test_sufficiency.py checks it against the
@@ -192,6 +197,17 @@ class ApprovalDeployer(Construct):
                 conditions={"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}},
             ),
         ]
+        if drift_check is not None:
+            # The drift check reads the served version's baseline from the same parameter.
+            statements += [
+                iam.PolicyStatement(sid="ConfigureTheDriftCheck", actions=FRONT_DOOR_UPDATE_ACTIONS, resources=[drift_check[0].function_arn]),
+                iam.PolicyStatement(
+                    sid="PassDriftCheckRole",
+                    actions=["iam:PassRole"],
+                    resources=[drift_check[1].role_arn],
+                    conditions={"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}},
+                ),
+            ]
         if endpoint.scales:
             statements += self._scaling_statements(names=names, endpoint=endpoint)
         policy = iam.ManagedPolicy(self, "CloudFormationPolicy", roles=[role], statements=statements)

@@ -9,15 +9,13 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from sagelab.bucket_layout import DATA_CAPTURE_PREFIX
 from stacks.nag import acknowledge
 
 # Prefixes whose objects are scratch by contract (pipeline run intermediates, notebook scratch);
 # everything else in the buckets is kept until someone deletes it.
 SCRATCH_PREFIXES = ("scratch/", "pipeline-runs/")
 NONCURRENT_VERSION_DAYS = 90
-# The endpoint's captured requests and responses (ModelEndpoint writes here): personal data in many
-# labs, so they expire after `data_capture_expiry_days`.
-DATA_CAPTURE_PREFIX = "data-capture/"
 
 
 class DataBuckets(Construct):

@@ -14,6 +14,8 @@ from aws_cdk import Aws
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from sagelab.bucket_layout import DATA_CAPTURE_PREFIX
+from sagelab.pipeline_definition import PIPELINE_CODE_PREFIX
 from stacks.data_buckets import DataBuckets
 from stacks.model_approval import REVIEW_MODEL_ACTIONS
 from stacks.nag import acknowledge_policy_wildcards
@@ -23,7 +25,11 @@ SAGEMAKER_PRINCIPAL = "sagemaker.amazonaws.com"
 # Where the pipeline's jobs write in the artifacts bucket (sagelab/pipeline_definition.py: run
 # outputs under pipeline-runs/<execution id>/, model artifacts under models/).
 RUN_OUTPUT_PREFIXES = ("pipeline-runs", "models")
-DATA_CAPTURE_PREFIX = "data-capture"
+# What the jobs read in the artifacts bucket: the step scripts, earlier steps' outputs and models.
+# Nothing else, so that no run input (InputDataUri is a free string) reaches captured requests.
+PIPELINE_ARTIFACT_READ_PREFIXES = (PIPELINE_CODE_PREFIX, *RUN_OUTPUT_PREFIXES)
+# The read actions that return an object's content (CopyObject's source read is s3:GetObject too).
+OBJECT_READ_ACTIONS = ("s3:GetObject", "s3:GetObjectVersion")
 # Job-creating actions whose requests carry `sagemaker:InstanceTypes`, for the allow-list.
 INSTANCE_TYPED_ACTIONS = (
     "sagemaker:CreateProcessingJob",
@@ -40,11 +46,12 @@ WILDCARD_REASONS = {
     "ReadData": "Object keys under this environment's own data bucket; datasets are added at run time.",
     "ReadWriteData": "Object keys under this environment's own data bucket; the notebook adds datasets at run time.",
     "RunAutopilot": "AutoML jobs get a per-run suffix after this environment's job-name prefix; the ARN pattern is that prefix.",
-    "ReadAutopilotLeaderboard": "sagemaker:ListCandidatesForAutoMLJob supports no resource-level permission (it reads candidate names and metrics only).",
+    "ReadAutopilotLeaderboard": "sagemaker:ListCandidatesForAutoMLJob supports no resource type or condition key; it returns candidates' jobs, containers and metrics, no object.",
     "ScoreWithCandidates": "The Autopilot best-candidate model gets a per-run suffix after this environment's autopilot-model prefix.",
     "RunTransformJobs": "Batch transform jobs get a per-run suffix after this environment's job-name prefix.",
     "WriteRunOutputs": "Run outputs and models get per-execution keys, under pipeline-runs/ and models/ of this environment's own artifacts bucket only.",
     "ReadArtifacts": "Object keys under this environment's own artifacts bucket (model artifacts, code, evaluation reports).",
+    "ReadRunArtifacts": "Object keys under pipeline-code/, pipeline-runs/ and models/ of this environment's own artifacts bucket (code, step outputs, models).",
     "WriteDataCapture": "Endpoint data capture and batch transform write generated keys below these two prefixes only.",
     "RunPipelineJobs": "SageMaker extends this environment's job-name prefix (<prefix>-<step>) per run; the ARNs are scoped to that prefix (docs/decisions/0010).",
     "ReadJobs": "Read-only Describe on the jobs whose names start with this environment's job-name prefix (docs/decisions/0010).",
@@ -124,12 +131,21 @@ def _job_arns(job_prefix: str) -> list[str]:
     return [_job_arn(kind, job_prefix) for kind in ("processing-job", "training-job", "hyper-parameter-tuning-job")]
 
 
-def bucket_access(sid: str, bucket_arns: Sequence[str], write: bool, prefix: str = "*") -> list[iam.PolicyStatement]:
-    object_actions = ["s3:GetObject", "s3:GetObjectVersion"] + (["s3:PutObject", "s3:AbortMultipartUpload"] if write else [])
+def bucket_access(sid: str, bucket_arns: Sequence[str], write: bool, prefixes: Sequence[str] = ("",)) -> list[iam.PolicyStatement]:
+    """List the buckets; read (and write) the objects under each key prefix (default: all)."""
+    object_actions = [*OBJECT_READ_ACTIONS] + (["s3:PutObject", "s3:AbortMultipartUpload"] if write else [])
     return [
         iam.PolicyStatement(sid=f"{sid}List", actions=["s3:ListBucket", "s3:GetBucketLocation"], resources=list(bucket_arns)),
-        iam.PolicyStatement(sid=f"{sid}Objects", actions=object_actions, resources=[f"{arn}/{prefix}" for arn in bucket_arns]),
+        iam.PolicyStatement(sid=f"{sid}Objects", actions=object_actions, resources=[f"{arn}/{prefix}*" for arn in bucket_arns for prefix in prefixes]),
     ]
+
+
+def no_captured_requests(bucket_arn: str) -> iam.PolicyStatement:
+    """An explicit Deny of reading captured requests: it holds whatever another statement (or a
+    future bucket policy) allows, for every role a student can make act (tests/test_reach.py)."""
+    return iam.PolicyStatement(
+        sid="NoCapturedRequests", effect=iam.Effect.DENY, actions=list(OBJECT_READ_ACTIONS), resources=[f"{bucket_arn}/{DATA_CAPTURE_PREFIX}*"]
+    )
 
 
 @dataclass(frozen=True)
@@ -238,7 +254,9 @@ class ExecutionRoles(Construct):
         )
         pipeline_statements = [
             *bucket_access("ReadData", [data.bucket_arn], write=False),
-            *bucket_access("ReadArtifacts", [artifacts.bucket_arn], write=False),
+            *bucket_access("ReadRunArtifacts", [artifacts.bucket_arn], write=False, prefixes=[f"{p}/" for p in PIPELINE_ARTIFACT_READ_PREFIXES]),
+            # InputDataUri is any string a student passes: the jobs must not read captured requests.
+            no_captured_requests(artifacts.bucket_arn),
             # Jobs write run outputs and models only: the published step scripts, the lab and the
             # idle-stop script that the notebook copies stay out of the jobs' reach (finding 6).
             iam.PolicyStatement(
@@ -315,12 +333,7 @@ class ExecutionRoles(Construct):
             *bucket_access("ReadArtifacts", [artifacts.bucket_arn], write=False),
             # The endpoint captures API clients' requests and responses: other people's data,
             # not the student's to read from the notebook (finding 8).
-            iam.PolicyStatement(
-                sid="NoCapturedRequests",
-                effect=iam.Effect.DENY,
-                actions=["s3:GetObject", "s3:GetObjectVersion"],
-                resources=[f"{artifacts.bucket_arn}/{DATA_CAPTURE_PREFIX}/*"],
-            ),
+            no_captured_requests(artifacts.bucket_arn),
             common.kms_use,
             *logs_write("WriteSageMakerLogs", [(NOTEBOOK_LOGS, f"{names.notebook}/")]),
             iam.PolicyStatement(
@@ -389,8 +402,11 @@ class ExecutionRoles(Construct):
             iam.PolicyStatement(
                 sid="WriteDataCapture",
                 actions=["s3:PutObject", "s3:AbortMultipartUpload"],
-                resources=[f"{artifacts.bucket_arn}/{DATA_CAPTURE_PREFIX}/*", f"{artifacts.bucket_arn}/batch-predictions/*"],
+                resources=[f"{artifacts.bucket_arn}/{DATA_CAPTURE_PREFIX}*", f"{artifacts.bucket_arn}/batch-predictions/*"],
             ),
+            # It writes captured requests and never reads them back: a student's approval deploys
+            # a model (and its container) that runs with this role.
+            no_captured_requests(artifacts.bucket_arn),
             common.kms_use,
             common.kms_grant,
             *common.ecr_pull,

@@ -3,7 +3,8 @@
 POST /predict        -> the Lambda (reserved concurrency) -> the endpoint
 GET  /health         -> MOCK integration: API Gateway answers, no Lambda, no Lambda throttle
 GET  /openapi.json   -> the Lambda: the API description with the served model's description merged
-                        in (public, method-throttled so it cannot take /predict's concurrency)
+                        in (feature names, labels, categorical values: training data), so it takes
+                        /predict's auth (API key or IAM) and a method throttle of its own
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from runtime.front_door.build_openapi import health_body
+from runtime.front_door.capture import FRONT_DOOR_CAPTURE
 from stacks.api_web_acl import CLASS_WEB_ACL_EXPORT, ApiWebAcl, associate_web_acl
 from stacks.lambda_runtime import LAMBDA_RUNTIME, powertools_layer
 from stacks.nag import acknowledge, acknowledge_policy_wildcards, acknowledge_tracing_grant
@@ -31,8 +33,8 @@ RUNTIME_DIR = Path(__file__).resolve().parent.parent / "runtime" / "front_door"
 REQUEST_SCHEMA = RUNTIME_DIR / "request_schema.json"
 STAGE = "prod"
 DEFAULT_RESERVED_CONCURRENCY = 20
-# GET /openapi.json is public and reaches the function: a low method throttle keeps anonymous
-# callers from taking the reserved concurrency that /predict needs.
+# GET /openapi.json reaches the function: besides /predict's auth, a low method throttle keeps a
+# key holder's polling from taking the reserved concurrency that /predict needs.
 OPENAPI_RATE_LIMIT, OPENAPI_BURST_LIMIT = 5, 10
 # Where evaluate.py writes the model's description (decision 0011), relative to the artifacts bucket.
 MODEL_DESCRIPTION_KEYS = "models/evaluations/*/model_description.json"
@@ -124,6 +126,9 @@ class FrontDoorSettings(Protocol):
     @property
     def waf_rate_limit_per_5_minutes(self) -> int: ...
 
+    @property
+    def data_capture_percent(self) -> int: ...
+
 
 class FrontDoor(Construct):
     """The public API of an environment.
@@ -168,6 +173,8 @@ class FrontDoor(Construct):
             raise ValueError(f"reserved_concurrency must be at least 1 (or None for unreserved), not {reserved_concurrency}")
         super().__init__(scope, construct_id)
         self.function = self._function(names, log_key, log_retention, reserved_concurrency, trace_in_code, model, artifacts_bucket)
+        if artifacts_bucket is not None and serving.data_capture_percent > 0:
+            self._capture(serving.data_capture_percent, artifacts_bucket, log_key)
         # Access and WAF logs are the audit trail: they outlive the stack.
         self.access_logs = logs.LogGroup(self, "AccessLogs", retention=log_retention, encryption_key=log_key, removal_policy=RemovalPolicy.RETAIN)
         self.api = self._api(names, serving, self.access_logs)
@@ -274,6 +281,33 @@ class FrontDoor(Construct):
         acknowledge_tracing_grant(role, "front door")
         return function
 
+    def _capture(self, percent: int, artifacts_bucket: s3.IBucket, key: kms.IKey) -> None:
+        """Data capture (runtime/front_door/capture.py): the function writes sampled requests below
+        the front door's capture prefix, and nowhere else; the bucket's default SSE-KMS encrypts them."""
+        self.function.add_environment("DATA_CAPTURE_PERCENT", str(percent))
+        captured = artifacts_bucket.arn_for_objects(f"{FRONT_DOOR_CAPTURE}*")
+        policy = iam.ManagedPolicy(
+            self,
+            "CapturePolicy",
+            roles=[self.role],
+            statements=[
+                iam.PolicyStatement(sid="WriteCapturedRequests", actions=["s3:PutObject"], resources=[captured]),
+                iam.PolicyStatement(
+                    sid="EncryptCapturedRequests",
+                    actions=["kms:GenerateDataKey"],
+                    resources=[key.key_arn],
+                    conditions={
+                        "StringEquals": {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"},
+                        "StringLike": {"kms:EncryptionContext:aws:s3:arn": [artifacts_bucket.bucket_arn, captured]},
+                    },
+                ),
+            ],
+        )
+        acknowledge_policy_wildcards(
+            policy.node.default_child,  # type: ignore[arg-type]
+            lambda _statement: "Captured requests get one object per request (hour folders and the request id in the key), named at run time.",
+        )
+
     # -- the API ---------------------------------------------------------------------------------
     def _api(self, names: ResourceNames, serving: FrontDoorSettings, access_logs: logs.LogGroup) -> apigw.RestApi:
         return apigw.RestApi(
@@ -330,12 +364,17 @@ class FrontDoor(Construct):
             request_validator=validator,
             request_models={"application/json": request_model},
         )
+        # The only anonymous route: API Gateway answers it itself, nothing reaches the function.
         self.api.root.add_resource("health").add_method("GET", _static_json(health_body(names.endpoint)), method_responses=[_OK])
-        # Public like /health, but it reads the served model's description: the function answers
-        # (its own scoped invoke permission: GET /openapi.json of this stage only).
+        # The served model's description names its features, labels and categorical values (values
+        # of the training data), and the function answers it: /predict's callers only, so anonymous
+        # traffic never reaches the function (its own scoped invoke permission: this stage's GET).
         describe = apigw.LambdaIntegration(self.function, proxy=True, scope_permission_to_method=True, allow_test_invoke=False)
         self.openapi_method = self.api.root.add_resource("openapi.json").add_method(
-            "GET", describe, api_key_required=False, authorization_type=apigw.AuthorizationType.NONE
+            "GET",
+            describe,
+            api_key_required=use_api_keys,
+            authorization_type=apigw.AuthorizationType.NONE if use_api_keys else apigw.AuthorizationType.IAM,
         )
         return predict
 
@@ -380,10 +419,10 @@ class FrontDoor(Construct):
             self.api,
             (
                 "AwsSolutions-APIG4",
-                "POST /predict requires an API key with a usage plan (or IAM auth by config); /health (MOCK) and /openapi.json (the API description, "
-                "method-throttled) are public by design."
+                "POST /predict and GET /openapi.json require an API key with a usage plan (or IAM auth by config); only GET /health, "
+                "a MOCK that never reaches the function, is public."
                 if serving.auth == "api_key"
-                else "POST /predict uses IAM authorization; /health (MOCK) and /openapi.json (the API description, method-throttled) are public by design.",
+                else "POST /predict and GET /openapi.json use IAM authorization; only GET /health, a MOCK that never reaches the function, is public.",
             ),
             ("AwsSolutions-COG4", "Clients are services holding API keys (or IAM principals), not Cognito users."),
             ("AwsSolutions-APIG6", execution_logging),

@@ -15,7 +15,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
-from stacks.data_buckets import DATA_CAPTURE_PREFIX
+from sagelab.bucket_layout import DATA_CAPTURE_PREFIX
 from stacks.nag import acknowledge
 from stacks.naming import ResourceNames
 from stacks.sagemaker_log_groups import SageMakerLogGroups, endpoint_log_group_name

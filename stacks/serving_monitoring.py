@@ -88,6 +88,20 @@ class ServingMonitoring(Construct):
         if not for_class:
             self.dashboard = self._dashboard(names, api, function, endpoint_metric)
 
+    def show_drift_check(self, metrics: dict[str, cloudwatch.Metric], alarms: list[cloudwatch.IAlarm]) -> None:
+        """The drift check's metrics and alarms on the dashboard (runtime/monitor/infrastructure.py)."""
+        if self.dashboard is None:
+            return
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Drift check: violations and largest drift (PSI)", left=[metrics["Violations"]], right=[metrics["MaxDrift"], metrics["PredictionDrift"]]
+            ),
+            cloudwatch.GraphWidget(
+                title="Drift check: captured rows and live quality", left=[metrics["CapturedRows"]], right=[metrics["LiveAccuracy"], metrics["LiveRmse"]]
+            ),
+            cloudwatch.AlarmStatusWidget(title="Drift check alarms", alarms=alarms),
+        )
+
     def _dashboard(
         self, names: ResourceNames, api: apigw.RestApi, function: lambda_.IFunction, endpoint_metric: Callable[[str, str], cloudwatch.Metric]
     ) -> cloudwatch.Dashboard:

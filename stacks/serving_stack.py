@@ -17,6 +17,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from runtime.monitor.infrastructure import DriftCheck
 from sagelab.config import EnvironmentConfig
 from stacks.approval_deployer import ApprovalDeployer, ModelParameterNames
 from stacks.front_door import FrontDoor
@@ -149,6 +150,20 @@ class ServingStack(Stack):
             for_class=serving.monitoring == "class",
             realtime=serving.mode == "realtime",
         )
+        self.drift_check: DriftCheck | None = None
+        if serving.drift_check_enabled:
+            self.drift_check = DriftCheck(
+                self,
+                "DriftCheck",
+                names=names,
+                settings=serving,
+                artifacts_bucket=artifacts_bucket,
+                key=platform.buckets.key,
+                topic=self.monitoring.topic,
+                description_uri=served_model.description_uri,
+                log_retention=retention,
+            )
+            self.monitoring.show_drift_check(self.drift_check.metrics, list(self.drift_check.alarms.values()))
         self.endpoint = ModelEndpoint(
             self,
             "Endpoint",
@@ -171,6 +186,7 @@ class ServingStack(Stack):
             model_parameter_names=ModelParameterNames(MODEL_ALGORITHM_PARAMETER, MODEL_PROBLEM_TYPE_PARAMETER, MODEL_DESCRIPTION_PARAMETER),
             front_door_function=self.front_door.function,
             front_door_role=self.front_door.role,
+            drift_check=(self.drift_check.function, self.drift_check.role) if self.drift_check else None,
             artifacts_bucket=platform.buckets.artifacts_bucket,
             endpoint=self.endpoint,
             endpoint_role=platform.roles.endpoint_role,

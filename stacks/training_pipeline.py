@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from aws_cdk import Aws, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3_deployment as s3deploy
 from aws_cdk import aws_sagemaker as sagemaker
@@ -77,7 +78,7 @@ class TrainingPipeline(Construct):
         self.model_package_group.apply_removal_policy(RemovalPolicy.RETAIN if retain else RemovalPolicy.DESTROY)
 
         self.code_prefix = f"{PIPELINE_CODE_PREFIX}/{code_bundle.version}/"
-        copy_role, copy_logs = self._copy_function_role(names, copy_log_retention)
+        copy_role, copy_logs = self._copy_function_role(names, buckets.key, copy_log_retention)
         self.code_deployment = s3deploy.BucketDeployment(
             self,
             "PipelineCode",
@@ -130,11 +131,11 @@ class TrainingPipeline(Construct):
         self.pipeline.node.add_dependency(self.model_package_group)
         self.pipeline_name = names.pipeline
 
-    def _copy_function_role(self, names: ResourceNames, retention: logs.RetentionDays) -> tuple[iam.Role, logs.LogGroup]:
+    def _copy_function_role(self, names: ResourceNames, key: kms.IKey, retention: logs.RetentionDays) -> tuple[iam.Role, logs.LogGroup]:
         """The role and log group of CDK's bucket-deployment function. Its default role would carry
         AWSLambdaBasicExecutionRole (logs on `*`: every classmate's log groups); this one writes
-        to its own log group only."""
-        copy_logs = logs.LogGroup(self, "CopyFunctionLogs", retention=retention, removal_policy=RemovalPolicy.DESTROY)
+        to its own log group only, encrypted with the environment's key like every other group."""
+        copy_logs = logs.LogGroup(self, "CopyFunctionLogs", retention=retention, encryption_key=key, removal_policy=RemovalPolicy.DESTROY)
         copy_role = iam.Role(
             self,
             "CopyFunctionRole",
@@ -146,12 +147,5 @@ class TrainingPipeline(Construct):
             "CopyFunctionLogging",
             roles=[copy_role],
             statements=[iam.PolicyStatement(sid="WriteOwnLogs", actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[copy_logs.log_group_arn])],
-        )
-        acknowledge(
-            copy_logs,
-            (
-                "NIST.800.53.R5-CloudWatchLogGroupEncrypted",
-                "The copy function logs object keys of the pipeline code and dataset it copies, no data; CloudWatch Logs encrypts at rest by default.",
-            ),
         )
         return copy_role, copy_logs

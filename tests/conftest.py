@@ -70,6 +70,20 @@ def shared_class(tmp_path_factory: pytest.TempPathFactory) -> SynthResult:
     return synth(root / "cdk.out", {"roster": str(roster)})
 
 
+# A class at a real class's scale for the transitive-reach proof (tests/test_reach.py): 40
+# generated rows, every student in the one account.
+CLASS_OF_40_ROSTER = "student_id,email\n" + "".join(f"student{n:02d},student{n:02d}@example.edu\n" for n in range(1, 41))
+
+
+@pytest.fixture(scope="session")
+def class_of_40(tmp_path_factory: pytest.TempPathFactory) -> SynthResult:
+    """A 40-student classroom in one shared account, synthesized with cdk-nag (about 20 s)."""
+    root = tmp_path_factory.mktemp("class-of-40")
+    roster = root / "roster.csv"
+    roster.write_text(CLASS_OF_40_ROSTER)
+    return synth(root / "cdk.out", {"roster": str(roster)})
+
+
 @pytest.fixture(scope="session")
 def neighbours(tmp_path_factory: pytest.TempPathFactory) -> SynthResult:
     """Environments in one account: `alice` and `alice-b`, whose names share a prefix as two

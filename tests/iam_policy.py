@@ -55,11 +55,35 @@ Matching (IAM semantics)
 
   `ctx` is a request context: {condition key: str | list[str]}, keys case-insensitive, e.g.
   {"aws:PrincipalTag/student": "alice", "aws:ResourceTag/student": "bob"}.
+
+Transitive reach (what a principal can make act for it)
+
+    reach = Reachability(stacks, aws_managed={arn: [statement json, ...]})
+    reach.entries() -> list[Entry]          # who acts from outside: notebook roles (students),
+                                            #   roles whose trust names accounts (people), the
+                                            #   roles of functions an API method integrates (callers)
+    reach.closure(role) -> list[(RoleRef | ADMIN, path)]
+                                            # every role that role can make act, with the path
+    reach.can_read_object(role, bucket_arn, key) -> bool
+                                            # identity + bucket policy + the bucket key's policy
+
+  Edges, each a question to the acting role's policies (worst case over unknown condition keys,
+  `can_apply_given`; a Deny counts only where it surely applies): iam:PassRole of a role to a
+  service its trust accepts; sts:AssumeRole of a role whose trust names it (or its account);
+  sagemaker:StartPipelineExecution/RetryPipelineExecution of a pipeline -> its RoleArn and every
+  RoleArn in its definition (the jobs); lambda:InvokeFunction -> the function's role; an action
+  that emits an event an EventBridge rule matches (e.g. sagemaker:UpdateModelPackage -> "SageMaker
+  Model Package State Change") -> the roles of the rule's Lambda targets; cloudformation:UpdateStack
+  with a role other than ours -> ADMIN (the bootstrap execution role: reads everything). An event
+  type, a rule target or a role ARN the model does not know raises NotModelled: a new path must be
+  taught, never skipped.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -473,6 +497,7 @@ def substitute_variables(pattern: str, context: Context) -> str | None:
     return None if missing else result
 
 
+@functools.lru_cache(maxsize=65536)
 def _wildcard_regex(pattern: str, ignore_case: bool) -> re.Pattern[str]:
     out = []
     index = 0
@@ -663,3 +688,271 @@ def can_apply_given(statement: Statement, action: str, resource: str, known: Con
             if not _operator_holds(operator, key, _as_list(values), known):
                 return False
     return True
+
+
+# -- transitive reach ------------------------------------------------------------------------------
+
+
+class NotModelled(ValueError):
+    """A template holds a path (event type, rule target, role outside the templates) the reach model does not know."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    role: RoleRef
+    who: str  # "student (notebook)", "people (assume role)", "API callers"
+
+
+ADMIN = "ADMIN (CloudFormation's deployment role of `cdk deploy`: may do anything)"
+
+# Events our rules listen to, and the actions (on which resource) that emit them.
+EVENT_EMITTERS: dict[str, tuple[str, ...]] = {
+    "SageMaker Model Package State Change": ("sagemaker:UpdateModelPackage", "sagemaker:CreateModelPackage"),
+}
+PIPELINE_START_ACTIONS = ("sagemaker:StartPipelineExecution", "sagemaker:RetryPipelineExecution")
+STACK_UPDATE_ACTIONS = ("cloudformation:UpdateStack", "cloudformation:CreateChangeSet", "cloudformation:CreateStack")
+# A role that is not ours: what `cdk deploy` leaves as a stack's service role.
+FOREIGN_ROLE = "arn:aws:iam::123456789012:role/cdk-hnb659fds-cfn-exec-role-123456789012-us-east-1"
+OBJECT_READ = ("s3:GetObject", "s3:GetObjectVersion")
+
+
+def _role_arns_in(value: Any) -> Iterable[str]:
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if key in ("RoleArn", "ExecutionRoleArn") and isinstance(item, str):
+                yield item
+            else:
+                yield from _role_arns_in(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _role_arns_in(item)
+
+
+def _service_principals(trust: Mapping[str, Any]) -> set[str]:
+    services: set[str] = set()
+    for raw in _as_list(trust.get("Statement")):
+        if raw.get("Effect") == "Allow":
+            services.update(value for kind, value in principal_names(raw.get("Principal")) if kind == "Service")
+    return services
+
+
+class Reachability:
+    """Which roles a principal can make act for it, and whether they can read an object."""
+
+    def __init__(self, stacks: Stacks, aws_managed: Mapping[str, Sequence[Mapping[str, Any]]] | None = None) -> None:
+        self.stacks = stacks
+        self.aws_managed = dict(aws_managed or {})
+        self.roles = stacks.roles()
+        self.by_arn = {role.arn: role for role in self.roles}
+        self._statements: dict[tuple[str, str], list[Statement]] = {}
+        self._by_action: dict[tuple[str, str, str], list[Statement]] = {}
+        self._edges: dict[tuple[str, str], list[tuple[RoleRef | str, str]]] = {}
+        self._resource_policies = stacks.resource_policies()
+        env = stacks.env
+        self._pipelines = []  # (pipeline ARN, roles of the pipeline and its jobs)
+        for stack, logical_id, properties in stacks._resources("AWS::SageMaker::Pipeline"):
+            body = stacks.resolve(stack, properties["PipelineDefinition"]["PipelineDefinitionBody"])
+            arns = [stacks.resolve(stack, properties["RoleArn"]), *_role_arns_in(json.loads(body))]
+            self._pipelines.append((stacks.stand_in(stack, logical_id, "Arn"), [self._role(arn, f"{stack}/{logical_id}") for arn in arns]))
+        self._functions: dict[str, RoleRef] = {}
+        for stack, logical_id, properties in stacks._resources("AWS::Lambda::Function"):
+            self._functions[stacks.stand_in(stack, logical_id, "Arn")] = self._role(stacks.resolve(stack, properties["Role"]), f"{stack}/{logical_id}")
+        self._rules = []  # (emitting actions, resources, roles of the targets)
+        for stack, logical_id, properties in stacks._resources("AWS::Events::Rule"):
+            pattern = stacks.resolve(stack, properties.get("EventPattern"))
+            if not pattern:
+                continue  # a schedule: time starts it, no principal does
+            detail_types = _as_list(pattern.get("detail-type"))
+            unknown = [d for d in detail_types if d not in EVENT_EMITTERS] or ([] if detail_types else ["<any>"])
+            if unknown:
+                raise NotModelled(f"{stack}/{logical_id}: rule on {unknown}: which actions emit it? (EVENT_EMITTERS)")
+            groups = _as_list((pattern.get("detail") or {}).get("ModelPackageGroupName")) or ["*"]
+            resources = [f"arn:{env.partition}:sagemaker:{env.region}:{env.account}:model-package/{group.lower()}/1" for group in groups]
+            actions = tuple(a for d in detail_types for a in EVENT_EMITTERS[d])
+            targets = []
+            for target in stacks.resolve(stack, properties.get("Targets", [])):
+                if target["Arn"] not in self._functions:
+                    raise NotModelled(f"{stack}/{logical_id}: target {target['Arn']} is not a function of these templates")
+                targets.append(self._functions[target["Arn"]])
+            self._rules.append((actions, resources, targets))
+        self._stack_arns = [f"arn:{env.partition}:cloudformation:{env.region}:{env.account}:stack/{name}/stand-in" for name in stacks.templates]
+
+    def _role(self, arn: str, where: str) -> RoleRef:
+        if arn not in self.by_arn:
+            raise NotModelled(f"{where}: role {arn} is not in these templates, so what it may do is unknown")
+        return self.by_arn[arn]
+
+    # -- policies of a role ------------------------------------------------------------------------
+    def statements(self, role: RoleRef) -> list[Statement]:
+        key = (role.stack, role.logical_id)
+        if key not in self._statements:
+            managed = []
+            for arn in role.aws_managed_policy_arns:
+                if arn not in self.aws_managed:
+                    raise NotModelled(f"{role.stack}/{role.logical_id}: AWS-managed policy {arn}, whose content this model does not know")
+                managed += [Statement.from_json(raw, f"{role.stack}/{arn}") for raw in self.aws_managed[arn]]
+            self._statements[key] = [*self.stacks.identity_policies(role), *managed]
+        return self._statements[key]
+
+    def statements_for(self, role: RoleRef, action: str) -> list[Statement]:
+        """The statements of `role` whose Action/NotAction covers `action` (cached: the walk asks
+        the same few actions of every role many times)."""
+        key = (role.stack, role.logical_id, action.lower())
+        if key not in self._by_action:
+            self._by_action[key] = [s for s in self.statements(role) if _action_in(s, action)]
+        return self._by_action[key]
+
+    def _known(self, role: RoleRef, extra: Context | None = None) -> dict[str, Any]:
+        known: dict[str, Any] = {f"aws:PrincipalTag/{k}": v for k, v in role.tags.items()}
+        known["aws:PrincipalArn"] = role.arn
+        known["aws:PrincipalAccount"] = self.stacks.env.account
+        return {**known, **(extra or {})}
+
+    def may(self, role: RoleRef, action: str, resource: str, extra: Context | None = None) -> bool:
+        """Could some request of `role` be allowed by its identity policies (worst case over the
+        condition keys not in `extra`), short of a Deny that surely applies?"""
+        known = self._known(role, extra)
+        statements = self.statements_for(role, action)
+        allowed = any(s.effect == "Allow" and can_apply_given(s, action, resource, known) for s in statements)
+        return allowed and not any(s.effect == "Deny" and statement_applies(s, action, resource, known) for s in statements)
+
+    # -- edges -------------------------------------------------------------------------------------
+    def edges(self, role: RoleRef) -> list[tuple[RoleRef | str, str]]:
+        """(role made to act, how) for everything `role` may start or hand a role to."""
+        key = (role.stack, role.logical_id)
+        if key in self._edges:
+            return self._edges[key]
+        out: list[tuple[RoleRef | str, str]] = []
+        for target in self.roles:
+            for service in sorted(_service_principals(target.trust_policy)):
+                if self.may(role, "iam:PassRole", target.arn, {"iam:PassedToService": service}):
+                    out.append((target, f"iam:PassRole to {service}"))
+                    break
+            if target.arn != role.arn and self._trust_names(target, role) and self.may(role, "sts:AssumeRole", target.arn):
+                out.append((target, "sts:AssumeRole"))
+        for pipeline_arn, roles in self._pipelines:
+            executions = f"{pipeline_arn}/execution/a1b2c3d4e5f6"
+            if any(self.may(role, action, arn) for action in PIPELINE_START_ACTIONS for arn in (pipeline_arn, executions)):
+                out += [(target, f"runs pipeline {pipeline_arn}") for target in roles]
+        for function_arn, target in self._functions.items():
+            if self.may(role, "lambda:InvokeFunction", function_arn):
+                out.append((target, f"lambda:InvokeFunction {function_arn}"))
+        for actions, resources, targets in self._rules:
+            if any(self.may(role, action, resource) for action in actions for resource in resources):
+                out += [(target, f"{'/'.join(actions)} emits an event a rule sends to its function") for target in targets]
+        for stack_arn in self._stack_arns:
+            if any(self.may(role, action, stack_arn, {"cloudformation:RoleArn": FOREIGN_ROLE}) for action in STACK_UPDATE_ACTIONS):
+                out.append((ADMIN, f"updates {stack_arn} with the stack's own service role"))
+        self._edges[key] = out
+        return out
+
+    def _trust_names(self, target: RoleRef, role: RoleRef) -> bool:
+        account_root = f"arn:{self.stacks.env.partition}:iam::{self.stacks.env.account}:root"
+        for raw in _as_list(target.trust_policy.get("Statement")):
+            if raw.get("Effect") != "Allow":
+                continue
+            for kind, value in principal_names(raw.get("Principal")):
+                if kind == "*" or (kind == "AWS" and value in ("*", role.arn, account_root, self.stacks.env.account)):
+                    return True
+        return False
+
+    def closure(self, role: RoleRef) -> list[tuple[RoleRef | str, tuple[str, ...]]]:
+        """Every role `role` can make act for it (itself first), each with the path that gets there;
+        ADMIN stands for a role outside the templates that may do anything."""
+        start = f"{role.stack}/{role.logical_id}"
+        found: dict[str, tuple[RoleRef | str, tuple[str, ...]]] = {start: (role, (start,))}
+        queue: list[RoleRef] = [role]
+        while queue:
+            current = queue.pop(0)
+            path = found[f"{current.stack}/{current.logical_id}"][1]
+            for target, how in self.edges(current):
+                name = target if isinstance(target, str) else f"{target.stack}/{target.logical_id}"
+                if name in found:
+                    continue
+                found[name] = (target, (*path, f"--{how}--> {name}"))
+                if not isinstance(target, str):
+                    queue.append(target)
+        return list(found.values())
+
+    # -- who acts from outside -----------------------------------------------------------------------
+    def entries(self) -> list[Entry]:
+        entries = []
+        for stack, logical_id, properties in self.stacks._resources("AWS::SageMaker::NotebookInstance"):
+            entries.append(Entry(self._role(self.stacks.resolve(stack, properties["RoleArn"]), f"{stack}/{logical_id}"), "student (notebook)"))
+        for role in self.roles:
+            trusted = [
+                value for raw in _as_list(role.trust_policy.get("Statement")) for kind, value in principal_names(raw.get("Principal")) if kind in ("AWS", "*")
+            ]
+            if trusted:
+                entries.append(Entry(role, "people (assume role)"))
+        for stack, _, properties in self.stacks._resources("AWS::ApiGateway::Method"):
+            uri = self.stacks.resolve(stack, (properties.get("Integration") or {}).get("Uri", ""))
+            for function_arn, role in self._functions.items():
+                if isinstance(uri, str) and f"/functions/{function_arn}/" in uri:
+                    entries.append(Entry(role, "API callers"))
+        unique: dict[tuple[str, str, str], Entry] = {(e.role.stack, e.role.logical_id, e.who): e for e in entries}
+        return list(unique.values())
+
+    # -- reading an object ----------------------------------------------------------------------------
+    def can_read_object(self, role: RoleRef, bucket_arn: str, key: str) -> bool:
+        """Could `role` read the content of s3://bucket/key: an identity or bucket-policy Allow of
+        s3:GetObject(Version), no Deny that surely applies, and kms:Decrypt of the bucket's key
+        (the key policy's own grant, or the account's delegation to identity policies)."""
+        resource = f"{bucket_arn}/{key}"
+        bucket_policies = [p for p in self._resource_policies if p.resource_type == "AWS::S3::Bucket" and bucket_arn in p.resource_arns]
+        readable = False
+        for action in OBJECT_READ:
+            known = self._known(role)
+            denied_here = any(
+                s.effect == "Deny" and self._names(s, role) and statement_applies(s, action, resource, known) for p in bucket_policies for s in p.statements
+            )
+            by_policy = any(
+                s.effect == "Allow" and self._names(s, role, delegation=False) and can_apply_given(s, action, resource, known)
+                for p in bucket_policies
+                for s in p.statements
+            )
+            if (
+                (by_policy or self.may(role, action, resource))
+                and not denied_here
+                and not any(s.effect == "Deny" and statement_applies(s, action, resource, known) for s in self.statements_for(role, action))
+            ):
+                readable = True
+        return readable and self._may_decrypt(role, bucket_arn)
+
+    def _names(self, statement: Statement, role: RoleRef, delegation: bool = True) -> bool:
+        """Does a resource policy's statement name `role` (directly, by `*`, or by its account when
+        `delegation`: the account root delegates to identity policies, which `may` checks)?"""
+        account_root = f"arn:{self.stacks.env.partition}:iam::{self.stacks.env.account}:root"
+        for kind, value in principal_names(statement.principal):
+            if kind == "*" or (kind == "AWS" and (value == "*" or resource_matches(value, role.arn))):
+                return True
+            if delegation and kind == "AWS" and value in (account_root, self.stacks.env.account):
+                return True
+        return False
+
+    def _may_decrypt(self, role: RoleRef, bucket_arn: str) -> bool:
+        bucket_name = bucket_arn.rsplit(":", 1)[1]
+        key_arn = None
+        for stack, logical_id, properties in self.stacks._resources("AWS::S3::Bucket"):
+            if self.stacks.stand_in(stack, logical_id) == bucket_name:
+                rules = self.stacks.resolve(stack, (properties.get("BucketEncryption") or {}).get("ServerSideEncryptionConfiguration", []))
+                keys = [r["ServerSideEncryptionByDefault"].get("KMSMasterKeyID") for r in rules if "ServerSideEncryptionByDefault" in r]
+                key_arn = next((k for k in keys if k), None)
+        if key_arn is None:
+            return True  # SSE-S3 (or unknown bucket): S3 alone decides
+        known = {"kms:ViaService": f"s3.{self.stacks.env.region}.amazonaws.com", "kms:EncryptionContext:aws:s3:arn": bucket_arn}
+        account_root = f"arn:{self.stacks.env.partition}:iam::{self.stacks.env.account}:root"
+        for policy in self._resource_policies:
+            if policy.resource_type != "AWS::KMS::Key" or key_arn not in policy.resource_arns:
+                continue
+            for statement in policy.statements:
+                # A key policy's "*" is the key itself.
+                if statement.effect != "Allow" or not can_apply_given(statement, "kms:Decrypt", key_arn, known):
+                    continue
+                for kind, value in principal_names(statement.principal):
+                    if kind == "*" or (kind == "AWS" and (value == "*" or resource_matches(value, role.arn))):
+                        return True
+                    if kind == "AWS" and value in (account_root, self.stacks.env.account) and self.may(role, "kms:Decrypt", key_arn, known):
+                        return True
+            return False
+        return True  # a key outside these templates: assume it decrypts (the S3 check must hold alone)

@@ -20,7 +20,7 @@ DEV_ENVIRONMENT = {
     "web_acls": 1,
     "waf_rules": 4,
     "dashboards": 1,
-    "alarm_metrics": 5,
+    "alarm_metrics": 7,  # 5 serving alarms + the drift check's 2
     "budgets": 0,
     "notebook_volume_gb": 10,
     "endpoint_instances": 1,
@@ -125,3 +125,15 @@ def test_own_account_students_get_a_web_acl_only_if_the_config_asks(tmp_path: Pa
     asked = classroom_config(load_config({"sagelab": {"classroom": {"own_account_waf": True, "waf": "off"}}}), students)
     assert [env.serving.waf for env in asked.environments] == ["own", "off"]
     assert {env.serving.monitoring for env in asked.environments} == {"class"} and {env.notebook.volume_size_gb for env in asked.environments} == {5}
+
+
+def test_the_drift_check_costs_its_runs_requests_and_metrics(synthesized: SynthResult, small_class: SynthResult) -> None:
+    """Hourly (the default) on a 512 MB function; class students have no check, so nothing."""
+    (cost,) = price_environments(read_assembly(synthesized.outdir))
+    assert cost.resources.drift_check_runs_per_day == 24 and cost.resources.drift_check_memory_mb == 512
+    # By hand, per run: a request ($0.20/M), 3 s x 0.5 GB x $0.0000166667, 4 PUT/LIST x $0.005/1000,
+    # 4 GET x $0.0004/1000 and 16 metric-hours x $0.30/730.
+    per_run = 0.2 / 1e6 + 3 * 0.5 * 0.0000166667 + 4 * 0.005 / 1000 + 4 * 0.0004 / 1000 + 16 * 0.000411
+    assert cost.drift_check_usd_per_day == pytest.approx(24 * per_run)
+    assert cost.drift_check_usd_per_day < 0.2, "the check must stay well under the classroom's idle goal per environment"
+    assert all(c.drift_check_usd_per_day == 0 for c in price_environments(read_assembly(small_class.outdir)))

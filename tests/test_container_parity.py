@@ -126,9 +126,15 @@ def test_step_scripts_run_in_the_images(dataset: str, tmp_path: Path) -> None:
     with tarfile.open(packaged / "model.tar.gz", "w:gz") as archive:
         for path in model_dir.iterdir():
             archive.add(path, arcname=path.name)
-    run_in_image(XGBOOST_IMAGE, ["evaluate.py", "--model-dir", str(packaged), "--test-dir", str(splits / "test"), "--output-dir", str(tmp_path / "eval")], code)
+    baseline_args = ["--train-dir", str(splits / "train"), "--spec-dir", str(splits / "spec")]
+    run_in_image(
+        XGBOOST_IMAGE,
+        ["evaluate.py", "--model-dir", str(packaged), "--test-dir", str(splits / "test"), "--output-dir", str(tmp_path / "eval"), *baseline_args],
+        code,
+    )
     summary = json.loads((tmp_path / "eval" / "evaluation.json").read_text())["sagelab_summary"]
     assert summary["metrics"]["accuracy"] >= threshold and summary["plots"] == ["confusion_matrix.png", "roc_curve.png"]
+    assert_baseline(tmp_path / "eval", splits, summary["test_rows"])
 
     # Serving in the image answers like inference.py here, for each request shape it accepts.
     model = inference.model_fn(model_dir)
@@ -157,6 +163,20 @@ def test_step_scripts_run_in_the_images(dataset: str, tmp_path: Path) -> None:
         assert [p["label"] for p in in_image[name]] == [p["label"] for p in here], name
         for theirs, ours in zip(in_image[name], here, strict=True):
             assert all(abs(theirs["probabilities"][label] - p) <= 2e-6 for label, p in ours["probabilities"].items()), name
+
+
+def assert_baseline(evaluation: Path, splits: Path, test_rows: int) -> None:
+    """The drift check's baseline (decision 0013) as the image wrote it: every feature column of the
+    spec from the training split, and the prediction distribution of every test row."""
+    spec = json.loads((splits / "spec" / "feature_spec.json").read_text())
+    statistics = json.loads((evaluation / "statistics.json").read_text())
+    assert [f["name"] for f in statistics["features"]] == spec["feature_columns"]
+    assert statistics["dataset"]["item_count"] == json.loads((splits / "spec" / "data_summary.json").read_text())["rows"]["train"]
+    constraints = json.loads((evaluation / "constraints.json").read_text())
+    assert [f["name"] for f in constraints["features"]] == spec["feature_columns"]
+    (prediction,) = json.loads((evaluation / "prediction_statistics.json").read_text())["features"]
+    section = prediction.get("string_statistics") or prediction["numerical_statistics"]
+    assert section["common"]["num_present"] == test_rows
 
 
 def _test_rows(splits: Path) -> list[list[float]]:
@@ -251,10 +271,23 @@ def test_every_kind_evaluates_in_its_image(tmp_path: Path) -> None:
     )
     log = run_in_image(
         XGBOOST_IMAGE,
-        ["evaluate.py", "--model-dir", str(tmp_path / "rmodel"), "--test-dir", str(diabetes / "test"), "--output-dir", str(tmp_path / "reval")],
+        [
+            "evaluate.py",
+            "--model-dir",
+            str(tmp_path / "rmodel"),
+            "--test-dir",
+            str(diabetes / "test"),
+            "--output-dir",
+            str(tmp_path / "reval"),
+            "--train-dir",
+            str(diabetes / "train"),
+            "--spec-dir",
+            str(diabetes / "spec"),
+        ],
         alone,
     )
     summary = evaluation_summary(tmp_path / "reval")
+    assert_baseline(tmp_path / "reval", diabetes, summary["test_rows"])
     assert "Gate passed: test rmse" in log and summary["gate"]["passed"] == 1
     assert summary["plots"] == ["residuals.png", "predicted_vs_actual.png"]
 
@@ -285,10 +318,15 @@ def test_every_kind_evaluates_in_its_image(tmp_path: Path) -> None:
             str(digits / "test"),
             "--output-dir",
             str(tmp_path / "ceval"),
+            "--train-dir",
+            str(digits / "train"),
+            "--spec-dir",
+            str(digits / "spec"),
         ],
         alone,
     )
     summary = evaluation_summary(tmp_path / "ceval")
+    assert_baseline(tmp_path / "ceval", digits, summary["test_rows"])
     assert summary["metrics"]["roc_auc"] > 0.95 and summary["gate"]["passed"] == 1
     assert summary["plots"] == [] and "plots skipped (No module named 'matplotlib')" in log
 

@@ -289,3 +289,32 @@ def test_the_model_artifact_carries_its_serving_code_and_serves_without_network(
 def test_variant_templates_have_no_cfn_lint_errors(two_environments: SynthResult) -> None:
     for name, template in two_environments.templates.items():
         assert lint_errors(template) == [], name
+
+
+# -- every log group under a customer-managed key ----------------------------------------------------
+def log_groups_without_a_customer_key(result: SynthResult) -> list[str]:
+    """Every AWS::Logs::LogGroup of every stack must name a KMS key of these templates (the
+    environment's key, or the class stack's WAF log key): resolved across stacks, not by name."""
+    from tests.iam_policy import Env, Stacks
+
+    stacks = Stacks(result.templates, Env())
+    keys = {stacks.stand_in(stack, logical_id, "Arn") for stack, logical_id, _ in stacks._resources("AWS::KMS::Key")}
+    return [
+        f"{stack}/{logical_id}"
+        for stack, logical_id, properties in stacks._resources("AWS::Logs::LogGroup")
+        if stacks.resolve(stack, properties.get("KmsKeyId")) not in keys
+    ]
+
+
+def test_every_log_group_is_encrypted_with_a_customer_managed_key(synthesized: SynthResult, two_environments: SynthResult, shared_class: SynthResult) -> None:
+    for result in (synthesized, two_environments, shared_class):
+        assert log_groups_without_a_customer_key(result) == []
+
+
+def test_the_unencrypted_log_group_finder_finds_one(synthesized: SynthResult) -> None:
+    """Negative case: the copy function's log group as it was (no KmsKeyId)."""
+    templates = json.loads(json.dumps(synthesized.templates))
+    platform = templates["sagelab-dev-platform"]["Resources"]
+    (logical_id,) = [k for k in platform if k.startswith("TrainingCopyFunctionLogs")]
+    del platform[logical_id]["Properties"]["KmsKeyId"]
+    assert log_groups_without_a_customer_key(SynthResult(synthesized.outdir, templates)) == [f"sagelab-dev-platform/{logical_id}"]

@@ -452,7 +452,9 @@ def test_categorical_features_are_described_with_their_values(tmp_path: Path) ->
 # -- preprocess exports ----------------------------------------------------------------------------
 def test_data_summary_is_always_written(digits: Path, diabetes: Path) -> None:
     summary = json.loads((digits / "spec" / preprocess.DATA_SUMMARY_FILE_NAME).read_text())
+    completeness = summary.pop(preprocess.COMPLETENESS_KEY)
     assert summary == {"feature_dim": 64, "problem_type": "multiclass", "rows": {"train": 1257, "validation": 270, "test": 270}}
+    assert completeness == {f"pixel_{i}": 1.0 for i in range(64)}  # the digits have no gaps
     assert json.loads((diabetes / "spec" / preprocess.DATA_SUMMARY_FILE_NAME).read_text())["problem_type"] == "regression"
     assert not (diabetes / preprocess.TABULAR_DIR).exists()  # xgboost: nothing extra to write
 

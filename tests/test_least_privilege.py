@@ -58,9 +58,14 @@ SHARED_SAGEMAKER_LOG_GROUPS = (
 # prefix), each with the reason; the test fails if an entry no longer matches anything (stale).
 KNOWN_OPEN: dict[tuple[str, str], str] = {
     ("RolesPipelineRole", "ReadAutopilotLeaderboard"): (
-        "sagemaker:ListCandidatesForAutoMLJob has no resource-level permission (IAM authorizes it on *); "
-        "given another student's AutoML job name, it lists that job's candidate names and objective values, nothing else. "
-        "Evaluate needs it for the Autopilot leaderboard (docs/decisions/0011)."
+        "sagemaker:ListCandidatesForAutoMLJob supports no resource type and no condition key (IAM authorizes it on * only), so it "
+        "cannot be scoped. Given another student's AutoML job name, a job of this pipeline could list that job's candidates in "
+        "full: CandidateName, CandidateStatus, ObjectiveStatus and FinalAutoMLJobObjectiveMetric, CandidateProperties (metrics and "
+        "artifact locations), CandidateSteps (the ARNs and names of its processing, training and transform jobs), "
+        "InferenceContainers and InferenceContainerDefinitions (each container's Image, ModelDataUrl: the S3 URI of the model "
+        "artifact, and Environment), FailureReason, CreationTime, EndTime and LastModifiedTime. It reads no object: the model "
+        "data URL names the other student's bucket, which this role cannot read. Only the pipeline's jobs hold it (a student's "
+        "code in them, e.g. a custom script, could call it); Evaluate needs it for the Autopilot leaderboard (docs/decisions/0011)."
     ),
 }
 
@@ -268,6 +273,22 @@ def test_the_leak_finder_finds_a_planted_leak(class_stacks: Stacks) -> None:
     assert {leak.other for leak in leaks} == {"bob", "carol"}
     wide["Condition"] = {"StringEquals": {"aws:ResourceTag/student": "${aws:PrincipalTag/student}"}}
     assert not [leak for leak, _ in cross_student_leaks(Stacks(templates, ENV)) if leak.source.endswith("/Planted")]
+
+
+def test_the_autopilot_leaderboard_reason_says_what_the_answer_carries() -> None:
+    """The known-open reason names every field botocore's model gives a candidate (and a container),
+    and the action is unscopable per IAM's own definition (parliament's copy of the Service
+    Authorization Reference): no resource type, no condition key."""
+    import botocore.session
+    from parliament import iam_definition
+
+    reason = KNOWN_OPEN[("RolesPipelineRole", "ReadAutopilotLeaderboard")]
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    fields = [*model.shape_for("AutoMLCandidate").members, *model.shape_for("AutoMLContainerDefinition").members]
+    assert [f for f in fields if f not in reason] == []
+    (sagemaker,) = [service for service in iam_definition if service["prefix"] == "sagemaker"]
+    (privilege,) = [p for p in sagemaker["privileges"] if p["privilege"] == "ListCandidatesForAutoMLJob"]
+    assert [(t["resource_type"], t["condition_keys"]) for t in privilege["resource_types"]] == [("", [])]
 
 
 def test_policy_model_semantics() -> None:

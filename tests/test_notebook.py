@@ -124,7 +124,10 @@ def test_lab_notebook_runs_top_to_bottom_in_local_mode(tmp_path: Path, monkeypat
     text = "\n".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
     assert "mode: local" in text
     images = [o for o in outputs if "image/png" in o.get("data", {})]
-    assert len(images) == 4, "the digits figure, the confusion matrix, the ROC curves and the algorithms compared"
+    assert len(images) == 5, "the digits figure, the confusion matrix, the ROC curves, the algorithms compared and the drift plot"
+    assert "normal rows: no violation" in text
+    drifted = {line.split()[1] for line in text.splitlines() if line.startswith("violation ") and "baseline_drift_check" in line}
+    assert drifted == {"pixel_20", "pixel_36", "pixel_43"}
     compared = {line.split()[1].rstrip(":"): line.split(maxsplit=2)[2] for line in text.splitlines() if line.startswith("algorithm ") and ": " in line}
     assert set(compared) == {"xgboost", "kmeans", "autopilot"}
     assert compared["kmeans"].startswith("Succeeded, silhouette ") and compared["kmeans"].endswith("(passed the gate)")

@@ -105,9 +105,16 @@ def test_malformed_bodies_are_4xx_with_json(client: httpx.Client, content: str, 
     assert set(body) == {"error", "message", "requestId"} and body["message"]
 
 
-def test_health_and_openapi_need_no_key(client: httpx.Client) -> None:
+def test_only_health_needs_no_key_and_openapi_takes_the_predict_key(client: httpx.Client, servers: tuple[str, str]) -> None:
+    """The served model's description (features, labels, categorical values) is /predict's callers'
+    only, as in the stack."""
     assert client.get("/health").json()["status"] == "ok"
-    assert client.get("/openapi.json").json()["paths"]["/predict"]["post"]["operationId"] == "predict"
+    for headers in ({}, {"x-api-key": "wrong"}):
+        with httpx.Client(base_url=servers[0], timeout=30) as anonymous:
+            refused = anonymous.get("/openapi.json", headers=headers)
+        assert refused.status_code == 403 and refused.json()["error"] == "Forbidden", refused.text
+        assert "requestId" in refused.json() and "paths" not in refused.text
+    assert client.get("/openapi.json", headers={"x-api-key": API_KEY}).json()["paths"]["/predict"]["post"]["operationId"] == "predict"
 
 
 def test_boto3_sagemaker_runtime_works_against_the_local_endpoint(servers: tuple[str, str], digits: pd.DataFrame) -> None:
@@ -208,7 +215,7 @@ def test_health_is_the_mock_integrations_answer_and_openapi_the_handlers(client:
     from runtime.front_door.build_openapi import build, health_body
 
     assert client.get("/health").content == health_body("sagelab-dev-endpoint").encode()
-    document = client.get("/openapi.json").json()
+    document = client.get("/openapi.json", headers={"x-api-key": API_KEY}).json()
     assert document["paths"] == build()["paths"] and document["info"]["x-sagelab-model"]["algorithm"] == "xgboost"
 
 
@@ -265,6 +272,22 @@ def test_predict_iam_with_the_wrong_secret_is_refused(
     assert "HTTP 403" in capsys.readouterr().err
 
 
+def test_iam_gateway_signs_openapi_as_it_signs_predict(iam_gateway: str) -> None:
+    """`serving.auth: iam`: the model's description takes a SigV4 signature too; no key opens it."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    url = f"{iam_gateway}/openapi.json"
+    request = AWSRequest(method="GET", url=url, data=b"")
+    SigV4Auth(Credentials(IAM_KEY_ID, IAM_SECRET), "execute-api", "us-east-1").add_auth(request)
+    with httpx.Client(timeout=30) as http:
+        assert http.get(url, headers=dict(request.headers.items())).json()["paths"]["/predict"]["post"]["operationId"] == "predict"
+        for headers in ({}, {"x-api-key": API_KEY}):
+            refused = http.get(url, headers=headers)
+            assert refused.status_code == 403 and refused.json()["error"] == "Forbidden", refused.text
+
+
 def test_iam_gateway_refuses_api_keys_missing_and_tampered_signatures(iam_gateway: str, aws_credentials: None) -> None:
     from sagelab.cli import sigv4_headers
 
@@ -290,7 +313,7 @@ def test_schemathesis_finds_no_5xx_and_no_answer_the_description_denies(servers:
     from schemathesis.specs.openapi.checks import positive_data_acceptance
 
     gateway = servers[0]
-    schema = schemathesis.openapi.from_url(f"{gateway}/openapi.json")
+    schema = schemathesis.openapi.from_url(f"{gateway}/openapi.json", headers={"x-api-key": API_KEY})
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {op.label for op in operations} == {"POST /predict", "GET /health", "GET /openapi.json"}
     for operation in operations:

@@ -145,7 +145,10 @@ def test_approval_rule_drives_the_deployer(template: Template, serving_json: dic
 
 def test_alarms_and_dashboard(serving_json: dict[str, Any]) -> None:
     alarms = {a["Properties"]["AlarmName"]: a["Properties"] for a in of_type(serving_json, "AWS::CloudWatch::Alarm").values()}
-    assert set(alarms) == {f"sagelab-dev-{n}" for n in ("ApiServerErrors", "ApiLatencyP99", "FunctionThrottles", "EndpointServerErrors", "ModelLatencyP99")}
+    assert set(alarms) == {
+        f"sagelab-dev-{n}"
+        for n in ("ApiServerErrors", "ApiLatencyP99", "FunctionThrottles", "EndpointServerErrors", "ModelLatencyP99", "DriftViolations", "FeatureDrift")
+    }
     assert all(a["AlarmActions"] for a in alarms.values())
     assert alarms["sagelab-dev-ApiLatencyP99"]["ExtendedStatistic"] == "p99"
     assert of_type(serving_json, "AWS::CloudWatch::Dashboard")
@@ -162,6 +165,7 @@ def test_serverless_option_and_iam_auth(tmp_path: Path) -> None:
     assert not of_type(serving, "AWS::ApiGateway::ApiKey")
     post = next(m for m in of_type(serving, "AWS::ApiGateway::Method").values() if m["Properties"]["HttpMethod"] == "POST")
     assert post["Properties"]["AuthorizationType"] == "AWS_IAM"
+    assert anonymous_routes_to_a_backend(serving) == [], "with serving.auth: iam, GET /openapi.json is signed as POST /predict is"
 
 
 def test_model_package_can_be_pinned_from_context(tmp_path: Path) -> None:
@@ -171,6 +175,36 @@ def test_model_package_can_be_pinned_from_context(tmp_path: Path) -> None:
 
 
 # -- front door hardening (issue 12 findings 7 and 8) -----------------------------------------------
+def anonymous_routes_to_a_backend(serving: dict[str, Any]) -> list[str]:
+    """Methods an anonymous caller could use to reach anything but API Gateway itself: every
+    method that is not a MOCK must require an API key covered by a usage plan of this API, or a
+    SigV4 signature (AWS_IAM). GET /openapi.json describes the model's training values and runs the
+    function; only the MOCK GET /health may be anonymous."""
+    plans = of_type(serving, "AWS::ApiGateway::UsagePlan")
+    keyed = bool(plans) and bool(of_type(serving, "AWS::ApiGateway::UsagePlanKey"))
+    anonymous = []
+    for logical_id, method in of_type(serving, "AWS::ApiGateway::Method").items():
+        properties = method["Properties"]
+        if properties.get("Integration", {}).get("Type") == "MOCK":
+            continue
+        signed = properties.get("AuthorizationType") == "AWS_IAM"
+        if not signed and not (properties.get("ApiKeyRequired") is True and keyed):
+            anonymous.append(f"{logical_id} {properties['HttpMethod']}")
+    return anonymous
+
+
+def test_the_anonymous_route_finder_finds_an_unkeyed_method(serving_json: dict[str, Any]) -> None:
+    """Negative case: the method of today's code (GET /openapi.json with no key, no signature)."""
+    planted = json.loads(json.dumps(serving_json))
+    (logical_id,) = [
+        k
+        for k, m in of_type(planted, "AWS::ApiGateway::Method").items()
+        if m["Properties"]["HttpMethod"] == "GET" and "Uri" in m["Properties"].get("Integration", {})
+    ]
+    planted["Resources"][logical_id]["Properties"].update(ApiKeyRequired=False, AuthorizationType="NONE")
+    assert anonymous_routes_to_a_backend(planted) == [f"{logical_id} GET"]
+
+
 def target(value: Any) -> str:
     """The logical id a `Ref` or `Fn::GetAtt` points at."""
     if "Ref" in value:
@@ -232,8 +266,7 @@ def test_health_is_a_mock_and_openapi_and_predict_reach_the_function_on_their_ow
     for route in (("predict", "POST"), ("openapi.json", "GET")):
         integration = methods[route]["Integration"]
         assert integration["Type"] == "AWS_PROXY" and function_id in json.dumps(integration["Uri"]), route
-    # The API description is public (no key, no signature), like /health.
-    assert methods[("openapi.json", "GET")]["AuthorizationType"] == "NONE" and not methods[("openapi.json", "GET")].get("ApiKeyRequired")
+    assert anonymous_routes_to_a_backend(serving_json) == []
 
     # API Gateway may invoke the function for POST /predict and GET /openapi.json of this stage only (IAM wildcard semantics).
     permissions = [p["Properties"] for p in of_type(serving_json, "AWS::Lambda::Permission").values() if target(p["Properties"]["FunctionName"]) == function_id]

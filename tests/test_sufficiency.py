@@ -258,12 +258,15 @@ def test_an_approval_changes_the_model_endpoint_and_its_scaling(dev: Stacks) -> 
     ]
 
 
-def test_the_packages_metadata_changes_only_the_front_door_functions_environment(dev: Stacks) -> None:
+def test_the_packages_metadata_changes_only_the_front_door_and_drift_check_functions_environment(dev: Stacks) -> None:
     template = dev.templates["sagelab-dev-serving"]
     changed = set_with_the_package(template)
-    assert [r["Type"] for r in changed.values()] == ["AWS::Lambda::Function"]
-    ((logical_id, function),) = changed.items()
-    assert logical_id.startswith("FrontDoorFunction")
+    assert [r["Type"] for r in changed.values()] == ["AWS::Lambda::Function"] * 2
+    ((_logical_id, function),) = [(k, f) for k, f in changed.items() if k.startswith("FrontDoorFunction")]
+    ((_check_id, check),) = [(k, f) for k, f in changed.items() if k.startswith("DriftCheckFunction")]
+    # The drift check reads the served version's baseline beside its description (decision 0013).
+    assert check["Properties"]["Environment"]["Variables"]["MODEL_DESCRIPTION_URI"] == {"Ref": MODEL_DESCRIPTION_PARAMETER}
+    assert all(not _mentions(value, set(MODEL_PARAMETERS)) for key, value in check["Properties"].items() if key != "Environment")
     variables = function["Properties"]["Environment"]["Variables"]
     assert {name: variables[name] for name in ("MODEL_ALGORITHM", "MODEL_PROBLEM_TYPE", "MODEL_DESCRIPTION_URI")} == {
         "MODEL_ALGORITHM": {"Ref": MODEL_ALGORITHM_PARAMETER},

@@ -76,8 +76,7 @@ def build() -> dict[str, Any]:
             "/openapi.json": {
                 "get": {
                     "operationId": "openapi",
-                    "summary": "This document",
-                    "security": [],
+                    "summary": "This document, with the served model's features, labels and categorical values (same auth as /predict)",
                     "responses": {"200": {"description": "OpenAPI 3 document", "content": {"application/json": {"schema": {"type": "object"}}}}},
                 }
             },

@@ -26,6 +26,10 @@ Every failure is a JSON body {"error", "message", "requestId"} with a status an 
 What AWS or the model said (messages with ARNs, account ids, tracebacks) goes to the log under
 the same request id, never into the body.
 
+Data capture (capture.py): `DATA_CAPTURE_PERCENT` of the /predict calls that pass the request
+schema are written to `ARTIFACTS_BUCKET` (SSE-KMS by the bucket's default) with the API Gateway
+request id as inference id, which every answer carries in `X-Inference-Id` (labels are uploaded by it).
+
 `ENDPOINT_NAME` names the one endpoint this function may call. The same handler runs under
 `sagelab serve`, where `AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME` and `AWS_ENDPOINT_URL_S3` point boto3
 at the local endpoint (which also answers path-style S3 GetObject from the local S3).
@@ -46,6 +50,7 @@ import os
 import re
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -177,6 +182,33 @@ def model_description() -> tuple[dict[str, Any] | None, str]:
     return description, note
 
 
+def _capture() -> Any:
+    try:
+        import capture
+    except ModuleNotFoundError:
+        from runtime.front_door import capture
+    return capture
+
+
+def captured(response: Response) -> Response:
+    """The answer with its inference id; a sample of requests and answers written to the capture
+    prefix. A failed write is logged and never fails the request."""
+    capture = _capture()
+    inference_id = request_id()
+    response.headers[capture.INFERENCE_ID_HEADER] = inference_id
+    bucket = os.environ.get("ARTIFACTS_BUCKET", "")
+    if not bucket or not capture.sampled(float(os.environ.get("DATA_CAPTURE_PERCENT") or 0)):
+        return response
+    try:
+        answer = response.body if isinstance(response.body, str) else (response.body or b"").decode("utf-8", errors="replace")
+        record = capture.capture_record(inference_id, app.current_event.body or "", response.status_code, answer)
+        key = capture.capture_key(inference_id, datetime.now(UTC))
+        s3_client().put_object(Bucket=bucket, Key=key, Body=json.dumps(record).encode(), ContentType="application/json")
+    except Exception as error:
+        logger.warning("data capture failed", extra={"error": f"{type(error).__name__}: {error}"})
+    return response
+
+
 def _read_s3_json(uri: str) -> Any:
     if not uri.startswith("s3://"):
         raise ValueError(f"{uri!r} is not an s3:// URI")
@@ -288,6 +320,10 @@ def openapi() -> Response:
 
 @app.post("/predict")
 def predict() -> Response:
+    return captured(_predict())
+
+
+def _predict() -> Response:
     from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
 
     payload = validate_payload(app.current_event.body)

@@ -44,6 +44,8 @@ class ModelPackage:
     # CustomerMetadataProperties: `sagelab:algorithm`, `sagelab:problem-type`,
     # `sagelab:model-description` (decision 0011). Versions registered before it load with {}.
     customer_metadata: dict[str, str] = field(default_factory=dict)
+    # DriftCheckBaselines.ModelDataQuality: {"statistics": uri, "constraints": uri} (decision 0013).
+    drift_check_baselines: dict[str, str] = field(default_factory=dict)
 
     @property
     def arn(self) -> str:
@@ -93,6 +95,7 @@ class LocalRegistry:
         execution_id: str,
         description: str = "",
         customer_metadata: Mapping[str, str] | None = None,
+        drift_check_baselines: Mapping[str, str] | None = None,
     ) -> ModelPackage:
         if approval_status not in APPROVAL_STATUSES:
             raise RegistryError(f"approval status {approval_status!r} is not one of {', '.join(APPROVAL_STATUSES)}")
@@ -115,6 +118,7 @@ class LocalRegistry:
             description=description,
             history=[{"status": approval_status, "at": _now()}],
             customer_metadata={str(k): str(v) for k, v in (customer_metadata or {}).items()},
+            drift_check_baselines=dict(drift_check_baselines or {}),
         )
         _write_atomically(group_dir / "versions" / f"{package.version}.json", package.to_json())
         return package

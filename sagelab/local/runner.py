@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sagelab.bucket_layout import DATA_CAPTURE_PREFIX
 from sagelab.local import prefork
 from sagelab.local.expressions import EvaluationContext, UnresolvedReference, UnsupportedExpression, evaluate, evaluate_condition
 from sagelab.local.registry import LocalRegistry
@@ -125,11 +126,19 @@ class RunResult:
 
 
 # -- local S3 -------------------------------------------------------------------------------------
-class LocalS3:
-    """`s3://bucket/key` <-> `<root>/bucket/key`, with S3Prefix semantics for reads."""
+class AccessDenied(PipelineError):
+    """A job read a key its role may not read (as S3 answers SageMaker with AccessDenied)."""
 
-    def __init__(self, root: Path) -> None:
+
+class LocalS3:
+    """`s3://bucket/key` <-> `<root>/bucket/key`, with S3Prefix semantics for reads.
+
+    `unreadable`: key prefixes no read may return, in any bucket (the pipeline role's explicit
+    Deny of captured requests, so the twin refuses what AWS refuses)."""
+
+    def __init__(self, root: Path, *, unreadable: tuple[str, ...] = ()) -> None:
         self.root = Path(root)
+        self.unreadable = unreadable
 
     def path(self, uri: str) -> Path:
         if not isinstance(uri, str) or not uri.startswith("s3://"):
@@ -141,6 +150,19 @@ class LocalS3:
 
     def objects(self, uri: str) -> list[tuple[Path, str]]:
         """(local file, path relative to the prefix) for every object under an S3 prefix."""
+        found = self._objects(uri)
+        bucket_root = self.root / uri[5:].partition("/")[0]
+        for path, _ in found:
+            key = path.relative_to(bucket_root).as_posix()
+            denied = next((prefix for prefix in self.unreadable if key.startswith(prefix)), None)
+            if denied:
+                raise AccessDenied(
+                    f"{uri}: AccessDenied on s3://{bucket_root.name}/{key}: the pipeline's role may not read {denied} "
+                    "(captured requests are API callers' data); give InputDataUri a dataset in the data bucket"
+                )
+        return found
+
+    def _objects(self, uri: str) -> list[tuple[Path, str]]:
         base = self.path(uri)
         if base.is_file():
             return [(base, base.name)]
@@ -291,7 +313,8 @@ class LocalPipelineRunner:
     ) -> None:
         self.definition = definition
         self.workdir = Path(workdir).resolve()
-        self.s3 = LocalS3(self.workdir / "s3")
+        # The jobs read as the pipeline's role does: never captured requests (stacks/execution_roles.py).
+        self.s3 = LocalS3(self.workdir / "s3", unreadable=(DATA_CAPTURE_PREFIX,))
         self.registry = LocalRegistry(self.workdir)
         self.pipeline_name = pipeline_name
         self.log = log
@@ -905,6 +928,11 @@ class LocalPipelineRunner:
             execution_id=str(context.execution["PipelineExecutionId"]),
             description=arguments.get("ModelPackageDescription", ""),
             customer_metadata=arguments.get("CustomerMetadataProperties") or {},  # the registry stores them as strings
+            drift_check_baselines={
+                kind.lower(): str(source["S3Uri"])
+                for kind, source in arguments.get("DriftCheckBaselines", {}).get("ModelDataQuality", {}).items()
+                if isinstance(source, Mapping) and "S3Uri" in source
+            },
         )
         self.log(f"   {name}: registered {package.group} version {package.version} ({package.approval_status})")
         return package.to_json()

@@ -13,6 +13,8 @@ client --HTTP--> LocalGateway (:8080)  API key or SigV4 check + request model, l
                                         POST /endpoints/<name>/invocations (Runtime API)
                                         GET /<bucket>/<key> (S3 GetObject, path style, read-only,
                                             the keys the deployed front door may read)
+                                        PUT /<bucket>/data-capture/front-door/... (S3 PutObject: the
+                                            front door's data capture, sagelab/local/monitor.py)
                      |
                      v
                  the model's container twin (sagelab/local/containers.py): our inference.py,
@@ -48,6 +50,7 @@ from botocore.credentials import Credentials
 
 from runtime.front_door.build_openapi import health_body
 from sagelab.local.containers import Container, ContainerError, ScriptContainer, container_kind, open_container
+from sagelab.local.monitor import CAPTURE_ENVIRONMENT, capture_environment, write_capture
 from sagelab.local.registry import LocalRegistry, ModelPackage
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
@@ -56,8 +59,10 @@ API_GATEWAY_MAX_BODY = 10 * 1024 * 1024
 LOCAL_ACCOUNT = "000000000000"
 LOCAL_REGION = "us-east-1"
 MOCK_ROUTES = {("GET", "/health")}  # answered by the gateway itself
-PUBLIC_ROUTES = {("GET", "/openapi.json")}  # to the handler without a key or signature, no request model
-ROUTES = {("POST", "/predict"), *MOCK_ROUTES, *PUBLIC_ROUTES}
+# To the handler with /predict's key or signature (it describes the served model's training
+# values), without a request model.
+DESCRIBE_ROUTES = {("GET", "/openapi.json")}
+ROUTES = {("POST", "/predict"), *MOCK_ROUTES, *DESCRIBE_ROUTES}
 METHODS_BY_PATH = {path: sorted(m for m, p in ROUTES if p == path) for _, path in ROUTES}
 MAX_SIGV4_SKEW_SECONDS = 5 * 60  # API Gateway refuses signatures older (or newer) than 5 minutes
 # What the deployed front door's role may read (stacks/front_door.py: s3:GetObject on
@@ -71,6 +76,7 @@ HANDLER_ENVIRONMENT = (
     "MODEL_ALGORITHM",
     "MODEL_PROBLEM_TYPE",
     "MODEL_DESCRIPTION_URI",
+    *CAPTURE_ENVIRONMENT,
 )
 
 
@@ -235,6 +241,9 @@ class LocalEndpoint(_LocalServer):
         outer = self
 
         class Handler(_QuietHandler):
+            def do_PUT(self) -> None:
+                write_capture(self, outer.s3_root)
+
             def do_GET(self) -> None:
                 if self.path == "/ping":
                     status = HTTPStatus.OK if outer.served else HTTPStatus.SERVICE_UNAVAILABLE
@@ -455,10 +464,10 @@ def sigv4_problem(method: str, url: str, headers: Mapping[str, str], body: bytes
 
 class LocalGateway(_LocalServer):
     """API Gateway's part, locally: routes, API key or SigV4 (IAM auth), the request model, the
-    MOCK answers of GET /health and /openapi.json, proxy events to the handler for POST /predict.
+    MOCK answer of GET /health, proxy events to the handler for POST /predict and GET /openapi.json.
 
-    `iam_credentials` (access key id -> secret key) switches POST /predict from API keys to IAM
-    auth, as `serving.auth: iam` does in the stack: a request must carry a valid SigV4 signature."""
+    `iam_credentials` (access key id -> secret key) switches both from API keys to IAM auth, as
+    `serving.auth: iam` does in the stack: a request must carry a valid SigV4 signature."""
 
     def __init__(
         self,
@@ -510,11 +519,11 @@ class LocalGateway(_LocalServer):
             _send(request, 200, self.mock_bodies[path])
             return
         text = raw.decode("utf-8", errors="replace")
-        if (method, path) not in PUBLIC_ROUTES:
-            problem = self._auth_problem(request, method, raw)
-            if problem:
-                self._gateway_error(request, 403, "Forbidden", problem)
-                return
+        problem = self._auth_problem(request, method, raw)
+        if problem:
+            self._gateway_error(request, 403, "Forbidden", problem)
+            return
+        if (method, path) not in DESCRIBE_ROUTES:
             problem = request_model_problem(text)
             if problem:
                 self._gateway_error(request, 400, "BadRequest", problem)
@@ -582,6 +591,7 @@ def serving(
     endpoint_name: str = "sagelab-dev-endpoint",
     require_model: bool = True,
     iam_credentials: Mapping[str, str] | None = None,
+    capture_percent: int = 0,
 ) -> Iterator[tuple[LocalGateway, LocalEndpoint]]:
     """Start both servers (ephemeral ports by default); stop them on exit. With `iam_credentials`
     the gateway requires SigV4 instead of the API key (`serving.auth: iam`)."""
@@ -599,7 +609,8 @@ def serving(
     previous_module = sys.modules.get("runtime.front_door.handler")
     previous_state = {name: getattr(previous_module, name, None) for name in ("_runtime", "_s3", "_description")}
     try:
-        handler = load_handler(endpoint.url, endpoint_name, model_environment(served.package if served else None))
+        model = model_environment(served.package if served else None)
+        handler = load_handler(endpoint.url, endpoint_name, {**model, **capture_environment(model, capture_percent)})
         gateway = LocalGateway(handler, api_key, port=port, endpoint_name=endpoint_name, iam_credentials=iam_credentials).start()
         yield gateway, endpoint
     finally:
