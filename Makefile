@@ -14,8 +14,8 @@ PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 CDK := $(abspath node_modules/.bin/cdk)
 ENV ?= dev
-# Stacks are named exactly, never by pattern: `sagelab-dev-*` would also match a student `dev-2`.
-STACKS = sagelab-$(ENV)-platform sagelab-$(ENV)-serving
+# Stacks are named exactly (sagelab.naming: `sagelab-<id>--<suffix>`).
+STACKS = sagelab-$(ENV)--platform sagelab-$(ENV)--serving
 
 .PHONY: help install parity-venvs synth demo test test-fast lint typecheck unit deploy destroy diff bench clean lock
 

@@ -75,7 +75,7 @@ def main() -> int:
         subprocess.run(
             [sys.executable, "-m", "sagelab", "run", "--workdir", str(workdir), "--json"], cwd=REPO_ROOT, env=child_env(), check=True, capture_output=True
         )
-        LocalRegistry(workdir).set_status("sagelab-dev-models", 1, "Approved")
+        LocalRegistry(workdir).set_status("sagelab-dev--models", 1, "Approved")
         features = pd.read_csv(DIGITS_CSV).drop(columns="label").to_numpy(dtype=np.float32)
         singles = [json.dumps({"instances": [features[i % len(features)].tolist()]}) for i in range(args.requests)]
         batches = [json.dumps({"instances": np.roll(features, -i * 7, axis=0)[:BATCH_ROWS].tolist()}) for i in range(5)]

@@ -736,7 +736,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_installed_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     shared = _shared_options()
-    for add_commands in (_add_definition_and_run, _add_models, _add_pipeline, _add_batch, _add_serving, _add_monitor, _add_classroom, _add_synth_tools, _add_release):
+    for add_commands in (
+        _add_definition_and_run,
+        _add_models,
+        _add_pipeline,
+        _add_batch,
+        _add_serving,
+        _add_monitor,
+        _add_classroom,
+        _add_synth_tools,
+        _add_release,
+    ):
         add_commands(sub, shared)
     return parser
 

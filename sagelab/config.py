@@ -29,12 +29,11 @@ from pydantic import ConfigDict, Field, StrictBool, StrictFloat, StrictInt, Stri
 from pydantic.dataclasses import dataclass
 from pydantic.fields import FieldInfo
 
-from sagelab.naming import ResourceNames
+from sagelab.naming import CLASS_ID, ENVIRONMENT_ID, ID_RULE, MAX_ID_LENGTH, ResourceNames
 from sagelab.step_contract import ERROR_METRICS
 
 REGION_PATTERN = re.compile(r"^(us|eu|ap|sa|ca|me|af|il|mx)(-gov|-iso[a-z]?)?-(north|south|east|west|central|northeast|northwest|southeast|southwest)-\d$")
 ACCOUNT_PATTERN = re.compile(r"^\d{12}$")
-NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 INSTANCE_TYPE_PATTERN = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:(\d{12})?:.+$")
 EMAIL_PATTERN = re.compile(r"^[^@\s,]+@[^@\s,]+\.[^@\s,]+$")
@@ -213,9 +212,7 @@ class ReleaseConfig:
 class EnvironmentConfig:
     """One deployable copy of SageLab (its own buckets, key, roles, pipeline, endpoint)."""
 
-    name: Annotated[
-        StrictStr, Field(pattern=NAME_PATTERN.pattern, description="lowercase letters, digits and hyphens, starting with a letter, at most 20 characters")
-    ] = "dev"
+    name: Annotated[StrictStr, Field(pattern=ENVIRONMENT_ID.pattern, max_length=MAX_ID_LENGTH, description=f"{ID_RULE}, starting with a letter")] = "dev"
     account: Annotated[StrictStr, Field(pattern=ACCOUNT_PATTERN.pattern, description="a 12-digit AWS account id, or unset")] | None = None
     region: Annotated[StrictStr, Field(pattern=REGION_PATTERN.pattern, description="an AWS region like us-east-1")] = "us-east-1"
     owner: TagValue = "sagelab"
@@ -244,16 +241,14 @@ class EnvironmentConfig:
     # Take models from that environment's releases instead of its own approvals (sagelab/release.py,
     # stacks/release/): its serving stack is updated by the release pipeline, never by this
     # environment's own approval deployer.
-    promote_from: Annotated[StrictStr, Field(pattern=NAME_PATTERN.pattern, description="the name of another environment")] | None = None
+    promote_from: (
+        Annotated[StrictStr, Field(pattern=ENVIRONMENT_ID.pattern, max_length=MAX_ID_LENGTH, description="the name of another environment")] | None
+    ) = None
     release: ReleaseConfig = ReleaseConfig()
 
     @property
     def names(self) -> ResourceNames:
         return ResourceNames.of(self.name)
-
-    @property
-    def resource_prefix(self) -> str:
-        return self.names.prefix
 
 
 @dataclass(frozen=True, config=_SCHEMA)
@@ -487,9 +482,35 @@ def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[st
     return merged
 
 
+# How deep a config's mappings and lists may nest (the schema needs 4); deeper documents are
+# refused before PyYAML's recursive composer could hit Python's recursion limit.
+MAX_YAML_DEPTH = 32
+
+
+def _refuse_aliases_and_depth(text: str, label: str) -> None:
+    """A config has no use for anchors and aliases (`&x`, `*x`): refuse them, and nesting deeper
+    than MAX_YAML_DEPTH, from the event stream, before anything is composed. An alias is a
+    reference that a plain walk expands: nine levels of nine aliases (a "billion laughs", 400
+    bytes) expand to 9^9 values, and an alias inside its own anchor never ends."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        line = event.start_mark.line + 1 if event.start_mark is not None else 0
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise ConfigError(
+                f"{label} line {line}: YAML anchors and aliases (&name, *name) are not allowed in a SageLab config; write each value out (or use `defaults:`)"
+            )
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                raise ConfigError(f"{label} line {line}: nested more than {MAX_YAML_DEPTH} levels deep; a SageLab config nests at most a few")
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+
+
 def _yaml_with_lines(text: str, label: str) -> tuple[Any, dict[str, int]]:
     """Parse YAML keeping the line of every mapping key, by dotted path."""
     try:
+        _refuse_aliases_and_depth(text, label)
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
@@ -529,6 +550,8 @@ def _environments(raw: Any, source: _Source, defaults: Mapping[str, Any]) -> tup
         merged = _deep_merge(defaults, settings)
         if "name" in settings and settings["name"] != name:
             raise _fail(source, f"{path}.name", settings["name"], f"the environment's key {name!r} (or leave it out)")
+        if name == CLASS_ID:
+            raise _fail(source, path, name, f"another name ({CLASS_ID!r} names the class-wide resources of a classroom)")
         env = _validated(EnvironmentConfig, {**merged, "name": str(name)}, path, source)
         problems = check_environment(env, path)
         if problems:

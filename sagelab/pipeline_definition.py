@@ -109,9 +109,10 @@ def placeholder(name: str) -> str:
 
 
 def job_name(step: str) -> str:
-    """The name SageMaker starts a step's jobs with: `<environment prefix>-<step>`, so that each
-    environment's roles can be scoped to its own jobs and their log streams (docs/decisions/0010)."""
-    return f"{placeholder('JobNamePrefix')}-{step}"
+    """The name SageMaker starts a step's jobs with: `sagelab-<id>--<step>` (`JobNamePrefix` is the
+    environment's scope, `sagelab.naming`), so that each environment's roles can be scoped to its
+    own jobs and their log streams (docs/decisions/0010, 0012)."""
+    return f"{placeholder('JobNamePrefix')}{step}"
 
 
 def code_uri(name: str = "") -> str:
@@ -637,7 +638,7 @@ def _evaluate_step(algorithm: str, settings: PipelineSettings, shared: _Shared, 
     name = step_name(algorithm, STEP_EVALUATE)
     output = "evaluation"
     report = PropertyFile(name=f"{BRANCH_PREFIX[algorithm]}{EVALUATION_PROPERTY_FILE}", output_name=output, path=EVALUATION_FILE_NAME)
-    # The XGBoost chain keeps its job and output names (`<prefix>-evaluate`, `.../evaluation/`).
+    # The XGBoost chain keeps its job and output names (`sagelab-<id>--evaluate`, `.../evaluation/`).
     step_job = "evaluate" if algorithm == "xgboost" else f"{algorithm}-evaluate"
     processor = shared.script_processor(EVALUATE_IMAGE[algorithm], parameters.processing_instance_type, job_name(step_job))
     inputs = [

@@ -25,6 +25,7 @@ from typing import Any
 from runtime.release.acceptance import AcceptanceResult, Evidence, EvidenceError, EvidenceLocations, http_sender, run_acceptance
 from sagelab.config import EnvironmentConfig, ReleaseConfig
 from sagelab.local.registry import LocalRegistry, ModelPackage
+from sagelab.naming import ResourceNames
 
 
 class ReleaseError(ValueError):
@@ -130,7 +131,7 @@ def test_stage(workdir: Path, package: ModelPackage, stage: Stage, evidence: Evi
     from sagelab.local.serve import serving  # the servers' imports only when a release runs
 
     api_key = f"release-{secrets.token_hex(8)}"
-    with serving(workdir, api_key, group=package.group, version=package.version, endpoint_name=f"sagelab-{stage.name}-endpoint") as (gateway, _):
+    with serving(workdir, api_key, group=package.group, version=package.version, endpoint_name=ResourceNames.of(stage.name).endpoint) as (gateway, _):
         send = http_sender(gateway.url, {"x-api-key": api_key})
         return run_acceptance(gateway.url, send, evidence, tolerance=stage.release.tolerance, latency_p95_ms=stage.release.latency_p95_ms)
 

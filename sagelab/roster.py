@@ -10,7 +10,7 @@ Any email address a school may issue is valid (apostrophes, plus-addressing, cap
 it goes as it is to the budget alerts, and into the `owner` tag with the characters AWS tag values
 do not allow replaced by `_` (`O'Brien@x.edu` -> `O_Brien@x.edu`).
 Every problem is reported with the roster's line number, e.g.
-    roster.csv line 4: student id 'Bob_1' is not valid (expected lowercase letters, digits and hyphens, at most 20 characters)
+    roster.csv line 4: student id 'Bob_1' is not valid (expected lowercase letters, digits and single hyphens (not `--`), ending with a letter or digit, at most 20 characters)
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from sagelab.config import (
     ACCOUNT_PATTERN,
@@ -34,12 +34,12 @@ from sagelab.config import (
     check_environment,
     replace_checked,
 )
+from sagelab.naming import CLASS_ID, ID_RULE, ResourceNames, is_student_id
 
-STUDENT_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,18}[a-z0-9])?$")
-# Ids a student may not take, with why: each would make a student's stacks (sagelab-<id>-platform,
-# -serving) or tags stand for something that is not that student's.
+# Ids a student may not take, with why: each would make a student's stacks (sagelab-<id>--platform,
+# --serving) or tags stand for something that is not that student's.
 RESERVED_STUDENT_IDS = {
-    "class": "it is kept for class-wide resources",
+    CLASS_ID: "it is kept for class-wide resources",
     "admin": "it is kept for the course admins",
     "template": "it is kept for the classroom's template environments",
     "q9stamp9student9id9q": "it is the placeholder stamped into every student's template",
@@ -69,7 +69,8 @@ def parse_roster(text: str, label: str = "roster.csv") -> list[Student]:
     if not text.strip():
         raise ConfigError(f"{label} is empty; expected a header line student_id,email[,account_id,region] and one row per student")
     reader = csv.reader(io.StringIO(text))
-    header = [cell.strip().lower() for cell in next(reader)]
+    rows = _rows(reader, label)
+    header = [cell.strip().lower() for cell in next(rows)]
     missing = [column for column in REQUIRED_COLUMNS if column not in header]
     unknown = [column for column in header if column not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
     if missing or unknown:
@@ -77,7 +78,7 @@ def parse_roster(text: str, label: str = "roster.csv") -> list[Student]:
         raise ConfigError(f"{label} line 1: header {header}: {problem} (expected student_id,email[,account_id,region])")
     students: list[Student] = []
     seen: dict[str, int] = {}
-    for row in reader:
+    for row in rows:
         line = reader.line_num
         if not any(cell.strip() for cell in row):
             continue
@@ -85,10 +86,8 @@ def parse_roster(text: str, label: str = "roster.csv") -> list[Student]:
             raise ConfigError(f"{label} line {line}: {len(row)} value(s) for {len(header)} column(s) {header}")
         values = {column: cell.strip() for column, cell in zip(header, row, strict=True)}
         student_id = values["student_id"]
-        if not STUDENT_ID.match(student_id):
-            raise ConfigError(
-                f"{label} line {line}: student id {student_id!r} is not valid (expected lowercase letters, digits and hyphens, at most 20 characters)"
-            )
+        if not is_student_id(student_id):
+            raise ConfigError(f"{label} line {line}: student id {student_id!r} is not valid (expected {ID_RULE})")
         if student_id in seen:
             raise ConfigError(f"{label} line {line}: student id {student_id!r} duplicates line {seen[student_id]}")
         seen[student_id] = line
@@ -107,6 +106,22 @@ def parse_roster(text: str, label: str = "roster.csv") -> list[Student]:
     return students
 
 
+def _rows(reader: Any, label: str) -> Iterator[list[str]]:
+    """The reader's rows; a row the csv module cannot read (a value over its field size limit,
+    an unclosed quote at the end of the file) becomes a ConfigError naming its line."""
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            problem = str(error)
+            if "field larger than field limit" in problem:
+                problem = f"a value is longer than {csv.field_size_limit()} characters (expected a student id, an email, an account id and a region)"
+            raise ConfigError(f"{label} line {reader.line_num}: not a valid roster row: {problem}") from None
+        yield row
+
+
 def classroom_config(config: SageLabConfig, students: list[Student], label: str = "roster.csv") -> SageLabConfig:
     """One environment per student: the config's first environment as the template, the
     classroom guardrails applied, names and tags namespaced by the student id."""
@@ -114,7 +129,6 @@ def classroom_config(config: SageLabConfig, students: list[Student], label: str 
     classroom = config.classroom
     environments = []
     environment_names = {env.name for env in config.environments}
-    _check_name_prefixes(students, environment_names, label)
     for student in students:
         _check_not_taken(student, environment_names, label)
         env = replace_checked(
@@ -153,33 +167,14 @@ def _student_waf(classroom: ClassroomConfig, student: Student) -> Literal["own",
 
 def _check_not_taken(student: Student, environment_names: set[str], label: str) -> None:
     """A student id may not be an environment's name: in a shared account, student `dev` would get
-    the stacks `sagelab-dev-platform`/`-serving` and overwrite the platform team's environment."""
+    the stacks `sagelab-dev--platform`/`--serving` and overwrite the platform team's environment.
+    Ids that only extend one another (`dev` and `dev-kowal`) are fine: no scope reaches the other's
+    names (`sagelab.naming`)."""
     student_id = student.student_id
     if student_id in environment_names:
         raise ConfigError(
             f"{label} line {student.line}: student id {student_id!r} is the name of an environment in the config "
-            f"(its stacks sagelab-{student_id}-* would be replaced); choose another id"
+            f"(its stacks {ResourceNames.of(student_id).pattern()} would be replaced); choose another id"
         )
     if student_id in RESERVED_STUDENT_IDS:
         raise ConfigError(f"{label} line {student.line}: student id {student_id!r} is reserved ({RESERVED_STUDENT_IDS[student_id]}); choose another id")
-
-
-def _check_name_prefixes(students: list[Student], environment_names: set[str], label: str) -> None:
-    """Students who share the class account are isolated by name prefix (`sagelab-<id>-*`: jobs,
-    log streams; docs/decisions/0010). Ids may contain hyphens, so `alice-2`'s names start with
-    `sagelab-alice-` too, and a student `dev-2`'s with the `dev` environment's prefix: refuse such
-    a row, naming its line, instead of letting one reach the other."""
-    shared = [student for student in students if student.account_id is None]
-    for student in shared:
-        for environment in sorted(environment_names):
-            if student.student_id.startswith(f"{environment}-"):
-                raise ConfigError(
-                    f"{label} line {student.line}: student id {student.student_id!r} starts with the prefix of environment {environment!r} "
-                    f"('sagelab-{environment}-'), whose roles would reach its jobs and logs in a shared account: rename it or give it its own account"
-                )
-        for other in shared:
-            if other is not student and student.student_id.startswith(f"{other.student_id}-"):
-                raise ConfigError(
-                    f"{label} line {student.line}: student ids {other.student_id!r} and {student.student_id!r} share an account, and every name of "
-                    f"{student.student_id!r} starts with {other.student_id!r}'s prefix 'sagelab-{other.student_id}-': rename one or give it its own account"
-                )

@@ -23,7 +23,7 @@ class ApiWebAcl(Construct):
     """A regional web ACL: a rate limit, then AWS's IP-reputation, common and known-bad-inputs rule groups.
 
     Props:
-        name_prefix: names the metrics and the log group (`aws-waf-logs-<prefix>-<stack id>`).
+        name_prefix: names the metrics and the log group (`aws-waf-logs-sagelab-<id>--waf-<stack id>`).
         rate_limit_per_5_minutes: requests one client IP may send per 5 minutes before it is blocked.
         per_api_rate_limit: count the rate per client IP *and* API host. A shared ACL needs it: a
             class behind one school NAT address would otherwise share one limit across all students.

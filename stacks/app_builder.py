@@ -99,13 +99,13 @@ def add_class_stacks(app: App, config: SageLabConfig, student_stacks: Sequence[S
             class_stack_name(region),
             account=base.account,
             region=region,
-            student_prefixes=[env.resource_prefix for env in students],
+            students=[env.name for env in students],
             rate_limit_per_5_minutes=base.serving.waf_rate_limit_per_5_minutes,
             log_retention=logs.RetentionDays(retention_name(base.log_retention_days)),
             tags={"project": PROJECT, "course": config.classroom.course},
         )
         for env in students:
-            by_name[f"{env.resource_prefix}-serving"].add_stack_dependency(class_stack)
+            by_name[env.names.serving_stack].add_stack_dependency(class_stack)
         class_stacks.append(class_stack)
     return class_stacks
 

@@ -157,7 +157,7 @@ class ApprovalDeployer(Construct):
             self,
             "CloudFormationRole",
             assumed_by=iam.ServicePrincipal("cloudformation.amazonaws.com"),
-            description=f"SageLab {names.prefix}: model deployments",
+            description=f"SageLab {names.environment}: model deployments",
             role_name=role_name,  # named when another account's model package group policy names it
         )
         tagging = ["sagemaker:AddTags", "sagemaker:DeleteTags", "sagemaker:ListTags"]
@@ -291,7 +291,9 @@ class ApprovalDeployer(Construct):
         dead_letters: sqs.IQueue,
     ) -> lambda_.Function:
         function_logs = logs.LogGroup(self, "FunctionLogs", retention=log_retention, encryption_key=key, removal_policy=RemovalPolicy.DESTROY)
-        role = iam.Role(self, "FunctionRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description=f"SageLab {names.prefix}: approval deployer")
+        role = iam.Role(
+            self, "FunctionRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description=f"SageLab {names.environment}: approval deployer"
+        )
         deployment_role_arn = self.cloudformation_role.role_arn
         function_policy = iam.ManagedPolicy(
             self,
@@ -336,7 +338,7 @@ class ApprovalDeployer(Construct):
                 "POWERTOOLS_SERVICE_NAME": "sagelab-deployer",
                 "POWERTOOLS_LOG_LEVEL": "INFO",
             },
-            description=f"SageLab {names.prefix}: deploys approved model packages",
+            description=f"SageLab {names.environment}: deploys approved model packages",
         )
         acknowledge(
             function,

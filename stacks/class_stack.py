@@ -20,6 +20,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from sagelab.naming import CLASS_ID
 from stacks.api_web_acl import CLASS_WEB_ACL_EXPORT, ApiWebAcl
 from stacks.model_endpoint import VARIANT
 from stacks.naming import ResourceNames
@@ -29,14 +30,19 @@ from stacks.sagemaker_log_groups import allow_cloudwatch_logs
 FIVE_MINUTES = Duration.minutes(5)
 
 
+# The class-wide resources are a tenant of their own (`sagelab-class--*`), so that no student's or
+# environment's scope reaches them, nor theirs a student's (`class` is a reserved id).
+CLASS_NAMES = ResourceNames.of(CLASS_ID)
+
+
 def class_stack_name(region: str) -> str:
-    return f"sagelab-class-{region}"
+    return CLASS_NAMES.name(region)
 
 
 class ClassStack(Stack):
     """Props:
     account, region: where the class's shared-account students are.
-    student_prefixes: each student's resource prefix (`sagelab-<id>`), in roster order.
+    students: each student's id, in roster order.
     rate_limit_per_5_minutes: per client IP and student API.
     log_retention: the WAF log group's retention.
     tags: the class's tags (project, course).
@@ -49,7 +55,7 @@ class ClassStack(Stack):
         *,
         account: str | None,
         region: str,
-        student_prefixes: Sequence[str],
+        students: Sequence[str],
         rate_limit_per_5_minutes: int,
         log_retention: logs.RetentionDays,
         tags: Mapping[str, str],
@@ -60,24 +66,24 @@ class ClassStack(Stack):
             construct_id,
             stack_name=class_stack_name(region),
             env=Environment(account=account, region=region),
-            description=f"SageLab class: the web ACL and dashboard shared by {len(student_prefixes)} students in {region}",
+            description=f"SageLab class: the web ACL and dashboard shared by {len(students)} students in {region}",
             **kwargs,
         )
-        if not student_prefixes:
+        if not students:
             raise ValueError("a class stack needs at least one student")
         key = kms.Key(self, "LogKey", description="SageLab class: WAF logs", enable_key_rotation=True, removal_policy=RemovalPolicy.RETAIN)
-        allow_cloudwatch_logs(key, "CloudWatchLogsOfTheClassWaf", ["aws-waf-logs-sagelab-class-*"])
+        allow_cloudwatch_logs(key, "CloudWatchLogsOfTheClassWaf", [f"aws-waf-logs-{CLASS_NAMES.name('waf')}-*"])
         self.web_acl = ApiWebAcl(
             self,
             "Waf",
-            name_prefix="sagelab-class",
+            name_prefix=CLASS_NAMES.name("waf"),
             rate_limit_per_5_minutes=rate_limit_per_5_minutes,
             per_api_rate_limit=True,
             log_key=key,
             log_retention=log_retention,
         )
         CfnOutput(self, "WebAclArn", value=self.web_acl.web_acl_arn, export_name=CLASS_WEB_ACL_EXPORT, description="Associated with every student's API")
-        self.dashboard = self._dashboard([ResourceNames(prefix) for prefix in student_prefixes])
+        self.dashboard = self._dashboard([ResourceNames.of(student) for student in students])
         apply_tags(self, tags)
 
     def _dashboard(self, students: Sequence[ResourceNames]) -> cloudwatch.Dashboard:
@@ -90,10 +96,10 @@ class ClassStack(Stack):
             return lambda names: cloudwatch.Metric(
                 namespace="AWS/ApiGateway",
                 metric_name=metric,
-                dimensions_map={"ApiName": f"{names.prefix}-api"},
+                dimensions_map={"ApiName": names.api},
                 statistic=statistic,
                 period=FIVE_MINUTES,
-                label=names.prefix.removeprefix("sagelab-"),
+                label=names.environment,
             )
 
         def endpoint(metric: str, statistic: str) -> Any:
@@ -103,7 +109,7 @@ class ClassStack(Stack):
                 dimensions_map={"EndpointName": names.endpoint, "VariantName": VARIANT},
                 statistic=statistic,
                 period=FIVE_MINUTES,
-                label=names.prefix.removeprefix("sagelab-"),
+                label=names.environment,
             )
 
         dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=self.stack_name)

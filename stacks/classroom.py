@@ -9,7 +9,7 @@ and whether the student is also a course admin: each changes the template's stru
 1. build one template environment through the very same `PlatformStack`/`ServingStack` in an App
    of its own, with placeholder values (`TEMPLATE_STUDENT_ID`, ...), and synthesize it with the
    cdk-nag packs — any unacknowledged finding fails synth here, as for any environment;
-2. give each student real stacks in the main app (`sagelab-<id>-platform`, `-serving`, named as
+2. give each student real stacks in the main app (`sagelab-<id>--platform`, `--serving`, named as
    always) whose synthesizer writes the template environment's template with the placeholders
    replaced, and publishes the template environment's assets (code bundle, Lambda code) to the
    student's own bootstrap bucket.

@@ -28,8 +28,9 @@ class DataBuckets(Construct):
       the record of who read and wrote the data must outlive the data (it expires on its own).
 
     Props:
-        resource_prefix: names the key alias (`alias/<prefix>`); buckets get generated names so
+        key_alias: the key's alias (`alias/sagelab-<id>--key`); buckets get generated names so
             that a retained bucket never blocks a redeploy.
+        environment: the environment's id (descriptions).
         retain: RETAIN (default, versioned data is never lost by a stack delete) or DESTROY with
             auto-delete of objects, for throwaway environments that opted in.
         scratch_expiry_days: objects under `SCRATCH_PREFIXES` expire after this many days.
@@ -43,7 +44,8 @@ class DataBuckets(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        resource_prefix: str,
+        key_alias: str,
+        environment: str,
         retain: bool = True,
         scratch_expiry_days: int = 14,
         log_retention_days: int = 30,
@@ -58,8 +60,8 @@ class DataBuckets(Construct):
         self.key = kms.Key(
             self,
             "Key",
-            alias=f"alias/{resource_prefix}",
-            description=f"SageLab {resource_prefix}: buckets, SageMaker volumes and outputs",
+            alias=key_alias,
+            description=f"SageLab {environment}: buckets, SageMaker volumes and outputs",
             enable_key_rotation=True,
             removal_policy=removal,
         )

@@ -53,7 +53,7 @@ WILDCARD_REASONS = {
     "ReadArtifacts": "Object keys under this environment's own artifacts bucket (model artifacts, code, evaluation reports).",
     "ReadRunArtifacts": "Object keys under pipeline-code/, pipeline-runs/ and models/ of this environment's own artifacts bucket (code, step outputs, models).",
     "WriteDataCapture": "Endpoint data capture and batch transform write generated keys below these two prefixes only.",
-    "RunPipelineJobs": "SageMaker extends this environment's job-name prefix (<prefix>-<step>) per run; the ARNs are scoped to that prefix (docs/decisions/0010).",
+    "RunPipelineJobs": "SageMaker extends this environment's job-name prefix (sagelab-<id>--<step>) per run; the ARNs are scoped to sagelab-<id>--* (docs/decisions/0010, 0012).",
     "ReadJobs": "Read-only Describe on the jobs whose names start with this environment's job-name prefix (docs/decisions/0010).",
     "RegisterModels": "Model package versions (<group>/1, /2, ...) are created at run time inside this environment's own group.",
     "ReviewModels": "Approving a version needs its ARN, <group>/<version>, created at run time inside this environment's own group.",
@@ -87,9 +87,9 @@ GROUP_LOG_ACTIONS = ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:Descri
 STREAM_WRITE_ACTIONS = ["logs:PutLogEvents"]
 
 
-def _job_arn(kind: str, job_prefix: str) -> str:
+def _job_arn(kind: str, names: ResourceNames) -> str:
     """This environment's jobs of one kind: SageMaker lowercases job names in ARNs, ours are lowercase."""
-    return ResourceNames.sagemaker_arn(f"{kind}/{job_prefix}-*")
+    return ResourceNames.sagemaker_arn(f"{kind}/{names.pattern()}")
 
 
 def _log_group_arn(group: str) -> str:
@@ -127,8 +127,8 @@ def sagemaker_trust(*, with_source_arn: bool) -> iam.IPrincipal:
     )
 
 
-def _job_arns(job_prefix: str) -> list[str]:
-    return [_job_arn(kind, job_prefix) for kind in ("processing-job", "training-job", "hyper-parameter-tuning-job")]
+def _job_arns(names: ResourceNames) -> list[str]:
+    return [_job_arn(kind, names) for kind in ("processing-job", "training-job", "hyper-parameter-tuning-job")]
 
 
 def bucket_access(sid: str, bucket_arns: Sequence[str], write: bool, prefixes: Sequence[str] = ("",)) -> list[iam.PolicyStatement]:
@@ -244,13 +244,12 @@ class ExecutionRoles(Construct):
     def _pipeline_role(self, names: ResourceNames, buckets: DataBuckets, common: _CommonStatements) -> iam.Role:
         """Runs the jobs and registers models."""
         data, artifacts = buckets.data_bucket, buckets.artifacts_bucket
-        job_prefix = names.prefix
-        job_arns = _job_arns(job_prefix)
+        job_arns = _job_arns(names)
         role = iam.Role(
             self,
             "PipelineRole",
             assumed_by=sagemaker_trust(with_source_arn=True),
-            description=f"SageLab {names.prefix}: pipeline and its jobs",
+            description=f"SageLab {names.environment}: pipeline and its jobs",
         )
         pipeline_statements = [
             *bucket_access("ReadData", [data.bucket_arn], write=False),
@@ -268,7 +267,7 @@ class ExecutionRoles(Construct):
             common.kms_grant,
             *common.ecr_pull,
             common.metrics,
-            *logs_write("WriteSageMakerLogs", [(PROCESSING_LOGS, f"{job_prefix}-"), (TRAINING_LOGS, f"{job_prefix}-"), (TRANSFORM_LOGS, f"{job_prefix}-")]),
+            *logs_write("WriteSageMakerLogs", [(PROCESSING_LOGS, names.scope), (TRAINING_LOGS, names.scope), (TRANSFORM_LOGS, names.scope)]),
             iam.PolicyStatement(
                 sid="RunPipelineJobs",
                 actions=[
@@ -297,18 +296,18 @@ class ExecutionRoles(Construct):
                     "sagemaker:StopAutoMLJob",
                     "sagemaker:AddTags",
                 ],
-                resources=[_job_arn("automl-job", job_prefix)],
+                resources=[_job_arn("automl-job", names)],
             ),
             iam.PolicyStatement(sid="ReadAutopilotLeaderboard", actions=["sagemaker:ListCandidatesForAutoMLJob"], resources=["*"]),
             iam.PolicyStatement(
                 sid="ScoreWithCandidates",
                 actions=["sagemaker:CreateModel", "sagemaker:DescribeModel", "sagemaker:DeleteModel", "sagemaker:AddTags"],
-                resources=[ResourceNames.sagemaker_arn(f"model/{job_prefix}-autopilot-model*")],
+                resources=[ResourceNames.sagemaker_arn(f"model/{names.pattern('autopilot-model')}")],
             ),
             iam.PolicyStatement(
                 sid="RunTransformJobs",
                 actions=["sagemaker:CreateTransformJob", "sagemaker:DescribeTransformJob", "sagemaker:StopTransformJob", "sagemaker:AddTags"],
-                resources=[_job_arn("transform-job", job_prefix)],
+                resources=[_job_arn("transform-job", names)],
             ),
             iam.PolicyStatement(
                 sid="RegisterModels",
@@ -325,9 +324,8 @@ class ExecutionRoles(Construct):
     def _notebook_role(self, names: ResourceNames, buckets: DataBuckets, common: _CommonStatements) -> iam.Role:
         """The student's seat."""
         data, artifacts = buckets.data_bucket, buckets.artifacts_bucket
-        job_prefix = names.prefix
-        job_arns = _job_arns(job_prefix)
-        role = iam.Role(self, "NotebookRole", assumed_by=sagemaker_trust(with_source_arn=False), description=f"SageLab {names.prefix}: notebook instance")
+        job_arns = _job_arns(names)
+        role = iam.Role(self, "NotebookRole", assumed_by=sagemaker_trust(with_source_arn=False), description=f"SageLab {names.environment}: notebook instance")
         notebook_statements = [
             *bucket_access("ReadWriteData", [data.bucket_arn], write=True),
             *bucket_access("ReadArtifacts", [artifacts.bucket_arn], write=False),
@@ -380,7 +378,7 @@ class ExecutionRoles(Construct):
             iam.PolicyStatement(
                 sid="ReadJobLogs",
                 actions=["logs:GetLogEvents"],
-                resources=[_log_stream_arn(PROCESSING_LOGS, f"{job_prefix}-"), _log_stream_arn(TRAINING_LOGS, f"{job_prefix}-")],
+                resources=[_log_stream_arn(PROCESSING_LOGS, names.scope), _log_stream_arn(TRAINING_LOGS, names.scope)],
             ),
         ]
         self._managed_policy("NotebookPolicy", role, notebook_statements)
@@ -390,12 +388,11 @@ class ExecutionRoles(Construct):
     def _endpoint_role(self, names: ResourceNames, buckets: DataBuckets, common: _CommonStatements) -> iam.Role:
         """The model's execution role (endpoint and batch transform)."""
         artifacts = buckets.artifacts_bucket
-        job_prefix = names.prefix
         role = iam.Role(
             self,
             "EndpointRole",
             assumed_by=sagemaker_trust(with_source_arn=True),
-            description=f"SageLab {names.prefix}: model and endpoint",
+            description=f"SageLab {names.environment}: model and endpoint",
         )
         endpoint_statements = [
             *bucket_access("ReadArtifacts", [artifacts.bucket_arn], write=False),
@@ -412,7 +409,7 @@ class ExecutionRoles(Construct):
             *common.ecr_pull,
             common.metrics,
             # An endpoint logs to a group of its own, /aws/sagemaker/Endpoints/<endpoint name>.
-            *logs_write("WriteSageMakerLogs", [(f"/aws/sagemaker/Endpoints/{names.endpoint}", ""), (TRANSFORM_LOGS, f"{job_prefix}-")]),
+            *logs_write("WriteSageMakerLogs", [(f"/aws/sagemaker/Endpoints/{names.endpoint}", ""), (TRANSFORM_LOGS, names.scope)]),
         ]
         self._managed_policy("EndpointPolicy", role, endpoint_statements)
 

@@ -197,7 +197,7 @@ class FrontDoor(Construct):
     ) -> lambda_.Function:
         function_logs = logs.LogGroup(self, "FunctionLogs", retention=log_retention, encryption_key=log_key, removal_policy=RemovalPolicy.DESTROY)
         self.role = role = iam.Role(
-            self, "FunctionRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description=f"SageLab {names.prefix}: front door"
+            self, "FunctionRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description=f"SageLab {names.environment}: front door"
         )
         statements = [
             iam.PolicyStatement(sid="InvokeTheOneEndpoint", actions=["sagemaker:InvokeEndpoint"], resources=[names.endpoint_arn()]),
@@ -255,7 +255,7 @@ class FrontDoor(Construct):
                 "POWERTOOLS_LOG_LEVEL": "INFO",
                 "POWERTOOLS_TRACE_DISABLED": "false" if trace_in_code else "true",
             },
-            description=f"SageLab {names.prefix}: validates requests and calls {names.endpoint}",
+            description=f"SageLab {names.environment}: validates requests and calls {names.endpoint}",
         )
         why_sync = "API Gateway invokes the front door synchronously and returns its errors to the caller; there is no event to dead-letter."
         same_runtime = f"{LAMBDA_RUNTIME.name} is the newest runtime with a published Powertools v3 layer version pinned here."
@@ -313,8 +313,8 @@ class FrontDoor(Construct):
         return apigw.RestApi(
             self,
             "Api",
-            rest_api_name=f"{names.prefix}-api",
-            description=f"SageLab {names.prefix}: predictions from the approved model",
+            rest_api_name=names.api,
+            description=f"SageLab {names.environment}: predictions from the approved model",
             endpoint_types=[apigw.EndpointType.REGIONAL],
             cloud_watch_role=False,
             api_key_source_type=apigw.ApiKeySourceType.HEADER,
@@ -385,13 +385,13 @@ class FrontDoor(Construct):
         # (README: "Calling the API"). serving.auth: iam authenticates callers with SigV4.
         usage_plan = self.api.add_usage_plan(
             "UsagePlan",
-            name=f"{names.prefix}-default",
+            name=names.name("default"),
             description="Per-client throttling and daily quota",
             throttle=apigw.ThrottleSettings(rate_limit=serving.throttle_rate_limit, burst_limit=serving.throttle_burst_limit),
             quota=apigw.QuotaSettings(limit=serving.quota_per_day, period=apigw.Period.DAY),
             api_stages=[apigw.UsagePlanPerApiStage(api=self.api, stage=self.api.deployment_stage)],
         )
-        api_key = self.api.add_api_key("DefaultKey", description=f"SageLab {names.prefix}: first client key")
+        api_key = self.api.add_api_key("DefaultKey", description=f"SageLab {names.environment}: first client key")
         usage_plan.add_api_key(api_key)
         return api_key, usage_plan
 
@@ -408,7 +408,12 @@ class FrontDoor(Construct):
             acknowledge(self.api, ("AwsSolutions-APIG3", reason), ("NIST.800.53.R5-APIGWAssociatedWithWAF", reason))
             return None
         web_acl = ApiWebAcl(
-            self, "Waf", name_prefix=names.prefix, rate_limit_per_5_minutes=serving.waf_rate_limit_per_5_minutes, log_key=log_key, log_retention=log_retention
+            self,
+            "Waf",
+            name_prefix=names.name("waf"),
+            rate_limit_per_5_minutes=serving.waf_rate_limit_per_5_minutes,
+            log_key=log_key,
+            log_retention=log_retention,
         )
         associate_web_acl(self, "WebAclAssociation", stage_arn, web_acl.web_acl_arn)
         return web_acl

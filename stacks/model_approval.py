@@ -47,7 +47,7 @@ class ModelApproval(Construct):
         self.gate = iam.ManagedPolicy(
             self,
             "Gate",
-            description=f"SageLab {names.prefix}: trainers register models as {PENDING} and cannot approve them",
+            description=f"SageLab {names.environment}: trainers register models as {PENDING} and cannot approve them",
             roles=list(training_roles),
             statements=[
                 # UpdateModelPackage is how a version is approved; no training role needs it.
@@ -69,7 +69,7 @@ class ModelApproval(Construct):
             # The account's administrators: any principal of this account whose own policy allows
             # sts:AssumeRole on this role (the training roles have no such permission).
             assumed_by=iam.AccountRootPrincipal(),
-            description=f"SageLab {names.prefix}: approves model packages (approving deploys to the API)",
+            description=f"SageLab {names.environment}: approves model packages (approving deploys to the API)",
         )
         approver_policy = iam.ManagedPolicy(
             self,

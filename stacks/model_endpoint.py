@@ -59,16 +59,16 @@ _NAMED_SETTINGS = ("mode", "instance_type", "initial_instance_count", "serverles
 
 
 def deployment_name_prefix(names: ResourceNames, serving: EndpointSettings) -> str:
-    """`<prefix>-<8 hex>-v`: the start of this environment's model and endpoint-config names.
+    """`sagelab-<id>--<8 hex>-v`: the start of this environment's model and endpoint-config names.
 
     Names are ours (not CloudFormation's generated ones) so that the deployment role can be scoped
-    to them. The hex part (of the settings above only: classroom stamping needs names that differ
-    between students by the student id alone) also keeps `sagelab-alice-<hex>-v*` from matching a
-    neighbour `alice-b`'s names (`sagelab-alice-b-...`: "b-" is not 8 hex digits).
+    to them; the scope `sagelab-<id>--` keeps them off every other environment's (`sagelab.naming`).
+    The hex part is of the settings above only (classroom stamping needs names that differ between
+    students by the student id alone).
     """
     settings = {key: getattr(serving, key) for key in _NAMED_SETTINGS}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
-    return f"{names.prefix}-{digest}-v"
+    return names.name(f"{digest}-v")
 
 
 class ModelEndpoint(Construct):
@@ -122,7 +122,7 @@ class ModelEndpoint(Construct):
             removal_policy=RemovalPolicy.DESTROY,
         )
         self.scales = realtime
-        # Model and endpoint config are both named <prefix>-<hex>-v<version>, the version taken from
+        # Model and endpoint config are both named sagelab-<id>--<hex>-v<version>, the version taken from
         # the package ARN (.../<group>/<version>; the parameter's pattern admits only this group's
         # versions). The separator is appended before splitting so that the expression also
         # evaluates for an empty ARN (the resources then do not exist, but tools resolve it).

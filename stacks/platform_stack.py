@@ -49,7 +49,7 @@ def environment_log_group_patterns(names: ResourceNames, *, account_wide: bool) 
         f"{names.serving_stack}-*",
         # The WAF group of the environment's own web ACL (stacks/api_web_acl.py): WAF only logs to
         # aws-waf-logs-*, and the 8-character stack-id suffix keeps `al`'s pattern off `al-b`'s group.
-        f"aws-waf-logs-{names.prefix}-????????",
+        f"aws-waf-logs-{names.name('waf')}-????????",
         endpoint_log_group_name(names.endpoint),
     ]
     return patterns + list(ACCOUNT_WIDE_LOG_GROUPS) if account_wide else patterns
@@ -64,7 +64,7 @@ class PlatformStack(Stack):
     def __init__(
         self, scope: Construct, construct_id: str, *, env_config: EnvironmentConfig, shared: SharedArtifacts, tags: Mapping[str, str], **kwargs: Any
     ) -> None:
-        names = ResourceNames(env_config.resource_prefix)
+        names = ResourceNames.of(env_config.name)
         super().__init__(
             scope,
             construct_id,
@@ -83,7 +83,8 @@ class PlatformStack(Stack):
         self.buckets = DataBuckets(
             self,
             "Storage",
-            resource_prefix=names.prefix,
+            key_alias=names.key_alias,
+            environment=names.environment,
             retain=retain,
             scratch_expiry_days=env_config.scratch_expiry_days,
             log_retention_days=env_config.log_retention_days,

@@ -49,7 +49,7 @@ class ServingMonitoring(Construct):
         realtime: bool = True,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.topic = sns.Topic(self, "Alarms", display_name=f"SageLab {names.prefix} alarms", master_key=key, enforce_ssl=True)
+        self.topic = sns.Topic(self, "Alarms", display_name=f"SageLab {names.environment} alarms", master_key=key, enforce_ssl=True)
 
         def endpoint_metric(name: str, statistic: str) -> cloudwatch.Metric:
             return cloudwatch.Metric(
@@ -74,7 +74,7 @@ class ServingMonitoring(Construct):
             alarm = metric.create_alarm(
                 self,
                 alarm_id,
-                alarm_name=f"{names.prefix}-{alarm_id}",
+                alarm_name=names.name(alarm_id),
                 alarm_description=description,
                 threshold=threshold,
                 evaluation_periods=1 if "Errors" in alarm_id or "Throttles" in alarm_id else 3,
@@ -105,7 +105,7 @@ class ServingMonitoring(Construct):
     def _dashboard(
         self, names: ResourceNames, api: apigw.RestApi, function: lambda_.IFunction, endpoint_metric: Callable[[str, str], cloudwatch.Metric]
     ) -> cloudwatch.Dashboard:
-        dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=f"{names.prefix}-serving")
+        dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=names.name("serving"))
         dashboard.add_widgets(
             cloudwatch.GraphWidget(
                 title="Front door requests",

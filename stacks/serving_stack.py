@@ -64,7 +64,7 @@ class ServingStack(Stack):
     ) -> None:
         """`promotion`: this environment serves versions of another environment's registry, which
         its release pipeline deploys (stacks/release/); its own approvals deploy nothing."""
-        names = ResourceNames(env_config.resource_prefix)
+        names = ResourceNames.of(env_config.name)
         super().__init__(
             scope,
             construct_id,

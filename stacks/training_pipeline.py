@@ -61,8 +61,8 @@ class TrainingPipeline(Construct):
             "PipelineRoleName": role_name,
             "KmsKeyArn": buckets.key.key_arn,
             "ModelPackageGroupName": names.model_package_group,
-            # Jobs are named <prefix>-<step>-...; the roles are scoped to that prefix.
-            "JobNamePrefix": names.prefix,
+            # Jobs are named sagelab-<id>--<step>-...; the roles are scoped to sagelab-<id>--*.
+            "JobNamePrefix": names.scope,
             **{name: uri for name, uri in image_uris.items() if name in PLACEHOLDERS},
         }
         missing = set(PLACEHOLDERS) - set(variables)
@@ -140,7 +140,7 @@ class TrainingPipeline(Construct):
             self,
             "CopyFunctionRole",
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com", conditions={"StringEqualsIfExists": {"aws:SourceAccount": Aws.ACCOUNT_ID}}),
-            description=f"SageLab {names.prefix}: deploy-time copy of pipeline code and dataset",
+            description=f"SageLab {names.environment}: deploy-time copy of pipeline code and dataset",
         )
         iam.ManagedPolicy(
             self,

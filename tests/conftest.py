@@ -84,15 +84,45 @@ def class_of_40(tmp_path_factory: pytest.TempPathFactory) -> SynthResult:
     return synth(root / "cdk.out", {"roster": str(roster)})
 
 
+# Environments in one account whose ids extend one another (sagelab/naming.py keeps their names
+# apart): `alice` and `alice-b` (alice approves her own models, alice-b has approval_mode: manual),
+# `carol`, served serverless as class environments are, and `dev` and `ml-prod`, beside which the
+# `tenants` roster puts students `dev-kowal` and `ml`.
+NEIGHBOURS_CONFIG = (
+    "environments:\n  alice: {}\n  alice-b: {approval_mode: manual}\n  carol: {serving: {mode: serverless}}\n  dev: {}\n  ml-prod: {approval_mode: manual}\n"
+)
+NEIGHBOURS = ("alice", "alice-b", "carol", "dev", "ml-prod")
+# Students in the same account, beside those environments: ids that extend one another (ana,
+# ana-2), extend an environment's (dev-kowal beside dev), or that an environment's extends (ml
+# beside ml-prod). The old scheme refused the first two and let ml's roles reach ml-prod's jobs.
+TENANTS_ROSTER = "student_id,email\nana,ana@example.edu\nana-2,ana2@example.edu\ndev-kowal,kowal@example.edu\nml,ml@example.edu\n"
+TENANT_STUDENTS = ("ana", "ana-2", "dev-kowal", "ml")
+
+
+def _neighbours_config(directory: Path) -> Path:
+    config = directory / "neighbours.yaml"
+    config.write_text(NEIGHBOURS_CONFIG)
+    return config
+
+
 @pytest.fixture(scope="session")
 def neighbours(tmp_path_factory: pytest.TempPathFactory) -> SynthResult:
-    """Environments in one account: `alice` and `alice-b`, whose names share a prefix as two
-    students' can (alice approves her own models, alice-b has approval_mode: manual), and `carol`,
-    served serverless as class environments are."""
+    """The NEIGHBOURS environments, synthesized in one account with cdk-nag."""
     directory = tmp_path_factory.mktemp("neighbours")
-    config = directory / "neighbours.yaml"
-    config.write_text("environments:\n  alice: {}\n  alice-b: {approval_mode: manual}\n  carol: {serving: {mode: serverless}}\n")
-    return synth(directory / "cdk.out", {"config": str(config)})
+    return synth(directory / "cdk.out", {"config": str(_neighbours_config(directory))})
+
+
+@pytest.fixture(scope="session")
+def tenants(tmp_path_factory: pytest.TempPathFactory, neighbours: SynthResult) -> SynthResult:
+    """Every tenant of one account: the NEIGHBOURS environments and, from the same config, the
+    TENANTS_ROSTER class (a roster synthesizes its students, not the config's environments, so the
+    two synths' templates are put together; stack names never repeat)."""
+    directory = tmp_path_factory.mktemp("tenants")
+    roster = directory / "roster.csv"
+    roster.write_text(TENANTS_ROSTER)
+    students = synth(directory / "cdk.out", {"config": str(_neighbours_config(directory)), "roster": str(roster)})
+    assert not set(students.templates) & set(neighbours.templates)
+    return SynthResult(outdir=students.outdir, templates={**neighbours.templates, **students.templates})
 
 
 # A release across three accounts (issue 22): dev trains, staging promotes from dev, prod from
@@ -124,7 +154,7 @@ def three_accounts(tmp_path_factory: pytest.TempPathFactory) -> SynthResult:
 
 @pytest.fixture(scope="session")
 def platform_template(synthesized: SynthResult) -> dict[str, Any]:
-    return synthesized.template("sagelab-dev-platform")
+    return synthesized.template("sagelab-dev--platform")
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +212,7 @@ class TrainedRun:
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
     """The digits pipeline run once per test session (per xdist worker) and shared by the run,
-    batch, serving and notebook tests: version 1 of sagelab-dev-models, pending approval.
+    batch, serving and notebook tests: version 1 of sagelab-dev--models, pending approval.
 
     It is a real `python -m sagelab run --json` process, as a user starts it (the process
     boundary: exit code, JSON on stdout, logs on stderr), which also lets the runner fork its
@@ -209,7 +239,7 @@ def approved_workdir(trained_workdir: Path) -> Path:
     """`trained_workdir` with version 1 approved: what `sagelab serve` and `batch` serve."""
     from sagelab.local.registry import LocalRegistry
 
-    LocalRegistry(trained_workdir).set_status("sagelab-dev-models", 1, "Approved")
+    LocalRegistry(trained_workdir).set_status("sagelab-dev--models", 1, "Approved")
     return trained_workdir
 
 

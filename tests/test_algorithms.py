@@ -21,7 +21,7 @@ from tests.conftest import Cli
 
 pytestmark = pytest.mark.slow
 API_KEY = "algorithms-test-key"
-GROUP = "sagelab-dev-models"
+GROUP = "sagelab-dev--models"
 
 
 def run(cli: Cli, workdir: Path, *arguments: str) -> dict[str, Any]:

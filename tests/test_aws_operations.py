@@ -21,7 +21,7 @@ from tests.conftest import Cli
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PLATFORM_TEMPLATE = {
     "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
-    "Outputs": {"PipelineName": {"Value": "sagelab-dev-pipeline"}, "ModelPackageGroupName": {"Value": "sagelab-dev-models"}},
+    "Outputs": {"PipelineName": {"Value": "sagelab-dev--pipeline"}, "ModelPackageGroupName": {"Value": "sagelab-dev--models"}},
 }
 
 
@@ -44,21 +44,21 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def deployed(moto_url: str) -> dict[str, Any]:
     session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
     cloudformation = session.client("cloudformation", endpoint_url=moto_url)
-    cloudformation.create_stack(StackName="sagelab-dev-platform", TemplateBody=json.dumps(PLATFORM_TEMPLATE))
+    cloudformation.create_stack(StackName="sagelab-dev--platform", TemplateBody=json.dumps(PLATFORM_TEMPLATE))
     sagemaker = session.client("sagemaker", endpoint_url=moto_url)
     sagemaker.create_pipeline(
-        PipelineName="sagelab-dev-pipeline",
+        PipelineName="sagelab-dev--pipeline",
         PipelineDefinition=json.dumps({"Version": "2020-12-01", "Steps": []}),
         RoleArn="arn:aws:iam::123456789012:role/pipeline",
     )
-    sagemaker.create_model_package_group(ModelPackageGroupName="sagelab-dev-models")
+    sagemaker.create_model_package_group(ModelPackageGroupName="sagelab-dev--models")
     spec = {
         "Containers": [{"Image": "123.dkr.ecr.us-east-1.amazonaws.com/x:1"}],
         "SupportedContentTypes": ["application/json"],
         "SupportedResponseMIMETypes": ["application/json"],
     }
     packages = [
-        sagemaker.create_model_package(ModelPackageGroupName="sagelab-dev-models", ModelApprovalStatus="PendingManualApproval", InferenceSpecification=spec)[
+        sagemaker.create_model_package(ModelPackageGroupName="sagelab-dev--models", ModelApprovalStatus="PendingManualApproval", InferenceSpecification=spec)[
             "ModelPackageArn"
         ]
         for _ in range(2)
@@ -73,20 +73,20 @@ def test_start_finds_the_pipeline_from_the_stack_and_passes_parameters(moto_url:
     arn = completed.stdout.split()[1]
     sagemaker = deployed["session"].client("sagemaker", endpoint_url=moto_url)
     execution = sagemaker.describe_pipeline_execution(PipelineExecutionArn=arn)
-    assert execution["PipelineArn"].endswith("pipeline/sagelab-dev-pipeline")
-    assert sagemaker.list_pipeline_executions(PipelineName="sagelab-dev-pipeline")["PipelineExecutionSummaries"][0]["PipelineExecutionArn"] == arn
+    assert execution["PipelineArn"].endswith("pipeline/sagelab-dev--pipeline")
+    assert sagemaker.list_pipeline_executions(PipelineName="sagelab-dev--pipeline")["PipelineExecutionSummaries"][0]["PipelineExecutionArn"] == arn
 
 
 @pytest.mark.usefixtures("aws_env")
 def test_models_list_and_approve_on_aws(moto_url: str, deployed: dict[str, Any], cli: Cli) -> None:
     listed = json.loads(cli("models", "list", "--aws", "--json", "--endpoint-url", moto_url).stdout)
     assert [(m["version"], m["status"]) for m in listed] == [(1, "PendingManualApproval"), (2, "PendingManualApproval")]
-    approved = cli("models", "approve", "sagelab-dev-models", "2", "--aws", "--endpoint-url", moto_url)
+    approved = cli("models", "approve", "sagelab-dev--models", "2", "--aws", "--endpoint-url", moto_url)
     assert approved.returncode == 0, approved.stderr
     sagemaker = deployed["session"].client("sagemaker", endpoint_url=moto_url)
     assert sagemaker.describe_model_package(ModelPackageName=deployed["packages"][1])["ModelApprovalStatus"] == "Approved"
-    missing = cli("models", "approve", "sagelab-dev-models", "9", "--aws", "--endpoint-url", moto_url)
-    assert (missing.returncode, missing.stderr) == (2, "sagelab: error: model package group sagelab-dev-models has no version 9\n")
+    missing = cli("models", "approve", "sagelab-dev--models", "9", "--aws", "--endpoint-url", moto_url)
+    assert (missing.returncode, missing.stderr) == (2, "sagelab: error: model package group sagelab-dev--models has no version 9\n")
 
 
 @pytest.mark.usefixtures("aws_env", "deployed")
@@ -95,7 +95,7 @@ def test_missing_stack_is_a_one_line_error(moto_url: str, cli: Cli) -> None:
     assert completed.returncode == 2
     assert (
         completed.stderr.strip()
-        == "sagelab: error: stack sagelab-prod-platform not found in us-east-1: deploy it with `make deploy ENV=prod`, or pass --region"
+        == "sagelab: error: stack sagelab-prod--platform not found in us-east-1: deploy it with `make deploy ENV=prod`, or pass --region"
     )
 
 
@@ -138,7 +138,7 @@ def stubbed_ops() -> Iterator[tuple[AwsOperations, Stubber, Stubber]]:
         logs.assert_no_pending_responses()
 
 
-ARN = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/sagelab-dev-pipeline/execution/abc"
+ARN = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/sagelab-dev--pipeline/execution/abc"
 
 
 def test_status_reports_each_step_and_its_failure(stubbed_ops: tuple[AwsOperations, Stubber, Stubber]) -> None:

@@ -19,7 +19,7 @@ def test_local_batch_scores_every_row_with_the_approved_model(trained_workdir: P
     workdir = trained_workdir
     unapproved = cli("batch", "--workdir", workdir, "--input", DIGITS_CSV, "--output", tmp_path / "p.csv")
     assert unapproved.returncode == 2 and "no approved model" in unapproved.stderr
-    assert cli("models", "approve", "sagelab-dev-models", "1", "--workdir", workdir).returncode == 0
+    assert cli("models", "approve", "sagelab-dev--models", "1", "--workdir", workdir).returncode == 0
     folder = tmp_path / "incoming"
     folder.mkdir()
     digits = pd.read_csv(DIGITS_CSV)
@@ -27,7 +27,7 @@ def test_local_batch_scores_every_row_with_the_approved_model(trained_workdir: P
     digits.drop(columns="label").tail(10).to_csv(folder / "b.csv", index=False, header=False)  # positional rows
     completed = cli("batch", "--workdir", workdir, "--input", folder, "--output", tmp_path / "p.csv")
     assert completed.returncode == 0, completed.stderr
-    assert completed.stdout == f"scored 1510 rows with sagelab-dev-models/1 -> {tmp_path / 'p.csv'}\n"
+    assert completed.stdout == f"scored 1510 rows with sagelab-dev--models/1 -> {tmp_path / 'p.csv'}\n"
     predictions = pd.read_csv(tmp_path / "p.csv")
     assert len(predictions) == 1510 and list(predictions.columns) == ["file", "row", "prediction", "probability"]
     first = predictions[predictions.file == "a.csv"]
@@ -37,22 +37,22 @@ def test_local_batch_scores_every_row_with_the_approved_model(trained_workdir: P
 def test_aws_batch_starts_a_transform_job_with_the_approved_package(moto_url: str, cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
     outputs = {
-        "PipelineName": "sagelab-batch-pipeline",
-        "ModelPackageGroupName": "sagelab-batch-models",
+        "PipelineName": "sagelab-batch--pipeline",
+        "ModelPackageGroupName": "sagelab-batch--models",
         "ArtifactsBucketName": "artifacts-abc",
         "KmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/k",
         "EndpointRoleArn": "arn:aws:iam::123456789012:role/endpoint",
     }
     template = {"Resources": {"T": {"Type": "AWS::SNS::Topic"}}, "Outputs": {k: {"Value": v} for k, v in outputs.items()}}
-    session.client("cloudformation", endpoint_url=moto_url).create_stack(StackName="sagelab-batch-platform", TemplateBody=json.dumps(template))
+    session.client("cloudformation", endpoint_url=moto_url).create_stack(StackName="sagelab-batch--platform", TemplateBody=json.dumps(template))
     sagemaker = session.client("sagemaker", endpoint_url=moto_url)
-    sagemaker.create_model_package_group(ModelPackageGroupName="sagelab-batch-models")
+    sagemaker.create_model_package_group(ModelPackageGroupName="sagelab-batch--models")
     spec = {
         "Containers": [{"Image": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:3.0-5"}],
         "SupportedContentTypes": ["text/csv"],
         "SupportedResponseMIMETypes": ["application/json"],
     }
-    arn = sagemaker.create_model_package(ModelPackageGroupName="sagelab-batch-models", ModelApprovalStatus="Approved", InferenceSpecification=spec)[
+    arn = sagemaker.create_model_package(ModelPackageGroupName="sagelab-batch--models", ModelApprovalStatus="Approved", InferenceSpecification=spec)[
         "ModelPackageArn"
     ]
     for name in [k for k in os.environ if k.startswith("AWS_")]:

@@ -93,7 +93,7 @@ def test_the_bench_prints_the_class_against_the_goal(small_class: SynthResult, c
 
 
 def test_students_in_the_class_account_share_one_web_acl_and_deploy_after_it(small_class: SynthResult) -> None:
-    class_template = small_class.template("sagelab-class-us-east-1")
+    class_template = small_class.template("sagelab-class--us-east-1")
     (acl_id, acl), *_ = [(k, r) for k, r in class_template["Resources"].items() if r["Type"] == "AWS::WAFv2::WebACL"]
     export = class_template["Outputs"]["WebAclArn"]
     assert export["Export"] == {"Name": "sagelab-class-web-acl-arn"} and export["Value"] == {"Fn::GetAtt": [acl_id, "Arn"]}
@@ -104,18 +104,18 @@ def test_students_in_the_class_account_share_one_web_acl_and_deploy_after_it(sma
     assert any(key.get("Header", {}).get("Name") == "host" for key in keys)
     manifest = read_json(small_class.outdir / "manifest.json")["artifacts"]
     for student in ("a01", "a02", "a03"):
-        serving = small_class.template(f"sagelab-{student}-serving")
+        serving = small_class.template(f"sagelab-{student}--serving")
         (association,) = [r for r in serving["Resources"].values() if r["Type"] == "AWS::WAFv2::WebACLAssociation"]
         assert association["Properties"]["WebACLArn"] == {"Fn::ImportValue": "sagelab-class-web-acl-arn"}
         assert not [r for r in serving["Resources"].values() if r["Type"] in ("AWS::WAFv2::WebACL", "AWS::CloudWatch::Dashboard", "AWS::CloudWatch::Alarm")]
-        assert "sagelab-class-us-east-1" in manifest[f"sagelab-{student}-serving"]["dependencies"]
+        assert "sagelab-class--us-east-1" in manifest[f"sagelab-{student}--serving"]["dependencies"]
 
 
 def test_the_class_dashboard_shows_every_student(small_class: SynthResult) -> None:
-    (dashboard,) = [r for r in small_class.template("sagelab-class-us-east-1")["Resources"].values() if r["Type"] == "AWS::CloudWatch::Dashboard"]
+    (dashboard,) = [r for r in small_class.template("sagelab-class--us-east-1")["Resources"].values() if r["Type"] == "AWS::CloudWatch::Dashboard"]
     body = json.dumps(dashboard["Properties"]["DashboardBody"])
     for student in ("a01", "a02", "a03"):
-        assert f"sagelab-{student}-api" in body and f"sagelab-{student}-endpoint" in body
+        assert f"sagelab-{student}--api" in body and f"sagelab-{student}--endpoint" in body
 
 
 def test_own_account_students_get_a_web_acl_only_if_the_config_asks(tmp_path: Path) -> None:

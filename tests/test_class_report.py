@@ -81,13 +81,13 @@ def _working_student(url: str, student: str, spent: str) -> None:
         EndpointConfigName=f"{student}-config",
         ProductionVariants=[{"VariantName": "AllTraffic", "ModelName": f"{student}-model", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}],
     )
-    sagemaker.create_endpoint(EndpointName=f"sagelab-{student}-endpoint", EndpointConfigName=f"{student}-config")
-    sagemaker.create_pipeline(PipelineName=f"sagelab-{student}-pipeline", PipelineDefinition=json.dumps({"Version": "2020-12-01", "Steps": []}), RoleArn=role)
-    sagemaker.start_pipeline_execution(PipelineName=f"sagelab-{student}-pipeline")
+    sagemaker.create_endpoint(EndpointName=f"sagelab-{student}--endpoint", EndpointConfigName=f"{student}-config")
+    sagemaker.create_pipeline(PipelineName=f"sagelab-{student}--pipeline", PipelineDefinition=json.dumps({"Version": "2020-12-01", "Steps": []}), RoleArn=role)
+    sagemaker.start_pipeline_execution(PipelineName=f"sagelab-{student}--pipeline")
     session.client("budgets", endpoint_url=url).create_budget(
         AccountId=ACCOUNT,
         Budget={
-            "BudgetName": f"sagelab-{student}-monthly",
+            "BudgetName": f"sagelab-{student}--monthly",
             "BudgetLimit": {"Amount": "50", "Unit": "USD"},
             "TimeUnit": "MONTHLY",
             "BudgetType": "COST",

@@ -55,7 +55,7 @@ STUDENTS = 40
         ("student_id,email\nalice,a@x.edu\nbob,b@x.edu\nalice,c@x.edu\n", "roster.csv line 4: student id 'alice' duplicates line 2"),
         (
             "student_id,email\nBob_1,b@x.edu\n",
-            "roster.csv line 2: student id 'Bob_1' is not valid (expected lowercase letters, digits and hyphens, at most 20 characters)",
+            "roster.csv line 2: student id 'Bob_1' is not valid (expected lowercase letters, digits and single hyphens (not `--`), ending with a letter or digit, at most 20 characters)",
         ),
         ("student_id,email\na-very-long-student-name,b@x.edu\n", "line 2: student id 'a-very-long-student-name' is not valid"),
         ("student_id,email\nalice,not-an-email\n", "roster.csv line 2: email 'not-an-email' is not valid (expected name@domain)"),
@@ -128,7 +128,7 @@ def test_forty_students_synthesize_clean(classroom: SynthResult) -> None:
         assert all(not plugin["violations"] for plugin in json.loads(report.read_text())["pluginReports"]), report
     summary = synth_summary(classroom.outdir)
     assert summary["stacks"] == 2 * STUDENTS + 1 and summary["acknowledged_findings"] > 0 and summary["unacknowledged_findings"] == 0
-    for name in ("sagelab-s00-platform", "sagelab-s00-serving", "sagelab-s39-platform", "sagelab-s39-serving", "sagelab-class-us-east-1"):
+    for name in ("sagelab-s00--platform", "sagelab-s00--serving", "sagelab-s39--platform", "sagelab-s39--serving", "sagelab-class--us-east-1"):
         assert lint_errors(classroom.template(name)) == [], name
 
 
@@ -137,7 +137,7 @@ def test_no_students_policies_name_another_students_resources(classroom: SynthRe
     ids = [f"s{i:02d}" for i in range(STUDENTS)]
     for student in ids:
         for suffix in ("platform", "serving"):
-            template = classroom.template(f"sagelab-{student}-{suffix}")
+            template = classroom.template(f"sagelab-{student}--{suffix}")
             for logical_id, resource in template["Resources"].items():
                 if resource["Type"] not in ("AWS::IAM::ManagedPolicy", "AWS::IAM::Policy"):
                     continue
@@ -151,7 +151,7 @@ def test_no_students_policies_name_another_students_resources(classroom: SynthRe
 def test_each_student_has_budget_lifecycle_and_cost_tags(classroom: SynthResult) -> None:
     for i in (0, 17, 39):
         student = f"s{i:02d}"
-        platform = classroom.template(f"sagelab-{student}-platform")
+        platform = classroom.template(f"sagelab-{student}--platform")
         (budget,) = [r for r in platform["Resources"].values() if r["Type"] == "AWS::Budgets::Budget"]
         data = budget["Properties"]["Budget"]
         assert data["BudgetLimit"] == {"Amount": 50, "Unit": "USD"} and data["CostFilters"] == {"TagKeyValue": [f"user:student${student}"]}
@@ -177,14 +177,14 @@ def test_each_student_has_budget_lifecycle_and_cost_tags(classroom: SynthResult)
             and guard[0]["Effect"] == "Deny"
             and guard[0]["Condition"]["ForAnyValue:StringNotLike"]["sagemaker:InstanceTypes"] == ["ml.t3.medium", "ml.m5.large"]
         )
-        serving = classroom.template(f"sagelab-{student}-serving")
+        serving = classroom.template(f"sagelab-{student}--serving")
         (config,) = [r for r in serving["Resources"].values() if r["Type"] == "AWS::SageMaker::EndpointConfig"]
         assert "ServerlessConfig" in config["Properties"]["ProductionVariants"][0]
 
 
 @pytest.mark.slow
 def test_each_student_stack_publishes_every_asset_its_template_reads(classroom: SynthResult) -> None:
-    for name in ("sagelab-s00-platform", "sagelab-s00-serving", "sagelab-s39-platform"):
+    for name in ("sagelab-s00--platform", "sagelab-s00--serving", "sagelab-s39--platform"):
         text = (classroom.outdir / f"{name}.template.json").read_text()
         files = read_json(classroom.outdir / f"{name}.assets.json")["files"]
         published = {destination["objectKey"] for entry in files.values() for destination in entry["destinations"].values()}
@@ -302,10 +302,10 @@ def test_stamped_students_equal_students_built_alone(tmp_path: Path) -> None:
     stamped_parts = _deployable_parts(stamped.outdir)
     # The class-wide stack (shared web ACL and dashboard) is no student's: checked apart in
     # tests/test_class_cost.py, as is the shared-account serving stacks' dependency on it.
-    assert [name for name in stamped_parts if name.startswith("sagelab-class-")] == ["sagelab-class-us-east-1"]
-    del stamped_parts["sagelab-class-us-east-1"]
+    assert [name for name in stamped_parts if name.startswith("sagelab-class--")] == ["sagelab-class--us-east-1"]
+    del stamped_parts["sagelab-class--us-east-1"]
     for parts in stamped_parts.values():
-        parts["dependencies"] = [d for d in parts["dependencies"] if not d.startswith("sagelab-class-")]
+        parts["dependencies"] = [d for d in parts["dependencies"] if not d.startswith("sagelab-class--")]
     alone_parts = {name: parts for outdir in _students_built_alone(tmp_path / "alone", context) for name, parts in _deployable_parts(outdir).items()}
     assert sorted(stamped_parts) == sorted(alone_parts) and len(stamped_parts) == 16
     for name, parts in alone_parts.items():
@@ -319,16 +319,16 @@ def test_stamped_students_equal_students_built_alone(tmp_path: Path) -> None:
         assert not any(p in text for p in (TEMPLATE_STUDENT_ID, TEMPLATE_STUDENT_EMAIL, TEMPLATE_STUDENT_ACCOUNT)), f"placeholder left in {path.name}"
     # In the shared account the budget counts only the student's tagged resources; in their own, all.
     budgets = {
-        student: next(r for r in stamped.template(f"sagelab-{student}-platform")["Resources"].values() if r["Type"] == "AWS::Budgets::Budget")
+        student: next(r for r in stamped.template(f"sagelab-{student}--platform")["Resources"].values() if r["Type"] == "AWS::Budgets::Budget")
         for student in ("ann-lee", "own-1")
     }
     assert budgets["ann-lee"]["Properties"]["Budget"]["CostFilters"] == {"TagKeyValue": ["user:student$ann-lee"]}
     assert "CostFilters" not in budgets["own-1"]["Properties"]["Budget"]
-    for name in ("sagelab-own-2-platform", "sagelab-own-2-serving"):
+    for name in ("sagelab-own-2--platform", "sagelab-own-2--serving"):
         assert lint_errors(stamped.template(name), region="eu-west-1") == [], name
-    own = stamped.template("sagelab-own-2-platform")
+    own = stamped.template("sagelab-own-2--platform")
     assert "210987654321" in json.dumps(own) and "123456789012" not in json.dumps(own)
-    (budget,) = [r for r in stamped.template("sagelab-teacher-1-platform")["Resources"].values() if r["Type"] == "AWS::Budgets::Budget"]
+    (budget,) = [r for r in stamped.template("sagelab-teacher-1--platform")["Resources"].values() if r["Type"] == "AWS::Budgets::Budget"]
     assert {s["Address"] for s in budget["Properties"]["NotificationsWithSubscribers"][0]["Subscribers"]} == {"admin@example.edu"}
 
 
@@ -342,12 +342,12 @@ def test_any_school_email_is_a_student_and_round_trips_through_stamping(tmp_path
     tag gets the address with the characters tags do not allow replaced (documented in roster.py)."""
     roster = 'student_id,email\nq-uote,"we""ird\\back@x.edu"\no-brien,O\'Brien+Lab@Math.Example.EDU\n'
     stamped = synth(tmp_path / "cdk.out", _class_context(tmp_path / "roster", roster))
-    assert _budget_subscribers(stamped.template("sagelab-q-uote-platform")) == {'we"ird\\back@x.edu', "admin@example.edu"}
-    assert _budget_subscribers(stamped.template("sagelab-o-brien-platform")) == {"O'Brien+Lab@Math.Example.EDU", "admin@example.edu"}
+    assert _budget_subscribers(stamped.template("sagelab-q-uote--platform")) == {'we"ird\\back@x.edu', "admin@example.edu"}
+    assert _budget_subscribers(stamped.template("sagelab-o-brien--platform")) == {"O'Brien+Lab@Math.Example.EDU", "admin@example.edu"}
     manifest = read_json(stamped.outdir / "manifest.json")["artifacts"]
-    assert manifest["sagelab-q-uote-platform"]["properties"]["tags"]["owner"] == "we_ird_back@x.edu"
-    assert manifest["sagelab-o-brien-serving"]["properties"]["tags"]["owner"] == "O_Brien+Lab@Math.Example.EDU"
-    for name in ("sagelab-q-uote-platform", "sagelab-o-brien-serving"):
+    assert manifest["sagelab-q-uote--platform"]["properties"]["tags"]["owner"] == "we_ird_back@x.edu"
+    assert manifest["sagelab-o-brien--serving"]["properties"]["tags"]["owner"] == "O_Brien+Lab@Math.Example.EDU"
+    for name in ("sagelab-q-uote--platform", "sagelab-o-brien--serving"):
         assert lint_errors(stamped.template(name)) == [], name
 
 
@@ -357,7 +357,7 @@ def test_a_finding_in_the_student_template_fails_synth(tmp_path: Path) -> None:
     app = App(outdir=str(tmp_path), context=cdk_context())
 
     def unencrypted_bucket(scope: Construct, env: EnvironmentConfig, _tags: Mapping[str, str], platform_id: str, _serving_id: str) -> list[Stack]:
-        stack = Stack(scope, platform_id, stack_name=f"{env.resource_prefix}-platform")
+        stack = Stack(scope, platform_id, stack_name=env.names.platform_stack)
         s3.Bucket(stack, "Plain")
         return [stack]
 
@@ -377,11 +377,11 @@ def _deploy_student(session: boto3.Session, url: str, student: str, with_model: 
         "Outputs": {
             k: {"Value": v}
             for k, v in {
-                "NotebookName": f"sagelab-{student}-notebook",
-                "NotebookUrl": f"https://sagelab-{student}-notebook.notebook.us-east-1.sagemaker.aws/lab",
+                "NotebookName": f"sagelab-{student}--notebook",
+                "NotebookUrl": f"https://sagelab-{student}--notebook.notebook.us-east-1.sagemaker.aws/lab",
                 "DataBucketName": f"data-{student}",
                 "ArtifactsBucketName": f"art-{student}",
-                "PipelineName": f"sagelab-{student}-pipeline",
+                "PipelineName": f"sagelab-{student}--pipeline",
             }.items()
         },
     }
@@ -390,13 +390,13 @@ def _deploy_student(session: boto3.Session, url: str, student: str, with_model: 
         "Resources": {"T": {"Type": "AWS::SNS::Topic"}},
         "Outputs": {"ApiUrl": {"Value": f"https://{student}.execute-api.us-east-1.amazonaws.com/prod/"}, "ApiKeyId": {"Value": f"key-{student}"}},
     }
-    cloudformation.create_stack(StackName=f"sagelab-{student}-platform", TemplateBody=json.dumps(platform))
-    model = "arn:aws:sagemaker:us-east-1:123456789012:model-package/sagelab-x-models/1" if with_model else ""
+    cloudformation.create_stack(StackName=f"sagelab-{student}--platform", TemplateBody=json.dumps(platform))
+    model = "arn:aws:sagemaker:us-east-1:123456789012:model-package/sagelab-x--models/1" if with_model else ""
     cloudformation.create_stack(
-        StackName=f"sagelab-{student}-serving", TemplateBody=json.dumps(serving), Parameters=[{"ParameterKey": "ModelPackageArn", "ParameterValue": model}]
+        StackName=f"sagelab-{student}--serving", TemplateBody=json.dumps(serving), Parameters=[{"ParameterKey": "ModelPackageArn", "ParameterValue": model}]
     )
     session.client("sagemaker", endpoint_url=url).create_notebook_instance(
-        NotebookInstanceName=f"sagelab-{student}-notebook", InstanceType="ml.t3.medium", RoleArn="arn:aws:iam::123456789012:role/nb"
+        NotebookInstanceName=f"sagelab-{student}--notebook", InstanceType="ml.t3.medium", RoleArn="arn:aws:iam::123456789012:role/nb"
     )
 
 
@@ -435,19 +435,19 @@ def test_class_report_and_stop(moto_url: str, tmp_path: Path) -> None:
     completed, rows = class_report(env, roster, moto_url)
     assert "3 students, 2 deployed" in completed.stdout
     assert rows["alice"]["api_url"].startswith("https://alice.execute-api") and rows["alice"]["api_key_id"] == "key-alice"
-    assert rows["bob"]["notebook_url"].startswith("https://sagelab-bob-notebook") and rows["bob"]["data_bucket"] == "data-bob"
+    assert rows["bob"]["notebook_url"].startswith("https://sagelab-bob--notebook") and rows["bob"]["data_bucket"] == "data-bob"
     assert rows["carol"]["status"] == "not deployed"
 
     completed = admin(env, "class", "stop", "--roster", str(roster), "--endpoint-url", moto_url)
     assert completed.returncode == 0, completed.stderr
     lines = completed.stdout.splitlines()
-    assert "alice: stopping notebook sagelab-alice-notebook" in lines
-    assert any(line.startswith("alice: deleting endpoint sagelab-alice-endpoint") for line in lines)
+    assert "alice: stopping notebook sagelab-alice--notebook" in lines
+    assert any(line.startswith("alice: deleting endpoint sagelab-alice--endpoint") for line in lines)
     assert "bob: no endpoint deployed" in lines
-    assert "carol: no serving stack sagelab-carol-serving" in lines
+    assert "carol: no serving stack sagelab-carol--serving" in lines
     sagemaker = session.client("sagemaker", endpoint_url=moto_url)
-    assert sagemaker.describe_notebook_instance(NotebookInstanceName="sagelab-alice-notebook")["NotebookInstanceStatus"] in ("Stopping", "Stopped")
-    stack = session.client("cloudformation", endpoint_url=moto_url).describe_stacks(StackName="sagelab-alice-serving")["Stacks"][0]
+    assert sagemaker.describe_notebook_instance(NotebookInstanceName="sagelab-alice--notebook")["NotebookInstanceStatus"] in ("Stopping", "Stopped")
+    stack = session.client("cloudformation", endpoint_url=moto_url).describe_stacks(StackName="sagelab-alice--serving")["Stacks"][0]
     assert {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}["ModelPackageArn"] == ""
 
 
@@ -481,10 +481,10 @@ def test_class_commands_reach_own_accounts_and_other_regions(moto_url: str, tmp_
     completed = admin(env, "class", "stop", "--roster", str(roster), "--endpoint-url", moto_url)
     assert completed.returncode == 0, completed.stderr
     lines = completed.stdout.splitlines()
-    assert "dana: stopping notebook sagelab-dana-notebook" in lines and "erin: stopping notebook sagelab-erin-notebook" in lines
-    assert any(line.startswith("dana: deleting endpoint sagelab-dana-endpoint") for line in lines)
-    assert "frank: no serving stack sagelab-frank-serving" in lines
-    notebook = dana_account.client("sagemaker", endpoint_url=moto_url).describe_notebook_instance(NotebookInstanceName="sagelab-dana-notebook")
+    assert "dana: stopping notebook sagelab-dana--notebook" in lines and "erin: stopping notebook sagelab-erin--notebook" in lines
+    assert any(line.startswith("dana: deleting endpoint sagelab-dana--endpoint") for line in lines)
+    assert "frank: no serving stack sagelab-frank--serving" in lines
+    notebook = dana_account.client("sagemaker", endpoint_url=moto_url).describe_notebook_instance(NotebookInstanceName="sagelab-dana--notebook")
     assert notebook["NotebookInstanceStatus"] in ("Stopping", "Stopped")
 
 

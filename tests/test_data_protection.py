@@ -38,7 +38,7 @@ PSEUDO = {
     "AWS::Region": "us-east-1",
     "AWS::AccountId": "123456789012",
     "AWS::URLSuffix": "amazonaws.com",
-    "AWS::StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/sagelab-dev-serving/1a2b3c4d-0000-1111-2222-333344445555",
+    "AWS::StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/sagelab-dev--serving/1a2b3c4d-0000-1111-2222-333344445555",
 }
 TWO_ENVIRONMENTS = """\
 environments:
@@ -113,7 +113,7 @@ def encrypted_log_groups(result: SynthResult, env: str) -> dict[str, dict[str, A
     """Every KMS-encrypted log group of an environment, by the name it will have: its own, or
     CloudFormation's generated `<stack>-<logical id>-<suffix>`."""
     groups = {}
-    for stack in (f"sagelab-{env}-platform", f"sagelab-{env}-serving"):
+    for stack in (f"sagelab-{env}--platform", f"sagelab-{env}--serving"):
         for logical_id, group in of_type(result.template(stack), "AWS::Logs::LogGroup").items():
             properties = group["Properties"]
             name = resolve(properties["LogGroupName"]) if "LogGroupName" in properties else f"{stack}-{logical_id}-1A2B3C4D5E6F"
@@ -122,7 +122,7 @@ def encrypted_log_groups(result: SynthResult, env: str) -> dict[str, dict[str, A
 
 
 def logs_key_statement(result: SynthResult, env: str) -> dict[str, Any]:
-    (key,) = of_type(result.template(f"sagelab-{env}-platform"), "AWS::KMS::Key").values()
+    (key,) = of_type(result.template(f"sagelab-{env}--platform"), "AWS::KMS::Key").values()
     (statement,) = [
         s for s in key["Properties"]["KeyPolicy"]["Statement"] if "logs." in str(resolve(s.get("Principal", {}).get("Service", ""))) and s["Effect"] == "Allow"
     ]
@@ -136,7 +136,7 @@ def logs_may_use_key_for(statement: dict[str, Any], group_name: str) -> bool:
 
 # -- data capture --------------------------------------------------------------------------------
 def endpoint_config(result: SynthResult, env: str) -> dict[str, Any]:
-    (config,) = of_type(result.template(f"sagelab-{env}-serving"), "AWS::SageMaker::EndpointConfig").values()
+    (config,) = of_type(result.template(f"sagelab-{env}--serving"), "AWS::SageMaker::EndpointConfig").values()
     return dict(config["Properties"])
 
 
@@ -153,7 +153,7 @@ def test_captured_requests_expire_from_the_bucket_they_are_written_to(request: p
     capture = endpoint_config(result, "dev")["DataCaptureConfig"]
     destination = resolve(capture["DestinationS3Uri"], exports_of(result))
     bucket_marker, _, path = destination.removeprefix("s3://").partition("/")
-    platform = result.template("sagelab-dev-platform")
+    platform = result.template("sagelab-dev--platform")
     (artifacts_id,) = [k for k in of_type(platform, "AWS::S3::Bucket") if k.startswith("StorageArtifacts")]
     assert bucket_marker == f"<{artifacts_id}>", "capture goes to this environment's artifacts bucket"
     rules = platform["Resources"][artifacts_id]["Properties"]["LifecycleConfiguration"]["Rules"]
@@ -171,12 +171,12 @@ def test_data_capture_expiry_is_validated() -> None:
 
 # -- SageMaker's log groups ------------------------------------------------------------------------
 def test_endpoint_log_group_is_ours_encrypted_with_retention_before_the_endpoint(synthesized: SynthResult) -> None:
-    serving = synthesized.template("sagelab-dev-serving")
+    serving = synthesized.template("sagelab-dev--serving")
     groups = {resolve(g["Properties"].get("LogGroupName", "")): (k, g) for k, g in of_type(serving, "AWS::Logs::LogGroup").items()}
-    logical_id, group = groups["/aws/sagemaker/Endpoints/sagelab-dev-endpoint"]
+    logical_id, group = groups["/aws/sagemaker/Endpoints/sagelab-dev--endpoint"]
     assert group["Properties"]["RetentionInDays"] == 30
     key_arn = resolve(group["Properties"]["KmsKeyId"], exports_of(synthesized))
-    (key_id,) = of_type(synthesized.template("sagelab-dev-platform"), "AWS::KMS::Key")
+    (key_id,) = of_type(synthesized.template("sagelab-dev--platform"), "AWS::KMS::Key")
     assert key_arn == f"<{key_id}.Arn>"
     (endpoint,) = of_type(serving, "AWS::SageMaker::Endpoint").values()
     assert logical_id in endpoint["DependsOn"], "SageMaker would otherwise create the group first, unencrypted and kept forever"
@@ -189,7 +189,7 @@ def test_account_wide_groups_only_where_asked(synthesized: SynthResult, two_envi
     assert not names(synthesized, "dev") & set(ACCOUNT_WIDE_LOG_GROUPS), "off by default: another environment may own them"
     assert set(ACCOUNT_WIDE_LOG_GROUPS) <= names(two_environments, "dev")
     assert not names(two_environments, "nocap") & set(ACCOUNT_WIDE_LOG_GROUPS), "one owner per account: no collision"
-    platform = two_environments.template("sagelab-dev-platform")
+    platform = two_environments.template("sagelab-dev--platform")
     (key_id,) = of_type(platform, "AWS::KMS::Key")
     for name in ACCOUNT_WIDE_LOG_GROUPS:
         group = encrypted_log_groups(two_environments, "dev")[name]
@@ -217,15 +217,15 @@ def test_key_lets_cloudwatch_logs_use_it_for_this_environments_groups_only(two_e
 
 
 def test_arn_like_semantics() -> None:
-    assert arn_like("arn:aws:logs:us-east-1:123456789012:log-group:sagelab-dev-serving-*", log_group_arn("sagelab-dev-serving-Fn-1/x"))
-    assert not arn_like("arn:aws:logs:us-east-1:123456789012:log-group:sagelab-dev-serving-*", log_group_arn("sagelab-prod-serving-Fn"))
+    assert arn_like("arn:aws:logs:us-east-1:123456789012:log-group:sagelab-dev--serving-*", log_group_arn("sagelab-dev--serving-Fn-1/x"))
+    assert not arn_like("arn:aws:logs:us-east-1:123456789012:log-group:sagelab-dev--serving-*", log_group_arn("sagelab-prod--serving-Fn"))
     assert not arn_like("arn:aws:logs:us-east-1:*:log-group:x", "arn:aws:logs:us-east-1:log-group:x")
     assert arn_like("arn:aws:logs:*:*:log-group:*", log_group_arn("anything"))
 
 
 # -- access logs ---------------------------------------------------------------------------------
 def test_access_logs_outlive_the_stack_even_when_destroy_was_chosen(two_environments: SynthResult) -> None:
-    platform = two_environments.template("sagelab-dev-platform")
+    platform = two_environments.template("sagelab-dev--platform")
     buckets = of_type(platform, "AWS::S3::Bucket")
     destinations = {
         resolve(b["Properties"]["LoggingConfiguration"]["DestinationBucketName"]) for b in buckets.values() if "LoggingConfiguration" in b["Properties"]
@@ -240,7 +240,7 @@ def test_access_logs_outlive_the_stack_even_when_destroy_was_chosen(two_environm
 
 # -- network isolation ---------------------------------------------------------------------------
 def test_the_model_runs_with_network_isolation(synthesized: SynthResult) -> None:
-    (model,) = of_type(synthesized.template("sagelab-dev-serving"), "AWS::SageMaker::Model").values()
+    (model,) = of_type(synthesized.template("sagelab-dev--serving"), "AWS::SageMaker::Model").values()
     assert model["Properties"]["EnableNetworkIsolation"] is True
 
 

@@ -20,11 +20,11 @@ from tests.conftest import SynthResult
 from tests.iam_policy import Env, RoleRef, Stacks, Statement, is_allowed
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
-GROUP_PREFIX = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/sagelab-dev-models/"
+GROUP_PREFIX = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/sagelab-dev--models/"
 ARN = f"{GROUP_PREFIX}2"
 ENV = {
     "MODEL_PACKAGE_ARN_PREFIX": GROUP_PREFIX,
-    "SERVING_STACK_NAME": "sagelab-dev-serving",
+    "SERVING_STACK_NAME": "sagelab-dev--serving",
     "PARAMETER_NAME": "ModelPackageArn",
     "CLOUDFORMATION_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/deploy",
     "ALGORITHM_PARAMETER": "ModelAlgorithm",
@@ -36,7 +36,7 @@ DESCRIPTION = "s3://sagelab-dev-artifacts-bucket/models/evaluations/exec-1/kmean
 CONTEXT = LambdaContextStandIn(function_name="sagelab-dev-deployer", aws_request_id="req-1")
 
 
-def approval(status: str = "Approved", arn: str = ARN, group: str = "sagelab-dev-models") -> dict[str, Any]:
+def approval(status: str = "Approved", arn: str = ARN, group: str = "sagelab-dev--models") -> dict[str, Any]:
     return {
         "version": "0",
         "id": "e-1",
@@ -54,7 +54,7 @@ def stack(status: str = "UPDATE_COMPLETE", current: str = "") -> dict[str, Any]:
     return {
         "Stacks": [
             {
-                "StackName": "sagelab-dev-serving",
+                "StackName": "sagelab-dev--serving",
                 "StackStatus": status,
                 "CreationTime": "2026-01-01T00:00:00Z",
                 "Parameters": [
@@ -91,7 +91,7 @@ def registry() -> Iterator[Stubber]:
 
 def described(registry: Stubber, metadata: dict[str, str] | None, arn: str = ARN) -> None:
     response: dict[str, Any] = {
-        "ModelPackageName": "sagelab-dev-models",
+        "ModelPackageName": "sagelab-dev--models",
         "ModelPackageArn": arn,
         "CreationTime": "2026-01-01T00:00:00Z",
         "ModelPackageStatus": "Completed",
@@ -103,12 +103,12 @@ def described(registry: Stubber, metadata: dict[str, str] | None, arn: str = ARN
 
 
 def expect_update(stub: Stubber, algorithm: str = "xgboost", problem_type: str = "", description: str = "") -> None:
-    stub.add_response("describe_stacks", stack(), {"StackName": "sagelab-dev-serving"})
+    stub.add_response("describe_stacks", stack(), {"StackName": "sagelab-dev--serving"})
     stub.add_response(
         "update_stack",
-        {"StackId": f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/sagelab-dev-serving/1"},
+        {"StackId": f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/sagelab-dev--serving/1"},
         {
-            "StackName": "sagelab-dev-serving",
+            "StackName": "sagelab-dev--serving",
             "UsePreviousTemplate": True,
             "Parameters": [
                 {"ParameterKey": "ModelPackageArn", "ParameterValue": ARN},
@@ -168,13 +168,13 @@ def test_an_unknown_algorithm_is_not_deployed(stub: Stubber, registry: Stubber) 
 
 def test_already_deployed_is_a_no_op(stub: Stubber, registry: Stubber) -> None:
     described(registry, None)
-    stub.add_response("describe_stacks", stack(current=ARN), {"StackName": "sagelab-dev-serving"})
+    stub.add_response("describe_stacks", stack(current=ARN), {"StackName": "sagelab-dev--serving"})
     assert handler.lambda_handler(approval(), CONTEXT)["result"] == "unchanged"
 
 
 def test_busy_stack_raises_so_eventbridge_retries(stub: Stubber, registry: Stubber) -> None:
     described(registry, None)
-    stub.add_response("describe_stacks", stack(status="UPDATE_IN_PROGRESS"), {"StackName": "sagelab-dev-serving"})
+    stub.add_response("describe_stacks", stack(status="UPDATE_IN_PROGRESS"), {"StackName": "sagelab-dev--serving"})
     with pytest.raises(handler.StackBusy, match="UPDATE_IN_PROGRESS"):
         handler.lambda_handler(approval(), CONTEXT)
 
@@ -188,11 +188,11 @@ def test_busy_stack_raises_so_eventbridge_retries(stub: Stubber, registry: Stubb
         {},
         # Only versions of this environment's own group, in this account and region, are deployed,
         # whatever the event's group field says.
-        approval(arn=f"arn:aws:sagemaker:{REGION}:210987654321:model-package/sagelab-dev-models/2"),
-        approval(arn=f"arn:aws:sagemaker:eu-west-1:{ACCOUNT}:model-package/sagelab-dev-models/2"),
-        approval(arn=f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/sagelab-bob-models/2"),
-        approval(arn=f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/sagelab-dev-models-copy/2", group="sagelab-dev-models-copy"),
-        approval(arn=f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/sagelab-dev-models"),
+        approval(arn=f"arn:aws:sagemaker:{REGION}:210987654321:model-package/sagelab-dev--models/2"),
+        approval(arn=f"arn:aws:sagemaker:eu-west-1:{ACCOUNT}:model-package/sagelab-dev--models/2"),
+        approval(arn=f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/sagelab-bob--models/2"),
+        approval(arn=f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/sagelab-dev--models-copy/2", group="sagelab-dev--models-copy"),
+        approval(arn=f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/sagelab-dev--models"),
         approval(arn=f"{GROUP_PREFIX}2/../../other/1"),
     ],
     ids=[
@@ -213,7 +213,7 @@ def test_other_events_are_ignored(stub: Stubber, registry: Stubber, event: dict[
 
 
 # -- the function's role on the synthesized template ----------------------------------------------
-SERVING = "sagelab-dev-serving"
+SERVING = "sagelab-dev--serving"
 STACK_ARN = f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{SERVING}/0f5e2a10-0000-4000-8000-000000000000"
 BOOTSTRAP_EXECUTION_ROLE = f"arn:aws:iam::{ACCOUNT}:role/cdk-hnb659fds-cfn-exec-role-{ACCOUNT}-{REGION}"
 
@@ -253,7 +253,7 @@ def test_the_deployer_can_update_the_serving_stack_only_as_the_deployment_role(f
     assert not may_update({})
     assert not may_update({"cloudformation:RoleArn": BOOTSTRAP_EXECUTION_ROLE})
     assert not may_update({"cloudformation:RoleArn": deployment_role_arn, "cloudformation:TemplateUrl": "https://s3.amazonaws.com/evil/template.json"})
-    other_stack = STACK_ARN.replace(SERVING, "sagelab-bob-serving")
+    other_stack = STACK_ARN.replace(SERVING, "sagelab-bob--serving")
     assert not may_update({"cloudformation:RoleArn": deployment_role_arn}, other_stack)
     for action in ("cloudformation:CreateChangeSet", "cloudformation:ExecuteChangeSet", "cloudformation:DeleteStack", "cloudformation:CreateStack"):
         assert not is_allowed(function_statements, action, STACK_ARN, {"cloudformation:RoleArn": deployment_role_arn}), action
@@ -279,7 +279,7 @@ def test_the_function_knows_this_environments_group_prefix(stacks: Stacks) -> No
 def test_the_serving_stack_accepts_only_versions_of_its_own_group(stacks: Stacks) -> None:
     pattern = re.compile(stacks.templates[SERVING]["Parameters"]["ModelPackageArn"]["AllowedPattern"])
     assert pattern.fullmatch("") and pattern.fullmatch(ARN)
-    for other in (ARN.replace("sagelab-dev-models", "sagelab-bob-models"), GROUP_PREFIX.rstrip("/"), f"{GROUP_PREFIX}2/extra", ARN.replace("/2", "/latest")):
+    for other in (ARN.replace("sagelab-dev--models", "sagelab-bob--models"), GROUP_PREFIX.rstrip("/"), f"{GROUP_PREFIX}2/extra", ARN.replace("/2", "/latest")):
         assert not pattern.fullmatch(other), other
 
 

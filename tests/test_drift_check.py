@@ -56,10 +56,10 @@ def _artifacts(result: SynthResult, environment: str = "dev") -> str:
     stacks = Stacks(result.templates, ENV)
     (logical_id,) = [
         k
-        for k, v in result.templates[f"sagelab-{environment}-platform"]["Resources"].items()
+        for k, v in result.templates[f"sagelab-{environment}--platform"]["Resources"].items()
         if k.startswith("StorageArtifacts") and v["Type"] == "AWS::S3::Bucket"
     ]
-    return stacks.stand_in(f"sagelab-{environment}-platform", logical_id, "Arn")
+    return stacks.stand_in(f"sagelab-{environment}--platform", logical_id, "Arn")
 
 
 # -- reach ------------------------------------------------------------------------------------------
@@ -74,7 +74,7 @@ ALLOWED_READS = (
 )
 DENIED_READS = (
     "data-capture/AllTraffic/2026/01/01/00/capture.jsonl",  # the endpoint's own capture: not the check's input
-    "models/sagelab-dev-train-a1b2/output/model.tar.gz",
+    "models/sagelab-dev--train-a1b2/output/model.tar.gz",
     "models/evaluations/exec-1/evaluation/confusion_matrix.png",
     "pipeline-runs/exec-1/preprocess/train/features.npy",
     "pipeline-code/v1/evaluate.py",
@@ -104,13 +104,13 @@ def monitor_overreach(statements: list[Statement], artifacts: str, data_bucket: 
 
 
 def test_the_checks_role_reads_only_capture_and_baselines_and_writes_only_reports(synthesized: SynthResult) -> None:
-    statements = _role_statements(synthesized, "sagelab-dev-serving", "DriftCheckRole")
+    statements = _role_statements(synthesized, "sagelab-dev--serving", "DriftCheckRole")
     artifacts = _artifacts(synthesized)
     stacks = Stacks(synthesized.templates, ENV)
     (data_id,) = [
-        k for k, v in synthesized.templates["sagelab-dev-platform"]["Resources"].items() if k.startswith("StorageData") and v["Type"] == "AWS::S3::Bucket"
+        k for k, v in synthesized.templates["sagelab-dev--platform"]["Resources"].items() if k.startswith("StorageData") and v["Type"] == "AWS::S3::Bucket"
     ]
-    data_bucket = stacks.stand_in("sagelab-dev-platform", data_id, "Arn")
+    data_bucket = stacks.stand_in("sagelab-dev--platform", data_id, "Arn")
     for key in ALLOWED_READS:
         assert is_allowed(statements, "s3:GetObject", f"{artifacts}/{key}"), key
     assert is_allowed(statements, "s3:PutObject", f"{artifacts}/{REPORT}")
@@ -119,13 +119,13 @@ def test_the_checks_role_reads_only_capture_and_baselines_and_writes_only_report
     assert monitor_overreach(statements, artifacts, data_bucket) == []
     # The negative case: the same property catches a role that may read the whole bucket.
     planted = [*statements, Statement(effect="Allow", actions=("s3:GetObject",), resources=(f"{artifacts}/*",), source="planted")]
-    assert "GetObject models/sagelab-dev-train-a1b2/output/model.tar.gz" in monitor_overreach(planted, artifacts, data_bucket)
+    assert "GetObject models/sagelab-dev--train-a1b2/output/model.tar.gz" in monitor_overreach(planted, artifacts, data_bucket)
     planted = [*statements, Statement(effect="Allow", actions=("s3:PutObject",), resources=(f"{artifacts}/data-capture/*",), source="planted")]
     assert f"s3:PutObject {CAPTURED}" in monitor_overreach(planted, artifacts, data_bucket)
 
 
 def test_the_front_door_writes_captured_requests_and_nothing_else(synthesized: SynthResult) -> None:
-    statements = _role_statements(synthesized, "sagelab-dev-serving", "FrontDoorFunctionRole")
+    statements = _role_statements(synthesized, "sagelab-dev--serving", "FrontDoorFunctionRole")
     artifacts = _artifacts(synthesized)
     assert is_allowed(statements, "s3:PutObject", f"{artifacts}/{CAPTURED}")
     for key in (REPORT, "data-capture/ground-truth/x.csv", "models/evaluations/exec-1/evaluation/statistics.json", "anything-else"):
@@ -134,7 +134,7 @@ def test_the_front_door_writes_captured_requests_and_nothing_else(synthesized: S
 
 
 def test_the_student_notebook_reads_no_capture_report_or_ground_truth(synthesized: SynthResult) -> None:
-    statements = _role_statements(synthesized, "sagelab-dev-platform", "RolesNotebookRole")
+    statements = _role_statements(synthesized, "sagelab-dev--platform", "RolesNotebookRole")
     artifacts = _artifacts(synthesized)
     for key in (CAPTURED, REPORT, "data-capture/reports/2026/12/06/130000/drift.png", "data-capture/ground-truth/labels.csv"):
         assert not is_allowed(statements, "s3:GetObject", f"{artifacts}/{key}"), key
@@ -149,7 +149,7 @@ def _of_type(result: SynthResult, stack: str, kind: str) -> dict[str, dict[str, 
 
 
 def test_a_serverless_environment_is_checked_on_its_schedule_and_alarms_reach_its_topic(environments: SynthResult) -> None:
-    serving = "sagelab-dev-serving"
+    serving = "sagelab-dev--serving"
     (config,) = _of_type(environments, serving, "AWS::SageMaker::EndpointConfig").values()
     assert "ServerlessConfig" in json.dumps(config) and "DataCaptureConfig" not in config["Properties"], "serverless endpoints cannot capture"
     (rule,) = [r for r in _of_type(environments, serving, "AWS::Events::Rule").values() if "drift check" in r["Properties"].get("Description", "")]
@@ -162,7 +162,7 @@ def test_a_serverless_environment_is_checked_on_its_schedule_and_alarms_reach_it
     assert front_door["Properties"]["Environment"]["Variables"]["DATA_CAPTURE_PERCENT"] == "10"
     alarms = {a["Properties"]["AlarmName"]: a["Properties"] for a in _of_type(environments, serving, "AWS::CloudWatch::Alarm").values()}
     (topic_id,) = _of_type(environments, serving, "AWS::SNS::Topic")
-    for name, threshold in (("sagelab-dev-DriftViolations", 1), ("sagelab-dev-FeatureDrift", 0.3)):
+    for name, threshold in (("sagelab-dev--DriftViolations", 1), ("sagelab-dev--FeatureDrift", 0.3)):
         assert alarms[name]["Threshold"] == threshold and alarms[name]["AlarmActions"] == [{"Ref": topic_id}]
         assert alarms[name]["Namespace"] == "SageLab/DriftCheck" and alarms[name]["Period"] == 6 * 3600
     (dashboard,) = _of_type(environments, serving, "AWS::CloudWatch::Dashboard").values()
@@ -170,9 +170,9 @@ def test_a_serverless_environment_is_checked_on_its_schedule_and_alarms_reach_it
 
 
 def test_a_real_time_environment_is_checked_too(synthesized: SynthResult) -> None:
-    functions = _of_type(synthesized, "sagelab-dev-serving", "AWS::Lambda::Function")
+    functions = _of_type(synthesized, "sagelab-dev--serving", "AWS::Lambda::Function")
     assert any(k.startswith("DriftCheckFunction") for k in functions)
-    (config,) = _of_type(synthesized, "sagelab-dev-serving", "AWS::SageMaker::EndpointConfig").values()
+    (config,) = _of_type(synthesized, "sagelab-dev--serving", "AWS::SageMaker::EndpointConfig").values()
     assert "ProductionVariants" in config["Properties"] and "ServerlessConfig" not in json.dumps(config)
 
 
@@ -185,7 +185,7 @@ def test_a_class_students_environment_has_no_check_unless_asked(environments: Sy
 
 # -- the package, run ---------------------------------------------------------------------------------
 def _package(result: SynthResult) -> Path:
-    functions = _of_type(result, "sagelab-dev-serving", "AWS::Lambda::Function")
+    functions = _of_type(result, "sagelab-dev--serving", "AWS::Lambda::Function")
     (check,) = [f for k, f in functions.items() if k.startswith("DriftCheckFunction")]
     return result.outdir / f"asset.{check['Properties']['Code']['S3Key'].removesuffix('.zip')}"
 
@@ -242,7 +242,7 @@ def test_the_handler_reports_and_publishes_metrics(monkeypatch: pytest.MonkeyPat
         s3.put_object(Bucket="artifacts", Key=capture.capture_key("old", now - timedelta(hours=3)), Body=json.dumps(old).encode())  # outside the window
         for key, value in {
             "ARTIFACTS_BUCKET": "artifacts",
-            "ENDPOINT_NAME": "sagelab-dev-endpoint",
+            "ENDPOINT_NAME": "sagelab-dev--endpoint",
             "MODEL_DESCRIPTION_URI": f"s3://artifacts/{folder}/model_description.json",
             "METRIC_NAMESPACE": "SageLab/DriftCheck",
             "WINDOW_HOURS": "1",
@@ -256,7 +256,7 @@ def test_the_handler_reports_and_publishes_metrics(monkeypatch: pytest.MonkeyPat
         assert plot.startswith(b"\x89PNG")
         metrics = boto3.client("cloudwatch").list_metrics(Namespace="SageLab/DriftCheck")["Metrics"]
         names = {(m["MetricName"], tuple(sorted((d["Name"], d["Value"]) for d in m["Dimensions"]))) for m in metrics}
-        assert ("Violations", (("Endpoint", "sagelab-dev-endpoint"),)) in names
-        assert ("FeatureDrift", (("Endpoint", "sagelab-dev-endpoint"), ("Feature", "b"))) in names
+        assert ("Violations", (("Endpoint", "sagelab-dev--endpoint"),)) in names
+        assert ("FeatureDrift", (("Endpoint", "sagelab-dev--endpoint"), ("Feature", "b"))) in names
         monkeypatch.setenv("MODEL_DESCRIPTION_URI", "")
         assert handler.run(now) == {"status": "no-model"}

@@ -16,7 +16,7 @@ from botocore.stub import Stubber
 from runtime.front_door import capture
 from sagelab.local.serve import LambdaContextStandIn, configure_handler_environment
 
-configure_handler_environment("http://127.0.0.1:9", "sagelab-dev-endpoint")
+configure_handler_environment("http://127.0.0.1:9", "sagelab-dev--endpoint")
 from runtime.front_door import handler  # noqa: E402
 
 ROW = [0.0] * 64

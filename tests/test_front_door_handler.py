@@ -13,7 +13,7 @@ from botocore.stub import Stubber
 
 from sagelab.local.serve import LambdaContextStandIn, configure_handler_environment
 
-configure_handler_environment("http://127.0.0.1:9", "sagelab-dev-endpoint")
+configure_handler_environment("http://127.0.0.1:9", "sagelab-dev--endpoint")
 from runtime.front_door import handler  # noqa: E402
 
 ROW = [0.0] * 64
@@ -48,7 +48,7 @@ def stub() -> Iterator[Stubber]:
 
 
 def expect_invoke(stub: Stubber) -> dict[str, Any]:
-    return {"EndpointName": "sagelab-dev-endpoint", "ContentType": "application/json", "Accept": "application/json", "Body": json.dumps({"instances": [ROW]})}
+    return {"EndpointName": "sagelab-dev--endpoint", "ContentType": "application/json", "Accept": "application/json", "Body": json.dumps({"instances": [ROW]})}
 
 
 def test_predict_passes_rows_to_the_one_endpoint(stub: Stubber) -> None:
@@ -59,7 +59,7 @@ def test_predict_passes_rows_to_the_one_endpoint(stub: Stubber) -> None:
 
 
 def test_no_endpoint_yet_is_503_with_what_to_do(stub: Stubber) -> None:
-    stub.add_client_error("invoke_endpoint", "ValidationError", "Endpoint sagelab-dev-endpoint of account 123456789012 not found.", 400)
+    stub.add_client_error("invoke_endpoint", "ValidationError", "Endpoint sagelab-dev--endpoint of account 123456789012 not found.", 400)
     status, body, _ = call(event("POST", "/predict", {"instances": [ROW]}))
     assert status == 503 and body["error"] == "NoModelDeployed"
     assert "approve a model package" in body["message"]
@@ -91,7 +91,7 @@ def test_model_rejecting_the_input_is_400_with_its_message(stub: Stubber) -> Non
     assert status == 400 and body["message"] == "instances[0] has 2 values; expected 64"
 
 
-LEAKY_ARN = "arn:aws:sagemaker:us-east-1:123456789012:endpoint/sagelab-dev-endpoint"
+LEAKY_ARN = "arn:aws:sagemaker:us-east-1:123456789012:endpoint/sagelab-dev--endpoint"
 TRACEBACK = 'Traceback (most recent call last):\n  File "/opt/ml/code/inference.py", line 42, in predict_fn\nKeyError: pixel_0'
 
 

@@ -24,7 +24,7 @@ def stacks(neighbours: SynthResult) -> Stacks:
 
 
 def role(stacks: Stacks, environment: str, prefix: str) -> RoleRef:
-    (found,) = [r for r in stacks.roles() if r.stack == f"sagelab-{environment}-platform" and r.logical_id.startswith(prefix)]
+    (found,) = [r for r in stacks.roles() if r.stack == f"sagelab-{environment}--platform" and r.logical_id.startswith(prefix)]
     return found
 
 
@@ -33,7 +33,7 @@ def statements(stacks: Stacks, environment: str, prefix: str) -> list[Statement]
 
 
 def version(environment: str, number: int = 3) -> str:
-    return f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/sagelab-{environment}-models/{number}"
+    return f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/sagelab-{environment}--models/{number}"
 
 
 def registers(policy: list[Statement], environment: str, status: str) -> bool:
@@ -70,7 +70,7 @@ def test_self_approval_stays_for_lab_environments(stacks: Stacks) -> None:
     assert is_allowed(
         statements(stacks, "alice", "RolesNotebookRole"), "sagemaker:UpdateModelPackage", version("alice"), {"sagemaker:ModelApprovalStatus": "Approved"}
     )
-    assert not [r for r in stacks.roles() if r.stack == "sagelab-alice-platform" and r.logical_id.startswith("Approval")]
+    assert not [r for r in stacks.roles() if r.stack == "sagelab-alice--platform" and r.logical_id.startswith("Approval")]
 
 
 @pytest.mark.parametrize(
@@ -98,7 +98,7 @@ def test_approving_without_the_approver_role_says_which_role_to_use() -> None:
     operations = AwsOperations(session)
     with Stubber(operations.sagemaker) as stub:
         summary = {
-            "ModelPackageGroupName": "sagelab-alice-b-models",
+            "ModelPackageGroupName": "sagelab-alice-b--models",
             "ModelPackageVersion": 3,
             "ModelPackageArn": version("alice-b"),
             "CreationTime": "2026-01-01T00:00:00Z",
@@ -109,5 +109,5 @@ def test_approving_without_the_approver_role_says_which_role_to_use() -> None:
         message = f"User: arn:aws:sts::{ACCOUNT}:assumed-role/notebook/x is not authorized to perform: sagemaker:UpdateModelPackage with an explicit deny"
         stub.add_client_error("update_model_package", service_error_code="AccessDeniedException", service_message=message, http_status_code=400)
         with pytest.raises(OperationError) as error:
-            operations.approve("sagelab-alice-b-models", 3)
+            operations.approve("sagelab-alice-b--models", 3)
     assert str(error.value) == f"access denied: {message} ({APPROVER_HINT})"

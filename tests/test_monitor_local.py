@@ -95,8 +95,8 @@ def _config(tmp: Path, percent: int) -> Path:
 def served(trained_run: TrainedRun, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     workdir = tmp_path_factory.mktemp("monitor") / ".sagelab"
     shutil.copytree(trained_run.workdir, workdir, symlinks=True)
-    LocalRegistry(workdir).set_status("sagelab-dev-models", 1, "Approved")
-    description = LocalRegistry(workdir).get("sagelab-dev-models", 1).customer_metadata["sagelab:model-description"]
+    LocalRegistry(workdir).set_status("sagelab-dev--models", 1, "Approved")
+    description = LocalRegistry(workdir).get("sagelab-dev--models", 1).customer_metadata["sagelab:model-description"]
     bucket = description[len("s3://") :].split("/", 1)[0]
     for _, url in _serve(workdir, _config(workdir.parent, 100)):
         yield Served(workdir, url, workdir / "s3" / bucket)
@@ -149,7 +149,7 @@ def test_rows_drawn_like_the_training_data_give_no_violation(cli: Cli, served: S
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and struct.unpack(">II", png[16:24])[0] == 640
     assert Path(report["report"]).is_file() and str(Path(report["report"])).startswith(str(served.bucket_dir / capture.REPORTS))
     # The registered version points at the baseline the check used (DriftCheckBaselines).
-    statistics = LocalRegistry(served.workdir).get("sagelab-dev-models", 1).drift_check_baselines["statistics"]
+    statistics = LocalRegistry(served.workdir).get("sagelab-dev--models", 1).drift_check_baselines["statistics"]
     assert statistics.endswith("/statistics.json") and (served.bucket_dir.parent / statistics[len("s3://") :]).is_file()
 
 
@@ -191,7 +191,7 @@ def test_uploaded_labels_give_live_accuracy_against_the_registered_one(cli: Cli,
     labels = tmp_path / "labels.csv"
     labels.write_text("inference_id,label\n" + "".join(f"{i},{row['label']}\n" for i, row in zip(ids, drawn, strict=True)))
     code, report = _monitor(cli, served, "--labels", labels)
-    registered = LocalRegistry(served.workdir).get("sagelab-dev-models", 1).metrics["sagelab_summary"]["metrics"]["accuracy"]
+    registered = LocalRegistry(served.workdir).get("sagelab-dev--models", 1).metrics["sagelab_summary"]["metrics"]["accuracy"]
     assert report["quality"]["metric"] == "accuracy" and report["quality"]["labelled_rows"] == 200
     assert report["quality"]["registered"] == registered and report["quality"]["live"] > 0.9
     assert code == 0 and not report["quality"]["violated"]

@@ -26,7 +26,7 @@ def synth_with_nag(tmp_path: Path, build) -> None:  # type: ignore[no-untyped-de
 
 
 def test_data_buckets_pass_all_three_packs(tmp_path: Path) -> None:
-    synth_with_nag(tmp_path, lambda stack: DataBuckets(stack, "Storage", resource_prefix="probe"))
+    synth_with_nag(tmp_path, lambda stack: DataBuckets(stack, "Storage", key_alias="alias/probe", environment="probe"))
 
 
 def test_a_plain_bucket_fails_the_gate(tmp_path: Path) -> None:

@@ -46,7 +46,7 @@ def resolved(value: Any) -> Any:
 def test_notebook_instance_is_encrypted_rootless_and_uses_its_role(platform_template: dict[str, Any]) -> None:
     (instance,) = of_type(platform_template, "AWS::SageMaker::NotebookInstance").values()
     props = instance["Properties"]
-    assert props["NotebookInstanceName"] == "sagelab-dev-notebook"
+    assert props["NotebookInstanceName"] == "sagelab-dev--notebook"
     assert props["InstanceType"] == "ml.t3.medium" and props["VolumeSizeInGB"] == 10
     assert props["RootAccess"] == "Disabled" and props["DirectInternetAccess"] == "Enabled"
     key_id = next(iter(of_type(platform_template, "AWS::KMS::Key")))
@@ -74,15 +74,15 @@ def test_notebook_role_can_run_the_lab_and_stop_itself(platform_template: dict[s
     ]
     by_sid = {s["Sid"]: s for s in statements}
     assert "sagemaker:StartPipelineExecution" in by_sid["OperateThePipeline"]["Action"]
-    assert resolved(by_sid["OperateThePipeline"]["Resource"]) == "arn:aws:sagemaker:us-east-1:123456789012:pipeline/sagelab-dev-pipeline"
+    assert resolved(by_sid["OperateThePipeline"]["Resource"]) == "arn:aws:sagemaker:us-east-1:123456789012:pipeline/sagelab-dev--pipeline"
     assert "sagemaker:StopNotebookInstance" in by_sid["StopWhenIdle"]["Action"]
-    assert resolved(by_sid["StopWhenIdle"]["Resource"]) == "arn:aws:sagemaker:us-east-1:123456789012:notebook-instance/sagelab-dev-notebook"
+    assert resolved(by_sid["StopWhenIdle"]["Resource"]) == "arn:aws:sagemaker:us-east-1:123456789012:notebook-instance/sagelab-dev--notebook"
     assert by_sid["CallTheEndpoint"]["Action"] == "sagemaker:InvokeEndpoint"
 
 
 def test_platform_outputs_the_notebook(synthesized: SynthResult) -> None:
-    outputs = synthesized.template("sagelab-dev-platform")["Outputs"]
-    assert outputs["NotebookName"]["Value"] == "sagelab-dev-notebook"
+    outputs = synthesized.template("sagelab-dev--platform")["Outputs"]
+    assert outputs["NotebookName"]["Value"] == "sagelab-dev--notebook"
     assert "sagemaker_lab.ipynb" in json.dumps(outputs["NotebookUrl"]["Value"])
 
 

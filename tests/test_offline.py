@@ -64,7 +64,7 @@ def test_synth_needs_no_network_and_no_credentials(tmp_path: Path) -> None:
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "SOCKET_ATTEMPTS 0" in completed.stdout
-    assert (tmp_path / "out" / "sagelab-dev-platform.template.json").exists()
+    assert (tmp_path / "out" / "sagelab-dev--platform.template.json").exists()
 
 
 def test_definition_build_opens_no_socket(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

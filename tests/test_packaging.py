@@ -69,7 +69,7 @@ def test_installed_wheel_runs_the_pipeline_from_an_empty_folder(run_from_an_empt
     assert completed.returncode == 0, completed.stderr[-3000:]
     summary = json.loads(completed.stdout)
     assert summary["status"] == "Succeeded"
-    assert summary["registered_model"]["group"] == "sagelab-dev-models" and summary["registered_model"]["version"] == 1
+    assert summary["registered_model"]["group"] == "sagelab-dev--models" and summary["registered_model"]["version"] == 1
     assert str(REPO_ROOT) not in completed.stdout + completed.stderr, "the installed CLI read something from the checkout"
     assert (folder / ".sagelab" / "registry").is_dir()
 
@@ -82,7 +82,7 @@ def test_installed_wheel_serves_the_approved_model_from_an_empty_folder(
     folder, trained = run_from_an_empty_folder
     assert trained.returncode == 0, trained.stderr[-3000:]
     env = _outside_the_checkout(folder)
-    approved = subprocess.run([str(installed_sagelab), "models", "approve", "sagelab-dev-models", "1"], cwd=folder, env=env, capture_output=True, text=True)
+    approved = subprocess.run([str(installed_sagelab), "models", "approve", "sagelab-dev--models", "1"], cwd=folder, env=env, capture_output=True, text=True)
     assert approved.returncode == 0, approved.stderr
     server = subprocess.Popen(
         [str(installed_sagelab), "serve", "--port", "0", "--endpoint-port", "0", "--api-key", "k"], cwd=folder, env=env, stdout=subprocess.PIPE, text=True

@@ -42,8 +42,8 @@ LOCAL_VALUES = {
     "CodeVersion": "0123456789abcdef",
     "PipelineRoleName": "sagelab-dev-PipelineRole-ABC",
     "KmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555",
-    "ModelPackageGroupName": "sagelab-dev-models",
-    "JobNamePrefix": "sagelab-dev",
+    "ModelPackageGroupName": "sagelab-dev--models",
+    "JobNamePrefix": "sagelab-dev--",
     "SklearnImageUri": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.4-2-cpu-py3",
     "XgboostImageUri": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:3.0-5",
     "KmeansImageUri": "382416733822.dkr.ecr.us-east-1.amazonaws.com/kmeans:1",
@@ -227,12 +227,12 @@ def test_autopilot_runs_ensembling_and_is_evaluated_from_its_predictions(definit
     ]  # fmt: skip
     automl = steps["Autopilot"]["Arguments"]
     assert automl["AutoMLJobConfig"]["Mode"] == "ENSEMBLING"
-    assert automl["AutoMLJobName"] == "sagelab-dev-a", "a prefix SageMaker extends; AutoML names are at most 32 characters"
+    assert automl["AutoMLJobName"] == "sagelab-dev--a", "a prefix SageMaker extends; AutoML names are at most 32 characters"
     assert automl["InputDataConfig"][0]["TargetAttributeName"] == {"Get": "Parameters.TargetColumn"}
     assert automl["RoleArn"] == "arn:aws:iam::123456789012:role/sagelab-dev-PipelineRole-ABC"
     model = steps["AutopilotModel-CreateModel"]["Arguments"]
     assert model["PrimaryContainer"]["Image"] == {"Get": "Steps.Autopilot.BestCandidate.InferenceContainers[0].Image"}
-    assert model["ModelName"] == "sagelab-dev-autopilot-model"
+    assert model["ModelName"] == "sagelab-dev--autopilot-model"
     transform = steps["AutopilotPredict"]["Arguments"]
     assert transform["ModelName"] == {"Get": "Steps.AutopilotModel-CreateModel.ModelName"}
     assert transform["TransformInput"]["SplitType"] == "Line"
@@ -283,7 +283,7 @@ def test_registration_attaches_metrics_and_what_serving_needs(definition: dict[s
     prefix = {"xgboost": "", "kmeans": "KMeans", "autopilot": "Autopilot"}[algorithm]
     register = steps_by_name(definition)[f"{prefix}RegisterModel-RegisterModel"]["Arguments"]
     assert register["ModelApprovalStatus"] == {"Get": "Parameters.ModelApprovalStatus"}
-    assert register["ModelPackageGroupName"] == "sagelab-dev-models"
+    assert register["ModelPackageGroupName"] == "sagelab-dev--models"
     statistics = register["ModelMetrics"]["ModelQuality"]["Statistics"]
     assert statistics["S3Uri"]["Std:Join"]["Values"][-1] == "evaluation.json"
     metadata = register["CustomerMetadataProperties"]

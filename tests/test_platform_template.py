@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match, Template
 
-STACK = "sagelab-dev-platform"
+STACK = "sagelab-dev--platform"
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def resources_of(template_json: dict[str, Any], kind: str) -> dict[str, dict[str
 
 def test_kms_key_rotates_and_is_retained(template: Template) -> None:
     template.has_resource("AWS::KMS::Key", {"Properties": {"EnableKeyRotation": True}, "DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain"})
-    template.has_resource_properties("AWS::KMS::Alias", {"AliasName": "alias/sagelab-dev"})
+    template.has_resource_properties("AWS::KMS::Alias", {"AliasName": "alias/sagelab-dev--key"})
 
 
 def test_every_bucket_is_private_versioned_retained_and_encrypted(platform_template: dict[str, Any]) -> None:
@@ -144,12 +144,12 @@ def test_key_use_is_scoped_to_the_environment_key(platform_template: dict[str, A
 
 
 def test_pipeline_and_model_group_are_named_and_wired(template: Template, platform_template: dict[str, Any]) -> None:
-    template.has_resource_properties("AWS::SageMaker::ModelPackageGroup", {"ModelPackageGroupName": "sagelab-dev-models"})
+    template.has_resource_properties("AWS::SageMaker::ModelPackageGroup", {"ModelPackageGroupName": "sagelab-dev--models"})
     template.has_resource("AWS::SageMaker::ModelPackageGroup", {"DeletionPolicy": "Retain"})
     template.has_resource_properties(
         "AWS::SageMaker::Pipeline",
         {
-            "PipelineName": "sagelab-dev-pipeline",
+            "PipelineName": "sagelab-dev--pipeline",
             "RoleArn": {"Fn::GetAtt": [Match.string_like_regexp("^RolesPipelineRole"), "Arn"]},
             "PipelineDefinition": {"PipelineDefinitionBody": {"Fn::Sub": Match.any_value()}},
         },

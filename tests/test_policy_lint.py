@@ -110,8 +110,8 @@ def _as_iam_strings(value: Any) -> Any:
 
 
 def _stack_kind(stack: str) -> str:
-    # sagelab-<env>-platform|serving, or the class-wide sagelab-class-<region>.
-    return "class" if stack.startswith("sagelab-class-") else stack.rsplit("-", 1)[-1]
+    # sagelab-<env>--platform|serving, or the class-wide sagelab-class-<region>.
+    return "class" if stack.startswith("sagelab-class--") else stack.rsplit("-", 1)[-1]
 
 
 def findings_of(result: SynthResult) -> list[tuple[str, str, str]]:
@@ -144,7 +144,7 @@ def test_every_policy_passes_parliament(synthesized: SynthResult, shared_class: 
 def test_parliament_catches_a_misplaced_action() -> None:
     """Negative case: the finding this lint fixed (DescribePipelineDefinitionForExecution on the
     pipeline instead of its executions) is reported, and not once scoped to executions."""
-    pipeline = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/sagelab-dev-pipeline"
+    pipeline = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/sagelab-dev--pipeline"
     for resource, expected in ((pipeline, {"RESOURCE_MISMATCH"}), (f"{pipeline}/execution/*", set())):
         document = {
             "Version": "2012-10-17",
@@ -222,7 +222,7 @@ def test_escalation_check_finds_a_planted_escalation(shared_class: SynthResult) 
     """Negative case: let alice's notebook role pass her pipeline role and also put a policy on it:
     exactly that is reported."""
     templates = json.loads(json.dumps(shared_class.templates))
-    platform = templates["sagelab-alice-platform"]["Resources"]
+    platform = templates["sagelab-alice--platform"]["Resources"]
     (policy_id,) = [k for k, v in platform.items() if k.startswith("RolesNotebookPolicy")]
     (pipeline_role,) = [k for k, v in platform.items() if k.startswith("RolesPipelineRole") and v["Type"] == "AWS::IAM::Role"]
     platform[policy_id]["Properties"]["PolicyDocument"]["Statement"].append(

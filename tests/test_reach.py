@@ -95,7 +95,7 @@ def test_the_closure_walks_every_path_the_templates_hold(dev: Reachability) -> N
     assert ADMIN not in [role for role, _ in dev.closure(notebook)]
     (artifacts,) = capture_buckets(dev)
     pipeline = _role(dev, "-platform", "RolesPipelineRole")
-    assert dev.can_read_object(pipeline, artifacts, "models/sagelab-dev-train-a1b2/output/model.tar.gz")
+    assert dev.can_read_object(pipeline, artifacts, "models/sagelab-dev--train-a1b2/output/model.tar.gz")
     assert dev.can_read_object(pipeline, artifacts, "pipeline-runs/abc/preprocess/train/features.npy")
     assert not dev.can_read_object(pipeline, artifacts, "notebooks/anything"), "the jobs read their own prefixes only"
 
@@ -126,7 +126,7 @@ def test_an_approver_role_reaches_no_captured_requests(neighbours: SynthResult) 
 
 # -- planted negatives: the proof fails when the reach comes back -----------------------------------
 def _policy(templates: dict[str, Any], prefix: str) -> dict[str, Any]:
-    (policy,) = [v for k, v in templates["sagelab-dev-platform"]["Resources"].items() if k.startswith(prefix) and v["Type"] == "AWS::IAM::ManagedPolicy"]
+    (policy,) = [v for k, v in templates["sagelab-dev--platform"]["Resources"].items() if k.startswith(prefix) and v["Type"] == "AWS::IAM::ManagedPolicy"]
     return policy["Properties"]["PolicyDocument"]
 
 
@@ -148,7 +148,7 @@ def test_a_pipeline_role_that_reads_captured_requests_fails_the_proof_through_th
     via_notebook = [
         r
         for r in readers
-        if r.startswith("student (notebook)") and r.split(" reads ")[0].split("--> ")[-1].startswith("sagelab-dev-platform/RolesPipelineRole")
+        if r.startswith("student (notebook)") and r.split(" reads ")[0].split("--> ")[-1].startswith("sagelab-dev--platform/RolesPipelineRole")
     ]
     assert via_notebook, readers
     notebook = _role(reach, "-platform", "RolesNotebookRole")
@@ -159,7 +159,7 @@ def test_a_job_role_inside_the_definition_is_walked(synthesized: SynthResult) ->
     """A step whose RoleArn names another role: that role is reached through the definition only
     (the pipeline's own RoleArn and every other role stay clean)."""
     templates = copy.deepcopy(synthesized.templates)
-    platform = templates["sagelab-dev-platform"]["Resources"]
+    platform = templates["sagelab-dev--platform"]["Resources"]
     pipeline = next(v for v in platform.values() if v["Type"] == "AWS::SageMaker::Pipeline")
     body, variables = pipeline["Properties"]["PipelineDefinition"]["PipelineDefinitionBody"]["Fn::Sub"]
     role_arn = '"RoleArn":"arn:${AWS::Partition}:iam::${AWS::AccountId}:role/${PipelineRoleName}"'
@@ -187,7 +187,7 @@ def test_a_job_role_inside_the_definition_is_walked(synthesized: SynthResult) ->
         },
     }
     readers = captured_request_readers(reachability(templates))
-    assert readers and all("runs pipeline" in r and r.split(" reads ")[0].endswith("sagelab-dev-platform/PlantedJobRole") for r in readers), readers
+    assert readers and all("runs pipeline" in r and r.split(" reads ")[0].endswith("sagelab-dev--platform/PlantedJobRole") for r in readers), readers
 
 
 def test_an_endpoint_role_that_reads_captured_requests_fails_the_proof_through_an_approval(synthesized: SynthResult) -> None:
@@ -202,7 +202,7 @@ def test_a_stack_update_with_a_foreign_role_reaches_admin(synthesized: SynthResu
     """Updating a stack without naming our deployment role uses the role `cdk deploy` left: the
     deployer's UpdateStack without its RoleArn condition is a path to everything."""
     templates = copy.deepcopy(synthesized.templates)
-    serving = templates["sagelab-dev-serving"]["Resources"]
+    serving = templates["sagelab-dev--serving"]["Resources"]
     (policy,) = [v for k, v in serving.items() if k.startswith("DeployerFunctionPolicy")]
     for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
         if "cloudformation:UpdateStack" in json.dumps(statement.get("Action")):
@@ -250,7 +250,7 @@ def test_reading_needs_the_bucket_keys_decrypt_from_identity_or_key_policy(synth
     pipeline = _role(reach, "-platform", "RolesPipelineRole")
     (artifacts,) = capture_buckets(reach)
     assert not reach.can_read_object(pipeline, artifacts, CAPTURED_KEY)
-    platform = templates["sagelab-dev-platform"]["Resources"]
+    platform = templates["sagelab-dev--platform"]["Resources"]
     (key,) = [v for v in platform.values() if v["Type"] == "AWS::KMS::Key"]
     (role_id,) = [k for k, v in platform.items() if k.startswith("RolesPipelineRole") and v["Type"] == "AWS::IAM::Role"]
     key["Properties"]["KeyPolicy"]["Statement"].append(

@@ -25,18 +25,18 @@ from sagelab.local.registry import LocalRegistry
 from sagelab.local.serve import serving
 
 DEV, STAGING = "111111111111", "222222222222"
-PACKAGE = f"arn:aws:sagemaker:us-east-1:{DEV}:model-package/sagelab-dev-models/3"
-RELEASE_ROLE = f"arn:aws:iam::{STAGING}:role/sagelab-staging-release"
-DEPLOYMENT_ROLE = f"arn:aws:iam::{STAGING}:role/sagelab-staging-model-deployment"
+PACKAGE = f"arn:aws:sagemaker:us-east-1:{DEV}:model-package/sagelab-dev--models/3"
+RELEASE_ROLE = f"arn:aws:iam::{STAGING}:role/sagelab-staging--release"
+DEPLOYMENT_ROLE = f"arn:aws:iam::{STAGING}:role/sagelab-staging--model-deployment"
 ENVIRONMENT = {
-    "PIPELINE_NAME": "sagelab-dev-release",
-    "ARTIFACTS_BUCKET": "sagelab-dev-artifacts",
-    "MODEL_PACKAGE_ARN_PREFIX": f"arn:aws:sagemaker:us-east-1:{DEV}:model-package/sagelab-dev-models/",
+    "PIPELINE_NAME": "sagelab-dev--release",
+    "ARTIFACTS_BUCKET": "sagelab-dev--artifacts",
+    "MODEL_PACKAGE_ARN_PREFIX": f"arn:aws:sagemaker:us-east-1:{DEV}:model-package/sagelab-dev--models/",
 }
 PARAMETERS = {
     "stage": "staging",
     "model_package": PACKAGE,
-    "stack": "sagelab-staging-serving",
+    "stack": "sagelab-staging--serving",
     "release_role": RELEASE_ROLE,
     "deployment_role": DEPLOYMENT_ROLE,
     "parameter": "ModelPackageArn",
@@ -95,7 +95,7 @@ def serving_stack(status: str, outputs: list[dict[str, str]] | None = None) -> d
     return {
         "Stacks": [
             {
-                "StackName": "sagelab-staging-serving",
+                "StackName": "sagelab-staging--serving",
                 "StackStatus": status,
                 "CreationTime": "2026-01-01T00:00:00Z",
                 "Parameters": parameters,
@@ -109,11 +109,11 @@ def test_an_approval_starts_an_execution_carrying_the_version(stubs: dict[str, S
     stubs["codepipeline"].add_response(
         "start_pipeline_execution",
         {"pipelineExecutionId": "exec-1"},
-        {"name": "sagelab-dev-release", "variables": [{"name": "ModelPackageArn", "value": PACKAGE}]},
+        {"name": "sagelab-dev--release", "variables": [{"name": "ModelPackageArn", "value": PACKAGE}]},
     )
     event = {"detail-type": "SageMaker Model Package State Change", "detail": {"ModelApprovalStatus": "Approved", "ModelPackageArn": PACKAGE}}
     assert handler.start(event, None)["result"] == "started"
-    other_group = {"detail": {"ModelApprovalStatus": "Approved", "ModelPackageArn": PACKAGE.replace("sagelab-dev-models", "sagelab-prod-models")}}
+    other_group = {"detail": {"ModelApprovalStatus": "Approved", "ModelPackageArn": PACKAGE.replace("sagelab-dev--models", "sagelab-prod--models")}}
     assert handler.start(other_group, None)["result"] == "ignored"
 
 
@@ -122,7 +122,7 @@ def test_deploy_updates_the_stage_through_its_role_then_waits_for_the_stack(stub
     stubs["deployer-sagemaker"].add_response(
         "describe_model_package",
         {
-            "ModelPackageName": "sagelab-dev-models",
+            "ModelPackageName": "sagelab-dev--models",
             "ModelPackageArn": PACKAGE,
             "CreationTime": "2026-01-01T00:00:00Z",
             "ModelPackageStatus": "Completed",
@@ -131,12 +131,12 @@ def test_deploy_updates_the_stage_through_its_role_then_waits_for_the_stack(stub
         },
         {"ModelPackageName": PACKAGE},
     )
-    cloudformation.add_response("describe_stacks", serving_stack("UPDATE_COMPLETE"), {"StackName": "sagelab-staging-serving"})
+    cloudformation.add_response("describe_stacks", serving_stack("UPDATE_COMPLETE"), {"StackName": "sagelab-staging--serving"})
     cloudformation.add_response(
         "update_stack",
         {"StackId": "x"},
         {
-            "StackName": "sagelab-staging-serving",
+            "StackName": "sagelab-staging--serving",
             "UsePreviousTemplate": True,
             "Parameters": [
                 {"ParameterKey": "ModelPackageArn", "ParameterValue": PACKAGE},
@@ -152,10 +152,10 @@ def test_deploy_updates_the_stage_through_its_role_then_waits_for_the_stack(stub
     assert handler.deploy(job(PARAMETERS), None) == {"result": "updating"}
 
     # Called again by CodePipeline with the token: still updating, then done.
-    cloudformation.add_response("describe_stacks", serving_stack("UPDATE_IN_PROGRESS"), {"StackName": "sagelab-staging-serving"})
+    cloudformation.add_response("describe_stacks", serving_stack("UPDATE_IN_PROGRESS"), {"StackName": "sagelab-staging--serving"})
     stubs["codepipeline"].add_response("put_job_success_result", {}, {"jobId": "job-1", "continuationToken": "updating"})
     assert handler.deploy(job(PARAMETERS, "updating"), None) == {"result": "updating"}
-    cloudformation.add_response("describe_stacks", serving_stack("UPDATE_COMPLETE"), {"StackName": "sagelab-staging-serving"})
+    cloudformation.add_response("describe_stacks", serving_stack("UPDATE_COMPLETE"), {"StackName": "sagelab-staging--serving"})
     stubs["sagemaker"].add_response("add_tags", {}, {"ResourceArn": PACKAGE, "Tags": [{"Key": "sagelab:release:staging", "Value": ANY}]})
     stubs["codepipeline"].add_response("put_job_success_result", {}, {"jobId": "job-1", "outputVariables": {"deployed_at": ANY}})
     assert handler.deploy(job(PARAMETERS, "updating"), None)["result"] == "deployed"
@@ -164,7 +164,7 @@ def test_deploy_updates_the_stage_through_its_role_then_waits_for_the_stack(stub
 
 def test_a_rolled_back_update_fails_the_stage(stubs: dict[str, Stubber]) -> None:
     cloudformation = stage_client(stubs, "cloudformation")
-    cloudformation.add_response("describe_stacks", serving_stack("UPDATE_ROLLBACK_COMPLETE"), {"StackName": "sagelab-staging-serving"})
+    cloudformation.add_response("describe_stacks", serving_stack("UPDATE_ROLLBACK_COMPLETE"), {"StackName": "sagelab-staging--serving"})
     stubs["codepipeline"].add_response("put_job_failure_result", {}, {"jobId": "job-1", "failureDetails": {"type": "JobFailed", "message": ANY}})
     result = handler.deploy(job(PARAMETERS, "updating"), None)
     assert result["result"] == "failed" and "UPDATE_ROLLBACK_COMPLETE" in result["reason"]
@@ -183,7 +183,7 @@ def test_who_approved_comes_from_the_approval_action(stubs: dict[str, Stubber]) 
                 }
             ]
         },
-        {"name": "sagelab-dev-release"},
+        {"name": "sagelab-dev--release"},
     )
     assert handler.approver({**PARAMETERS, "approval_action": "ApproveProd"}) == "arn:aws:sts::111111111111:assumed-role/release-approver/ana"
     assert handler.approver(PARAMETERS).startswith("release")
@@ -204,7 +204,7 @@ def s3_object(path: Path) -> dict[str, Any]:
 def test_the_test_action_runs_the_acceptance_test_against_the_stage_over_sockets(
     stubs: dict[str, Stubber], approved_workdir: Path, registered: float | None, passes: bool
 ) -> None:
-    package = LocalRegistry(approved_workdir).get("sagelab-dev-models", 1)
+    package = LocalRegistry(approved_workdir).get("sagelab-dev--models", 1)
     metrics_url = str(package.metrics_url)
     evaluation = dict(package.metrics)
     if registered is not None:
@@ -217,12 +217,12 @@ def test_the_test_action_runs_the_acceptance_test_against_the_stage_over_sockets
         cloudformation = stage_client(stubs, "cloudformation")
         apigateway = stage_client(stubs, "apigateway")
         outputs = [{"OutputKey": "ApiUrl", "OutputValue": gateway.url}, {"OutputKey": "ApiKeyId", "OutputValue": "key-1"}]
-        cloudformation.add_response("describe_stacks", serving_stack("UPDATE_COMPLETE", outputs), {"StackName": "sagelab-staging-serving"})
+        cloudformation.add_response("describe_stacks", serving_stack("UPDATE_COMPLETE", outputs), {"StackName": "sagelab-staging--serving"})
         apigateway.add_response("get_api_key", {"id": "key-1", "value": "stage-key"}, {"apiKey": "key-1", "includeValue": True})
         stubs["sagemaker"].add_response(
             "describe_model_package",
             {
-                "ModelPackageName": "sagelab-dev-models",
+                "ModelPackageName": "sagelab-dev--models",
                 "ModelPackageArn": PACKAGE,
                 "CreationTime": "2026-01-01T00:00:00Z",
                 "ModelPackageStatus": "Completed",

@@ -17,7 +17,7 @@ from sagelab.local.registry import LocalRegistry
 from sagelab.release import local_evidence
 from tests.conftest import Cli
 
-GROUP = "sagelab-dev-models"
+GROUP = "sagelab-dev--models"
 
 
 def outcome(result_stdout: str) -> dict:

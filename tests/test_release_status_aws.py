@@ -11,7 +11,7 @@ from botocore.stub import Stubber
 
 from sagelab.release_aws import release_status
 
-PACKAGE = "arn:aws:sagemaker:us-east-1:111111111111:model-package/sagelab-dev-models/{}"
+PACKAGE = "arn:aws:sagemaker:us-east-1:111111111111:model-package/sagelab-dev--models/{}"
 
 
 def action(execution: str, name: str, status: str, minute: int, version: int | None = None, by: str | None = None) -> dict:
@@ -45,7 +45,7 @@ def test_each_stage_shows_its_last_released_version_and_approver() -> None:
         action("e3", "DeployStaging", "Failed", 30, 5),
     ]
     with Stubber(client) as stubber:
-        stubber.add_response("list_action_executions", {"actionExecutionDetails": history}, {"pipelineName": "sagelab-dev-release"})
+        stubber.add_response("list_action_executions", {"actionExecutionDetails": history}, {"pipelineName": "sagelab-dev--release"})
         rows = release_status(client, "dev", ["staging", "prod"])
     assert [(r["stage"], r["version"], r["approved_by"]) for r in rows] == [
         ("staging", 4, "release (approved in the source registry)"),

@@ -27,13 +27,13 @@ from tests.test_sufficiency import deployment_requests, role
 REGION = "us-east-1"
 DEV, STAGING, PROD = "111111111111", "222222222222", "333333333333"
 ACCOUNTS = {"dev": DEV, "staging": STAGING, "prod": PROD}
-PACKAGE = f"arn:aws:sagemaker:{REGION}:{DEV}:model-package/sagelab-dev-models/7"
+PACKAGE = f"arn:aws:sagemaker:{REGION}:{DEV}:model-package/sagelab-dev--models/7"
 
 
 def account_stacks(templates: dict[str, dict[str, Any]], environment: str) -> Stacks:
     """The templates one account deploys, as they are once the release has set the model."""
-    mine = {name: t for name, t in templates.items() if name.startswith(f"sagelab-{environment}-")}
-    parameters = {f"sagelab-{environment}-serving": {MODEL_PACKAGE_PARAMETER: PACKAGE}} if environment != "dev" else {}
+    mine = {name: t for name, t in templates.items() if name.startswith(f"sagelab-{environment}--")}
+    parameters = {f"sagelab-{environment}--serving": {MODEL_PACKAGE_PARAMETER: PACKAGE}} if environment != "dev" else {}
     return Stacks(mine, Env(region=REGION, account=ACCOUNTS[environment]), parameters=parameters)
 
 
@@ -68,9 +68,9 @@ def owner_policies(dev: Stacks) -> dict[str, list[Statement]]:
                 document = dev.resolve(stack, resource["Properties"].get("ModelPackageGroupPolicy") or {})
                 policies["group"] = [Statement.from_json(s, f"{stack}/{logical_id}") for s in document.get("Statement", [])]
     for policy in dev.resource_policies():
-        if policy.resource_type == "AWS::S3::Bucket" and policy.stack == "sagelab-dev-platform" and "Artifacts" in policy.logical_id:
+        if policy.resource_type == "AWS::S3::Bucket" and policy.stack == "sagelab-dev--platform" and "Artifacts" in policy.logical_id:
             policies["bucket"] = list(policy.statements)
-        if policy.resource_type == "AWS::KMS::Key" and policy.stack == "sagelab-dev-platform":
+        if policy.resource_type == "AWS::KMS::Key" and policy.stack == "sagelab-dev--platform":
             policies["key"] = list(policy.statements)
     return policies
 
@@ -107,17 +107,17 @@ def needs(dev: Stacks) -> list[Need]:
     the source key for that role, and the source's deploy and test functions assume each stage's role.
     (The evaluation and test rows are read by the test function in the source's own account.)"""
     bucket = dev.stand_in(
-        "sagelab-dev-platform",
+        "sagelab-dev--platform",
         next(
             k
-            for k in dev.templates["sagelab-dev-platform"]["Resources"]
-            if k.startswith("StorageArtifacts") and dev.templates["sagelab-dev-platform"]["Resources"][k]["Type"] == "AWS::S3::Bucket"
+            for k in dev.templates["sagelab-dev--platform"]["Resources"]
+            if k.startswith("StorageArtifacts") and dev.templates["sagelab-dev--platform"]["Resources"][k]["Type"] == "AWS::S3::Bucket"
         ),
     )
     key = dev.stand_in(
-        "sagelab-dev-platform", next(k for k, r in dev.templates["sagelab-dev-platform"]["Resources"].items() if r["Type"] == "AWS::KMS::Key"), "Arn"
+        "sagelab-dev--platform", next(k for k, r in dev.templates["sagelab-dev--platform"]["Resources"].items() if r["Type"] == "AWS::KMS::Key"), "Arn"
     )
-    model_key = "models/sagelab-dev-train-0a1b2c3d4e/output/model.tar.gz"
+    model_key = "models/sagelab-dev--train-0a1b2c3d4e/output/model.tar.gz"
     # CloudFormation names the bucket <stack>-<logical id>-<suffix> in lower case.
     physical = f"{bucket.lower()}-1q2w3e4r5t6y"
     found = []
@@ -127,7 +127,7 @@ def needs(dev: Stacks) -> list[Need]:
             Need(
                 "the deployment role creates the model from the package",
                 account,
-                f"sagelab-{environment}-model-deployment",
+                f"sagelab-{environment}--model-deployment",
                 "sagemaker:DescribeModelPackage",
                 PACKAGE,
                 PACKAGE,
@@ -137,7 +137,7 @@ def needs(dev: Stacks) -> list[Need]:
             Need(
                 "SageMaker downloads the model with the endpoint role",
                 account,
-                f"sagelab-{environment}-endpoint",
+                f"sagelab-{environment}--endpoint",
                 "s3:GetObject",
                 f"arn:aws:s3:::{physical}/{model_key}",
                 f"arn:aws:s3:::{bucket}/{model_key}",
@@ -147,7 +147,7 @@ def needs(dev: Stacks) -> list[Need]:
             Need(
                 "S3 decrypts it with the source key for that role",
                 account,
-                f"sagelab-{environment}-endpoint",
+                f"sagelab-{environment}--endpoint",
                 "kms:Decrypt",
                 key,
                 key,
@@ -155,8 +155,8 @@ def needs(dev: Stacks) -> list[Need]:
                 {"kms:ViaService": f"s3.{REGION}.amazonaws.com"},
             ),
         ]
-        release_role = role_arn(account, f"sagelab-{environment}-release")
-        for function in ("sagelab-dev-release-deploy", "sagelab-dev-release-test"):
+        release_role = role_arn(account, f"sagelab-{environment}--release")
+        for function in ("sagelab-dev--release-deploy", "sagelab-dev--release-test"):
             found.append(
                 Need(f"the {function} function works in {environment}", DEV, function, "sts:AssumeRole", release_role, release_role, f"trust:{environment}", {})
             )
@@ -175,7 +175,7 @@ def unproven(templates: dict[str, dict[str, Any]]) -> list[str]:
         principal = role_arn(need.principal_account, need.principal_role)
         if need.owner.startswith("trust:"):
             environment = need.owner.split(":")[1]
-            statements = trust_statements(by_env[environment], f"sagelab-{environment}-release")
+            statements = trust_statements(by_env[environment], f"sagelab-{environment}--release")
         else:
             statements = owners.get(need.owner, [])
         if not resource_policy_allows(statements, principal, need.action, need.resource_as_owned, need.context):
@@ -189,7 +189,7 @@ def other_account_grants(templates: dict[str, dict[str, Any]]) -> set[tuple[str,
     by_env = {environment: account_stacks(templates, environment) for environment in ACCOUNTS}
     policies = owner_policies(by_env["dev"])
     for environment in ("staging", "prod"):
-        policies[f"trust:{environment}"] = trust_statements(by_env[environment], f"sagelab-{environment}-release")
+        policies[f"trust:{environment}"] = trust_statements(by_env[environment], f"sagelab-{environment}--release")
     found = set()
     for name, statements in policies.items():
         owner_account = DEV if not name.startswith("trust:") else ACCOUNTS[name.split(":")[1]]
@@ -209,23 +209,26 @@ def other_account_grants(templates: dict[str, dict[str, Any]]) -> set[tuple[str,
 
 
 EXPECTED_GRANTS = {
-    *{("group", "sagemaker:DescribeModelPackage", (role_arn(a, f"sagelab-{e}-model-deployment"),)) for e, a in (("staging", STAGING), ("prod", PROD))},
-    *{("bucket", "s3:GetObject", (role_arn(a, f"sagelab-{e}-endpoint"),)) for e, a in (("staging", STAGING), ("prod", PROD))},
-    *{("key", "kms:Decrypt", (role_arn(a, f"sagelab-{e}-endpoint"),)) for e, a in (("staging", STAGING), ("prod", PROD))},
-    *{(f"trust:{e}", "sts:AssumeRole", (role_arn(DEV, "sagelab-dev-release-deploy"), role_arn(DEV, "sagelab-dev-release-test"))) for e in ("staging", "prod")},
+    *{("group", "sagemaker:DescribeModelPackage", (role_arn(a, f"sagelab-{e}--model-deployment"),)) for e, a in (("staging", STAGING), ("prod", PROD))},
+    *{("bucket", "s3:GetObject", (role_arn(a, f"sagelab-{e}--endpoint"),)) for e, a in (("staging", STAGING), ("prod", PROD))},
+    *{("key", "kms:Decrypt", (role_arn(a, f"sagelab-{e}--endpoint"),)) for e, a in (("staging", STAGING), ("prod", PROD))},
+    *{
+        (f"trust:{e}", "sts:AssumeRole", (role_arn(DEV, "sagelab-dev--release-deploy"), role_arn(DEV, "sagelab-dev--release-test")))
+        for e in ("staging", "prod")
+    },
 }
 
 
 # -- the tests ------------------------------------------------------------------------------------
 def test_the_three_accounts_synthesize_into_their_stacks(three_accounts: SynthResult) -> None:
     assert sorted(three_accounts.templates) == [
-        "sagelab-dev-platform",
-        "sagelab-dev-release",
-        "sagelab-dev-serving",
-        "sagelab-prod-platform",
-        "sagelab-prod-serving",
-        "sagelab-staging-platform",
-        "sagelab-staging-serving",
+        "sagelab-dev--platform",
+        "sagelab-dev--release",
+        "sagelab-dev--serving",
+        "sagelab-prod--platform",
+        "sagelab-prod--serving",
+        "sagelab-staging--platform",
+        "sagelab-staging--serving",
     ]
 
 
@@ -236,7 +239,7 @@ def test_every_release_template_has_no_cfn_lint_errors(three_accounts: SynthResu
 
 
 def pipeline(three_accounts: SynthResult) -> dict[str, Any]:
-    (found,) = three_accounts.resources("sagelab-dev-release", "AWS::CodePipeline::Pipeline").values()
+    (found,) = three_accounts.resources("sagelab-dev--release", "AWS::CodePipeline::Pipeline").values()
     return found["Properties"]
 
 
@@ -268,25 +271,25 @@ def test_each_action_targets_its_stage(three_accounts: SynthResult) -> None:
             parameters = json.loads(action["Configuration"]["UserParameters"])
             environment = parameters["stage"]
             assert stage["Name"].lower().endswith(environment)
-            assert parameters["release_role"] == role_arn(ACCOUNTS[environment], f"sagelab-{environment}-release")
-            assert parameters["stack"] == f"sagelab-{environment}-serving" and parameters["model_package"] == "#{variables.ModelPackageArn}"
+            assert parameters["release_role"] == role_arn(ACCOUNTS[environment], f"sagelab-{environment}--release")
+            assert parameters["stack"] == f"sagelab-{environment}--serving" and parameters["model_package"] == "#{variables.ModelPackageArn}"
 
 
 def test_an_approval_in_the_source_registry_starts_the_release(three_accounts: SynthResult) -> None:
-    (rule,) = three_accounts.resources("sagelab-dev-release", "AWS::Events::Rule").values()
+    (rule,) = three_accounts.resources("sagelab-dev--release", "AWS::Events::Rule").values()
     pattern = rule["Properties"]["EventPattern"]
     assert pattern["detail-type"] == ["SageMaker Model Package State Change"]
-    assert pattern["detail"] == {"ModelPackageGroupName": ["sagelab-dev-models"], "ModelApprovalStatus": ["Approved"]}
+    assert pattern["detail"] == {"ModelPackageGroupName": ["sagelab-dev--models"], "ModelApprovalStatus": ["Approved"]}
 
 
 def test_only_the_configured_approver_may_approve(three_accounts: SynthResult) -> None:
     dev = account_stacks(three_accounts.templates, "dev")
-    policies = three_accounts.resources("sagelab-dev-release", "AWS::IAM::Policy")
+    policies = three_accounts.resources("sagelab-dev--release", "AWS::IAM::Policy")
     approver = [p for p in policies.values() if p["Properties"].get("Roles") == ["release-approver"]]
     (policy,) = approver
-    statements = [Statement.from_json(s, "approver") for s in dev.resolve("sagelab-dev-release", policy["Properties"]["PolicyDocument"])["Statement"]]
-    (logical_id,) = three_accounts.resources("sagelab-dev-release", "AWS::CodePipeline::Pipeline")
-    name = dev.stand_in("sagelab-dev-release", logical_id)  # what Ref of the pipeline (its name) became
+    statements = [Statement.from_json(s, "approver") for s in dev.resolve("sagelab-dev--release", policy["Properties"]["PolicyDocument"])["Statement"]]
+    (logical_id,) = three_accounts.resources("sagelab-dev--release", "AWS::CodePipeline::Pipeline")
+    name = dev.stand_in("sagelab-dev--release", logical_id)  # what Ref of the pipeline (its name) became
     assert is_allowed(statements, "codepipeline:PutApprovalResult", f"arn:aws:codepipeline:{REGION}:{DEV}:{name}/ApproveProd/ApproveProd")
     assert not is_allowed(statements, "codepipeline:PutApprovalResult", f"arn:aws:codepipeline:{REGION}:{DEV}:{name}/Other/Other")
     assert not is_allowed(statements, "codepipeline:PutApprovalResult", f"arn:aws:codepipeline:{REGION}:{DEV}:another-pipeline/ApproveProd/ApproveProd")
@@ -296,11 +299,11 @@ def test_promoting_environments_serve_only_the_sources_versions_and_do_not_deplo
     import re
 
     for environment in ("staging", "prod"):
-        template = three_accounts.template(f"sagelab-{environment}-serving")
+        template = three_accounts.template(f"sagelab-{environment}--serving")
         pattern = re.compile(template["Parameters"][MODEL_PACKAGE_PARAMETER]["AllowedPattern"])
         assert pattern.match(PACKAGE) and not pattern.match(PACKAGE.replace(DEV, ACCOUNTS[environment]))
-        assert not pattern.match(f"arn:aws:sagemaker:{REGION}:{DEV}:model-package/sagelab-{environment}-models/1")
-        rules = three_accounts.resources(f"sagelab-{environment}-serving", "AWS::Events::Rule").values()
+        assert not pattern.match(f"arn:aws:sagemaker:{REGION}:{DEV}:model-package/sagelab-{environment}--models/1")
+        rules = three_accounts.resources(f"sagelab-{environment}--serving", "AWS::Events::Rule").values()
         approvals = [r for r in rules if "SageMaker Model Package State Change" in str(r["Properties"].get("EventPattern"))]
         assert approvals == []  # no approval deployer listening
 
@@ -319,12 +322,12 @@ def test_no_other_principal_of_the_other_accounts_gets_any_of_it(three_accounts:
     owners = owner_policies(dev)
     for need in needs(dev):
         statements = (
-            trust_statements(by_env[need.owner.split(":")[1]], f"sagelab-{need.owner.split(':')[1]}-release")
+            trust_statements(by_env[need.owner.split(":")[1]], f"sagelab-{need.owner.split(':')[1]}--release")
             if need.owner.startswith("trust:")
             else owners[need.owner]
         )
         for stranger in (
-            role_arn(need.principal_account, "sagelab-staging-notebook-role"),
+            role_arn(need.principal_account, "sagelab-staging--notebook-role"),
             f"arn:aws:iam::{need.principal_account}:root",
             role_arn(need.principal_account, "Admin"),
         ):
@@ -334,8 +337,8 @@ def test_no_other_principal_of_the_other_accounts_gets_any_of_it(three_accounts:
 def test_the_endpoint_role_reads_models_of_the_source_account_only(three_accounts: SynthResult) -> None:
     staging = account_stacks(three_accounts.templates, "staging")
     objects = "arn:aws:s3:::any-bucket/models/x/model.tar.gz"
-    assert identity_allows(staging, "sagelab-staging-endpoint", "s3:GetObject", objects, {"aws:ResourceAccount": DEV})
-    assert not identity_allows(staging, "sagelab-staging-endpoint", "s3:GetObject", objects, {"aws:ResourceAccount": "444444444444"})
+    assert identity_allows(staging, "sagelab-staging--endpoint", "s3:GetObject", objects, {"aws:ResourceAccount": DEV})
+    assert not identity_allows(staging, "sagelab-staging--endpoint", "s3:GetObject", objects, {"aws:ResourceAccount": "444444444444"})
 
 
 def test_the_source_key_decrypts_for_the_endpoint_role_only_through_s3(three_accounts: SynthResult) -> None:
@@ -370,8 +373,8 @@ def without_statement(templates: dict[str, dict[str, Any]], stack: str, sid: str
 def trust_opened(templates: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """staging's release role trusting the whole dev account (its PrincipalArn condition dropped)."""
     broken = copy.deepcopy(templates)
-    for resource in broken["sagelab-staging-serving"]["Resources"].values():
-        if resource["Type"] == "AWS::IAM::Role" and resource["Properties"].get("RoleName") == "sagelab-staging-release":
+    for resource in broken["sagelab-staging--serving"]["Resources"].values():
+        if resource["Type"] == "AWS::IAM::Role" and resource["Properties"].get("RoleName") == "sagelab-staging--release":
             for statement in resource["Properties"]["AssumeRolePolicyDocument"]["Statement"]:
                 statement.pop("Condition", None)
     return broken
@@ -381,15 +384,15 @@ def trust_opened(templates: dict[str, dict[str, Any]]) -> dict[str, dict[str, An
     ("stack", "sid", "expected"),
     [
         (
-            "sagelab-dev-platform",
+            "sagelab-dev--platform",
             "DeployToStaging",
-            "owner side: the group policy does not let arn:aws:iam::222222222222:role/sagelab-staging-model-deployment",
+            "owner side: the group policy does not let arn:aws:iam::222222222222:role/sagelab-staging--model-deployment",
         ),
-        ("sagelab-dev-platform", "ServeInProd", "owner side: the bucket policy does not let arn:aws:iam::333333333333:role/sagelab-prod-endpoint"),
-        ("sagelab-staging-platform", "ReadPromotedModels", "identity side: sagelab-staging-endpoint may not s3:GetObject"),
-        ("sagelab-prod-platform", "DecryptPromotedModels", "identity side: sagelab-prod-endpoint may not kms:Decrypt"),
-        ("sagelab-prod-serving", "ReadModelPackages", "identity side: sagelab-prod-model-deployment may not sagemaker:DescribeModelPackage"),
-        ("sagelab-dev-release", "AssumeStageReleaseRoles", "identity side: sagelab-dev-release-deploy may not sts:AssumeRole"),
+        ("sagelab-dev--platform", "ServeInProd", "owner side: the bucket policy does not let arn:aws:iam::333333333333:role/sagelab-prod--endpoint"),
+        ("sagelab-staging--platform", "ReadPromotedModels", "identity side: sagelab-staging--endpoint may not s3:GetObject"),
+        ("sagelab-prod--platform", "DecryptPromotedModels", "identity side: sagelab-prod--endpoint may not kms:Decrypt"),
+        ("sagelab-prod--serving", "ReadModelPackages", "identity side: sagelab-prod--model-deployment may not sagemaker:DescribeModelPackage"),
+        ("sagelab-dev--release", "AssumeStageReleaseRoles", "identity side: sagelab-dev--release-deploy may not sts:AssumeRole"),
     ],
 )
 def test_removing_one_grant_fails_the_proof(three_accounts: SynthResult, stack: str, sid: str, expected: str) -> None:
@@ -409,7 +412,7 @@ def test_a_promoting_deployment_role_holds_every_permission_the_registry_lists(t
     the release's update creates, updates or deletes, as in tests/test_sufficiency.py, in the
     promoting environment's own account."""
     stacks = account_stacks(three_accounts.templates, environment)
-    stack = f"sagelab-{environment}-serving"
+    stack = f"sagelab-{environment}--serving"
     statements = stacks.identity_policies(role(stacks, stack, "DeployerCloudFormationRole"))
     requests: Iterator[Any] = deployment_requests(stacks, stack)
     # test_sufficiency's request builder names alarms and the scaling service-linked role in its own account.
@@ -490,7 +493,7 @@ def test_the_release_functions_may_make_every_call_their_code_makes(three_accoun
 
 @pytest.mark.parametrize(
     ("stack", "sid", "expected"),
-    [("sagelab-staging-serving", "ReadTheApiKey", "test in staging: apigateway:GET"), ("sagelab-dev-release", "ReadEvidence", "test: s3:GetObject")],
+    [("sagelab-staging--serving", "ReadTheApiKey", "test in staging: apigateway:GET"), ("sagelab-dev--release", "ReadEvidence", "test: s3:GetObject")],
 )
 def test_removing_a_call_grant_fails_the_proof(three_accounts: SynthResult, stack: str, sid: str, expected: str) -> None:
     assert any(p.startswith(expected) for p in calls_not_allowed(without_statement(three_accounts.templates, stack, sid)))
@@ -499,15 +502,15 @@ def test_removing_a_call_grant_fails_the_proof(three_accounts: SynthResult, stac
 def calls_not_allowed(templates: dict[str, dict[str, Any]]) -> list[str]:
     dev = account_stacks(templates, "dev")
     calls = release_calls()
-    pipeline_arn = f"arn:aws:codepipeline:{REGION}:{DEV}:sagelab-dev-release"  # ResourceNames.release_pipeline
+    pipeline_arn = f"arn:aws:codepipeline:{REGION}:{DEV}:sagelab-dev--release"  # ResourceNames.release_pipeline
     bucket = dev.stand_in(
-        "sagelab-dev-platform",
-        next(k for k, r in dev.templates["sagelab-dev-platform"]["Resources"].items() if k.startswith("StorageArtifacts") and r["Type"] == "AWS::S3::Bucket"),
+        "sagelab-dev--platform",
+        next(k for k, r in dev.templates["sagelab-dev--platform"]["Resources"].items() if k.startswith("StorageArtifacts") and r["Type"] == "AWS::S3::Bucket"),
     )
     roles = {"start": "StartRole", "deploy": "DeployRole", "test": "TestRole"}
     missing = []
     for function, made in calls.items():
-        own = dev.identity_policies(next(r for r in dev.roles() if r.stack == "sagelab-dev-release" and r.logical_id.startswith(f"Release{roles[function]}")))
+        own = dev.identity_policies(next(r for r in dev.roles() if r.stack == "sagelab-dev--release" and r.logical_id.startswith(f"Release{roles[function]}")))
         for side, service, method in sorted(made):
             model = boto3.client(service, region_name=REGION).meta
             api = model.method_to_api_mapping[method]
@@ -526,16 +529,16 @@ def calls_not_allowed(templates: dict[str, dict[str, Any]]) -> list[str]:
                 continue
             for environment in ("staging", "prod"):  # as the stage's release role
                 stage = account_stacks(templates, environment)
-                release_role = next(r for r in stage.roles() if r.name == f"sagelab-{environment}-release")
+                release_role = next(r for r in stage.roles() if r.name == f"sagelab-{environment}--release")
                 statements = stage.identity_policies(release_role)
-                stack_arn = f"arn:aws:cloudformation:{REGION}:{ACCOUNTS[environment]}:stack/sagelab-{environment}-serving/0f5e2a10-0000-4000-8000-000000000000"
+                stack_arn = f"arn:aws:cloudformation:{REGION}:{ACCOUNTS[environment]}:stack/sagelab-{environment}--serving/0f5e2a10-0000-4000-8000-000000000000"
                 if service == "apigateway":
                     key_id = next(
-                        k for k, r in stage.templates[f"sagelab-{environment}-serving"]["Resources"].items() if r["Type"] == "AWS::ApiGateway::ApiKey"
+                        k for k, r in stage.templates[f"sagelab-{environment}--serving"]["Resources"].items() if r["Type"] == "AWS::ApiGateway::ApiKey"
                     )
-                    resource, context = f"arn:aws:apigateway:{REGION}::/apikeys/{stage.stand_in(f'sagelab-{environment}-serving', key_id)}", {}
+                    resource, context = f"arn:aws:apigateway:{REGION}::/apikeys/{stage.stand_in(f'sagelab-{environment}--serving', key_id)}", {}
                 elif method == "update_stack":
-                    resource, context = stack_arn, {"cloudformation:RoleArn": role_arn(ACCOUNTS[environment], f"sagelab-{environment}-model-deployment")}
+                    resource, context = stack_arn, {"cloudformation:RoleArn": role_arn(ACCOUNTS[environment], f"sagelab-{environment}--model-deployment")}
                 else:
                     resource, context = stack_arn, {}
                 if not is_allowed(statements, action, resource, context):

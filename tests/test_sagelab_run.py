@@ -25,7 +25,7 @@ def test_digits_run_registers_version_1(trained_run: TrainedRun) -> None:
     assert {s["status"] for s in summary["steps"] if s["name"] not in ran} == {"Skipped"}
     assert summary["metric"]["value"] >= 0.95 and summary["metric"]["result"] is True
     registered = summary["registered_model"]
-    assert (registered["group"], registered["version"], registered["approval_status"]) == ("sagelab-dev-models", 1, "PendingManualApproval")
+    assert (registered["group"], registered["version"], registered["approval_status"]) == ("sagelab-dev--models", 1, "PendingManualApproval")
     assert Path(registered["model_data_path"]).is_file()
     evaluation = Path(summary["evaluation_dir"])
     assert {"evaluation.json", "confusion_matrix.png", "roc_curve.png"} <= {p.name for p in evaluation.iterdir()}
@@ -36,11 +36,11 @@ def test_digits_run_registers_version_1(trained_run: TrainedRun) -> None:
 
 def test_models_list_and_approve(trained_workdir: Path, trained_run: TrainedRun, cli: Cli) -> None:
     listed = json.loads(cli("models", "list", "--workdir", trained_workdir, "--json").stdout)
-    assert [(m["group"], m["version"], m["status"]) for m in listed] == [("sagelab-dev-models", 1, "PendingManualApproval")]
+    assert [(m["group"], m["version"], m["status"]) for m in listed] == [("sagelab-dev--models", 1, "PendingManualApproval")]
     assert listed[0]["metrics"]["accuracy"] == trained_run.summary["metric"]["value"]
-    approved = cli("models", "approve", "sagelab-dev-models", "1", "--workdir", trained_workdir)
-    assert (approved.returncode, approved.stdout) == (0, "sagelab-dev-models version 1: Approved\n")
-    missing = cli("models", "approve", "sagelab-dev-models", "7", "--workdir", trained_workdir)
+    approved = cli("models", "approve", "sagelab-dev--models", "1", "--workdir", trained_workdir)
+    assert (approved.returncode, approved.stdout) == (0, "sagelab-dev--models version 1: Approved\n")
+    missing = cli("models", "approve", "sagelab-dev--models", "7", "--workdir", trained_workdir)
     assert missing.returncode == 2 and missing.stderr.startswith("sagelab: error: ") and "has no version 7" in missing.stderr
     assert missing.stderr.count("\n") == 1
 
@@ -60,7 +60,7 @@ def test_users_own_csv_with_string_target_and_categoricals(tmp_path: Path, cli: 
     completed = cli("run", "--workdir", tmp_path / "wd", "--data", data, "--param", "TargetColumn=species", "--param", "MetricThreshold=0.8", "--json")
     assert completed.returncode == 0, completed.stderr[-2000:]
     summary = json.loads(completed.stdout)
-    assert summary["parameters"]["InputDataUri"].startswith("s3://sagelab-dev-data/uploads/animals-")
+    assert summary["parameters"]["InputDataUri"].startswith("s3://sagelab-dev--data/uploads/animals-")
     assert summary["registered_model"]["version"] == 1
     assert "binary on 'species'" in completed.stderr
 

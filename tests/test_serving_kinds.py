@@ -33,7 +33,7 @@ from sagelab.local.registry import LocalRegistry
 from sagelab.local.serve import serving
 
 API_KEY = "kinds-key"
-BUCKET = "sagelab-dev-artifacts"
+BUCKET = "sagelab-dev--artifacts"
 KMEANS_IMAGE = "382416733822.dkr.ecr.us-east-1.amazonaws.com/kmeans:1"
 # Three centroids, one of them off the diagonal, so a record whose columns were sent in the wrong
 # order lands in another cluster: (0, 0, 9) read as (9, 0, 0) is nearest centroid 0, not 2.
@@ -147,7 +147,7 @@ def register(workdir: Path, *, image: str, archive: Path, metadata: dict[str, st
     stored.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(archive, stored)
     package = LocalRegistry(workdir).register(
-        group="sagelab-dev-models",
+        group="sagelab-dev--models",
         approval_status="Approved",
         model_data_url=f"s3://{BUCKET}/models/exec-1/model.tar.gz",
         model_data_path=str(stored),

@@ -38,7 +38,7 @@ def trained_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def servers(trained_workdir: Path) -> Iterator[tuple[str, str]]:
-    LocalRegistry(trained_workdir).set_status("sagelab-dev-models", 1, "Approved")
+    LocalRegistry(trained_workdir).set_status("sagelab-dev--models", 1, "Approved")
     with serving(trained_workdir, API_KEY) as (gateway, endpoint):
         yield gateway.url, endpoint.url
 
@@ -214,7 +214,7 @@ def test_health_is_the_mock_integrations_answer_and_openapi_the_handlers(client:
     # the same function). /openapi.json: the handler's, as deployed: the base plus the served model.
     from runtime.front_door.build_openapi import build, health_body
 
-    assert client.get("/health").content == health_body("sagelab-dev-endpoint").encode()
+    assert client.get("/health").content == health_body("sagelab-dev--endpoint").encode()
     document = client.get("/openapi.json", headers={"x-api-key": API_KEY}).json()
     assert document["paths"] == build()["paths"] and document["info"]["x-sagelab-model"]["algorithm"] == "xgboost"
 

@@ -12,7 +12,7 @@ from aws_cdk.assertions import Match, Template
 
 from tests.conftest import SynthResult, synth
 
-STACK = "sagelab-dev-serving"
+STACK = "sagelab-dev--serving"
 
 
 @pytest.fixture(scope="module")
@@ -83,11 +83,11 @@ def test_front_door_may_invoke_only_the_one_endpoint(serving_json: dict[str, Any
     assert statements[0]["Resource"] == {
         "Fn::Join": [
             "",
-            ["arn:", {"Ref": "AWS::Partition"}, ":sagemaker:", {"Ref": "AWS::Region"}, ":", {"Ref": "AWS::AccountId"}, ":endpoint/sagelab-dev-endpoint"],
+            ["arn:", {"Ref": "AWS::Partition"}, ":sagemaker:", {"Ref": "AWS::Region"}, ":", {"Ref": "AWS::AccountId"}, ":endpoint/sagelab-dev--endpoint"],
         ]
     }
     function = next(f for k, f in of_type(serving_json, "AWS::Lambda::Function").items() if k.startswith("FrontDoorFunction"))
-    assert function["Properties"]["Environment"]["Variables"]["ENDPOINT_NAME"] == "sagelab-dev-endpoint"
+    assert function["Properties"]["Environment"]["Variables"]["ENDPOINT_NAME"] == "sagelab-dev--endpoint"
     assert function["Properties"]["TracingConfig"] == {"Mode": "Active"}
     assert any("AWSLambdaPowertoolsPythonV3-python312-x86_64" in json.dumps(layer) for layer in function["Properties"]["Layers"])
 
@@ -106,7 +106,7 @@ def test_endpoint_exists_only_when_a_model_package_is_set(serving_json: dict[str
         assert resources, kind
         assert all(r.get("Condition") == "HasModel" for r in resources.values()), kind
     (endpoint,) = of_type(serving_json, "AWS::SageMaker::Endpoint").values()
-    assert endpoint["Properties"]["EndpointName"] == "sagelab-dev-endpoint"
+    assert endpoint["Properties"]["EndpointName"] == "sagelab-dev--endpoint"
     rollback = endpoint["Properties"]["DeploymentConfig"]["AutoRollbackConfiguration"]["Alarms"]
     (alarm_id,) = [k for k in serving_json["Resources"] if k.startswith("MonitoringEndpointServerErrors")]
     assert rollback == [{"AlarmName": {"Ref": alarm_id}}]
@@ -124,7 +124,7 @@ def test_approval_rule_drives_the_deployer(template: Template, serving_json: dic
             "EventPattern": {
                 "source": ["aws.sagemaker"],
                 "detail-type": ["SageMaker Model Package State Change"],
-                "detail": {"ModelPackageGroupName": ["sagelab-dev-models"], "ModelApprovalStatus": ["Approved"]},
+                "detail": {"ModelPackageGroupName": ["sagelab-dev--models"], "ModelApprovalStatus": ["Approved"]},
             },
             "Targets": [
                 Match.object_like({"DeadLetterConfig": Match.any_value(), "RetryPolicy": {"MaximumRetryAttempts": 8, "MaximumEventAgeInSeconds": 21600}})
@@ -133,24 +133,24 @@ def test_approval_rule_drives_the_deployer(template: Template, serving_json: dic
     )
     deployer = next(f for k, f in of_type(serving_json, "AWS::Lambda::Function").items() if k.startswith("DeployerFunction"))
     variables = deployer["Properties"]["Environment"]["Variables"]
-    assert variables["SERVING_STACK_NAME"] == "sagelab-dev-serving" and variables["PARAMETER_NAME"] == "ModelPackageArn"
+    assert variables["SERVING_STACK_NAME"] == "sagelab-dev--serving" and variables["PARAMETER_NAME"] == "ModelPackageArn"
     update = [
         s
         for p in of_type(serving_json, "AWS::IAM::ManagedPolicy").values()
         for s in p["Properties"]["PolicyDocument"]["Statement"]
         if "cloudformation:UpdateStack" in s["Action"]
     ]
-    assert len(update) == 1 and "stack/sagelab-dev-serving/*" in json.dumps(update[0]["Resource"])
+    assert len(update) == 1 and "stack/sagelab-dev--serving/*" in json.dumps(update[0]["Resource"])
 
 
 def test_alarms_and_dashboard(serving_json: dict[str, Any]) -> None:
     alarms = {a["Properties"]["AlarmName"]: a["Properties"] for a in of_type(serving_json, "AWS::CloudWatch::Alarm").values()}
     assert set(alarms) == {
-        f"sagelab-dev-{n}"
+        f"sagelab-dev--{n}"
         for n in ("ApiServerErrors", "ApiLatencyP99", "FunctionThrottles", "EndpointServerErrors", "ModelLatencyP99", "DriftViolations", "FeatureDrift")
     }
     assert all(a["AlarmActions"] for a in alarms.values())
-    assert alarms["sagelab-dev-ApiLatencyP99"]["ExtendedStatistic"] == "p99"
+    assert alarms["sagelab-dev--ApiLatencyP99"]["ExtendedStatistic"] == "p99"
     assert of_type(serving_json, "AWS::CloudWatch::Dashboard")
 
 
@@ -169,7 +169,7 @@ def test_serverless_option_and_iam_auth(tmp_path: Path) -> None:
 
 
 def test_model_package_can_be_pinned_from_context(tmp_path: Path) -> None:
-    arn = "arn:aws:sagemaker:us-east-1:123456789012:model-package/sagelab-dev-models/3"
+    arn = "arn:aws:sagemaker:us-east-1:123456789012:model-package/sagelab-dev--models/3"
     result = synth(tmp_path / "out", {"model_package_arn": arn})
     assert result.template(STACK)["Parameters"]["ModelPackageArn"]["Default"] == arn
 
@@ -261,7 +261,7 @@ def test_health_is_a_mock_and_openapi_and_predict_reach_the_function_on_their_ow
     assert set(methods) == {("predict", "POST"), ("health", "GET"), ("openapi.json", "GET")}
     integration = methods[("health", "GET")]["Integration"]
     assert integration["Type"] == "MOCK" and "Uri" not in integration
-    assert integration["IntegrationResponses"] == [{"StatusCode": "200", "ResponseTemplates": {"application/json": health_body("sagelab-dev-endpoint")}}]
+    assert integration["IntegrationResponses"] == [{"StatusCode": "200", "ResponseTemplates": {"application/json": health_body("sagelab-dev--endpoint")}}]
     function_id, _ = front_door_function(serving_json)
     for route in (("predict", "POST"), ("openapi.json", "GET")):
         integration = methods[route]["Integration"]
@@ -296,7 +296,7 @@ def test_the_served_model_parameters_reach_the_front_door(serving_json: dict[str
     assert all(problem.fullmatch(v) for v in ("", "classification", "regression", "clustering", "MulticlassClassification"))
     assert not problem.fullmatch("x" * 41) and not problem.fullmatch("a b")
     uri = re.compile(parameters["ModelDescriptionUri"]["AllowedPattern"])
-    good = "s3://sagelab-dev-platform-storageartifacts-1a2b3c/models/evaluations/exec-1/kmeans-evaluation/model_description.json"
+    good = "s3://sagelab-dev--platform-storageartifacts-1a2b3c/models/evaluations/exec-1/kmeans-evaluation/model_description.json"
     assert parameters["ModelDescriptionUri"]["Default"] == "" and uri.fullmatch("") and uri.fullmatch(good)
     for bad in (
         good.replace("models/evaluations", "pipeline-runs"),

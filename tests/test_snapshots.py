@@ -74,8 +74,8 @@ def test_mask_stores_json_inside_fn_sub_parsed() -> None:
 
 
 def test_platform_stack_snapshot(synthesized: SynthResult, snapshot_json: SnapshotAssertion) -> None:
-    assert mask(synthesized.template("sagelab-dev-platform")) == snapshot_json
+    assert mask(synthesized.template("sagelab-dev--platform")) == snapshot_json
 
 
 def test_serving_stack_snapshot(synthesized: SynthResult, snapshot_json: SnapshotAssertion) -> None:
-    assert mask(synthesized.template("sagelab-dev-serving")) == snapshot_json
+    assert mask(synthesized.template("sagelab-dev--serving")) == snapshot_json

@@ -40,12 +40,12 @@ SCALING_SERVICE = "sagemaker.application-autoscaling.amazonaws.com"
 
 
 def package_version(environment: str, number: int = 3) -> str:
-    return f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/sagelab-{environment}-models/{number}"
+    return f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/sagelab-{environment}--models/{number}"
 
 
 def stacks_with_models(templates: dict[str, dict[str, Any]], environments: list[str]) -> Stacks:
     """The templates as they are once a version is approved in each environment."""
-    parameters = {f"sagelab-{e}-serving": {MODEL_PACKAGE_PARAMETER: package_version(e)} for e in environments}
+    parameters = {f"sagelab-{e}--serving": {MODEL_PACKAGE_PARAMETER: package_version(e)} for e in environments}
     return Stacks(templates, ENV, parameters=parameters)
 
 
@@ -248,7 +248,7 @@ def dev(synthesized: SynthResult) -> Stacks:
 
 
 def test_an_approval_changes_the_model_endpoint_and_its_scaling(dev: Stacks) -> None:
-    changed = changed_by_parameter(dev.templates["sagelab-dev-serving"], MODEL_PACKAGE_PARAMETER)
+    changed = changed_by_parameter(dev.templates["sagelab-dev--serving"], MODEL_PACKAGE_PARAMETER)
     assert sorted({r["Type"] for r in changed.values()}) == [
         "AWS::ApplicationAutoScaling::ScalableTarget",
         "AWS::ApplicationAutoScaling::ScalingPolicy",
@@ -259,7 +259,7 @@ def test_an_approval_changes_the_model_endpoint_and_its_scaling(dev: Stacks) -> 
 
 
 def test_the_packages_metadata_changes_only_the_front_door_and_drift_check_functions_environment(dev: Stacks) -> None:
-    template = dev.templates["sagelab-dev-serving"]
+    template = dev.templates["sagelab-dev--serving"]
     changed = set_with_the_package(template)
     assert [r["Type"] for r in changed.values()] == ["AWS::Lambda::Function"] * 2
     ((_logical_id, function),) = [(k, f) for k, f in changed.items() if k.startswith("FrontDoorFunction")]
@@ -278,14 +278,14 @@ def test_the_packages_metadata_changes_only_the_front_door_and_drift_check_funct
 
 
 def test_a_serverless_approval_changes_the_model_and_endpoint_only(neighbours_deployed: Stacks) -> None:
-    changed = changed_by_parameter(neighbours_deployed.templates["sagelab-carol-serving"], MODEL_PACKAGE_PARAMETER)
+    changed = changed_by_parameter(neighbours_deployed.templates["sagelab-carol--serving"], MODEL_PACKAGE_PARAMETER)
     assert sorted({r["Type"] for r in changed.values()}) == ["AWS::SageMaker::Endpoint", "AWS::SageMaker::EndpointConfig", "AWS::SageMaker::Model"]
 
 
 @pytest.mark.parametrize("environment", ["dev", "carol"], ids=["realtime", "serverless"])
 def test_the_deployment_role_holds_every_permission_the_registry_lists_for_those_resources(dev: Stacks, neighbours_deployed: Stacks, environment: str) -> None:
     stacks = dev if environment == "dev" else neighbours_deployed
-    stack = f"sagelab-{environment}-serving"
+    stack = f"sagelab-{environment}--serving"
     statements = stacks.identity_policies(role(stacks, stack, "DeployerCloudFormationRole"))
     requests = list(deployment_requests(stacks, stack))
     changed = changed_by_approval(stacks.templates[stack])
@@ -297,7 +297,7 @@ def test_the_deployment_role_holds_every_permission_the_registry_lists_for_those
 
 
 def test_the_deployment_role_scales_only_sagemaker_variants(dev: Stacks) -> None:
-    statements = dev.identity_policies(role(dev, "sagelab-dev-serving", "DeployerCloudFormationRole"))
+    statements = dev.identity_policies(role(dev, "sagelab-dev--serving", "DeployerCloudFormationRole"))
     target = f"arn:aws:application-autoscaling:{REGION}:{ACCOUNT}:scalable-target/0123456789abcdef0123"
     ecs = {"application-autoscaling:service-namespace": "ecs", "application-autoscaling:scalable-dimension": "ecs:service:DesiredCount"}
     variant = {"application-autoscaling:service-namespace": "sagemaker", "application-autoscaling:scalable-dimension": "sagemaker:variant:DesiredInstanceCount"}
@@ -315,15 +315,15 @@ def neighbours_deployed(neighbours: SynthResult) -> Stacks:
 @pytest.mark.parametrize(("own", "other"), [("alice", "alice-b"), ("alice-b", "alice"), ("carol", "alice"), ("alice", "carol")])
 def test_a_deployment_role_reaches_only_its_own_environment(neighbours_deployed: Stacks, own: str, other: str) -> None:
     stacks = neighbours_deployed
-    statements = stacks.identity_policies(role(stacks, f"sagelab-{own}-serving", "DeployerCloudFormationRole"))
+    statements = stacks.identity_policies(role(stacks, f"sagelab-{own}--serving", "DeployerCloudFormationRole"))
     # The neighbour's resources, addressed by ARN (tagging, describe, create, delete, alarms):
     reached = [
         f"{logical_id}: {r.action} on {r.resource}"
-        for logical_id, _, r in deployment_requests(stacks, f"sagelab-{other}-serving")
+        for logical_id, _, r in deployment_requests(stacks, f"sagelab-{other}--serving")
         if r.resource != "*" and r.resource.split(":")[2] in ("sagemaker", "cloudwatch") and is_allowed(statements, r.action, r.resource, r.context)
     ]
     assert not reached, f"{own}'s deployment role reaches {other}'s resources:\n" + "\n".join(reached)
-    own_requests = list(deployment_requests(stacks, f"sagelab-{own}-serving"))
+    own_requests = list(deployment_requests(stacks, f"sagelab-{own}--serving"))
     assert all(is_allowed(statements, r.action, r.resource, r.context) for _, _, r in own_requests)
 
 
@@ -358,7 +358,7 @@ def boto3_calls(source: Path) -> list[ApiCall]:
 
 def test_the_deployer_may_make_every_call_its_code_makes(synthesized: SynthResult) -> None:
     stacks = Stacks(synthesized.templates, ENV)
-    stack = "sagelab-dev-serving"
+    stack = "sagelab-dev--serving"
     (function_id,) = [k for k, r in stacks.templates[stack]["Resources"].items() if k.startswith("DeployerFunction") and r["Type"] == "AWS::Lambda::Function"]
     function = stacks.resolve(stack, stacks.templates[stack]["Resources"][function_id]["Properties"])
     variables = function["Environment"]["Variables"]
@@ -377,7 +377,7 @@ def test_the_deployer_may_make_every_call_its_code_makes(synthesized: SynthResul
         context: dict[str, str] = {}
         if call.service == "sagemaker":  # the approved version, of this environment's group only
             assert is_allowed(statements, action, package_arn), action
-            assert not is_allowed(statements, action, package_arn.replace("sagelab-dev-models", "sagelab-bob-models")), action
+            assert not is_allowed(statements, action, package_arn.replace("sagelab-dev--models", "sagelab-bob--models")), action
             continue
         if call.method == "update_stack":
             # What the request carries decides the condition keys: a RoleARN and the previous template.
@@ -394,7 +394,7 @@ def test_the_deployer_may_make_every_call_its_code_makes(synthesized: SynthResul
 
 
 # -- the pipeline role ---------------------------------------------------------------------------
-PLATFORM = "sagelab-dev-platform"
+PLATFORM = "sagelab-dev--platform"
 EXECUTION_ID = "a1b2c3d4e5f6"
 # Where a definition's S3 URI is written rather than read.
 WRITTEN_UNDER = {"ProcessingOutputConfig", "OutputDataConfig", "DebugHookConfig", "CheckpointConfig", "TransformOutput"}

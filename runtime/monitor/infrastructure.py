@@ -88,7 +88,7 @@ class DriftCheck(Construct):
         super().__init__(scope, construct_id)
         interval = Duration.hours(settings.drift_check_interval_hours)
         log_group = logs.LogGroup(self, "Logs", retention=log_retention, encryption_key=key, removal_policy=RemovalPolicy.DESTROY)
-        self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description=f"SageLab {names.prefix}: drift check")
+        self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description=f"SageLab {names.environment}: drift check")
         self._policy(artifacts_bucket, key, log_group)
         self.function = lambda_.Function(
             self,
@@ -109,13 +109,13 @@ class DriftCheck(Construct):
                 "WINDOW_HOURS": str(settings.drift_check_interval_hours),
                 "METRIC_NAMESPACE": METRIC_NAMESPACE,
             },
-            description=f"SageLab {names.prefix}: compares captured requests with the served version's baseline",
+            description=f"SageLab {names.environment}: compares captured requests with the served version's baseline",
         )
         self.rule = events.Rule(
             self,
             "Schedule",
             schedule=events.Schedule.rate(interval),
-            description=f"SageLab {names.prefix}: drift check every {settings.drift_check_interval_hours} h",
+            description=f"SageLab {names.environment}: drift check every {settings.drift_check_interval_hours} h",
             targets=[targets.LambdaFunction(self.function, retry_attempts=0)],
         )
         acknowledge(
@@ -208,7 +208,7 @@ class DriftCheck(Construct):
             alarm = metric.create_alarm(
                 self,
                 alarm_id,
-                alarm_name=f"{names.prefix}-{alarm_id}",
+                alarm_name=names.name(alarm_id),
                 alarm_description=description,
                 threshold=threshold,
                 evaluation_periods=1,

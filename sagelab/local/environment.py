@@ -37,15 +37,15 @@ class LocalEnvironment:
 
 
 def local_values(env: EnvironmentConfig, code_version: str) -> dict[str, str]:
-    prefix = env.resource_prefix
+    names = env.names
     return {
-        "ArtifactsBucket": f"{prefix}-artifacts",
-        "DataBucket": f"{prefix}-data",
+        "ArtifactsBucket": names.name("artifacts"),
+        "DataBucket": names.name("data"),
         "CodeVersion": code_version,
-        "PipelineRoleName": f"{prefix}-pipeline-role",
+        "PipelineRoleName": names.name("pipeline-role"),
         "KmsKeyArn": "arn:aws:kms:local:000000000000:key/local",
         "ModelPackageGroupName": env.names.model_package_group,
-        "JobNamePrefix": env.names.prefix,
+        "JobNamePrefix": names.scope,
         "SklearnImageUri": "local/sagemaker-scikit-learn:1.4-2",
         "XgboostImageUri": "local/sagemaker-xgboost:3.0-5",
         "KmeansImageUri": "local/sagemaker-kmeans:1",

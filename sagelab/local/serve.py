@@ -231,7 +231,7 @@ class LocalEndpoint(_LocalServer):
         served: ServedModel | None,
         host: str = "127.0.0.1",
         port: int = 0,
-        endpoint_name: str = "sagelab-dev-endpoint",
+        endpoint_name: str = "sagelab-dev--endpoint",
         *,
         s3_root: Path | None = None,
     ) -> None:
@@ -476,7 +476,7 @@ class LocalGateway(_LocalServer):
         host: str = "127.0.0.1",
         port: int = 0,
         *,
-        endpoint_name: str = "sagelab-dev-endpoint",
+        endpoint_name: str = "sagelab-dev--endpoint",
         iam_credentials: Mapping[str, str] | None = None,
     ) -> None:
         if api_key is None and iam_credentials is None:
@@ -588,7 +588,7 @@ def serving(
     endpoint_port: int = 0,
     group: str | None = None,
     version: int | None = None,
-    endpoint_name: str = "sagelab-dev-endpoint",
+    endpoint_name: str = "sagelab-dev--endpoint",
     require_model: bool = True,
     iam_credentials: Mapping[str, str] | None = None,
     capture_percent: int = 0,

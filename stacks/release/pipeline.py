@@ -88,10 +88,10 @@ class ReleasePipeline(Construct):
         super().__init__(scope, construct_id)
         if not stages:
             raise ValueError(f"{source.name}: a release needs at least one environment that promotes from it")
-        names = ResourceNames(source.resource_prefix)
+        names = ResourceNames.of(source.name)
         removal = RemovalPolicy.RETAIN if retain else RemovalPolicy.DESTROY
         self.key = kms.Key(
-            self, "Key", enable_key_rotation=True, description=f"SageLab {names.prefix}: release artifacts, approvals, logs", removal_policy=removal
+            self, "Key", enable_key_rotation=True, description=f"SageLab {names.environment}: release artifacts, approvals, logs", removal_policy=removal
         )
         allow_cloudwatch_logs(self.key, "CloudWatchLogsOfTheRelease", [f"{names.release_stack}-*"])
         artifact_bucket = s3.Bucket(
@@ -112,7 +112,7 @@ class ReleasePipeline(Construct):
             ("NIST.800.53.R5-S3BucketReplicationEnabled", "Pipeline artifacts are rebuilt by the next execution; replicating them protects nothing."),
             ("NIST.800.53.R5-S3DefaultEncryptionKMS", "Encrypted with the release's customer-managed key (bucket key on)."),
         )
-        self.topic = sns.Topic(self, "Approvals", master_key=self.key, enforce_ssl=True, display_name=f"SageLab {names.prefix} release approvals")
+        self.topic = sns.Topic(self, "Approvals", master_key=self.key, enforce_ssl=True, display_name=f"SageLab {names.environment} release approvals")
         dead_letters = sqs.Queue(
             self, "DeadLetters", encryption=sqs.QueueEncryption.KMS, encryption_master_key=self.key, enforce_ssl=True, retention_period=Duration.days(14)
         )

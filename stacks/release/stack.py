@@ -42,7 +42,7 @@ class ReleaseStack(Stack):
         tags: Mapping[str, str],
         **kwargs: Any,
     ) -> None:
-        names = ResourceNames(source.resource_prefix)
+        names = ResourceNames.of(source.name)
         super().__init__(
             scope,
             construct_id,

@@ -55,7 +55,7 @@ class ReleaseTarget(Construct):
             "Role",
             role_name=names.role(RELEASE_ROLE),
             assumed_by=trust_only(source.account, promotion.function_role_arns),
-            description=f"SageLab {names.prefix}: the {promotion.source.name} release deploys and tests here",
+            description=f"SageLab {names.environment}: the {promotion.source.name} release deploys and tests here",
         )
         statements = serving_stack_update_statements(serving_stack_arn, deployment_role.role_arn)
         if api_key is not None:
