@@ -17,7 +17,7 @@ ENV ?= dev
 # Stacks are named exactly (sagelab.naming: `sagelab-<id>--<suffix>`).
 STACKS = sagelab-$(ENV)--platform sagelab-$(ENV)--serving
 
-.PHONY: help install parity-venvs synth demo test test-fast lint typecheck unit deploy destroy diff bench clean lock
+.PHONY: help install parity-venvs browser synth demo test test-fast lint typecheck unit deploy destroy diff bench clean lock
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -57,13 +57,18 @@ synth: install  ## synthesize every stack into cdk.out/ with cdk-nag, then print
 demo: install  ## synth + local pipeline run + local serving with real requests
 	$(PY) -m sagelab demo --cdk "$(CDK)" $(CDK_ARGS)
 
-test: install parity-venvs  ## lint, type-check and run the whole test suite (+ the container-parity lane)
+# The portal's browser tests drive Debian's chromium (tests/test_portal_browser.py); installed only when missing.
+CHROMIUM := /usr/bin/chromium
+browser:  ## Debian's chromium for the browser tests (apt, as root; nothing when present)
+	@test -x $(CHROMIUM) || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+test: install parity-venvs browser  ## lint, type-check and run the whole test suite (+ the container-parity lane)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
 
-test-fast: install  ## lint, type-check and the tests not marked slow (no pipeline runs, no classroom synth, no notebook)
+test-fast: install browser  ## lint, type-check and the tests not marked slow (no pipeline runs, no classroom synth, no notebook)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

@@ -13,6 +13,7 @@
     sagelab predict --url URL [--api-key KEY | --iam [--region R]] --file rows.csv|rows.json [--timeout S]
     sagelab class report --roster roster.csv [--output class-report.csv] [--html PAGE] [--student-role ROLE]
     sagelab class stop --roster roster.csv [--student-role ROLE]
+    sagelab class portal --roster roster.csv [--port N]      the student portal on 127.0.0.1 (sign-in stand-in)
     sagelab synth-summary [CDK_OUT]                           stacks, resources, cdk-nag findings
     sagelab demo [--cdk PATH] [CDK_ARGS ...]                  synth, local run, serve + real requests (`make demo`)
     sagelab --version
@@ -713,6 +714,13 @@ def _add_classroom(sub: Subparsers, shared: dict[str, argparse.ArgumentParser]) 
     p = classroom.add_parser("stop", parents=admin, help="end of session: stop every notebook and delete every endpoint (models stay registered)")
     p.add_argument("--roster", default="roster.csv")
     p.set_defaults(func=cmd_class_stop)
+    _add_portal(classroom)
+
+
+def _add_portal(classroom: Any) -> None:
+    from sagelab.local.portal import add_portal_parser
+
+    add_portal_parser(classroom)
 
 
 def _add_synth_tools(sub: Subparsers, shared: dict[str, argparse.ArgumentParser]) -> None:

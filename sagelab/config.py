@@ -196,7 +196,7 @@ class ServingConfig:
 @dataclass(frozen=True, config=_SCHEMA)
 class ReleaseConfig:
     """How versions reach an environment that takes its models from another (`promote_from`):
-    the acceptance test's bounds and who approves (docs/decisions/0014)."""
+    the acceptance test's bounds and who approves (docs/decisions/0015)."""
 
     # The stage's front door must score within this of the registered metric (one-sided: better passes).
     tolerance: StrictFloat = Field(default=0.02, ge=0, le=1, description="0..1")
@@ -238,6 +238,9 @@ class EnvironmentConfig:
     budget_usd: StrictInt = Field(default=0, ge=0, le=1_000_000, description="0 (no budget) to 1000000 USD per month")
     budget_alert_emails: tuple[Email, ...] = ()
     shares_account_with_class: StrictBool = False  # a roster row without account_id
+    # A roster row with its own account: the class portal's function role (in the class account),
+    # which alone may assume this environment's portal role to presign its notebook.
+    class_portal_role_arn: Arn | None = None
     # Take models from that environment's releases instead of its own approvals (sagelab/release.py,
     # stacks/release/): its serving stack is updated by the release pipeline, never by this
     # environment's own approval deployer.

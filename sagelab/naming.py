@@ -111,3 +111,22 @@ class ResourceNames:
     def batch_job(self, stamp: str) -> str:
         """A batch transform job (and its model): SageMaker allows 63 characters."""
         return self.name(f"batch-{stamp}")[:63]
+
+    @property
+    def portal_presign_role(self) -> str:
+        """In an own-account student's account: the role the class portal assumes to presign the
+        student's notebook URL and read their runs, budget and API URL (64-character IAM limit)."""
+        return self.name("portal")
+
+    @property
+    def user_pool(self) -> str:
+        """The class's user pool (of `ResourceNames.of("class")`)."""
+        return self.name("users")
+
+    @property
+    def portal_api(self) -> str:
+        return self.name("portal")
+
+    def portal_function_role(self, region: str) -> str:
+        """The class portal function's role (named: own-account students' portal roles trust it by ARN)."""
+        return self.name(f"portal-{region}")

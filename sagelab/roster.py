@@ -129,6 +129,7 @@ def classroom_config(config: SageLabConfig, students: list[Student], label: str 
     classroom = config.classroom
     environments = []
     environment_names = {env.name for env in config.environments}
+    portal_role = _class_portal_role_arn(classroom, students, base.account, base.region)
     for student in students:
         _check_not_taken(student, environment_names, label)
         env = replace_checked(
@@ -138,6 +139,7 @@ def classroom_config(config: SageLabConfig, students: list[Student], label: str 
             name=student.student_id,
             account=student.account_id or base.account,
             shares_account_with_class=student.account_id is None,
+            class_portal_role_arn=portal_role if student.account_id is not None else None,
             account_log_groups=False,  # account-wide: one per account, never one per student
             region=student.region or base.region,
             owner=as_tag_value(student.email),
@@ -156,6 +158,17 @@ def classroom_config(config: SageLabConfig, students: list[Student], label: str 
             raise ConfigError(f"{label} line {student.line}: {path}: {value!r} is not valid (expected {expected})")
         environments.append(env)
     return dataclasses.replace(config, environments=tuple(environments))
+
+
+def _class_portal_role_arn(classroom: ClassroomConfig, students: list[Student], class_account: str | None, class_region: str) -> str | None:
+    """The class portal's function role, which own-account students' portal roles trust. The portal
+    is in the class stack of the first shared-account row's region (stacks/app_builder.py); with no
+    class stack (no shared-account row, or `waf` not shared) or no class account in the config to
+    name, there is none, and the page says that those notebooks open from the student's console."""
+    shared_regions = [student.region or class_region for student in students if student.account_id is None]
+    if classroom.waf != "shared" or not shared_regions or class_account is None:
+        return None
+    return f"arn:aws:iam::{class_account}:role/{ResourceNames.of('class').portal_function_role(shared_regions[0])}"
 
 
 def _student_waf(classroom: ClassroomConfig, student: Student) -> Literal["own", "shared", "off"]:

@@ -27,6 +27,7 @@ from stacks.platform_stack import PlatformStack, SharedArtifacts
 from stacks.release.promotion import Promotion
 from stacks.release.stack import add_releases, promotion_of
 from stacks.serving_stack import ServingStack, retention_name
+from stacks.student_portal.construct import PortalUser
 
 
 @functools.lru_cache(maxsize=4)
@@ -91,7 +92,11 @@ def add_class_stacks(app: App, config: SageLabConfig, student_stacks: Sequence[S
     for env in config.environments:
         if env.serving.waf == "shared":
             sharing.setdefault(env.region, []).append(env)
-    class_stacks = []
+    # The portal serves the whole roster (own-account rows too) from the first class stack.
+    portal_users = [
+        PortalUser(env.name, env.student_email or "", None if env.shares_account_with_class else env.account, env.region) for env in config.environments
+    ]
+    class_stacks: list[ClassStack] = []
     for region, students in sharing.items():
         base = students[0]
         class_stack = ClassStack(
@@ -103,6 +108,8 @@ def add_class_stacks(app: App, config: SageLabConfig, student_stacks: Sequence[S
             rate_limit_per_5_minutes=base.serving.waf_rate_limit_per_5_minutes,
             log_retention=logs.RetentionDays(retention_name(base.log_retention_days)),
             tags={"project": PROJECT, "course": config.classroom.course},
+            portal_users=portal_users if not class_stacks else (),
+            admin_emails=config.classroom.admin_emails,
         )
         for env in students:
             by_name[env.names.serving_stack].add_stack_dependency(class_stack)

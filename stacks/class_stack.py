@@ -3,7 +3,9 @@
 - one WAF web ACL that every student's API stage in this account and region is associated with
   (exported as `CLASS_WEB_ACL_EXPORT`; each student's front door imports it), rate-limited per
   client IP *and* API, so a class behind one school NAT address does not share one limit;
-- one dashboard with every student's API and endpoint side by side, in place of one per student.
+- one dashboard with every student's API and endpoint side by side, in place of one per student;
+- in the class's home region, the student portal: the class user pool and each student's page
+  (stacks/student_portal/).
 
 Per-student keys, buckets, roles and budgets stay in each student's own stacks: isolation is not
 traded for cost. The WAF's log group has a key of the class's own (the students' keys are theirs).
@@ -20,12 +22,13 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from sagelab.naming import CLASS_ID
+from sagelab.naming import CLASS_ID, PROJECT
 from stacks.api_web_acl import CLASS_WEB_ACL_EXPORT, ApiWebAcl
 from stacks.model_endpoint import VARIANT
 from stacks.naming import ResourceNames
 from stacks.platform_stack import apply_tags
 from stacks.sagemaker_log_groups import allow_cloudwatch_logs
+from stacks.student_portal.construct import PortalUser, StudentPortal
 
 FIVE_MINUTES = Duration.minutes(5)
 
@@ -46,6 +49,8 @@ class ClassStack(Stack):
     rate_limit_per_5_minutes: per client IP and student API.
     log_retention: the WAF log group's retention.
     tags: the class's tags (project, course).
+    portal_users: the roster, for the student portal (empty: no portal in this region).
+    admin_emails: the course admins (the portal's `admins` group).
     """
 
     def __init__(
@@ -59,6 +64,8 @@ class ClassStack(Stack):
         rate_limit_per_5_minutes: int,
         log_retention: logs.RetentionDays,
         tags: Mapping[str, str],
+        portal_users: Sequence[PortalUser] = (),
+        admin_emails: Sequence[str] = (),
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -84,6 +91,20 @@ class ClassStack(Stack):
         )
         CfnOutput(self, "WebAclArn", value=self.web_acl.web_acl_arn, export_name=CLASS_WEB_ACL_EXPORT, description="Associated with every student's API")
         self.dashboard = self._dashboard([ResourceNames.of(student) for student in students])
+        self.portal = None
+        if portal_users:
+            self.portal = StudentPortal(
+                self,
+                "Portal",
+                users=portal_users,
+                admin_emails=admin_emails,
+                course=tags.get("course", PROJECT),
+                region=region,
+                log_key=key,
+                log_retention=log_retention,
+                web_acl_arn=self.web_acl.web_acl_arn,
+            )
+            CfnOutput(self, "PortalUrl", value=self.portal.page_url, description="The student portal: hand this address to the class")
         apply_tags(self, tags)
 
     def _dashboard(self, students: Sequence[ResourceNames]) -> cloudwatch.Dashboard:

@@ -19,6 +19,7 @@ from stacks.naming import ResourceNames
 from stacks.notebook_environment import NotebookEnvironment
 from stacks.sagemaker_log_groups import ACCOUNT_WIDE_LOG_GROUPS, SageMakerLogGroups, allow_cloudwatch_logs, endpoint_log_group_name
 from stacks.student_guardrails import StudentGuardrails
+from stacks.student_portal.construct import PortalPresignRole, PortalUser
 from stacks.training_pipeline import TrainingPipeline
 
 
@@ -148,6 +149,13 @@ class PlatformStack(Stack):
                 student_id=env_config.name if env_config.shares_account_with_class else None,
                 limit_usd=env_config.budget_usd,
                 emails=env_config.budget_alert_emails,
+            )
+        if env_config.class_portal_role_arn:
+            self.portal_presign = PortalPresignRole(
+                self,
+                "PortalPresign",
+                user=PortalUser(env_config.name, env_config.student_email or "", env_config.account, env_config.region),
+                portal_role_arn=env_config.class_portal_role_arn,
             )
         self._allow_service_encryption()
         apply_tags(self, tags)

@@ -231,11 +231,13 @@ API_DEPLOYMENT_HASH = re.compile(r"(FrontDoorApiDeployment[0-9A-Fa-f]{8})[0-9a-f
 BUCKET_DEPLOYMENT_HASH = re.compile(r'("aws-cdk:cr-owned:[^"]*:)[0-9a-f]{8}"')
 
 
-def _class_context(root: Path, roster_text: str) -> dict[str, Any]:
+def _class_context(root: Path, roster_text: str, class_account: str | None = None) -> dict[str, Any]:
     root.mkdir()
     roster = root / "roster.csv"
     roster.write_text(roster_text)
     sagelab = cdk_context()["sagelab"] | {"classroom": {"admin_emails": ["admin@example.edu"]}}
+    if class_account:  # own-account students then trust the class portal by ARN (their portal role)
+        sagelab["environments"] = {name: env | {"account": class_account} for name, env in sagelab["environments"].items()}
     return {**cdk_context(), "roster": str(roster), "sagelab": sagelab}
 
 
@@ -294,10 +296,12 @@ def _deployable_parts(outdir: Path) -> dict[str, Any]:
 
 
 @pytest.mark.slow
-def test_stamped_students_equal_students_built_alone(tmp_path: Path) -> None:
+@pytest.mark.parametrize("class_account", [None, "111122223333"], ids=["class-account-unknown", "class-account-named"])
+def test_stamped_students_equal_students_built_alone(tmp_path: Path, class_account: str | None) -> None:
     """Shortest and longest ids, a hyphen, a student who is also an admin, own accounts in another
-    region: each stamped stack is what building that student through the constructs gives."""
-    context = _class_context(tmp_path / "roster", MIXED_ROSTER)
+    region (with the class account named: their portal role): each stamped stack is what building
+    that student through the constructs gives."""
+    context = _class_context(tmp_path / "roster", MIXED_ROSTER, class_account)
     stamped = synth(tmp_path / "stamped", context)
     stamped_parts = _deployable_parts(stamped.outdir)
     # The class-wide stack (shared web ACL and dashboard) is no student's: checked apart in
@@ -328,6 +332,13 @@ def test_stamped_students_equal_students_built_alone(tmp_path: Path) -> None:
         assert lint_errors(stamped.template(name), region="eu-west-1") == [], name
     own = stamped.template("sagelab-own-2--platform")
     assert "210987654321" in json.dumps(own) and "123456789012" not in json.dumps(own)
+    # Named class account: own-2's portal role trusts the class portal's function role, stamped alike.
+    portal_roles = [
+        r["Properties"] for r in own["Resources"].values() if r["Type"] == "AWS::IAM::Role" and r["Properties"].get("RoleName") == "sagelab-own-2--portal"
+    ]
+    assert [role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] for role in portal_roles] == (
+        [{"AWS": f"arn:aws:iam::{class_account}:role/sagelab-class--portal-us-east-1"}] if class_account else []
+    )
     (budget,) = [r for r in stamped.template("sagelab-teacher-1--platform")["Resources"].values() if r["Type"] == "AWS::Budgets::Budget"]
     assert {s["Address"] for s in budget["Properties"]["NotificationsWithSubscribers"][0]["Subscribers"]} == {"admin@example.edu"}
 

@@ -178,7 +178,7 @@ def test_a_real_time_environment_is_checked_too(synthesized: SynthResult) -> Non
 
 def test_a_class_students_environment_has_no_check_unless_asked(environments: SynthResult) -> None:
     def checked(environment: str) -> bool:
-        return any(k.startswith("DriftCheckFunction") for k in _of_type(environments, f"sagelab-{environment}-serving", "AWS::Lambda::Function"))
+        return any(k.startswith("DriftCheckFunction") for k in _of_type(environments, f"sagelab-{environment}--serving", "AWS::Lambda::Function"))
 
     assert not checked("student") and checked("asked")
 

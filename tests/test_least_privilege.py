@@ -524,6 +524,7 @@ def test_resolving_an_unknown_import_fails_loudly() -> None:
 TRUST_KNOWN_OPEN = {
     "FrontDoorFunctionRole": "Lambda execution role: AWS does not document aws:SourceAccount on Lambda's AssumeRole, and a condition it never sends would stop the function.",
     "DeployerFunctionRole": "Lambda execution role: AWS does not document aws:SourceAccount on Lambda's AssumeRole, and a condition it never sends would stop the function.",
+    "PortalFunctionRole": "Lambda execution role (the class's student portal): AWS does not document aws:SourceAccount on Lambda's AssumeRole.",
     "DeployerCloudFormationRole": "CloudFormation service role: assumable only through iam:PassRole, which only the deployer's function holds (UpdateStack with this RoleArn).",
 }
 

@@ -1,4 +1,4 @@
-"""The release pipeline (CodePipeline V2, in the source environment's account; docs/decisions/0014):
+"""The release pipeline (CodePipeline V2, in the source environment's account; docs/decisions/0015):
 
   EventBridge: a version of <source>-models Approved ─► Start (Lambda) ─► execution, ModelPackageArn=<version>
   Source (the release's own code, pinned with the pipeline)
