@@ -21,6 +21,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import numpy as np
@@ -29,6 +30,9 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import REPO_ROOT, child_env
+
+if TYPE_CHECKING:
+    from botocore.credentials import Credentials
 
 API_KEY = "bench-key"
 BATCH_ROWS = 1000
@@ -51,9 +55,18 @@ def timed(call: Callable[[int], object], count: int, warmup: int = 10) -> list[f
     return samples
 
 
-def http_call(client: httpx.Client, path: str, bodies: list[str], headers: dict[str, str]) -> Callable[[int], object]:
+def http_call(client: httpx.Client, path: str, bodies: list[str], headers: dict[str, str], credentials: Credentials | None = None) -> Callable[[int], object]:
+    """POSTs of `bodies` in turn; with `credentials`, each signed with SigV4 beforehand (the local
+    endpoint verifies signatures as InvokeEndpoint does; signing is the client's cost, not timed)."""
+    from sagelab.local.loopback import sigv4_headers
+
+    signed = [
+        sigv4_headers(credentials, "sagemaker", "POST", f"{client.base_url}".rstrip("/") + path, body.encode(), headers) if credentials else headers
+        for body in bodies
+    ]
+
     def call(index: int) -> object:
-        response = client.post(path, content=bodies[index % len(bodies)], headers=headers)
+        response = client.post(path, content=bodies[index % len(bodies)], headers=signed[index % len(bodies)])
         if response.status_code != 200:
             raise SystemExit(f"{path} answered {response.status_code}: {response.text[:300]}")
         return response
@@ -96,8 +109,8 @@ def main() -> int:
         with serving(workdir, API_KEY) as (gateway, endpoint):
             with httpx.Client(base_url=endpoint.url) as client:
                 rows["local endpoint /invocations"] = (
-                    timed(http_call(client, "/invocations", singles, JSON_HEADERS), args.requests),
-                    timed(http_call(client, "/invocations", batches, JSON_HEADERS), args.batches, warmup=3),
+                    timed(http_call(client, "/invocations", singles, JSON_HEADERS, endpoint.credentials), args.requests),
+                    timed(http_call(client, "/invocations", batches, JSON_HEADERS, endpoint.credentials), args.batches, warmup=3),
                 )
             with httpx.Client(base_url=gateway.url) as client:
                 headers = {**JSON_HEADERS, "x-api-key": API_KEY}

@@ -44,7 +44,7 @@ import tarfile
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -255,11 +255,43 @@ def load_model_dir(model_dir: Path, scratch: Path) -> Path:
     if not archive.exists():
         return Path(model_dir)
     with tarfile.open(archive) as tar:
-        try:
+        if hasattr(tarfile, "data_filter"):
             tar.extractall(scratch, filter="data")
-        except TypeError:  # Python without extraction filters (older container images)
-            tar.extractall(scratch)  # noqa: S202 - our own training job wrote this archive
+        else:  # a Python without extraction filters (before 3.10.12 / 3.11.4: older container images)
+            tar.extractall(scratch, members=safe_members(tar, archive))  # noqa: S202 - every member checked first
     return scratch
+
+
+def safe_members(tar: tarfile.TarFile, archive: Path) -> list[tarfile.TarInfo]:
+    """What the "data" extraction filter would let through, for a Python that lacks it: files,
+    folders and links that stay inside the destination, permissions without setuid/setgid or write
+    for others. Anything else stops the step with the member's name (a model archive never holds one):
+    an absolute name, a `..` segment, a path through a link of the archive, a link whose target is
+    absolute, climbs with `..` or runs through another link, a device or a FIFO."""
+    members = tar.getmembers()
+    links = {PurePosixPath(m.name) for m in members if m.issym() or m.islnk()}
+
+    def problem_with(path: PurePosixPath, what: str) -> str | None:
+        if path.is_absolute() or str(path).startswith("\\"):
+            return f"{what} is absolute"
+        if ".." in path.parts:
+            return f"{what} has a '..' segment"
+        if any(parent in links for parent in path.parents):
+            return f"{what} runs through a link in the archive"
+        return None
+
+    for member in members:
+        name = PurePosixPath(member.name)
+        problem = problem_with(name, "its name")
+        if problem is None and not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
+            problem = "it is a device or FIFO"
+        if problem is None and (member.issym() or member.islnk()):
+            target = PurePosixPath(member.linkname)
+            problem = problem_with(target if member.islnk() or target.is_absolute() else name.parent / target, f"its link target {member.linkname!r}")
+        if problem:
+            raise ValueError(f"{archive}: member {member.name!r} refused: {problem}; a model archive holds only files and folders inside the model folder")
+        member.mode &= 0o755  # as the data filter: no setuid/setgid/sticky bit, no write for group or others
+    return members
 
 
 def load_spec(directories: Sequence[Path | None]) -> dict[str, Any]:

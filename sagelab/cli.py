@@ -8,9 +8,9 @@
     sagelab pipeline status [EXECUTION] [--json]
     sagelab pipeline logs [EXECUTION] [--follow]
     sagelab batch --input PATH|s3://PREFIX [--output FILE] [--instance-type TYPE]
-    sagelab serve [--port N] [--endpoint-port M] [--api-key KEY] [--group GROUP] [--version N] [--config FILE]
+    sagelab serve [--port N] [--endpoint-port M] [--api-key-file PATH] [--group GROUP] [--version N] [--config FILE]
     sagelab monitor [--json] [--labels FILE] [--hours H]              captured requests against the served version's baseline
-    sagelab predict --url URL [--api-key KEY | --iam [--region R]] --file rows.csv|rows.json [--timeout S]
+    sagelab predict --url URL [--api-key-file PATH | --iam [--region R]] --file rows.csv|rows.json [--timeout S]
     sagelab class report --roster roster.csv [--output class-report.csv] [--html PAGE] [--student-role ROLE]
     sagelab class stop --roster roster.csv [--student-role ROLE]
     sagelab class portal --roster roster.csv [--port N]      the student portal on 127.0.0.1 (sign-in stand-in)
@@ -349,14 +349,19 @@ DEFAULT_GATEWAY_PORT, DEFAULT_ENDPOINT_PORT = 8080, 8081
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import secrets
     import signal
     import threading
 
+    from sagelab.api_key import COMMAND_LINE_REFUSAL, ENV_VAR, ApiKeyError, key_for_server
     from sagelab.local.registry import RegistryError
     from sagelab.local.serve import ServeError, serving
 
-    api_key = args.api_key or f"local-{secrets.token_hex(8)}"
+    if args.api_key is not None:
+        raise UsageError(COMMAND_LINE_REFUSAL)
+    try:
+        api_key, key_file = key_for_server(args.api_key_file, Path(args.workdir))
+    except ApiKeyError as error:
+        raise UsageError(str(error)) from None
     capture_percent = _environment(args).serving.data_capture_percent
     stop = threading.Event()
     for signal_number in (signal.SIGINT, signal.SIGTERM):
@@ -375,10 +380,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
             assert served is not None
             print(f"serving {served.package.group} version {served.package.version} ({served.package.approval_status})", flush=True)
             print(f"gateway   {gateway.url}   POST /predict and GET /openapi.json (x-api-key), GET /health", flush=True)
-            print(f"endpoint  {endpoint.url}   GET /ping, POST /invocations, POST /endpoints/<name>/invocations", flush=True)
-            print(f"api key   {api_key}", flush=True)
+            print(f"endpoint  {endpoint.url}   GET /ping, POST /invocations, POST /endpoints/<name>/invocations (SigV4 by this run's key)", flush=True)
+            where = f"in {key_file}" if key_file else f"from ${ENV_VAR}"
+            print(f"api key   {where}; both servers listen on 127.0.0.1 only and answer Host 127.0.0.1 or localhost", flush=True)
             print(f"capture   {capture_percent}% of requests (serving.data_capture_percent); check them with `sagelab monitor`", flush=True)
-            print(f"try:      sagelab predict --url {gateway.url} --api-key {api_key} --file rows.csv   (Ctrl-C stops)", flush=True)
+            key_option = f" --api-key-file {key_file}" if key_file else ""
+            print(f"try:      sagelab predict --url {gateway.url}{key_option} --file rows.csv   (Ctrl-C stops)", flush=True)
             stop.wait()
     except (ServeError, RegistryError) as error:
         raise UsageError(str(error)) from None
@@ -420,15 +427,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
     payload = read_rows(Path(args.file))
     if not args.url.startswith(("http://", "https://")):
         raise UsageError(f"--url {args.url!r}: expected an http:// or https:// URL")
-    if args.iam and args.api_key:
-        raise UsageError("--iam and --api-key are exclusive: an API with IAM auth takes a SigV4 signature, one with API keys takes x-api-key")
+    from sagelab.api_key import COMMAND_LINE_REFUSAL, ApiKeyError, key_for_client
+
+    if args.api_key is not None:
+        raise UsageError(COMMAND_LINE_REFUSAL)
+    if args.iam and args.api_key_file:
+        raise UsageError("--iam and --api-key-file are exclusive: an API with IAM auth takes a SigV4 signature, one with API keys takes x-api-key")
+    try:
+        api_key = None if args.iam else key_for_client(args.api_key_file)
+    except ApiKeyError as error:
+        raise UsageError(str(error)) from None
     url = args.url.rstrip("/") + "/predict"
     body = json.dumps(payload).encode()
     headers = {"Content-Type": "application/json"}
     if args.iam:
         headers = sigv4_headers(url, body, headers, region=args.region)
-    elif args.api_key:
-        headers["x-api-key"] = args.api_key
+    elif api_key:
+        headers["x-api-key"] = api_key
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310 - scheme checked above
     try:
         with urllib.request.urlopen(request, timeout=args.timeout) as response:  # noqa: S310 - the user's URL
@@ -515,7 +530,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"runs:        {Path(args.workdir) / 'executions'}  (per-step sandboxes, execution.json)")
     print(f"metrics:     {Path(args.workdir)}/s3/*/models/evaluations/<execution>/evaluation/  (evaluation.json, confusion_matrix.png, roc_curve.png)")
     print(f"registry:    {Path(args.workdir) / 'registry'}  (sagelab models list)")
-    print("serve again: sagelab serve   |   call it: sagelab predict --url http://127.0.0.1:8080 --api-key KEY --file rows.csv")
+    print(
+        f"serve again: sagelab serve   |   call it: sagelab predict --url http://127.0.0.1:8080 --api-key-file {Path(args.workdir) / 'api-key'} --file rows.csv"
+    )
     print("algorithms:  sagelab run --param Algorithm=kmeans | autopilot  (README: Choosing an algorithm)")
     return EXIT_OK
 
@@ -655,13 +672,20 @@ def _add_serving(sub: Subparsers, shared: dict[str, argparse.ArgumentParser]) ->
     )
     p.add_argument("--port", type=int, default=DEFAULT_GATEWAY_PORT, help=f"gateway port (default {DEFAULT_GATEWAY_PORT})")
     p.add_argument("--endpoint-port", type=int, default=DEFAULT_ENDPOINT_PORT, help=f"local endpoint port (default {DEFAULT_ENDPOINT_PORT})")
-    p.add_argument("--api-key", help="the key clients must send (default: a new random key, printed)")
+    p.add_argument(
+        "--api-key-file",
+        help="a file holding the key clients must send (else $SAGELAB_API_KEY, else a random key kept in WORKDIR/api-key, mode 0600)",
+    )
+    p.add_argument("--api-key", help=argparse.SUPPRESS)  # refused with a message: a key on the command line is visible in `ps`
     p.add_argument("--group", help="model package group (default: any)")
     p.add_argument("--version", type=int, help="serve this version instead of the latest approved")
     p.set_defaults(func=cmd_serve)
     p = sub.add_parser("predict", help="send rows to a front door (sagelab serve or a deployed API)")
     p.add_argument("--url", required=True, help="gateway base URL, e.g. http://127.0.0.1:8080 or https://ID.execute-api.REGION.amazonaws.com/prod")
-    p.add_argument("--api-key", help="the x-api-key value (identifies your client for its usage plan; not authentication)")
+    p.add_argument(
+        "--api-key-file", help="a file holding the x-api-key value (else $SAGELAB_API_KEY; identifies your client for its usage plan; not authentication)"
+    )
+    p.add_argument("--api-key", help=argparse.SUPPRESS)  # refused with a message: a key on the command line is visible in `ps`
     p.add_argument("--iam", action="store_true", help="sign the request with SigV4 from your AWS credentials (an API with serving.auth: iam)")
     p.add_argument("--region", help="with --iam: the API's region (default: from the URL, else your AWS config, else us-east-1)")
     p.add_argument("--file", required=True, help="rows.csv (optional header) or rows.json")

@@ -151,8 +151,9 @@ class LocalLab:
         import boto3
 
         _, endpoint = self._front_door()
-        local_credentials = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}  # the local endpoint ignores them
-        runtime = boto3.client("sagemaker-runtime", endpoint_url=endpoint.url, region_name="us-east-1", **local_credentials)
+        # The local endpoint verifies SigV4 by its own random credentials, as InvokeEndpoint needs the caller's.
+        credentials = {"aws_access_key_id": endpoint.credentials.access_key, "aws_secret_access_key": endpoint.credentials.secret_key}
+        runtime = boto3.client("sagemaker-runtime", endpoint_url=endpoint.url, region_name="us-east-1", **credentials)
         answer = runtime.invoke_endpoint(EndpointName=self.env.names.endpoint, ContentType="application/json", Body=json.dumps({"instances": list(rows)}))
         return list(json.loads(answer["Body"].read())["predictions"])
 

@@ -354,7 +354,13 @@ def synthetic_job(name: str, values: list[float | None]) -> dict[str, Any]:
 def sagemaker() -> Iterator[Any]:
     with LocalSageMakerApi() as api:
         api.add_automl_job(synthetic_job("leaderboard", [0.91, 0.97, None, 0.95, 0.89, 0.97, 0.93]))
-        yield boto3.client("sagemaker", endpoint_url=api.url, region_name="us-east-1", aws_access_key_id="local", aws_secret_access_key="local")
+        yield boto3.client(
+            "sagemaker",
+            endpoint_url=api.url,
+            region_name="us-east-1",
+            aws_access_key_id=api.credentials.access_key,
+            aws_secret_access_key=api.credentials.secret_key,
+        )
 
 
 def test_list_candidates_sorted_by_objective(sagemaker: Any) -> None:
@@ -430,7 +436,13 @@ def test_real_job_leaderboard_through_boto3(digits_job: dict[str, Any]) -> None:
     result = digits_job["result"]
     with LocalSageMakerApi() as api:
         api.add_automl_job(result)
-        client = boto3.client("sagemaker", endpoint_url=api.url, region_name="us-east-1", aws_access_key_id="local", aws_secret_access_key="local")
+        client = boto3.client(
+            "sagemaker",
+            endpoint_url=api.url,
+            region_name="us-east-1",
+            aws_access_key_id=api.credentials.access_key,
+            aws_secret_access_key=api.credentials.secret_key,
+        )
         board = client.list_candidates_for_auto_ml_job(AutoMLJobName=result["AutoMLJobName"], SortBy="FinalObjectiveMetricValue", SortOrder="Descending")
         described = client.describe_auto_ml_job(AutoMLJobName=result["AutoMLJobName"])
     assert board["Candidates"][0]["FinalAutoMLJobObjectiveMetric"] == described["BestCandidate"]["FinalAutoMLJobObjectiveMetric"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import random
 import shutil
 import struct
@@ -63,10 +64,9 @@ def _serve(workdir: Path, config: Path) -> Iterator[tuple[subprocess.Popen[str],
             "0",
             "--endpoint-port",
             "0",
-            "--api-key",
-            API_KEY,
         ],
         cwd=REPO_ROOT,
+        env={**os.environ, "SAGELAB_API_KEY": API_KEY},  # never on the command line
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -85,7 +85,11 @@ def test_installed_wheel_serves_the_approved_model_from_an_empty_folder(
     approved = subprocess.run([str(installed_sagelab), "models", "approve", "sagelab-dev--models", "1"], cwd=folder, env=env, capture_output=True, text=True)
     assert approved.returncode == 0, approved.stderr
     server = subprocess.Popen(
-        [str(installed_sagelab), "serve", "--port", "0", "--endpoint-port", "0", "--api-key", "k"], cwd=folder, env=env, stdout=subprocess.PIPE, text=True
+        [str(installed_sagelab), "serve", "--port", "0", "--endpoint-port", "0"],
+        cwd=folder,
+        env={**env, "SAGELAB_API_KEY": "k"},
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert server.stdout is not None

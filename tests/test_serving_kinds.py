@@ -441,8 +441,8 @@ def test_the_local_s3_answers_only_model_descriptions_under_models_evaluations(t
             "s3",
             endpoint_url=endpoint.url,
             region_name="us-east-1",
-            aws_access_key_id="x",
-            aws_secret_access_key="x",
+            aws_access_key_id=endpoint.credentials.access_key,
+            aws_secret_access_key=endpoint.credentials.secret_key,
             config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
         )
         assert json.loads(client.get_object(Bucket=BUCKET, Key=DESCRIPTION_KEY)["Body"].read()) == KMEANS_DESCRIPTION

@@ -18,8 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sagelab.datasets import DIGITS_CSV
+from sagelab.local.loopback import sigv4_headers
 from sagelab.local.registry import LocalRegistry
-from sagelab.local.serve import load_served_model, serving
+from sagelab.local.serve import LocalEndpoint, LocalGateway, load_served_model, serving
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "test-key-123"
@@ -37,10 +38,15 @@ def trained_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def servers(trained_workdir: Path) -> Iterator[tuple[str, str]]:
+def served(trained_workdir: Path) -> Iterator[tuple[LocalGateway, LocalEndpoint]]:
     LocalRegistry(trained_workdir).set_status("sagelab-dev--models", 1, "Approved")
-    with serving(trained_workdir, API_KEY) as (gateway, endpoint):
-        yield gateway.url, endpoint.url
+    with serving(trained_workdir, API_KEY) as pair:
+        yield pair
+
+
+@pytest.fixture(scope="module")
+def servers(served: tuple[LocalGateway, LocalEndpoint]) -> tuple[str, str]:
+    return served[0].url, served[1].url
 
 
 @pytest.fixture(scope="module")
@@ -117,13 +123,14 @@ def test_only_health_needs_no_key_and_openapi_takes_the_predict_key(client: http
     assert client.get("/openapi.json", headers={"x-api-key": API_KEY}).json()["paths"]["/predict"]["post"]["operationId"] == "predict"
 
 
-def test_boto3_sagemaker_runtime_works_against_the_local_endpoint(servers: tuple[str, str], digits: pd.DataFrame) -> None:
+def test_boto3_sagemaker_runtime_works_against_the_local_endpoint(served: tuple[LocalGateway, LocalEndpoint], digits: pd.DataFrame) -> None:
+    endpoint = served[1]
     runtime = boto3.client(
         "sagemaker-runtime",
-        endpoint_url=servers[1],
+        endpoint_url=endpoint.url,
         region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
+        aws_access_key_id=endpoint.credentials.access_key,
+        aws_secret_access_key=endpoint.credentials.secret_key,
         config=Config(retries={"max_attempts": 1}),
     )
     rows = digits.drop(columns="label").head(2).to_numpy().tolist()
@@ -134,11 +141,14 @@ def test_boto3_sagemaker_runtime_works_against_the_local_endpoint(servers: tuple
     assert raised.value.response["OriginalStatusCode"] == 400
 
 
-def test_container_contract_ping_and_invocations(servers: tuple[str, str]) -> None:
-    with httpx.Client(base_url=servers[1]) as http:
-        assert http.get("/ping").status_code == 200
-        csv_row = ",".join(["0"] * 64)
-        response = http.post("/invocations", content=csv_row, headers={"Content-Type": "text/csv"})
+def test_container_contract_ping_and_invocations(served: tuple[LocalGateway, LocalEndpoint]) -> None:
+    endpoint = served[1]
+    with httpx.Client(base_url=endpoint.url) as http:
+        ping = sigv4_headers(endpoint.credentials, "sagemaker", "GET", f"{endpoint.url}/ping")
+        assert http.get("/ping", headers=ping).status_code == 200
+        csv_row = ",".join(["0"] * 64).encode()
+        signed = sigv4_headers(endpoint.credentials, "sagemaker", "POST", f"{endpoint.url}/invocations", csv_row, {"Content-Type": "text/csv"})
+        response = http.post("/invocations", content=csv_row, headers=signed)
         assert response.status_code == 200 and "predictions" in response.json()
 
 

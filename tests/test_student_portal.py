@@ -16,7 +16,7 @@ from tests.iam_policy import Env, Stacks, Statement, action_matches, is_allowed
 from tests.test_least_privilege import example_resources
 
 ENV = Env(partition="aws", region="us-east-1", account="123456789012")
-CLASS_STACK = "sagelab-class-us-east-1"
+CLASS_STACK = "sagelab-class--us-east-1"
 OWN_ACCOUNT = "210987654321"
 # A class of 40 in the shared account (alice, bob, s02..s39) and two own-account rows: dave (another
 # region) and erin (carol of `shared_class` is on neither roster).
@@ -46,7 +46,7 @@ DATA_ACTIONS = ("s3:GetObject", "s3:PutObject", "kms:Decrypt", "sagemaker:Invoke
 
 # The class account named in the config: own-account students' portal roles can trust the portal by ARN.
 CLASS_CONFIG = f"environments:\n  dev: {{account: '{ENV.account}'}}\nclassroom:\n  admin_emails: [teacher@example.edu]\n"
-PORTAL_ROLE = f"arn:aws:iam::{ENV.account}:role/sagelab-class-portal-us-east-1"
+PORTAL_ROLE = f"arn:aws:iam::{ENV.account}:role/sagelab-class--portal-us-east-1"
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,7 @@ def portal_statements(stacks: Stacks) -> list[Statement]:
 
 
 def notebook(student: str, region: str = "us-east-1", account: str = ENV.account) -> str:
-    return f"arn:aws:sagemaker:{region}:{account}:notebook-instance/sagelab-{student}-notebook"
+    return f"arn:aws:sagemaker:{region}:{account}:notebook-instance/sagelab-{student}--notebook"
 
 
 def portal_reach_problems(stacks: Stacks, class_students: tuple[str, ...], own_account: dict[str, str]) -> Iterator[str]:
@@ -91,10 +91,10 @@ def portal_reach_problems(stacks: Stacks, class_students: tuple[str, ...], own_a
                 if is_allowed(statements, action, arn):
                     yield f"may {action} {arn}"
     for student, account in own_account.items():
-        own_role = f"arn:aws:iam::{account}:role/sagelab-{student}-portal"
+        own_role = f"arn:aws:iam::{account}:role/sagelab-{student}--portal"
         if not is_allowed(statements, "sts:AssumeRole", own_role):
             yield f"cannot assume {own_role}"
-        for other in (f"arn:aws:iam::{account}:role/OrganizationAccountAccessRole", f"arn:aws:iam::{account}:role/sagelab-{student}-notebook-role"):
+        for other in (f"arn:aws:iam::{account}:role/OrganizationAccountAccessRole", f"arn:aws:iam::{account}:role/sagelab-{student}--notebook-role"):
             if is_allowed(statements, "sts:AssumeRole", other):
                 yield f"may assume {other}"
 
@@ -123,7 +123,7 @@ def test_a_class_of_forty_and_own_account_rows_is_clean_and_within_iam_and_lambd
     # Synth raised on any unacknowledged cdk-nag finding; the reports say so too.
     for report in mixed_class.outdir.rglob("validation-report.json"):
         assert all(not plugin["violations"] for plugin in json.loads(report.read_text())["pluginReports"]), report
-    for name in (CLASS_STACK, "sagelab-dave-platform", "sagelab-erin-platform", "sagelab-alice-platform"):
+    for name in (CLASS_STACK, "sagelab-dave--platform", "sagelab-erin--platform", "sagelab-alice--platform"):
         assert lint_errors(mixed_class.template(name)) == [], name
     stacks = Stacks(mixed_class.templates, ENV)
     template = mixed_class.template(CLASS_STACK)
@@ -177,10 +177,10 @@ def test_the_reach_check_finds_a_planted_widening(mixed_class: SynthResult, plan
 def test_an_own_account_students_portal_role_trusts_only_the_portal_and_reaches_only_them(mixed_class: SynthResult) -> None:
     stacks = Stacks(mixed_class.templates, ENV)
     (function_role,) = [r for r in stacks.roles() if r.stack == CLASS_STACK and r.logical_id.startswith("PortalFunctionRole")]
-    assert mixed_class.template(CLASS_STACK)["Resources"][function_role.logical_id]["Properties"]["RoleName"] == "sagelab-class-portal-us-east-1"
-    (role,) = [r for r in stacks.roles() if r.stack == "sagelab-dave-platform" and r.logical_id.startswith("PortalPresign")]
-    properties = mixed_class.template("sagelab-dave-platform")["Resources"][role.logical_id]["Properties"]
-    assert properties["RoleName"] == "sagelab-dave-portal"
+    assert mixed_class.template(CLASS_STACK)["Resources"][function_role.logical_id]["Properties"]["RoleName"] == "sagelab-class--portal-us-east-1"
+    (role,) = [r for r in stacks.roles() if r.stack == "sagelab-dave--platform" and r.logical_id.startswith("PortalPresign")]
+    properties = mixed_class.template("sagelab-dave--platform")["Resources"][role.logical_id]["Properties"]
+    assert properties["RoleName"] == "sagelab-dave--portal"
     assert properties["AssumeRolePolicyDocument"]["Statement"] == [{"Action": "sts:AssumeRole", "Effect": "Allow", "Principal": {"AWS": PORTAL_ROLE}}]
     statements = stacks.identity_policies(role)
     assert is_allowed(statements, "sagemaker:CreatePresignedNotebookInstanceUrl", notebook("dave", "eu-west-1"))
@@ -190,7 +190,7 @@ def test_an_own_account_students_portal_role_trusts_only_the_portal_and_reaches_
     for arn in example_resources(stacks, "dave"):
         assert not any(is_allowed(statements, action, arn) for action in DATA_ACTIONS), arn
     # Shared-account students need no such role: the portal presigns with its own.
-    assert not [r for r in stacks.roles() if r.stack == "sagelab-alice-platform" and r.logical_id.startswith("PortalPresign")]
+    assert not [r for r in stacks.roles() if r.stack == "sagelab-alice--platform" and r.logical_id.startswith("PortalPresign")]
 
 
 # -- the handler: who may open what -----------------------------------------------------------------
@@ -364,10 +364,10 @@ def _resource(action: str, student: str, region: str, account: str) -> str:
     return {
         "sagemaker:CreatePresignedNotebookInstanceUrl": notebook(student, region, account),
         "sagemaker:DescribeNotebookInstance": notebook(student, region, account),
-        "sagemaker:DescribeEndpoint": f"arn:aws:sagemaker:{region}:{account}:endpoint/sagelab-{student}-endpoint",
-        "sagemaker:ListPipelineExecutions": f"arn:aws:sagemaker:{region}:{account}:pipeline/sagelab-{student}-pipeline",
-        "cloudformation:DescribeStacks": f"arn:aws:cloudformation:{region}:{account}:stack/sagelab-{student}-serving/0f5e2a10-0000-4000-8000-000000000000",
-        "budgets:ViewBudget": f"arn:aws:budgets::{account}:budget/sagelab-{student}-monthly",
+        "sagemaker:DescribeEndpoint": f"arn:aws:sagemaker:{region}:{account}:endpoint/sagelab-{student}--endpoint",
+        "sagemaker:ListPipelineExecutions": f"arn:aws:sagemaker:{region}:{account}:pipeline/sagelab-{student}--pipeline",
+        "cloudformation:DescribeStacks": f"arn:aws:cloudformation:{region}:{account}:stack/sagelab-{student}--serving/0f5e2a10-0000-4000-8000-000000000000",
+        "budgets:ViewBudget": f"arn:aws:budgets::{account}:budget/sagelab-{student}--monthly",
     }[action]
 
 
@@ -385,12 +385,12 @@ def test_the_portal_may_make_every_call_its_handler_makes(mixed_class: SynthResu
     }
     stacks = Stacks(mixed_class.templates, ENV)
     function = portal_statements(stacks)
-    (dave_role,) = [r for r in stacks.roles() if r.stack == "sagelab-dave-platform" and r.logical_id.startswith("PortalPresign")]
+    (dave_role,) = [r for r in stacks.roles() if r.stack == "sagelab-dave--platform" and r.logical_id.startswith("PortalPresign")]
     dave = stacks.identity_policies(dave_role)
     for call in sorted(calls - NEEDS_NO_PERMISSION):
         action = IAM_ACTIONS.get(call, call)
         if action == "sts:AssumeRole":  # own-account students only, their portal role only
-            assert is_allowed(function, action, f"arn:aws:iam::{OWN_ACCOUNT}:role/sagelab-dave-portal")
+            assert is_allowed(function, action, f"arn:aws:iam::{OWN_ACCOUNT}:role/sagelab-dave--portal")
             continue
         assert is_allowed(function, action, _resource(action, "alice", "us-east-1", ENV.account)), action
         assert not is_allowed(function, action, _resource(action, "carol", "us-east-1", ENV.account)), action

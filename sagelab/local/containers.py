@@ -27,6 +27,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal, Protocol
 
+from sagelab.local.s3_paths import S3PathError, uri_path
+
 MODEL_DIR_IN_CONTAINER = "/opt/ml/model/"  # SageMaker extracts model.tar.gz here
 ContainerKind = Literal["kmeans", "autopilot", "script"]
 # The last segment of an image's repository name, per container. Built-in K-Means lives in the
@@ -128,10 +130,10 @@ def open_script_container(model_dir: Path, environment: Mapping[str, str], *, s3
 def _local_s3_path(s3_root: Path | None, uri: str) -> Path | None:
     if s3_root is None or not uri.startswith("s3://"):
         return None
-    bucket, _, key = uri[5:].partition("/")
-    if not bucket or ".." in Path(key).parts:
+    try:
+        return uri_path(Path(s3_root), uri)
+    except S3PathError:
         return None
-    return Path(s3_root) / bucket / key
 
 
 def import_program(path: Path) -> ModuleType:

@@ -26,6 +26,7 @@ from urllib.parse import unquote
 from runtime.front_door import capture
 from runtime.monitor import comparison
 from runtime.monitor.plot import drift_png
+from sagelab.local.s3_paths import S3PathError, bucket_problem, object_path
 
 CAPTURE_ENVIRONMENT = ("DATA_CAPTURE_PERCENT", "ARTIFACTS_BUCKET")
 _BUCKET = re.compile(r"^s3://([^/]+)/")
@@ -43,23 +44,24 @@ def capture_environment(model: Mapping[str, str], percent: int) -> dict[str, str
     return {"DATA_CAPTURE_PERCENT": str(percent), "ARTIFACTS_BUCKET": match.group(1) if match else ""}
 
 
-def write_capture(request: BaseHTTPRequestHandler, s3_root: Path | None) -> None:
-    """S3 PutObject, path style, of a capture record: only below the front door's capture prefix (all
-    the deployed front door may write)."""
-    length = int(request.headers.get("Content-Length") or 0)
-    body = request.rfile.read(length) if length else b""
+def write_capture(request: BaseHTTPRequestHandler, s3_root: Path | None, body: bytes) -> None:
+    """S3 PutObject, path style, of a capture record (its signature already verified over `body`):
+    only below the front door's capture prefix (all the deployed front door may write), and only
+    where the local S3 would put that bucket and key (sagelab/local/s3_paths.py)."""
     bucket, _, key = unquote(request.path.split("?", 1)[0].lstrip("/")).partition("/")
-    allowed = s3_root is not None and bucket and key.startswith(capture.FRONT_DOOR_CAPTURE) and ".." not in Path(key).parts
+    path = None
+    if s3_root is not None and key.startswith(capture.FRONT_DOOR_CAPTURE) and bucket_problem(bucket) is None:
+        try:
+            path = object_path(s3_root, bucket, key)
+        except S3PathError:
+            path = None
     if request.headers.get("Content-Encoding", "").startswith("aws-chunked"):
         body = _unchunk(body)
-    status = 200 if allowed else 403
-    if allowed:
-        assert s3_root is not None
-        path = s3_root / bucket / key
+    if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(body)
-    answer = b"" if allowed else b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
-    request.send_response(status)
+    answer = b"" if path is not None else b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
+    request.send_response(200 if path is not None else 403)
     request.send_header("Content-Length", str(len(answer)))
     request.send_header("ETag", '"0"')
     request.end_headers()

@@ -39,12 +39,14 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from sagelab.class_report import STATUS_COLUMNS
 from sagelab.config import ConfigError
-from sagelab.local.serve import LambdaContextStandIn, _LocalServer, _QuietHandler, _QuietServer, _read_body, _send
+from sagelab.local.loopback import LoopbackHandler, LoopbackServer
+from sagelab.local.serve import LambdaContextStandIn, _LocalServer, _send
 from sagelab.naming import ResourceNames
 from sagelab.roster import Student, read_roster
 from stacks.student_portal.accounts import ADMIN_GROUP, admin_username
 
 CLIENT_ID = "sagelab-local-portal"
+MAX_BODY = 64 * 1024  # sign-in forms and the page's small JSON requests
 TOKEN_SECONDS = 3600
 SIGN_IN_PATH = "/oauth2"
 
@@ -170,22 +172,20 @@ def configure_handler(students: Sequence[Student], region: str) -> ModuleType:
 class LocalPortal(_LocalServer):
     """The portal on 127.0.0.1 (port 0: any free port)."""
 
-    def __init__(
-        self, roster: Path, workdir: Path, admin_emails: Sequence[str] = (), region: str = "us-east-1", host: str = "127.0.0.1", port: int = 0
-    ) -> None:
+    def __init__(self, roster: Path, workdir: Path, admin_emails: Sequence[str] = (), region: str = "us-east-1", port: int = 0) -> None:
         self.roster, self.admin_emails, self.region = roster, tuple(admin_emails), region
         self.sign_in = LocalSignIn()
         self.handler = configure_handler(read_roster(roster), region)
         outer = self
 
-        class Handler(_QuietHandler):
+        class Handler(LoopbackHandler):
             def do_GET(self) -> None:
                 outer._handle(self, "GET")
 
             def do_POST(self) -> None:
                 outer._handle(self, "POST")
 
-        self.server = _QuietServer((host, port), Handler)
+        self.server = LoopbackServer(Handler, port, max_body=MAX_BODY)
         self.environments = LocalEnvironments(workdir, self.url, self.sign_in.key)
         self.handler.environments = self.environments  # type: ignore[attr-defined]  # the module's, as the front door's clients
         os.environ["SIGN_IN_URL"] = self.url  # the page adds /oauth2/..., as to the hosted sign-in domain
@@ -195,9 +195,9 @@ class LocalPortal(_LocalServer):
         return accounts(read_roster(self.roster), self.admin_emails)
 
     # -- routing -----------------------------------------------------------------------------------
-    def _handle(self, request: BaseHTTPRequestHandler, method: str) -> None:
+    def _handle(self, request: LoopbackHandler, method: str) -> None:
         url = urlsplit(request.path)
-        body = _read_body(request, 64 * 1024) or b""
+        body = request.read_body()
         try:
             if url.path == f"{SIGN_IN_PATH}/authorize":
                 self._authorize(request, method, parse_qs(url.query), parse_qs(body.decode()))

@@ -46,6 +46,7 @@ from sagelab.bucket_layout import DATA_CAPTURE_PREFIX
 from sagelab.local import prefork
 from sagelab.local.expressions import EvaluationContext, UnresolvedReference, UnsupportedExpression, evaluate, evaluate_condition
 from sagelab.local.registry import LocalRegistry
+from sagelab.local.s3_paths import S3PathError, uri_path
 from sagelab.package_files import package_dir
 
 SUPPORTED_STEP_TYPES = ("Processing", "Training", "Tuning", "AutoML", "Model", "Transform", "RegisterModel", "Condition", "Fail")
@@ -141,12 +142,10 @@ class LocalS3:
         self.unreadable = unreadable
 
     def path(self, uri: str) -> Path:
-        if not isinstance(uri, str) or not uri.startswith("s3://"):
-            raise PipelineError(f"{uri!r} is not an s3:// URI")
-        bucket, _, key = uri[5:].partition("/")
-        if not bucket or ".." in Path(key).parts:
-            raise PipelineError(f"{uri!r} is not a usable S3 URI")
-        return self.root / bucket / key
+        try:
+            return uri_path(self.root, uri)
+        except S3PathError as error:
+            raise PipelineError(str(error)) from None
 
     def objects(self, uri: str) -> list[tuple[Path, str]]:
         """(local file, path relative to the prefix) for every object under an S3 prefix."""
@@ -797,8 +796,9 @@ class LocalPipelineRunner:
             return {}
         return {
             "AWS_ENDPOINT_URL_SAGEMAKER": self._sagemaker_api.url,
-            "AWS_ACCESS_KEY_ID": "sagelab-local",
-            "AWS_SECRET_ACCESS_KEY": "sagelab-local",  # a stand-in the loopback API accepts, not a secret
+            # The loopback API's own random pair: it refuses requests signed with anything else.
+            "AWS_ACCESS_KEY_ID": self._sagemaker_api.credentials.access_key,
+            "AWS_SECRET_ACCESS_KEY": self._sagemaker_api.credentials.secret_key,
             "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_REGION": "us-east-1",
             "AWS_EC2_METADATA_DISABLED": "true",

@@ -7,8 +7,10 @@ runner `AWS_ENDPOINT_URL_SAGEMAKER` points its client here:
                                                                                            jobs from add_automl_job()
 
 The server speaks the protocol botocore's service model describes (`application/x-amz-json-1.1`,
-timestamps as epoch seconds, errors as `{"__type", "message"}` with HTTP 400). It does not check the
-SigV4 signature: it listens on 127.0.0.1 only and holds nothing but the local jobs' descriptions.
+timestamps as epoch seconds, errors as `{"__type", "message"}` with HTTP 400). As SageMaker does, it
+verifies each request's SigV4 signature, here by `credentials`, a random pair the runner hands to the
+steps it starts; it listens on 127.0.0.1 and checks Host, framing and time as every local server does
+(sagelab/local/loopback.py).
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ import threading
 import uuid
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Self
 
+from sagelab.local.loopback import LoopbackHandler, LoopbackServer, new_local_credentials, secrets_of, sigv4_problem
+
 JSON_CONTENT_TYPE = "application/x-amz-json-1.1"
+MAX_BODY = 1024 * 1024  # a Describe or List request is a few hundred bytes
 TARGET_PREFIX = "SageMaker."
 # SageMaker's documented range for ListCandidatesForAutoMLJob.MaxResults; the default page size is not
 # documented, 10 is assumed (small enough that a caller which ignores NextToken shows up in tests).
@@ -68,7 +72,8 @@ class LocalSageMakerApi:
     def __init__(self) -> None:
         self._jobs: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
+        self.credentials = new_local_credentials()  # what a step's boto3 signs with (runner: AWS_ACCESS_KEY_ID/...)
+        self._server: LoopbackServer | None = None
         self._thread: threading.Thread | None = None
 
     def add_automl_job(self, result: Mapping[str, Any]) -> None:
@@ -88,8 +93,7 @@ class LocalSageMakerApi:
     def start(self) -> Self:
         if self._server is not None:
             return self
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
+        self._server = LoopbackServer(self._handler_class(), max_body=MAX_BODY)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="sagelab-local-sagemaker-api", daemon=True)
         self._thread.start()
         return self
@@ -99,6 +103,7 @@ class LocalSageMakerApi:
             return
         self._server.shutdown()
         self._server.server_close()
+        self._server.close_connections()
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._server = None
@@ -180,15 +185,24 @@ class LocalSageMakerApi:
     def _operations(self) -> dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]]:
         return {"DescribeAutoMLJob": self.describe_automl_job, "ListCandidatesForAutoMLJob": self.list_candidates}
 
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+    def _handler_class(self) -> type[LoopbackHandler]:
         api = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+        class Handler(LoopbackHandler):
+            def error_payload(self, code: str, message: str) -> dict[str, Any]:
+                return {"__type": code, "message": message}
 
             def do_POST(self) -> None:  # the name http.server dispatches to
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
+                url, headers, secrets = f"http://{self.headers.get('Host', '')}{self.path}", dict(self.headers.items()), secrets_of(api.credentials)
+                problem = sigv4_problem("POST", url, headers, None, secrets, service="sagemaker")  # before reading the body
+                raw = b""
+                if problem is None:
+                    raw = self.read_body()
+                    problem = sigv4_problem("POST", url, headers, raw, secrets, service="sagemaker")
+                if problem is not None:
+                    code = "MissingAuthenticationTokenException" if "Authorization" not in self.headers else "InvalidSignatureException"
+                    self._answer(HTTPStatus.FORBIDDEN, {"__type": code, "message": problem}, error_type=code)
+                    return
                 target = self.headers.get("X-Amz-Target", "")
                 operation = target.removeprefix(TARGET_PREFIX) if target.startswith(TARGET_PREFIX) else None
                 operations = api._operations()
@@ -218,9 +232,6 @@ class LocalSageMakerApi:
                     self.send_header("x-amzn-ErrorType", error_type)
                 self.end_headers()
                 self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:  # the signature http.server calls
-                return  # the runner's log is the job's; a line per leaderboard call would only add noise
 
         return Handler
 

@@ -35,36 +35,43 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import cache
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Self
 from urllib.parse import unquote
+from xml.sax.saxutils import escape as xml_escape
 
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from runtime.front_door.build_openapi import health_body
 from sagelab.local.containers import Container, ContainerError, ScriptContainer, container_kind, open_container
+from sagelab.local.loopback import (
+    LOCAL_REGION,
+    SIGV4_AUTHORIZATION,
+    LoopbackHandler,
+    LoopbackServer,
+    new_local_credentials,
+    secrets_of,
+    sigv4_problem,
+)
 from sagelab.local.monitor import CAPTURE_ENVIRONMENT, capture_environment, write_capture
 from sagelab.local.registry import LocalRegistry, ModelPackage
+from sagelab.local.s3_paths import S3PathError, bucket_problem, object_path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 REQUEST_SCHEMA = REPO_ROOT / "runtime" / "front_door" / "request_schema.json"
 API_GATEWAY_MAX_BODY = 10 * 1024 * 1024
+ENDPOINT_MAX_BODY = 6 * 1024 * 1024  # InvokeEndpoint's payload limit
 LOCAL_ACCOUNT = "000000000000"
-LOCAL_REGION = "us-east-1"
 MOCK_ROUTES = {("GET", "/health")}  # answered by the gateway itself
 # To the handler with /predict's key or signature (it describes the served model's training
 # values), without a request model.
 DESCRIBE_ROUTES = {("GET", "/openapi.json")}
 ROUTES = {("POST", "/predict"), *MOCK_ROUTES, *DESCRIBE_ROUTES}
 METHODS_BY_PATH = {path: sorted(m for m, p in ROUTES if p == path) for _, path in ROUTES}
-MAX_SIGV4_SKEW_SECONDS = 5 * 60  # API Gateway refuses signatures older (or newer) than 5 minutes
 # What the deployed front door's role may read (stacks/front_door.py: s3:GetObject on
 # <artifacts bucket>/models/evaluations/*/model_description.json); the local S3 answers the same keys only.
 READABLE_S3_KEY = re.compile(r"models/evaluations/.+/model_description\.json")
@@ -146,34 +153,6 @@ def load_served_model(workdir: Path, group: str | None = None, version: int | No
 
 
 # -- HTTP helpers ---------------------------------------------------------------------------------
-class _QuietHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # Headers and body go out in two writes; with Nagle on, the body waits for the peer's
-    # delayed ACK (~40 ms per request on Linux).
-    disable_nagle_algorithm = True
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """http.server's own refusals (bad request line, oversized headers) in JSON, not HTML."""
-        self.close_connection = True
-        status = HTTPStatus(code) if code in HTTPStatus._value2member_map_ else HTTPStatus.BAD_REQUEST
-        body = json.dumps({"error": status.phrase.replace(" ", ""), "message": message or status.description}).encode()
-        self.send_response(code, message)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD" and code >= 200 and code not in (HTTPStatus.NO_CONTENT, HTTPStatus.NOT_MODIFIED):
-            self.wfile.write(body)
-
-
-class _QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-
 def _send(handler: BaseHTTPRequestHandler, status: int, body: bytes, content_type: str = "application/json", headers: dict[str, str] | None = None) -> None:
     handler.send_response(status)
     handler.send_header("Content-Type", content_type)
@@ -185,21 +164,11 @@ def _send(handler: BaseHTTPRequestHandler, status: int, body: bytes, content_typ
         handler.wfile.write(body)
 
 
-def _read_body(handler: BaseHTTPRequestHandler, limit: int) -> bytes | None:
-    """The request body, or None when it is over `limit` (the connection is then closed, so an
-    unread body can never be mistaken for the next request on a kept-alive connection)."""
-    length = int(handler.headers.get("Content-Length") or 0)
-    if length > limit:
-        handler.close_connection = True
-        return None
-    return handler.rfile.read(length) if length else b""
-
-
 # -- the local endpoint -------------------------------------------------------------------------------
 class _LocalServer:
-    """A ThreadingHTTPServer on 127.0.0.1 served from a daemon thread."""
+    """A LoopbackServer (sagelab/local/loopback.py: 127.0.0.1 only, Host checked, bounded) served from a daemon thread."""
 
-    server: ThreadingHTTPServer
+    server: LoopbackServer
     thread: threading.Thread | None = None
 
     @property
@@ -221,30 +190,43 @@ class _LocalServer:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+        self.server.close_connections()
 
 
 class LocalEndpoint(_LocalServer):
-    """A real HTTP server speaking the container contract and the SageMaker Runtime API."""
+    """A real HTTP server speaking the container contract and the SageMaker Runtime API.
+
+    Every request must carry a SigV4 signature by `credentials` (a random pair per endpoint unless
+    given): service `sagemaker` for the Runtime API and the container contract, `s3` for GetObject,
+    as AWS requires for InvokeEndpoint and GetObject. The gateway's handler signs with them; a web
+    page or another user of this machine cannot."""
 
     def __init__(
         self,
         served: ServedModel | None,
-        host: str = "127.0.0.1",
         port: int = 0,
         endpoint_name: str = "sagelab-dev--endpoint",
         *,
         s3_root: Path | None = None,
+        credentials: Credentials | None = None,
     ) -> None:
         self.served = served
         self.endpoint_name = endpoint_name
         self.s3_root = Path(s3_root) if s3_root is not None else None
+        self.credentials = credentials or new_local_credentials()
         outer = self
 
-        class Handler(_QuietHandler):
+        class Handler(LoopbackHandler):
             def do_PUT(self) -> None:
-                write_capture(self, outer.s3_root)
+                # S3 PutObject of a capture record, signed like every S3 call of the handler.
+                body = outer._signed_body(self, "s3")
+                if body is not None:
+                    write_capture(self, outer.s3_root, body)
 
             def do_GET(self) -> None:
+                s3_request = self.path != "/ping" and self.path.count("/") >= 2
+                if outer._signed_body(self, "s3" if s3_request else "sagemaker") is None:
+                    return
                 if self.path == "/ping":
                     status = HTTPStatus.OK if outer.served else HTTPStatus.SERVICE_UNAVAILABLE
                     _send(self, status, b"" if outer.served else b'{"message": "no model loaded"}')
@@ -256,12 +238,11 @@ class LocalEndpoint(_LocalServer):
 
             def do_POST(self) -> None:
                 runtime_api = self.path.startswith("/endpoints/") and self.path.endswith("/invocations")
-                body = _read_body(self, 6 * 1024 * 1024)
+                body = outer._signed_body(self, "sagemaker")
+                if body is None:
+                    return
                 if self.path != "/invocations" and not runtime_api:
                     _send(self, 404, b'{"message": "not found"}')
-                    return
-                if body is None:
-                    outer._error(self, runtime_api, 413, "ValidationError", "payload over 6 MB")
                     return
                 if outer.served is None:
                     name = self.path.split("/")[2] if runtime_api else outer.endpoint_name
@@ -280,17 +261,43 @@ class LocalEndpoint(_LocalServer):
                 headers = {"x-Amzn-Invoked-Production-Variant": "AllTraffic"} if runtime_api else {}
                 _send(self, 200, answer, produced, headers)
 
-        self.server = _QuietServer((host, port), Handler)
+        self.server = LoopbackServer(Handler, port, max_body=ENDPOINT_MAX_BODY)
+
+    def _signed_body(self, handler: LoopbackHandler, service: str) -> bytes | None:
+        """The body, once the request's signature by this endpoint's credentials verifies over it;
+        None after answering 403 (S3's XML for `s3`, the Runtime API's JSON otherwise)."""
+        url = f"http://{handler.headers.get('Host', '')}{handler.path}"
+        headers, secrets = dict(handler.headers.items()), secrets_of(self.credentials)
+        problem = sigv4_problem(handler.command, url, headers, None, secrets, service=service)  # before reading the body
+        body = b""
+        if problem is None:
+            body = handler.read_body()
+            problem = sigv4_problem(handler.command, url, headers, body, secrets, service=service)
+        if problem is None:
+            return body
+        if service == "s3":
+            _s3_error(handler, 403, "AccessDenied", problem)
+        else:
+            code = "MissingAuthenticationTokenException" if "authorization" not in {name.lower() for name in headers} else "InvalidSignatureException"
+            self._error(handler, True, 403, code, problem)
+        return None
 
     def _get_object(self, handler: BaseHTTPRequestHandler) -> None:
         """S3 GetObject, path style (`GET /<bucket>/<key>`), from `<s3_root>/<bucket>/<key>`: only the
         keys the deployed front door's role may read; errors in S3's XML so botocore names them."""
         assert self.s3_root is not None
-        bucket, _, key = unquote(handler.path.split("?", 1)[0].lstrip("/")).partition("/")
-        if not bucket or ".." in Path(key).parts or not READABLE_S3_KEY.fullmatch(key):
+        bucket, _, key = unquote(handler.path.split("?", 1)[0].removeprefix("/")).partition("/")
+        problem = bucket_problem(bucket)
+        if problem:
+            _s3_error(handler, 400, "InvalidBucketName", problem)
+            return
+        try:
+            path = object_path(self.s3_root, bucket, key)
+        except S3PathError:
+            path = None
+        if path is None or not READABLE_S3_KEY.fullmatch(key):
             _s3_error(handler, 403, "AccessDenied", "Access Denied")
             return
-        path = self.s3_root / bucket / key
         if not path.is_file():
             _s3_error(handler, 404, "NoSuchKey", "The specified key does not exist.")
             return
@@ -315,7 +322,7 @@ class LocalEndpoint(_LocalServer):
 
 
 def _s3_error(handler: BaseHTTPRequestHandler, status: int, code: str, message: str) -> None:
-    body = f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code><Message>{message}</Message></Error>'
+    body = f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code><Message>{xml_escape(message)}</Message></Error>'
     _send(handler, status, body.encode(), "application/xml")
 
 
@@ -364,15 +371,25 @@ def configure_handler_environment(endpoint_url: str, endpoint_name: str, model: 
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
 
 
-def load_handler(endpoint_url: str, endpoint_name: str, model: Mapping[str, str] | None = None) -> ModuleType:
+def load_handler(endpoint_url: str, endpoint_name: str, model: Mapping[str, str] | None = None, *, credentials: Credentials) -> ModuleType:
+    """The handler module, its clients pointed at the local endpoint and signing with `credentials`
+    (the endpoint's: as the deployed function's role signs InvokeEndpoint and GetObject)."""
     configure_handler_environment(endpoint_url, endpoint_name, model)
+    import boto3
+
     import runtime.front_door.handler as handler
 
     # The handler builds its clients on first use; point them at this endpoint (tests start several
     # servers in one process, and the module is a process-wide singleton as in Lambda). A new model
-    # is a new execution environment: its description is read again.
-    handler._runtime = handler.build_runtime_client(endpoint_url)
-    handler._s3 = handler.build_s3_client(endpoint_url)
+    # is a new execution environment: its description is read again. The handler's builders use
+    # boto3's default session: one holding the endpoint's credentials stands in while they run.
+    previous_session = boto3.DEFAULT_SESSION
+    boto3.DEFAULT_SESSION = boto3.Session(aws_access_key_id=credentials.access_key, aws_secret_access_key=credentials.secret_key, region_name=LOCAL_REGION)
+    try:
+        handler._runtime = handler.build_runtime_client(endpoint_url)
+        handler._s3 = handler.build_s3_client(endpoint_url)
+    finally:
+        boto3.DEFAULT_SESSION = previous_session
     handler._description = None
     return handler
 
@@ -422,46 +439,6 @@ def request_model_problem(text: str) -> str | None:
     return f"invalid request body: {where.lstrip('.')}: {first.message}"
 
 
-_SIGV4_AUTHORIZATION = re.compile(
-    r"AWS4-HMAC-SHA256 Credential=(?P<key>[^/,\s]+)/(?P<date>\d{8})/(?P<region>[a-z0-9-]+)/(?P<service>[a-z0-9-]+)/aws4_request,\s*"
-    r"SignedHeaders=(?P<signed>[a-z0-9;-]+),\s*Signature=(?P<signature>[0-9a-f]{64})"
-)
-
-
-def sigv4_problem(method: str, url: str, headers: Mapping[str, str], body: bytes, secrets: Mapping[str, str], now: datetime | None = None) -> str | None:
-    """Why a request's SigV4 signature (service execute-api) does not verify, or None if it does.
-    The signature is recomputed with botocore's signer over the headers the client says it signed."""
-    lower = {name.lower(): value for name, value in headers.items()}
-    authorization = lower.get("authorization")
-    if not authorization:
-        return "missing Authorization header: sign the request with SigV4 (sagelab predict --iam)"
-    match = _SIGV4_AUTHORIZATION.fullmatch(authorization.strip())
-    if match is None:
-        return "the Authorization header is not an AWS4-HMAC-SHA256 signature"
-    secret = secrets.get(match["key"])
-    if secret is None:
-        return "the security token included in the request is invalid (unknown access key)"
-    if match["service"] != "execute-api" or match["region"] != LOCAL_REGION:
-        return f"credential scope must be {LOCAL_REGION}/execute-api, not {match['region']}/{match['service']}"
-    signed = match["signed"].split(";")
-    amz_date = lower.get("x-amz-date", "")
-    if "host" not in signed or "x-amz-date" not in signed or any(name not in lower for name in signed):
-        return "SignedHeaders must include host and x-amz-date, and every signed header must be sent"
-    try:
-        signed_at = datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
-    except ValueError:
-        return "X-Amz-Date is not a SigV4 timestamp (YYYYMMDDTHHMMSSZ)"
-    if abs(((now or datetime.now(UTC)) - signed_at).total_seconds()) > MAX_SIGV4_SKEW_SECONDS or amz_date[:8] != match["date"]:
-        return "signature expired or from the future: X-Amz-Date must be within 5 minutes of now"
-    request = AWSRequest(method=method, url=url, data=body, headers={name: lower[name] for name in signed})
-    request.context["timestamp"] = amz_date
-    signer = SigV4Auth(Credentials(match["key"], secret, lower.get("x-amz-security-token")), "execute-api", match["region"])
-    expected = signer.signature(signer.string_to_sign(request, signer.canonical_request(request)), request)
-    if not hmac.compare_digest(expected, match["signature"]):
-        return "the request signature does not match: check the secret key and sign exactly the request sent"
-    return None
-
-
 class LocalGateway(_LocalServer):
     """API Gateway's part, locally: routes, API key or SigV4 (IAM auth), the request model, the
     MOCK answer of GET /health, proxy events to the handler for POST /predict and GET /openapi.json.
@@ -473,7 +450,6 @@ class LocalGateway(_LocalServer):
         self,
         handler_module: ModuleType,
         api_key: str | None,
-        host: str = "127.0.0.1",
         port: int = 0,
         *,
         endpoint_name: str = "sagelab-dev--endpoint",
@@ -488,7 +464,7 @@ class LocalGateway(_LocalServer):
         _request_model()  # build it now, not on the first request
         outer = self
 
-        class Handler(_QuietHandler):
+        class Handler(LoopbackHandler):
             def __getattr__(self, name: str) -> Any:
                 # http.server looks up do_<METHOD>; every method reaches the router, which answers
                 # undeclared ones with a JSON 405 rather than http.server's HTML 501.
@@ -496,18 +472,16 @@ class LocalGateway(_LocalServer):
                     return lambda: outer._handle(self, name[3:])
                 raise AttributeError(name)
 
-        self.server = _QuietServer((host, port), Handler)
+        self.server = LoopbackServer(Handler, port, max_body=API_GATEWAY_MAX_BODY)
 
     def _gateway_error(self, request: BaseHTTPRequestHandler, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         body = {"error": code, "message": message, "requestId": str(uuid.uuid4())}
         _send(request, status, json.dumps(body).encode(), headers=headers)
 
-    def _handle(self, request: BaseHTTPRequestHandler, method: str) -> None:
+    def _handle(self, request: LoopbackHandler, method: str) -> None:
+        # Host, framing and the 10 MB cap are checked before this runs (sagelab/local/loopback.py);
+        # the body is read only once the route and the key (or the signature's headers) pass.
         path = request.path.split("?", 1)[0]
-        raw = _read_body(request, API_GATEWAY_MAX_BODY)  # always consume the body first
-        if raw is None:
-            self._gateway_error(request, 413, "PayloadTooLarge", f"the body is over {API_GATEWAY_MAX_BODY} bytes")
-            return
         if path not in METHODS_BY_PATH:
             self._gateway_error(request, 404, "NotFound", f"no route {method} {path}; see GET /openapi.json")
             return
@@ -518,11 +492,14 @@ class LocalGateway(_LocalServer):
         if (method, path) in MOCK_ROUTES:
             _send(request, 200, self.mock_bodies[path])
             return
-        text = raw.decode("utf-8", errors="replace")
-        problem = self._auth_problem(request, method, raw)
+        problem = self._auth_problem(request, method, None)
+        raw = b"" if problem else request.read_body()
+        if not problem:
+            problem = self._auth_problem(request, method, raw)
         if problem:
             self._gateway_error(request, 403, "Forbidden", problem)
             return
+        text = raw.decode("utf-8", errors="replace")
         if (method, path) not in DESCRIBE_ROUTES:
             problem = request_model_problem(text)
             if problem:
@@ -538,11 +515,14 @@ class LocalGateway(_LocalServer):
         body = response.get("body") or ""
         _send(request, int(response["statusCode"]), body.encode() if isinstance(body, str) else body, content_type, headers)
 
-    def _auth_problem(self, request: BaseHTTPRequestHandler, method: str, raw: bytes) -> str | None:
+    def _auth_problem(self, request: BaseHTTPRequestHandler, method: str, raw: bytes | None) -> str | None:
+        """Why the request is not authorized, or None. `raw` None: from the headers alone (the
+        signature's body hash is checked once the body is read)."""
         if self.iam_credentials is not None:
             url = f"http://{request.headers.get('Host', '')}{request.path}"
             return sigv4_problem(method, url, dict(request.headers.items()), raw, self.iam_credentials)
-        if request.headers.get("x-api-key") != self.api_key:
+        sent = (request.headers.get("x-api-key") or "").encode("latin-1")  # http.server decoded the bytes as latin-1
+        if self.api_key is None or not hmac.compare_digest(sent, self.api_key.encode()):
             return "missing or unknown API key; send it in the x-api-key header"
         return None
 
@@ -551,7 +531,7 @@ class LocalGateway(_LocalServer):
         headers = dict(request.headers.items())
         identity: dict[str, Any] = {"sourceIp": request.client_address[0]}
         if self.iam_credentials is not None:
-            match = _SIGV4_AUTHORIZATION.match(headers.get("Authorization", ""))
+            match = SIGV4_AUTHORIZATION.match(headers.get("Authorization", ""))
             identity.update(accessKey=match["key"] if match else None, accountId=LOCAL_ACCOUNT)
         else:
             identity["apiKey"] = headers.get("x-api-key")
@@ -610,7 +590,7 @@ def serving(
     previous_state = {name: getattr(previous_module, name, None) for name in ("_runtime", "_s3", "_description")}
     try:
         model = model_environment(served.package if served else None)
-        handler = load_handler(endpoint.url, endpoint_name, {**model, **capture_environment(model, capture_percent)})
+        handler = load_handler(endpoint.url, endpoint_name, {**model, **capture_environment(model, capture_percent)}, credentials=endpoint.credentials)
         gateway = LocalGateway(handler, api_key, port=port, endpoint_name=endpoint_name, iam_credentials=iam_credentials).start()
         yield gateway, endpoint
     finally:
