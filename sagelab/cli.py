@@ -801,6 +801,12 @@ def _add_synth_tools(sub: Subparsers, shared: dict[str, argparse.ArgumentParser]
     p.set_defaults(func=cmd_demo)
 
 
+def _add_release(sub: Subparsers, shared: dict[str, argparse.ArgumentParser]) -> None:
+    from sagelab.release import add_release_commands
+
+    add_release_commands(sub, shared)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sagelab", description="SageLab: a SageMaker MLOps lab you can run locally and deploy with CDK")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_installed_version()}")
@@ -817,6 +823,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_spend_cap,
         _add_class_end,
         _add_synth_tools,
+        _add_release,
     ):
         add_commands(sub, shared)
     return parser

@@ -197,6 +197,21 @@ class ServingConfig:
 
 
 @dataclass(frozen=True, config=_SCHEMA)
+class ReleaseConfig:
+    """How versions reach an environment that takes its models from another (`promote_from`):
+    the acceptance test's bounds and who approves (docs/decisions/0015)."""
+
+    # The stage's front door must score within this of the registered metric (one-sided: better passes).
+    tolerance: StrictFloat = Field(default=0.02, ge=0, le=1, description="0..1")
+    # The 95th percentile of single-row /predict round trips, measured by the acceptance test.
+    latency_p95_ms: StrictInt = Field(default=1000, ge=1, le=60000, description="1..60000 milliseconds")
+    # Held for a manual approval before this stage (the first promoted stage deploys straight away).
+    # Who may approve: IAM roles or users of the release's (source) account; who is told: emails.
+    approvers: tuple[Arn, ...] = ()
+    approval_emails: tuple[Email, ...] = ()
+
+
+@dataclass(frozen=True, config=_SCHEMA)
 class EnvironmentConfig:
     """One deployable copy of SageLab (its own buckets, key, roles, pipeline, endpoint)."""
 
@@ -229,6 +244,13 @@ class EnvironmentConfig:
     # A roster row with its own account: the class portal's function role (in the class account),
     # which alone may assume this environment's portal role to presign its notebook.
     class_portal_role_arn: Arn | None = None
+    # Take models from that environment's releases instead of its own approvals (sagelab/release.py,
+    # stacks/release/): its serving stack is updated by the release pipeline, never by this
+    # environment's own approval deployer.
+    promote_from: (
+        Annotated[StrictStr, Field(pattern=ENVIRONMENT_ID.pattern, max_length=MAX_ID_LENGTH, description="the name of another environment")] | None
+    ) = None
+    release: ReleaseConfig = ReleaseConfig()
 
     @property
     def names(self) -> ResourceNames:
@@ -614,6 +636,61 @@ def _check_script_names(environments: tuple[EnvironmentConfig, ...], source: _So
             )
 
 
+def release_chain(environments: tuple[EnvironmentConfig, ...], source: EnvironmentConfig) -> tuple[EnvironmentConfig, ...]:
+    """`source` and the environments promoting from it, in release order (dev, staging, prod)."""
+    by_source = {env.promote_from: env for env in environments if env.promote_from}
+    chain = [source]
+    while chain[-1].name in by_source:
+        chain.append(by_source[chain[-1].name])
+    return tuple(chain)
+
+
+def _check_promotions(environments: tuple[EnvironmentConfig, ...], source: _Source) -> None:
+    """`promote_from` across environments: a known source, no cycle, one promoting environment per
+    source (a release is a line of stages), the same region, and accounts named (the grants of
+    each side name the other's roles)."""
+    by_name = {env.name: env for env in environments}
+    promoting_from: dict[str, str] = {}
+    for env in environments:
+        if env.promote_from is None:
+            continue
+        path = f"environments.{env.name}.promote_from"
+        origin = by_name.get(env.promote_from)
+        if origin is None or origin.name == env.name:
+            others = ", ".join(name for name in by_name if name != env.name) or "none"
+            raise _fail(source, path, env.promote_from, f"the name of another environment of this config ({others})")
+        if env.promote_from in promoting_from:
+            raise _fail(source, path, env.promote_from, f"an environment no other promotes from ({promoting_from[env.promote_from]} already does)")
+        promoting_from[env.promote_from] = env.name
+        if origin.region != env.region:
+            raise _fail(
+                source,
+                f"environments.{env.name}.region",
+                env.region,
+                f"{origin.region}, the region of {origin.name} it promotes from (crossing regions needs the model artifacts"
+                " and key replicated into this region and a CodePipeline artifact store per region, which SageLab does not create)",
+            )
+        if env.serving.auth != "api_key":
+            raise _fail(
+                source,
+                f"environments.{env.name}.serving.auth",
+                env.serving.auth,
+                "api_key in a promoting environment (the release's acceptance test sends the API key)",
+            )
+        for named, where in ((env, path.rpartition(".")[0]), (origin, f"environments.{origin.name}")):
+            if named.account is None or named.course is not None:
+                raise _fail(source, f"{where}.account", named.account, "a 12-digit account id on both sides of promote_from (no students)")
+    for env in environments:  # a cycle: following promote_from comes back to where it started
+        seen = [env.name]
+        current = env
+        while current.promote_from is not None and current.promote_from in by_name:
+            current = by_name[current.promote_from]
+            if current.name in seen:
+                cycle = " -> ".join([*seen, current.name])
+                raise _fail(source, f"environments.{env.name}.promote_from", env.promote_from, f"no cycle ({cycle}); one environment must train")
+            seen.append(current.name)
+
+
 def load_config(context: Mapping[str, Any] | None = None, config_file: str | Path | None = None, project_dir: str | Path | None = None) -> SageLabConfig:
     """Build the config from cdk.json context (key `sagelab`) and an optional YAML file.
 
@@ -663,6 +740,7 @@ def load_config(context: Mapping[str, Any] | None = None, config_file: str | Pat
             declared_quotas.update(_declared_quotas(data["quotas"], source))
     environments = _environments(environments_raw, environments_source, defaults)
     _check_script_names(environments, environments_source)
+    _check_promotions(environments, environments_source)
     return SageLabConfig(environments=environments, classroom=classroom, quotas=tuple(sorted(declared_quotas.items())))
 
 

@@ -94,6 +94,20 @@ class ResourceNames:
     def api(self) -> str:
         return self.name("api")
 
+    @property
+    def release_stack(self) -> str:
+        """The release pipeline's stack, in the account of the environment releases start from."""
+        return self.name("release")
+
+    @property
+    def release_pipeline(self) -> str:
+        return self.name("release")
+
+    def role(self, purpose: str) -> str:
+        """A role another account names in its policies (a release's roles), so it needs a name
+        known at synth: IAM allows 64 characters."""
+        return self.name(purpose)[:64]
+
     def batch_job(self, stamp: str) -> str:
         """A batch transform job (and its model): SageMaker allows 63 characters."""
         return self.name(f"batch-{stamp}")[:63]

@@ -28,6 +28,8 @@ from stacks.class_stack import ClassStack
 from stacks.classroom import StampedStack, add_classroom, clear_template_environments
 from stacks.nag import add_nag_packs
 from stacks.platform_stack import PlatformStack, SharedArtifacts
+from stacks.release.promotion import Promotion
+from stacks.release.stack import add_releases, promotion_of
 from stacks.serving_stack import ServingStack, retention_name
 from stacks.spend_cap.construct import SpendCapSettings
 from stacks.student_portal.construct import PortalUser
@@ -73,10 +75,17 @@ def pin_model_package(config: SageLabConfig, arn: str | None) -> SageLabConfig:
 
 
 def add_environment(
-    scope: Construct, env: EnvironmentConfig, tags: Mapping[str, str], platform_id: str, serving_id: str, *, shared: SharedArtifacts
+    scope: Construct,
+    env: EnvironmentConfig,
+    tags: Mapping[str, str],
+    platform_id: str,
+    serving_id: str,
+    *,
+    shared: SharedArtifacts,
+    promotion: Promotion | None = None,
 ) -> list[Stack]:
     platform = PlatformStack(scope, platform_id, env_config=env, shared=shared, tags=tags)
-    serving = ServingStack(scope, serving_id, env_config=env, platform=platform, tags=tags)
+    serving = ServingStack(scope, serving_id, env_config=env, platform=platform, tags=tags, promotion=promotion)
     return [platform, serving]
 
 
@@ -181,8 +190,13 @@ def build_app(app: App | None = None, context: Mapping[str, Any] | None = None, 
         add_class_stacks(app, config, student_stacks)
         add_bootstrap_stack(app, config, student_stacks)
     else:
+        built = {}
         for env in config.environments:
-            build(app, env, environment_tags(config, env), env.names.platform_stack, env.names.serving_stack)
+            platform, serving = build(
+                app, env, environment_tags(config, env), env.names.platform_stack, env.names.serving_stack, promotion=promotion_of(config, env)
+            )
+            built[env.name] = (platform, serving)
+        add_releases(app, config, built, functools.partial(environment_tags, config))  # only where `promote_from` is set
     add_nag_packs(app)
     check_quotas_of(app, student_stacks, config)
     return app

@@ -93,6 +93,9 @@ class ApprovalDeployer(Construct):
         endpoint_role: iam.IRole,
         key: kms.IKey,
         log_retention: logs.RetentionDays,
+        listen: bool = True,
+        role_name: str | None = None,
+        model_packages_arn: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.cloudformation_role = self._deployment_role(
@@ -102,8 +105,14 @@ class ApprovalDeployer(Construct):
             key=key,
             front_door_function=front_door_function,
             front_door_role=front_door_role,
+            role_name=role_name,
+            model_packages_arn=model_packages_arn or names.model_packages_arn(),
             drift_check=drift_check,
         )
+        self.function: lambda_.Function | None = None
+        self.rule: events.Rule | None = None
+        if not listen:  # a promoting environment: the release pipeline deploys, with this same role
+            return
         dead_letters = self._dead_letter_queue(key)
         self.function = self._function(
             names=names,
@@ -136,6 +145,8 @@ class ApprovalDeployer(Construct):
         key: kms.IKey,
         front_door_function: lambda_.IFunction,
         front_door_role: iam.IRole,
+        role_name: str | None,
+        model_packages_arn: str,
         drift_check: tuple[lambda_.IFunction, iam.IRole] | None = None,
     ) -> iam.Role:
         """The role CloudFormation assumes for the updates the deployer starts: what the resources
@@ -147,6 +158,7 @@ class ApprovalDeployer(Construct):
             "CloudFormationRole",
             assumed_by=iam.ServicePrincipal("cloudformation.amazonaws.com"),
             description=f"SageLab {names.environment}: model deployments",
+            role_name=role_name,  # named when another account's model package group policy names it
         )
         tagging = ["sagemaker:AddTags", "sagemaker:DeleteTags", "sagemaker:ListTags"]
         statements = [
@@ -165,7 +177,8 @@ class ApprovalDeployer(Construct):
                 actions=["sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint", "sagemaker:DeleteEndpoint", "sagemaker:DescribeEndpoint", *tagging],
                 resources=[names.endpoint_arn(), sagemaker_arn(f"endpoint-config/{endpoint.name_prefix}*")],
             ),
-            iam.PolicyStatement(sid="ReadModelPackages", actions=["sagemaker:DescribeModelPackage"], resources=[names.model_packages_arn()]),
+            # A promoting environment's versions are the source environment's (another account).
+            iam.PolicyStatement(sid="ReadModelPackages", actions=["sagemaker:DescribeModelPackage"], resources=[model_packages_arn]),
             iam.PolicyStatement(
                 sid="PassEndpointRole",
                 actions=["iam:PassRole"],
@@ -287,24 +300,10 @@ class ApprovalDeployer(Construct):
             "FunctionPolicy",
             roles=[role],
             statements=[
-                iam.PolicyStatement(sid="ReadServingStack", actions=["cloudformation:DescribeStacks"], resources=[serving_stack_arn]),
+                *serving_stack_update_statements(serving_stack_arn, deployment_role_arn)[:1],
                 # The approved version's CustomerMetadataProperties (algorithm, problem type, description).
                 iam.PolicyStatement(sid="ReadModelPackages", actions=["sagemaker:DescribeModelPackage"], resources=[names.model_packages_arn()]),
-                # Only with the deployment role (never the stack's previous service role, which
-                # CloudFormation uses when RoleARN is left out) and without a new template URL.
-                # A TemplateBody has no condition key; the deployment role bounds what one could do.
-                iam.PolicyStatement(
-                    sid="UpdateServingStack",
-                    actions=["cloudformation:UpdateStack"],
-                    resources=[serving_stack_arn],
-                    conditions={"ArnEquals": {"cloudformation:RoleArn": deployment_role_arn}, "Null": {"cloudformation:TemplateUrl": "true"}},
-                ),
-                iam.PolicyStatement(
-                    sid="PassDeploymentRole",
-                    actions=["iam:PassRole"],
-                    resources=[deployment_role_arn],
-                    conditions={"StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com"}},
-                ),
+                *serving_stack_update_statements(serving_stack_arn, deployment_role_arn)[1:],
                 iam.PolicyStatement(sid="WriteOwnLogs", actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[function_logs.log_group_arn]),
             ],
         )
@@ -356,6 +355,29 @@ class ApprovalDeployer(Construct):
         )
         acknowledge_tracing_grant(role, "approval deployer")
         return function
+
+
+def serving_stack_update_statements(serving_stack_arn: str, deployment_role_arn: str) -> list[iam.PolicyStatement]:
+    """What updating the serving stack's model takes, for the deployer function here and for the
+    release role of a promoting environment (stacks/release/target.py): read the stack, update it
+    only with the deployment role (never the stack's previous service role, which CloudFormation
+    uses when RoleARN is left out) and without a new template URL, and pass that role. A
+    TemplateBody has no condition key; the deployment role bounds what one could do."""
+    return [
+        iam.PolicyStatement(sid="ReadServingStack", actions=["cloudformation:DescribeStacks"], resources=[serving_stack_arn]),
+        iam.PolicyStatement(
+            sid="UpdateServingStack",
+            actions=["cloudformation:UpdateStack"],
+            resources=[serving_stack_arn],
+            conditions={"ArnEquals": {"cloudformation:RoleArn": deployment_role_arn}, "Null": {"cloudformation:TemplateUrl": "true"}},
+        ),
+        iam.PolicyStatement(
+            sid="PassDeploymentRole",
+            actions=["iam:PassRole"],
+            resources=[deployment_role_arn],
+            conditions={"StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com"}},
+        ),
+    ]
 
 
 # Why each wildcard of the deployer function's policy is there (by statement id).

@@ -24,6 +24,7 @@ from stacks.front_door import FrontDoor
 from stacks.model_endpoint import ModelEndpoint
 from stacks.naming import ResourceNames
 from stacks.platform_stack import PlatformStack, apply_tags
+from stacks.release.promotion import MODEL_DEPLOYMENT_ROLE, Promotion
 from stacks.serving_monitoring import ServingMonitoring
 
 MODEL_PACKAGE_PARAMETER = "ModelPackageArn"
@@ -53,8 +54,18 @@ class ServedModel:
 
 class ServingStack(Stack):
     def __init__(
-        self, scope: Construct, construct_id: str, *, env_config: EnvironmentConfig, platform: PlatformStack, tags: Mapping[str, str], **kwargs: Any
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        env_config: EnvironmentConfig,
+        platform: PlatformStack,
+        tags: Mapping[str, str],
+        promotion: Promotion | None = None,
+        **kwargs: Any,
     ) -> None:
+        """`promotion`: this environment serves versions of another environment's registry, which
+        its release pipeline deploys (stacks/release/); its own approvals deploy nothing."""
         names = ResourceNames.of(env_config.name)
         super().__init__(
             scope,
@@ -77,7 +88,11 @@ class ServingStack(Stack):
             # Versions of this environment's own group only: CloudFormation refuses anything else
             # before a resource is touched (the deployer checks the same, and the deployment role
             # may read only this group's packages).
-            allowed_pattern=rf"^$|^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{{12}}:model-package/{names.model_package_group}/\d+$",
+            allowed_pattern=(
+                promotion.source_package_pattern()
+                if promotion
+                else rf"^$|^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{{12}}:model-package/{names.model_package_group}/\d+$"
+            ),
             description="Model package version to serve; empty until one is approved (the approval deployer sets it).",
         )
         algorithm = CfnParameter(
@@ -179,6 +194,9 @@ class ServingStack(Stack):
             endpoint_role=platform.roles.endpoint_role,
             key=platform.buckets.key,
             log_retention=retention,
+            listen=promotion is None,
+            role_name=names.role(MODEL_DEPLOYMENT_ROLE) if promotion else None,
+            model_packages_arn=promotion.source_packages_arn() if promotion else None,
         )
         apply_tags(self, tags)
 

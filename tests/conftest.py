@@ -125,6 +125,33 @@ def tenants(tmp_path_factory: pytest.TempPathFactory, neighbours: SynthResult) -
     return SynthResult(outdir=students.outdir, templates={**neighbours.templates, **students.templates})
 
 
+# A release across three accounts (issue 22): dev trains, staging promotes from dev, prod from
+# staging with a configured approver (tests/test_release_template.py).
+THREE_ACCOUNTS = """\
+environments:
+  dev:
+    account: "111111111111"
+  staging:
+    account: "222222222222"
+    promote_from: dev
+  prod:
+    account: "333333333333"
+    promote_from: staging
+    release:
+      approvers: ["arn:aws:iam::111111111111:role/release-approver"]
+      approval_emails: [ops@example.com]
+"""
+
+
+@pytest.fixture(scope="session")
+def three_accounts(tmp_path_factory: pytest.TempPathFactory) -> SynthResult:
+    """dev 111111111111 -> staging 222222222222 -> prod 333333333333, synthesized with cdk-nag."""
+    directory = tmp_path_factory.mktemp("three-accounts")
+    config = directory / "release.yaml"
+    config.write_text(THREE_ACCOUNTS)
+    return synth(directory / "cdk.out", {"config": str(config)})
+
+
 @pytest.fixture(scope="session")
 def platform_template(synthesized: SynthResult) -> dict[str, Any]:
     return synthesized.template("sagelab-dev--platform")

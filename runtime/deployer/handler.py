@@ -100,10 +100,20 @@ def approved_package_arn(event: EventBridgeEvent, arn_prefix: str) -> str | None
     return arn if VERSION.match(arn[len(arn_prefix) :]) else None
 
 
-def deploy(stack_name: str, parameter: str, package_arn: str, role_arn: str, model_values: dict[str, str] | None = None) -> str:
+def deploy(
+    stack_name: str,
+    parameter: str,
+    package_arn: str,
+    role_arn: str,
+    model_values: dict[str, str] | None = None,
+    client: Any = None,
+    capabilities: list[str] | None = None,
+) -> str:
     """UpdateStack with `parameter` = the package ARN and `model_values` (parameter name -> value, set
-    where the stack has that parameter); every other parameter keeps its previous value."""
-    client = cloudformation()
+    where the stack has that parameter); every other parameter keeps its previous value. The release
+    (runtime/release/handler.py) passes a `client` of the target account and the capabilities its
+    serving stack needs (named roles)."""
+    client = client or cloudformation()
     stack = client.describe_stacks(StackName=stack_name)["Stacks"][0]
     if stack["StackStatus"].endswith(BUSY_SUFFIX):
         raise StackBusy(f"{stack_name} is {stack['StackStatus']}; will retry")
@@ -122,7 +132,7 @@ def deploy(stack_name: str, parameter: str, package_arn: str, role_arn: str, mod
     if current == package_arn:
         return "unchanged"
     try:
-        client.update_stack(StackName=stack_name, UsePreviousTemplate=True, Parameters=parameters, Capabilities=CAPABILITIES, RoleARN=role_arn)
+        client.update_stack(StackName=stack_name, UsePreviousTemplate=True, Parameters=parameters, Capabilities=capabilities or CAPABILITIES, RoleARN=role_arn)
     except ClientError as error:
         if "No updates are to be performed" in str(error):
             return "unchanged"
