@@ -266,7 +266,6 @@ class StudentPortal(Construct):
             role=role,
             memory_size=256,
             timeout=Duration.seconds(25),
-            reserved_concurrent_executions=5,
             tracing=lambda_.Tracing.ACTIVE,
             log_group=function_logs,
             logging_format=lambda_.LoggingFormat.JSON,
@@ -294,6 +293,10 @@ class StudentPortal(Construct):
             ),
             ("AwsSolutions-L1", same_runtime),
             ("Serverless-LambdaLatestVersion", same_runtime),
+            (
+                "NIST.800.53.R5-LambdaConcurrency",
+                "No reservation: a new account's Lambda quota is 10 and Lambda keeps 100 unreserved, so any reservation fails a class's first deploy there (sagelab/quotas.py); the stage's throttling (20/s, burst 40) bounds the page.",
+            ),
         )
         acknowledge_tracing_grant(role, "student portal")
         return function
