@@ -314,7 +314,7 @@ def test_every_log_group_is_encrypted_with_a_customer_managed_key(synthesized: S
 def test_the_unencrypted_log_group_finder_finds_one(synthesized: SynthResult) -> None:
     """Negative case: the copy function's log group as it was (no KmsKeyId)."""
     templates = json.loads(json.dumps(synthesized.templates))
-    platform = templates["sagelab-dev-platform"]["Resources"]
+    platform = templates["sagelab-dev--platform"]["Resources"]
     (logical_id,) = [k for k in platform if k.startswith("TrainingCopyFunctionLogs")]
     del platform[logical_id]["Properties"]["KmsKeyId"]
-    assert log_groups_without_a_customer_key(SynthResult(synthesized.outdir, templates)) == [f"sagelab-dev-platform/{logical_id}"]
+    assert log_groups_without_a_customer_key(SynthResult(synthesized.outdir, templates)) == [f"sagelab-dev--platform/{logical_id}"]
