@@ -227,11 +227,11 @@ import inference
 model = inference.model_fn(sys.argv[1])
 answers = {}
 for name, body, content_type in json.loads(sys.stdin.read()):
-    try:
-        text, produced = inference.output_fn(inference.predict_fn(inference.input_fn(body, content_type), model), "application/json")
-        answers[name] = json.loads(text)["predictions"]
-    except inference.InvalidInput as error:
-        answers[name] = {"invalid": str(error)}
+    result = inference.output_fn(inference.predict_fn(inference.input_fn(body, content_type), model), "application/json")
+    if isinstance(result, tuple):
+        answers[name] = json.loads(result[0])["predictions"]
+    else:  # the image's werkzeug Response, as its toolkit would send it
+        answers[name] = {"status": result.status_code, "message": json.loads(result.get_data())["message"]}
 print(json.dumps(answers))
 """
 
@@ -369,7 +369,7 @@ def test_your_own_script_trains_and_serves_in_the_sklearn_image(tmp_path: Path) 
     assert np.mean(np.array(labels) == truth) >= 0.9
     assert answers["single"] == answers["batch"][:1] and answers["records"] == answers["csv"] == answers["batch"][:3]
     assert all(abs(sum(p["probabilities"].values()) - 1) < 1e-4 for p in answers["batch"])
-    assert answers["short row"] == {"invalid": "instances[0] has 2 values; expected 64"}
+    assert answers["short row"] == {"status": 400, "message": "instances[0] has 2 values; expected 64"}
 
 
 # -- serving through the image's own toolkit, over a real socket (decision 0012) --------------------------
