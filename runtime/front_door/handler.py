@@ -20,7 +20,8 @@ function's configuration (set from the model package's CustomerMetadataPropertie
 Every kind answers {"predictions": [{"label", "probabilities"} | {"value"} | {"cluster", "distance"}]}.
 
 Every failure is a JSON body {"error", "message", "requestId"} with a status an API client can act on:
-    400 malformed input (names the field)      413 body over SageMaker's 6 MB limit
+    400 malformed input (names the field), or the model's own 4xx (its message, when it names
+        nothing of the deployment: decision 0012)   413 body over SageMaker's 6 MB limit
     429 endpoint throttling (Retry-After)      502 the model answered with an error
     503 no model deployed yet / not ready      504 the endpoint did not answer in time
 What AWS or the model said (messages with ARNs, account ids, tracebacks) goes to the log under
