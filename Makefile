@@ -43,7 +43,14 @@ parity-venvs: $(PARITY_STAMPS)  ## venvs pinned like the SageMaker images (idemp
 .parity/%/.installed: parity/%.txt
 	@if [ -z "$(PARITY_PYTHON)" ]; then echo "parity-venvs: no Python 3.10 found; the container-parity tests will be skipped"; exit 0; fi; \
 	rm -rf .parity/$* && $(PARITY_PYTHON) -m venv .parity/$* && \
-	.parity/$*/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --only-binary=:all: -r $< && touch $@
+	.parity/$*/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --only-binary=:all: -r $< && \
+	$(PARITY_IMAGE_PATCHES) && touch $@
+
+# What the XGBoost image's final Dockerfile does to its sagemaker-containers after installing it
+# (aws/sagemaker-xgboost-container@5dda2fb, docker/3.0-5/final/Dockerfile.cpu): without it the
+# toolkit does not import on Python 3.10.
+PARITY_IMAGE_PATCHES = for mapping in .parity/$*/lib/python3.10/site-packages/sagemaker_containers/_mapping.py; do \
+	if [ -f $$mapping ]; then sed -i 's/collections\.Mapping/collections.abc.Mapping/g' $$mapping; fi; done
 
 $(NODE_STAMP): package.json package-lock.json $(PY_STAMP)
 	@node --version | grep -qE '^v(2[2-9]|[3-9][0-9])\.' || { echo "node from the venv is missing or older than 22: $$(command -v node)"; exit 1; }

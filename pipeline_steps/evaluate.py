@@ -78,7 +78,7 @@ RESIDUALS_PNG = "residuals.png"
 PREDICTED_VS_ACTUAL_PNG = "predicted_vs_actual.png"
 CLUSTER_LABEL_MATRIX_PNG = "cluster_label_matrix.png"
 # The test split as preprocess.py writes it (its SPLIT_FEATURES_FILE / SPLIT_TARGET_FILE; a test
-# keeps the two in step): NumPy arrays, which this image (XGBoost 3.0-5, no pyarrow) reads natively.
+# keeps the two in step): NumPy arrays, which this image (XGBoost 3.0-5) reads natively.
 SPLIT_FEATURES_FILE = "features.npy"
 SPLIT_TARGET_FILE = "target.npy"
 SPEC_FILE_NAME = "feature_spec.json"

@@ -15,7 +15,18 @@ Answer (application/json):
     {"predictions": [{"label": "3", "probabilities": {"0": 0.01, ...}}, ...]}   classification
     {"predictions": [{"value": 12.5}, ...]}                                      regression
 
-Bad input raises `InvalidInput` (a ValueError) whose message names what is wrong.
+Bad input is answered with a 4xx and a JSON body {"message": ...} naming what is wrong, through the
+container's own contract. The XGBoost and SKLearn images serve this module with sagemaker-containers
+2.8.6.post2 (aws/sagemaker-containers@150ff4674b268a4c6f9518aefa767892c50e1e94, tag v2.8.6.post2,
+src/sagemaker_containers/_transformer.py and _functions.py): every user function runs inside
+`error_wrapper`, so ANY exception it raises becomes a ClientError that Flask answers with a 500 HTML
+page (the front door then sees a model failure, not the client's mistake). What a user function
+can do instead is *return* an answer: `Transformer.transform` hands output_fn's result to Flask as
+is, and Flask sends a Response object with its own status and body. So a request that cannot be
+scored flows through the three handlers as a `Rejection` value (input_fn -> predict_fn -> output_fn)
+and output_fn turns it into a werkzeug Response: 415 for an unsupported content type, 406 for an
+unsupported accept (the statuses the toolkit's own default handlers use), 400 for the rest.
+`predict_rows` and the functions it calls still raise `InvalidInput` (a ValueError), for in-process use.
 
 Cost: a request should cost what the model costs. JSON rows of numbers (the common case) go from
 `json.loads` straight into one float64 array in feature order, are imputed with NumPy and scored
@@ -52,6 +63,36 @@ ESTIMATOR_FILE_NAME = "model.joblib"
 
 class InvalidInput(ValueError):
     """The request body cannot be scored; the message says what is wrong and what is expected."""
+
+    status = 400
+
+
+class UnsupportedContentType(InvalidInput):
+    status = 415  # the toolkit's answer to a content type its default input_fn cannot decode
+
+
+class UnsupportedAccept(InvalidInput):
+    status = 406  # the toolkit's answer to an accept its default output_fn cannot encode
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A request that cannot be scored, passed from handler to handler so that output_fn can answer
+    it with a 4xx (an exception would become the container's 500)."""
+
+    status: int
+    message: str
+
+    @classmethod
+    def of(cls, error: InvalidInput) -> Rejection:
+        return cls(status=error.status, message=str(error))
+
+    def response(self) -> Any:
+        """A werkzeug Response (the class Flask and the toolkit's worker.Response derive from; both
+        images ship werkzeug with Flask): Flask sends its status and body unchanged."""
+        from werkzeug.wrappers import Response
+
+        return Response(response=json.dumps({"message": self.message}), status=self.status, mimetype=JSON_CONTENT_TYPE)
 
 
 @dataclass
@@ -192,21 +233,34 @@ def parse_rows(payload: Any, spec: FeatureSpec) -> pd.DataFrame:
     return frame
 
 
-def input_fn(request_body: bytes | str, content_type: str | None = JSON_CONTENT_TYPE, spec: FeatureSpec | None = None) -> Any:
-    """Decode the body. Without a spec (the container's call) the payload is kept for predict_fn;
-    with one, it is validated into raw numeric rows (an array) or, for anything else, a frame."""
+def input_fn(request_body: bytes | str, content_type: str | None = JSON_CONTENT_TYPE) -> Any:
+    """The container's first handler: the decoded payload, or a Rejection for predict_fn to pass on."""
+    try:
+        return decode(request_body, content_type)
+    except InvalidInput as error:
+        return Rejection.of(error)
+
+
+def decode(request_body: bytes | str, content_type: str | None = JSON_CONTENT_TYPE, spec: FeatureSpec | None = None) -> Any:
+    """Decode the body (raises InvalidInput). Without a spec the payload is kept for predict_fn; with
+    one, it is validated into raw numeric rows (an array) or, for anything else, a frame."""
     kind = _base_content_type(content_type)
-    text = request_body.decode("utf-8") if isinstance(request_body, (bytes, bytearray)) else request_body
+    if kind not in SUPPORTED_CONTENT_TYPES:
+        raise UnsupportedContentType(f"content type {content_type!r} is not supported; use {' or '.join(SUPPORTED_CONTENT_TYPES)}")
+    try:  # the toolkit passes text for exactly application/json and text/csv, bytes otherwise (a charset suffix)
+        text = request_body.decode("utf-8") if isinstance(request_body, (bytes, bytearray)) else request_body
+    except UnicodeDecodeError as error:
+        raise InvalidInput(f"body is not UTF-8 text (byte {error.start}); send {kind} encoded as UTF-8") from None
     if kind == JSON_CONTENT_TYPE:
         try:
             payload = json.loads(text, parse_constant=_reject_constant)
         except json.JSONDecodeError as error:
             raise InvalidInput(f"body is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}") from None
-    elif kind == CSV_CONTENT_TYPE:
+        except RecursionError:
+            raise InvalidInput('body nests arrays or objects too deeply; send {"instances": [[...], ...]}') from None
+    else:
         rows = [row for row in csv.reader(io.StringIO(text)) if row]
         payload = {"instances": [[_csv_value(cell) for cell in row] for row in rows]}
-    else:
-        raise InvalidInput(f"content type {content_type!r} is not supported; use {' or '.join(SUPPORTED_CONTENT_TYPES)}")
     if spec is None:
         return payload
     numeric = numeric_rows(payload, spec)
@@ -263,7 +317,19 @@ def model_output(model: LoadedModel, features: np.ndarray) -> np.ndarray:
     return everything
 
 
-def predict_fn(data: Any, model: LoadedModel) -> list[dict[str, Any]]:
+def predict_fn(data: Any, model: LoadedModel) -> list[dict[str, Any]] | Rejection:
+    """The container's second handler: predictions, or a Rejection (input_fn's, or of rows that do not
+    fit the model) for output_fn to answer."""
+    if isinstance(data, Rejection):
+        return data
+    try:
+        return predict(data, model)
+    except InvalidInput as error:
+        return Rejection.of(error)
+
+
+def predict(data: Any, model: LoadedModel) -> list[dict[str, Any]]:
+    """Predictions for a decoded request (raises InvalidInput)."""
     raw = model_output(model, features_for(data, model.spec))
     spec = model.spec
     if spec.problem_type == "regression":
@@ -278,16 +344,28 @@ def predict_fn(data: Any, model: LoadedModel) -> list[dict[str, Any]]:
     return [{"label": labels[index], "probabilities": dict(zip(labels, row, strict=True))} for index, row in zip(best, rounded, strict=True)]
 
 
-def output_fn(predictions: list[dict[str, Any]], accept: str | None = JSON_CONTENT_TYPE) -> tuple[str, str]:
+def output_fn(prediction: list[dict[str, Any]] | Rejection, accept: str | None = JSON_CONTENT_TYPE) -> Any:
+    """The container's last handler: (body, content type) for predictions, which the toolkit sends as
+    a 200; a werkzeug Response carrying the 4xx for a Rejection."""
+    if isinstance(prediction, Rejection):
+        return prediction.response()
+    try:
+        return serialize(prediction, accept)
+    except InvalidInput as error:
+        return Rejection.of(error).response()
+
+
+def serialize(predictions: list[dict[str, Any]], accept: str | None = JSON_CONTENT_TYPE) -> tuple[str, str]:
+    """(body, content type) of the predictions in the accepted type (raises InvalidInput)."""
     kind = _base_content_type(accept)
     if kind in ("*/*", JSON_CONTENT_TYPE):
         return json.dumps({"predictions": predictions}), JSON_CONTENT_TYPE
     if kind == CSV_CONTENT_TYPE:
         lines = [str(p.get("label", p.get("value"))) for p in predictions]
         return "\n".join(lines) + "\n", CSV_CONTENT_TYPE
-    raise InvalidInput(f"accept type {accept!r} is not supported; use {' or '.join(SUPPORTED_CONTENT_TYPES)}")
+    raise UnsupportedAccept(f"accept type {accept!r} is not supported; use {' or '.join(SUPPORTED_CONTENT_TYPES)}")
 
 
 def predict_rows(model: LoadedModel, body: bytes | str, content_type: str = JSON_CONTENT_TYPE) -> list[dict[str, Any]]:
-    """The whole request path in-process; used by tests and benchmarks as the reference."""
-    return predict_fn(input_fn(body, content_type, model.spec), model)
+    """The whole request path in-process (raises InvalidInput); used by tests and benchmarks as the reference."""
+    return predict(decode(body, content_type, model.spec), model)

@@ -27,7 +27,8 @@ def _input_files(source: Path) -> list[Path]:
 def score_local(workdir: Path, source: Path, output: Path, group: str | None = None, version: int | None = None) -> dict[str, Any]:
     """Score CSV rows (a header row means records by column name) with the approved local model;
     write one output row per input row: the input file, row number, label (or value)."""
-    from sagelab.local.serve import load_served_model
+    from sagelab.local.containers import ErrorAnswer
+    from sagelab.local.serve import ServeError, load_served_model
 
     served = load_served_model(workdir, group, version)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -48,7 +49,10 @@ def score_local(workdir: Path, source: Path, output: Path, group: str | None = N
             for start in range(0, len(records), CHUNK_ROWS):
                 chunk = records[start : start + CHUNK_ROWS]
                 instances = [dict(zip(header, map(csv_cell, row), strict=False)) for row in chunk] if header else [[csv_cell(c) for c in row] for row in chunk]
-                body, _ = served.invoke(json.dumps({"instances": instances}).encode(), "application/json", "application/json")
+                try:
+                    body, _ = served.invoke(json.dumps({"instances": instances}).encode(), "application/json", "application/json")
+                except ErrorAnswer as error:  # the model refused these rows; its message names the row in the chunk
+                    raise ServeError(f"{path.name} rows {start + 1}..{start + len(chunk)}: {error}") from None
                 for offset, prediction in enumerate(json.loads(body)["predictions"]):
                     label = prediction.get("label", prediction.get("value"))
                     probability = prediction.get("probabilities", {}).get(label) if "label" in prediction else ""

@@ -3,7 +3,7 @@ images that run them, on the digits and on an MNIST-shaped CSV.
 
 preprocess.py runs in `.parity/sklearn-1.4-2` (SKLearn processing 1.4-2: Python 3.10, pandas 2.3.2,
 pyarrow 17); train.py, evaluate.py and inference.py in `.parity/xgboost-3.0-5` (XGBoost 3.0-5:
-Python 3.10, xgboost 3.0.5, pandas 2.2.3 and no pyarrow); your own script (train_custom.py) trains
+Python 3.10, xgboost 3.0.5, pandas 2.2.3, pyarrow 22, and its serving stack); your own script (train_custom.py) trains
 and inference.py serves its joblib model in the SKLearn image (scikit-learn 1.4.2, no xgboost). `make parity-venvs` (a prerequisite of
 `make test`) builds them from parity/*.txt; without a Python 3.10 this module is skipped.
 
@@ -14,14 +14,20 @@ lacks fails here as it would on SageMaker.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import tarfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -29,6 +35,7 @@ import pytest
 from pipeline_steps import inference
 from sagelab.code_bundle import stage_code_bundle
 from sagelab.datasets import DIGITS_CSV
+from sagelab.local.containers import ErrorAnswer, ScriptContainer
 from sagelab.mnist_like import write_mnist_like_csv
 from sagelab.pipeline_definition import SOURCEDIR_ARCHIVE, STEP_SCRIPTS
 from sagelab.step_contract import USER_SCRIPT_HYPERPARAMETER
@@ -48,7 +55,7 @@ def image_python(image: str) -> Path:
 
 def pinned_versions(image: str) -> dict[str, str]:
     lines = (REPO_ROOT / "parity" / f"{image}.txt").read_text().splitlines()
-    return dict(line.split("==") for line in lines if line and not line.startswith("#"))
+    return dict(line.split("==") for line in lines if line and not line.startswith(("#", "-")))
 
 
 def run_in_image(image: str, arguments: list[str], cwd: Path, extra_env: dict[str, str] | None = None) -> str:
@@ -72,11 +79,23 @@ def test_venvs_are_the_images(image: str, modules: tuple[str, ...], tmp_path: Pa
     assert versions == {"python": "3.10", **{m: pins["scikit-learn" if m == "sklearn" else "xgboost-cpu" if m == "xgboost" else m] for m in modules}}
 
 
-def test_xgboost_image_has_no_pyarrow(tmp_path: Path) -> None:
-    """Why the splits are .npy: the image that trains and evaluates cannot read Parquet."""
-    python = image_python(XGBOOST_IMAGE)
-    completed = subprocess.run([str(python), "-c", "import pyarrow"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
-    assert completed.returncode != 0 and "No module named 'pyarrow'" in completed.stderr
+def test_the_xgboost_image_pins_are_its_dockerfiles_and_requirements(tmp_path: Path) -> None:
+    """What the issue found missing: the image installs pyarrow 22.0.0 (base Dockerfile) and its
+    requirements pin python-dateutil 2.8.2; and its serving stack is importable as the image has it."""
+    probe = (
+        "import importlib.metadata as m, json; import pyarrow, dateutil, flask, werkzeug, gunicorn; "
+        "from sagemaker_containers.beta.framework import transformer, worker; "
+        "print(json.dumps({n: m.version(n) for n in ('pyarrow', 'python-dateutil', 'Flask', 'Werkzeug', 'gunicorn', 'sagemaker-containers')}))"
+    )
+    versions = json.loads(run_in_image(XGBOOST_IMAGE, ["-W", "ignore", "-c", probe], tmp_path).splitlines()[-1])
+    assert versions == {
+        "pyarrow": "22.0.0",
+        "python-dateutil": "2.8.2",
+        "Flask": "1.1.1",
+        "Werkzeug": "0.15.6",
+        "gunicorn": "23.0.0",
+        "sagemaker-containers": "2.8.6.post2",
+    }
 
 
 def code_dir(root: Path) -> Path:
@@ -228,11 +247,11 @@ import inference
 model = inference.model_fn(sys.argv[1])
 answers = {}
 for name, body, content_type in json.loads(sys.stdin.read()):
-    try:
-        text, produced = inference.output_fn(inference.predict_fn(inference.input_fn(body, content_type), model), "application/json")
-        answers[name] = json.loads(text)["predictions"]
-    except inference.InvalidInput as error:
-        answers[name] = {"invalid": str(error)}
+    result = inference.output_fn(inference.predict_fn(inference.input_fn(body, content_type), model), "application/json")
+    if isinstance(result, tuple):
+        answers[name] = json.loads(result[0])["predictions"]
+    else:  # the image's werkzeug Response, as its toolkit would send it
+        answers[name] = {"status": result.status_code, "message": json.loads(result.get_data())["message"]}
 print(json.dumps(answers))
 """
 
@@ -388,4 +407,326 @@ def test_your_own_script_trains_and_serves_in_the_sklearn_image(tmp_path: Path) 
     assert np.mean(np.array(labels) == truth) >= 0.9
     assert answers["single"] == answers["batch"][:1] and answers["records"] == answers["csv"] == answers["batch"][:3]
     assert all(abs(sum(p["probabilities"].values()) - 1) < 1e-4 for p in answers["batch"])
-    assert answers["short row"] == {"invalid": "instances[0] has 2 values; expected 64"}
+    assert answers["short row"] == {"status": 400, "message": "instances[0] has 2 values; expected 64"}
+
+
+# -- serving through the image's own toolkit, over a real socket (decision 0017) --------------------------
+# The XGBoost image's `serve` entry point is sagemaker_xgboost_container.serving (not on PyPI): main()
+# puts the user module's handlers in sagemaker-containers' Transformer and serves its Worker (a Flask
+# app) with gunicorn. This is that glue (aws/sagemaker-xgboost-container@5dda2fb2a5b883cd3491bffb14b8c18075561f52,
+# src/sagemaker_xgboost_container/serving.py: main, _user_module_transformer); everything it calls is
+# the image's pinned sagemaker-containers, Flask, Werkzeug and gunicorn.
+SERVING_APP = """
+import importlib
+from sagemaker_containers.beta.framework import env, transformer, worker
+
+app = None
+
+
+def main(environ, start_response):
+    global app
+    if app is None:
+        serving_env = env.ServingEnv()
+        module = importlib.import_module(serving_env.module_name)
+        handlers = transformer.Transformer(
+            model_fn=module.model_fn, input_fn=module.input_fn, predict_fn=module.predict_fn, output_fn=module.output_fn
+        )
+        handlers.initialize()
+        app = worker.Worker(transform_fn=handlers.transform, module_name=serving_env.module_name)
+    return app(environ, start_response)
+"""
+
+BOOSTER_DRIVER = """
+import json, sys
+import numpy as np, xgboost as xgb
+import inference
+model = inference.model_fn(sys.argv[1])
+booster = xgb.Booster()
+booster.load_model(sys.argv[1] + "/xgboost-model.json")
+answers = {}
+for name, body, content_type in json.loads(sys.stdin.read()):
+    features = inference.features_for(inference.decode(body, content_type), model.spec)
+    answers[name] = booster.predict(xgb.DMatrix(features)).tolist()
+print(json.dumps(answers))
+"""
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    content_type: str
+    body: bytes
+
+
+@pytest.fixture(scope="module")
+def image_trained_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A digits model written by train.py in the XGBoost image (its code/ folder included)."""
+    root = tmp_path_factory.mktemp("image-model")
+    code = code_dir(root)
+    (root / "in").mkdir()
+    shutil.copyfile(DIGITS_CSV, root / "in" / "digits.csv")
+    run_in_image(SKLEARN_IMAGE, ["preprocess.py", "--input-dir", str(root / "in"), "--output-dir", str(root / "splits")], code)
+    splits = root / "splits"
+    train_args = ["--train", str(splits / "train"), "--validation", str(splits / "validation"), "--spec", str(splits / "spec")]
+    run_in_image(
+        XGBOOST_IMAGE, ["train.py", *train_args, "--model-dir", str(root / "model"), "--output-data-dir", str(root / "out"), "--num_round", "20"], code
+    )
+    return root / "model"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def image_endpoint(model_dir: Path, base: Path) -> Iterator[str]:
+    """gunicorn as sagemaker-containers' server.start runs it (gevent worker, the code folder on the
+    path), serving `model_dir` under SAGEMAKER_BASE_DIR=base; yields its URL once /ping answers."""
+    shutil.copytree(model_dir, base / "model")
+    shutil.copytree(model_dir / "code", base / "code")
+    (base / "code" / "serving_app.py").write_text(SERVING_APP)
+    port = _free_port()
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env |= {"SAGEMAKER_BASE_DIR": str(base), "SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": str(base / "code"), "OMP_NUM_THREADS": "1"}
+    gunicorn = image_python(XGBOOST_IMAGE).parent / "gunicorn"
+    command = [str(gunicorn), "--timeout", "60", "-k", "gevent", "--pythonpath", str(base / "code"), "-b", f"127.0.0.1:{port}"]
+    command += ["--worker-connections", "1000", "-w", "1", "--log-level", "warning", "serving_app:main"]
+    log = (base / "gunicorn.log").open("w")
+    process = subprocess.Popen(command, cwd=base, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):  # the first /ping loads the model; up to a minute on a loaded machine
+            if process.poll() is not None:
+                break
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{url}/ping", timeout=5).status_code == 200:
+                    break
+            time.sleep(0.1)
+        else:
+            pytest.fail(f"the image's server did not answer /ping: {(base / 'gunicorn.log').read_text()[-3000:]}")
+        assert process.poll() is None, (base / "gunicorn.log").read_text()[-3000:]
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        log.close()
+
+
+def invoke_image(url: str, body: bytes, content_type: str | None, accept: str | None) -> Answer:
+    headers = {name: value for name, value in (("Content-Type", content_type), ("Accept", accept)) if value is not None}
+    response = httpx.post(f"{url}/invocations", content=body, headers=headers, timeout=60)
+    return Answer(response.status_code, response.headers.get("content-type", ""), response.content)
+
+
+def invoke_twin(container: ScriptContainer, body: bytes, content_type: str | None, accept: str | None) -> Answer:
+    try:
+        answer, produced = container.invoke(body, content_type or "", accept or "")
+    except ErrorAnswer as refused:
+        return Answer(refused.status, refused.content_type, refused.body)
+    return Answer(200, produced, answer)
+
+
+def front_door_answer(answer: Answer) -> tuple[int, dict[str, Any]]:
+    """What the deployed front door answers when InvokeEndpoint relays this container answer (botocore's
+    ModelError: OriginalStatusCode, OriginalMessage)."""
+    from botocore.stub import Stubber
+
+    from sagelab.local.serve import LambdaContextStandIn, configure_handler_environment
+
+    configure_handler_environment("http://127.0.0.1:9", "sagelab-dev-endpoint", {"MODEL_ALGORITHM": "xgboost"})
+    from runtime.front_door import handler
+
+    original = answer.body.decode("utf-8", errors="replace")
+    event = {
+        "resource": "/predict",
+        "path": "/predict",
+        "httpMethod": "POST",
+        "headers": {"content-type": "application/json"},
+        "requestContext": {"requestId": "req-1", "stage": "prod", "resourcePath": "/predict", "httpMethod": "POST", "identity": {}},
+        "body": json.dumps({"instances": [[0.0] * 64]}),
+        "isBase64Encoded": False,
+    }
+    with Stubber(handler.runtime_client()) as stub:
+        kind = "client" if answer.status < 500 else "server"
+        stub.add_client_error(
+            "invoke_endpoint",
+            "ModelError",
+            f'Received {kind} error ({answer.status}) from primary with message "{original}".',
+            424,
+            modeled_fields={"OriginalStatusCode": answer.status, "OriginalMessage": original},
+        )
+        response = handler.lambda_handler(event, LambdaContextStandIn(aws_request_id="req-1"))
+    return int(response["statusCode"]), json.loads(response["body"])
+
+
+@pytest.mark.slow
+def test_inference_py_through_the_images_toolkit_answers_4xx_for_bad_input(image_trained_model: Path, tmp_path: Path) -> None:
+    """Through sagemaker-containers under gunicorn at the image's pins, over a socket: /ping is 200, good
+    requests are 200 with the image booster's predictions, every bad request is a 4xx with a JSON
+    message that the front door relays as a 400; the local twin answers every request byte for byte
+    alike (bad ones) or with the same predictions (good ones)."""
+    spec = json.loads((image_trained_model / "feature_spec.json").read_text())
+    names, labels = spec["feature_columns"], [str(label) for label in spec["labels"]]
+    rows = np.load(image_trained_model.parent / "splits" / "test" / "features.npy")[:50].tolist()
+    good = [
+        ("single", json.dumps({"instances": rows[:1]}).encode(), "application/json", "application/json"),
+        ("batch", json.dumps({"instances": rows}).encode(), "application/json", "application/json"),
+        ("records", json.dumps({"instances": [dict(zip(names, row, strict=True)) for row in rows[:3]]}).encode(), "application/json", None),
+        ("csv", "\n".join(",".join(repr(v) for v in row) for row in rows[:3]).encode(), "text/csv", "*/*"),
+        ("gaps", json.dumps({"instances": [[None] * len(names)]}).encode(), "application/json; charset=utf-8", "application/json"),
+    ]
+    bad = [
+        ("wrong width", json.dumps({"instances": [[1.0, 2.0]]}).encode(), "application/json", None, 400, "instances[0] has 2 values; expected 64"),
+        ("string in a record", json.dumps({"instances": [{names[0]: "x"}]}).encode(), "application/json", None, 400, f"column {names[0]!r} is the string 'x'"),
+        ("unknown column", json.dumps({"instances": [{"nope": 1}]}).encode(), "application/json", None, 400, "unknown column(s) ['nope']"),
+        ("not JSON", b"{rows", "application/json", None, 400, "body is not valid JSON"),
+        ("empty body", b"", "application/json", None, 400, "body is not valid JSON"),
+        ("too many rows", json.dumps({"instances": [rows[0]] * 1001}).encode(), "application/json", None, 400, "at most 1000"),
+        ("NaN", b'{"instances": [[NaN]]}', "application/json", None, 400, "body contains NaN"),
+        ("not UTF-8", b'{"instances": [["\xff"]]}', "application/json; charset=utf-8", None, 400, "body is not UTF-8 text"),
+        ("nested", b"[" * 100_000, "application/json", None, 400, "nests arrays or objects too deeply"),
+        ("content type", b"\x89PNG", "image/png", None, 415, "content type 'image/png' is not supported"),
+        ("accept", json.dumps({"instances": rows[:1]}).encode(), "application/json", "text/html", 406, "accept type 'text/html' is not supported"),
+    ]
+    from sagelab.local.containers import open_script_container
+
+    twin = open_script_container(image_trained_model, {"SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code", "SAGEMAKER_PROGRAM": "inference.py"})
+    booster = subprocess.run(
+        [str(image_python(XGBOOST_IMAGE)), "-c", BOOSTER_DRIVER, str(image_trained_model)],
+        cwd=image_trained_model / "code",
+        input=json.dumps([(name, body.decode(), content_type) for name, body, content_type, _ in good]),
+        capture_output=True,
+        text=True,
+        timeout=STEP_TIMEOUT_S,
+        env={key: value for key, value in os.environ.items() if key != "PYTHONPATH"},
+    )
+    assert booster.returncode == 0, booster.stderr[-3000:]
+    expected = json.loads(booster.stdout.splitlines()[-1])
+    with image_endpoint(image_trained_model, tmp_path / "base") as url:
+        assert httpx.get(f"{url}/ping", timeout=10).status_code == 200
+        for name, body, content_type, accept in good:
+            answer = invoke_image(url, body, content_type, accept)
+            assert (answer.status, answer.content_type) == (200, "application/json"), (name, answer)
+            predictions = json.loads(answer.body)["predictions"]
+            for prediction, probabilities in zip(predictions, expected[name], strict=True):
+                assert prediction["label"] == labels[int(np.argmax(probabilities))], name
+                assert [prediction["probabilities"][label] for label in labels] == pytest.approx(probabilities, abs=5.1e-7), name
+            twin_answer = invoke_twin(twin, body, content_type, accept)
+            assert twin_answer.status == 200 and twin_answer.content_type == answer.content_type, (name, twin_answer)
+            assert _same_predictions(twin_answer, answer), name
+        for name, body, content_type, accept, status, says in bad:
+            answer = invoke_image(url, body, content_type, accept)
+            assert (answer.status, answer.content_type) == (status, "application/json"), (name, answer)
+            message = json.loads(answer.body)["message"]
+            assert says in message, (name, message)
+            assert invoke_twin(twin, body, content_type, accept) == answer, name
+            assert front_door_answer(answer) == (400, {"error": "BadRequest", "message": message, "requestId": "req-1"}), name
+
+
+def _same_predictions(ours: Answer, theirs: Answer) -> bool:
+    """Labels equal and probabilities within 2e-6 (the project venv's xgboost may round the last digit)."""
+    mine, real = json.loads(ours.body)["predictions"], json.loads(theirs.body)["predictions"]
+    return [p["label"] for p in mine] == [p["label"] for p in real] and all(
+        abs(a["probabilities"][k] - b["probabilities"][k]) <= 2e-6 for a, b in zip(mine, real, strict=True) for k in a["probabilities"]
+    )
+
+
+BROKEN_BOOSTER = """
+import sys
+import numpy as np, xgboost as xgb
+rows = np.random.default_rng(0).random((20, 3))
+xgb.train({"objective": "reg:squarederror"}, xgb.DMatrix(rows, label=rows[:, 0]), num_boost_round=2).save_model(sys.argv[1])
+"""
+
+
+@pytest.mark.slow
+def test_a_model_that_fails_is_the_images_500_and_the_front_doors_502(image_trained_model: Path, tmp_path: Path) -> None:
+    """A booster of 3 features behind a 64-feature spec raises in predict_fn: the toolkit answers its
+    500 HTML page, the local twin the same page, and the front door a 502 without the model's words."""
+    broken = tmp_path / "broken"
+    shutil.copytree(image_trained_model, broken)
+    run_in_image(XGBOOST_IMAGE, ["-c", BROKEN_BOOSTER, str(broken / "xgboost-model.json")], tmp_path)
+    body = json.dumps({"instances": [[0.0] * 64]}).encode()
+    with image_endpoint(broken, tmp_path / "base") as url:
+        answer = invoke_image(url, body, "application/json", "application/json")
+    assert answer.status == 500 and answer.content_type.startswith("text/html"), answer
+    from sagelab.local.containers import open_script_container
+
+    twin = open_script_container(broken, {"SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code", "SAGEMAKER_PROGRAM": "inference.py"})
+    twin_answer = invoke_twin(twin, body, "application/json", "application/json")
+    assert (twin_answer.status, twin_answer.body) == (answer.status, answer.body) and twin_answer.content_type in answer.content_type
+    status, told = front_door_answer(answer)
+    assert status == 502 and told["error"] == "ModelError" and "feature" not in told["message"].lower()
+
+
+# -- a model trained by `sagelab run` is the model the image serves --------------------------------------------
+RAW_SCORES = """
+import json, sys
+import xgboost as xgb
+import inference
+model = inference.model_fn(sys.argv[1])
+booster = xgb.Booster()
+booster.load_model(sys.argv[1] + "/xgboost-model.json")
+features = inference.features_for(json.loads(sys.stdin.read()), model.spec)
+print(json.dumps({"xgboost": xgb.__version__, "scores": booster.predict(xgb.DMatrix(features)).tolist()}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dataset", ["digits", "diabetes"])
+def test_a_model_trained_by_sagelab_run_scores_the_same_in_the_image(dataset: str, tmp_path: Path) -> None:
+    """`sagelab run` trains with this venv's xgboost; the image's xgboost 3.0.5 must read the model and
+    score it exactly as the local endpoint does. A model written by a newer xgboost (3.2.0) loses its
+    per-class base_score in 3.0.5: digits probabilities move by up to 0.01 and a diabetes regression
+    answers about -8 where the local endpoint says about 145."""
+    import sys
+
+    from sagelab.local.registry import LocalRegistry
+    from sagelab.local.serve import serving
+
+    workdir = tmp_path / ".sagelab"
+    command = [sys.executable, "-m", "sagelab", "run", "--workdir", str(workdir), "--json", "--param", "NumRound=40"]
+    if dataset == "diabetes":
+        from sklearn.datasets import load_diabetes
+
+        frame = load_diabetes(as_frame=True, scaled=False).frame
+        frame.to_csv(tmp_path / "diabetes.csv", index=False)
+        command += ["--data", str(tmp_path / "diabetes.csv"), "--param", "TargetColumn=target"]
+    else:
+        frame = pd.read_csv(DIGITS_CSV)
+    completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    registry = LocalRegistry(workdir)
+    registry.set_status("sagelab-dev-models", 1, "Approved")
+    model_dir = tmp_path / "model"
+    with tarfile.open(registry.get("sagelab-dev-models", 1).model_data_path) as archive:
+        archive.extractall(model_dir, filter="data")
+    spec = json.loads((model_dir / "feature_spec.json").read_text())
+    payload = {"instances": frame[spec["feature_columns"]].head(200).to_dict(orient="records")}
+
+    with serving(workdir, "parity-key") as (_, endpoint):
+        response = httpx.post(f"{endpoint.url}/invocations", json=payload, timeout=60)
+    assert response.status_code == 200, response.text
+    served = response.json()["predictions"]
+    image = subprocess.run(
+        [str(image_python(XGBOOST_IMAGE)), "-c", RAW_SCORES, str(model_dir)],
+        cwd=model_dir / "code",
+        input=json.dumps(payload),
+        capture_output=True,
+        text=True,
+        timeout=STEP_TIMEOUT_S,
+        env={key: value for key, value in os.environ.items() if key != "PYTHONPATH"},
+    )
+    assert image.returncode == 0, image.stderr[-3000:]
+    result = json.loads(image.stdout.splitlines()[-1])
+    assert result["xgboost"] == "3.0.5"
+    scores = np.asarray(result["scores"], dtype=np.float32)
+    if dataset == "diabetes":
+        assert spec["problem_type"] == "regression"
+        assert [p["value"] for p in served] == scores.astype(np.float64).tolist()
+        return
+    labels = [str(label) for label in spec["labels"]]
+    assert [p["label"] for p in served] == [labels[i] for i in scores.argmax(axis=1)]
+    assert [[p["probabilities"][label] for label in labels] for p in served] == np.round(scores.astype(np.float64), 6).tolist()

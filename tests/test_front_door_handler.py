@@ -91,6 +91,19 @@ def test_model_rejecting_the_input_is_400_with_its_message(stub: Stubber) -> Non
     assert status == 400 and body["message"] == "instances[0] has 2 values; expected 64"
 
 
+@pytest.mark.parametrize("original_status", [400, 406, 415])
+def test_a_plain_text_4xx_of_a_builtin_container_is_relayed_as_a_400(stub: Stubber, original_status: int) -> None:
+    model_error(stub, original_status, "unable to evaluate payload provided")
+    status, body, _ = call(event("POST", "/predict", {"instances": [ROW]}))
+    assert status == 400 and body["error"] == "BadRequest" and body["message"] == "unable to evaluate payload provided"
+
+
+def test_an_html_4xx_page_is_not_relayed(stub: Stubber) -> None:
+    model_error(stub, 400, "<title>400 Bad Request</title>")
+    status, body, _ = call(event("POST", "/predict", {"instances": [ROW]}))
+    assert status == 400 and body["message"].startswith("the model rejected this input")
+
+
 LEAKY_ARN = "arn:aws:sagemaker:us-east-1:123456789012:endpoint/sagelab-dev--endpoint"
 TRACEBACK = 'Traceback (most recent call last):\n  File "/opt/ml/code/inference.py", line 42, in predict_fn\nKeyError: pixel_0'
 

@@ -22,13 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import boto3
 import httpx
 import numpy as np
 import pytest
+from botocore.exceptions import ClientError
 
 from sagelab.local.automl import AutopilotContainer, run_automl_job
 from sagelab.local.builtin_kmeans import MODEL_FILE_NAME, write_mxnet_ndarrays
-from sagelab.local.containers import container_kind, open_container
+from sagelab.local.containers import ErrorAnswer, container_kind, open_container
 from sagelab.local.registry import LocalRegistry
 from sagelab.local.serve import serving
 
@@ -359,11 +361,47 @@ def test_autopilot_wrong_width_or_unknown_column_is_400(autopilot_url: str) -> N
     assert_bad_request(post(autopilot_url, {"instances": [{"shape": 1}]}), "instances[0] has unknown column(s) 'shape'")
 
 
-def test_autopilot_text_in_a_numeric_column_is_the_containers_400_naming_row_and_column(autopilot_url: str) -> None:
-    # The front door cannot know which columns are numeric for Autopilot; the container says, and its
-    # message reaches the client because it describes only the client's row.
+def test_autopilot_text_in_a_numeric_column_is_a_400_from_the_front_door(autopilot_url: str) -> None:
+    # Autopilot's container answers it with a 500 (a bare 502 here): the description's column types let
+    # the front door name the row and column before the request reaches the container.
     response = post(autopilot_url, {"instances": [{"size": 1, "colour": "red", "weight": 2}, {"size": "huge", "colour": "red", "weight": 2}]})
-    assert_bad_request(response, "row 2, column 'size': expected a number")
+    assert_bad_request(response, "instances[1].size is the string 'huge'; the column 'size' takes a number or null")
+
+
+# -- what the built-in containers answer for a payload they cannot read (decision 0017) -----------------------
+def test_the_kmeans_twin_answers_unreadable_payloads_as_the_builtin_does(tmp_path: Path) -> None:
+    """A 400 with the built-in algorithms' own text, not the twin's precise message (which is the log's)."""
+    kmeans_archive(tmp_path)
+    container = open_container("local/sagemaker-kmeans:1", tmp_path, {})
+    for body, content_type in ((b"1,2\n", "text/csv"), (b"1,x,3\n", "text/csv"), (b"1,2,3\n", "image/png")):
+        with pytest.raises(ErrorAnswer) as refused:
+            container.invoke(body, content_type, "application/json")
+        assert (refused.value.status, refused.value.body) == (400, b"unable to evaluate payload provided"), refused.value.detail
+    assert "has 2 values; expected 3" in str(ErrorAnswer(400, b"", "", "row 1 has 2 values; expected 3"))
+
+
+def test_the_autopilot_twin_answers_bad_rows_with_a_500(autopilot_classifier: AutopilotModel, tmp_path: Path) -> None:
+    with tarfile.open(autopilot_classifier.artifact) as tar:
+        tar.extractall(tmp_path, filter="data")
+    container = open_container(autopilot_classifier.image, tmp_path, autopilot_classifier.environment)
+    for body in (b"1,2\n", b"huge,red,2\n"):
+        with pytest.raises(ErrorAnswer) as refused:
+            container.invoke(body, "text/csv", "text/csv")
+        assert refused.value.status == 500 and refused.value.content_type == "text/html" and b"huge" not in refused.value.body
+
+
+def test_a_kmeans_400_reaches_the_client_as_a_400_with_the_containers_text(tmp_path: Path) -> None:
+    """Without a description the front door cannot check the width: the container refuses the row, the
+    Runtime API wraps its 400 as ModelError, and the front door relays the container's plain text."""
+    register(tmp_path, image=KMEANS_IMAGE, archive=kmeans_archive(tmp_path / "build"), metadata={"sagelab:algorithm": "kmeans"})
+    with serving(tmp_path, API_KEY) as (gateway, endpoint):
+        assert_bad_request(post(gateway.url, {"instances": [[1, 2]]}), "unable to evaluate payload provided")
+        runtime = boto3.client("sagemaker-runtime", endpoint_url=endpoint.url, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+        with pytest.raises(ClientError) as raised:
+            runtime.invoke_endpoint(EndpointName="sagelab-dev-endpoint", ContentType="text/csv", Body=b"1,2\n")
+    error = raised.value.response
+    assert error["Error"]["Code"] == "ModelError" and error["OriginalStatusCode"] == 400
+    assert error["OriginalMessage"] == "unable to evaluate payload provided"
 
 
 # -- GET /openapi.json describes the served model --------------------------------------------------------------

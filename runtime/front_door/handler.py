@@ -20,7 +20,8 @@ function's configuration (set from the model package's CustomerMetadataPropertie
 Every kind answers {"predictions": [{"label", "probabilities"} | {"value"} | {"cluster", "distance"}]}.
 
 Every failure is a JSON body {"error", "message", "requestId"} with a status an API client can act on:
-    400 malformed input (names the field)      413 body over SageMaker's 6 MB limit
+    400 malformed input (names the field), or the model's own 4xx (its message, when it names
+        nothing of the deployment: decision 0017)   413 body over SageMaker's 6 MB limit
     429 endpoint throttling (Retry-After)      502 the model answered with an error
     503 no model deployed yet / not ready      504 the endpoint did not answer in time
 What AWS or the model said (messages with ARNs, account ids, tracebacks) goes to the log under
@@ -369,6 +370,7 @@ def csv_rows(instances: list[Any], algorithm: str) -> str:
                 f"send positional rows (values in feature order): records by column name need the model description, and {note[0].lower()}{note[1:]}"
             )
     width = int(description["row_width"]) if description is not None else None
+    numeric = [feature["type"] == "number" for feature in description["features"]] if description is not None else []
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     for index, row in enumerate(instances):
@@ -384,10 +386,13 @@ def csv_rows(instances: list[Any], algorithm: str) -> str:
             if width is not None and len(values) != width:
                 raise BadRequest(f"instances[{index}] has {len(values)} values; this model takes {width} ({_listed(names)})")
         cells = []
-        for place, value in zip(places, values, strict=True):
+        for position, (place, value) in enumerate(zip(places, values, strict=True)):
             if kmeans and (value is None or isinstance(value, str)):
                 shown = "missing (null)" if value is None else f"the string {value[:40]!r}"
                 raise BadRequest(f"{place} is {shown}; K-Means takes numbers only: send a number for every feature")
+            if isinstance(value, str) and position < len(numeric) and numeric[position]:
+                # Autopilot's container answers text in a numeric column with a 500 (decision 0017): say it here.
+                raise BadRequest(f"{place} is the string {value[:40]!r}; the column {names[position]!r} takes a number or null")
             cells.append("" if value is None else value if isinstance(value, str) else _number(value))
         writer.writerow(cells)
     return buffer.getvalue()
@@ -467,13 +472,14 @@ _UNSAFE = re.compile(r"arn:aws|\b\d{12}\b|Traceback|File \"|\.py\b|\n|amazonaws\
 
 
 def client_safe_model_message(original: str) -> str | None:
-    """The `message` of a model's 4xx answer (our inference.py's InvalidInput, which describes the
-    client's rows) when it is short and carries nothing about the deployment; else None."""
+    """The message of a model's 4xx answer when it is short and carries nothing about the deployment;
+    else None. Our inference.py answers JSON {"message": ...} describing the client's rows; built-in
+    algorithms answer plain text ("unable to evaluate payload provided")."""
     try:
         parsed = json.loads(original)
-    except (TypeError, ValueError):
-        return None
-    message = parsed.get("message") if isinstance(parsed, dict) else None
+    except (TypeError, ValueError):  # plain text; markup (an HTML error page) is not a message
+        parsed = original.strip() if isinstance(original, str) and not original.lstrip().startswith("<") else None
+    message = parsed.get("message") if isinstance(parsed, dict) else parsed
     if not isinstance(message, str) or not message or len(message) > 300 or _UNSAFE.search(message):
         return None
     return message

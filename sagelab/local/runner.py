@@ -816,7 +816,7 @@ class LocalPipelineRunner:
     def _transform(self, name: str, arguments: Mapping[str, Any], sandbox: Path) -> dict[str, Any]:
         """A batch transform: each input file, split into lines, through the local twin of the
         model's container; `<file>.out` with one answer line per input line (AssembleWith Line)."""
-        from sagelab.local.containers import open_container
+        from sagelab.local.containers import ErrorAnswer, open_container
 
         model_name = arguments["ModelName"]
         if model_name not in self._models:
@@ -846,8 +846,8 @@ class LocalPipelineRunner:
                 body = "\n".join(lines[start : start + TRANSFORM_RECORDS_PER_REQUEST]).encode()
                 try:
                     answer, _ = container.invoke(body, content_type, accept)
-                except ValueError as error:  # the container's 4xx: SageMaker fails the job with its message
-                    raise StepFailed(name, f"{relative} records {start + 1}..: the model refused the input: {error}") from None
+                except ErrorAnswer as error:  # the container's error answer: SageMaker fails the job with it
+                    raise StepFailed(name, f"{relative} records {start + 1}..: {error}") from None
                 answers.append(answer.decode().rstrip("\n"))
             target = self.s3.path(f"{output_uri}/{relative}.out")
             target.parent.mkdir(parents=True, exist_ok=True)

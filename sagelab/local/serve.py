@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import json
+import logging
 import os
 import re
 import sys
@@ -47,7 +48,7 @@ from xml.sax.saxutils import escape as xml_escape
 from botocore.credentials import Credentials
 
 from runtime.front_door.build_openapi import health_body
-from sagelab.local.containers import Container, ContainerError, ScriptContainer, container_kind, open_container
+from sagelab.local.containers import Container, ContainerError, ErrorAnswer, ScriptContainer, container_kind, open_container
 from sagelab.local.loopback import (
     LOCAL_REGION,
     SIGV4_AUTHORIZATION,
@@ -85,6 +86,8 @@ HANDLER_ENVIRONMENT = (
     "MODEL_DESCRIPTION_URI",
     *CAPTURE_ENVIRONMENT,
 )
+# What the model's container logs (CloudWatch on AWS): the detail behind an error answer.
+container_log = logging.getLogger("sagelab.endpoint.container")
 
 
 class ServeError(RuntimeError):
@@ -252,11 +255,8 @@ class LocalEndpoint(_LocalServer):
                 accept = self.headers.get("Accept", "application/json")
                 try:
                     answer, produced = outer.served.invoke(body, content_type, accept)
-                except ValueError as error:  # inference.InvalidInput: the client's fault
-                    outer._model_error(self, runtime_api, 400, str(error))
-                    return
-                except Exception as error:
-                    outer._model_error(self, runtime_api, 500, f"{type(error).__name__}: {error}")
+                except ErrorAnswer as refused:  # the container's own answer: its status, body and type
+                    outer._model_error(self, runtime_api, refused)
                     return
                 headers = {"x-Amzn-Invoked-Production-Variant": "AllTraffic"} if runtime_api else {}
                 _send(self, 200, answer, produced, headers)
@@ -307,15 +307,18 @@ class LocalEndpoint(_LocalServer):
         headers = {"x-amzn-ErrorType": f"{code}:http://internal.amazon.com/coral/com.amazon.sagemaker/"} if runtime_api else {}
         _send(handler, status, json.dumps({"message": message}).encode(), headers=headers)
 
-    def _model_error(self, handler: BaseHTTPRequestHandler, runtime_api: bool, original_status: int, message: str) -> None:
-        original = json.dumps({"message": message})
+    def _model_error(self, handler: BaseHTTPRequestHandler, runtime_api: bool, refused: ErrorAnswer) -> None:
+        container_log.warning("model answered %s: %s", refused.status, refused.detail or refused.body[:500])
         if not runtime_api:  # the container contract: the container's own status and body
-            _send(handler, original_status, original.encode())
+            _send(handler, refused.status, refused.body, refused.content_type)
             return
-        # The Runtime API wraps a container error as ModelError (424), keeping the original.
+        # The Runtime API wraps a container error as ModelError (424), keeping the original
+        # (botocore's sagemaker-runtime ModelError shape: Message, OriginalStatusCode, OriginalMessage).
+        original = refused.body.decode("utf-8", errors="replace")
+        kind = "client" if refused.status < 500 else "server"
         body = {
-            "message": f'Received client error ({original_status}) from primary with message "{original}".',
-            "OriginalStatusCode": original_status,
+            "message": f'Received {kind} error ({refused.status}) from primary with message "{original}".',
+            "OriginalStatusCode": refused.status,
             "OriginalMessage": original,
         }
         _send(handler, 424, json.dumps(body).encode(), headers={"x-amzn-ErrorType": "ModelError:http://internal.amazon.com/coral/com.amazon.sagemaker/"})
