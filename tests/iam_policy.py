@@ -89,6 +89,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sagelab.naming import SEPARATOR
+
 Context = Mapping[str, "str | Sequence[str]"]
 
 
@@ -709,8 +711,23 @@ class Entry:
 ADMIN = "ADMIN (CloudFormation's deployment role of `cdk deploy`: may do anything)"
 
 # Events our rules listen to, and the actions (on which resource) that emit them.
-EVENT_EMITTERS: dict[str, tuple[str, ...]] = {
-    "SageMaker Model Package State Change": ("sagemaker:UpdateModelPackage", "sagemaker:CreateModelPackage"),
+# Which actions emit an EventBridge event of each detail type, and on which SageMaker resource type:
+# a rule on that type makes its targets act for whoever may take one of those actions.
+EVENT_EMITTERS: dict[str, tuple[tuple[str, ...], str]] = {
+    "SageMaker Model Package State Change": (("sagemaker:UpdateModelPackage", "sagemaker:CreateModelPackage"), "model-package"),
+    "SageMaker Training Job State Change": (("sagemaker:CreateTrainingJob", "sagemaker:StopTrainingJob"), "training-job"),
+    "SageMaker Processing Job State Change": (("sagemaker:CreateProcessingJob", "sagemaker:StopProcessingJob"), "processing-job"),
+    "SageMaker Transform Job State Change": (("sagemaker:CreateTransformJob", "sagemaker:StopTransformJob"), "transform-job"),
+    "SageMaker HyperParameter Tuning Job State Change": (
+        ("sagemaker:CreateHyperParameterTuningJob", "sagemaker:StopHyperParameterTuningJob"),
+        "hyper-parameter-tuning-job",
+    ),
+    "SageMaker AutoML Job State Change": (("sagemaker:CreateAutoMLJob", "sagemaker:CreateAutoMLJobV2", "sagemaker:StopAutoMLJob"), "automl-job"),
+    "SageMaker Endpoint State Change": (("sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint", "sagemaker:DeleteEndpoint"), "endpoint"),
+    "SageMaker Notebook Instance State Change": (
+        ("sagemaker:CreateNotebookInstance", "sagemaker:StartNotebookInstance", "sagemaker:StopNotebookInstance", "sagemaker:DeleteNotebookInstance"),
+        "notebook-instance",
+    ),
 }
 PIPELINE_START_ACTIONS = ("sagemaker:StartPipelineExecution", "sagemaker:RetryPipelineExecution")
 STACK_UPDATE_ACTIONS = ("cloudformation:UpdateStack", "cloudformation:CreateChangeSet", "cloudformation:CreateStack")
@@ -761,6 +778,8 @@ class Reachability:
         for stack, logical_id, properties in stacks._resources("AWS::Lambda::Function"):
             self._functions[stacks.stand_in(stack, logical_id, "Arn")] = self._role(stacks.resolve(stack, properties["Role"]), f"{stack}/{logical_id}")
         self._rules = []  # (emitting actions, resources, roles of the targets)
+        # Each tenant's name scope (`sagelab-<id>--`), read off its stacks' names.
+        tenant_scopes = sorted({name[: name.index(SEPARATOR) + len(SEPARATOR)] for name in stacks.templates if SEPARATOR in name})
         for stack, logical_id, properties in stacks._resources("AWS::Events::Rule"):
             pattern = stacks.resolve(stack, properties.get("EventPattern"))
             if not pattern:
@@ -770,8 +789,14 @@ class Reachability:
             if unknown:
                 raise NotModelled(f"{stack}/{logical_id}: rule on {unknown}: which actions emit it? (EVENT_EMITTERS)")
             groups = _as_list((pattern.get("detail") or {}).get("ModelPackageGroupName")) or ["*"]
-            resources = [f"arn:{env.partition}:sagemaker:{env.region}:{env.account}:model-package/{group.lower()}/1" for group in groups]
-            actions = tuple(a for d in detail_types for a in EVENT_EMITTERS[d])
+            resources = []
+            for detail_type in detail_types:
+                resource_type = EVENT_EMITTERS[detail_type][1]
+                if resource_type == "model-package":
+                    resources += [f"arn:{env.partition}:sagemaker:{env.region}:{env.account}:model-package/{group.lower()}/1" for group in groups]
+                else:  # the rule takes every resource of the type: one of each tenant's names, and a name of no one's
+                    resources += [f"arn:{env.partition}:sagemaker:{env.region}:{env.account}:{resource_type}/{name}probe-1" for name in (*tenant_scopes, "")]
+            actions = tuple(a for d in detail_types for a in EVENT_EMITTERS[d][0])
             targets = []
             for target in stacks.resolve(stack, properties.get("Targets", [])):
                 if target["Arn"] not in self._functions:

@@ -40,9 +40,8 @@ def _stack(cloudformation: Any, name: str, outputs: dict[str, str]) -> None:
 
 
 @pytest.fixture
-def account(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    for name, value in {"AWS_DEFAULT_REGION": REGION, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
-        monkeypatch.setenv(name, value)
+def account(monkeypatch: pytest.MonkeyPatch, moto_environment: None) -> Iterator[dict[str, Any]]:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     with moto.mock_aws():
         s3, cloudformation, sagemaker = (boto3.client(s) for s in ("s3", "cloudformation", "sagemaker"))
         s3.create_bucket(Bucket=ARCHIVE)

@@ -535,7 +535,7 @@ def front_door_answer(answer: Answer) -> tuple[int, dict[str, Any]]:
 
     from sagelab.local.serve import LambdaContextStandIn, configure_handler_environment
 
-    configure_handler_environment("http://127.0.0.1:9", "sagelab-dev-endpoint", {"MODEL_ALGORITHM": "xgboost"})
+    configure_handler_environment("http://127.0.0.1:9", "sagelab-dev--endpoint", {"MODEL_ALGORITHM": "xgboost"})
     from runtime.front_door import handler
 
     original = answer.body.decode("utf-8", errors="replace")
@@ -684,6 +684,7 @@ def test_a_model_trained_by_sagelab_run_scores_the_same_in_the_image(dataset: st
     import sys
 
     from sagelab.local.registry import LocalRegistry
+    from sagelab.local.loopback import sigv4_headers
     from sagelab.local.serve import serving
 
     workdir = tmp_path / ".sagelab"
@@ -699,15 +700,18 @@ def test_a_model_trained_by_sagelab_run_scores_the_same_in_the_image(dataset: st
     completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stderr[-3000:]
     registry = LocalRegistry(workdir)
-    registry.set_status("sagelab-dev-models", 1, "Approved")
+    registry.set_status("sagelab-dev--models", 1, "Approved")
     model_dir = tmp_path / "model"
-    with tarfile.open(registry.get("sagelab-dev-models", 1).model_data_path) as archive:
+    with tarfile.open(registry.get("sagelab-dev--models", 1).model_data_path) as archive:
         archive.extractall(model_dir, filter="data")
     spec = json.loads((model_dir / "feature_spec.json").read_text())
     payload = {"instances": frame[spec["feature_columns"]].head(200).to_dict(orient="records")}
 
+    body = json.dumps(payload).encode()
     with serving(workdir, "parity-key") as (_, endpoint):
-        response = httpx.post(f"{endpoint.url}/invocations", json=payload, timeout=60)
+        # The local endpoint answers only requests signed by its own credentials, as InvokeEndpoint does.
+        signed = sigv4_headers(endpoint.credentials, "sagemaker", "POST", f"{endpoint.url}/invocations", body, {"Content-Type": "application/json"})
+        response = httpx.post(f"{endpoint.url}/invocations", content=body, headers=signed, timeout=60)
     assert response.status_code == 200, response.text
     served = response.json()["predictions"]
     image = subprocess.run(

@@ -396,9 +396,15 @@ def test_a_kmeans_400_reaches_the_client_as_a_400_with_the_containers_text(tmp_p
     register(tmp_path, image=KMEANS_IMAGE, archive=kmeans_archive(tmp_path / "build"), metadata={"sagelab:algorithm": "kmeans"})
     with serving(tmp_path, API_KEY) as (gateway, endpoint):
         assert_bad_request(post(gateway.url, {"instances": [[1, 2]]}), "unable to evaluate payload provided")
-        runtime = boto3.client("sagemaker-runtime", endpoint_url=endpoint.url, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+        runtime = boto3.client(
+            "sagemaker-runtime",
+            endpoint_url=endpoint.url,
+            region_name="us-east-1",
+            aws_access_key_id=endpoint.credentials.access_key,  # the endpoint answers only its own signature
+            aws_secret_access_key=endpoint.credentials.secret_key,
+        )
         with pytest.raises(ClientError) as raised:
-            runtime.invoke_endpoint(EndpointName="sagelab-dev-endpoint", ContentType="text/csv", Body=b"1,2\n")
+            runtime.invoke_endpoint(EndpointName=endpoint.endpoint_name, ContentType="text/csv", Body=b"1,2\n")
     error = raised.value.response
     assert error["Error"]["Code"] == "ModelError" and error["OriginalStatusCode"] == 400
     assert error["OriginalMessage"] == "unable to evaluate payload provided"

@@ -65,12 +65,11 @@ def training(status: str, minutes: float, student: str = "ana") -> dict[str, Any
 
 
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch, shared_class: Any) -> Iterator[dict[str, Any]]:
+def aws(monkeypatch: pytest.MonkeyPatch, moto_environment: None, shared_class: Any) -> Iterator[dict[str, Any]]:
     """A class account: the table as the class template declares it, the topic with an SQS queue
     per reader (a student's filtered subscription, an admin's), the students' platform roles and
     the class's deny policy, and a notebook instance per student."""
-    for name, value in {"AWS_DEFAULT_REGION": REGION, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
-        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     class_template = shared_class.template(f"sagelab-class--{REGION}")
     (table,) = (r["Properties"] for r in class_template["Resources"].values() if r["Type"] == "AWS::DynamoDB::Table")
     with moto.mock_aws():
