@@ -683,8 +683,8 @@ def test_a_model_trained_by_sagelab_run_scores_the_same_in_the_image(dataset: st
     answers about -8 where the local endpoint says about 145."""
     import sys
 
-    from sagelab.local.registry import LocalRegistry
     from sagelab.local.loopback import sigv4_headers
+    from sagelab.local.registry import LocalRegistry
     from sagelab.local.serve import serving
 
     workdir = tmp_path / ".sagelab"
