@@ -539,6 +539,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _demo_serving(workdir: Path) -> None:
     import csv
+    import logging
+    import os
     import secrets
     import urllib.error
     import urllib.request
@@ -557,6 +559,10 @@ def _demo_serving(workdir: Path) -> None:
         rows = [[float(v) for v in row] for _, row in zip(range(5), reader, strict=False)]
     features, labels = [row[:-1] for row in rows], [str(int(row[-1])) for row in rows]
     api_key = f"demo-{secrets.token_hex(6)}"
+    # The demo prints each answer itself; the endpoint's and the function's logs of the refused
+    # requests (CloudWatch's on AWS, shown by `sagelab serve`) would only interleave with it.
+    logging.getLogger("sagelab.endpoint.container").setLevel(logging.ERROR)
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")
     with serving(workdir, api_key) as (gateway, endpoint):
         print(f"gateway {gateway.url} -> same Lambda handler -> local endpoint {endpoint.url}")
         cases = [
