@@ -22,6 +22,33 @@ FIVE_MINUTES = Duration.minutes(5)
 ROLLBACK_ALARM = "EndpointServerErrors"
 
 
+def alarm_to_topic(
+    scope: Construct,
+    alarm_id: str,
+    *,
+    metric: cloudwatch.Metric | cloudwatch.MathExpression,
+    threshold: float,
+    description: str,
+    names: ResourceNames,
+    topic: sns.ITopic,
+    evaluation_periods: int = 1,
+) -> cloudwatch.Alarm:
+    """An environment's alarm as every one of ours is: named in its scope, at or over `threshold`,
+    missing data not breaching, notifying the environment's topic."""
+    alarm = metric.create_alarm(
+        scope,
+        alarm_id,
+        alarm_name=names.name(alarm_id),
+        alarm_description=description,
+        threshold=threshold,
+        evaluation_periods=evaluation_periods,
+        comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+    )
+    alarm.add_alarm_action(actions.SnsAction(topic))
+    return alarm
+
+
 class ServingMonitoring(Construct):
     """Alarms: API 5xx, API latency p99, Lambda throttles, endpoint 5xx (also the blue/green
     rollback alarm), model latency p99. All notify `topic` (KMS-encrypted, TLS-only).
@@ -71,18 +98,16 @@ class ServingMonitoring(Construct):
             specs = [spec for spec in specs if spec[0] == ROLLBACK_ALARM and realtime]
         self.alarms: dict[str, cloudwatch.Alarm] = {}
         for alarm_id, metric, threshold, description in specs:
-            alarm = metric.create_alarm(
+            self.alarms[alarm_id] = alarm_to_topic(
                 self,
                 alarm_id,
-                alarm_name=names.name(alarm_id),
-                alarm_description=description,
+                metric=metric,
                 threshold=threshold,
+                description=description,
+                names=names,
+                topic=self.topic,
                 evaluation_periods=1 if "Errors" in alarm_id or "Throttles" in alarm_id else 3,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             )
-            alarm.add_alarm_action(actions.SnsAction(self.topic))
-            self.alarms[alarm_id] = alarm
         self.rollback_alarms: list[cloudwatch.IAlarm] = [self.alarms[ROLLBACK_ALARM]] if ROLLBACK_ALARM in self.alarms else []
         self.dashboard: cloudwatch.Dashboard | None = None
         if not for_class:

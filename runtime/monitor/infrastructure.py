@@ -16,7 +16,6 @@ from typing import Protocol
 
 from aws_cdk import Aws, Duration, RemovalPolicy
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as actions
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -32,6 +31,7 @@ from runtime.monitor.comparison import CONSTRAINTS_FILE_NAME, EVALUATION_FILE_NA
 from stacks.lambda_runtime import LAMBDA_RUNTIME
 from stacks.nag import acknowledge, acknowledge_policy_wildcards
 from stacks.naming import ResourceNames
+from stacks.serving_monitoring import alarm_to_topic
 
 RUNTIME_ROOT = Path(__file__).resolve().parent.parent
 METRIC_NAMESPACE = "SageLab/DriftCheck"
@@ -203,21 +203,10 @@ class DriftCheck(Construct):
                 f"A feature drifted from the training data (PSI >= {settings.drift_threshold})",
             ),
         )
-        alarms = {}
-        for alarm_id, metric, threshold, description in specs:
-            alarm = metric.create_alarm(
-                self,
-                alarm_id,
-                alarm_name=names.name(alarm_id),
-                alarm_description=description,
-                threshold=threshold,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            )
-            alarm.add_alarm_action(actions.SnsAction(topic))
-            alarms[alarm_id] = alarm
-        return alarms
+        return {
+            alarm_id: alarm_to_topic(self, alarm_id, metric=metric, threshold=threshold, description=description, names=names, topic=topic)
+            for alarm_id, metric, threshold, description in specs
+        }
 
     def _acknowledge(self) -> None:
         scheduled = "EventBridge invokes the check asynchronously on a schedule; a failed run is in its log and the next run checks again."
