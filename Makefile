@@ -75,7 +75,7 @@ test: install parity-venvs browser  ## lint, type-check and run the whole test s
 	$(BIN)/mypy
 	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
 
-test-fast: install browser  ## lint, type-check and the tests not marked slow (no pipeline runs, no classroom synth, no notebook)
+test-fast: install browser  ## lint, type-check and the tests not marked slow (the end-to-end runs, class synths, wheel install and notebook are)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

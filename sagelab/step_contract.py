@@ -1,6 +1,6 @@
 """Constants the step scripts own and the pipeline builder needs, read without importing them.
 
-The scripts are the single source of truth (evaluate.py writes the metric the condition reads;
+The scripts are the single source of truth (evaluate.py writes the gate's verdict the condition reads;
 model_contract.py holds the format of the lines the metric regexes parse; train_custom.py names the
 hyperparameter that says which script of yours it runs). Importing them would load pandas, xgboost and
 scikit-learn (over a second) into every `cdk synth`, so their module-level literals are read with
