@@ -8,19 +8,7 @@ import pytest
 
 from sagelab.config import ConfigError, load_config, release_chain
 from sagelab.release import stages_of
-
-THREE_ACCOUNTS = """\
-environments:
-  dev:
-    account: "111111111111"
-  staging:
-    account: "222222222222"
-    promote_from: dev
-  prod:
-    account: "333333333333"
-    promote_from: staging
-    release: {approvers: ["arn:aws:iam::111111111111:role/release-approver"], approval_emails: [ops@example.com]}
-"""
+from tests.conftest import THREE_ACCOUNTS
 
 
 def test_a_three_account_chain_in_release_order(tmp_path: Path) -> None:
