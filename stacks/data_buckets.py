@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
@@ -16,6 +17,20 @@ from stacks.nag import acknowledge
 # everything else in the buckets is kept until someone deletes it.
 SCRATCH_PREFIXES = ("scratch/", "pipeline-runs/")
 NONCURRENT_VERSION_DAYS = 90
+
+
+def key_use_through_s3(sid: str, actions: list[str], key: kms.IKey, bucket: s3.IBucket, objects: list[str]) -> iam.PolicyStatement:
+    """The bucket key's use on behalf of S3 (the buckets are SSE-KMS with a bucket key), for `objects`
+    of `bucket` only: the encryption context names the bucket or the object."""
+    return iam.PolicyStatement(
+        sid=sid,
+        actions=actions,
+        resources=[key.key_arn],
+        conditions={
+            "StringEquals": {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"},
+            "StringLike": {"kms:EncryptionContext:aws:s3:arn": [bucket.bucket_arn, *objects]},
+        },
+    )
 
 
 class DataBuckets(Construct):

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from aws_cdk import Aws, Duration, Fn, RemovalPolicy
+from aws_cdk import Duration, Fn, RemovalPolicy
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -25,6 +25,7 @@ from constructs import Construct
 from runtime.front_door.build_openapi import health_body
 from runtime.front_door.capture import FRONT_DOOR_CAPTURE
 from stacks.api_web_acl import CLASS_WEB_ACL_EXPORT, ApiWebAcl, associate_web_acl
+from stacks.data_buckets import key_use_through_s3
 from stacks.lambda_runtime import LAMBDA_RUNTIME, powertools_layer
 from stacks.nag import acknowledge, acknowledge_policy_wildcards, acknowledge_tracing_grant
 from stacks.naming import ResourceNames
@@ -212,16 +213,8 @@ class FrontDoor(Construct):
                     sid="ReadModelDescriptions", actions=["s3:GetObject"], resources=[artifacts_bucket.arn_for_objects(MODEL_DESCRIPTION_KEYS)]
                 ),
                 # The bucket is SSE-KMS with a bucket key: S3 decrypts on the function's behalf.
-                iam.PolicyStatement(
-                    sid="DecryptModelDescriptions",
-                    actions=["kms:Decrypt"],
-                    resources=[log_key.key_arn],
-                    conditions={
-                        "StringEquals": {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"},
-                        "StringLike": {
-                            "kms:EncryptionContext:aws:s3:arn": [artifacts_bucket.bucket_arn, artifacts_bucket.arn_for_objects(MODEL_DESCRIPTION_KEYS)]
-                        },
-                    },
+                key_use_through_s3(
+                    "DecryptModelDescriptions", ["kms:Decrypt"], log_key, artifacts_bucket, [artifacts_bucket.arn_for_objects(MODEL_DESCRIPTION_KEYS)]
                 ),
             ]
         policy = iam.ManagedPolicy(self, "FunctionPolicy", roles=[role], statements=statements)
@@ -294,15 +287,7 @@ class FrontDoor(Construct):
             roles=[self.role],
             statements=[
                 iam.PolicyStatement(sid="WriteCapturedRequests", actions=["s3:PutObject"], resources=[captured]),
-                iam.PolicyStatement(
-                    sid="EncryptCapturedRequests",
-                    actions=["kms:GenerateDataKey"],
-                    resources=[key.key_arn],
-                    conditions={
-                        "StringEquals": {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"},
-                        "StringLike": {"kms:EncryptionContext:aws:s3:arn": [artifacts_bucket.bucket_arn, captured]},
-                    },
-                ),
+                key_use_through_s3("EncryptCapturedRequests", ["kms:GenerateDataKey"], key, artifacts_bucket, [captured]),
             ],
         )
         acknowledge_policy_wildcards(

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -28,6 +28,7 @@ from constructs import Construct
 
 from runtime.front_door.capture import FRONT_DOOR_CAPTURE, GROUND_TRUTH, REPORTS
 from runtime.monitor.comparison import CONSTRAINTS_FILE_NAME, EVALUATION_FILE_NAME, PREDICTION_STATISTICS_FILE_NAME, STATISTICS_FILE_NAME
+from stacks.data_buckets import key_use_through_s3
 from stacks.lambda_runtime import LAMBDA_RUNTIME
 from stacks.nag import acknowledge, acknowledge_policy_wildcards
 from stacks.naming import ResourceNames
@@ -133,7 +134,6 @@ class DriftCheck(Construct):
         readable = [bucket.arn_for_objects(f"{FRONT_DOOR_CAPTURE}*"), bucket.arn_for_objects(f"{GROUND_TRUTH}*")]
         readable += [bucket.arn_for_objects(pattern) for pattern in BASELINE_KEYS]
         reports = bucket.arn_for_objects(f"{REPORTS}*")
-        via_s3 = {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"}
         policy = iam.ManagedPolicy(
             self,
             "Policy",
@@ -147,18 +147,8 @@ class DriftCheck(Construct):
                 ),
                 iam.PolicyStatement(sid="ReadCaptureGroundTruthAndBaselines", actions=["s3:GetObject"], resources=readable),
                 iam.PolicyStatement(sid="WriteReports", actions=["s3:PutObject"], resources=[reports]),
-                iam.PolicyStatement(
-                    sid="DecryptWhatItReads",
-                    actions=["kms:Decrypt"],
-                    resources=[key.key_arn],
-                    conditions={"StringEquals": via_s3, "StringLike": {"kms:EncryptionContext:aws:s3:arn": [bucket.bucket_arn, *readable]}},
-                ),
-                iam.PolicyStatement(
-                    sid="EncryptReports",
-                    actions=["kms:GenerateDataKey"],
-                    resources=[key.key_arn],
-                    conditions={"StringEquals": via_s3, "StringLike": {"kms:EncryptionContext:aws:s3:arn": [bucket.bucket_arn, reports]}},
-                ),
+                key_use_through_s3("DecryptWhatItReads", ["kms:Decrypt"], key, bucket, readable),
+                key_use_through_s3("EncryptReports", ["kms:GenerateDataKey"], key, bucket, [reports]),
                 iam.PolicyStatement(
                     sid="PublishDriftMetrics",
                     actions=["cloudwatch:PutMetricData"],
