@@ -13,6 +13,7 @@ from typing import Any
 
 from sagelab.local.runner.errors import PipelineError
 from sagelab.local.runner.local_s3 import LocalS3
+from sagelab.local.runner.outcome import StepOutcome
 from sagelab.local.runner.steps.contract import json_or_text
 
 
@@ -50,20 +51,24 @@ class StepCache:
                         digest.update(chunk)
         return digest.hexdigest()
 
-    def lookup(self, key: str, expire_after: str | None) -> dict[str, Any] | None:
+    def lookup(self, key: str, expire_after: str | None) -> tuple[StepOutcome, str | None] | None:
+        """The stored outcome (marked cached) and the log of the run that computed it; None when
+        there is none or it expired."""
         path = self.directory / f"{key}.json"
         if not path.exists():
             return None
         entry = json.loads(path.read_text())
         if expire_after and time.time() - entry["stored_at"] > _iso_duration_seconds(expire_after):
             return None
-        return dict(entry)
+        # Entries written before the outcome was typed kept the runner's own keys (`_outputs`, ...)
+        # among the properties; no SageMaker property starts with `_`.
+        properties = {k: v for k, v in entry["properties"].items() if not k.startswith("_")}
+        return StepOutcome(properties=properties, outputs=entry.get("outputs", {}), cached=True), entry.get("log")
 
-    def store(self, key: str, properties: Mapping[str, Any], log: Path) -> None:
+    def store(self, key: str, outcome: StepOutcome, log: Path) -> None:
         path = self.directory / f"{key}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        clean = {k: v for k, v in properties.items() if k != "_property_file_dirs"}
-        entry = {"stored_at": time.time(), "properties": clean, "outputs": properties.get("_outputs", {}), "log": str(log)}
+        entry = {"stored_at": time.time(), "properties": outcome.properties, "outputs": outcome.outputs, "log": str(log)}
         path.write_text(json.dumps(entry, default=str))
 
 

@@ -21,6 +21,7 @@ from sagelab.local.runner.cache import StepCache, reuse_log
 from sagelab.local.runner.dag import branch_members, dependency_order, flatten_steps
 from sagelab.local.runner.errors import FailStepReached, PipelineError, StepFailed
 from sagelab.local.runner.local_s3 import LocalS3
+from sagelab.local.runner.outcome import StepOutcome
 from sagelab.local.runner.parameters import resolve_parameters
 from sagelab.local.runner.processes import Processes
 from sagelab.local.runner.services import RunServices
@@ -134,6 +135,11 @@ class LocalPipelineRunner:
     def run(self, overrides: Mapping[str, str] | None = None, resume: bool = False) -> RunResult:
         parameters = resolve_parameters(self.definition, overrides or {})
         started = dt.datetime.now(dt.UTC)
+        # This run's state, read by later steps' expressions (through `context`) and by the summary.
+        self._step_properties: dict[str, Mapping[str, Any]] = {}
+        self._property_files: dict[str, Mapping[str, Any]] = {}
+        self._property_file_dirs: dict[str, Mapping[str, str]] = {}  # where each property file's output is
+        self._outcomes: dict[str, StepOutcome] = {}
         execution_id = f"local-{started.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         execution_dir = self.workdir / "executions" / execution_id
         execution_dir.mkdir(parents=True)
@@ -150,8 +156,8 @@ class LocalPipelineRunner:
                 "StartDateTime": started.isoformat(),
                 "CurrentDateTime": started.isoformat(),
             },
-            step_properties={},
-            property_files={},
+            step_properties=self._step_properties,
+            property_files=self._property_files,
             read_s3_json=self.s3.read_json,
         )
         records = {name: StepRecord(name=name, type=self.steps[name]["Type"]) for name in self.order}
@@ -170,16 +176,16 @@ class LocalPipelineRunner:
             self.log(f"-> {name} ({step['Type']}) started")
             try:
                 outcome = self._run_step(name, step, context, execution_dir, resume)
-                record.status = "Cached" if outcome.get("cached") else "Succeeded"
-                record.outputs = outcome.get("outputs", {})
+                self._outcomes[name] = outcome
+                record.status = "Cached" if outcome.cached else "Succeeded"
+                record.outputs = dict(outcome.outputs)
                 if step["Type"] == "Condition":
-                    chosen, dropped = ("IfSteps", "ElseSteps") if outcome["result"] else ("ElseSteps", "IfSteps")
+                    holds = bool(outcome.properties["Outcome"])
+                    chosen, dropped = ("IfSteps", "ElseSteps") if holds else ("ElseSteps", "IfSteps")
                     skipped |= branch_members(step["Arguments"].get(dropped, []))
-                    self.log(
-                        f"   {name}: condition is {str(outcome['result']).lower()} -> {', '.join(s['Name'] for s in step['Arguments'].get(chosen, [])) or 'nothing'}"
-                    )
-                if step["Type"] == "RegisterModel":
-                    registered = outcome["package"]
+                    self.log(f"   {name}: condition is {str(holds).lower()} -> {', '.join(s['Name'] for s in step['Arguments'].get(chosen, [])) or 'nothing'}")
+                if outcome.package is not None:
+                    registered = dict(outcome.package)
             except FailStepReached as reached:
                 record.status = "Failed"
                 record.failure_reason = reached.reason
@@ -228,31 +234,31 @@ class LocalPipelineRunner:
             for file_name, report in files.items():
                 gate = report.get("sagelab_summary", {}).get("gate") if isinstance(report, dict) else None
                 if gate:
-                    directory = context.step_properties[producer].get("_property_file_dirs", {}).get(file_name)
+                    directory = self._property_file_dirs.get(producer, {}).get(file_name)
                     summary = {key: gate.get(key) for key in ("metric", "value", "comparison", "threshold", "message")}
                     return {**summary, "result": bool(gate.get("passed")), "step": producer}, directory
         # A definition of another shape: the first condition that ran, in the same terms.
-        for name, step in self.steps.items():
-            details = context.step_properties.get(name, {}).get("_conditions", []) if step["Type"] == "Condition" else []
-            if details:
-                first = details[0]
+        for name in self.steps:
+            outcome = self._outcomes.get(name)
+            if outcome is not None and outcome.conditions:
+                first = outcome.conditions[0]
                 return {
                     "metric": None,
-                    "value": first["left"],
-                    "comparison": first["type"],
-                    "threshold": first["right"],
+                    "value": first.left,
+                    "comparison": first.condition_type,
+                    "threshold": first.right,
                     "message": None,
-                    "result": first["result"],
+                    "result": first.result,
                 }, None
         return None, None
 
     # -- steps ----------------------------------------------------------------------------------
-    def _run_step(self, name: str, step: Mapping[str, Any], context: EvaluationContext, execution_dir: Path, resume: bool) -> dict[str, Any]:
+    def _run_step(self, name: str, step: Mapping[str, Any], context: EvaluationContext, execution_dir: Path, resume: bool) -> StepOutcome:
         kind = step["Type"]
         if kind == "Condition":
-            value, results = evaluate_conditions(step, context)
-            context.step_properties[name] = {"Outcome": value, "_conditions": results}  # type: ignore[index]
-            return {"result": value}
+            outcome = evaluate_conditions(step, context)
+            self._step_properties[name] = outcome.properties
+            return outcome
         if kind == "Fail":
             fail(name, step, context)
         arguments = evaluate(dict(step["Arguments"].items()), context)
@@ -261,35 +267,36 @@ class LocalPipelineRunner:
         if resume and cache_key:
             cached = self.cache.lookup(cache_key, step["CacheConfig"].get("ExpireAfter"))
             if cached is not None:
-                context.step_properties[name] = cached["properties"]  # type: ignore[index]
-                self._load_property_files(name, step, cached["properties"], context)
-                reuse_log(self._log_dir, name, cached.get("log"))
-                return {"cached": True, "outputs": cached.get("outputs", {})}
+                outcome, original_log = cached
+                self._step_properties[name] = outcome.properties
+                self._load_property_files(name, step, outcome.properties)
+                reuse_log(self._log_dir, name, original_log)
+                return outcome
         if kind == "Processing":
-            properties = run_processing(self.services, name, arguments, sandbox)
+            outcome = run_processing(self.services, name, arguments, sandbox)
         elif kind == "Training":
-            properties = run_training(self.services, name, arguments, sandbox)
+            outcome = run_training(self.services, name, arguments, sandbox)
         elif kind == "Tuning":
-            properties = run_tuning(self.services, name, arguments, sandbox)
+            outcome = run_tuning(self.services, name, arguments, sandbox)
         elif kind == "AutoML":
-            properties = run_automl(self.services, name, arguments, sandbox)
+            outcome = run_automl(self.services, name, arguments, sandbox)
         elif kind == "Model":
-            properties = create_model(self.services, name, arguments)
+            outcome = create_model(self.services, name, arguments)
         elif kind == "Transform":
-            properties = run_transform(self.services, name, arguments, sandbox)
+            outcome = run_transform(self.services, name, arguments, sandbox)
         elif kind == "RegisterModel":
-            package = register(self.services, name, arguments, context)
-            context.step_properties[name] = {"ModelPackageArn": package["arn"]}  # type: ignore[index]
-            return {"package": package}
+            outcome = register(self.services, name, arguments, context)
+            self._step_properties[name] = outcome.properties
+            return outcome
         else:  # pragma: no cover - rejected in __init__
             raise UnsupportedExpression(f"step {name}: type {kind}")
-        context.step_properties[name] = properties  # type: ignore[index]
-        self._load_property_files(name, step, properties, context)
+        self._step_properties[name] = outcome.properties
+        self._load_property_files(name, step, outcome.properties)
         if cache_key:
-            self.cache.store(cache_key, properties, log=self._log_dir / f"{name}.log")
-        return {"outputs": properties.get("_outputs", {})}
+            self.cache.store(cache_key, outcome, log=self._log_dir / f"{name}.log")
+        return outcome
 
-    def _load_property_files(self, name: str, step: Mapping[str, Any], properties: Mapping[str, Any], context: EvaluationContext) -> None:
+    def _load_property_files(self, name: str, step: Mapping[str, Any], properties: Mapping[str, Any]) -> None:
         files: dict[str, Any] = {}
         dirs: dict[str, str] = {}
         for spec in step.get("PropertyFiles", []):
@@ -297,5 +304,5 @@ class LocalPipelineRunner:
             files[spec["PropertyFileName"]] = self.s3.read_json(f"{output_uri.rstrip('/')}/{spec['FilePath']}")
             dirs[spec["PropertyFileName"]] = str(self.s3.path(output_uri))
         if files:
-            context.property_files[name] = files  # type: ignore[index]
-            properties.setdefault("_property_file_dirs", dirs)  # type: ignore[attr-defined]
+            self._property_files[name] = files
+            self._property_file_dirs[name] = dirs

@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from sagelab.local.runner.errors import StepFailed
+from sagelab.local.runner.outcome import StepOutcome
 from sagelab.local.runner.services import RunServices
 from sagelab.local.runner.steps.contract import job_name as new_job_name
 
 
-def run_automl(run: RunServices, name: str, arguments: Mapping[str, Any], sandbox: Path) -> dict[str, Any]:
+def run_automl(run: RunServices, name: str, arguments: Mapping[str, Any], sandbox: Path) -> StepOutcome:
     """An AutoML job: a bounded local search over the same input, with the outputs SageMaker's
     job gives (best candidate and its inference container, candidates for the leaderboard)."""
     from sagelab.local import automl
@@ -36,4 +37,8 @@ def run_automl(run: RunServices, name: str, arguments: Mapping[str, Any], sandbo
         model_path = Path(container.pop("ModelDataPath"))
         container["ModelDataUrl"] = f"{output_uri}/{model_path.relative_to(run.s3.path(output_uri)).as_posix()}"
     run.loopback.api().add_automl_job(result)
-    return {**result, "_outputs": {"best_candidate": result["BestCandidate"]["CandidateName"], "output": str(run.s3.path(output_uri))}}
+    # The job's description as DescribeAutoMLJob gives it; the candidates are the loopback API's (ListCandidatesForAutoMLJob).
+    return StepOutcome(
+        properties={key: value for key, value in result.items() if key != "_candidates"},
+        outputs={"best_candidate": result["BestCandidate"]["CandidateName"], "output": str(run.s3.path(output_uri))},
+    )

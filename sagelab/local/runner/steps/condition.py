@@ -7,22 +7,21 @@ from collections.abc import Mapping
 from typing import Any
 
 from sagelab.local.expressions import EvaluationContext, UnresolvedReference, UnsupportedExpression, evaluate, evaluate_condition
+from sagelab.local.runner.outcome import ConditionResult, StepOutcome
 
 
-def evaluate_conditions(step: Mapping[str, Any], context: EvaluationContext) -> tuple[bool, list[dict[str, Any]]]:
-    """The step's outcome (all its conditions hold) and each condition's operands and result."""
-    results = []
-    for condition in step["Arguments"].get("Conditions", []):
-        outcome = evaluate_condition(condition, context)
-        results.append(
-            {
-                "type": condition["Type"],
-                "left": _peek(condition.get("LeftValue"), context),
-                "right": _peek(condition.get("RightValue"), context),
-                "result": outcome,
-            }
+def evaluate_conditions(step: Mapping[str, Any], context: EvaluationContext) -> StepOutcome:
+    """The step's `Outcome` (all its conditions hold) and each condition's operands and result."""
+    results = tuple(
+        ConditionResult(
+            condition_type=condition["Type"],
+            left=_peek(condition.get("LeftValue"), context),
+            right=_peek(condition.get("RightValue"), context),
+            result=evaluate_condition(condition, context),
         )
-    return all(r["result"] for r in results), results
+        for condition in step["Arguments"].get("Conditions", [])
+    )
+    return StepOutcome(properties={"Outcome": all(r.result for r in results)}, conditions=results)
 
 
 def _peek(expression: Any, context: EvaluationContext) -> Any:

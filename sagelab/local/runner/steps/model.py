@@ -6,14 +6,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from sagelab.local.runner.errors import StepFailed
+from sagelab.local.runner.outcome import StepOutcome
 from sagelab.local.runner.services import RunServices
 from sagelab.local.runner.steps.contract import job_name
 
 
-def create_model(run: RunServices, name: str, arguments: Mapping[str, Any]) -> dict[str, Any]:
+def create_model(run: RunServices, name: str, arguments: Mapping[str, Any]) -> StepOutcome:
     model_name = job_name(arguments.get("ModelName"), name)
     container = arguments.get("PrimaryContainer") or (arguments.get("Containers") or [None])[0]
     if not container or not container.get("ModelDataUrl"):
         raise StepFailed(name, "the model has no PrimaryContainer with a ModelDataUrl")
     run.models[model_name] = dict(container)
-    return {"ModelName": model_name, "_outputs": {"model": model_name}}
+    return StepOutcome(properties={"ModelName": model_name}, outputs={"model": model_name})

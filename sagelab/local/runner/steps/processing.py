@@ -9,11 +9,12 @@ from typing import Any
 
 from sagelab.local.runner.errors import StepFailed
 from sagelab.local.runner.local_s3 import reads_inputs_only, unshare
+from sagelab.local.runner.outcome import StepOutcome
 from sagelab.local.runner.services import RunServices
 from sagelab.local.runner.steps.contract import container_path, job_name, map_container_arg, maybe_extract
 
 
-def run_processing(run: RunServices, name: str, arguments: Mapping[str, Any], sandbox: Path) -> dict[str, Any]:
+def run_processing(run: RunServices, name: str, arguments: Mapping[str, Any], sandbox: Path) -> StepOutcome:
     root = sandbox / "container"
     app = arguments.get("AppSpecification", {})
     entrypoint = list(app.get("ContainerEntrypoint") or [])
@@ -51,9 +52,11 @@ def run_processing(run: RunServices, name: str, arguments: Mapping[str, Any], sa
             "S3Output": {"S3Uri": output["S3Output"]["S3Uri"], "LocalPath": output["S3Output"]["LocalPath"]},
         }
         published[output["OutputName"]] = str(run.s3.path(output["S3Output"]["S3Uri"]))
-    return {
-        "ProcessingJobName": job_name(arguments.get("ProcessingJobName"), name),
-        "ProcessingJobStatus": "Completed",
-        "ProcessingOutputConfig": {"Outputs": properties_outputs},
-        "_outputs": published,
-    }
+    return StepOutcome(
+        properties={
+            "ProcessingJobName": job_name(arguments.get("ProcessingJobName"), name),
+            "ProcessingJobStatus": "Completed",
+            "ProcessingOutputConfig": {"Outputs": properties_outputs},
+        },
+        outputs=published,
+    )

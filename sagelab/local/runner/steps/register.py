@@ -7,10 +7,11 @@ from typing import Any
 
 from sagelab.local.expressions import EvaluationContext
 from sagelab.local.runner.errors import StepFailed
+from sagelab.local.runner.outcome import StepOutcome
 from sagelab.local.runner.services import RunServices
 
 
-def register(run: RunServices, name: str, arguments: Mapping[str, Any], context: EvaluationContext) -> dict[str, Any]:
+def register(run: RunServices, name: str, arguments: Mapping[str, Any], context: EvaluationContext) -> StepOutcome:
     containers = arguments.get("InferenceSpecification", {}).get("Containers", [])
     if len(containers) != 1:
         raise StepFailed(name, f"expected one inference container, found {len(containers)}")
@@ -40,4 +41,5 @@ def register(run: RunServices, name: str, arguments: Mapping[str, Any], context:
         },
     )
     run.log(f"   {name}: registered {package.group} version {package.version} ({package.approval_status})")
-    return package.to_json()
+    registered = package.to_json()
+    return StepOutcome(properties={"ModelPackageArn": registered["arn"]}, package=registered)

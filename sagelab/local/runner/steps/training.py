@@ -16,12 +16,13 @@ from typing import Any
 
 from sagelab.local.runner.errors import StepFailed
 from sagelab.local.runner.local_s3 import reads_inputs_only
+from sagelab.local.runner.outcome import StepOutcome
 from sagelab.local.runner.services import RunServices
 from sagelab.local.runner.steps.contract import job_name as new_job_name
 from sagelab.local.runner.steps.contract import json_or_text, maybe_extract, write_tar_gz
 
 
-def run_training(run: RunServices, name: str, arguments: Mapping[str, Any], sandbox: Path, job_name: str | None = None) -> dict[str, Any]:
+def run_training(run: RunServices, name: str, arguments: Mapping[str, Any], sandbox: Path, job_name: str | None = None) -> StepOutcome:
     job_name = job_name or new_job_name(arguments.get("TrainingJobName"), name)
     root = sandbox / "container"
     hyperparameters = {k: str(v) for k, v in (arguments.get("HyperParameters") or {}).items()}
@@ -96,7 +97,7 @@ def _download_channels(run: RunServices, name: str, arguments: Mapping[str, Any]
 
 def _publish_training(
     run: RunServices, name: str, arguments: Mapping[str, Any], job_name: str, model_dir: Path, output_data_dir: Path, metrics: Mapping[str, float]
-) -> dict[str, Any]:
+) -> StepOutcome:
     """model.tar.gz and output.tar.gz where SageMaker writes them, and the job's properties."""
     output_path = arguments.get("OutputDataConfig", {}).get("S3OutputPath")
     if not output_path:
@@ -104,17 +105,19 @@ def _publish_training(
     model_uri = f"{output_path.rstrip('/')}/{job_name}/output/model.tar.gz"
     write_tar_gz(model_dir, run.s3.path(model_uri))
     write_tar_gz(output_data_dir, run.s3.path(f"{output_path.rstrip('/')}/{job_name}/output/output.tar.gz"))
-    return {
-        "TrainingJobName": job_name,
-        "TrainingJobStatus": "Completed",
-        "ModelArtifacts": {"S3ModelArtifacts": model_uri},
-        "FinalMetricDataList": [{"MetricName": k, "Value": v} for k, v in metrics.items()],
-        "_metrics": dict(metrics),
-        "_outputs": {"model": str(run.s3.path(model_uri))},
-    }
+    return StepOutcome(
+        properties={
+            "TrainingJobName": job_name,
+            "TrainingJobStatus": "Completed",
+            "ModelArtifacts": {"S3ModelArtifacts": model_uri},
+            "FinalMetricDataList": [{"MetricName": k, "Value": v} for k, v in metrics.items()],
+        },
+        outputs={"model": str(run.s3.path(model_uri))},
+        metrics=dict(metrics),
+    )
 
 
-def _builtin_kmeans(run: RunServices, name: str, arguments: Mapping[str, Any], root: Path, job_name: str, hyperparameters: Mapping[str, str]) -> dict[str, Any]:
+def _builtin_kmeans(run: RunServices, name: str, arguments: Mapping[str, Any], root: Path, job_name: str, hyperparameters: Mapping[str, str]) -> StepOutcome:
     """A Training step with the built-in K-Means image: its local twin, same hyperparameters,
     same artifact format (decision 0011)."""
     from sagelab.local import builtin_kmeans

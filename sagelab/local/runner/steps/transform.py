@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from sagelab.local.runner.errors import StepFailed
+from sagelab.local.runner.outcome import StepOutcome
 from sagelab.local.runner.services import RunServices
 from sagelab.local.runner.steps.contract import job_name
 
@@ -16,7 +17,7 @@ from sagelab.local.runner.steps.contract import job_name
 TRANSFORM_RECORDS_PER_REQUEST = 1000
 
 
-def run_transform(run: RunServices, name: str, arguments: Mapping[str, Any], sandbox: Path) -> dict[str, Any]:
+def run_transform(run: RunServices, name: str, arguments: Mapping[str, Any], sandbox: Path) -> StepOutcome:
     """A batch transform: each input file, split into lines, through the local twin of the
     model's container; `<file>.out` with one answer line per input line (AssembleWith Line)."""
     from sagelab.local.containers import ErrorAnswer, open_container
@@ -57,9 +58,11 @@ def run_transform(run: RunServices, name: str, arguments: Mapping[str, Any], san
         target.write_text("\n".join(answers) + "\n")
         rows += len(lines)
     run.log(f"   {name}: {rows} record(s) through {model_name}")
-    return {
-        "TransformJobName": job_name(arguments.get("TransformJobName"), name),
-        "TransformJobStatus": "Completed",
-        "TransformOutput": {"S3OutputPath": output_uri},
-        "_outputs": {"predictions": str(run.s3.path(output_uri))},
-    }
+    return StepOutcome(
+        properties={
+            "TransformJobName": job_name(arguments.get("TransformJobName"), name),
+            "TransformJobStatus": "Completed",
+            "TransformOutput": {"S3OutputPath": output_uri},
+        },
+        outputs={"predictions": str(run.s3.path(output_uri))},
+    )

@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from sagelab.local.runner.errors import StepFailed
+from sagelab.local.runner.outcome import StepOutcome
 from sagelab.local.runner.services import RunServices
 from sagelab.local.runner.steps.contract import job_name
 from sagelab.local.runner.steps.training import run_training
 
 
-def run_tuning(run: RunServices, name: str, arguments: Mapping[str, Any], sandbox: Path) -> dict[str, Any]:
+def run_tuning(run: RunServices, name: str, arguments: Mapping[str, Any], sandbox: Path) -> StepOutcome:
     config = arguments["HyperParameterTuningJobConfig"]
     definition = arguments["TrainingJobDefinition"]
     objective = config["HyperParameterTuningJobObjective"]
@@ -35,8 +36,8 @@ def run_tuning(run: RunServices, name: str, arguments: Mapping[str, Any], sandbo
             "ResourceConfig": definition.get("HyperParameterTuningResourceConfig") or definition.get("ResourceConfig", {}),
             "Environment": definition.get("Environment", {}),
         }
-        properties = run_training(run, f"{name}/{index}", training_arguments, sandbox / f"job-{index:03d}", job_name=training_job_name)
-        value = properties["_metrics"].get(objective["MetricName"])
+        training = run_training(run, f"{name}/{index}", training_arguments, sandbox / f"job-{index:03d}", job_name=training_job_name)
+        value = training.metrics.get(objective["MetricName"])
         if value is None:
             raise StepFailed(name, f"training job {training_job_name} printed no {objective['MetricName']!r} (metric definitions did not match its log)")
         run.log(f"   {name}: job {index}/{budget} {assignment} -> {objective['MetricName']}={value:.6f}")
@@ -50,12 +51,10 @@ def run_tuning(run: RunServices, name: str, arguments: Mapping[str, Any], sandbo
         )
     reverse = objective["Type"] == "Maximize"
     summaries.sort(key=lambda s: s["FinalHyperParameterTuningJobObjectiveMetric"]["Value"], reverse=reverse)
-    return {
-        "HyperParameterTuningJobName": tuning_job_name,
-        "TrainingJobSummaries": summaries,
-        "BestTrainingJob": summaries[0],
-        "_outputs": {"best_training_job": summaries[0]["TrainingJobName"]},
-    }
+    return StepOutcome(
+        properties={"HyperParameterTuningJobName": tuning_job_name, "TrainingJobSummaries": summaries, "BestTrainingJob": summaries[0]},
+        outputs={"best_training_job": summaries[0]["TrainingJobName"]},
+    )
 
 
 def _draw(range_type: str, spec: Mapping[str, Any], rng: random.Random, midpoint: bool) -> str:
