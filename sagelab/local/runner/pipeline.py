@@ -25,17 +25,10 @@ from sagelab.local.runner.outcome import StepOutcome
 from sagelab.local.runner.parameters import resolve_parameters
 from sagelab.local.runner.processes import Processes
 from sagelab.local.runner.services import RunServices
-from sagelab.local.runner.steps.automl import run_automl
-from sagelab.local.runner.steps.condition import evaluate_conditions
-from sagelab.local.runner.steps.fail import fail
-from sagelab.local.runner.steps.model import create_model
-from sagelab.local.runner.steps.processing import run_processing
-from sagelab.local.runner.steps.register import register
-from sagelab.local.runner.steps.training import run_training
-from sagelab.local.runner.steps.transform import run_transform
-from sagelab.local.runner.steps.tuning import run_tuning
+from sagelab.local.runner.steps import EXECUTORS
+from sagelab.local.runner.steps.call import StepCall
 
-SUPPORTED_STEP_TYPES = ("Processing", "Training", "Tuning", "AutoML", "Model", "Transform", "RegisterModel", "Condition", "Fail")
+SUPPORTED_STEP_TYPES = tuple(EXECUTORS)
 DEFAULT_MAX_LOCAL_TUNING_JOBS = 4
 # A local AutoML search stops starting candidates after this long (SageMaker's job runs for up
 # to MaxAutoMLJobRuntimeInSeconds; locally the lab's run should take minutes, not an hour).
@@ -254,16 +247,15 @@ class LocalPipelineRunner:
 
     # -- steps ----------------------------------------------------------------------------------
     def _run_step(self, name: str, step: Mapping[str, Any], context: EvaluationContext, execution_dir: Path, resume: bool) -> StepOutcome:
-        kind = step["Type"]
-        if kind == "Condition":
-            outcome = evaluate_conditions(step, context)
+        executor = EXECUTORS[step["Type"]]  # every step's type was checked in __init__
+        sandbox = execution_dir / "steps" / name
+        if not executor.job:
+            outcome = executor.execute(StepCall(name, step, step.get("Arguments", {}), context, sandbox, self.services))
             self._step_properties[name] = outcome.properties
             return outcome
-        if kind == "Fail":
-            fail(name, step, context)
         arguments = evaluate(dict(step["Arguments"].items()), context)
-        sandbox = execution_dir / "steps" / name
-        cache_key = self.cache.key(name, step, arguments) if step.get("CacheConfig", {}).get("Enabled") else None
+        caching = executor.cacheable and step.get("CacheConfig", {}).get("Enabled")
+        cache_key = self.cache.key(name, step, arguments) if caching else None
         if resume and cache_key:
             cached = self.cache.lookup(cache_key, step["CacheConfig"].get("ExpireAfter"))
             if cached is not None:
@@ -272,24 +264,7 @@ class LocalPipelineRunner:
                 self._load_property_files(name, step, outcome.properties)
                 reuse_log(self._log_dir, name, original_log)
                 return outcome
-        if kind == "Processing":
-            outcome = run_processing(self.services, name, arguments, sandbox)
-        elif kind == "Training":
-            outcome = run_training(self.services, name, arguments, sandbox)
-        elif kind == "Tuning":
-            outcome = run_tuning(self.services, name, arguments, sandbox)
-        elif kind == "AutoML":
-            outcome = run_automl(self.services, name, arguments, sandbox)
-        elif kind == "Model":
-            outcome = create_model(self.services, name, arguments)
-        elif kind == "Transform":
-            outcome = run_transform(self.services, name, arguments, sandbox)
-        elif kind == "RegisterModel":
-            outcome = register(self.services, name, arguments, context)
-            self._step_properties[name] = outcome.properties
-            return outcome
-        else:  # pragma: no cover - rejected in __init__
-            raise UnsupportedExpression(f"step {name}: type {kind}")
+        outcome = executor.execute(StepCall(name, step, arguments, context, sandbox, self.services))
         self._step_properties[name] = outcome.properties
         self._load_property_files(name, step, outcome.properties)
         if cache_key:

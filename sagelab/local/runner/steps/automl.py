@@ -4,20 +4,20 @@ later processing steps reach with boto3."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from sagelab.local.runner.errors import StepFailed
 from sagelab.local.runner.outcome import StepOutcome
-from sagelab.local.runner.services import RunServices
+from sagelab.local.runner.steps.call import StepCall
 from sagelab.local.runner.steps.contract import job_name as new_job_name
 
 
-def run_automl(run: RunServices, name: str, arguments: Mapping[str, Any], sandbox: Path) -> StepOutcome:
+def execute(call: StepCall) -> StepOutcome:
     """An AutoML job: a bounded local search over the same input, with the outputs SageMaker's
     job gives (best candidate and its inference container, candidates for the leaderboard)."""
     from sagelab.local import automl
+
+    run, name, arguments, sandbox = call.run, call.name, call.arguments, call.sandbox
 
     job_name = new_job_name(arguments.get("AutoMLJobName"), name)
     (source,) = arguments["InputDataConfig"][:1] or [None]

@@ -3,15 +3,16 @@ branch the outcome names and skips the other."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from sagelab.local.expressions import EvaluationContext, UnresolvedReference, UnsupportedExpression, evaluate, evaluate_condition
 from sagelab.local.runner.outcome import ConditionResult, StepOutcome
+from sagelab.local.runner.steps.call import StepCall
 
 
-def evaluate_conditions(step: Mapping[str, Any], context: EvaluationContext) -> StepOutcome:
+def execute(call: StepCall) -> StepOutcome:
     """The step's `Outcome` (all its conditions hold) and each condition's operands and result."""
+    context = call.context
     results = tuple(
         ConditionResult(
             condition_type=condition["Type"],
@@ -19,7 +20,7 @@ def evaluate_conditions(step: Mapping[str, Any], context: EvaluationContext) -> 
             right=_peek(condition.get("RightValue"), context),
             result=evaluate_condition(condition, context),
         )
-        for condition in step["Arguments"].get("Conditions", [])
+        for condition in call.arguments.get("Conditions", [])
     )
     return StepOutcome(properties={"Outcome": all(r.result for r in results)}, conditions=results)
 

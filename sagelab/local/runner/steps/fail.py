@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, NoReturn
+from typing import NoReturn
 
-from sagelab.local.expressions import EvaluationContext, evaluate
+from sagelab.local.expressions import evaluate
 from sagelab.local.runner.errors import FailStepReached
+from sagelab.local.runner.steps.call import StepCall
 
 
-def fail(name: str, step: Mapping[str, Any], context: EvaluationContext) -> NoReturn:
-    message = evaluate(step.get("Arguments", {}).get("ErrorMessage", ""), context)
-    raise FailStepReached(name, str(message))
+def execute(call: StepCall) -> NoReturn:
+    message = evaluate(call.arguments.get("ErrorMessage", ""), call.context)
+    raise FailStepReached(call.name, str(message))

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from sagelab.local.runner.errors import StepFailed
 from sagelab.local.runner.outcome import StepOutcome
-from sagelab.local.runner.services import RunServices
+from sagelab.local.runner.steps.call import StepCall
 from sagelab.local.runner.steps.contract import job_name
 
 
-def create_model(run: RunServices, name: str, arguments: Mapping[str, Any]) -> StepOutcome:
+def execute(call: StepCall) -> StepOutcome:
+    run, name, arguments = call.run, call.name, call.arguments
     model_name = job_name(arguments.get("ModelName"), name)
     container = arguments.get("PrimaryContainer") or (arguments.get("Containers") or [None])[0]
     if not container or not container.get("ModelDataUrl"):

@@ -3,19 +3,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from sagelab.local.runner.errors import StepFailed
 from sagelab.local.runner.local_s3 import reads_inputs_only, unshare
 from sagelab.local.runner.outcome import StepOutcome
-from sagelab.local.runner.services import RunServices
+from sagelab.local.runner.steps.call import StepCall
 from sagelab.local.runner.steps.contract import container_path, job_name, map_container_arg, maybe_extract
 
 
-def run_processing(run: RunServices, name: str, arguments: Mapping[str, Any], sandbox: Path) -> StepOutcome:
-    root = sandbox / "container"
+def execute(call: StepCall) -> StepOutcome:
+    run, name, arguments = call.run, call.name, call.arguments
+    root = call.sandbox / "container"
     app = arguments.get("AppSpecification", {})
     entrypoint = list(app.get("ContainerEntrypoint") or [])
     if not entrypoint:

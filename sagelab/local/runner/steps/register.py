@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
-from sagelab.local.expressions import EvaluationContext
 from sagelab.local.runner.errors import StepFailed
 from sagelab.local.runner.outcome import StepOutcome
-from sagelab.local.runner.services import RunServices
+from sagelab.local.runner.steps.call import StepCall
 
 
-def register(run: RunServices, name: str, arguments: Mapping[str, Any], context: EvaluationContext) -> StepOutcome:
+def execute(call: StepCall) -> StepOutcome:
+    run, name, arguments = call.run, call.name, call.arguments
     containers = arguments.get("InferenceSpecification", {}).get("Containers", [])
     if len(containers) != 1:
         raise StepFailed(name, f"expected one inference container, found {len(containers)}")
@@ -31,7 +30,7 @@ def register(run: RunServices, name: str, arguments: Mapping[str, Any], context:
         environment=container.get("Environment", {}),
         metrics_url=metrics_uri,
         metrics=metrics,
-        execution_id=str(context.execution["PipelineExecutionId"]),
+        execution_id=str(call.context.execution["PipelineExecutionId"]),
         description=arguments.get("ModelPackageDescription", ""),
         customer_metadata=arguments.get("CustomerMetadataProperties") or {},  # the registry stores them as strings
         drift_check_baselines={

@@ -14,22 +14,37 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from sagelab.local.containers import ContainerKind, container_kind
 from sagelab.local.runner.errors import StepFailed
 from sagelab.local.runner.local_s3 import reads_inputs_only
 from sagelab.local.runner.outcome import StepOutcome
 from sagelab.local.runner.services import RunServices
+from sagelab.local.runner.steps.call import StepCall
 from sagelab.local.runner.steps.contract import job_name as new_job_name
 from sagelab.local.runner.steps.contract import json_or_text, maybe_extract, write_tar_gz
 
 
-def run_training(run: RunServices, name: str, arguments: Mapping[str, Any], sandbox: Path, job_name: str | None = None) -> StepOutcome:
+def execute(call: StepCall) -> StepOutcome:
+    return train(call.run, call.name, call.arguments, call.sandbox)
+
+
+def container_for(image: str) -> ContainerKind:
+    """The local twin that runs `image`: `kmeans` for the built-in K-Means image (a Training step
+    without a script runs `sagelab.local.builtin_kmeans`), `script` for a framework image running
+    our scripts. The one place the runner picks a container by image; serving and batch transform
+    pick theirs through the same `container_kind`."""
+    return container_kind(image)
+
+
+def train(run: RunServices, name: str, arguments: Mapping[str, Any], sandbox: Path, job_name: str | None = None) -> StepOutcome:
+    """One training job (a Training step's, or one of a tuning job's, named `job_name`)."""
     job_name = job_name or new_job_name(arguments.get("TrainingJobName"), name)
     root = sandbox / "container"
     hyperparameters = {k: str(v) for k, v in (arguments.get("HyperParameters") or {}).items()}
     program = json_or_text(hyperparameters.get("sagemaker_program"))
     submit = json_or_text(hyperparameters.get("sagemaker_submit_directory"))
     image = str(arguments.get("AlgorithmSpecification", {}).get("TrainingImage", ""))
-    if not program and _is_builtin_kmeans(image):
+    if not program and container_for(image) == "kmeans":
         return _builtin_kmeans(run, name, arguments, root, job_name, hyperparameters)
     if not program or not submit:
         raise StepFailed(name, "training job has no sagemaker_program/sagemaker_submit_directory; the local runner runs script-mode training only")
@@ -134,13 +149,6 @@ def _builtin_kmeans(run: RunServices, name: str, arguments: Mapping[str, Any], r
     except ValueError as error:  # the built-in's own validation: bad hyperparameters or data
         raise StepFailed(name, str(error)) from None
     return _publish_training(run, name, arguments, job_name, model_dir, output_data_dir, metrics)
-
-
-def _is_builtin_kmeans(image: str) -> bool:
-    """The built-in K-Means image (`<account>.dkr.ecr.<region>.amazonaws.com/kmeans:1`, or the
-    local stand-in `local/sagemaker-kmeans:1`)."""
-    repository = image.rsplit("/", 1)[-1].split(":", 1)[0].split("@", 1)[0]
-    return repository in ("kmeans", "sagemaker-kmeans")
 
 
 def _parse_metrics(definitions: list[Mapping[str, str]], lines: list[str]) -> dict[str, float]:

@@ -4,23 +4,22 @@
 from __future__ import annotations
 
 import tarfile
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
 
 from sagelab.local.runner.errors import StepFailed
 from sagelab.local.runner.outcome import StepOutcome
-from sagelab.local.runner.services import RunServices
+from sagelab.local.runner.steps.call import StepCall
 from sagelab.local.runner.steps.contract import job_name
 
 # Batch transform sends at most this many lines per request (inference.py's MAX_ROWS).
 TRANSFORM_RECORDS_PER_REQUEST = 1000
 
 
-def run_transform(run: RunServices, name: str, arguments: Mapping[str, Any], sandbox: Path) -> StepOutcome:
+def execute(call: StepCall) -> StepOutcome:
     """A batch transform: each input file, split into lines, through the local twin of the
     model's container; `<file>.out` with one answer line per input line (AssembleWith Line)."""
     from sagelab.local.containers import ErrorAnswer, open_container
+
+    run, name, arguments, sandbox = call.run, call.name, call.arguments, call.sandbox
 
     model_name = arguments["ModelName"]
     if model_name not in run.models:

@@ -6,17 +6,17 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 from sagelab.local.runner.errors import StepFailed
 from sagelab.local.runner.outcome import StepOutcome
-from sagelab.local.runner.services import RunServices
+from sagelab.local.runner.steps.call import StepCall
 from sagelab.local.runner.steps.contract import job_name
-from sagelab.local.runner.steps.training import run_training
+from sagelab.local.runner.steps.training import train
 
 
-def run_tuning(run: RunServices, name: str, arguments: Mapping[str, Any], sandbox: Path) -> StepOutcome:
+def execute(call: StepCall) -> StepOutcome:
+    run, name, arguments, sandbox = call.run, call.name, call.arguments, call.sandbox
     config = arguments["HyperParameterTuningJobConfig"]
     definition = arguments["TrainingJobDefinition"]
     objective = config["HyperParameterTuningJobObjective"]
@@ -36,7 +36,7 @@ def run_tuning(run: RunServices, name: str, arguments: Mapping[str, Any], sandbo
             "ResourceConfig": definition.get("HyperParameterTuningResourceConfig") or definition.get("ResourceConfig", {}),
             "Environment": definition.get("Environment", {}),
         }
-        training = run_training(run, f"{name}/{index}", training_arguments, sandbox / f"job-{index:03d}", job_name=training_job_name)
+        training = train(run, f"{name}/{index}", training_arguments, sandbox / f"job-{index:03d}", job_name=training_job_name)
         value = training.metrics.get(objective["MetricName"])
         if value is None:
             raise StepFailed(name, f"training job {training_job_name} printed no {objective['MetricName']!r} (metric definitions did not match its log)")
