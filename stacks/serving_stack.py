@@ -36,7 +36,8 @@ MODEL_ALGORITHM_PARAMETER = "ModelAlgorithm"
 MODEL_PROBLEM_TYPE_PARAMETER = "ModelProblemType"
 MODEL_DESCRIPTION_PARAMETER = "ModelDescriptionUri"
 MODEL_ALGORITHMS = ("xgboost", "custom", "kmeans", "autopilot")
-PROBLEM_TYPE_PATTERN = r"^[A-Za-z][A-Za-z-]{0,39}$|^$"
+# The values of `sagelab:problem-type` (evaluate.py's PROBLEM_FAMILIES); "" for a version registered without one.
+MODEL_PROBLEM_TYPES = ("", "binary", "multiclass", "regression", "clustering")
 # The artifacts bucket's name is CloudFormation's (unknown at synth, and a parameter's pattern cannot
 # hold a reference): the pattern pins the key; the front door's IAM (GetObject on this bucket's
 # descriptions only), its ARTIFACTS_BUCKET check and the deployer's check pin the bucket.
@@ -108,8 +109,8 @@ class ServingStack(Stack):
             MODEL_PROBLEM_TYPE_PARAMETER,
             type="String",
             default="",
-            allowed_pattern=PROBLEM_TYPE_PATTERN,
-            description="Problem type of the served model (sagelab:problem-type): classification, regression or clustering.",
+            allowed_values=list(MODEL_PROBLEM_TYPES),
+            description="Problem type of the served model (sagelab:problem-type): binary, multiclass, regression or clustering; empty: none recorded.",
         )
         description_uri = CfnParameter(
             self,

@@ -212,9 +212,9 @@ def kmeans_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture
 def autopilot_url(tmp_path_factory: pytest.TempPathFactory, autopilot_classifier: AutopilotModel) -> Iterator[str]:
     workdir = tmp_path_factory.mktemp("autopilot")
-    description = autopilot_description(autopilot_classifier, "classification", {"colour": COLOURS}, gappy={"size", "colour"})
+    description = autopilot_description(autopilot_classifier, "binary", {"colour": COLOURS}, gappy={"size", "colour"})
     uri = write_description(workdir, description)
-    metadata = {"sagelab:algorithm": "autopilot", "sagelab:problem-type": "classification", "sagelab:model-description": uri}
+    metadata = {"sagelab:algorithm": "autopilot", "sagelab:problem-type": "binary", "sagelab:model-description": uri}
     model = autopilot_classifier
     register(workdir, image=model.image, archive=model.artifact, metadata=metadata, environment=model.environment)
     with serving(workdir, API_KEY) as (gateway, _):
