@@ -188,7 +188,7 @@ class ApprovalDeployer(Construct):
             iam.PolicyStatement(
                 sid="UseEnvironmentKey", actions=["kms:CreateGrant", "kms:DescribeKey", "kms:Decrypt", "kms:GenerateDataKey"], resources=[key.key_arn]
             ),
-            # An approval also sets the front door's MODEL_* environment (the served model's kind).
+            # An approval also sets the front door's MODEL_* environment (the served model's algorithm and problem type).
             iam.PolicyStatement(sid="ConfigureTheFrontDoor", actions=FRONT_DOOR_UPDATE_ACTIONS, resources=[front_door_function.function_arn]),
             iam.PolicyStatement(
                 sid="PassFrontDoorRole",

@@ -87,9 +87,9 @@ GROUP_LOG_ACTIONS = ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:Descri
 STREAM_WRITE_ACTIONS = ["logs:PutLogEvents"]
 
 
-def _job_arn(kind: str, names: ResourceNames) -> str:
-    """This environment's jobs of one kind: SageMaker lowercases job names in ARNs, ours are lowercase."""
-    return ResourceNames.sagemaker_arn(f"{kind}/{names.pattern()}")
+def _job_arn(resource_type: str, names: ResourceNames) -> str:
+    """This environment's jobs of one ARN resource type (processing-job, ...): SageMaker lowercases job names in ARNs, ours are lowercase."""
+    return ResourceNames.sagemaker_arn(f"{resource_type}/{names.pattern()}")
 
 
 def _log_group_arn(group: str) -> str:
@@ -128,7 +128,7 @@ def sagemaker_trust(*, with_source_arn: bool) -> iam.IPrincipal:
 
 
 def _job_arns(names: ResourceNames) -> list[str]:
-    return [_job_arn(kind, names) for kind in ("processing-job", "training-job", "hyper-parameter-tuning-job")]
+    return [_job_arn(resource_type, names) for resource_type in ("processing-job", "training-job", "hyper-parameter-tuning-job")]
 
 
 def bucket_access(sid: str, bucket_arns: Sequence[str], write: bool, prefixes: Sequence[str] = ("",)) -> list[iam.PolicyStatement]:

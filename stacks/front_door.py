@@ -53,12 +53,12 @@ _SCHEMA_TYPES = {
 
 def json_schema(schema: dict[str, Any]) -> apigw.JsonSchema:
     """A draft-04 schema (as JSON) -> CDK's typed JsonSchema, for the API Gateway model."""
-    kind = schema.get("type")
+    schema_type = schema.get("type")
     kwargs: dict[str, Any] = {}
-    if isinstance(kind, list):
-        kwargs["type"] = [_SCHEMA_TYPES[k] for k in kind]
-    elif kind is not None:
-        kwargs["type"] = _SCHEMA_TYPES[kind]
+    if isinstance(schema_type, list):
+        kwargs["type"] = [_SCHEMA_TYPES[t] for t in schema_type]
+    elif schema_type is not None:
+        kwargs["type"] = _SCHEMA_TYPES[schema_type]
     simple = {
         "title": "title",
         "description": "description",

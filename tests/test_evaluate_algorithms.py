@@ -1,4 +1,4 @@
-"""evaluate.py for every kind of model (decision 0011): regression, clustering, Autopilot's
+"""evaluate.py for every algorithm (decision 0011): regression, clustering, Autopilot's
 predictions and leaderboard, a custom scikit-learn model; the gate each writes and the pipeline
 reads; and the tabular CSVs preprocess.py writes for the built-in containers. Real models on the
 bundled digits and scikit-learn's diabetes; only the SageMaker API call is stubbed (botocore Stubber)."""

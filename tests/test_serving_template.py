@@ -26,8 +26,8 @@ def template(serving_json: dict[str, Any]) -> Template:
     return Template.from_json(serving_json)
 
 
-def of_type(template_json: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
-    return {k: v for k, v in template_json["Resources"].items() if v["Type"] == kind}
+def of_type(template_json: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in template_json["Resources"].items() if v["Type"] == resource_type}
 
 
 def test_api_keys_and_usage_plan(template: Template) -> None:
@@ -96,16 +96,16 @@ def test_front_door_may_invoke_only_the_one_endpoint(serving_json: dict[str, Any
 def test_endpoint_exists_only_when_a_model_package_is_set(serving_json: dict[str, Any]) -> None:
     assert serving_json["Parameters"]["ModelPackageArn"]["Default"] == ""
     assert serving_json["Conditions"]["HasModel"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "ModelPackageArn"}, ""]}]}
-    for kind in (
+    for resource_type in (
         "AWS::SageMaker::Model",
         "AWS::SageMaker::EndpointConfig",
         "AWS::SageMaker::Endpoint",
         "AWS::ApplicationAutoScaling::ScalableTarget",
         "AWS::ApplicationAutoScaling::ScalingPolicy",
     ):
-        resources = of_type(serving_json, kind)
-        assert resources, kind
-        assert all(r.get("Condition") == "HasModel" for r in resources.values()), kind
+        resources = of_type(serving_json, resource_type)
+        assert resources, resource_type
+        assert all(r.get("Condition") == "HasModel" for r in resources.values()), resource_type
     (endpoint,) = of_type(serving_json, "AWS::SageMaker::Endpoint").values()
     assert endpoint["Properties"]["EndpointName"] == "sagelab-dev--endpoint"
     rollback = endpoint["Properties"]["DeploymentConfig"]["AutoRollbackConfiguration"]["Alarms"]

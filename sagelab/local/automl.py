@@ -215,8 +215,8 @@ def _read_tables(input_dir: Path, content_type: str) -> pd.DataFrame:
         try:
             tables.append(pd.read_parquet(path) if parquet else pd.read_csv(path, skipinitialspace=True))
         except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as error:
-            kind = "Parquet" if parquet else "CSV with a header row"
-            raise AutoMLRequestError(f"cannot read {path.name} as {kind} (ContentType {content_type!r}): {error}") from error
+            expected_format = "Parquet" if parquet else "CSV with a header row"
+            raise AutoMLRequestError(f"cannot read {path.name} as {expected_format} (ContentType {content_type!r}): {error}") from error
     first = list(tables[0].columns)
     for path, table in zip(files[1:], tables[1:], strict=True):
         if list(table.columns) != first:

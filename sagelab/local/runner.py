@@ -273,21 +273,21 @@ def _stable_topological_order(dependencies: Mapping[str, set[str]], position: Ma
 
 
 def coerce_parameter(declared: Mapping[str, Any], raw: str) -> Any:
-    kind = declared.get("Type", "String")
+    parameter_type = declared.get("Type", "String")
     name = declared["Name"]
     try:
-        if kind == "Integer":
+        if parameter_type == "Integer":
             value: Any = int(raw)
-        elif kind == "Float":
+        elif parameter_type == "Float":
             value = float(raw)
-        elif kind == "Boolean":
+        elif parameter_type == "Boolean":
             if raw.lower() not in ("true", "false"):
                 raise ValueError(raw)
             value = raw.lower() == "true"
         else:
             value = raw
     except ValueError:
-        raise PipelineError(f"parameter {name} is {kind}; {raw!r} is not a valid {kind.lower()}") from None
+        raise PipelineError(f"parameter {name} is {parameter_type}; {raw!r} is not a valid {parameter_type.lower()}") from None
     enum = declared.get("EnumValues")
     if enum and value not in enum:
         raise PipelineError(f"parameter {name} must be one of {', '.join(map(str, enum))}; got {raw!r}")
@@ -471,8 +471,8 @@ class LocalPipelineRunner:
 
     # -- steps ----------------------------------------------------------------------------------
     def _run_step(self, name: str, step: Mapping[str, Any], context: EvaluationContext, execution_dir: Path, resume: bool) -> dict[str, Any]:
-        kind = step["Type"]
-        if kind == "Condition":
+        step_type = step["Type"]
+        if step_type == "Condition":
             results = []
             for condition in step["Arguments"].get("Conditions", []):
                 outcome = evaluate_condition(condition, context)
@@ -487,7 +487,7 @@ class LocalPipelineRunner:
             value = all(r["result"] for r in results)
             context.step_properties[name] = {"Outcome": value, "_conditions": results}  # type: ignore[index]
             return {"result": value}
-        if kind == "Fail":
+        if step_type == "Fail":
             message = evaluate(step.get("Arguments", {}).get("ErrorMessage", ""), context)
             raise FailStepReached(name, str(message))
         arguments = evaluate(dict(step["Arguments"].items()), context)
@@ -500,24 +500,24 @@ class LocalPipelineRunner:
                 self._load_property_files(name, step, cached["properties"], context)
                 self._reuse_log(name, cached.get("log"))
                 return {"cached": True, "outputs": cached.get("outputs", {})}
-        if kind == "Processing":
+        if step_type == "Processing":
             properties = self._processing(name, arguments, sandbox)
-        elif kind == "Training":
+        elif step_type == "Training":
             properties = self._training(name, arguments, sandbox)
-        elif kind == "Tuning":
+        elif step_type == "Tuning":
             properties = self._tuning(name, arguments, sandbox)
-        elif kind == "AutoML":
+        elif step_type == "AutoML":
             properties = self._automl(name, arguments, sandbox)
-        elif kind == "Model":
+        elif step_type == "Model":
             properties = self._create_model(name, arguments)
-        elif kind == "Transform":
+        elif step_type == "Transform":
             properties = self._transform(name, arguments, sandbox)
-        elif kind == "RegisterModel":
+        elif step_type == "RegisterModel":
             package = self._register(name, arguments, context)
             context.step_properties[name] = {"ModelPackageArn": package["arn"]}  # type: ignore[index]
             return {"package": package}
         else:  # pragma: no cover - rejected in __init__
-            raise UnsupportedExpression(f"step {name}: type {kind}")
+            raise UnsupportedExpression(f"step {name}: type {step_type}")
         context.step_properties[name] = properties  # type: ignore[index]
         self._load_property_files(name, step, properties, context)
         if cache_key:
@@ -929,8 +929,8 @@ class LocalPipelineRunner:
             description=arguments.get("ModelPackageDescription", ""),
             customer_metadata=arguments.get("CustomerMetadataProperties") or {},  # the registry stores them as strings
             drift_check_baselines={
-                kind.lower(): str(source["S3Uri"])
-                for kind, source in arguments.get("DriftCheckBaselines", {}).get("ModelDataQuality", {}).items()
+                baseline.lower(): str(source["S3Uri"])
+                for baseline, source in arguments.get("DriftCheckBaselines", {}).get("ModelDataQuality", {}).items()
                 if isinstance(source, Mapping) and "S3Uri" in source
             },
         )
@@ -1128,11 +1128,11 @@ def _iso_duration_seconds(value: str) -> float:
     return days * 86400 + hours * 3600 + minutes * 60 + seconds
 
 
-def _draw(kind: str, spec: Mapping[str, Any], rng: random.Random, midpoint: bool) -> str:
-    if kind == "IntegerParameterRanges":
+def _draw(range_type: str, spec: Mapping[str, Any], rng: random.Random, midpoint: bool) -> str:
+    if range_type == "IntegerParameterRanges":
         low, high = int(spec["MinValue"]), int(spec["MaxValue"])
         return str((low + high) // 2 if midpoint else rng.randint(low, high))
-    if kind == "ContinuousParameterRanges":
+    if range_type == "ContinuousParameterRanges":
         low_f, high_f = float(spec["MinValue"]), float(spec["MaxValue"])
         return f"{((low_f + high_f) / 2) if midpoint else rng.uniform(low_f, high_f):.6g}"
     values = list(spec["Values"])
@@ -1142,12 +1142,16 @@ def _draw(kind: str, spec: Mapping[str, Any], rng: random.Random, midpoint: bool
 def _tuning_candidates(ranges: Mapping[str, Any], count: int, seed: int) -> Iterable[dict[str, str]]:
     """Deterministic candidates: the midpoint first, then seeded random draws within the ranges."""
     rng = random.Random(seed)  # noqa: S311 - a reproducible search, not a secret
-    specs = [(kind, spec) for kind in ("IntegerParameterRanges", "ContinuousParameterRanges", "CategoricalParameterRanges") for spec in ranges.get(kind, [])]
+    specs = [
+        (range_type, spec)
+        for range_type in ("IntegerParameterRanges", "ContinuousParameterRanges", "CategoricalParameterRanges")
+        for spec in ranges.get(range_type, [])
+    ]
     seen: set[tuple[tuple[str, str], ...]] = set()
     attempts = 0
     while len(seen) < count and attempts < count * 20:
         attempts += 1
-        assignment = {spec["Name"]: _draw(kind, spec, rng, midpoint=not seen) for kind, spec in specs}
+        assignment = {spec["Name"]: _draw(range_type, spec, rng, midpoint=not seen) for range_type, spec in specs}
         key = tuple(sorted(assignment.items()))
         if key in seen:
             continue

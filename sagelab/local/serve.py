@@ -48,7 +48,7 @@ from xml.sax.saxutils import escape as xml_escape
 from botocore.credentials import Credentials
 
 from runtime.front_door.build_openapi import health_body
-from sagelab.local.containers import Container, ContainerError, ErrorAnswer, ScriptContainer, container_kind, open_container
+from sagelab.local.containers import Container, ContainerError, ErrorAnswer, ScriptContainer, container_type, open_container
 from sagelab.local.loopback import (
     LOCAL_REGION,
     SIGV4_AUTHORIZATION,
@@ -315,9 +315,9 @@ class LocalEndpoint(_LocalServer):
         # The Runtime API wraps a container error as ModelError (424), keeping the original
         # (botocore's sagemaker-runtime ModelError shape: Message, OriginalStatusCode, OriginalMessage).
         original = refused.body.decode("utf-8", errors="replace")
-        kind = "client" if refused.status < 500 else "server"
+        side = "client" if refused.status < 500 else "server"
         body = {
-            "message": f'Received {kind} error ({refused.status}) from primary with message "{original}".',
+            "message": f'Received {side} error ({refused.status}) from primary with message "{original}".',
             "OriginalStatusCode": refused.status,
             "OriginalMessage": original,
         }
@@ -348,12 +348,12 @@ class LambdaContextStandIn:
 
 def model_environment(package: ModelPackage | None) -> dict[str, str]:
     """What the serving stack gives the deployed function from the package's CustomerMetadataProperties
-    (the approval deployer's parameters); a version registered without them is served by its image's kind."""
+    (the approval deployer's parameters); a version registered without them is served by its image's container type."""
     if package is None:
         return {"MODEL_ALGORITHM": "xgboost", "MODEL_PROBLEM_TYPE": "", "MODEL_DESCRIPTION_URI": ""}
     metadata = package.customer_metadata
     return {
-        "MODEL_ALGORITHM": metadata.get("sagelab:algorithm") or ALGORITHM_BY_CONTAINER[container_kind(package.image)],
+        "MODEL_ALGORITHM": metadata.get("sagelab:algorithm") or ALGORITHM_BY_CONTAINER[container_type(package.image)],
         "MODEL_PROBLEM_TYPE": metadata.get("sagelab:problem-type", ""),
         "MODEL_DESCRIPTION_URI": metadata.get("sagelab:model-description", ""),
     }
