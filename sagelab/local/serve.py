@@ -96,8 +96,9 @@ class ServeError(RuntimeError):
 
 # -- the model ------------------------------------------------------------------------------------
 @dataclass
-class ServedModel:
-    """A registered version in the local twin of its serving container (sagelab/local/containers.py)."""
+class LoadedModel:
+    """A registered version loaded into the local twin of its serving container (sagelab/local/containers.py);
+    not stacks.front_door.ServedModelSettings, which is what the front door is told about the model."""
 
     package: ModelPackage
     container: Container
@@ -140,7 +141,7 @@ def select_package(workdir: Path, group: str | None = None, version: int | None 
     return latest
 
 
-def load_served_model(workdir: Path, group: str | None = None, version: int | None = None, scratch: Path | None = None) -> ServedModel:
+def load_served_model(workdir: Path, group: str | None = None, version: int | None = None, scratch: Path | None = None) -> LoadedModel:
     """Unpack a registered version like SageMaker does (model.tar.gz into a model dir) and open the
     container its image names: our inference.py, the built-in K-Means twin or the Autopilot twin."""
     package = select_package(workdir, group, version)
@@ -152,7 +153,7 @@ def load_served_model(workdir: Path, group: str | None = None, version: int | No
         container = open_container(package.image, model_dir, package.environment, s3_root=Path(workdir) / "s3")
     except ContainerError as error:
         raise ServeError(f"{package.group} version {package.version}: {error}") from None
-    return ServedModel(package=package, container=container)
+    return LoadedModel(package=package, container=container)
 
 
 # -- HTTP helpers ---------------------------------------------------------------------------------
@@ -206,7 +207,7 @@ class LocalEndpoint(_LocalServer):
 
     def __init__(
         self,
-        served: ServedModel | None,
+        served: LoadedModel | None,
         port: int = 0,
         endpoint_name: str = "sagelab-dev--endpoint",
         *,
@@ -579,7 +580,7 @@ def serving(
     """Start both servers (ephemeral ports by default); stop them on exit. With `iam_credentials`
     the gateway requires SigV4 instead of the API key (`serving.auth: iam`)."""
     try:
-        served: ServedModel | None = load_served_model(workdir, group, version)
+        served: LoadedModel | None = load_served_model(workdir, group, version)
     except ServeError:
         if require_model:
             raise
