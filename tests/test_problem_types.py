@@ -137,19 +137,21 @@ def predict_event() -> dict[str, Any]:
     }
 
 
-def predict_autopilot(monkeypatch: pytest.MonkeyPatch, problem_type: str, answer: bytes) -> tuple[int, dict[str, Any]]:
-    """POST /predict to an Autopilot model of `problem_type` whose container answers `answer`."""
+def predict_autopilot(monkeypatch: pytest.MonkeyPatch, problem_type: str, answer: bytes | None) -> tuple[int, dict[str, Any]]:
+    """POST /predict to an Autopilot model of `problem_type` whose container answers `answer` (None: the endpoint must not be called)."""
     monkeypatch.setenv("MODEL_ALGORITHM", "autopilot")
     monkeypatch.setenv("MODEL_PROBLEM_TYPE", problem_type)
     monkeypatch.delenv("MODEL_DESCRIPTION_URI", raising=False)
     monkeypatch.setenv("DATA_CAPTURE_PERCENT", "0")
     with Stubber(front_door.runtime_client()) as stub:
-        stub.add_response(
-            "invoke_endpoint",
-            {"Body": StreamingBody(io.BytesIO(answer), len(answer)), "ContentType": "text/csv"},
-            {"EndpointName": "sagelab-dev--endpoint", "ContentType": "text/csv", "Accept": "text/csv", "Body": "0.5,1.0,2.0\n"},
-        )
+        if answer is not None:
+            stub.add_response(
+                "invoke_endpoint",
+                {"Body": StreamingBody(io.BytesIO(answer), len(answer)), "ContentType": "text/csv"},
+                {"EndpointName": "sagelab-dev--endpoint", "ContentType": "text/csv", "Accept": "text/csv", "Body": "0.5,1.0,2.0\n"},
+            )
         response = front_door.lambda_handler(predict_event(), LambdaContextStandIn(aws_request_id="req-1"))
+        stub.assert_no_pending_responses()
     return response["statusCode"], json.loads(response["body"])
 
 
@@ -165,7 +167,7 @@ def test_the_front_doors_answer_follows_each_written_problem_type(written: dict[
 @pytest.mark.parametrize("problem_type", NEVER_WRITTEN)
 def test_the_front_door_refuses_a_problem_type_the_pipeline_never_writes(monkeypatch: pytest.MonkeyPatch, problem_type: str) -> None:
     # "Regression" once answered values through a substring match; now no unknown value is guessed at.
-    status, body = predict_autopilot(monkeypatch, problem_type, b"1.5\n")
+    status, body = predict_autopilot(monkeypatch, problem_type, None)  # refused before the endpoint is called
     assert status == 503 and body["error"] == "ModelMisconfigured"
     with pytest.raises(
         front_door.ModelConfigurationError, match=r"MODEL_PROBLEM_TYPE is .*; expected one of binary, multiclass, regression, clustering or unset"

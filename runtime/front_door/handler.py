@@ -335,7 +335,7 @@ def _predict() -> Response:
     from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
 
     payload = validate_payload(app.current_event.body)
-    algorithm = model_algorithm()
+    algorithm, problem_type = model_algorithm(), model_problem_type()  # a misconfigured function calls no endpoint
     endpoint = os.environ["ENDPOINT_NAME"]
     if algorithm in CSV_ALGORITHMS:
         content_type, accept, request = "text/csv", ("application/json" if algorithm == "kmeans" else "text/csv"), csv_rows(payload["instances"], algorithm)
@@ -353,7 +353,7 @@ def _predict() -> Response:
         return _error(502, "EndpointError", "calling the model endpoint failed; the error is logged under this request id")
     body = answer["Body"].read()
     try:
-        result = answer_for(algorithm, body, len(payload["instances"]))
+        result = answer_for(algorithm, problem_type, body, len(payload["instances"]))
     except BadModelAnswer as error:
         logger.warning("unexpected model answer", extra={"algorithm": algorithm, "problem": str(error), "answer_head": body[:200].decode(errors="replace")})
         return _error(502, "BadModelResponse", f"the model endpoint answered with something the front door cannot read as {algorithm} predictions")
@@ -417,7 +417,7 @@ class BadModelAnswer(ValueError):
     """The endpoint's answer is not what its container answers; a 502, logged."""
 
 
-def answer_for(algorithm: str, body: bytes, rows: int) -> dict[str, Any]:
+def answer_for(algorithm: str, problem_type: str, body: bytes, rows: int) -> dict[str, Any]:
     """The container's answer in the front door's one shape, one prediction per row."""
     if algorithm == "autopilot":
         try:
@@ -426,7 +426,7 @@ def answer_for(algorithm: str, body: bytes, rows: int) -> dict[str, Any]:
             raise BadModelAnswer(f"not CSV: {error}") from None
         if len(lines) != rows:
             raise BadModelAnswer(f"{len(lines)} lines for {rows} rows")
-        if _model_openapi().is_regression(model_problem_type()):
+        if _model_openapi().is_regression(problem_type):
             try:
                 return {"predictions": [{"value": float(line[0])} for line in lines]}
             except ValueError as error:
