@@ -66,6 +66,9 @@ ENSEMBLE_ROUNDS = 25
 # free-text column cannot widen the one-hot matrix to one column per row.
 MAX_ONE_HOT_CATEGORIES = 30
 
+# Autopilot's own ProblemType values (the CreateAutoMLJob API and its candidate.json), kept as AWS spells
+# them: the twin answers as the API does. SageLab's problem type (`sagelab:problem-type`) is
+# preprocess.py's binary|multiclass|regression, which evaluate.py writes for an Autopilot run too.
 BINARY = "BinaryClassification"
 MULTICLASS = "MulticlassClassification"
 REGRESSION = "Regression"
