@@ -23,11 +23,10 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from sagelab.naming import CLASS_ID, PROJECT
+from sagelab.naming import CLASS_ID, PROJECT, ResourceNames
 from sagelab.spend_cap import SPEND_CAP_FUNCTION_OUTPUT, class_stack_name
 from stacks.api_web_acl import CLASS_WEB_ACL_EXPORT, ApiWebAcl
 from stacks.model_endpoint import VARIANT
-from stacks.naming import ResourceNames
 from stacks.platform_stack import apply_tags
 from stacks.sagemaker_log_groups import allow_cloudwatch_logs
 from stacks.serving_stack import DEPLOYMENT_ROLE_OUTPUT, MODEL_PACKAGE_PARAMETER

@@ -8,7 +8,6 @@ role, key, artifacts bucket) by deliberate cross-stack references.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from aws_cdk import Aws, CfnCondition, CfnOutput, CfnParameter, Environment, Fn, Stack
@@ -20,9 +19,9 @@ from constructs import Construct
 from runtime.monitor.infrastructure import DriftCheck
 from sagelab.config import EnvironmentConfig
 from stacks.approval_deployer import ApprovalDeployer, ModelParameterNames
-from stacks.front_door import FrontDoor
+from stacks.front_door import FrontDoor, ServedModelSettings
 from stacks.model_endpoint import ModelEndpoint
-from stacks.naming import ResourceNames
+from stacks.naming import ResourceArns
 from stacks.platform_stack import PlatformStack, apply_tags
 from stacks.release.promotion import MODEL_DEPLOYMENT_ROLE, Promotion
 from stacks.serving_monitoring import ServingMonitoring
@@ -36,20 +35,12 @@ MODEL_ALGORITHM_PARAMETER = "ModelAlgorithm"
 MODEL_PROBLEM_TYPE_PARAMETER = "ModelProblemType"
 MODEL_DESCRIPTION_PARAMETER = "ModelDescriptionUri"
 MODEL_ALGORITHMS = ("xgboost", "custom", "kmeans", "autopilot")
-PROBLEM_TYPE_PATTERN = r"^[A-Za-z][A-Za-z-]{0,39}$|^$"
+# The values of `sagelab:problem-type` (evaluate.py's PROBLEM_FAMILIES); "" for a version registered without one.
+MODEL_PROBLEM_TYPES = ("", "binary", "multiclass", "regression", "clustering")
 # The artifacts bucket's name is CloudFormation's (unknown at synth, and a parameter's pattern cannot
 # hold a reference): the pattern pins the key; the front door's IAM (GetObject on this bucket's
 # descriptions only), its ARTIFACTS_BUCKET check and the deployer's check pin the bucket.
 DESCRIPTION_URI_PATTERN = r"^$|^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/models/evaluations/[A-Za-z0-9!_.*'()/-]+/model_description\.json$"
-
-
-@dataclass(frozen=True)
-class ServedModel:
-    """The front door's MODEL_* values (parameter references)."""
-
-    algorithm: str
-    problem_type: str
-    description_uri: str
 
 
 class ServingStack(Stack):
@@ -66,7 +57,7 @@ class ServingStack(Stack):
     ) -> None:
         """`promotion`: this environment serves versions of another environment's registry, which
         its release pipeline deploys (stacks/release/); its own approvals deploy nothing."""
-        names = ResourceNames.of(env_config.name)
+        names = ResourceArns.of(env_config.name)
         super().__init__(
             scope,
             construct_id,
@@ -108,8 +99,8 @@ class ServingStack(Stack):
             MODEL_PROBLEM_TYPE_PARAMETER,
             type="String",
             default="",
-            allowed_pattern=PROBLEM_TYPE_PATTERN,
-            description="Problem type of the served model (sagelab:problem-type): classification, regression or clustering.",
+            allowed_values=list(MODEL_PROBLEM_TYPES),
+            description="Problem type of the served model (sagelab:problem-type): binary, multiclass, regression or clustering; empty: none recorded.",
         )
         description_uri = CfnParameter(
             self,
@@ -127,7 +118,7 @@ class ServingStack(Stack):
         artifacts_bucket = s3.Bucket.from_bucket_attributes(
             self, "ArtifactsBucket", bucket_arn=platform.export_value(artifacts.bucket_arn), bucket_name=artifacts.bucket_name
         )
-        served_model = ServedModel(algorithm.value_as_string, problem_type.value_as_string, description_uri.value_as_string)
+        served_model = ServedModelSettings(algorithm.value_as_string, problem_type.value_as_string, description_uri.value_as_string)
         has_model = CfnCondition(self, "HasModel", expression=Fn.condition_not(Fn.condition_equals(model_package.value_as_string, "")))
 
         self.front_door = FrontDoor(

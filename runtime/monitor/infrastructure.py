@@ -28,10 +28,10 @@ from constructs import Construct
 
 from runtime.front_door.capture import FRONT_DOOR_CAPTURE, GROUND_TRUTH, REPORTS
 from runtime.monitor.comparison import CONSTRAINTS_FILE_NAME, EVALUATION_FILE_NAME, PREDICTION_STATISTICS_FILE_NAME, STATISTICS_FILE_NAME
+from sagelab.naming import ResourceNames
 from stacks.data_buckets import key_use_through_s3
 from stacks.lambda_runtime import LAMBDA_RUNTIME
 from stacks.nag import acknowledge, acknowledge_policy_wildcards
-from stacks.naming import ResourceNames
 from stacks.serving_monitoring import alarm_to_topic
 
 RUNTIME_ROOT = Path(__file__).resolve().parent.parent

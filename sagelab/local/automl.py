@@ -66,6 +66,9 @@ ENSEMBLE_ROUNDS = 25
 # free-text column cannot widen the one-hot matrix to one column per row.
 MAX_ONE_HOT_CATEGORIES = 30
 
+# Autopilot's own ProblemType values (the CreateAutoMLJob API and its candidate.json), kept as AWS spells
+# them: the twin answers as the API does. SageLab's problem type (`sagelab:problem-type`) is
+# preprocess.py's binary|multiclass|regression, which evaluate.py writes for an Autopilot run too.
 BINARY = "BinaryClassification"
 MULTICLASS = "MulticlassClassification"
 REGRESSION = "Regression"
@@ -215,8 +218,8 @@ def _read_tables(input_dir: Path, content_type: str) -> pd.DataFrame:
         try:
             tables.append(pd.read_parquet(path) if parquet else pd.read_csv(path, skipinitialspace=True))
         except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as error:
-            kind = "Parquet" if parquet else "CSV with a header row"
-            raise AutoMLRequestError(f"cannot read {path.name} as {kind} (ContentType {content_type!r}): {error}") from error
+            expected_format = "Parquet" if parquet else "CSV with a header row"
+            raise AutoMLRequestError(f"cannot read {path.name} as {expected_format} (ContentType {content_type!r}): {error}") from error
     first = list(tables[0].columns)
     for path, table in zip(files[1:], tables[1:], strict=True):
         if list(table.columns) != first:

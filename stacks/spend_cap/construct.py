@@ -40,7 +40,7 @@ from sagelab.costs import load_prices
 from sagelab.package_files import package_dir
 from stacks.lambda_runtime import LAMBDA_RUNTIME, powertools_layer
 from stacks.nag import acknowledge, acknowledge_policy_wildcards, acknowledge_tracing_grant
-from stacks.naming import ResourceNames
+from stacks.naming import ResourceArns
 from stacks.sagemaker_log_groups import allow_cloudwatch_logs
 from stacks.spend_cap.enforcer.metering import EVENT_KINDS
 
@@ -299,10 +299,10 @@ class SpendCap(Construct):
 
     def enforcer_statements(self, course: str, key: kms.IKey, function_logs: logs.ILogGroup) -> list[iam.PolicyStatement]:
         """Everything the enforcer may do. Writes reach only resources tagged with this class's
-        course and named like a student's (`ResourceNames.of("*")`); the deny it attaches is
+        course and named like a student's (`ResourceArns.of("*")`); the deny it attaches is
         this class's policy and no other."""
-        any_student = ResourceNames.of("*")
-        sagemaker_arn = ResourceNames.sagemaker_arn
+        any_student = ResourceArns.of("*")
+        sagemaker_arn = ResourceArns.sagemaker_arn
         stack_arn = f"arn:{Aws.PARTITION}:cloudformation:{Aws.REGION}:{Aws.ACCOUNT_ID}:stack"
         role_arn = f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role"
         of_this_class = {"StringEquals": {f"aws:ResourceTag/{COURSE_TAG}": course}}

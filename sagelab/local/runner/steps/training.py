@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sagelab.local.containers import ContainerKind, container_kind
+from sagelab.local.containers import ContainerType, container_type
 from sagelab.local.runner.errors import StepFailed
 from sagelab.local.runner.local_s3 import reads_inputs_only
 from sagelab.local.runner.outcome import StepOutcome
@@ -28,12 +28,12 @@ def execute(call: StepCall) -> StepOutcome:
     return train(call.run, call.name, call.arguments, call.sandbox)
 
 
-def container_for(image: str) -> ContainerKind:
+def container_for(image: str) -> ContainerType:
     """The local twin that runs `image`: `kmeans` for the built-in K-Means image (a Training step
     without a script runs `sagelab.local.builtin_kmeans`), `script` for a framework image running
     our scripts. The one place the runner picks a container by image; serving and batch transform
-    pick theirs through the same `container_kind`."""
-    return container_kind(image)
+    pick theirs through the same `container_type`."""
+    return container_type(image)
 
 
 def train(run: RunServices, name: str, arguments: Mapping[str, Any], sandbox: Path, job_name: str | None = None) -> StepOutcome:
