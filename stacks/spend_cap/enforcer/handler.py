@@ -198,6 +198,7 @@ def record(student: str, point: Point) -> bool:
                 "at": {"N": repr(point.at)},
                 "running": {"BOOL": point.running},
                 "usd_per_hour": {"N": repr(point.usd_per_hour)},
+                "usd": {"N": repr(point.usd)},
                 "expires": {"N": str(int(point.at) + POINT_TTL_SECONDS)},
             },
             ConditionExpression="attribute_not_exists(#item)",
@@ -224,7 +225,8 @@ def points_of(student: str) -> list[Point]:
             kwargs["ExclusiveStartKey"] = start
         page = client("dynamodb").query(**kwargs)
         for item in page.get("Items", []):
-            points.append(Point(item["resource"]["S"], float(item["at"]["N"]), item["running"]["BOOL"], float(item["usd_per_hour"]["N"])))
+            usd = float(item["usd"]["N"]) if "usd" in item else 0.0  # points written before charges existed have none
+            points.append(Point(item["resource"]["S"], float(item["at"]["N"]), item["running"]["BOOL"], float(item["usd_per_hour"]["N"]), usd))
         start = page.get("LastEvaluatedKey")
         if not start:
             return points
@@ -492,7 +494,8 @@ def serverless_charges(settings: ClassSettings, account: str, endpoint: Serverle
             Statistics=["Sum"],
         )["Datapoints"]
         for datapoint in datapoints:
-            usage.setdefault(epoch(datapoint["Timestamp"]), []).append((float(datapoint["Sum"]), memory_mb))
+            stamp = epoch(datapoint["Timestamp"])  # on the grid already (StartTime is); aligned again to key the window
+            usage.setdefault(stamp - stamp % period, []).append((float(datapoint["Sum"]), memory_mb))
     charges = (serverless_charge(resource, start, used, settings.serverless_usd_per_gb_second) for start, used in sorted(usage.items()))
     return [charge for charge in charges if charge is not None]
 
