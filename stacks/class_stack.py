@@ -78,7 +78,11 @@ class ClassStack(Stack):
             construct_id,
             stack_name=class_stack_name(region),
             env=Environment(account=account, region=region),
-            description=f"SageLab class: the web ACL and dashboard shared by {len(students)} students in {region}",
+            description=(
+                f"SageLab class: the web ACL and dashboard shared by {len(students)} students in {region}"
+                if students
+                else f"SageLab class: the spending cap of the students with their own account in {region}"
+            ),
             **kwargs,
         )
         if not students and not (spend_cap and spend_cap.own_accounts):

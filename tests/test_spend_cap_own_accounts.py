@@ -592,3 +592,23 @@ def test_the_enforcer_renews_its_session_before_it_ends(moto_environment: None) 
         clients._expires = time.time() + 60  # within five minutes of its end
         assert clients.client("sagemaker") is not first
         enforcer.client.cache_clear()
+
+
+def test_the_cap_policies_pass_parliament_but_for_the_grants_the_reach_proof_scopes(own_account_class: SynthResult) -> None:
+    """With tests/test_policy_lint.py's acknowledgments, parliament finds on the cap's policies only
+    what enforcer_reach_problems proves scoped: the student role's attach/detach of the deny and
+    pass of the deployment role (PERMISSIONS_MANAGEMENT_ACTIONS), and the enforcer's sts:AssumeRole
+    of exactly the students' roles (CREDENTIALS_EXPOSURE; with its attach of the deny,
+    PRIVILEGE_ESCALATION)."""
+    from tests.test_policy_lint import _acknowledgment, findings_of
+
+    found = {(document, issue) for document, issue, _ in findings_of(own_account_class) if "SpendCap" in document}
+    scoped = {
+        (d, i)
+        for d, i in found
+        if (d.startswith("cap/SpendCapEnforcementPolicy") and i == "PERMISSIONS_MANAGEMENT_ACTIONS")
+        or (d.startswith("class/SpendCapFunctionPolicy") and i in ("CREDENTIALS_EXPOSURE", "PRIVILEGE_ESCALATION"))
+    }
+    assert {i for _, i in scoped} == {"PERMISSIONS_MANAGEMENT_ACTIONS", "CREDENTIALS_EXPOSURE", "PRIVILEGE_ESCALATION"}, "the check saw both sides"
+    unacknowledged = sorted(f for f in found - scoped if _acknowledgment(*f) is None)
+    assert not unacknowledged, unacknowledged
