@@ -50,6 +50,7 @@ PRICES = {"ml.t3.medium": 0.05, "ml.m5.large": 0.115, "ml.m5.xlarge": 0.23}
 PARAMETER, OUTPUT = "ModelPackageArn", "DeploymentRoleArn"
 OMAR_ROLE = f"arn:aws:iam::{OMAR}:role/sagelab-omar--spend-cap"
 OMAR_DENY = f"arn:aws:iam::{OMAR}:policy/sagelab-omar--capped-deny"
+IAM_PREFIX = {"monitoring": "cloudwatch"}  # botocore's signing name -> the IAM action prefix, where they differ
 
 
 @pytest.fixture(scope="session")
@@ -167,9 +168,26 @@ def aws(monkeypatch: pytest.MonkeyPatch, moto_environment: None, own_account_cla
         monkeypatch.setenv("TABLE_NAME", "spend")
         monkeypatch.setenv("TOPIC_ARN", topic)
         monkeypatch.setenv("DENY_POLICY_ARN", class_deny)
+        calls: list[tuple[str, str, dict[str, Any]]] = []
+        recorded = enforcer.StudentClients.client
+
+        def recording(self: enforcer.StudentClients, service: str) -> Any:
+            made = recorded(self, service)
+            if not getattr(made, "_recorded", False):  # every call the enforcer makes in omar's account
+                made.meta.events.register(
+                    "provide-client-params",
+                    lambda params, model, **_: calls.append(
+                        (IAM_PREFIX.get(model.service_model.signing_name, model.service_model.signing_name), model.name, dict(params))
+                    ),
+                )
+                made._recorded = True
+            return made
+
+        monkeypatch.setattr(enforcer.StudentClients, "client", recording)
         in_omars_account = enforcer.assumed(OMAR_ROLE).client("cloudformation")
         with Stubber(in_omars_account) as omar_stacks, Stubber(deployer.cloudformation()) as class_stacks:
             yield {
+                "calls": calls,
                 "omar_stacks": omar_stacks,
                 "class_stacks": class_stacks,
                 "roles": roles,
@@ -223,6 +241,49 @@ def expect_platform_roles(stubber: Stubber) -> None:
     stubber.add_response("describe_stack_resources", {"StackResources": resources}, {"StackName": "sagelab-omar--platform"})
 
 
+def calls_not_allowed(calls: list[tuple[str, str, dict[str, Any]]], result: SynthResult) -> list[str]:
+    """Each call the enforcer made in omar's account, checked against the policy of the role it
+    assumed there as synthesized (IAM semantics; the resources carry the class's course tag):
+    what the role does not allow would fail in AWS. Sufficiency from the calls themselves."""
+    stacks = Stacks({"sagelab-omar--spend-cap": result.template("sagelab-omar--spend-cap")}, Env(account=OMAR, region=REGION))
+    statements = stacks.identity_policies(_role(stacks, "Enforcement"))
+    sagemaker = f"arn:aws:sagemaker:{REGION}:{OMAR}"
+    tagged = {"aws:ResourceTag/course": "sagelab-course"}
+    kinds = {
+        "NotebookInstanceName": "notebook-instance",
+        "EndpointName": "endpoint",
+        "EndpointConfigName": "endpoint-config",
+        "TrainingJobName": "training-job",
+        "ProcessingJobName": "processing-job",
+        "TransformJobName": "transform-job",
+    }
+    refused = []
+    for service, operation, params in calls:
+        if service == "sts":
+            continue  # the test's own GetCallerIdentity
+        action = f"{service}:{operation}"
+        context: dict[str, str] = dict(tagged)
+        needs = []
+        if service == "sagemaker":
+            named = [f"{sagemaker}:{kinds[key]}/{value}" for key, value in params.items() if key in kinds]
+            needs.append((action, named[0] if named else "*"))
+        elif service == "cloudformation":
+            if "RoleARN" in params:
+                context["cloudformation:RoleArn"] = params["RoleARN"]
+                needs.append(("iam:PassRole", params["RoleARN"], {**tagged, "iam:PassedToService": "cloudformation.amazonaws.com"}))
+            needs.append((action, f"arn:aws:cloudformation:{REGION}:{OMAR}:stack/{params['StackName']}/guid"))
+        elif service == "iam":
+            context["iam:PolicyARN"] = params["PolicyArn"]
+            needs.append((action, f"arn:aws:iam::{OMAR}:role/{params['RoleName']}"))
+        else:
+            needs.append((action, "*"))
+        for need in needs:
+            action_, resource = need[0], need[1]
+            if not is_allowed(statements, action_, resource, need[2] if len(need) > 2 else context):  # type: ignore[misc]
+                refused.append(f"{action_} on {resource}")
+    return refused
+
+
 def attached(aws: dict[str, Any], role: str) -> list[str]:
     return [p["PolicyArn"] for p in aws["iam"].list_attached_role_policies(RoleName=role)["AttachedPolicies"]]
 
@@ -231,7 +292,7 @@ def notebook_status(aws: dict[str, Any]) -> str:
     return str(aws["sagemaker"].describe_notebook_instance(NotebookInstanceName="sagelab-omar--notebook")["NotebookInstanceStatus"])
 
 
-def test_events_from_the_students_account_cap_him_there_and_lift_restores(aws: dict[str, Any]) -> None:
+def test_events_from_the_students_account_cap_him_there_and_lift_restores(aws: dict[str, Any], own_account_class: SynthResult) -> None:
     cap = settings(cap_usd=1.0)
     # Out of order and repeated, as the bus may deliver them; the same names from another
     # account (zoe's, not omar's) and from the class account are nobody's here.
@@ -267,9 +328,11 @@ def test_events_from_the_students_account_cap_him_there_and_lift_restores(aws: d
     for role in aws["roles"]:
         assert attached(aws, role) == []
     assert enforcer.handle(notebook("InService", 110), cap, at(115))["actions"] == []
+    assert {operation for _, operation, _ in aws["calls"]} >= {"StopNotebookInstance", "UpdateStack", "AttachRolePolicy", "DetachRolePolicy"}
+    assert calls_not_allowed(aws["calls"], own_account_class) == []
 
 
-def test_a_missed_start_in_the_students_account_is_caught_by_reconciliation_through_the_role(aws: dict[str, Any]) -> None:
+def test_a_missed_start_in_the_students_account_is_caught_by_reconciliation_through_the_role(aws: dict[str, Any], own_account_class: SynthResult) -> None:
     # No event ever came; reconciliation lists omar's account through the assumed role, finds the
     # notebook running for three hours ($0.15 > $0.10) and caps him in one period.
     started = aws["sagemaker"].describe_notebook_instance(NotebookInstanceName="sagelab-omar--notebook")["LastModifiedTime"]
@@ -281,9 +344,11 @@ def test_a_missed_start_in_the_students_account_is_caught_by_reconciliation_thro
     assert notebook_status(aws) == "Stopped"
     for role in aws["roles"]:
         assert attached(aws, role) == [OMAR_DENY]
+    assert {operation for _, operation, _ in aws["calls"]} >= {"ListNotebookInstances", "ListEndpoints", "ListTrainingJobs"}
+    assert calls_not_allowed(aws["calls"], own_account_class) == []
 
 
-def test_serverless_endpoints_are_charged_per_window_from_model_latency(aws: dict[str, Any]) -> None:
+def test_serverless_endpoints_are_charged_per_window_from_model_latency(aws: dict[str, Any], own_account_class: SynthResult) -> None:
     sagemaker = aws["sagemaker"]
     sagemaker.stop_notebook_instance(NotebookInstanceName="sagelab-omar--notebook")  # only the endpoint bills here
     sagemaker.create_model(ModelName="sagelab-omar--model", ExecutionRoleArn=f"arn:aws:iam::{OMAR}:role/{aws['roles'][0]}", PrimaryContainer={"Image": "x"})
@@ -322,6 +387,8 @@ def test_serverless_endpoints_are_charged_per_window_from_model_latency(aws: dic
     enforcer.handle({"detail-type": "Scheduled Event"}, cap, now)
     enforcer.handle({"detail-type": "Scheduled Event"}, cap, now + period)
     assert spend(enforcer.points_of("omar"), now + period) == pytest.approx(spent)
+    assert ("cloudwatch", "GetMetricStatistics") in {(service, operation) for service, operation, _ in aws["calls"]}
+    assert calls_not_allowed(aws["calls"], own_account_class) == []
 
 
 def test_same_named_resources_of_two_accounts_are_two_resources() -> None:
