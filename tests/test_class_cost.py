@@ -75,12 +75,13 @@ def test_each_student_counts_and_the_class_shares_the_rest(small_class: SynthRes
     # class's web ACL $5 + 4 rules $4 + its log key $1 (its one dashboard is within the account's
     # free 3); per day, 3 budgets less 2 free = 1 x $0.02 over 3 students.
     # The spending cap's own running cost: its reconciliation every 10 minutes (144 runs a day) at
-    # 256 MB for about 2 s, one request each and one record read per student (and the class).
+    # 256 MB for about 2 s, one request each, one record read and (a serverless endpoint each, at
+    # most) one CloudWatch metric request per student (and the class).
     assert class_wide.scheduled_runs_per_day == 144 and class_wide.scheduled_memory_mb == 256
-    cap_per_day = 144 * (0.20 / 1e6 + 0.0000166667 * 0.25 * 2 + 0.125 / 1e6 * 4)
+    cap_per_day = 144 * (0.20 / 1e6 + 0.0000166667 * 0.25 * 2 + 0.125 / 1e6 * 4 + 0.01 / 1000 * 4)
     expected = (1 + 0.7 + (5 + 4 + 1) / 3) / DAYS_PER_MONTH + 0.02 / 3 + cap_per_day / 3
     assert costs[0].idle_usd_per_day == pytest.approx(expected)
-    assert cap_per_day == pytest.approx(0.0013, abs=1e-4)  # about 4 cents a month for the whole class
+    assert cap_per_day == pytest.approx(0.0071, abs=1e-4)  # about 21 cents a month for the whole class
 
 
 def test_the_bench_prints_the_class_against_the_goal(small_class: SynthResult, capsys: pytest.CaptureFixture[str]) -> None:

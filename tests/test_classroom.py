@@ -238,6 +238,8 @@ def _class_context(root: Path, roster_text: str, class_account: str | None = Non
     sagelab = cdk_context()["sagelab"] | {"classroom": {"admin_emails": ["admin@example.edu"]}}
     if class_account:  # own-account students then trust the class portal by ARN (their portal role)
         sagelab["environments"] = {name: env | {"account": class_account} for name, env in sagelab["environments"].items()}
+    else:  # own-account students' spending cap needs the class account (tests/test_spend_cap_own_accounts.py)
+        sagelab["classroom"]["spend_cap"] = False
     return {**cdk_context(), "roster": str(roster), "sagelab": sagelab}
 
 
@@ -306,8 +308,16 @@ def test_stamped_students_equal_students_built_alone(tmp_path: Path, class_accou
     stamped_parts = _deployable_parts(stamped.outdir)
     # The class-wide stack (shared web ACL and dashboard) is no student's: checked apart in
     # tests/test_class_cost.py, as is the shared-account serving stacks' dependency on it.
-    assert [name for name in stamped_parts if name.startswith("sagelab-class--")] == ["sagelab-class--us-east-1"]
-    del stamped_parts["sagelab-class--us-east-1"]
+    # With the class account named, own-account students' spending cap adds a class stack in their
+    # region and a link stack in each of their accounts (tests/test_spend_cap_own_accounts.py).
+    class_wide = [name for name in stamped_parts if name.startswith("sagelab-class--") or name.endswith("--spend-cap")]
+    assert sorted(class_wide) == (
+        ["sagelab-class--eu-west-1", "sagelab-class--us-east-1", "sagelab-own-1--spend-cap", "sagelab-own-2--spend-cap"]
+        if class_account
+        else ["sagelab-class--us-east-1"]
+    )
+    for name in class_wide:
+        del stamped_parts[name]
     for parts in stamped_parts.values():
         parts["dependencies"] = [d for d in parts["dependencies"] if not d.startswith("sagelab-class--")]
     alone_parts = {name: parts for outdir in _students_built_alone(tmp_path / "alone", context) for name, parts in _deployable_parts(outdir).items()}
