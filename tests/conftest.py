@@ -170,9 +170,11 @@ def synthesized(guarded_synth: GuardedSynth) -> SynthResult:
     return SynthResult(outdir=guarded_synth.outdir, templates=json.loads(guarded_synth.templates_file.read_text()))
 
 
-# A shared-account class for the isolation and policy-lint proofs (tests/test_least_privilege.py,
-# tests/test_policy_lint.py): three students in the one account.
-SHARED_CLASS_ROSTER = "student_id,email\nalice,alice@example.edu\nbob,bob@example.edu\ncarol,carol@example.edu\n"
+# A shared-account class for the isolation, policy-lint, spending-cap and class-cost proofs
+# (tests/test_least_privilege.py, tests/test_policy_lint.py, tests/test_spend_cap_*.py,
+# tests/test_class_cost.py): three students in the one account.
+SHARED_CLASS_STUDENTS = ("alice", "bob", "carol")
+SHARED_CLASS_ROSTER = "student_id,email\n" + "".join(f"{i},{i}@example.edu\n" for i in SHARED_CLASS_STUDENTS)
 
 
 @pytest.fixture(scope="session")
