@@ -154,7 +154,7 @@ def guarded_synth(tmp_path_factory: pytest.TempPathFactory) -> GuardedSynth:
             env=credential_free_env(home),
             capture_output=True,
             text=True,
-            timeout=300,
+            timeout=1200,  # a hang, not a slow machine: two workers and other jobs share the cores
         )
         outcome = {"isolated": isolated, "returncode": completed.returncode, "stdout": completed.stdout, "stderr": completed.stderr}
         (directory / "outcome.json").write_text(json.dumps(outcome))

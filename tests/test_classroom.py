@@ -97,6 +97,7 @@ def test_classroom_guardrails_and_account_shapes() -> None:
     assert alice.shares_account_with_class and not bob.shares_account_with_class
 
 
+@pytest.mark.slow  # the class of 40 (a 20 s synth): the class-wide property at a real class's scale
 def test_forty_students_cost_at_most_ten_cents_a_day_each_at_rest(class_of_40: SynthResult) -> None:
     """The issue's goal, on the cost model bench/class_cost.py prints (sagelab/costs.py): the
     whole class's cost (its own-account rows' included) over the 40 in the class account."""
@@ -106,7 +107,7 @@ def test_forty_students_cost_at_most_ten_cents_a_day_each_at_rest(class_of_40: S
     assert per_student <= 0.10, f"${per_student:.3f} per student per day"
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # the class of 40 (a 20 s synth): the class-wide property at a real class's scale (cdk-nag reports, cfn-lint)
 def test_forty_students_synthesize_clean(class_of_40: SynthResult) -> None:
     # Two stacks per student and the class's shared stack (web ACL and dashboard).
     assert len(class_of_40.templates) == 2 * (STUDENTS + len(CLASS_OWN)) + 1
@@ -129,7 +130,7 @@ def test_forty_students_synthesize_clean(class_of_40: SynthResult) -> None:
         assert lint_errors(class_of_40.template(name)) == [], name
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # the class of 40 (a 20 s synth): the class-wide property at a real class's scale
 def test_no_students_policies_name_another_students_resources(class_of_40: SynthResult) -> None:
     ids = [*CLASS_SHARED_IDS, *CLASS_OWN]
     for student in ids:
@@ -144,7 +145,7 @@ def test_no_students_policies_name_another_students_resources(class_of_40: Synth
                 assert "Fn::ImportValue" not in text or suffix == "serving", "only the serving stack imports, from its own platform"
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # the class of 40 (a 20 s synth): the class-wide property at a real class's scale
 def test_each_student_has_budget_lifecycle_and_cost_tags(class_of_40: SynthResult) -> None:
     for student in ("alice", "s17", "s39"):
         platform = class_of_40.template(f"sagelab-{student}--platform")
@@ -181,7 +182,7 @@ def test_each_student_has_budget_lifecycle_and_cost_tags(class_of_40: SynthResul
         assert "ServerlessConfig" in config["Properties"]["ProductionVariants"][0]
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # the class of 40 (a 20 s synth): the class-wide property at a real class's scale
 def test_each_student_stack_publishes_every_asset_its_template_reads(class_of_40: SynthResult) -> None:
     for name in ("sagelab-s02--platform", "sagelab-s02--serving", "sagelab-s39--platform"):
         text = (class_of_40.outdir / f"{name}.template.json").read_text()
@@ -195,7 +196,7 @@ def test_each_student_stack_publishes_every_asset_its_template_reads(class_of_40
             assert (class_of_40.outdir / staged_path).exists(), f"{name}: metadata names missing {staged_path}"
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # the class of 40 (a 20 s synth): the class-wide property at a real class's scale
 def test_every_student_runs_one_definition_substituted_per_student(class_of_40: SynthResult) -> None:
     bodies = {
         json.dumps(r["Properties"]["PipelineDefinition"]["PipelineDefinitionBody"]["Fn::Sub"][0])
@@ -290,7 +291,7 @@ def _deployable_parts(outdir: Path) -> dict[str, Any]:
     return parts
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # two synths per case: stamping is byte-equal to building each student alone
 @pytest.mark.parametrize("class_account", [None, "111122223333"], ids=["class-account-unknown", "class-account-named"])
 def test_stamped_students_equal_students_built_alone(tmp_path: Path, class_account: str | None) -> None:
     """Shortest and longest ids, a hyphen, a student who is also an admin, own accounts in another

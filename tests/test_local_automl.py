@@ -117,7 +117,7 @@ def csv_rows(features: pd.DataFrame) -> bytes:
 # The search
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # a real local Autopilot search on digits
 def test_digits_search_reaches_095_on_held_out_rows(digits_job: dict[str, Any], digits_split: tuple[pd.DataFrame, pd.DataFrame]) -> None:
     result = digits_job["result"]
     _, test = digits_split
@@ -137,7 +137,7 @@ def test_digits_search_reaches_095_on_held_out_rows(digits_job: dict[str, Any], 
     assert accuracy >= 0.95, f"held-out accuracy {accuracy:.3f}; log: {digits_job['log']}"
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # the real digits search's description
 def test_digits_job_describes_like_describe_automl_job(digits_job: dict[str, Any]) -> None:
     result = digits_job["result"]
     candidates = result["_candidates"]
@@ -431,7 +431,7 @@ def test_out_of_range_page_size_is_a_validation_error(sagemaker: Any) -> None:
     assert raised.value.response["Error"]["Code"] == "ValidationException"
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # the real digits search's leaderboard over boto3
 def test_real_job_leaderboard_through_boto3(digits_job: dict[str, Any]) -> None:
     result = digits_job["result"]
     with LocalSageMakerApi() as api:
@@ -479,7 +479,7 @@ def assert_matches_shape(value: Any, shape: Any, path: str) -> None:
         assert isinstance(value, bool), path
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # the real digits search's wire responses
 def test_real_job_wire_responses_match_botocore_shapes(digits_job: dict[str, Any]) -> None:
     model = botocore.session.get_session().get_service_model("sagemaker")
     api = LocalSageMakerApi()

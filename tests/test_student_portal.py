@@ -84,6 +84,7 @@ def portal_reach_problems(stacks: Stacks, class_students: tuple[str, ...], own_a
                 yield f"may assume {other}"
 
 
+@pytest.mark.slow  # the class of 40 (a 20 s synth): the class-wide property at a real class's scale
 def test_the_pool_has_one_invited_user_per_roster_row_and_no_self_sign_up(class_of_40: SynthResult, shared_class: SynthResult) -> None:
     template = class_of_40.template(CLASS_STACK)
     (pool,) = _resources(template, "AWS::Cognito::UserPool").values()
@@ -101,7 +102,7 @@ def test_the_pool_has_one_invited_user_per_roster_row_and_no_self_sign_up(class_
     assert "dave" not in shared_users and "carol" in shared_users and "carol" not in users
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # the class of 40 (a 20 s synth): the class-wide property at a real class's scale (IAM and Lambda size limits)
 def test_a_class_of_forty_and_own_account_rows_is_clean_and_within_iam_and_lambda_limits(class_of_40: SynthResult) -> None:
     from tests.test_cfn_lint import lint_errors
 
@@ -124,6 +125,7 @@ def test_a_class_of_forty_and_own_account_rows_is_clean_and_within_iam_and_lambd
     assert sum(len(k) + len(v) for k, v in variables.items()) <= 4096, "Lambda's environment is at most 4 KB"
 
 
+@pytest.mark.slow  # the class of 40 (a 20 s synth): the class-wide property at a real class's scale
 def test_the_page_client_can_write_no_attribute_and_identity_is_the_username(class_of_40: SynthResult) -> None:
     """Who a caller is comes from `cognito:username`, which the admin side sets; the client may
     write no attribute at all (so not `email`, nor any custom one)."""
@@ -135,13 +137,14 @@ def test_the_page_client_can_write_no_attribute_and_identity_is_the_username(cla
     assert len(public) == 1 and public[0]["Properties"]["ResourceId"] == {"Fn::GetAtt": [public[0]["Properties"]["RestApiId"]["Ref"], "RootResourceId"]}
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # the class of 40 (a 20 s synth): the class-wide property at a real class's scale
 def test_the_portal_function_presigns_only_its_class_and_reads_no_data(class_of_40: SynthResult, shared_class: SynthResult) -> None:
     own_accounts = {student: account for student, (account, _region) in OWN.items()}
     assert list(portal_reach_problems(Stacks(class_of_40.templates, ENV), SHARED_IDS, own_accounts)) == []
     assert list(portal_reach_problems(Stacks(shared_class.templates, ENV), ("alice", "bob", "carol"), {})) == []
 
 
+@pytest.mark.slow  # the class of 40 (a 20 s synth): the class-wide property at a real class's scale
 @pytest.mark.parametrize(
     "planted",
     [
@@ -159,6 +162,7 @@ def test_the_reach_check_finds_a_planted_widening(class_of_40: SynthResult, plan
     assert list(portal_reach_problems(Stacks(templates, ENV), ("alice", "bob"), {"dave": OWN_ACCOUNT}))
 
 
+@pytest.mark.slow  # the class of 40 (a 20 s synth): the class-wide property at a real class's scale
 def test_an_own_account_students_portal_role_trusts_only_the_portal_and_reaches_only_them(class_of_40: SynthResult) -> None:
     stacks = Stacks(class_of_40.templates, ENV)
     (function_role,) = [r for r in stacks.roles() if r.stack == CLASS_STACK and r.logical_id.startswith("PortalFunctionRole")]
@@ -356,6 +360,7 @@ def _resource(action: str, student: str, region: str, account: str) -> str:
     }[action]
 
 
+@pytest.mark.slow  # the class of 40 (a 20 s synth): the class-wide property at a real class's scale
 def test_the_portal_may_make_every_call_its_handler_makes(class_of_40: SynthResult) -> None:
     calls = handler_api_calls()
     assert calls == {
