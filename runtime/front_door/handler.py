@@ -59,6 +59,13 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 
+try:  # in the Lambda package the modules sit side by side (docs/decisions/0018)
+    import contract  # type: ignore[import-not-found,unused-ignore]
+    from container_codecs import CODECS  # type: ignore[import-not-found,unused-ignore]
+except ImportError:  # the repository: tests, `sagelab serve`
+    from pipeline_steps import contract  # type: ignore[no-redef,unused-ignore]
+    from runtime.front_door.container_codecs import CODECS  # type: ignore[no-redef,unused-ignore]
+
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
     from botocore.client import BaseClient
@@ -69,8 +76,7 @@ RETRY_AFTER_SECONDS = 2
 REQUEST_SCHEMA_PATH = Path(__file__).with_name("request_schema.json")
 OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 TRUTHY = ("1", "true", "yes", "on")
-ALGORITHMS = ("xgboost", "custom", "kmeans", "autopilot")
-CSV_ALGORITHMS = ("kmeans", "autopilot")  # built-in containers that read text/csv rows
+ALGORITHMS = contract.ALGORITHMS
 DESCRIPTION_RETRY_SECONDS = 60  # an unreadable description is tried again after this long
 
 logger = Logger(service="sagelab-front-door")
@@ -140,14 +146,14 @@ def s3_client() -> BaseClient:
 
 # -- the served model --------------------------------------------------------------------------------
 def model_algorithm() -> str:
-    algorithm = os.environ.get("MODEL_ALGORITHM", "").strip().lower() or "xgboost"
+    algorithm = os.environ.get(contract.ENV_ALGORITHM, "").strip().lower() or contract.DEFAULT_ALGORITHM
     if algorithm not in ALGORITHMS:
-        raise ModelConfigurationError(f"MODEL_ALGORITHM is {algorithm!r}; expected one of {', '.join(ALGORITHMS)}")
+        raise ModelConfigurationError(f"{contract.ENV_ALGORITHM} is {algorithm!r}; expected one of {', '.join(ALGORITHMS)}")
     return algorithm
 
 
 def model_problem_type() -> str:
-    return os.environ.get("MODEL_PROBLEM_TYPE", "").strip()
+    return os.environ.get(contract.ENV_PROBLEM_TYPE, "").strip()
 
 
 def _model_openapi() -> Any:
@@ -330,10 +336,9 @@ def _predict() -> Response:
     payload = validate_payload(app.current_event.body)
     algorithm = model_algorithm()
     endpoint = os.environ["ENDPOINT_NAME"]
-    if algorithm in CSV_ALGORITHMS:
-        content_type, accept, request = "text/csv", ("application/json" if algorithm == "kmeans" else "text/csv"), csv_rows(payload["instances"], algorithm)
-    else:
-        content_type, accept, request = "application/json", "application/json", json.dumps(payload)
+    codec = CODECS[algorithm]
+    content_type, accept = codec.content_type, codec.accept
+    request = csv_rows(payload["instances"], algorithm) if codec.csv_rows else json.dumps(payload)
     try:
         answer = runtime_client().invoke_endpoint(EndpointName=endpoint, ContentType=content_type, Accept=accept, Body=request)
     except ClientError as error:
@@ -358,7 +363,7 @@ def csv_rows(instances: list[Any], algorithm: str) -> str:
     """The rows as CSV in feature order for a built-in container: positional rows as sent, records
     ordered by the model description's features. K-Means takes numbers only; Autopilot takes an
     empty cell for a missing value and quoted text for a category."""
-    kmeans = algorithm == "kmeans"
+    numbers_only = CODECS[algorithm].numbers_only
     description: dict[str, Any] | None = None
     names: list[str] = []
     if any(isinstance(row, dict) for row in instances) or os.environ.get("MODEL_DESCRIPTION_URI"):
@@ -387,7 +392,7 @@ def csv_rows(instances: list[Any], algorithm: str) -> str:
                 raise BadRequest(f"instances[{index}] has {len(values)} values; this model takes {width} ({_listed(names)})")
         cells = []
         for position, (place, value) in enumerate(zip(places, values, strict=True)):
-            if kmeans and (value is None or isinstance(value, str)):
+            if numbers_only and (value is None or isinstance(value, str)):
                 shown = "missing (null)" if value is None else f"the string {value[:40]!r}"
                 raise BadRequest(f"{place} is {shown}; K-Means takes numbers only: send a number for every feature")
             if isinstance(value, str) and position < len(numeric) and numeric[position]:
@@ -412,7 +417,8 @@ class BadModelAnswer(ValueError):
 
 def answer_for(algorithm: str, body: bytes, rows: int) -> dict[str, Any]:
     """The container's answer in the front door's one shape, one prediction per row."""
-    if algorithm == "autopilot":
+    reading = CODECS[algorithm].answer
+    if reading == "labels":
         try:
             lines = [line for line in csv.reader(io.StringIO(body.decode("utf-8"))) if line]
         except (UnicodeDecodeError, csv.Error) as error:
@@ -429,7 +435,7 @@ def answer_for(algorithm: str, body: bytes, rows: int) -> dict[str, Any]:
         result = json.loads(body)
     except ValueError:
         raise BadModelAnswer("not JSON") from None
-    if algorithm != "kmeans":
+    if reading == "json":
         if not isinstance(result, dict):
             raise BadModelAnswer("not a JSON object")
         return result

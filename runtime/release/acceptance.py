@@ -27,6 +27,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+try:  # the function's code has the contract module at its root (docs/decisions/0018)
+    import contract  # type: ignore[import-not-found,unused-ignore]
+except ImportError:  # the repository: tests, the local twins
+    from pipeline_steps import contract  # type: ignore[no-redef,unused-ignore]
+
 CLASSIFICATION = ("binary", "multiclass")
 # What the test can score from the front door's answers, per problem type: (metric, comparison).
 SCORED_METRIC = {"binary": ("accuracy", ">="), "multiclass": ("accuracy", ">="), "regression": ("rmse", "<=")}
@@ -213,7 +218,7 @@ class EvidenceLocations:
     def of(cls, metrics_url: str) -> EvidenceLocations:
         bucket, _, key = metrics_url.removeprefix("s3://").partition("/")
         parts = key.split("/")
-        if not metrics_url.startswith("s3://") or len(parts) < 4 or parts[:2] != ["models", "evaluations"]:
-            raise EvidenceError(f"metrics URI {metrics_url!r} is not s3://<bucket>/models/evaluations/<execution>/...")
-        run = f"s3://{bucket}/pipeline-runs/{parts[2]}/preprocess"
+        if not metrics_url.startswith("s3://") or len(parts) < 4 or parts[:2] != contract.EVALUATIONS_PREFIX.split("/"):
+            raise EvidenceError(f"metrics URI {metrics_url!r} is not s3://<bucket>/{contract.EVALUATIONS_PREFIX}/<execution>/...")
+        run = f"s3://{bucket}/{contract.PIPELINE_RUNS_PREFIX}/{parts[2]}/preprocess"
         return cls(metrics_url, f"{run}/test/features.npy", f"{run}/test/target.npy", f"{run}/spec/feature_spec.json")

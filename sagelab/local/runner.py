@@ -986,8 +986,9 @@ def _branch_members(steps: Iterable[Mapping[str, Any]]) -> set[str]:
 def _is_builtin_kmeans(image: str) -> bool:
     """The built-in K-Means image (`<account>.dkr.ecr.<region>.amazonaws.com/kmeans:1`, or the
     local stand-in `local/sagemaker-kmeans:1`)."""
-    repository = image.rsplit("/", 1)[-1].split(":", 1)[0].split("@", 1)[0]
-    return repository in ("kmeans", "sagemaker-kmeans")
+    from sagelab.local.containers import container_kind
+
+    return container_kind(image) == "kmeans"
 
 
 def _job_name(prefix: Any, step_name: str) -> str:
