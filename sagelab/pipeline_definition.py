@@ -391,7 +391,10 @@ def _parameters(settings: PipelineSettings) -> _Parameters:
     )
 
 
-PREPROCESS_OUTPUTS = ("train", "validation", "test", "spec", "tabular")
+PREPROCESS_OUTPUTS = ("train", "validation", "test", "spec", step_contract.TABULAR_DIR)
+# The tabular/ output's folders (preprocess.py writes train/train.csv and test/test.csv there).
+TABULAR_TRAIN = str(Path(step_contract.TABULAR_TRAIN_FILE).parent)
+TABULAR_TEST = str(Path(step_contract.TABULAR_TEST_FILE).parent)
 
 
 def _preprocess_step(shared: _Shared, parameters: _Parameters) -> _Data:
@@ -525,7 +528,7 @@ def kmeans_chain(spec: AlgorithmSpec, settings: PipelineSettings, shared: _Share
         base_job_name=job_name(spec.name),
         hyperparameters={
             "k": parameters.clusters,
-            "feature_dim": JsonGet(step_name=data.step.name, property_file=data.summary, json_path="feature_dim"),
+            "feature_dim": JsonGet(step_name=data.step.name, property_file=data.summary, json_path=step_contract.FEATURE_DIM_KEY),
             "init_method": "kmeans++",
             "mini_batch_size": "500",
             "epochs": "5",
@@ -535,7 +538,7 @@ def kmeans_chain(spec: AlgorithmSpec, settings: PipelineSettings, shared: _Share
         max_run=3600,
         sagemaker_session=shared.session,
     )
-    train = TrainingInput(s3_data=data.output("tabular", "train"), content_type="text/csv;label_size=0")
+    train = TrainingInput(s3_data=data.output(step_contract.TABULAR_DIR, TABULAR_TRAIN), content_type="text/csv;label_size=0")
     step = TrainingStep(
         name=spec.step_name("Train"), step_args=estimator.fit(inputs={"train": train}), cache_config=shared.cache, retry_policies=shared.retry_policies
     )
@@ -572,7 +575,9 @@ def autopilot_chain(spec: AlgorithmSpec, settings: PipelineSettings, shared: _Sh
         mode="ENSEMBLING",
         sagemaker_session=shared.session,
     )
-    train = AutoMLInput(inputs=data.output("tabular", "train"), target_attribute_name=parameters.target_column, content_type="text/csv;header=present")
+    train = AutoMLInput(
+        inputs=data.output(step_contract.TABULAR_DIR, TABULAR_TRAIN), target_attribute_name=parameters.target_column, content_type="text/csv;header=present"
+    )
     search = AutoMLStep(name=spec.step_name(""), step_args=automl.fit(inputs=train), cache_config=shared.cache, retry_policies=shared.retry_policies)
     best = search.get_best_auto_ml_model(shared.role, sagemaker_session=shared.session)
     best.enable_network_isolation = lambda: True  # the candidate's container needs no network to serve
@@ -592,7 +597,7 @@ def autopilot_chain(spec: AlgorithmSpec, settings: PipelineSettings, shared: _Sh
     )
     predict = TransformStep(
         name=spec.step_name("Predict"),
-        step_args=transformer.transform(data=data.output("tabular", "test"), content_type="text/csv", split_type="Line"),
+        step_args=transformer.transform(data=data.output(step_contract.TABULAR_DIR, TABULAR_TEST), content_type="text/csv", split_type="Line"),
         cache_config=shared.cache,
         retry_policies=shared.retry_policies,
     )
