@@ -243,9 +243,9 @@ class FrontDoor(Construct):
             logging_format=lambda_.LoggingFormat.JSON,
             environment={
                 "ENDPOINT_NAME": names.endpoint,
-                "MODEL_ALGORITHM": model.algorithm if model else contract.DEFAULT_ALGORITHM,
-                "MODEL_PROBLEM_TYPE": model.problem_type if model else "",
-                "MODEL_DESCRIPTION_URI": model.description_uri if model else "",
+                contract.ENV_ALGORITHM: model.algorithm if model else contract.DEFAULT_ALGORITHM,
+                contract.ENV_PROBLEM_TYPE: model.problem_type if model else "",
+                contract.ENV_DESCRIPTION_URI: model.description_uri if model else "",
                 "ARTIFACTS_BUCKET": artifacts_bucket.bucket_name if artifacts_bucket else "",
                 "POWERTOOLS_SERVICE_NAME": "sagelab-front-door",
                 "POWERTOOLS_LOG_LEVEL": "INFO",

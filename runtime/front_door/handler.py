@@ -170,7 +170,7 @@ def model_description() -> tuple[dict[str, Any] | None, str]:
     GetObject once per execution environment; a failed read is retried after a minute. The reason
     is for clients (no bucket, key or AWS message in it); the details are logged."""
     global _description
-    uri = os.environ.get("MODEL_DESCRIPTION_URI", "").strip()
+    uri = os.environ.get(contract.ENV_DESCRIPTION_URI, "").strip()
     if not uri:
         return None, "This deployment has no model description (MODEL_DESCRIPTION_URI is not set); the request schema is the generic one."
     if _description is not None and (_description[0] is not None or time.monotonic() - _description[2] < DESCRIPTION_RETRY_SECONDS):
@@ -366,7 +366,7 @@ def csv_rows(instances: list[Any], algorithm: str) -> str:
     numbers_only = CODECS[algorithm].numbers_only
     description: dict[str, Any] | None = None
     names: list[str] = []
-    if any(isinstance(row, dict) for row in instances) or os.environ.get("MODEL_DESCRIPTION_URI"):
+    if any(isinstance(row, dict) for row in instances) or os.environ.get(contract.ENV_DESCRIPTION_URI):
         description, note = model_description()
         if description is not None:
             names = [str(feature["name"]) for feature in description["features"]]

@@ -26,7 +26,14 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from pipeline_steps.contract import CONSTRAINTS_FILE_NAME, EVALUATION_FILE_NAME, EVALUATIONS_PREFIX, PREDICTION_STATISTICS_FILE_NAME, STATISTICS_FILE_NAME
+from pipeline_steps.contract import (
+    CONSTRAINTS_FILE_NAME,
+    ENV_DESCRIPTION_URI,
+    EVALUATION_FILE_NAME,
+    EVALUATIONS_PREFIX,
+    PREDICTION_STATISTICS_FILE_NAME,
+    STATISTICS_FILE_NAME,
+)
 from runtime.front_door.capture import FRONT_DOOR_CAPTURE, GROUND_TRUTH, REPORTS
 from stacks.data_buckets import key_use_through_s3
 from stacks.lambda_runtime import LAMBDA_RUNTIME, code_with_contract
@@ -105,7 +112,7 @@ class DriftCheck(Construct):
             environment={
                 "ARTIFACTS_BUCKET": artifacts_bucket.bucket_name,
                 "ENDPOINT_NAME": names.endpoint,
-                "MODEL_DESCRIPTION_URI": description_uri,
+                ENV_DESCRIPTION_URI: description_uri,
                 "DRIFT_THRESHOLD": str(settings.drift_threshold),
                 "WINDOW_HOURS": str(settings.drift_check_interval_hours),
                 "METRIC_NAMESPACE": METRIC_NAMESPACE,

@@ -41,7 +41,7 @@ class MonitorError(RuntimeError):
 def capture_environment(model: Mapping[str, str], percent: int) -> dict[str, str]:
     """The front door's capture settings: the share to sample, and the artifacts bucket (locally the
     bucket the served version's description is in, as on AWS)."""
-    match = _BUCKET.match(model.get("MODEL_DESCRIPTION_URI", ""))
+    match = _BUCKET.match(model.get(contract.ENV_DESCRIPTION_URI, ""))
     return {"DATA_CAPTURE_PERCENT": str(percent), "ARTIFACTS_BUCKET": match.group(1) if match else ""}
 
 

@@ -82,9 +82,9 @@ HANDLER_ENVIRONMENT = (
     "ENDPOINT_NAME",
     "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME",
     "AWS_ENDPOINT_URL_S3",
-    "MODEL_ALGORITHM",
-    "MODEL_PROBLEM_TYPE",
-    "MODEL_DESCRIPTION_URI",
+    contract.ENV_ALGORITHM,
+    contract.ENV_PROBLEM_TYPE,
+    contract.ENV_DESCRIPTION_URI,
     *CAPTURE_ENVIRONMENT,
 )
 # What the model's container logs (CloudWatch on AWS): the detail behind an error answer.
