@@ -467,21 +467,23 @@ def xgboost_chain(spec: AlgorithmSpec, settings: PipelineSettings, shared: _Shar
         "train.py",
         instance_count=parameters.training_instance_count,
         instance_type=parameters.training_instance_type,
-        base_job_name=job_name("train"),
+        base_job_name=job_name(spec.job_name("train")),
         hyperparameters={"max_depth": parameters.max_depth, "eta": parameters.eta, "num_round": parameters.num_round, "cv_folds": str(settings.cv_folds)},
     )
     metric_definitions = estimator.metric_definitions
     inputs = _splits(data, "text/csv")
     if settings.tuning.max_jobs > 0:
-        step, model_data = _tuning_step(settings, shared, estimator, inputs, metric_definitions)
+        step, model_data = _tuning_step(spec, settings, shared, estimator, inputs, metric_definitions)
     else:
-        step = TrainingStep(name=STEP_TRAIN, step_args=estimator.fit(inputs=inputs), cache_config=shared.cache, retry_policies=shared.retry_policies)
+        step = TrainingStep(
+            name=spec.step_name(STEP_TRAIN), step_args=estimator.fit(inputs=inputs), cache_config=shared.cache, retry_policies=shared.retry_policies
+        )
         model_data = step.properties.ModelArtifacts.S3ModelArtifacts
     return _Model(steps=[step], model=_serving_model("XgboostImageUri", model_data, shared))
 
 
 def _tuning_step(
-    settings: PipelineSettings, shared: _Shared, estimator: Any, inputs: Mapping[str, Any], metric_definitions: list[dict[str, Any]]
+    spec: AlgorithmSpec, settings: PipelineSettings, shared: _Shared, estimator: Any, inputs: Mapping[str, Any], metric_definitions: list[dict[str, Any]]
 ) -> tuple[Any, Any]:
     from sagemaker.tuner import ContinuousParameter, HyperparameterTuner, IntegerParameter
     from sagemaker.workflow.steps import TuningStep
@@ -504,7 +506,7 @@ def _tuning_step(
         # shortest step suffix keeps the most room for the student id.
         base_tuning_job_name=job_name("t"),
     )
-    step = TuningStep(name=STEP_TUNE, step_args=tuner.fit(inputs=inputs), cache_config=shared.cache, retry_policies=shared.retry_policies)
+    step = TuningStep(name=spec.step_name(STEP_TUNE), step_args=tuner.fit(inputs=inputs), cache_config=shared.cache, retry_policies=shared.retry_policies)
     return step, step.get_top_model_s3_uri(top_k=0, s3_bucket=placeholder("ArtifactsBucket"), prefix=contract.MODELS_PREFIX)
 
 

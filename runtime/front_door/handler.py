@@ -76,7 +76,6 @@ RETRY_AFTER_SECONDS = 2
 REQUEST_SCHEMA_PATH = Path(__file__).with_name("request_schema.json")
 OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 TRUTHY = ("1", "true", "yes", "on")
-ALGORITHMS = contract.ALGORITHMS
 DESCRIPTION_RETRY_SECONDS = 60  # an unreadable description is tried again after this long
 
 logger = Logger(service="sagelab-front-door")
@@ -147,8 +146,8 @@ def s3_client() -> BaseClient:
 # -- the served model --------------------------------------------------------------------------------
 def model_algorithm() -> str:
     algorithm = os.environ.get(contract.ENV_ALGORITHM, "").strip().lower() or contract.DEFAULT_ALGORITHM
-    if algorithm not in ALGORITHMS:
-        raise ModelConfigurationError(f"{contract.ENV_ALGORITHM} is {algorithm!r}; expected one of {', '.join(ALGORITHMS)}")
+    if algorithm not in CODECS:  # the front door speaks to what it has a codec for
+        raise ModelConfigurationError(f"{contract.ENV_ALGORITHM} is {algorithm!r}; expected one of {', '.join(CODECS)}")
     return algorithm
 
 
