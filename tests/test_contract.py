@@ -214,3 +214,22 @@ def test_every_algorithm_has_one_spec_and_one_front_door_codec() -> None:
     assert tuple(spec.name for spec in algorithms.SPECS) == contract.ALGORITHMS
     assert tuple(CODECS) == contract.ALGORITHMS
     assert algorithms.names(with_custom_script=False) == (contract.XGBOOST, contract.KMEANS, contract.AUTOPILOT)
+
+
+def test_local_serving_checks_metadata_as_the_deployer_does() -> None:
+    from sagelab.local.registry import ModelPackage
+    from sagelab.local.serve import ServeError, model_environment
+
+    def package(metadata: dict[str, str]) -> ModelPackage:
+        return ModelPackage(
+            group="g", version=1, approval_status="Approved", model_data_url=f"s3://{BUCKET}/models/job/output/model.tar.gz", model_data_path="",
+            image="local/sagemaker-xgboost:3.0-5", environment={}, metrics_url=None, metrics={}, created="", execution_id="exec-1",
+            customer_metadata=metadata,
+        )  # fmt: skip
+
+    served = model_environment(package({contract.METADATA_ALGORITHM: contract.KMEANS, contract.METADATA_DESCRIPTION: DESCRIPTION}))
+    assert served == {"MODEL_ALGORITHM": "kmeans", "MODEL_PROBLEM_TYPE": "", "MODEL_DESCRIPTION_URI": DESCRIPTION}
+    elsewhere = model_environment(package({contract.METADATA_DESCRIPTION: DESCRIPTION.replace(BUCKET, "someone-elses")}))
+    assert elsewhere == {"MODEL_ALGORITHM": contract.XGBOOST, "MODEL_PROBLEM_TYPE": "", "MODEL_DESCRIPTION_URI": ""}
+    with pytest.raises(ServeError, match="lightgbm"):
+        model_environment(package({contract.METADATA_ALGORITHM: "lightgbm"}))
