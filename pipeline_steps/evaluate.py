@@ -52,10 +52,20 @@ from typing import Any
 
 import numpy as np
 
+# A processing job ships this script alone (its `code` input) and the contract as an input of its
+# own beside it (docs/decisions/0018).
+_CONTRACT_INPUT = Path(__file__).resolve().parent.parent / "contract"
+if _CONTRACT_INPUT.is_dir() and str(_CONTRACT_INPUT) not in sys.path:
+    sys.path.insert(0, str(_CONTRACT_INPUT))
+try:
+    import contract
+except ModuleNotFoundError:  # imported from the repository (tests, `sagelab run`'s in-process twins)
+    from pipeline_steps import contract
+
 # Contract with the pipeline definition. The builder reads these literals from this file
 # (sagelab/step_contract.py), so the producer and the pipeline's JsonGet cannot drift apart.
-EVALUATION_FILE_NAME = "evaluation.json"
-MODEL_DESCRIPTION_FILE_NAME = "model_description.json"
+EVALUATION_FILE_NAME = contract.EVALUATION_FILE_NAME
+MODEL_DESCRIPTION_FILE_NAME = contract.MODEL_DESCRIPTION_FILE_NAME
 CONDITION_METRIC_PATH = "sagelab_summary.metrics.{metric}"
 # Every CheckMetric is ConditionEquals(JsonGet(GATE_PASSED_PATH), 1); its Fail message is GATE_MESSAGE_PATH.
 GATE_PASSED_PATH = "sagelab_summary.gate.passed"
@@ -64,7 +74,7 @@ GATE_MESSAGE_PATH = "sagelab_summary.gate.message"
 METRIC_THRESHOLD_PARAMETER = "MetricThreshold"
 RMSE_THRESHOLD_PARAMETER = "RmseThreshold"
 SILHOUETTE_THRESHOLD_PARAMETER = "SilhouetteThreshold"
-ALGORITHMS = ("xgboost", "kmeans", "autopilot", "custom")
+ALGORITHMS = contract.ALGORITHMS
 # Metrics that are better when lower; the gate compares these with <= and every other with >=.
 ERROR_METRICS = ("mse", "rmse", "mae", "log_loss")
 SUMMARY_KEY = CONDITION_METRIC_PATH.split(".")[0]
@@ -73,7 +83,7 @@ REGRESSION_METRICS = ("mse", "rmse", "mae", "r2")
 CLUSTERING_METRICS = ("silhouette", "inertia", "adjusted_rand_index")
 # Every problem type evaluate writes (`sagelab_summary.problem_type`, the `sagelab:problem-type` tag)
 # and its problem family: the first three are preprocess.py's PROBLEM_TYPES, clustering is kmeans'.
-PROBLEM_FAMILIES = {"binary": "classification", "multiclass": "classification", "regression": "regression", "clustering": "clustering"}
+PROBLEM_FAMILIES = contract.PROBLEM_FAMILIES
 # The metrics a configured `pipeline.metric` may gate on, per problem family; any other metric
 # falls back to the family's default gate below.
 GATE_METRICS_BY_FAMILY = {"classification": CLASSIFICATION_METRICS, "regression": REGRESSION_METRICS, "clustering": ("silhouette",)}
@@ -88,11 +98,11 @@ CLUSTER_LABEL_MATRIX_PNG = "cluster_label_matrix.png"
 SPLIT_FEATURES_FILE = "features.npy"
 SPLIT_TARGET_FILE = "target.npy"
 SPEC_FILE_NAME = "feature_spec.json"
-XGBOOST_MODEL_FILE_NAME = "xgboost-model.json"
-# The drift check's baseline (runtime/monitor/comparison.py reads these names; a test ties them).
-STATISTICS_FILE_NAME = "statistics.json"
-CONSTRAINTS_FILE_NAME = "constraints.json"
-PREDICTION_STATISTICS_FILE_NAME = "prediction_statistics.json"
+XGBOOST_MODEL_FILE_NAME = contract.XGBOOST_MODEL_FILE_NAME
+# The drift check's baseline (runtime/monitor/comparison.py reads the same names).
+STATISTICS_FILE_NAME = contract.STATISTICS_FILE_NAME
+CONSTRAINTS_FILE_NAME = contract.CONSTRAINTS_FILE_NAME
+PREDICTION_STATISTICS_FILE_NAME = contract.PREDICTION_STATISTICS_FILE_NAME
 # preprocess.py's spec/data_summary.json and its key of each feature's completeness on the training
 # split (the splits themselves are imputed).
 DATA_SUMMARY_FILE_NAME = "data_summary.json"
@@ -704,7 +714,7 @@ def model_description(algorithm: str, problem_type: str, spec: dict[str, Any], c
     """The served model's input and answer. K-Means takes the encoded numeric features (the built-in
     container has no spec to apply); every other model takes the raw feature columns, gaps allowed
     (inference.py imputes; Autopilot's containers impute empty CSV cells)."""
-    if algorithm == "kmeans":
+    if algorithm == contract.KMEANS:
         features: list[dict[str, Any]] = [{"name": name, "type": "number", "nullable": False} for name in spec["encoded_columns"]]
     else:
         vocabulary = spec.get("categorical_vocabulary", {})
@@ -774,7 +784,7 @@ def score_supervised(algorithm: str, spec: dict[str, Any], predictions: np.ndarr
     predicted = np.asarray(predictions).astype(np.int64)
     sections, flat = label_metrics(actual, predicted, labels)
     plots = plot_confusion_matrix(actual, predicted, labels, output_dir)
-    source = "Autopilot's batch transform gives predicted labels only" if algorithm == "autopilot" else "the custom model has no predict_proba"
+    source = "Autopilot's batch transform gives predicted labels only" if algorithm == contract.AUTOPILOT else "the custom model has no predict_proba"
     answers = [labels[int(i)] for i in predicted.tolist()]
     return Scored(problem_type, sections, flat, plots, len(y_true), probabilities=False, notes=[f"roc_auc omitted: {source}"], answers=answers)
 
@@ -797,7 +807,7 @@ def score_xgboost(model_dir: Path, test_dir: Path, spec_dir: Path | None, output
         booster.load_model(extracted / XGBOOST_MODEL_FILE_NAME)
     features, y_true = load_test_split(test_dir)
     predictions = booster.predict(xgb.DMatrix(features))
-    return score_supervised("xgboost", spec, predictions, y_true, output_dir, probabilities=spec["problem_type"] != "regression"), spec
+    return score_supervised(contract.XGBOOST, spec, predictions, y_true, output_dir, probabilities=spec["problem_type"] != "regression"), spec
 
 
 def score_custom(model_dir: Path, test_dir: Path, spec_dir: Path | None, output_dir: Path) -> tuple[Scored, dict[str, Any]]:
@@ -814,7 +824,7 @@ def score_custom(model_dir: Path, test_dir: Path, spec_dir: Path | None, output_
     classes = None if spec["problem_type"] == "regression" else len(spec["labels"])
     predictions = custom_predictions(estimator, features, classes)
     with_probabilities = classes is not None and predictions.ndim == 2
-    return score_supervised("custom", spec, predictions, y_true, output_dir, probabilities=with_probabilities), spec
+    return score_supervised(contract.CUSTOM, spec, predictions, y_true, output_dir, probabilities=with_probabilities), spec
 
 
 def score_autopilot(test_dir: Path, spec_dir: Path | None, predictions_dir: Path | None, output_dir: Path) -> tuple[Scored, dict[str, Any]]:
@@ -823,7 +833,7 @@ def score_autopilot(test_dir: Path, spec_dir: Path | None, predictions_dir: Path
     spec = load_spec([spec_dir])
     y_true = load_test_target(test_dir)
     predictions = read_autopilot_predictions(predictions_dir, len(y_true), spec)
-    return score_supervised("autopilot", spec, predictions, y_true, output_dir, probabilities=False), spec
+    return score_supervised(contract.AUTOPILOT, spec, predictions, y_true, output_dir, probabilities=False), spec
 
 
 def score_clustering(features: np.ndarray, centroids: np.ndarray, y_true: np.ndarray | None, spec: dict[str, Any], output_dir: Path) -> Scored:
@@ -841,7 +851,7 @@ def evaluate(
     test_dir: Path,
     output_dir: Path,
     *,
-    algorithm: str = "xgboost",
+    algorithm: str = contract.DEFAULT_ALGORITHM,
     spec_dir: Path | None = None,
     predictions_dir: Path | None = None,
     automl_job_name: str | None = None,
@@ -851,18 +861,18 @@ def evaluate(
 ) -> dict[str, Any]:
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm {algorithm!r} is not one of {', '.join(ALGORITHMS)}")
-    if model_dir is None and algorithm != "autopilot":
+    if model_dir is None and algorithm != contract.AUTOPILOT:
         raise ValueError(f"--model-dir is required for --algorithm {algorithm}")
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     test_dir = Path(test_dir)
     spec_dir = Path(spec_dir) if spec_dir is not None else None
     extra: dict[str, Any] = {}
-    if algorithm == "xgboost":
+    if algorithm == contract.XGBOOST:
         scored, spec = score_xgboost(Path(model_dir or ""), test_dir, spec_dir, output_dir)
-    elif algorithm == "custom":
+    elif algorithm == contract.CUSTOM:
         scored, spec = score_custom(Path(model_dir or ""), test_dir, spec_dir, output_dir)
-    elif algorithm == "autopilot":
+    elif algorithm == contract.AUTOPILOT:
         scored, spec = score_autopilot(test_dir, spec_dir, Path(predictions_dir) if predictions_dir else None, output_dir)
         extra["autopilot_leaderboard"] = leaderboard_section(automl_job_name, sagemaker_client)
     else:
@@ -1034,7 +1044,7 @@ def load_kmeans_centroids(model_dir: Path) -> np.ndarray:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Evaluate the trained model on the test split and decide the gate")
-    parser.add_argument("--algorithm", default="xgboost", choices=ALGORITHMS)
+    parser.add_argument("--algorithm", default=contract.DEFAULT_ALGORITHM, choices=ALGORITHMS)
     parser.add_argument("--model-dir", type=Path, default=Path("/opt/ml/processing/model"))
     parser.add_argument("--test-dir", type=Path, default=Path("/opt/ml/processing/test"))
     parser.add_argument("--spec-dir", type=Path, default=Path("/opt/ml/processing/spec"))
@@ -1054,7 +1064,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     gate = GateSettings(args.metric, args.metric_threshold, args.rmse_threshold, args.silhouette_threshold)
     try:
         report = evaluate(
-            None if args.algorithm == "autopilot" else args.model_dir,
+            None if args.algorithm == contract.AUTOPILOT else args.model_dir,
             args.test_dir,
             args.output_dir,
             algorithm=args.algorithm,

@@ -48,15 +48,17 @@ import numpy as np
 import pandas as pd
 
 try:  # in the containers and under `sagelab run` the scripts' folder is on sys.path
+    import contract
     from preprocess import DataError, FeatureSpec
 except ModuleNotFoundError:  # imported from the repository (tests, `sagelab serve`)
+    from pipeline_steps import contract
     from pipeline_steps.preprocess import DataError, FeatureSpec
 
 JSON_CONTENT_TYPE = "application/json"
 CSV_CONTENT_TYPE = "text/csv"
 SUPPORTED_CONTENT_TYPES = (JSON_CONTENT_TYPE, CSV_CONTENT_TYPE)
 MAX_ROWS = 1000
-MODEL_FILE_NAME = "xgboost-model.json"
+MODEL_FILE_NAME = contract.XGBOOST_MODEL_FILE_NAME
 # Your own script's model (train_custom.py checks it and evaluate.py reads it under this name).
 ESTIMATOR_FILE_NAME = "model.joblib"
 

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 SERVING_CODE_DIR = "code"
-SERVING_CODE = ("inference.py", "preprocess.py")
+SERVING_CODE = ("inference.py", "preprocess.py", "contract.py")  # and what they import
 METRIC_LINE_FORMAT = "{split}-{metric}={value:.6f}"
 REPORT_FILE_NAME = "training_report.json"
 

@@ -35,6 +35,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+# A processing job ships this script alone (its `code` input) and the contract as an input of its
+# own beside it; training and serving carry contract.py beside the scripts (docs/decisions/0018).
+_CONTRACT_INPUT = Path(__file__).resolve().parent.parent / "contract"
+if _CONTRACT_INPUT.is_dir() and str(_CONTRACT_INPUT) not in sys.path:
+    sys.path.insert(0, str(_CONTRACT_INPUT))
+try:
+    import contract
+except ModuleNotFoundError:  # imported from the repository (tests, `sagelab serve`)
+    from pipeline_steps import contract
+
 SPEC_FORMAT_VERSION = 1
 SPEC_FILE_NAME = "feature_spec.json"
 SPLITS = ("train", "validation", "test")
@@ -45,14 +55,14 @@ SPLIT_FEATURES_FILE = "features.npy"
 SPLIT_TARGET_FILE = "target.npy"
 # Columns per slice when a statistic needs float64 (medians): bounded memory on wide tables.
 COLUMN_CHUNK = 64
-PROBLEM_TYPES = ("multiclass", "binary", "regression")
+PROBLEM_TYPES = contract.PROBLEM_TYPES
 INPUT_FORMATS = ("auto", "csv", "csv-label-first", "parquet")
 # An object column whose values are numbers this often is a numeric column with garbage in it,
 # not a categorical column: failing loudly beats one-hot encoding "12", "13", "1x".
 NUMERIC_GARBAGE_SHARE = 0.9
 MAX_CLASSES_FOR_AUTO_CLASSIFICATION = 30
 # The algorithm of the run (docs/decisions/0011) decides which extra CSV a built-in container needs.
-ALGORITHMS = ("xgboost", "kmeans", "autopilot", "custom")
+ALGORITHMS = contract.ALGORITHMS
 # spec/data_summary.json: the K-Means step reads FEATURE_DIM_KEY from it with a JsonGet.
 DATA_SUMMARY_FILE_NAME = "data_summary.json"
 COMPLETENESS_KEY = "train_completeness"  # evaluate.py reads it for the drift check's baseline
@@ -708,7 +718,7 @@ def preprocess(
     validation_size: float = 0.15,
     test_size: float = 0.15,
     seed: int = 42,
-    algorithm: str = "xgboost",
+    algorithm: str = contract.DEFAULT_ALGORITHM,
 ) -> PreprocessResult:
     table = read_table(Path(input_dir), input_format, target_column, text_columns=categorical_columns)
     source = table.attrs.get("source", "input")
@@ -765,10 +775,10 @@ def write_tabular(
     """The CSV the run's built-in container reads (nothing for xgboost and custom, which read the .npy splits)."""
     if algorithm not in ALGORITHMS:
         raise DataError(f"algorithm {algorithm!r} is not one of {', '.join(ALGORITHMS)}")
-    if algorithm == "kmeans":
+    if algorithm == contract.KMEANS:
         check_kmeans_features(spec)
         return [write_kmeans_train_csv(tabular_dir, spec, spec.assemble(numeric[positions["train"]], None))]
-    if algorithm == "autopilot":
+    if algorithm == contract.AUTOPILOT:
         return list(write_autopilot_csvs(tabular_dir, table, spec, positions))
     return []
 
@@ -873,7 +883,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--validation-size", type=float, default=0.15)
     parser.add_argument("--test-size", type=float, default=0.15)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--algorithm", default="xgboost", choices=ALGORITHMS, help="writes the tabular/ CSV this algorithm's container reads")
+    parser.add_argument("--algorithm", default=contract.DEFAULT_ALGORITHM, choices=ALGORITHMS, help="writes the tabular/ CSV this algorithm's container reads")
     return parser.parse_args(argv)
 
 

@@ -27,13 +27,15 @@ import numpy as np
 import xgboost as xgb
 
 try:  # in the containers and under `sagelab run` the scripts' folder is on sys.path
+    import contract
     from model_contract import REPORT_FILE_NAME, add_serving_code, print_metrics
     from preprocess import FeatureSpec, load_split
 except ModuleNotFoundError:  # imported from the repository (tests, `sagelab serve`)
+    from pipeline_steps import contract
     from pipeline_steps.model_contract import REPORT_FILE_NAME, add_serving_code, print_metrics
     from pipeline_steps.preprocess import FeatureSpec, load_split
 
-MODEL_FILE_NAME = "xgboost-model.json"
+MODEL_FILE_NAME = contract.XGBOOST_MODEL_FILE_NAME
 # Distributed training (TrainingInstanceCount > 1): the first host runs XGBoost's collective
 # tracker on this port; SAGELAB_XGBOOST_TRACKER_PORT overrides it (tests, restrictive networks).
 TRACKER_PORT = int(os.environ.get("SAGELAB_XGBOOST_TRACKER_PORT", "9099"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 # Requests and responses captured from API callers (the front door's capture, and the real-time
 # endpoint's): other people's data. Only their writers and the drift check may touch them; no role a
 # student can make act (the notebook, the pipeline and its jobs, the endpoint) may read them. The
-# front door's Lambda owns the constant (it ships without this package); everything else reads it here.
-from runtime.front_door.capture import DATA_CAPTURE_PREFIX
+# contract module defines it (it ships to the Lambdas); everything else reads it here.
+from pipeline_steps.contract import DATA_CAPTURE_PREFIX
 
 __all__ = ["DATA_CAPTURE_PREFIX"]

@@ -40,6 +40,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pipeline_steps import contract
 from sagelab.aws_ops import DEFAULT_STUDENT_ROLE, OperationError
 from sagelab.config import ConfigError
 
@@ -172,7 +173,7 @@ def cmd_models_list(args: argparse.Namespace) -> int:
                 "status": package.approval_status,
                 "created": package.created,
                 # Versions registered before decision 0011 carry no metadata: they are XGBoost's.
-                "algorithm": package.customer_metadata.get("sagelab:algorithm", "xgboost"),
+                "algorithm": package.customer_metadata.get(contract.METADATA_ALGORITHM, contract.DEFAULT_ALGORITHM),
                 "gate": summary.get("gate"),
                 "metrics": summary.get("metrics", {}),
                 "arn": package.arn,

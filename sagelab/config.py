@@ -29,6 +29,8 @@ from pydantic import ConfigDict, Field, StrictBool, StrictFloat, StrictInt, Stri
 from pydantic.dataclasses import dataclass
 from pydantic.fields import FieldInfo
 
+from pipeline_steps import contract
+from sagelab import algorithms
 from sagelab.naming import CLASS_ID, ENVIRONMENT_ID, ID_RULE, MAX_ID_LENGTH, ResourceNames
 from sagelab.quotas import QuotaError, check_declared
 from sagelab.step_contract import ERROR_METRICS
@@ -40,6 +42,12 @@ ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:(\d{12})?:.+$")
 EMAIL_PATTERN = re.compile(r"^[^@\s,]+@[^@\s,]+\.[^@\s,]+$")
 # Where the code bundle puts `pipeline.custom_script` inside sourcedir.tar.gz (beside train_custom.py).
 CUSTOM_SCRIPT_BUNDLE_FOLDER = "custom"
+# The algorithm names are the contract's (pipeline_steps/contract.py); a Literal of them gives the
+# config's usual error for any other value.
+if typing.TYPE_CHECKING:
+    AlgorithmName = str
+else:
+    AlgorithmName = Literal[contract.ALGORITHMS]
 
 
 def custom_script_bundle_path(script: str | Path) -> str:
@@ -115,7 +123,7 @@ class PipelineConfig:
     approval_status: Literal["PendingManualApproval", "Approved"] = "PendingManualApproval"
     tuning: TuningConfig = TuningConfig()
     # The algorithm a run uses when `--param Algorithm=...` is not given (docs/decisions/0011).
-    algorithm: Literal["xgboost", "kmeans", "autopilot", "custom"] = "xgboost"
+    algorithm: AlgorithmName = contract.DEFAULT_ALGORITHM
     # Built-in K-Means: the number of clusters (pipeline parameter `Clusters`).
     kmeans_clusters: StrictInt = Field(default=10, ge=2, le=1000, description="2..1000")
     # Gates of the problem families `metric` does not belong to (evaluate.py decides which applies):
@@ -347,10 +355,10 @@ def check_environment(env: EnvironmentConfig, where: str) -> list[tuple[str, Any
     check(pl.metric_is_error or pl.metric_threshold <= 1, "pipeline.metric_threshold", pl.metric_threshold, f"0..1 for the score {pl.metric!r}")
     check(pl.cv_folds != 1, "pipeline.cv_folds", pl.cv_folds, "0 (off) or 2..20")
     check(
-        pl.algorithm != "custom" or pl.custom_script is not None,
+        pl.algorithm in algorithms.names(with_custom_script=pl.custom_script is not None),
         "pipeline.algorithm",
         pl.algorithm,
-        "xgboost, kmeans or autopilot, or set pipeline.custom_script (the script the custom algorithm runs)",
+        f"{_either(algorithms.names(with_custom_script=False))}, or set pipeline.custom_script (the script the {pl.algorithm} algorithm runs)",
     )
     check(
         tu.max_depth_min < tu.max_depth_max, "pipeline.tuning.max_depth_max", tu.max_depth_max, f"greater than max_depth_min ({tu.max_depth_min}), at most 32"
@@ -418,6 +426,10 @@ class _Source:
 
 def _fail(source: _Source, path: str, value: Any, expected: str) -> ConfigError:
     return ConfigError(f"{source.locate(path)}: {path}: {value!r} is not valid (expected {expected})")
+
+
+def _either(names: tuple[str, ...]) -> str:
+    return ", ".join(names[:-1]) + f" or {names[-1]}"
 
 
 def _describe(annotation: Any) -> str:

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pipeline_steps import contract
 from sagelab.naming import ResourceNames
 
 MODES = ("local", "aws")
@@ -94,7 +95,7 @@ class LocalLab:
         return path.read_text() if path.exists() else ""
 
     def evaluation(self, run: dict[str, Any]) -> dict[str, Any]:
-        return json.loads((Path(run["evaluation_dir"]) / "evaluation.json").read_text())
+        return json.loads((Path(run["evaluation_dir"]) / contract.EVALUATION_FILE_NAME).read_text())
 
     def plots(self, run: dict[str, Any]) -> list[Path]:
         return sorted(Path(run["evaluation_dir"]).glob("*.png"))
@@ -109,7 +110,7 @@ class LocalLab:
                 {
                     "version": p.version,
                     "status": p.approval_status,
-                    "algorithm": p.customer_metadata.get("sagelab:algorithm", "xgboost"),
+                    "algorithm": p.customer_metadata.get(contract.METADATA_ALGORITHM, contract.DEFAULT_ALGORITHM),
                     "accuracy": p.metrics.get("sagelab_summary", {}).get("metrics", {}).get("accuracy"),
                     "gate": (p.metrics.get("sagelab_summary", {}).get("gate") or {}).get("metric"),
                     "gate value": (p.metrics.get("sagelab_summary", {}).get("gate") or {}).get("value"),
@@ -257,7 +258,7 @@ class AwsLab:
         import boto3
 
         bucket, _, key = self._evaluation_uri(run)[5:].partition("/")
-        return json.loads(boto3.client("s3").get_object(Bucket=bucket, Key=f"{key}/evaluation.json")["Body"].read())
+        return json.loads(boto3.client("s3").get_object(Bucket=bucket, Key=f"{key}/{contract.EVALUATION_FILE_NAME}")["Body"].read())
 
     def plots(self, run: dict[str, Any]) -> list[Path]:
         import boto3

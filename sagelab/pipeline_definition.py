@@ -42,7 +42,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline_steps import contract
+from sagelab import algorithms as registry
 from sagelab import step_contract
+from sagelab.algorithms import AlgorithmSpec
 from sagelab.config import PipelineConfig, TuningConfig
 from sagelab.step_contract import EVALUATION_FILE_NAME, GATE_MESSAGE_PATH, GATE_PASSED_PATH, METRIC_LINE_FORMAT, MODEL_DESCRIPTION_FILE_NAME
 
@@ -56,10 +59,15 @@ os.environ.setdefault("SAGEMAKER_USER_CONFIG_OVERRIDE", os.devnull)
 DEFAULT_CACHE_DIR = Path(os.environ.get("SAGELAB_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sagelab")
 SKLEARN_FRAMEWORK_VERSION = "1.4-2"
 XGBOOST_FRAMEWORK_VERSION = "3.0-5"
-PIPELINE_CODE_PREFIX = "pipeline-code"
+PIPELINE_CODE_PREFIX = contract.PIPELINE_CODE_PREFIX
 SOURCEDIR_ARCHIVE = "sourcedir.tar.gz"
 MODEL_CODE_DIR = "/opt/ml/model/code"  # where the serving container finds the code train.py packed into the model
-STEP_SCRIPTS = ("preprocess.py", "train.py", "evaluate.py", "inference.py", "model_contract.py", "train_custom.py")
+# Each processing job gets the contract module as an input of its own, beside its script's `code`
+# input: the scripts import it from there; the Lambdas get it at their root (docs/decisions/0018).
+CONTRACT_MODULE = "contract.py"
+STEP_SCRIPTS = ("preprocess.py", "train.py", "evaluate.py", "inference.py", "model_contract.py", "train_custom.py", CONTRACT_MODULE)
+CONTRACT_INPUT = "contract"
+CONTRACT_INPUT_DIR = "/opt/ml/processing/input/contract"
 # Built-in K-Means: the image version the SDK's table knows for every region.
 KMEANS_IMAGE_VERSION = "1"
 AUTOGLUON_IMAGE_VERSION = "1.1.1"  # only its repository matters (see _retrieve_image_uris)
@@ -89,18 +97,11 @@ STEP_FAIL = "MetricBelowThreshold"
 EVALUATION_PROPERTY_FILE = "EvaluationReport"
 DATA_SUMMARY_PROPERTY_FILE = "DataSummary"
 DATA_SUMMARY_FILE_NAME = step_contract.DATA_SUMMARY_FILE_NAME  # preprocess.py writes it into its `spec` output
-CUSTOM_ALGORITHM = "custom"
-# evaluate.py owns the list of algorithms; "custom" joins them when pipeline.custom_script is set.
-ALGORITHMS = tuple(a for a in step_contract.EVALUATE_ALGORITHMS if a != CUSTOM_ALGORITHM)
-# Step-name prefixes of each algorithm's chain; XGBoost keeps the original names (no prefix), so
-# the CLI, the lab and `sagelab pipeline logs Train` read as before.
-BRANCH_PREFIX = {"xgboost": "", "kmeans": "KMeans", "autopilot": "Autopilot", "custom": "Custom"}
-BRANCH_CONDITION = {"xgboost": "IsXGBoost", "kmeans": "IsKMeans", "autopilot": "IsAutopilot", "custom": "IsCustom"}
 # The model each chain registers is tagged with these, for the approval deployer and the front
 # door (decision 0011): which container speaks which format, and where its description is.
-METADATA_ALGORITHM = "sagelab:algorithm"
-METADATA_PROBLEM_TYPE = "sagelab:problem-type"
-METADATA_DESCRIPTION = "sagelab:model-description"
+METADATA_ALGORITHM = contract.METADATA_ALGORITHM
+METADATA_PROBLEM_TYPE = contract.METADATA_PROBLEM_TYPE
+METADATA_DESCRIPTION = contract.METADATA_DESCRIPTION
 _SDK_CONFIG = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}
 
 
@@ -221,7 +222,7 @@ class _Shared:
         from sagemaker.workflow.functions import Join
 
         # Every run writes under its own execution id, so no run overwrites another's evidence.
-        return Join(on="/", values=[f"s3://{placeholder('ArtifactsBucket')}/pipeline-runs", ExecutionVariables.PIPELINE_EXECUTION_ID, *parts])
+        return Join(on="/", values=[f"s3://{placeholder('ArtifactsBucket')}/{contract.PIPELINE_RUNS_PREFIX}", ExecutionVariables.PIPELINE_EXECUTION_ID, *parts])
 
     def evidence_uri(self, *parts: str) -> Any:
         """Where a run's evaluation goes: the registered model's metrics and its description live as
@@ -229,7 +230,7 @@ class _Shared:
         from sagemaker.workflow.execution_variables import ExecutionVariables
         from sagemaker.workflow.functions import Join
 
-        return Join(on="/", values=[f"s3://{placeholder('ArtifactsBucket')}/models/evaluations", ExecutionVariables.PIPELINE_EXECUTION_ID, *parts])
+        return Join(on="/", values=[f"s3://{placeholder('ArtifactsBucket')}/{contract.EVALUATIONS_PREFIX}", ExecutionVariables.PIPELINE_EXECUTION_ID, *parts])
 
     def script_estimator(
         self, image: str, entry_point: str, *, instance_count: Any, instance_type: Any, base_job_name: str, hyperparameters: dict[str, Any]
@@ -247,7 +248,7 @@ class _Shared:
             instance_count=instance_count,
             volume_kms_key=self.kms_key,
             output_kms_key=self.kms_key,
-            output_path=f"s3://{placeholder('ArtifactsBucket')}/models",
+            output_path=f"s3://{placeholder('ArtifactsBucket')}/{contract.MODELS_PREFIX}",
             code_location=f"s3://{placeholder('ArtifactsBucket')}/{PIPELINE_CODE_PREFIX}",
             base_job_name=base_job_name,
             hyperparameters=hyperparameters,
@@ -293,13 +294,13 @@ class _Model:
 
 
 def algorithms(settings: PipelineSettings) -> tuple[str, ...]:
-    """The values the `Algorithm` parameter accepts for these settings."""
-    return (*ALGORITHMS, CUSTOM_ALGORITHM) if settings.custom_script else ALGORITHMS
+    """The values the `Algorithm` parameter accepts for these settings (sagelab/algorithms)."""
+    return tuple(spec.name for spec in registry.offered(settings.custom_script is not None))
 
 
 def step_name(algorithm: str, step: str) -> str:
     """A chain's step name: `KMeansEvaluate`; the XGBoost chain keeps the plain names."""
-    return f"{BRANCH_PREFIX[algorithm]}{step}"
+    return registry.spec(algorithm).step_name(step)
 
 
 def build_pipeline(settings: PipelineSettings) -> Any:
@@ -315,21 +316,15 @@ def build_pipeline(settings: PipelineSettings) -> Any:
     shared = _shared_settings()
     parameters = _parameters(settings)
     data = _preprocess_step(shared, parameters)
-    chains = {
-        "xgboost": lambda: _xgboost_model(settings, shared, parameters, data),
-        "kmeans": lambda: _kmeans_model(shared, parameters, data),
-        "autopilot": lambda: _autopilot_model(settings, shared, parameters, data),
-        CUSTOM_ALGORITHM: lambda: _custom_model(settings, shared, parameters, data),
-    }
     branches = []
-    for algorithm in algorithms(settings):
-        model = chains[algorithm]()
-        evaluate, report = _evaluate_step(algorithm, settings, shared, parameters, data, model)
-        gate = _gate_step(algorithm, settings, shared, parameters, evaluate, report, model)
+    for spec in registry.offered(settings.custom_script is not None):
+        model = spec.chain_builder()(spec, settings, shared, parameters, data)
+        evaluate, report = _evaluate_step(spec, settings, shared, parameters, data, model)
+        gate = _gate_step(spec, settings, shared, parameters, evaluate, report, model)
         branches.append(
             ConditionStep(
-                name=BRANCH_CONDITION[algorithm],
-                conditions=[ConditionEquals(left=parameters.algorithm, right=algorithm)],
+                name=spec.condition,
+                conditions=[ConditionEquals(left=parameters.algorithm, right=spec.name)],
                 if_steps=[*model.steps, evaluate, gate],
                 else_steps=[],
             )
@@ -396,7 +391,10 @@ def _parameters(settings: PipelineSettings) -> _Parameters:
     )
 
 
-PREPROCESS_OUTPUTS = ("train", "validation", "test", "spec", "tabular")
+PREPROCESS_OUTPUTS = ("train", "validation", "test", "spec", step_contract.TABULAR_DIR)
+# The tabular/ output's folders (preprocess.py writes train/train.csv and test/test.csv there).
+TABULAR_TRAIN = str(Path(step_contract.TABULAR_TRAIN_FILE).parent)
+TABULAR_TEST = str(Path(step_contract.TABULAR_TEST_FILE).parent)
 
 
 def _preprocess_step(shared: _Shared, parameters: _Parameters) -> _Data:
@@ -413,7 +411,10 @@ def _preprocess_step(shared: _Shared, parameters: _Parameters) -> _Data:
         name=STEP_PREPROCESS,
         step_args=processor.run(
             code=code_uri("preprocess.py"),
-            inputs=[ProcessingInput(source=parameters.input_data_uri, destination="/opt/ml/processing/input/data", input_name="data")],
+            inputs=[
+                ProcessingInput(source=parameters.input_data_uri, destination="/opt/ml/processing/input/data", input_name="data"),
+                _contract_input(),
+            ],
             outputs=[
                 ProcessingOutput(output_name=name, source=f"/opt/ml/processing/output/{name}", destination=shared.run_uri("preprocess", name))
                 for name in PREPROCESS_OUTPUTS
@@ -425,6 +426,13 @@ def _preprocess_step(shared: _Shared, parameters: _Parameters) -> _Data:
         retry_policies=shared.retry_policies,
     )
     return _Data(step=step, summary=summary)
+
+
+def _contract_input() -> Any:
+    """The contract module (pipeline_steps/contract.py) from the code bundle, beside the script's `code`."""
+    from sagemaker.processing import ProcessingInput
+
+    return ProcessingInput(source=code_uri(CONTRACT_MODULE), destination=CONTRACT_INPUT_DIR, input_name=CONTRACT_INPUT)
 
 
 def _splits(data: _Data, content_type: str) -> dict[str, Any]:
@@ -450,7 +458,7 @@ def _serving_model(image: str, model_data: Any, shared: _Shared) -> Any:
     )
 
 
-def _xgboost_model(settings: PipelineSettings, shared: _Shared, parameters: _Parameters, data: _Data) -> _Model:
+def xgboost_chain(spec: AlgorithmSpec, settings: PipelineSettings, shared: _Shared, parameters: _Parameters, data: _Data) -> _Model:
     """The training step (a tuning step when tuning is on) and the model it leaves."""
     from sagemaker.workflow.steps import TrainingStep
 
@@ -459,21 +467,23 @@ def _xgboost_model(settings: PipelineSettings, shared: _Shared, parameters: _Par
         "train.py",
         instance_count=parameters.training_instance_count,
         instance_type=parameters.training_instance_type,
-        base_job_name=job_name("train"),
+        base_job_name=job_name(spec.job_name("train")),
         hyperparameters={"max_depth": parameters.max_depth, "eta": parameters.eta, "num_round": parameters.num_round, "cv_folds": str(settings.cv_folds)},
     )
     metric_definitions = estimator.metric_definitions
     inputs = _splits(data, "text/csv")
     if settings.tuning.max_jobs > 0:
-        step, model_data = _tuning_step(settings, shared, estimator, inputs, metric_definitions)
+        step, model_data = _tuning_step(spec, settings, shared, estimator, inputs, metric_definitions)
     else:
-        step = TrainingStep(name=STEP_TRAIN, step_args=estimator.fit(inputs=inputs), cache_config=shared.cache, retry_policies=shared.retry_policies)
+        step = TrainingStep(
+            name=spec.step_name(STEP_TRAIN), step_args=estimator.fit(inputs=inputs), cache_config=shared.cache, retry_policies=shared.retry_policies
+        )
         model_data = step.properties.ModelArtifacts.S3ModelArtifacts
     return _Model(steps=[step], model=_serving_model("XgboostImageUri", model_data, shared))
 
 
 def _tuning_step(
-    settings: PipelineSettings, shared: _Shared, estimator: Any, inputs: Mapping[str, Any], metric_definitions: list[dict[str, Any]]
+    spec: AlgorithmSpec, settings: PipelineSettings, shared: _Shared, estimator: Any, inputs: Mapping[str, Any], metric_definitions: list[dict[str, Any]]
 ) -> tuple[Any, Any]:
     from sagemaker.tuner import ContinuousParameter, HyperparameterTuner, IntegerParameter
     from sagemaker.workflow.steps import TuningStep
@@ -496,11 +506,11 @@ def _tuning_step(
         # shortest step suffix keeps the most room for the student id.
         base_tuning_job_name=job_name("t"),
     )
-    step = TuningStep(name=STEP_TUNE, step_args=tuner.fit(inputs=inputs), cache_config=shared.cache, retry_policies=shared.retry_policies)
-    return step, step.get_top_model_s3_uri(top_k=0, s3_bucket=placeholder("ArtifactsBucket"), prefix="models")
+    step = TuningStep(name=spec.step_name(STEP_TUNE), step_args=tuner.fit(inputs=inputs), cache_config=shared.cache, retry_policies=shared.retry_policies)
+    return step, step.get_top_model_s3_uri(top_k=0, s3_bucket=placeholder("ArtifactsBucket"), prefix=contract.MODELS_PREFIX)
 
 
-def _kmeans_model(shared: _Shared, parameters: _Parameters, data: _Data) -> _Model:
+def kmeans_chain(spec: AlgorithmSpec, settings: PipelineSettings, shared: _Shared, parameters: _Parameters, data: _Data) -> _Model:
     """SageMaker's built-in K-Means on the encoded features Preprocess wrote as headerless CSV;
     `feature_dim` is read from Preprocess' data summary, so any dataset works unchanged."""
     from sagemaker.estimator import Estimator
@@ -516,11 +526,11 @@ def _kmeans_model(shared: _Shared, parameters: _Parameters, data: _Data) -> _Mod
         instance_count=parameters.training_instance_count,
         volume_kms_key=shared.kms_key,
         output_kms_key=shared.kms_key,
-        output_path=f"s3://{placeholder('ArtifactsBucket')}/models",
-        base_job_name=job_name("kmeans"),
+        output_path=f"s3://{placeholder('ArtifactsBucket')}/{contract.MODELS_PREFIX}",
+        base_job_name=job_name(spec.name),
         hyperparameters={
             "k": parameters.clusters,
-            "feature_dim": JsonGet(step_name=data.step.name, property_file=data.summary, json_path="feature_dim"),
+            "feature_dim": JsonGet(step_name=data.step.name, property_file=data.summary, json_path=step_contract.FEATURE_DIM_KEY),
             "init_method": "kmeans++",
             "mini_batch_size": "500",
             "epochs": "5",
@@ -530,9 +540,9 @@ def _kmeans_model(shared: _Shared, parameters: _Parameters, data: _Data) -> _Mod
         max_run=3600,
         sagemaker_session=shared.session,
     )
-    train = TrainingInput(s3_data=data.output("tabular", "train"), content_type="text/csv;label_size=0")
+    train = TrainingInput(s3_data=data.output(step_contract.TABULAR_DIR, TABULAR_TRAIN), content_type="text/csv;label_size=0")
     step = TrainingStep(
-        name=step_name("kmeans", "Train"), step_args=estimator.fit(inputs={"train": train}), cache_config=shared.cache, retry_policies=shared.retry_policies
+        name=spec.step_name("Train"), step_args=estimator.fit(inputs={"train": train}), cache_config=shared.cache, retry_policies=shared.retry_policies
     )
     model = Model(
         image_uri=placeholder("KmeansImageUri"),
@@ -543,7 +553,7 @@ def _kmeans_model(shared: _Shared, parameters: _Parameters, data: _Data) -> _Mod
     return _Model(steps=[step], model=model)
 
 
-def _autopilot_model(settings: PipelineSettings, shared: _Shared, parameters: _Parameters, data: _Data) -> _Model:
+def autopilot_chain(spec: AlgorithmSpec, settings: PipelineSettings, shared: _Shared, parameters: _Parameters, data: _Data) -> _Model:
     """An Autopilot job (ensembling mode) on the raw table, its best candidate as a model, and a
     batch transform of the test split: Autopilot's candidate is a container of its own, so it is
     evaluated from its predictions, like any model we cannot load."""
@@ -558,7 +568,7 @@ def _autopilot_model(settings: PipelineSettings, shared: _Shared, parameters: _P
         target_attribute_name=parameters.target_column,
         output_kms_key=shared.kms_key,
         volume_kms_key=shared.kms_key,
-        output_path=f"s3://{placeholder('ArtifactsBucket')}/models/autopilot",
+        output_path=f"s3://{placeholder('ArtifactsBucket')}/{contract.MODELS_PREFIX}/{spec.name}",
         # AutoML job names are at most 32 characters and SageMaker appends to the prefix.
         base_job_name=job_name("a"),
         max_candidates=settings.autopilot_max_candidates,
@@ -567,12 +577,14 @@ def _autopilot_model(settings: PipelineSettings, shared: _Shared, parameters: _P
         mode="ENSEMBLING",
         sagemaker_session=shared.session,
     )
-    train = AutoMLInput(inputs=data.output("tabular", "train"), target_attribute_name=parameters.target_column, content_type="text/csv;header=present")
-    search = AutoMLStep(name=step_name("autopilot", ""), step_args=automl.fit(inputs=train), cache_config=shared.cache, retry_policies=shared.retry_policies)
+    train = AutoMLInput(
+        inputs=data.output(step_contract.TABULAR_DIR, TABULAR_TRAIN), target_attribute_name=parameters.target_column, content_type="text/csv;header=present"
+    )
+    search = AutoMLStep(name=spec.step_name(""), step_args=automl.fit(inputs=train), cache_config=shared.cache, retry_policies=shared.retry_policies)
     best = search.get_best_auto_ml_model(shared.role, sagemaker_session=shared.session)
     best.enable_network_isolation = lambda: True  # the candidate's container needs no network to serve
     best.name = job_name("autopilot-model")  # a prefix SageMaker extends per run, so roles can be scoped to it
-    create = ModelStep(name=step_name("autopilot", "Model"), step_args=best.create(instance_type=INFERENCE_INSTANCE_TYPES[0]))
+    create = ModelStep(name=spec.step_name("Model"), step_args=best.create(instance_type=INFERENCE_INSTANCE_TYPES[0]))
     transformer = Transformer(
         model_name=create.properties.ModelName,
         instance_count=1,
@@ -586,8 +598,8 @@ def _autopilot_model(settings: PipelineSettings, shared: _Shared, parameters: _P
         sagemaker_session=shared.session,
     )
     predict = TransformStep(
-        name=step_name("autopilot", "Predict"),
-        step_args=transformer.transform(data=data.output("tabular", "test"), content_type="text/csv", split_type="Line"),
+        name=spec.step_name("Predict"),
+        step_args=transformer.transform(data=data.output(step_contract.TABULAR_DIR, TABULAR_TEST), content_type="text/csv", split_type="Line"),
         cache_config=shared.cache,
         retry_policies=shared.retry_policies,
     )
@@ -599,7 +611,7 @@ def _autopilot_model(settings: PipelineSettings, shared: _Shared, parameters: _P
     )
 
 
-def _custom_model(settings: PipelineSettings, shared: _Shared, parameters: _Parameters, data: _Data) -> _Model:
+def custom_chain(spec: AlgorithmSpec, settings: PipelineSettings, shared: _Shared, parameters: _Parameters, data: _Data) -> _Model:
     """Your own training script under the SageMaker training contract, in the SKLearn framework
     image (train_custom.py runs it and packs the serving code, like train.py does)."""
     from sagemaker.workflow.steps import TrainingStep
@@ -609,13 +621,13 @@ def _custom_model(settings: PipelineSettings, shared: _Shared, parameters: _Para
         "train_custom.py",
         instance_count=1,
         instance_type=parameters.training_instance_type,
-        base_job_name=job_name("custom"),
+        base_job_name=job_name(spec.name),
         # Everything the definition holds must be the same on every machine: the script's place in
         # the bundle (custom/<file name>), never its path on the machine that built the app.
         hyperparameters={step_contract.USER_SCRIPT_HYPERPARAMETER: str(settings.custom_script_bundle_path)},
     )
     step = TrainingStep(
-        name=step_name(CUSTOM_ALGORITHM, "Train"),
+        name=spec.step_name("Train"),
         step_args=estimator.fit(inputs=_splits(data, "application/x-npy")),
         cache_config=shared.cache,
         retry_policies=shared.retry_policies,
@@ -626,28 +638,27 @@ def _custom_model(settings: PipelineSettings, shared: _Shared, parameters: _Para
 # Evaluate runs where the model can be loaded: the XGBoost image for XGBoost, K-Means (centroids
 # parsed with NumPy) and Autopilot (its predictions); the SKLearn image for your own scikit-learn
 # model (joblib is not safe across scikit-learn versions).
-EVALUATE_IMAGE = {"xgboost": "XgboostImageUri", "kmeans": "XgboostImageUri", "autopilot": "XgboostImageUri", "custom": "SklearnImageUri"}
+# (sagelab/algorithms: each spec's evaluate_image.)
 
 
-def _evaluate_step(algorithm: str, settings: PipelineSettings, shared: _Shared, parameters: _Parameters, data: _Data, model: _Model) -> tuple[Any, Any]:
+def _evaluate_step(spec: AlgorithmSpec, settings: PipelineSettings, shared: _Shared, parameters: _Parameters, data: _Data, model: _Model) -> tuple[Any, Any]:
     """The evaluation step and the property file (evaluation.json) the gate reads."""
     from sagemaker.processing import ProcessingInput, ProcessingOutput
     from sagemaker.workflow.properties import PropertyFile
     from sagemaker.workflow.steps import ProcessingStep
 
-    name = step_name(algorithm, STEP_EVALUATE)
+    name = spec.step_name(STEP_EVALUATE)
     output = "evaluation"
-    report = PropertyFile(name=f"{BRANCH_PREFIX[algorithm]}{EVALUATION_PROPERTY_FILE}", output_name=output, path=EVALUATION_FILE_NAME)
+    report = PropertyFile(name=spec.step_name(EVALUATION_PROPERTY_FILE), output_name=output, path=EVALUATION_FILE_NAME)
     # The XGBoost chain keeps its job and output names (`sagelab-<id>--evaluate`, `.../evaluation/`).
-    step_job = "evaluate" if algorithm == "xgboost" else f"{algorithm}-evaluate"
-    processor = shared.script_processor(EVALUATE_IMAGE[algorithm], parameters.processing_instance_type, job_name(step_job))
+    processor = shared.script_processor(spec.evaluate_image, parameters.processing_instance_type, job_name(spec.job_name("evaluate")))
     inputs = [
         ProcessingInput(source=data.output("test"), destination="/opt/ml/processing/test", input_name="test"),
         ProcessingInput(source=data.output("spec"), destination="/opt/ml/processing/spec", input_name="spec"),
         # The training split: evaluate.py writes the drift check's baseline from it (decision 0013).
         ProcessingInput(source=data.output("train"), destination="/opt/ml/processing/train", input_name="train"),
     ]
-    arguments = ["--algorithm", algorithm, "--test-dir", "/opt/ml/processing/test", "--spec-dir", "/opt/ml/processing/spec"]
+    arguments = ["--algorithm", spec.evaluated_as, "--test-dir", "/opt/ml/processing/test", "--spec-dir", "/opt/ml/processing/spec"]
     arguments += ["--train-dir", "/opt/ml/processing/train"]
     arguments += ["--output-dir", "/opt/ml/processing/evaluation"]
     if model.predictions is not None:
@@ -656,6 +667,7 @@ def _evaluate_step(algorithm: str, settings: PipelineSettings, shared: _Shared, 
     else:
         inputs.append(ProcessingInput(source=model.model.model_data, destination="/opt/ml/processing/model", input_name="model"))
         arguments += ["--model-dir", "/opt/ml/processing/model"]
+    inputs.append(_contract_input())
     arguments += ["--metric", settings.metric, "--metric-threshold", parameters.metric_threshold.to_string()]
     arguments += ["--rmse-threshold", parameters.rmse_threshold.to_string(), "--silhouette-threshold", parameters.silhouette_threshold.to_string()]
     step = ProcessingStep(
@@ -667,7 +679,7 @@ def _evaluate_step(algorithm: str, settings: PipelineSettings, shared: _Shared, 
                 ProcessingOutput(
                     output_name=output,
                     source="/opt/ml/processing/evaluation",
-                    destination=shared.evidence_uri("evaluation" if algorithm == "xgboost" else f"{algorithm}-evaluation"),
+                    destination=shared.evidence_uri(spec.job_name("evaluation")),
                 )
             ],
             arguments=arguments,
@@ -678,15 +690,7 @@ def _evaluate_step(algorithm: str, settings: PipelineSettings, shared: _Shared, 
     return step, report
 
 
-REGISTERED_AS = {
-    "xgboost": ("XGBoost model (script mode) trained by the SageLab pipeline", ["application/json", "text/csv"], ["application/json"]),
-    "kmeans": ("Built-in K-Means model trained by the SageLab pipeline", ["text/csv", "application/json"], ["application/json"]),
-    "autopilot": ("Autopilot best candidate (ensembling) trained by the SageLab pipeline", ["text/csv"], ["text/csv"]),
-    "custom": ("Your own scikit-learn model trained by the SageLab pipeline", ["application/json", "text/csv"], ["application/json"]),
-}
-
-
-def _register_step(algorithm: str, shared: _Shared, parameters: _Parameters, evaluate: Any, report: Any, model: _Model) -> Any:
+def _register_step(spec: AlgorithmSpec, shared: _Shared, parameters: _Parameters, evaluate: Any, report: Any, model: _Model) -> Any:
     from sagemaker.drift_check_baselines import DriftCheckBaselines
     from sagemaker.model_metrics import MetricsSource, ModelMetrics
     from sagemaker.workflow.functions import Join, JsonGet
@@ -702,22 +706,21 @@ def _register_step(algorithm: str, shared: _Shared, parameters: _Parameters, eva
     statistics, constraints = evidence(step_contract.STATISTICS_FILE_NAME), evidence(step_contract.CONSTRAINTS_FILE_NAME)
     model_metrics = ModelMetrics(model_statistics=evidence(EVALUATION_FILE_NAME), model_data_statistics=statistics, model_data_constraints=constraints)
     drift_check_baselines = DriftCheckBaselines(model_data_statistics=statistics, model_data_constraints=constraints)
-    description, content_types, response_types = REGISTERED_AS[algorithm]
     return ModelStep(
-        name=step_name(algorithm, STEP_REGISTER),
+        name=spec.step_name(STEP_REGISTER),
         step_args=model.model.register(
-            content_types=content_types,
-            response_types=response_types,
+            content_types=list(spec.content_types),
+            response_types=list(spec.response_types),
             inference_instances=list(INFERENCE_INSTANCE_TYPES),
             transform_instances=[INFERENCE_INSTANCE_TYPES[0]],
             model_package_group_name=placeholder("ModelPackageGroupName"),
             approval_status=parameters.approval_status,
             model_metrics=model_metrics,
             drift_check_baselines=drift_check_baselines,
-            description=description,
+            description=spec.description,
             domain="MACHINE_LEARNING",
             customer_metadata_properties={
-                METADATA_ALGORITHM: algorithm,
+                METADATA_ALGORITHM: spec.name,
                 METADATA_PROBLEM_TYPE: JsonGet(step_name=evaluate.name, property_file=report, json_path="sagelab_summary.problem_type"),
                 METADATA_DESCRIPTION: Join(on="/", values=[evaluation_uri, MODEL_DESCRIPTION_FILE_NAME]),
             },
@@ -726,7 +729,7 @@ def _register_step(algorithm: str, shared: _Shared, parameters: _Parameters, eva
     )
 
 
-def _gate_step(algorithm: str, settings: PipelineSettings, shared: _Shared, parameters: _Parameters, evaluate: Any, report: Any, model: _Model) -> Any:
+def _gate_step(spec: AlgorithmSpec, settings: PipelineSettings, shared: _Shared, parameters: _Parameters, evaluate: Any, report: Any, model: _Model) -> Any:
     """The gate: register the model when evaluate.py's verdict for its problem type passed, else fail with
     evaluate.py's message (metric, value, comparison, threshold and what to change)."""
     from sagemaker.workflow.condition_step import ConditionStep
@@ -737,11 +740,11 @@ def _gate_step(algorithm: str, settings: PipelineSettings, shared: _Shared, para
     passed: Any = JsonGet(
         step_name=evaluate.name, property_file=report, json_path=GATE_PASSED_PATH
     )  # a JsonGet is a valid condition operand; the SDK types it narrower
-    fail = FailStep(name=step_name(algorithm, STEP_FAIL), error_message=JsonGet(step_name=evaluate.name, property_file=report, json_path=GATE_MESSAGE_PATH))
+    fail = FailStep(name=spec.step_name(STEP_FAIL), error_message=JsonGet(step_name=evaluate.name, property_file=report, json_path=GATE_MESSAGE_PATH))
     return ConditionStep(
-        name=step_name(algorithm, STEP_CHECK),
+        name=spec.step_name(STEP_CHECK),
         conditions=[ConditionEquals(left=passed, right=1)],
-        if_steps=[_register_step(algorithm, shared, parameters, evaluate, report, model)],
+        if_steps=[_register_step(spec, shared, parameters, evaluate, report, model)],
         else_steps=[fail],
     )
 
@@ -850,12 +853,12 @@ def build_definition_text(settings: PipelineSettings) -> str:
 
 
 def _cache_key(settings: PipelineSettings) -> str:
-    """Everything the definition depends on: SDK version, this builder, the step contract, the settings."""
-    from sagelab import step_contract
-
+    """Everything the definition depends on: SDK version, this builder, the algorithm registry, the step
+    contract, the settings."""
     digest = hashlib.sha256()
     digest.update(importlib.metadata.version("sagemaker").encode())
     digest.update(Path(__file__).read_bytes())
+    digest.update(Path(registry.__file__).read_bytes())
     digest.update(Path(step_contract.__file__).read_bytes())
     for script in step_contract.CONTRACT_SCRIPTS:
         digest.update((step_contract.STEPS_DIR / script).read_bytes())

@@ -1,5 +1,8 @@
 """Constants the step scripts own and the pipeline builder needs, read without importing them.
 
+Facts shared beyond one script (file names, algorithm names) live in pipeline_steps/contract.py, which is
+standard library only and imported directly; the names below that come from it are kept for callers.
+
 The scripts are the single source of truth (evaluate.py writes the gate's verdict the condition reads;
 model_contract.py holds the format of the lines the metric regexes parse; train_custom.py names the
 hyperparameter that says which script of yours it runs). Importing them would load pandas, xgboost and
@@ -13,6 +16,7 @@ import ast
 import functools
 from typing import Any
 
+from pipeline_steps import contract
 from sagelab.package_files import package_dir
 
 STEPS_DIR = package_dir("pipeline_steps")
@@ -32,7 +36,7 @@ def _literals(script: str) -> dict[str, Any]:
 
 
 # The scripts whose literals the pipeline definition depends on (its cache key hashes them).
-CONTRACT_SCRIPTS = ("evaluate.py", "model_contract.py", "train_custom.py", "preprocess.py")
+CONTRACT_SCRIPTS = ("evaluate.py", "model_contract.py", "train_custom.py", "preprocess.py", "contract.py")
 
 
 def script_constant(script: str, name: str) -> Any:
@@ -42,7 +46,7 @@ def script_constant(script: str, name: str) -> Any:
     return values[name]
 
 
-EVALUATION_FILE_NAME: str = script_constant("evaluate.py", "EVALUATION_FILE_NAME")
+EVALUATION_FILE_NAME = contract.EVALUATION_FILE_NAME
 CONDITION_METRIC_PATH: str = script_constant("evaluate.py", "CONDITION_METRIC_PATH")
 ERROR_METRICS: tuple[str, ...] = script_constant("evaluate.py", "ERROR_METRICS")
 METRIC_LINE_FORMAT: str = script_constant("model_contract.py", "METRIC_LINE_FORMAT")
@@ -51,12 +55,11 @@ USER_SCRIPT_HYPERPARAMETER: str = script_constant("train_custom.py", "USER_SCRIP
 # the Fail message JsonGet(GATE_MESSAGE_PATH); the pipeline parameters the gate's message names.
 GATE_PASSED_PATH: str = script_constant("evaluate.py", "GATE_PASSED_PATH")
 GATE_MESSAGE_PATH: str = script_constant("evaluate.py", "GATE_MESSAGE_PATH")
-MODEL_DESCRIPTION_FILE_NAME: str = script_constant("evaluate.py", "MODEL_DESCRIPTION_FILE_NAME")
+MODEL_DESCRIPTION_FILE_NAME = contract.MODEL_DESCRIPTION_FILE_NAME
 # The drift check's baseline beside the evaluation (decision 0013), which the registered version names.
-STATISTICS_FILE_NAME: str = script_constant("evaluate.py", "STATISTICS_FILE_NAME")
-CONSTRAINTS_FILE_NAME: str = script_constant("evaluate.py", "CONSTRAINTS_FILE_NAME")
-PREDICTION_STATISTICS_FILE_NAME: str = script_constant("evaluate.py", "PREDICTION_STATISTICS_FILE_NAME")
-EVALUATE_ALGORITHMS: tuple[str, ...] = script_constant("evaluate.py", "ALGORITHMS")
+STATISTICS_FILE_NAME = contract.STATISTICS_FILE_NAME
+CONSTRAINTS_FILE_NAME = contract.CONSTRAINTS_FILE_NAME
+PREDICTION_STATISTICS_FILE_NAME = contract.PREDICTION_STATISTICS_FILE_NAME
 METRIC_THRESHOLD_PARAMETER: str = script_constant("evaluate.py", "METRIC_THRESHOLD_PARAMETER")
 RMSE_THRESHOLD_PARAMETER: str = script_constant("evaluate.py", "RMSE_THRESHOLD_PARAMETER")
 SILHOUETTE_THRESHOLD_PARAMETER: str = script_constant("evaluate.py", "SILHOUETTE_THRESHOLD_PARAMETER")
@@ -64,7 +67,6 @@ KMEANS_MODEL_FILE_NAME: str = script_constant("evaluate.py", "KMEANS_MODEL_FILE_
 CUSTOM_MODEL_FILE_NAME: str = script_constant("evaluate.py", "CUSTOM_MODEL_FILE_NAME")
 # What preprocess.py writes for the other algorithms' containers: spec/DATA_SUMMARY_FILE_NAME (the
 # K-Means step's feature_dim is JsonGet(FEATURE_DIM_KEY)) and the tabular/ output's CSV files.
-PREPROCESS_ALGORITHMS: tuple[str, ...] = script_constant("preprocess.py", "ALGORITHMS")
 DATA_SUMMARY_FILE_NAME: str = script_constant("preprocess.py", "DATA_SUMMARY_FILE_NAME")
 FEATURE_DIM_KEY: str = script_constant("preprocess.py", "FEATURE_DIM_KEY")
 TABULAR_DIR: str = script_constant("preprocess.py", "TABULAR_DIR")

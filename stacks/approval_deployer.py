@@ -16,7 +16,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from stacks.lambda_runtime import LAMBDA_RUNTIME, powertools_layer
+from stacks.lambda_runtime import LAMBDA_RUNTIME, code_with_contract, powertools_layer
 from stacks.model_endpoint import ModelEndpoint
 from stacks.nag import acknowledge, acknowledge_policy_wildcards, acknowledge_tracing_grant
 from stacks.naming import ResourceArns
@@ -317,7 +317,7 @@ class ApprovalDeployer(Construct):
             "Function",
             runtime=LAMBDA_RUNTIME,
             handler="handler.lambda_handler",
-            code=lambda_.Code.from_asset(str(RUNTIME_DIR), exclude=["__pycache__", "*.pyc", "__init__.py"]),
+            code=code_with_contract(RUNTIME_DIR, exclude=["__pycache__", "*.pyc", "__init__.py"]),
             layers=[powertools],
             role=role,
             memory_size=256,

@@ -10,12 +10,13 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from pipeline_steps import contract
 from sagelab.bucket_layout import DATA_CAPTURE_PREFIX
 from stacks.nag import acknowledge
 
 # Prefixes whose objects are scratch by contract (pipeline run intermediates, notebook scratch);
 # everything else in the buckets is kept until someone deletes it.
-SCRATCH_PREFIXES = ("scratch/", "pipeline-runs/")
+SCRATCH_PREFIXES = ("scratch/", f"{contract.PIPELINE_RUNS_PREFIX}/")
 NONCURRENT_VERSION_DAYS = 90
 
 

@@ -14,6 +14,7 @@ from aws_cdk import Aws
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from pipeline_steps import contract
 from sagelab.bucket_layout import DATA_CAPTURE_PREFIX
 from sagelab.pipeline_definition import PIPELINE_CODE_PREFIX
 from stacks.data_buckets import DataBuckets
@@ -24,7 +25,7 @@ from stacks.naming import ResourceArns
 SAGEMAKER_PRINCIPAL = "sagemaker.amazonaws.com"
 # Where the pipeline's jobs write in the artifacts bucket (sagelab/pipeline_definition.py: run
 # outputs under pipeline-runs/<execution id>/, model artifacts under models/).
-RUN_OUTPUT_PREFIXES = ("pipeline-runs", "models")
+RUN_OUTPUT_PREFIXES = (contract.PIPELINE_RUNS_PREFIX, contract.MODELS_PREFIX)
 # What the jobs read in the artifacts bucket: the step scripts, earlier steps' outputs and models.
 # Nothing else, so that no run input (InputDataUri is a free string) reaches captured requests.
 PIPELINE_ARTIFACT_READ_PREFIXES = (PIPELINE_CODE_PREFIX, *RUN_OUTPUT_PREFIXES)

@@ -23,11 +23,12 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from pipeline_steps import contract
 from runtime.front_door.build_openapi import health_body
 from runtime.front_door.capture import FRONT_DOOR_CAPTURE
 from stacks.api_web_acl import CLASS_WEB_ACL_EXPORT, ApiWebAcl, associate_web_acl
 from stacks.data_buckets import key_use_through_s3
-from stacks.lambda_runtime import LAMBDA_RUNTIME, powertools_layer
+from stacks.lambda_runtime import LAMBDA_RUNTIME, code_with_contract, powertools_layer
 from stacks.nag import acknowledge, acknowledge_policy_wildcards, acknowledge_tracing_grant
 from stacks.naming import ResourceArns
 
@@ -40,7 +41,7 @@ DEFAULT_RESERVED_CONCURRENCY: int | None = None
 # key holder's polling from taking the reserved concurrency that /predict needs.
 OPENAPI_RATE_LIMIT, OPENAPI_BURST_LIMIT = 5, 10
 # Where evaluate.py writes the model's description (decision 0011), relative to the artifacts bucket.
-MODEL_DESCRIPTION_KEYS = "models/evaluations/*/model_description.json"
+MODEL_DESCRIPTION_KEYS = f"{contract.EVALUATIONS_PREFIX}/*/{contract.MODEL_DESCRIPTION_FILE_NAME}"
 _SCHEMA_TYPES = {
     "object": apigw.JsonSchemaType.OBJECT,
     "array": apigw.JsonSchemaType.ARRAY,
@@ -229,7 +230,7 @@ class FrontDoor(Construct):
             "Function",
             runtime=LAMBDA_RUNTIME,
             handler="handler.lambda_handler",
-            code=lambda_.Code.from_asset(str(RUNTIME_DIR), exclude=["__pycache__", "*.pyc", "build_openapi.py", "__init__.py"]),
+            code=code_with_contract(RUNTIME_DIR, exclude=["__pycache__", "*.pyc", "build_openapi.py", "__init__.py"]),
             layers=[layer],
             role=role,
             memory_size=512,
@@ -240,9 +241,9 @@ class FrontDoor(Construct):
             logging_format=lambda_.LoggingFormat.JSON,
             environment={
                 "ENDPOINT_NAME": names.endpoint,
-                "MODEL_ALGORITHM": model.algorithm if model else "xgboost",
-                "MODEL_PROBLEM_TYPE": model.problem_type if model else "",
-                "MODEL_DESCRIPTION_URI": model.description_uri if model else "",
+                contract.ENV_ALGORITHM: model.algorithm if model else contract.DEFAULT_ALGORITHM,
+                contract.ENV_PROBLEM_TYPE: model.problem_type if model else "",
+                contract.ENV_DESCRIPTION_URI: model.description_uri if model else "",
                 "ARTIFACTS_BUCKET": artifacts_bucket.bucket_name if artifacts_bucket else "",
                 "POWERTOOLS_SERVICE_NAME": "sagelab-front-door",
                 "POWERTOOLS_LOG_LEVEL": "INFO",

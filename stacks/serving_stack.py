@@ -16,6 +16,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from pipeline_steps import contract
 from runtime.monitor.infrastructure import DriftCheck
 from sagelab.config import EnvironmentConfig
 from stacks.approval_deployer import ApprovalDeployer, ModelParameterNames
@@ -34,13 +35,13 @@ DEPLOYMENT_ROLE_OUTPUT = "DeploymentRoleArn"
 MODEL_ALGORITHM_PARAMETER = "ModelAlgorithm"
 MODEL_PROBLEM_TYPE_PARAMETER = "ModelProblemType"
 MODEL_DESCRIPTION_PARAMETER = "ModelDescriptionUri"
-MODEL_ALGORITHMS = ("xgboost", "custom", "kmeans", "autopilot")
-# The values of `sagelab:problem-type` (evaluate.py's PROBLEM_FAMILIES); "" for a version registered without one.
-MODEL_PROBLEM_TYPES = ("", "binary", "multiclass", "regression", "clustering")
+MODEL_ALGORITHMS = contract.ALGORITHMS
+# The values of `sagelab:problem-type` (evaluate.py writes them); "" for a version registered without one.
+MODEL_PROBLEM_TYPES = ("", *contract.PROBLEM_FAMILIES)
 # The artifacts bucket's name is CloudFormation's (unknown at synth, and a parameter's pattern cannot
 # hold a reference): the pattern pins the key; the front door's IAM (GetObject on this bucket's
 # descriptions only), its ARTIFACTS_BUCKET check and the deployer's check pin the bucket.
-DESCRIPTION_URI_PATTERN = r"^$|^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/models/evaluations/[A-Za-z0-9!_.*'()/-]+/model_description\.json$"
+DESCRIPTION_URI_PATTERN = r"^$|^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/" + contract.DESCRIPTION_KEY_PATTERN.removeprefix("^")
 
 
 class ServingStack(Stack):
@@ -90,7 +91,7 @@ class ServingStack(Stack):
             self,
             MODEL_ALGORITHM_PARAMETER,
             type="String",
-            default="xgboost",
+            default=contract.DEFAULT_ALGORITHM,
             allowed_values=list(MODEL_ALGORITHMS),
             description="Algorithm of the served model (sagelab:algorithm): the format the front door speaks to its container.",
         )

@@ -30,6 +30,18 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Tests run `sagelab run` in process, and the runner forks its steps from this process. Import the
+    # step scripts' libraries before any test fits a model in process, so the runner's count of this
+    # process's native threads is the imports' own and an OpenMP pool left by a test's fit turns
+    # forking off (sagelab/local/prefork.py). Not in the xdist controller, which runs no tests.
+    if config.pluginmanager.hasplugin("xdist") and config.getoption("numprocesses", None) and not hasattr(config, "workerinput"):
+        return
+    from sagelab.local import prefork
+
+    prefork.preload()
+
+
 @dataclass(frozen=True)
 class SynthResult:
     outdir: Path

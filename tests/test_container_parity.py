@@ -206,10 +206,13 @@ def _test_rows(splits: Path) -> list[list[float]]:
 
 # -- the algorithms of decision 0011 ----------------------------------------------------------------
 def evaluate_alone(root: Path) -> Path:
-    """evaluate.py in a folder of its own: the processing job's single code file."""
-    folder = root / "evaluate_code"
-    folder.mkdir()
+    """evaluate.py in a folder of its own, the processing job's single code file, with the contract
+    module in the `contract` input's folder beside it (as the definition lays them out: decision 0018)."""
+    folder = root / "evaluate_input" / "code"
+    folder.mkdir(parents=True)
     shutil.copyfile(REPO_ROOT / "pipeline_steps" / "evaluate.py", folder / "evaluate.py")
+    (folder.parent / "contract").mkdir()
+    shutil.copyfile(REPO_ROOT / "pipeline_steps" / "contract.py", folder.parent / "contract" / "contract.py")
     return folder
 
 

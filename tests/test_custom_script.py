@@ -75,7 +75,7 @@ def trained(splits: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pat
 def test_the_example_trains_a_model_that_carries_its_spec_and_serving_code(trained: tuple[Path, str]) -> None:
     model_dir, log = trained
     assert sorted(p.name for p in model_dir.iterdir()) == ["code", "feature_spec.json", "model.joblib", "training_report.json"]
-    assert sorted(p.name for p in (model_dir / "code").iterdir()) == ["inference.py", "preprocess.py"]
+    assert sorted(p.name for p in (model_dir / "code").iterdir()) == ["contract.py", "inference.py", "preprocess.py"]
     assert (model_dir / "code" / "inference.py").read_bytes() == (REPO_ROOT / "pipeline_steps" / "inference.py").read_bytes()
     # The metric line the pipeline's metric definition parses, in its exact format.
     pattern = re.escape(METRIC_LINE_FORMAT.format(split="validation", metric="accuracy", value=0.0)).replace(re.escape("0.000000"), r"([0-9.]+)")

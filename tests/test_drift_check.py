@@ -193,8 +193,8 @@ def _package(result: SynthResult) -> Path:
 def test_the_package_holds_the_check_and_the_capture_format_only(synthesized: SynthResult) -> None:
     package = _package(synthesized)
     files = sorted(str(p.relative_to(package)) for p in package.rglob("*") if p.is_file())
-    assert files == ["front_door/capture.py", "monitor/__init__.py", "monitor/comparison.py", "monitor/handler.py", "monitor/plot.py"]
-    probe = "import monitor.handler as h; print(h.comparison.__file__, h.capture.__file__)"
+    assert files == ["contract.py", "front_door/capture.py", "monitor/__init__.py", "monitor/comparison.py", "monitor/handler.py", "monitor/plot.py"]
+    probe = "import monitor.handler as h; print(h.comparison.__file__, h.capture.__file__, h.contract.__file__)"
     completed = subprocess.run([sys.executable, "-c", probe], cwd=package, env={"PATH": os.environ["PATH"]}, capture_output=True, text=True, timeout=60)
     assert completed.returncode == 0, completed.stderr
     assert all(path.startswith(str(package)) for path in completed.stdout.split())

@@ -501,7 +501,6 @@ def test_step_contract_reads_the_new_literals() -> None:
     assert step_contract.GATE_PASSED_PATH == evaluate.GATE_PASSED_PATH == "sagelab_summary.gate.passed"
     assert step_contract.GATE_MESSAGE_PATH == evaluate.GATE_MESSAGE_PATH
     assert step_contract.MODEL_DESCRIPTION_FILE_NAME == evaluate.MODEL_DESCRIPTION_FILE_NAME
-    assert step_contract.EVALUATE_ALGORITHMS == evaluate.ALGORITHMS == step_contract.PREPROCESS_ALGORITHMS == preprocess.ALGORITHMS
     assert (step_contract.METRIC_THRESHOLD_PARAMETER, step_contract.RMSE_THRESHOLD_PARAMETER, step_contract.SILHOUETTE_THRESHOLD_PARAMETER) == (
         evaluate.METRIC_THRESHOLD_PARAMETER,
         evaluate.RMSE_THRESHOLD_PARAMETER,
@@ -515,21 +514,3 @@ def test_step_contract_reads_the_new_literals() -> None:
         preprocess.TABULAR_TEST_FILE,
     )
     assert evaluate.SPEC_FILE_NAME == preprocess.SPEC_FILE_NAME
-
-
-def test_every_copy_of_the_algorithm_list_is_evaluate_pys() -> None:
-    """The Lambdas, the serving stack's AllowedValues and the config schema keep lists of their own
-    (the functions ship alone, the config is a typed Literal, the template's order is pinned): each
-    must stay the set evaluate.py tags models with; the pipeline builder derives its list from it."""
-    import typing
-
-    from runtime.deployer import handler as deployer
-    from runtime.front_door import handler as front_door
-    from sagelab.config import PipelineConfig
-    from sagelab.pipeline_definition import ALGORITHMS, CUSTOM_ALGORITHM
-    from stacks.serving_stack import MODEL_ALGORITHMS
-
-    owned = set(evaluate.ALGORITHMS)
-    assert set(deployer.ALGORITHMS) == set(front_door.ALGORITHMS) == set(MODEL_ALGORITHMS) == owned
-    assert set(typing.get_args(typing.get_type_hints(PipelineConfig)["algorithm"])) == owned
-    assert {*ALGORITHMS, CUSTOM_ALGORITHM} == owned

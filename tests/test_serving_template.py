@@ -291,7 +291,7 @@ def test_the_public_openapi_route_is_throttled_below_the_functions_concurrency(s
 
 def test_the_served_model_parameters_reach_the_front_door(serving_json: dict[str, Any]) -> None:
     parameters = serving_json["Parameters"]
-    assert parameters["ModelAlgorithm"]["AllowedValues"] == ["xgboost", "custom", "kmeans", "autopilot"]
+    assert parameters["ModelAlgorithm"]["AllowedValues"] == ["xgboost", "kmeans", "autopilot", "custom"]  # the contract's order
     assert parameters["ModelAlgorithm"]["Default"] == "xgboost"
     # The problem types evaluate.py writes (tests/test_problem_types.py ties the deployer's list to its output).
     assert parameters["ModelProblemType"]["AllowedValues"] == ["", *deployer.PROBLEM_TYPES] and parameters["ModelProblemType"]["Default"] == ""

@@ -8,12 +8,11 @@ It is idempotent: an event for the package already deployed is a no-op; a stack 
 raises, so EventBridge retries.
 
 With the ARN it passes what the front door needs to speak to the model (decision 0011), read from
-the version's CustomerMetadataProperties (DescribeModelPackage) and checked first: `sagelab:algorithm`
-(one of ALGORITHMS; anything else is not deployed), `sagelab:problem-type` (one of PROBLEM_TYPES, as
-evaluate.py writes it; anything else is not deployed: the front door's answer depends on it), and
-`sagelab:model-description` (an s3:// URI of model_description.json under models/evaluations/ in this
-environment's artifacts bucket; anything else is deployed as "" and the reason logged). A version
-without metadata (registered before 0011) is an XGBoost model without a description.
+the version's CustomerMetadataProperties (DescribeModelPackage) and checked first by the contract's
+`serving_settings` (pipeline_steps/contract.py, which `sagelab serve` calls too): an algorithm or a
+problem type the front door cannot speak is not deployed (the front door's answer depends on both);
+a description URI not of the expected shape is deployed as "" and the reason logged. A version without metadata (registered before 0011) is an
+XGBoost model without a description.
 
 Environment: MODEL_PACKAGE_ARN_PREFIX (`arn:<partition>:sagemaker:<region>:<account>:model-package/<group>/`),
 SERVING_STACK_NAME, PARAMETER_NAME, CLOUDFORMATION_ROLE_ARN, ALGORITHM_PARAMETER, PROBLEM_TYPE_PARAMETER,
@@ -33,6 +32,11 @@ from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 
+try:  # the function's code has the contract module at its root (docs/decisions/0018)
+    import contract  # type: ignore[import-not-found,unused-ignore]
+except ImportError:  # tests import it as part of the project
+    from pipeline_steps import contract  # type: ignore[no-redef,unused-ignore]
+
 logger = Logger(service="sagelab-deployer")
 BUSY_SUFFIX = "_IN_PROGRESS"
 # The serving template holds IAM resources without custom names (CDK generates them), so
@@ -41,13 +45,8 @@ BUSY_SUFFIX = "_IN_PROGRESS"
 CAPABILITIES = ["CAPABILITY_IAM"]
 APPROVED = "Approved"
 VERSION = re.compile(r"^[0-9]{1,9}$")
-ALGORITHMS = ("xgboost", "custom", "kmeans", "autopilot")  # the serving stack's ModelAlgorithm AllowedValues
-PROBLEM_TYPES = ("binary", "multiclass", "regression", "clustering")  # its ModelProblemType AllowedValues (and "")
-DESCRIPTION_KEY = re.compile(r"^models/evaluations/[A-Za-z0-9!_.*'()/-]+/model_description\.json$")
-
-
-class UnservableModel(ValueError):
-    """The package's metadata names an algorithm or problem type the front door cannot speak; it is not deployed."""
+# The package's metadata names an algorithm or a problem type the front door cannot speak; it is not deployed.
+UnservableModel = contract.UnservableModel
 
 
 class StackBusy(RuntimeError):
@@ -70,22 +69,10 @@ def served_model_values(package_arn: str, artifacts_bucket: str) -> dict[str, st
     """{"algorithm", "problem_type", "description_uri"} for the serving stack, from the package's
     CustomerMetadataProperties, each value checked; UnservableModel for an unknown algorithm or problem type."""
     package = sagemaker().describe_model_package(ModelPackageName=package_arn)
-    metadata = package.get("CustomerMetadataProperties") or {}
-    algorithm = str(metadata.get("sagelab:algorithm") or "xgboost").strip().lower()
-    if algorithm not in ALGORITHMS:
-        raise UnservableModel(f"sagelab:algorithm is {algorithm[:40]!r}; the front door serves {', '.join(ALGORITHMS)}")
-    problem_type = str(metadata.get("sagelab:problem-type") or "")
-    if problem_type and problem_type not in PROBLEM_TYPES:
-        raise UnservableModel(f"sagelab:problem-type is {problem_type[:40]!r}; the front door serves {', '.join(PROBLEM_TYPES)} (or none)")
-    description = str(metadata.get("sagelab:model-description") or "")
-    prefix = f"s3://{artifacts_bucket}/"
-    if description and not (description.startswith(prefix) and DESCRIPTION_KEY.match(description[len(prefix) :])):
-        logger.warning(
-            "model description not deployed: expected s3://<this environment's artifacts bucket>/models/evaluations/.../model_description.json",
-            extra={"model_package": package_arn, "description": description[:300], "artifacts_bucket": artifacts_bucket},
-        )
-        description = ""
-    return {"algorithm": algorithm, "problem_type": problem_type, "description_uri": description}
+    settings = contract.serving_settings(package.get("CustomerMetadataProperties") or {}, artifacts_bucket)
+    for reason in settings.dropped:
+        logger.warning(reason, extra={"model_package": package_arn, "artifacts_bucket": artifacts_bucket})
+    return {"algorithm": settings.algorithm, "problem_type": settings.problem_type, "description_uri": settings.description_uri}
 
 
 def approved_package_arn(event: EventBridgeEvent, arn_prefix: str) -> str | None:

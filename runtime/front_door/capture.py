@@ -24,9 +24,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+try:  # the function's code has the contract module at its root (docs/decisions/0018)
+    import contract  # type: ignore[import-not-found,unused-ignore]
+except ImportError:  # the repository: tests, the local twins
+    from pipeline_steps import contract  # type: ignore[no-redef,unused-ignore]
+
 # The one prefix of captured requests in the artifacts bucket: the bucket's expiry rule, the endpoint's
 # own capture, the roles (who may write, who may read, and the students' non-reach) all use this.
-DATA_CAPTURE_PREFIX = "data-capture/"
+DATA_CAPTURE_PREFIX = contract.DATA_CAPTURE_PREFIX
 # Below it: what the front door samples, the drift check's reports, and ground-truth labels uploaded
 # for captured requests (by inference id), which are as personal as the requests and expire with them.
 FRONT_DOOR_CAPTURE = f"{DATA_CAPTURE_PREFIX}front-door/"

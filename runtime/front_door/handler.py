@@ -60,6 +60,13 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 
+try:  # in the Lambda package the modules sit side by side (docs/decisions/0018)
+    import contract  # type: ignore[import-not-found,unused-ignore]
+    from container_codecs import CODECS  # type: ignore[import-not-found,unused-ignore]
+except ImportError:  # the repository: tests, `sagelab serve`
+    from pipeline_steps import contract  # type: ignore[no-redef,unused-ignore]
+    from runtime.front_door.container_codecs import CODECS  # type: ignore[no-redef,unused-ignore]
+
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
     from botocore.client import BaseClient
@@ -70,10 +77,6 @@ RETRY_AFTER_SECONDS = 2
 REQUEST_SCHEMA_PATH = Path(__file__).with_name("request_schema.json")
 OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 TRUTHY = ("1", "true", "yes", "on")
-ALGORITHMS = ("xgboost", "custom", "kmeans", "autopilot")
-CSV_ALGORITHMS = ("kmeans", "autopilot")  # built-in containers that read text/csv rows
-# The values of `sagelab:problem-type` (evaluate.py's PROBLEM_FAMILIES), the serving stack's ModelProblemType.
-PROBLEM_TYPES = ("binary", "multiclass", "regression", "clustering")
 DESCRIPTION_RETRY_SECONDS = 60  # an unreadable description is tried again after this long
 
 logger = Logger(service="sagelab-front-door")
@@ -143,17 +146,17 @@ def s3_client() -> BaseClient:
 
 # -- the served model --------------------------------------------------------------------------------
 def model_algorithm() -> str:
-    algorithm = os.environ.get("MODEL_ALGORITHM", "").strip().lower() or "xgboost"
-    if algorithm not in ALGORITHMS:
-        raise ModelConfigurationError(f"MODEL_ALGORITHM is {algorithm!r}; expected one of {', '.join(ALGORITHMS)}")
+    algorithm = os.environ.get(contract.ENV_ALGORITHM, "").strip().lower() or contract.DEFAULT_ALGORITHM
+    if algorithm not in CODECS:  # the front door speaks to what it has a codec for
+        raise ModelConfigurationError(f"{contract.ENV_ALGORITHM} is {algorithm!r}; expected one of {', '.join(CODECS)}")
     return algorithm
 
 
 def model_problem_type() -> str:
     """The served model's problem type, or "" when its package has none (registered before 0011)."""
-    problem_type = os.environ.get("MODEL_PROBLEM_TYPE", "").strip()
-    if problem_type and problem_type not in PROBLEM_TYPES:
-        raise ModelConfigurationError(f"MODEL_PROBLEM_TYPE is {problem_type[:40]!r}; expected one of {', '.join(PROBLEM_TYPES)} or unset")
+    problem_type = os.environ.get(contract.ENV_PROBLEM_TYPE, "").strip()
+    if problem_type and problem_type not in contract.PROBLEM_FAMILIES:
+        raise ModelConfigurationError(f"{contract.ENV_PROBLEM_TYPE} is {problem_type[:40]!r}; expected one of {', '.join(contract.PROBLEM_FAMILIES)} or unset")
     return problem_type
 
 
@@ -171,7 +174,7 @@ def model_description() -> tuple[dict[str, Any] | None, str]:
     GetObject once per execution environment; a failed read is retried after a minute. The reason
     is for clients (no bucket, key or AWS message in it); the details are logged."""
     global _description
-    uri = os.environ.get("MODEL_DESCRIPTION_URI", "").strip()
+    uri = os.environ.get(contract.ENV_DESCRIPTION_URI, "").strip()
     if not uri:
         return None, "This deployment has no model description (MODEL_DESCRIPTION_URI is not set); the request schema is the generic one."
     if _description is not None and (_description[0] is not None or time.monotonic() - _description[2] < DESCRIPTION_RETRY_SECONDS):
@@ -337,10 +340,9 @@ def _predict() -> Response:
     payload = validate_payload(app.current_event.body)
     algorithm, problem_type = model_algorithm(), model_problem_type()  # a misconfigured function calls no endpoint
     endpoint = os.environ["ENDPOINT_NAME"]
-    if algorithm in CSV_ALGORITHMS:
-        content_type, accept, request = "text/csv", ("application/json" if algorithm == "kmeans" else "text/csv"), csv_rows(payload["instances"], algorithm)
-    else:
-        content_type, accept, request = "application/json", "application/json", json.dumps(payload)
+    codec = CODECS[algorithm]
+    content_type, accept = codec.content_type, codec.accept
+    request = csv_rows(payload["instances"], algorithm) if codec.csv_rows else json.dumps(payload)
     try:
         answer = runtime_client().invoke_endpoint(EndpointName=endpoint, ContentType=content_type, Accept=accept, Body=request)
     except ClientError as error:
@@ -365,10 +367,10 @@ def csv_rows(instances: list[Any], algorithm: str) -> str:
     """The rows as CSV in feature order for a built-in container: positional rows as sent, records
     ordered by the model description's features. K-Means takes numbers only; Autopilot takes an
     empty cell for a missing value and quoted text for a category."""
-    kmeans = algorithm == "kmeans"
+    numbers_only = CODECS[algorithm].numbers_only
     description: dict[str, Any] | None = None
     names: list[str] = []
-    if any(isinstance(row, dict) for row in instances) or os.environ.get("MODEL_DESCRIPTION_URI"):
+    if any(isinstance(row, dict) for row in instances) or os.environ.get(contract.ENV_DESCRIPTION_URI):
         description, note = model_description()
         if description is not None:
             names = [str(feature["name"]) for feature in description["features"]]
@@ -394,7 +396,7 @@ def csv_rows(instances: list[Any], algorithm: str) -> str:
                 raise BadRequest(f"instances[{index}] has {len(values)} values; this model takes {width} ({_listed(names)})")
         cells = []
         for position, (place, value) in enumerate(zip(places, values, strict=True)):
-            if kmeans and (value is None or isinstance(value, str)):
+            if numbers_only and (value is None or isinstance(value, str)):
                 shown = "missing (null)" if value is None else f"the string {value[:40]!r}"
                 raise BadRequest(f"{place} is {shown}; K-Means takes numbers only: send a number for every feature")
             if isinstance(value, str) and position < len(numeric) and numeric[position]:
@@ -419,7 +421,8 @@ class BadModelAnswer(ValueError):
 
 def answer_for(algorithm: str, problem_type: str, body: bytes, rows: int) -> dict[str, Any]:
     """The container's answer in the front door's one shape, one prediction per row."""
-    if algorithm == "autopilot":
+    reading = CODECS[algorithm].answer
+    if reading == "labels":
         try:
             lines = [line for line in csv.reader(io.StringIO(body.decode("utf-8"))) if line]
         except (UnicodeDecodeError, csv.Error) as error:
@@ -436,7 +439,7 @@ def answer_for(algorithm: str, problem_type: str, body: bytes, rows: int) -> dic
         result = json.loads(body)
     except ValueError:
         raise BadModelAnswer("not JSON") from None
-    if algorithm != "kmeans":
+    if reading == "json":
         if not isinstance(result, dict):
             raise BadModelAnswer("not a JSON object")
         return result

@@ -19,6 +19,11 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
+try:  # in the Lambda package the modules sit side by side
+    from container_codecs import CODECS  # type: ignore[import-not-found,unused-ignore]
+except ImportError:  # the repository: tests, `sagelab serve`
+    from runtime.front_door.container_codecs import CODECS  # type: ignore[no-redef,unused-ignore]
+
 MAX_ROWS = 1000
 CLUSTER_ANSWER: dict[str, Any] = {
     "type": "object",
@@ -77,7 +82,7 @@ def feature_names(description: Mapping[str, Any]) -> list[str]:
 
 def _nullable(feature: Mapping[str, Any], algorithm: str) -> bool:
     # Built-in K-Means reads dense numeric CSV: it has no notion of a missing value.
-    return bool(feature.get("nullable")) and algorithm != "kmeans"
+    return bool(feature.get("nullable")) and not CODECS[algorithm].numbers_only
 
 
 def _feature_schema(feature: Mapping[str, Any], algorithm: str) -> dict[str, Any]:
@@ -136,13 +141,13 @@ def is_regression(problem_type: str) -> bool:
 def answer_schema(algorithm: str, problem_type: str, description: Mapping[str, Any] | None) -> dict[str, Any]:
     """One prediction as the front door answers it: for K-Means and Autopilot the front door maps the
     container's answer itself, so it says the shape; for our inference.py the description does."""
-    if algorithm == "kmeans":
+    if CODECS[algorithm].answer == "clusters":
         return copy.deepcopy(CLUSTER_ANSWER)
     labels = [str(v) for v in (description or {}).get("labels") or []]
     if is_regression(problem_type):
         return copy.deepcopy(VALUE_ANSWER)
     label: dict[str, Any] = {"type": "string", **({"enum": labels} if labels else {})}
-    if algorithm == "autopilot":  # Autopilot's CSV answer carries the predicted label only
+    if CODECS[algorithm].answer == "labels":  # Autopilot's CSV answer carries the predicted label only
         return {"type": "object", "required": ["label"], "properties": {"label": label}}
     declared = (description or {}).get("answer")
     if isinstance(declared, dict) and declared:
@@ -163,7 +168,7 @@ def describe(base: Mapping[str, Any], *, algorithm: str, problem_type: str, desc
     if description is None:
         info["description"] = f"{info.get('description', '')} Serving: a {algorithm} model ({named_type}). {note}".strip()
         info["x-sagelab-model"] = {"algorithm": algorithm, "problemType": problem_type, "described": False}
-        if algorithm == "kmeans" or problem_type:  # the answer's shape needs no description
+        if CODECS[algorithm].answer == "clusters" or problem_type:  # the answer's shape needs no description
             schemas = document.setdefault("components", {}).setdefault("schemas", {})
             schemas["PredictResponse"] = _predictions(answer_schema(algorithm, problem_type, None))
         return document

@@ -22,11 +22,13 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-try:  # the Lambda package: runtime/ is its root
+try:  # the Lambda package: runtime/ is its root, the contract module beside (docs/decisions/0018)
+    import contract  # type: ignore[import-not-found,unused-ignore]
     from front_door import capture
     from monitor import comparison
     from monitor.plot import drift_png
 except ModuleNotFoundError:  # the repository
+    from pipeline_steps import contract  # type: ignore[no-redef,unused-ignore]
     from runtime.front_door import capture
     from runtime.monitor import comparison
     from runtime.monitor.plot import drift_png
@@ -115,7 +117,7 @@ def metrics_of(report: comparison.Report, endpoint: str) -> list[dict[str, Any]]
 def run(now: datetime | None = None) -> dict[str, Any]:
     now = now or datetime.now(UTC)
     bucket, endpoint = os.environ["ARTIFACTS_BUCKET"], os.environ["ENDPOINT_NAME"]
-    description_uri = os.environ.get("MODEL_DESCRIPTION_URI", "").strip()
+    description_uri = os.environ.get(contract.ENV_DESCRIPTION_URI, "").strip()
     if not description_uri:
         _log("no model deployed: nothing to compare")
         return {"status": "no-model"}

@@ -26,21 +26,28 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from pipeline_steps.contract import (
+    CONSTRAINTS_FILE_NAME,
+    ENV_DESCRIPTION_URI,
+    EVALUATION_FILE_NAME,
+    EVALUATIONS_PREFIX,
+    PREDICTION_STATISTICS_FILE_NAME,
+    STATISTICS_FILE_NAME,
+)
 from runtime.front_door.capture import FRONT_DOOR_CAPTURE, GROUND_TRUTH, REPORTS
-from runtime.monitor.comparison import CONSTRAINTS_FILE_NAME, EVALUATION_FILE_NAME, PREDICTION_STATISTICS_FILE_NAME, STATISTICS_FILE_NAME
 from sagelab.naming import ResourceNames
 from stacks.data_buckets import key_use_through_s3
-from stacks.lambda_runtime import LAMBDA_RUNTIME
+from stacks.lambda_runtime import LAMBDA_RUNTIME, code_with_contract
 from stacks.nag import acknowledge, acknowledge_policy_wildcards
 from stacks.serving_monitoring import alarm_to_topic
 
 RUNTIME_ROOT = Path(__file__).resolve().parent.parent
 METRIC_NAMESPACE = "SageLab/DriftCheck"
 # Everything in runtime/ but the drift check's modules and the capture format they read.
-PACKAGE_EXCLUDE = ["*", "!monitor", "!monitor/*.py", "monitor/infrastructure.py", "!front_door", "!front_door/capture.py", "**/__pycache__"]
+PACKAGE_EXCLUDE = ["*", "!contract.py", "!monitor", "!monitor/*.py", "monitor/infrastructure.py", "!front_door", "!front_door/capture.py", "**/__pycache__"]
 # Where evaluate.py writes a version's baseline (beside model_description.json: decision 0011's folder).
 BASELINE_KEYS = tuple(
-    f"models/evaluations/*/{name}" for name in (STATISTICS_FILE_NAME, CONSTRAINTS_FILE_NAME, PREDICTION_STATISTICS_FILE_NAME, EVALUATION_FILE_NAME)
+    f"{EVALUATIONS_PREFIX}/*/{name}" for name in (STATISTICS_FILE_NAME, CONSTRAINTS_FILE_NAME, PREDICTION_STATISTICS_FILE_NAME, EVALUATION_FILE_NAME)
 )
 MEMORY_MB = 512  # pure Python over an hour of capture; 512 MB buys the CPU share that keeps a run to seconds
 TIMEOUT = Duration.minutes(5)
@@ -96,7 +103,7 @@ class DriftCheck(Construct):
             "Function",
             runtime=LAMBDA_RUNTIME,
             handler="monitor.handler.lambda_handler",
-            code=lambda_.Code.from_asset(str(RUNTIME_ROOT), exclude=PACKAGE_EXCLUDE),
+            code=code_with_contract(RUNTIME_ROOT, exclude=PACKAGE_EXCLUDE),
             role=self.role,
             memory_size=MEMORY_MB,
             timeout=TIMEOUT,
@@ -105,7 +112,7 @@ class DriftCheck(Construct):
             environment={
                 "ARTIFACTS_BUCKET": artifacts_bucket.bucket_name,
                 "ENDPOINT_NAME": names.endpoint,
-                "MODEL_DESCRIPTION_URI": description_uri,
+                ENV_DESCRIPTION_URI: description_uri,
                 "DRIFT_THRESHOLD": str(settings.drift_threshold),
                 "WINDOW_HOURS": str(settings.drift_check_interval_hours),
                 "METRIC_NAMESPACE": METRIC_NAMESPACE,

@@ -27,11 +27,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-# The values of `sagelab_summary.problem_type` (evaluate.py's PROBLEM_FAMILIES); the first two are classification.
-PROBLEM_TYPES = ("binary", "multiclass", "regression", "clustering")
-CLASSIFICATION = ("binary", "multiclass")
+try:  # the function's code has the contract module at its root (docs/decisions/0018)
+    import contract  # type: ignore[import-not-found,unused-ignore]
+except ImportError:  # the repository: tests, the local twins
+    from pipeline_steps import contract  # type: ignore[no-redef,unused-ignore]
+
+CLASSIFICATION = tuple(t for t, family in contract.PROBLEM_FAMILIES.items() if family == contract.CLASSIFICATION)
 # What the test can score from the front door's answers, per problem type: (metric, comparison).
-SCORED_METRIC = {"binary": ("accuracy", ">="), "multiclass": ("accuracy", ">="), "regression": ("rmse", "<=")}
+SCORED_METRIC = {contract.BINARY: ("accuracy", ">="), contract.MULTICLASS: ("accuracy", ">="), contract.REGRESSION: ("rmse", "<=")}
 BATCH_ROWS = 100  # rows per /predict request while scoring (well under API Gateway's 10 MB)
 LATENCY_SAMPLES = 20
 BAD_REQUEST = b'{"instances": "not rows"}'
@@ -77,9 +80,11 @@ class Evidence:
     def from_files(cls, *, evaluation: Mapping[str, Any], feature_spec: Mapping[str, Any], features_npy: bytes, target_npy: bytes) -> Evidence:
         summary = evaluation.get("sagelab_summary") or {}
         problem_type = str(summary.get("problem_type") or feature_spec.get("problem_type") or "")
-        if problem_type not in PROBLEM_TYPES:
+        if problem_type not in contract.PROBLEM_FAMILIES:
             # Scoring, or passing unscored, a model of unknown type would promise nothing true.
-            raise EvidenceError(f"evaluation.json's sagelab_summary.problem_type is {problem_type[:40]!r}; expected one of {', '.join(PROBLEM_TYPES)}")
+            raise EvidenceError(
+                f"evaluation.json's sagelab_summary.problem_type is {problem_type[:40]!r}; expected one of {', '.join(contract.PROBLEM_FAMILIES)}"
+            )
         if list(feature_spec.get("encoded_columns") or []) != list(feature_spec.get("feature_columns") or []):
             # The split holds encoded columns (one-hot, imputed); the front door takes raw ones.
             raise EvidenceError("the test split's columns are encoded (categorical features); the acceptance test sends numeric features only")
@@ -218,7 +223,7 @@ class EvidenceLocations:
     def of(cls, metrics_url: str) -> EvidenceLocations:
         bucket, _, key = metrics_url.removeprefix("s3://").partition("/")
         parts = key.split("/")
-        if not metrics_url.startswith("s3://") or len(parts) < 4 or parts[:2] != ["models", "evaluations"]:
-            raise EvidenceError(f"metrics URI {metrics_url!r} is not s3://<bucket>/models/evaluations/<execution>/...")
-        run = f"s3://{bucket}/pipeline-runs/{parts[2]}/preprocess"
+        if not metrics_url.startswith("s3://") or len(parts) < 4 or parts[:2] != contract.EVALUATIONS_PREFIX.split("/"):
+            raise EvidenceError(f"metrics URI {metrics_url!r} is not s3://<bucket>/{contract.EVALUATIONS_PREFIX}/<execution>/...")
+        run = f"s3://{bucket}/{contract.PIPELINE_RUNS_PREFIX}/{parts[2]}/preprocess"
         return cls(metrics_url, f"{run}/test/features.npy", f"{run}/test/target.npy", f"{run}/spec/feature_spec.json")

@@ -60,7 +60,7 @@ def prepare(env: EnvironmentConfig, workdir: Path = DEFAULT_WORKDIR) -> LocalEnv
     workdir = Path(workdir).resolve()
     s3 = LocalS3(workdir / "s3")
     text = definition_json(env.pipeline)
-    code_dir = workdir / "staging" / "pipeline-code"
+    code_dir = workdir / "staging" / PIPELINE_CODE_PREFIX
     if code_dir.exists():
         shutil.rmtree(code_dir)
     bundle = stage_code_bundle(code_dir, custom_scripts=[env.pipeline.custom_script] if env.pipeline.custom_script else [])

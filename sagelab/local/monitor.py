@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from pipeline_steps import contract
 from runtime.front_door import capture
 from runtime.monitor import comparison
 from runtime.monitor.plot import drift_png
@@ -40,7 +41,7 @@ class MonitorError(RuntimeError):
 def capture_environment(model: Mapping[str, str], percent: int) -> dict[str, str]:
     """The front door's capture settings: the share to sample, and the artifacts bucket (locally the
     bucket the served version's description is in, as on AWS)."""
-    match = _BUCKET.match(model.get("MODEL_DESCRIPTION_URI", ""))
+    match = _BUCKET.match(model.get(contract.ENV_DESCRIPTION_URI, ""))
     return {"DATA_CAPTURE_PERCENT": str(percent), "ARTIFACTS_BUCKET": match.group(1) if match else ""}
 
 
@@ -100,7 +101,7 @@ def baseline_dir(workdir: Path, group: str | None = None, version: int | None = 
         raise MonitorError(str(error)) from None
     # The version's own pointer (DriftCheckBaselines), else the folder of its model description,
     # where the deployed check finds it (its MODEL_DESCRIPTION_URI).
-    uri = package.drift_check_baselines.get("statistics") or package.customer_metadata.get("sagelab:model-description", "")
+    uri = package.drift_check_baselines.get("statistics") or package.customer_metadata.get(contract.METADATA_DESCRIPTION, "")
     match = _BUCKET.match(uri)
     if not match:
         raise MonitorError(f"{package.group} version {package.version} was registered without a model description; run `sagelab run` again to register one")

@@ -47,7 +47,9 @@ from xml.sax.saxutils import escape as xml_escape
 
 from botocore.credentials import Credentials
 
+from pipeline_steps import contract
 from runtime.front_door.build_openapi import health_body
+from sagelab import algorithms
 from sagelab.local.containers import Container, ContainerError, ErrorAnswer, ScriptContainer, container_type, open_container
 from sagelab.local.loopback import (
     LOCAL_REGION,
@@ -60,7 +62,7 @@ from sagelab.local.loopback import (
 )
 from sagelab.local.monitor import CAPTURE_ENVIRONMENT, capture_environment, write_capture
 from sagelab.local.registry import LocalRegistry, ModelPackage
-from sagelab.local.s3_paths import S3PathError, bucket_problem, object_path
+from sagelab.local.s3_paths import S3PathError, bucket_problem, object_path, split_uri
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 REQUEST_SCHEMA = REPO_ROOT / "runtime" / "front_door" / "request_schema.json"
@@ -75,15 +77,14 @@ ROUTES = {("POST", "/predict"), *MOCK_ROUTES, *DESCRIBE_ROUTES}
 METHODS_BY_PATH = {path: sorted(m for m, p in ROUTES if p == path) for _, path in ROUTES}
 # What the deployed front door's role may read (stacks/front_door.py: s3:GetObject on
 # <artifacts bucket>/models/evaluations/*/model_description.json); the local S3 answers the same keys only.
-READABLE_S3_KEY = re.compile(r"models/evaluations/.+/model_description\.json")
-ALGORITHM_BY_CONTAINER = {"kmeans": "kmeans", "autopilot": "autopilot", "script": "xgboost"}
+READABLE_S3_KEY = re.compile(contract.DESCRIPTION_KEY_PATTERN)
 HANDLER_ENVIRONMENT = (
     "ENDPOINT_NAME",
     "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME",
     "AWS_ENDPOINT_URL_S3",
-    "MODEL_ALGORITHM",
-    "MODEL_PROBLEM_TYPE",
-    "MODEL_DESCRIPTION_URI",
+    contract.ENV_ALGORITHM,
+    contract.ENV_PROBLEM_TYPE,
+    contract.ENV_DESCRIPTION_URI,
     *CAPTURE_ENVIRONMENT,
 )
 # What the model's container logs (CloudWatch on AWS): the detail behind an error answer.
@@ -348,16 +349,20 @@ class LambdaContextStandIn:
 
 
 def model_environment(package: ModelPackage | None) -> dict[str, str]:
-    """What the serving stack gives the deployed function from the package's CustomerMetadataProperties
-    (the approval deployer's parameters); a version registered without them is served by its image's container type."""
+    """What the serving stack gives the deployed function: the contract's serving settings from the
+    package's CustomerMetadataProperties, checked as the approval deployer checks them (the artifacts
+    bucket is, locally, the one the model was written to); a version registered without them is
+    served as its image's twin's algorithm."""
     if package is None:
-        return {"MODEL_ALGORITHM": "xgboost", "MODEL_PROBLEM_TYPE": "", "MODEL_DESCRIPTION_URI": ""}
-    metadata = package.customer_metadata
-    return {
-        "MODEL_ALGORITHM": metadata.get("sagelab:algorithm") or ALGORITHM_BY_CONTAINER[container_type(package.image)],
-        "MODEL_PROBLEM_TYPE": metadata.get("sagelab:problem-type", ""),
-        "MODEL_DESCRIPTION_URI": metadata.get("sagelab:model-description", ""),
-    }
+        return contract.ServingSettings(contract.DEFAULT_ALGORITHM).environment()
+    artifacts_bucket = split_uri(package.model_data_url)[0] if package.model_data_url.startswith("s3://") else ""
+    try:
+        settings = contract.serving_settings(package.customer_metadata, artifacts_bucket, algorithms.served_as(container_type(package.image)))
+    except contract.UnservableModel as error:
+        raise ServeError(f"model package {package.group}/{package.version} is not served: {error}") from error
+    for reason in settings.dropped:
+        container_log.warning("%s", reason)
+    return settings.environment()
 
 
 def configure_handler_environment(endpoint_url: str, endpoint_name: str, model: Mapping[str, str] | None = None) -> None:

@@ -32,9 +32,10 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from pipeline_steps import contract
 from sagelab.config import EnvironmentConfig
 from sagelab.release_aws import stage_title
-from stacks.lambda_runtime import LAMBDA_RUNTIME, powertools_layer
+from stacks.lambda_runtime import LAMBDA_RUNTIME, code_with_contract, powertools_layer
 from stacks.nag import acknowledge, acknowledge_policy_wildcards
 from stacks.naming import ResourceArns
 from stacks.release.promotion import DEPLOY_FUNCTION, TEST_FUNCTION, Promotion
@@ -121,7 +122,7 @@ class ReleasePipeline(Construct):
             ("AwsSolutions-SQS3", "This queue is itself the dead-letter queue of the approval rule and the start function."),
             ("Serverless-SQSRedrivePolicy", "This queue is itself the dead-letter queue; messages wait here for an operator."),
         )
-        code = lambda_.Code.from_asset(str(RUNTIME_ROOT), exclude=["front_door", "notebook", "__pycache__", "*.pyc", "__init__.py", "build_openapi.py"])
+        code = code_with_contract(RUNTIME_ROOT, exclude=["front_door", "notebook", "__pycache__", "*.pyc", "__init__.py", "build_openapi.py"])
         layer = powertools_layer(self)
         pipeline_arn = f"arn:{Aws.PARTITION}:codepipeline:{Aws.REGION}:{Aws.ACCOUNT_ID}:{names.release_pipeline}"
         release_roles = [stage.promotion.release_role_arn for stage in stages]
@@ -165,7 +166,10 @@ class ReleasePipeline(Construct):
                 iam.PolicyStatement(
                     sid="ReadEvidence",
                     actions=["s3:GetObject"],
-                    resources=[artifacts_bucket.arn_for_objects("models/evaluations/*"), artifacts_bucket.arn_for_objects("pipeline-runs/*/preprocess/*")],
+                    resources=[
+                        artifacts_bucket.arn_for_objects(f"{contract.EVALUATIONS_PREFIX}/*"),
+                        artifacts_bucket.arn_for_objects(f"{contract.PIPELINE_RUNS_PREFIX}/*/preprocess/*"),
+                    ],
                 ),
                 iam.PolicyStatement(sid="DecryptEvidence", actions=["kms:Decrypt"], resources=[source_key.key_arn]),
             ],

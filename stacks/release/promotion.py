@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pipeline_steps import contract
 from sagelab.config import EnvironmentConfig
 from sagelab.naming import ResourceNames
 
@@ -16,7 +17,7 @@ RELEASE_ROLE = "release"  # target account: assumed by those two functions
 MODEL_DEPLOYMENT_ROLE = "model-deployment"  # target account: CloudFormation's role for the serving stack
 ENDPOINT_ROLE = "endpoint"  # target account: the model's execution role
 # Where in the source's artifacts bucket a promoted model's files are (model.tar.gz and evaluations).
-MODELS_PREFIX = "models/"
+MODELS_PREFIX = f"{contract.MODELS_PREFIX}/"
 
 
 def partition_of(region: str) -> str:

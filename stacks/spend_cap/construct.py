@@ -41,7 +41,8 @@ from constructs import Construct
 from sagelab.costs import load_prices
 from sagelab.naming import CLASS_ID
 from sagelab.package_files import package_dir
-from stacks.lambda_runtime import LAMBDA_RUNTIME, powertools_layer
+from sagelab.pipeline_definition import CONTRACT_MODULE
+from stacks.lambda_runtime import LAMBDA_RUNTIME, contract_file, powertools_layer
 from stacks.nag import acknowledge, acknowledge_policy_wildcards, acknowledge_tracing_grant
 from stacks.naming import ResourceArns
 from stacks.sagemaker_log_groups import allow_cloudwatch_logs
@@ -193,6 +194,7 @@ def stage_enforcer(settings: Mapping[str, object]) -> Path:
         "runtime/deployer/handler.py": package_dir("runtime.deployer") / "handler.py",
         "sagelab/__init__.py": package_dir("sagelab") / "__init__.py",
         "sagelab/naming.py": package_dir("sagelab") / "naming.py",
+        CONTRACT_MODULE: contract_file(),  # what the deployer's handler imports (docs/decisions/0018)
     }
     class_json = json.dumps(settings, sort_keys=True, indent=1)
     digest = hashlib.sha256(class_json.encode())
