@@ -270,7 +270,9 @@ def test_the_model_artifact_carries_its_serving_code_and_serves_without_network(
     train.train(splits / "train", splits / "validation", splits / "spec", model_dir, train.Hyperparameters(num_round=20))
     assert f"/opt/ml/model/{model_contract.SERVING_CODE_DIR}" == MODEL_CODE_DIR, "the registered model points at the code train.py packs"
     code_dir = model_dir / model_contract.SERVING_CODE_DIR
-    assert sorted(p.name for p in code_dir.iterdir()) == ["contract.py", "inference.py", "preprocess.py"], "no requirements.txt: nothing to pip install at start"
+    assert sorted(p.name for p in code_dir.iterdir()) == ["contract.py", "inference.py", "preprocess.py"], (
+        "no requirements.txt: nothing to pip install at start"
+    )
     row = [0, 0, 5, 13, 9, 1, 0, 0, 0, 0, 13, 15, 10, 15, 5, 0, 0, 3, 15, 2, 0, 11, 8, 0, 0, 4, 12, 0, 0, 8, 8, 0]
     row += [0, 5, 8, 0, 0, 9, 8, 0, 0, 4, 11, 0, 1, 12, 7, 0, 0, 2, 14, 5, 10, 12, 0, 0, 0, 0, 6, 13, 10, 0, 0, 0]
     completed = subprocess.run(
