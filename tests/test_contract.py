@@ -197,13 +197,16 @@ def test_serving_settings_keep_what_is_well_formed() -> None:
     assert settings.environment() == {"MODEL_ALGORITHM": "kmeans", "MODEL_PROBLEM_TYPE": "multiclass", "MODEL_DESCRIPTION_URI": DESCRIPTION}
 
 
-def test_serving_settings_drop_what_is_not_and_refuse_an_unknown_algorithm() -> None:
-    metadata = {contract.METADATA_PROBLEM_TYPE: "multi class!", contract.METADATA_DESCRIPTION: DESCRIPTION.replace(BUCKET, "someone-elses")}
+def test_serving_settings_drop_a_foreign_description_and_refuse_an_unknown_algorithm_or_problem_type() -> None:
+    metadata = {contract.METADATA_PROBLEM_TYPE: contract.MULTICLASS, contract.METADATA_DESCRIPTION: DESCRIPTION.replace(BUCKET, "someone-elses")}
     settings = contract.serving_settings(metadata, BUCKET)
-    assert (settings.algorithm, settings.problem_type, settings.description_uri) == (contract.DEFAULT_ALGORITHM, "", "")
-    assert [reason.split(":")[0] for reason in settings.dropped] == ["problem type not deployed", "model description not deployed"]
+    assert (settings.algorithm, settings.problem_type, settings.description_uri) == (contract.DEFAULT_ALGORITHM, contract.MULTICLASS, "")
+    assert [reason.split(":")[0] for reason in settings.dropped] == ["model description not deployed"]
     with pytest.raises(contract.UnservableModel, match="lightgbm"):
         contract.serving_settings({contract.METADATA_ALGORITHM: "lightgbm"}, BUCKET)
+    # The front door's answer shape follows the problem type: one it does not know is not served.
+    with pytest.raises(contract.UnservableModel, match="multi class!"):
+        contract.serving_settings({contract.METADATA_PROBLEM_TYPE: "multi class!"}, BUCKET)
 
 
 # -- the registry and the front door's codecs follow the contract's names ---------------------------------

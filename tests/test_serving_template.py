@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match, Template
 
-from runtime.deployer import handler as deployer
+from pipeline_steps import contract
 from tests.conftest import SynthResult, synth
 
 STACK = "sagelab-dev--serving"
@@ -294,7 +294,7 @@ def test_the_served_model_parameters_reach_the_front_door(serving_json: dict[str
     assert parameters["ModelAlgorithm"]["AllowedValues"] == ["xgboost", "kmeans", "autopilot", "custom"]  # the contract's order
     assert parameters["ModelAlgorithm"]["Default"] == "xgboost"
     # The problem types evaluate.py writes (tests/test_problem_types.py ties the deployer's list to its output).
-    assert parameters["ModelProblemType"]["AllowedValues"] == ["", *deployer.PROBLEM_TYPES] and parameters["ModelProblemType"]["Default"] == ""
+    assert parameters["ModelProblemType"]["AllowedValues"] == ["", *contract.PROBLEM_FAMILIES] and parameters["ModelProblemType"]["Default"] == ""
     uri = re.compile(parameters["ModelDescriptionUri"]["AllowedPattern"])
     good = "s3://sagelab-dev--platform-storageartifacts-1a2b3c/models/evaluations/exec-1/kmeans-evaluation/model_description.json"
     assert parameters["ModelDescriptionUri"]["Default"] == "" and uri.fullmatch("") and uri.fullmatch(good)

@@ -42,6 +42,7 @@ from sagelab.local.s3_paths import S3PathError, uri_path
 
 MODEL_DIR_IN_CONTAINER = "/opt/ml/model/"  # SageMaker extracts model.tar.gz here
 ContainerType = Literal["kmeans", "autopilot", "script"]
+BUILTIN_KMEANS: ContainerType = "kmeans"  # the container type; the algorithm's name is the contract's
 # The last segment of an image's repository name, per container. Built-in K-Means lives in the
 # region's algorithm registry as `kmeans`; Autopilot's ensembling candidates serve from
 # `autogluon-inference`, its HPO candidates start with `sagemaker-sklearn-automl`.
@@ -103,7 +104,7 @@ def repository_name(image: str) -> str:
 def container_type(image: str) -> ContainerType:
     name = repository_name(image)
     if name in KMEANS_REPOSITORIES:
-        return "kmeans"
+        return BUILTIN_KMEANS
     if name.startswith(AUTOPILOT_REPOSITORY_PREFIXES):
         return "autopilot"
     return "script"

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sagelab.local.containers import ContainerType, container_type
+from sagelab.local.containers import BUILTIN_KMEANS, ContainerType, container_type
 from sagelab.local.runner.errors import StepFailed
 from sagelab.local.runner.local_s3 import reads_inputs_only
 from sagelab.local.runner.outcome import StepOutcome
@@ -44,7 +44,7 @@ def train(run: RunServices, name: str, arguments: Mapping[str, Any], sandbox: Pa
     program = json_or_text(hyperparameters.get("sagemaker_program"))
     submit = json_or_text(hyperparameters.get("sagemaker_submit_directory"))
     image = str(arguments.get("AlgorithmSpecification", {}).get("TrainingImage", ""))
-    if not program and container_for(image) == "kmeans":
+    if not program and container_for(image) == BUILTIN_KMEANS:
         return _builtin_kmeans(run, name, arguments, root, job_name, hyperparameters)
     if not program or not submit:
         raise StepFailed(name, "training job has no sagemaker_program/sagemaker_submit_directory; the local runner runs script-mode training only")
