@@ -83,7 +83,7 @@ SPLIT_FEATURES_FILE = "features.npy"
 SPLIT_TARGET_FILE = "target.npy"
 SPEC_FILE_NAME = "feature_spec.json"
 XGBOOST_MODEL_FILE_NAME = "xgboost-model.json"
-# The drift check's baseline (runtime/monitor/comparison.py reads these names; a test ties them).
+# The drift check's baseline (stacks/drift_check/runtime/comparison.py reads these names; a test ties them).
 STATISTICS_FILE_NAME = "statistics.json"
 CONSTRAINTS_FILE_NAME = "constraints.json"
 PREDICTION_STATISTICS_FILE_NAME = "prediction_statistics.json"

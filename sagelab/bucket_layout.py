@@ -10,6 +10,6 @@ from __future__ import annotations
 # endpoint's): other people's data. Only their writers and the drift check may touch them; no role a
 # student can make act (the notebook, the pipeline and its jobs, the endpoint) may read them. The
 # front door's Lambda owns the constant (it ships without this package); everything else reads it here.
-from runtime.front_door.capture import DATA_CAPTURE_PREFIX
+from stacks.front_door.runtime.capture import DATA_CAPTURE_PREFIX
 
 __all__ = ["DATA_CAPTURE_PREFIX"]

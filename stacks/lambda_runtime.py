@@ -1,9 +1,16 @@
-"""What SageLab's Python Lambda functions share: the runtime and AWS's Powertools layer for it.
+"""What SageLab's Python Lambda functions share: the runtime, AWS's Powertools layer for it, and the
+staging of a package whose files come from several units.
 
 The layer is AWS-managed (published by AWS in every region), so nothing is bundled with Docker.
 """
 
 from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
 
 from aws_cdk import Stack
 from aws_cdk import aws_lambda as lambda_
@@ -20,3 +27,23 @@ def powertools_layer(scope: Construct, construct_id: str = "Powertools") -> lamb
     runtime = LAMBDA_RUNTIME.name.replace(".", "")
     arn = f"arn:{stack.partition}:lambda:{stack.region}:{POWERTOOLS_ACCOUNT}:layer:AWSLambdaPowertoolsPythonV3-{runtime}-x86_64:{POWERTOOLS_LAYER_VERSION}"
     return lambda_.LayerVersion.from_layer_version_arn(scope, construct_id, arn)
+
+
+def staged_package(purpose: str, files: Mapping[str, Path]) -> Path:
+    """A Lambda package whose files live in several units' runtime/ folders (e.g. the drift check's
+    modules and the front door's capture format): each source file copied to its path inside the
+    package, in a folder named by the content (the same files give the same folder and asset hash)."""
+    digest = hashlib.sha256()
+    for name, path in sorted(files.items()):
+        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    folder = Path(tempfile.gettempdir()) / f"sagelab-{purpose}-{digest.hexdigest()[:16]}"
+    if not folder.is_dir():
+        staging = Path(tempfile.mkdtemp(prefix=f"sagelab-{purpose}-"))
+        for name, path in files.items():
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, staging / name)
+        try:
+            staging.rename(folder)
+        except OSError:  # another synth staged the same content first
+            shutil.rmtree(staging, ignore_errors=True)
+    return folder

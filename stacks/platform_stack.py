@@ -12,15 +12,15 @@ from constructs import Construct
 
 from sagelab.code_bundle import LAB_PREFIX, CodeBundle
 from sagelab.config import EnvironmentConfig, PipelineConfig
-from stacks.data_buckets import DataBuckets
-from stacks.execution_roles import ExecutionRoles
-from stacks.model_approval import ModelApproval
+from stacks.data_buckets.construct import DataBuckets
+from stacks.execution_roles.construct import ExecutionRoles
+from stacks.model_approval.construct import ModelApproval
 from stacks.naming import ResourceNames
-from stacks.notebook_environment import NotebookEnvironment
-from stacks.sagemaker_log_groups import ACCOUNT_WIDE_LOG_GROUPS, SageMakerLogGroups, allow_cloudwatch_logs, endpoint_log_group_name
-from stacks.student_guardrails import StudentGuardrails
+from stacks.notebook_environment.construct import NotebookEnvironment
+from stacks.sagemaker_log_groups.construct import ACCOUNT_WIDE_LOG_GROUPS, SageMakerLogGroups, allow_cloudwatch_logs, endpoint_log_group_name
+from stacks.student_guardrails.construct import StudentGuardrails
 from stacks.student_portal.construct import PortalPresignRole, PortalUser
-from stacks.training_pipeline import TrainingPipeline
+from stacks.training_pipeline.construct import TrainingPipeline
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ def environment_log_group_patterns(names: ResourceNames, *, account_wide: bool) 
         # Groups without a fixed name get CloudFormation's `<stack name>-<logical id>-<suffix>`.
         f"{names.platform_stack}-*",
         f"{names.serving_stack}-*",
-        # The WAF group of the environment's own web ACL (stacks/api_web_acl.py): WAF only logs to
+        # The WAF group of the environment's own web ACL (stacks/api_web_acl/construct.py): WAF only logs to
         # aws-waf-logs-*, and the 8-character stack-id suffix keeps `al`'s pattern off `al-b`'s group.
         f"aws-waf-logs-{names.name('waf')}-????????",
         endpoint_log_group_name(names.endpoint),

@@ -14,7 +14,7 @@ from constructs import Construct
 from sagelab.config import EnvironmentConfig, SageLabConfig
 from stacks.naming import ResourceNames
 from stacks.platform_stack import PlatformStack, apply_tags
-from stacks.release.pipeline import ReleasePipeline, StageTarget
+from stacks.release.construct import ReleasePipeline, StageTarget
 from stacks.release.promotion import Promotion, promotions
 from stacks.release.source import ReleaseSourceGrants
 from stacks.release.target import PromotedModelReads, ReleaseTarget

@@ -17,15 +17,15 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from runtime.monitor.infrastructure import DriftCheck
 from sagelab.config import EnvironmentConfig
-from stacks.approval_deployer import ApprovalDeployer, ModelParameterNames
-from stacks.front_door import FrontDoor
-from stacks.model_endpoint import ModelEndpoint
+from stacks.approval_deployer.construct import ApprovalDeployer, ModelParameterNames
+from stacks.drift_check.construct import DriftCheck
+from stacks.front_door.construct import FrontDoor
+from stacks.model_endpoint.construct import ModelEndpoint
 from stacks.naming import ResourceNames
 from stacks.platform_stack import PlatformStack, apply_tags
 from stacks.release.promotion import MODEL_DEPLOYMENT_ROLE, Promotion
-from stacks.serving_monitoring import ServingMonitoring
+from stacks.serving_monitoring.construct import ServingMonitoring
 
 MODEL_PACKAGE_PARAMETER = "ModelPackageArn"
 # The role CloudFormation uses for model deployments; the class's spending cap removes an endpoint with it.

@@ -40,7 +40,7 @@ def synth(outdir: Path, context_overrides: dict[str, Any] | None = None) -> Synt
     from aws_cdk import App
 
     from sagelab.settings import cdk_context
-    from stacks.app_builder import build_app
+    from stacks.app.builder import build_app
 
     context = {**cdk_context(), **(context_overrides or {})}
     app = App(context=context, outdir=str(outdir))

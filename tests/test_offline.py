@@ -27,7 +27,7 @@ socket.socket.connect = refuse
 socket.socket.connect_ex = refuse
 from aws_cdk import App
 from sagelab.settings import cdk_context
-from stacks.app_builder import build_app
+from stacks.app.builder import build_app
 app = App(context=cdk_context(), outdir=sys.argv[1])
 build_app(app)
 app.synth()

@@ -320,7 +320,7 @@ def test_a_deployment_role_reaches_only_its_own_environment(neighbours_deployed:
 
 
 # -- the deployer function's own calls --------------------------------------------------------------
-DEPLOYER_CODE = REPO_ROOT / "runtime" / "deployer" / "handler.py"
+DEPLOYER_CODE = REPO_ROOT / "stacks" / "approval_deployer" / "runtime" / "handler.py"
 
 
 @dataclass(frozen=True)

@@ -312,7 +312,7 @@ class LocalPipelineRunner:
     ) -> None:
         self.definition = definition
         self.workdir = Path(workdir).resolve()
-        # The jobs read as the pipeline's role does: never captured requests (stacks/execution_roles.py).
+        # The jobs read as the pipeline's role does: never captured requests (stacks/execution_roles/construct.py).
         self.s3 = LocalS3(self.workdir / "s3", unreadable=(DATA_CAPTURE_PREFIX,))
         self.registry = LocalRegistry(self.workdir)
         self.pipeline_name = pipeline_name

@@ -3,7 +3,7 @@
 Runs at the end of `build_app`, before anything is written, so an app that would exceed a quota
 fails synth with the quota's name. A stack built through the constructs is read from its
 CloudFormation resources (type and resolved properties, only for the few types a quota counts);
-a student's stamped stack from its stamped template (stacks/classroom.py), which is the template
+a student's stamped stack from its stamped template (stacks/app/classroom.py), which is the template
 that deploys.
 """
 

@@ -22,14 +22,14 @@ from sagelab.pipeline_definition import definition_json, image_uris
 from sagelab.quotas import QuotaError
 from sagelab.roster import classroom_config, read_roster
 from sagelab.spend_cap import class_stack_name
-from stacks.account_quotas import check_app_quotas
+from stacks.app.account_quotas import check_app_quotas
+from stacks.app.classroom import StampedStack, add_classroom, clear_template_environments
+from stacks.app.nag import add_nag_packs
 from stacks.bootstrap.construct import StudentBootstrapStack
 from stacks.class_stack import ClassStack
-from stacks.classroom import StampedStack, add_classroom, clear_template_environments
-from stacks.nag import add_nag_packs
 from stacks.platform_stack import PlatformStack, SharedArtifacts
 from stacks.release.promotion import Promotion
-from stacks.release.stack import add_releases, promotion_of
+from stacks.release_stack import add_releases, promotion_of
 from stacks.serving_stack import ServingStack, retention_name
 from stacks.spend_cap.construct import SpendCapSettings
 from stacks.student_portal.construct import PortalUser
@@ -169,7 +169,7 @@ def build_app(app: App | None = None, context: Mapping[str, Any] | None = None, 
     """Compose every environment into `app` (a new App when None).
 
     With a roster, every student gets stacks stamped from one template environment per shape of
-    student (stacks/classroom.py).
+    student (stacks/app/classroom.py).
     """
     app = app or App(context=dict(context) if context is not None else None)
     classroom = False

@@ -189,7 +189,7 @@ class StampedStackSynthesizer(DefaultStackSynthesizer):
 
 class StampedStack(Stack):
     """A student's stack whose template is stamped from a template environment (`template_text`,
-    what it deploys: account quotas are counted on it, stacks/account_quotas.py)."""
+    what it deploys: account quotas are counted on it, stacks/app/account_quotas.py)."""
 
     template_text = ""
 

@@ -16,12 +16,12 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from stacks.app.nag import acknowledge, acknowledge_policy_wildcards, acknowledge_tracing_grant
 from stacks.lambda_runtime import LAMBDA_RUNTIME, powertools_layer
-from stacks.model_endpoint import ModelEndpoint
-from stacks.nag import acknowledge, acknowledge_policy_wildcards, acknowledge_tracing_grant
+from stacks.model_endpoint.construct import ModelEndpoint
 from stacks.naming import ResourceNames
 
-RUNTIME_DIR = Path(__file__).resolve().parent.parent / "runtime" / "deployer"
+RUNTIME_DIR = Path(__file__).resolve().parent / "runtime"
 # What CloudFormation's Lambda handler needs to change the front door's MODEL_* environment (the
 # update handler's permissions in the registry schema that apply to a function without VPC, file
 # systems, code signing, SnapStart or capacity providers; tests/test_sufficiency.py checks them).

@@ -11,7 +11,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from sagelab.bucket_layout import DATA_CAPTURE_PREFIX
-from stacks.nag import acknowledge
+from stacks.app.nag import acknowledge
 
 # Prefixes whose objects are scratch by contract (pipeline run intermediates, notebook scratch);
 # everything else in the buckets is kept until someone deletes it.

@@ -4,9 +4,9 @@
     capture of the last interval) -> report.json + drift.png under data-capture/reports/, metrics in
     SageLab/DriftCheck -> alarms (any violation; drift above the threshold) -> the environment's topic
 
-The unit is this folder: the construct, the Lambda's code and the comparison `sagelab monitor` runs.
-Its package is runtime/ filtered to monitor/ (this file left out) and front_door/capture.py, the
-capture format it reads.
+The unit is this folder: the construct, and in runtime/ the Lambda's code and the comparison
+`sagelab monitor` runs. Its package is runtime/ as `monitor/` beside the front door's
+`front_door/capture.py`, the capture format it reads.
 """
 
 from __future__ import annotations
@@ -26,24 +26,30 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from runtime.front_door.capture import FRONT_DOOR_CAPTURE, GROUND_TRUTH, REPORTS
-from runtime.monitor.comparison import CONSTRAINTS_FILE_NAME, EVALUATION_FILE_NAME, PREDICTION_STATISTICS_FILE_NAME, STATISTICS_FILE_NAME
-from stacks.data_buckets import key_use_through_s3
-from stacks.lambda_runtime import LAMBDA_RUNTIME
-from stacks.nag import acknowledge, acknowledge_policy_wildcards
+from stacks.app.nag import acknowledge, acknowledge_policy_wildcards
+from stacks.data_buckets.construct import key_use_through_s3
+from stacks.drift_check.runtime.comparison import CONSTRAINTS_FILE_NAME, EVALUATION_FILE_NAME, PREDICTION_STATISTICS_FILE_NAME, STATISTICS_FILE_NAME
+from stacks.front_door.runtime import capture
+from stacks.front_door.runtime.capture import FRONT_DOOR_CAPTURE, GROUND_TRUTH, REPORTS
+from stacks.lambda_runtime import LAMBDA_RUNTIME, staged_package
 from stacks.naming import ResourceNames
-from stacks.serving_monitoring import alarm_to_topic
+from stacks.serving_monitoring.construct import alarm_to_topic
 
-RUNTIME_ROOT = Path(__file__).resolve().parent.parent
+RUNTIME_DIR = Path(__file__).resolve().parent / "runtime"
 METRIC_NAMESPACE = "SageLab/DriftCheck"
-# Everything in runtime/ but the drift check's modules and the capture format they read.
-PACKAGE_EXCLUDE = ["*", "!monitor", "!monitor/*.py", "monitor/infrastructure.py", "!front_door", "!front_door/capture.py", "**/__pycache__"]
 # Where evaluate.py writes a version's baseline (beside model_description.json: decision 0011's folder).
 BASELINE_KEYS = tuple(
     f"models/evaluations/*/{name}" for name in (STATISTICS_FILE_NAME, CONSTRAINTS_FILE_NAME, PREDICTION_STATISTICS_FILE_NAME, EVALUATION_FILE_NAME)
 )
 MEMORY_MB = 512  # pure Python over an hour of capture; 512 MB buys the CPU share that keeps a run to seconds
 TIMEOUT = Duration.minutes(5)
+
+
+def package() -> Path:
+    """The function's code: this unit's runtime/ as the `monitor` package (the handler is
+    `monitor.handler`), and the front door's capture module as `front_door/capture.py`."""
+    files = {f"monitor/{path.name}": path for path in sorted(RUNTIME_DIR.glob("*.py"))}
+    return staged_package("drift-check", {**files, "front_door/capture.py": Path(capture.__file__)})
 
 
 class DriftCheckSettings(Protocol):
@@ -96,7 +102,7 @@ class DriftCheck(Construct):
             "Function",
             runtime=LAMBDA_RUNTIME,
             handler="monitor.handler.lambda_handler",
-            code=lambda_.Code.from_asset(str(RUNTIME_ROOT), exclude=PACKAGE_EXCLUDE),
+            code=lambda_.Code.from_asset(str(package())),
             role=self.role,
             memory_size=MEMORY_MB,
             timeout=TIMEOUT,

@@ -16,9 +16,9 @@ from constructs import Construct
 
 from sagelab.bucket_layout import DATA_CAPTURE_PREFIX
 from sagelab.pipeline_definition import PIPELINE_CODE_PREFIX
-from stacks.data_buckets import DataBuckets
-from stacks.model_approval import REVIEW_MODEL_ACTIONS
-from stacks.nag import acknowledge_policy_wildcards
+from stacks.app.nag import acknowledge_policy_wildcards
+from stacks.data_buckets.construct import DataBuckets
+from stacks.model_approval.construct import REVIEW_MODEL_ACTIONS
 from stacks.naming import ResourceNames
 
 SAGEMAKER_PRINCIPAL = "sagemaker.amazonaws.com"

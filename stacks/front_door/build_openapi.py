@@ -1,5 +1,5 @@
 """Build `openapi.json` from the request schema, so the API description and the API Gateway
-request model cannot drift apart. `python -m runtime.front_door.build_openapi` rewrites the file;
+request model cannot drift apart. `python -m stacks.front_door.build_openapi` rewrites the file;
 a test fails when the checked-in file is out of date.
 
 Also the answer API Gateway gives without the Lambda (the GET /health MOCK integration), which the
@@ -12,11 +12,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from runtime.front_door.model_openapi import to_openapi_schema
+from stacks.front_door.runtime.model_openapi import to_openapi_schema
 
-HERE = Path(__file__).resolve().parent
-REQUEST_SCHEMA = HERE / "request_schema.json"
-OPENAPI = HERE / "openapi.json"
+RUNTIME_DIR = Path(__file__).resolve().parent / "runtime"
+REQUEST_SCHEMA = RUNTIME_DIR / "request_schema.json"
+OPENAPI = RUNTIME_DIR / "openapi.json"
 
 
 def error_response(description: str) -> dict[str, Any]:

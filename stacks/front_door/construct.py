@@ -22,15 +22,15 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from runtime.front_door.build_openapi import health_body
-from runtime.front_door.capture import FRONT_DOOR_CAPTURE
-from stacks.api_web_acl import CLASS_WEB_ACL_EXPORT, ApiWebAcl, associate_web_acl
-from stacks.data_buckets import key_use_through_s3
+from stacks.api_web_acl.construct import CLASS_WEB_ACL_EXPORT, ApiWebAcl, associate_web_acl
+from stacks.app.nag import acknowledge, acknowledge_policy_wildcards, acknowledge_tracing_grant
+from stacks.data_buckets.construct import key_use_through_s3
+from stacks.front_door.build_openapi import health_body
+from stacks.front_door.runtime.capture import FRONT_DOOR_CAPTURE
 from stacks.lambda_runtime import LAMBDA_RUNTIME, powertools_layer
-from stacks.nag import acknowledge, acknowledge_policy_wildcards, acknowledge_tracing_grant
 from stacks.naming import ResourceNames
 
-RUNTIME_DIR = Path(__file__).resolve().parent.parent / "runtime" / "front_door"
+RUNTIME_DIR = Path(__file__).resolve().parent / "runtime"
 REQUEST_SCHEMA = RUNTIME_DIR / "request_schema.json"
 STAGE = "prod"
 # None: a new account (concurrency quota 10, of which Lambda keeps 100 unreserved) cannot reserve any.
@@ -231,7 +231,7 @@ class FrontDoor(Construct):
             "Function",
             runtime=LAMBDA_RUNTIME,
             handler="handler.lambda_handler",
-            code=lambda_.Code.from_asset(str(RUNTIME_DIR), exclude=["__pycache__", "*.pyc", "build_openapi.py", "__init__.py"]),
+            code=lambda_.Code.from_asset(str(RUNTIME_DIR), exclude=["__pycache__", "*.pyc", "__init__.py"]),
             layers=[layer],
             role=role,
             memory_size=512,
@@ -277,7 +277,7 @@ class FrontDoor(Construct):
         return function
 
     def _capture(self, percent: int, artifacts_bucket: s3.IBucket, key: kms.IKey) -> None:
-        """Data capture (runtime/front_door/capture.py): the function writes sampled requests below
+        """Data capture (stacks/front_door/runtime/capture.py): the function writes sampled requests below
         the front door's capture prefix, and nowhere else; the bucket's default SSE-KMS encrypts them."""
         self.function.add_environment("DATA_CAPTURE_PERCENT", str(percent))
         captured = artifacts_bucket.arn_for_objects(f"{FRONT_DOOR_CAPTURE}*")

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from stacks.nag import acknowledge_policy_wildcards
+from stacks.app.nag import acknowledge_policy_wildcards
 from stacks.naming import ResourceNames
 
 PENDING = "PendingManualApproval"

@@ -5,7 +5,7 @@
   ─► Deploy<stage 1> ─► Test<stage 1>
   ─► Approve<stage 2> (SNS to the approvers with the test's evidence) ─► Deploy<stage 2> ─► Test<stage 2> ...
 
-Deploy and Test are Lambda actions (runtime/release/handler.py) that assume each stage's release
+Deploy and Test are Lambda actions (stacks/release/runtime/handler.py) that assume each stage's release
 role (stacks/release/target.py) in its account. A failed action or a rejection ends the execution:
 later stages are untouched. Executions are QUEUED, so an older version approved again (a rollback)
 goes through the same stages after the one in flight.
@@ -33,15 +33,23 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from sagelab.config import EnvironmentConfig
+from sagelab.package_files import package_dir
 from sagelab.release_aws import stage_title
-from stacks.lambda_runtime import LAMBDA_RUNTIME, powertools_layer
-from stacks.nag import acknowledge, acknowledge_policy_wildcards
+from stacks.app.nag import acknowledge, acknowledge_policy_wildcards
+from stacks.lambda_runtime import LAMBDA_RUNTIME, powertools_layer, staged_package
 from stacks.naming import ResourceNames
 from stacks.release.promotion import DEPLOY_FUNCTION, TEST_FUNCTION, Promotion
-from stacks.sagemaker_log_groups import allow_cloudwatch_logs
+from stacks.sagemaker_log_groups.construct import allow_cloudwatch_logs
 
-RUNTIME_ROOT = Path(__file__).resolve().parent.parent.parent / "runtime"
-VARIABLE = "ModelPackageArn"  # runtime/release/handler.py's VARIABLE
+RUNTIME_DIR = Path(__file__).resolve().parent / "runtime"
+VARIABLE = "ModelPackageArn"  # stacks/release/runtime/handler.py's VARIABLE
+
+
+def package() -> Path:
+    """The functions' code: this unit's runtime/ as the `release` package and the approval
+    deployer's handler as `deployer/handler.py` (Deploy calls its `deploy`)."""
+    files = {f"release/{path.name}": path for path in sorted(RUNTIME_DIR.glob("*.py")) if path.name != "__init__.py"}
+    return staged_package("release", {**files, "deployer/handler.py": package_dir("stacks.approval_deployer.runtime") / "handler.py"})
 
 
 @dataclass(frozen=True)
@@ -121,7 +129,7 @@ class ReleasePipeline(Construct):
             ("AwsSolutions-SQS3", "This queue is itself the dead-letter queue of the approval rule and the start function."),
             ("Serverless-SQSRedrivePolicy", "This queue is itself the dead-letter queue; messages wait here for an operator."),
         )
-        code = lambda_.Code.from_asset(str(RUNTIME_ROOT), exclude=["front_door", "notebook", "__pycache__", "*.pyc", "__init__.py", "build_openapi.py"])
+        code = lambda_.Code.from_asset(str(package()))
         layer = powertools_layer(self)
         pipeline_arn = f"arn:{Aws.PARTITION}:codepipeline:{Aws.REGION}:{Aws.ACCOUNT_ID}:{names.release_pipeline}"
         release_roles = [stage.promotion.release_role_arn for stage in stages]
@@ -183,7 +191,7 @@ class ReleasePipeline(Construct):
             dead_letters=dead_letters,
         )
 
-        release_code = s3_assets.Asset(self, "ReleaseCode", path=str(RUNTIME_ROOT / "release"))
+        release_code = s3_assets.Asset(self, "ReleaseCode", path=str(RUNTIME_DIR))
         source_output = codepipeline.Artifact("ReleaseCode")
         pipeline_stages: list[codepipeline.StageProps] = [
             codepipeline.StageProps(

@@ -13,7 +13,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from stacks.model_endpoint import VARIANT
+from stacks.model_endpoint.construct import VARIANT
 from stacks.naming import ResourceNames
 
 FIVE_MINUTES = Duration.minutes(5)
@@ -114,7 +114,7 @@ class ServingMonitoring(Construct):
             self.dashboard = self._dashboard(names, api, function, endpoint_metric)
 
     def show_drift_check(self, metrics: dict[str, cloudwatch.Metric], alarms: list[cloudwatch.IAlarm]) -> None:
-        """The drift check's metrics and alarms on the dashboard (runtime/monitor/infrastructure.py)."""
+        """The drift check's metrics and alarms on the dashboard (stacks/drift_check/construct.py)."""
         if self.dashboard is None:
             return
         self.dashboard.add_widgets(

@@ -14,8 +14,8 @@ from constructs import Construct
 
 from sagelab.code_bundle import CodeBundle
 from sagelab.pipeline_definition import PIPELINE_CODE_PREFIX, PLACEHOLDERS
-from stacks.data_buckets import DataBuckets
-from stacks.nag import acknowledge, acknowledge_cdk_singleton_lambda, acknowledge_policy_wildcards
+from stacks.app.nag import acknowledge, acknowledge_cdk_singleton_lambda, acknowledge_policy_wildcards
+from stacks.data_buckets.construct import DataBuckets
 from stacks.naming import ResourceNames
 
 DATASET_PREFIX = "datasets/digits/"

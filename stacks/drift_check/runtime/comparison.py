@@ -1,5 +1,5 @@
 """The drift check: captured rows against the deployed version's baseline. ONE module, run by the
-scheduled Lambda (runtime/monitor/handler.py) and by `sagelab monitor` (sagelab/monitor.py).
+scheduled Lambda (stacks/drift_check/runtime/handler.py) and by `sagelab monitor` (sagelab/monitor.py).
 
 The baseline is what evaluate.py writes beside the evaluation, in SageMaker Model Monitor's formats
 (so a team with Model Monitor can reuse the files):
@@ -414,7 +414,7 @@ def _capture() -> Any:
     try:
         from front_door import capture  # the Lambda package: runtime/ is its root
     except ModuleNotFoundError:
-        from runtime.front_door import capture
+        from stacks.front_door.runtime import capture
     return capture
 
 

@@ -1,6 +1,6 @@
 """The scheduled drift check (EventBridge -> this Lambda), decision 0013.
 
-Reads the front door's capture of the last `WINDOW_HOURS` (runtime/front_door/capture.py), the
+Reads the front door's capture of the last `WINDOW_HOURS` (stacks/front_door/runtime/capture.py), the
 served version's baseline beside its evaluation (the folder of `MODEL_DESCRIPTION_URI`, which the
 approval deployer sets with the version) and ground truth uploaded under the capture prefix; runs
 the one comparison (comparison.py, also run by `sagelab monitor`); writes report.json and drift.png
@@ -27,9 +27,9 @@ try:  # the Lambda package: runtime/ is its root
     from monitor import comparison
     from monitor.plot import drift_png
 except ModuleNotFoundError:  # the repository
-    from runtime.front_door import capture
-    from runtime.monitor import comparison
-    from runtime.monitor.plot import drift_png
+    from stacks.drift_check.runtime import comparison
+    from stacks.drift_check.runtime.plot import drift_png
+    from stacks.front_door.runtime import capture
 
 FEATURE_METRICS = 10
 MOST_DRIFTED = 6

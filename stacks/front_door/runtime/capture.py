@@ -9,7 +9,7 @@ environment's key, expiring with the prefix's lifecycle rule (`serving.data_capt
 
 A record has SageMaker's data capture shape (captureData.endpointInput/endpointOutput with
 `data` and `encoding`, eventMetadata with the inference id), so readers of SageMaker's capture
-files can read these too, and the drift check (runtime/monitor) reads both.
+files can read these too, and the drift check (stacks/drift_check/runtime) reads both.
 
 This module is shipped beside the front door's handler (its Lambda package) and inside the drift
 check's package; nothing here imports more than the standard library.

@@ -4,7 +4,7 @@
     GET  /openapi.json   the API description with the served model's description merged in
 
 `GET /health` never reaches this function: API Gateway answers it itself (a MOCK integration,
-stacks/front_door.py), so it neither costs an invocation nor shares the reserved concurrency.
+stacks/front_door/construct.py), so it neither costs an invocation nor shares the reserved concurrency.
 
 The served model decides how the front door speaks to the endpoint (decision 0011), from the
 function's configuration (set from the model package's CustomerMetadataProperties):
@@ -155,7 +155,7 @@ def _model_openapi() -> Any:
     try:
         import model_openapi
     except ModuleNotFoundError:
-        from runtime.front_door import model_openapi
+        from stacks.front_door.runtime import model_openapi
     return model_openapi
 
 
@@ -187,7 +187,7 @@ def _capture() -> Any:
     try:
         import capture
     except ModuleNotFoundError:
-        from runtime.front_door import capture
+        from stacks.front_door.runtime import capture
     return capture
 
 

@@ -1,5 +1,5 @@
 """The release's acceptance test: ONE piece of code, run by the release pipeline's test action
-(runtime/release/handler.py, against a stage's API Gateway) and by `sagelab release` (against the
+(stacks/release/runtime/handler.py, against a stage's API Gateway) and by `sagelab release` (against the
 local gateway). Standard library only, so the Lambda needs no layer.
 
 A stage passes when its front door

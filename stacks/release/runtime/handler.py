@@ -1,9 +1,9 @@
-"""The release pipeline's Lambda functions (stacks/release/pipeline.py), in the source account.
+"""The release pipeline's Lambda functions (stacks/release/construct.py), in the source account.
 
   start   EventBridge "SageMaker Model Package State Change" (Approved, the source group)
           -> StartPipelineExecution with the version as the pipeline variable ModelPackageArn
   deploy  a CodePipeline Lambda action: assumes the stage's release role (its account) and updates
-          its serving stack's model with the approval deployer's own code (runtime/deployer) and
+          its serving stack's model with the approval deployer's own code (stacks/approval_deployer/runtime) and
           deployment role; polls with continuation tokens until the stack is updated; tags the
           version in the registry with the stage, the time and who approved it
   test    a CodePipeline Lambda action: the acceptance test (acceptance.py, the code
@@ -28,8 +28,8 @@ try:  # in the Lambda, runtime/ is the code root
     from deployer import handler as deployer  # type: ignore[import-not-found,unused-ignore]
     from release.acceptance import Evidence, EvidenceLocations, http_sender, run_acceptance  # type: ignore[import-not-found,unused-ignore]
 except ImportError:  # tests import it as part of the project
-    from runtime.deployer import handler as deployer  # type: ignore[no-redef,unused-ignore]
-    from runtime.release.acceptance import Evidence, EvidenceLocations, http_sender, run_acceptance  # type: ignore[no-redef,unused-ignore]
+    from stacks.approval_deployer.runtime import handler as deployer  # type: ignore[no-redef,unused-ignore]
+    from stacks.release.runtime.acceptance import Evidence, EvidenceLocations, http_sender, run_acceptance  # type: ignore[no-redef,unused-ignore]
 
 logger = Logger()
 VARIABLE = "ModelPackageArn"

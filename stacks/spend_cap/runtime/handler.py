@@ -39,8 +39,8 @@ import boto3
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from runtime.deployer.handler import StackBusy, cloudformation, deploy
 from sagelab.naming import ResourceNames
+from stacks.approval_deployer.runtime.handler import StackBusy, cloudformation, deploy
 
 from .metering import Point, epoch, hourly, month_of, observe, owner, reconcile, spend
 
