@@ -12,20 +12,14 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from sagelab.config import EnvironmentConfig, SageLabConfig
+from stacks.approval_deployer.parameters import MODEL_ALGORITHM_PARAMETER, MODEL_DESCRIPTION_PARAMETER, MODEL_PACKAGE_PARAMETER, MODEL_PROBLEM_TYPE_PARAMETER
 from stacks.naming import ResourceNames
 from stacks.platform_stack import PlatformStack, apply_tags
 from stacks.release.construct import ReleasePipeline, StageTarget
 from stacks.release.promotion import Promotion, promotions
 from stacks.release.source import ReleaseSourceGrants
 from stacks.release.target import PromotedModelReads, ReleaseTarget
-from stacks.serving_stack import (
-    MODEL_ALGORITHM_PARAMETER,
-    MODEL_DESCRIPTION_PARAMETER,
-    MODEL_PACKAGE_PARAMETER,
-    MODEL_PROBLEM_TYPE_PARAMETER,
-    ServingStack,
-    retention_name,
-)
+from stacks.serving_stack import ServingStack, retention_name
 
 
 class ReleaseStack(Stack):

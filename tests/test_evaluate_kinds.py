@@ -525,9 +525,9 @@ def test_every_copy_of_the_algorithm_list_is_evaluate_pys() -> None:
 
     from sagelab.config import PipelineConfig
     from sagelab.pipeline_definition import ALGORITHMS, CUSTOM_ALGORITHM
+    from stacks.approval_deployer.parameters import MODEL_ALGORITHMS
     from stacks.approval_deployer.runtime import handler as deployer
     from stacks.front_door.runtime import handler as front_door
-    from stacks.serving_stack import MODEL_ALGORITHMS
 
     owned = set(evaluate.ALGORITHMS)
     assert set(deployer.ALGORITHMS) == set(front_door.ALGORITHMS) == set(MODEL_ALGORITHMS) == owned

@@ -28,7 +28,7 @@ import boto3
 import pytest
 
 from sagelab.registry_permissions import HANDLERS, handler_permissions
-from stacks.serving_stack import MODEL_ALGORITHM_PARAMETER, MODEL_DESCRIPTION_PARAMETER, MODEL_PACKAGE_PARAMETER, MODEL_PROBLEM_TYPE_PARAMETER
+from stacks.approval_deployer.parameters import MODEL_ALGORITHM_PARAMETER, MODEL_DESCRIPTION_PARAMETER, MODEL_PACKAGE_PARAMETER, MODEL_PROBLEM_TYPE_PARAMETER
 from tests.conftest import REPO_ROOT, SynthResult
 from tests.iam_policy import Env, RoleRef, Stacks, Statement, is_allowed
 

@@ -25,7 +25,7 @@ from sagelab.spend_cap import class_stack_name
 from stacks.app.account_quotas import check_app_quotas
 from stacks.app.classroom import StampedStack, add_classroom, clear_template_environments
 from stacks.app.nag import add_nag_packs
-from stacks.bootstrap.construct import StudentBootstrapStack
+from stacks.bootstrap_stack import StudentBootstrapStack
 from stacks.class_stack import ClassStack
 from stacks.platform_stack import PlatformStack, SharedArtifacts
 from stacks.release.promotion import Promotion

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import Aws, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
@@ -12,6 +13,7 @@ from constructs import Construct
 
 from sagelab.bucket_layout import DATA_CAPTURE_PREFIX
 from stacks.app.nag import acknowledge
+from stacks.sagemaker_log_groups.construct import allow_cloudwatch_logs
 
 # Prefixes whose objects are scratch by contract (pipeline run intermediates, notebook scratch);
 # everything else in the buckets is kept until someone deletes it.
@@ -148,3 +150,18 @@ class DataBuckets(Construct):
 
         self.data_bucket = data_bucket("Data", "data")
         self.artifacts_bucket = data_bucket("Artifacts", "artifacts")
+
+    def allow_cloudwatch(self, log_group_patterns: Sequence[str]) -> None:
+        """Let CloudWatch Logs (the environment's log groups, by name) and CloudWatch alarms (its
+        encrypted alarm topic) use the key. Service principals only: no reference back to the
+        serving stack. CloudWatch Logs names the group in the encryption context of every call."""
+        allow_cloudwatch_logs(self.key, "CloudWatchLogsOfThisEnvironment", log_group_patterns)
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="CloudWatchAlarmsToEncryptedTopic",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],
+                conditions={"StringEquals": {"aws:SourceAccount": Stack.of(self).account}},
+            )
+        )

@@ -111,6 +111,9 @@ class ModelEndpoint(Construct):
         super().__init__(scope, construct_id)
         realtime = serving.mode == "realtime"
         self.endpoint_name = names.endpoint
+        self.scales = realtime
+        self.name_prefix = deployment_name_prefix(names, serving)
+        self.scaling_role_arn = f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role/{SCALING_SERVICE_LINKED_ROLE}"
         # Not conditional on a model: an empty group costs nothing. Its fixed name would block the
         # next deploy if kept behind, and its events expire anyway: it goes with the stack.
         self.logs = SageMakerLogGroups(
@@ -121,18 +124,35 @@ class ModelEndpoint(Construct):
             retention_days=log_retention_days,
             removal_policy=RemovalPolicy.DESTROY,
         )
-        self.scales = realtime
-        # Model and endpoint config are both named sagelab-<id>--<hex>-v<version>, the version taken from
-        # the package ARN (.../<group>/<version>; the parameter's pattern admits only this group's
-        # versions). The separator is appended before splitting so that the expression also
-        # evaluates for an empty ARN (the resources then do not exist, but tools resolve it).
-        self.name_prefix = deployment_name_prefix(names, serving)
+        name = self._deployment_name(names, model_package_arn)
+        self.model = self._model(name, role, model_package_arn)
+        self.endpoint_config = self._realtime_config(name, serving, key, capture_bucket) if realtime else self._serverless_config(name, serving)
+        self.endpoint = sagemaker.CfnEndpoint(
+            self,
+            "Endpoint",
+            endpoint_name=names.endpoint,
+            endpoint_config_name=self.endpoint_config.attr_endpoint_config_name,
+            deployment_config=blue_green(rollback_alarms) if realtime else None,
+        )
+        for log_group in self.logs.log_groups.values():
+            self.endpoint.node.add_dependency(log_group)
+        conditional: list[CfnResource] = [self.model, self.endpoint_config, self.endpoint]
+        if realtime:
+            conditional += self._scaling(names, serving)
+        for resource in conditional:
+            resource.cfn_options.condition = has_model
+
+    def _deployment_name(self, names: ResourceNames, model_package_arn: str) -> str:
+        """`<name_prefix><version>`, the version taken from the package ARN (.../<group>/<version>;
+        the parameter's pattern admits only this group's versions): the model's and the endpoint
+        config's name. The separator is appended before splitting so that the expression also
+        evaluates for an empty ARN (the resources then do not exist, but tools resolve it)."""
         separator = f"model-package/{names.model_package_group}/"
         version = Fn.select(1, Fn.split(separator, Fn.join("", [model_package_arn, separator])))
-        name = Fn.join("", [self.name_prefix, version])
-        self.scaling_role_arn = f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role/{SCALING_SERVICE_LINKED_ROLE}"
+        return Fn.join("", [self.name_prefix, version])
 
-        self.model = sagemaker.CfnModel(
+    def _model(self, name: str, role: iam.IRole, model_package_arn: str) -> sagemaker.CfnModel:
+        return sagemaker.CfnModel(
             self,
             "Model",
             model_name=name,
@@ -142,89 +162,88 @@ class ModelEndpoint(Construct):
             # and SageMaker itself fetches the artifact and writes data capture and logs.
             enable_network_isolation=True,
         )
-        if realtime:
-            variant = sagemaker.CfnEndpointConfig.ProductionVariantProperty(
-                variant_name=VARIANT,
-                model_name=self.model.attr_model_name,
-                initial_instance_count=serving.initial_instance_count,
-                instance_type=serving.instance_type,
-                initial_variant_weight=1.0,
-            )
-            capture = sagemaker.CfnEndpointConfig.DataCaptureConfigProperty(
-                enable_capture=True,
-                initial_sampling_percentage=serving.data_capture_percent,
-                destination_s3_uri=f"s3://{capture_bucket.bucket_name}/{DATA_CAPTURE_PREFIX.rstrip('/')}",
-                kms_key_id=key.key_arn,
-                capture_options=[
-                    sagemaker.CfnEndpointConfig.CaptureOptionProperty(capture_mode="Input"),
-                    sagemaker.CfnEndpointConfig.CaptureOptionProperty(capture_mode="Output"),
-                ],
-                capture_content_type_header=sagemaker.CfnEndpointConfig.CaptureContentTypeHeaderProperty(
-                    json_content_types=["application/json"], csv_content_types=["text/csv"]
-                ),
-            )
-            self.endpoint_config = sagemaker.CfnEndpointConfig(
-                self,
-                "Config",
-                endpoint_config_name=name,
-                production_variants=[variant],
-                kms_key_id=key.key_arn,
-                data_capture_config=capture if serving.data_capture_percent > 0 else None,
-            )
-        else:
-            variant = sagemaker.CfnEndpointConfig.ProductionVariantProperty(
-                variant_name=VARIANT,
-                model_name=self.model.attr_model_name,
-                serverless_config=sagemaker.CfnEndpointConfig.ServerlessConfigProperty(
-                    max_concurrency=serving.serverless_max_concurrency, memory_size_in_mb=serving.serverless_memory_mb
-                ),
-            )
-            self.endpoint_config = sagemaker.CfnEndpointConfig(self, "Config", endpoint_config_name=name, production_variants=[variant])
-            why = "Serverless endpoints have no instance volumes to encrypt with a customer key and do not accept KmsKeyId."
-            acknowledge(self.endpoint_config, ("AwsSolutions-SM2", why), ("NIST.800.53.R5-SageMakerEndpointConfigurationKMSKeyConfigured", why))
 
-        deployment = None
-        if realtime:
-            deployment = sagemaker.CfnEndpoint.DeploymentConfigProperty(
-                blue_green_update_policy=sagemaker.CfnEndpoint.BlueGreenUpdatePolicyProperty(
-                    traffic_routing_configuration=sagemaker.CfnEndpoint.TrafficRoutingConfigProperty(
-                        type="CANARY",
-                        canary_size=sagemaker.CfnEndpoint.CapacitySizeProperty(type="CAPACITY_PERCENT", value=10),
-                        wait_interval_in_seconds=300,
-                    ),
-                    termination_wait_in_seconds=120,
-                    maximum_execution_timeout_in_seconds=3600,
-                ),
-                auto_rollback_configuration=sagemaker.CfnEndpoint.AutoRollbackConfigProperty(
-                    alarms=[sagemaker.CfnEndpoint.AlarmProperty(alarm_name=alarm.alarm_name) for alarm in rollback_alarms]
-                ),
-            )
-        self.endpoint = sagemaker.CfnEndpoint(
-            self, "Endpoint", endpoint_name=names.endpoint, endpoint_config_name=self.endpoint_config.attr_endpoint_config_name, deployment_config=deployment
+    def _realtime_config(self, name: str, serving: EndpointSettings, key: kms.IKey, capture_bucket: s3.IBucket) -> sagemaker.CfnEndpointConfig:
+        """Instances, their volumes encrypted with `key`, and data capture (when a percentage is set)."""
+        variant = sagemaker.CfnEndpointConfig.ProductionVariantProperty(
+            variant_name=VARIANT,
+            model_name=self.model.attr_model_name,
+            initial_instance_count=serving.initial_instance_count,
+            instance_type=serving.instance_type,
+            initial_variant_weight=1.0,
         )
-        for log_group in self.logs.log_groups.values():
-            self.endpoint.node.add_dependency(log_group)
-        conditional: list[CfnResource] = [self.model, self.endpoint_config, self.endpoint]
+        capture = sagemaker.CfnEndpointConfig.DataCaptureConfigProperty(
+            enable_capture=True,
+            initial_sampling_percentage=serving.data_capture_percent,
+            destination_s3_uri=f"s3://{capture_bucket.bucket_name}/{DATA_CAPTURE_PREFIX.rstrip('/')}",
+            kms_key_id=key.key_arn,
+            capture_options=[
+                sagemaker.CfnEndpointConfig.CaptureOptionProperty(capture_mode="Input"),
+                sagemaker.CfnEndpointConfig.CaptureOptionProperty(capture_mode="Output"),
+            ],
+            capture_content_type_header=sagemaker.CfnEndpointConfig.CaptureContentTypeHeaderProperty(
+                json_content_types=["application/json"], csv_content_types=["text/csv"]
+            ),
+        )
+        return sagemaker.CfnEndpointConfig(
+            self,
+            "Config",
+            endpoint_config_name=name,
+            production_variants=[variant],
+            kms_key_id=key.key_arn,
+            data_capture_config=capture if serving.data_capture_percent > 0 else None,
+        )
 
-        if realtime:
-            target = appscaling.ScalableTarget(
-                self,
-                "Scaling",
-                service_namespace=appscaling.ServiceNamespace.SAGEMAKER,
-                resource_id=f"endpoint/{names.endpoint}/variant/{VARIANT}",
-                scalable_dimension="sagemaker:variant:DesiredInstanceCount",
-                role=iam.Role.from_role_arn(self, "ScalingServiceLinkedRole", self.scaling_role_arn, mutable=False),
-                min_capacity=serving.initial_instance_count,
-                max_capacity=serving.max_instance_count,
-            )
-            target.node.add_dependency(self.endpoint)
-            target.scale_to_track_metric(
-                "InvocationsPerInstance",
-                target_value=TARGET_INVOCATIONS_PER_INSTANCE,
-                predefined_metric=appscaling.PredefinedMetric.SAGEMAKER_VARIANT_INVOCATIONS_PER_INSTANCE,
-                scale_in_cooldown=Duration.minutes(5),
-                scale_out_cooldown=Duration.minutes(1),
-            )
-            conditional += [child for child in target.node.find_all() if isinstance(child, CfnResource)]
-        for resource in conditional:
-            resource.cfn_options.condition = has_model
+    def _serverless_config(self, name: str, serving: EndpointSettings) -> sagemaker.CfnEndpointConfig:
+        variant = sagemaker.CfnEndpointConfig.ProductionVariantProperty(
+            variant_name=VARIANT,
+            model_name=self.model.attr_model_name,
+            serverless_config=sagemaker.CfnEndpointConfig.ServerlessConfigProperty(
+                max_concurrency=serving.serverless_max_concurrency, memory_size_in_mb=serving.serverless_memory_mb
+            ),
+        )
+        config = sagemaker.CfnEndpointConfig(self, "Config", endpoint_config_name=name, production_variants=[variant])
+        why = "Serverless endpoints have no instance volumes to encrypt with a customer key and do not accept KmsKeyId."
+        acknowledge(config, ("AwsSolutions-SM2", why), ("NIST.800.53.R5-SageMakerEndpointConfigurationKMSKeyConfigured", why))
+        return config
+
+    def _scaling(self, names: ResourceNames, serving: EndpointSettings) -> list[CfnResource]:
+        """Target tracking on invocations per instance, through Application Auto Scaling's
+        service-linked role; the resources it creates (to put under the model condition)."""
+        target = appscaling.ScalableTarget(
+            self,
+            "Scaling",
+            service_namespace=appscaling.ServiceNamespace.SAGEMAKER,
+            resource_id=f"endpoint/{names.endpoint}/variant/{VARIANT}",
+            scalable_dimension="sagemaker:variant:DesiredInstanceCount",
+            role=iam.Role.from_role_arn(self, "ScalingServiceLinkedRole", self.scaling_role_arn, mutable=False),
+            min_capacity=serving.initial_instance_count,
+            max_capacity=serving.max_instance_count,
+        )
+        target.node.add_dependency(self.endpoint)
+        target.scale_to_track_metric(
+            "InvocationsPerInstance",
+            target_value=TARGET_INVOCATIONS_PER_INSTANCE,
+            predefined_metric=appscaling.PredefinedMetric.SAGEMAKER_VARIANT_INVOCATIONS_PER_INSTANCE,
+            scale_in_cooldown=Duration.minutes(5),
+            scale_out_cooldown=Duration.minutes(1),
+        )
+        return [child for child in target.node.find_all() if isinstance(child, CfnResource)]
+
+
+def blue_green(rollback_alarms: list[cloudwatch.IAlarm]) -> sagemaker.CfnEndpoint.DeploymentConfigProperty:
+    """A realtime endpoint's updates: 10 % canary for five minutes, rolled back by `rollback_alarms`."""
+    return sagemaker.CfnEndpoint.DeploymentConfigProperty(
+        blue_green_update_policy=sagemaker.CfnEndpoint.BlueGreenUpdatePolicyProperty(
+            traffic_routing_configuration=sagemaker.CfnEndpoint.TrafficRoutingConfigProperty(
+                type="CANARY",
+                canary_size=sagemaker.CfnEndpoint.CapacitySizeProperty(type="CAPACITY_PERCENT", value=10),
+                wait_interval_in_seconds=300,
+            ),
+            termination_wait_in_seconds=120,
+            maximum_execution_timeout_in_seconds=3600,
+        ),
+        auto_rollback_configuration=sagemaker.CfnEndpoint.AutoRollbackConfigProperty(
+            alarms=[sagemaker.CfnEndpoint.AlarmProperty(alarm_name=alarm.alarm_name) for alarm in rollback_alarms]
+        ),
+    )
