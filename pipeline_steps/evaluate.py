@@ -1,7 +1,10 @@
 """Evaluate step: score the trained model on the held-out test split and decide the gate.
 
-Kinds of model (the `--algorithm` of the run and the feature spec's problem type decide which):
-    classification  xgboost, custom (probabilities), autopilot (predicted labels only, no AUC)
+Problem types (PROBLEM_FAMILIES): the feature spec's `binary`, `multiclass` or `regression` (preprocess.py
+infers it), or `clustering` for kmeans. Evaluate writes it as `sagelab_summary.problem_type`, the value
+registration tags `sagelab:problem-type` with and the deployer, front door and release read. Its problem
+family decides the metrics, the gate and the answer's shape:
+    classification  binary, multiclass: xgboost, custom (probabilities), autopilot (predicted labels only, no AUC)
     regression      xgboost, custom, autopilot: mse, rmse, mae, r2, residual and predicted-vs-actual PNGs
     clustering      kmeans: silhouette, inertia, cluster sizes; with a class target, adjusted Rand
                     index and a cluster-vs-label PNG
@@ -68,9 +71,12 @@ SUMMARY_KEY = CONDITION_METRIC_PATH.split(".")[0]
 CLASSIFICATION_METRICS = ("accuracy", "weighted_precision", "weighted_recall", "weighted_f1", "roc_auc")
 REGRESSION_METRICS = ("mse", "rmse", "mae", "r2")
 CLUSTERING_METRICS = ("silhouette", "inertia", "adjusted_rand_index")
-# The metrics a configured `pipeline.metric` may gate on, per kind of model; any other metric
-# falls back to the kind's default gate below.
-GATE_METRICS_BY_KIND = {"classification": CLASSIFICATION_METRICS, "regression": REGRESSION_METRICS, "clustering": ("silhouette",)}
+# Every problem type evaluate writes (`sagelab_summary.problem_type`, the `sagelab:problem-type` tag)
+# and its problem family: the first three are preprocess.py's PROBLEM_TYPES, clustering is kmeans'.
+PROBLEM_FAMILIES = {"binary": "classification", "multiclass": "classification", "regression": "regression", "clustering": "clustering"}
+# The metrics a configured `pipeline.metric` may gate on, per problem family; any other metric
+# falls back to the family's default gate below.
+GATE_METRICS_BY_FAMILY = {"classification": CLASSIFICATION_METRICS, "regression": REGRESSION_METRICS, "clustering": ("silhouette",)}
 DEFAULT_CLASSIFICATION_GATE = ("accuracy", 0.9)
 CONFUSION_MATRIX_PNG = "confusion_matrix.png"
 ROC_CURVE_PNG = "roc_curve.png"
@@ -174,8 +180,8 @@ def _read_mxnet_array(cursor: _MXNetCursor, index: int) -> np.ndarray:
     if magic in (_MXNET_V2_MAGIC, _MXNET_V3_MAGIC):
         storage = cursor.integer("<i4", f"array {index}'s storage type (int32)")
         if storage != _MXNET_DENSE_STORAGE:
-            kind = _MXNET_STORAGE_NAMES.get(storage, f"unknown storage type {storage}")
-            raise cursor.fail(f"array {index} is a sparse ({kind}) NDArray; expected dense arrays (storage type 0) only", start)
+            storage_type = _MXNET_STORAGE_NAMES.get(storage, f"unknown storage type {storage}")
+            raise cursor.fail(f"array {index} is a sparse ({storage_type}) NDArray; expected dense arrays (storage type 0) only", start)
         shape = _read_mxnet_shape(cursor, "<i8")
         is_none = shape == () if magic == _MXNET_V2_MAGIC else any(d < 0 for d in shape)
     elif magic == _MXNET_V1_MAGIC:
@@ -304,8 +310,12 @@ def load_spec(directories: Sequence[Path | None]) -> dict[str, Any]:
     raise FileNotFoundError(f"feature spec not found at {' or '.join(str(p) for p in candidates)}; expected preprocess's spec output (--spec-dir)")
 
 
-def problem_kind(problem_type: str) -> str:
-    return {"binary": "classification", "multiclass": "classification"}.get(problem_type, problem_type)
+def problem_family(problem_type: str) -> str:
+    """classification, regression or clustering for one of PROBLEM_FAMILIES' problem types."""
+    family = PROBLEM_FAMILIES.get(problem_type)
+    if family is None:
+        raise ValueError(f"problem type {problem_type!r} is not one of {', '.join(PROBLEM_FAMILIES)}")
+    return family
 
 
 # -- classification --------------------------------------------------------------------------------
@@ -641,24 +651,25 @@ class GateSettings:
     silhouette_threshold: float = 0.1
 
 
-def decide_gate(kind: str, metrics: dict[str, float | None], settings: GateSettings, target_std: float | None = None) -> dict[str, Any]:
-    """The gate for this kind of model: the configured metric and MetricThreshold where that metric
-    belongs to the kind and was measured, else the kind's default gate."""
+def decide_gate(problem_type: str, metrics: dict[str, float | None], settings: GateSettings, target_std: float | None = None) -> dict[str, Any]:
+    """The gate for this problem type: the configured metric and MetricThreshold where that metric
+    belongs to the problem family and was measured, else the family's default gate."""
+    family = problem_family(problem_type)
     value = metrics.get(settings.metric)
-    if settings.metric in GATE_METRICS_BY_KIND[kind] and value is not None:
+    if settings.metric in GATE_METRICS_BY_FAMILY[family] and value is not None:
         metric, threshold = settings.metric, settings.metric_threshold
         reason = f"pipeline.metric {metric!r} and {METRIC_THRESHOLD_PARAMETER}"
         advice = f"set --param {METRIC_THRESHOLD_PARAMETER}=<a {'larger' if metric in ERROR_METRICS else 'smaller'} {metric}> or improve the model"
     else:
-        measured_here = settings.metric in GATE_METRICS_BY_KIND[kind]
+        measured_here = settings.metric in GATE_METRICS_BY_FAMILY[family]
         why_not = f"pipeline.metric {settings.metric!r} " + (
-            f"was not measured for this {kind} model" if measured_here else f"does not apply to a {kind} model"
+            f"was not measured for this {family} model" if measured_here else f"does not apply to a {family} model"
         )
-        if kind == "classification":
+        if family == "classification":
             metric, threshold = DEFAULT_CLASSIFICATION_GATE
             reason = f"the classification default gate; {why_not}"
             advice = f"improve the model, or set pipeline.metric to one of {', '.join(CLASSIFICATION_METRICS)} and --param {METRIC_THRESHOLD_PARAMETER}=<value>"
-        elif kind == "regression":
+        elif family == "regression":
             metric = "rmse"
             if settings.rmse_threshold > 0:
                 threshold = settings.rmse_threshold
@@ -704,8 +715,8 @@ def model_description(algorithm: str, problem_type: str, spec: dict[str, Any], c
             for name in spec["feature_columns"]
         ]
     description: dict[str, Any] = {"algorithm": algorithm, "problem_type": problem_type, "features": features, "row_width": len(features)}
-    kind = problem_kind(problem_type)
-    if kind == "classification":
+    family = problem_family(problem_type)
+    if family == "classification":
         labels = list(spec["labels"])
         description["labels"] = labels
         properties: dict[str, Any] = {"label": {"type": "string", "enum": labels}}
@@ -716,7 +727,7 @@ def model_description(algorithm: str, problem_type: str, spec: dict[str, Any], c
                 "required": labels,
                 "additionalProperties": False,
             }
-    elif kind == "regression":
+    elif family == "regression":
         properties = {"value": {"type": "number"}}
     else:
         properties = {
@@ -730,7 +741,7 @@ def model_description(algorithm: str, problem_type: str, spec: dict[str, Any], c
 # -- the step --------------------------------------------------------------------------------------
 @dataclass
 class Scored:
-    """What one kind of evaluation produced, before the gate."""
+    """What one algorithm's evaluation produced, before the gate."""
 
     problem_type: str
     sections: dict[str, Any]
@@ -859,7 +870,7 @@ def evaluate(
         features, y_true = load_test_split(test_dir)
         scored = score_clustering(features, load_kmeans_centroids(Path(model_dir or "")), y_true, spec, output_dir)
     metrics = {name: _finite_or_none(value) for name, value in scored.metrics.items()}
-    verdict = decide_gate(problem_kind(scored.problem_type), metrics, gate or GateSettings(), scored.target_std)
+    verdict = decide_gate(scored.problem_type, metrics, gate or GateSettings(), scored.target_std)
     report = {
         **scored.sections,
         **extra,

@@ -131,15 +131,15 @@ def model_fn(model_dir: str | Path) -> LoadedModel:
 
 
 def check_estimator(estimator: Any, spec: FeatureSpec) -> None:
-    """Raise UnusableModel unless `estimator` answers the way predict_fn asks for this spec's kind."""
-    kind = type(estimator).__name__
+    """Raise UnusableModel unless `estimator` answers the way predict_fn asks for this spec's problem type."""
+    estimator_class = type(estimator).__name__
     if not callable(getattr(estimator, "predict", None)):
-        raise UnusableModel(f"{ESTIMATOR_FILE_NAME} holds a {kind}, which has no predict method; expected a fitted scikit-learn estimator")
+        raise UnusableModel(f"{ESTIMATOR_FILE_NAME} holds a {estimator_class}, which has no predict method; expected a fitted scikit-learn estimator")
     if spec.problem_type == "regression":
         return
     if not callable(getattr(estimator, "predict_proba", None)):
         raise UnusableModel(
-            f"{ESTIMATOR_FILE_NAME} holds a {kind}, which has no predict_proba method; the target is {spec.problem_type} classification, "
+            f"{ESTIMATOR_FILE_NAME} holds a {estimator_class}, which has no predict_proba method; the target is {spec.problem_type} classification, "
             "so the answer needs class probabilities (use a classifier that has predict_proba)"
         )
     classes = np.asarray(getattr(estimator, "classes_", []))
@@ -147,7 +147,7 @@ def check_estimator(estimator: Any, spec: FeatureSpec) -> None:
     listed = classes.tolist() if classes.ndim == 1 else []
     if not listed or len(set(listed)) != len(listed) or not all(type(c) is int and c in positions for c in listed):
         raise UnusableModel(
-            f"{ESTIMATOR_FILE_NAME} holds a {kind} whose classes_ are {classes.tolist()[:10]}; expected class positions 0..{len(spec.labels) - 1} "
+            f"{ESTIMATOR_FILE_NAME} holds a {estimator_class} whose classes_ are {classes.tolist()[:10]}; expected class positions 0..{len(spec.labels) - 1} "
             "as in target.npy (fit it on the target array as written by the preprocessing step)"
         )
 
@@ -244,14 +244,14 @@ def input_fn(request_body: bytes | str, content_type: str | None = JSON_CONTENT_
 def decode(request_body: bytes | str, content_type: str | None = JSON_CONTENT_TYPE, spec: FeatureSpec | None = None) -> Any:
     """Decode the body (raises InvalidInput). Without a spec the payload is kept for predict_fn; with
     one, it is validated into raw numeric rows (an array) or, for anything else, a frame."""
-    kind = _base_content_type(content_type)
-    if kind not in SUPPORTED_CONTENT_TYPES:
+    media_type = _base_content_type(content_type)
+    if media_type not in SUPPORTED_CONTENT_TYPES:
         raise UnsupportedContentType(f"content type {content_type!r} is not supported; use {' or '.join(SUPPORTED_CONTENT_TYPES)}")
     try:  # the toolkit passes text for exactly application/json and text/csv, bytes otherwise (a charset suffix)
         text = request_body.decode("utf-8") if isinstance(request_body, (bytes, bytearray)) else request_body
     except UnicodeDecodeError as error:
-        raise InvalidInput(f"body is not UTF-8 text (byte {error.start}); send {kind} encoded as UTF-8") from None
-    if kind == JSON_CONTENT_TYPE:
+        raise InvalidInput(f"body is not UTF-8 text (byte {error.start}); send {media_type} encoded as UTF-8") from None
+    if media_type == JSON_CONTENT_TYPE:
         try:
             payload = json.loads(text, parse_constant=_reject_constant)
         except json.JSONDecodeError as error:
@@ -357,10 +357,10 @@ def output_fn(prediction: list[dict[str, Any]] | Rejection, accept: str | None =
 
 def serialize(predictions: list[dict[str, Any]], accept: str | None = JSON_CONTENT_TYPE) -> tuple[str, str]:
     """(body, content type) of the predictions in the accepted type (raises InvalidInput)."""
-    kind = _base_content_type(accept)
-    if kind in ("*/*", JSON_CONTENT_TYPE):
+    media_type = _base_content_type(accept)
+    if media_type in ("*/*", JSON_CONTENT_TYPE):
         return json.dumps({"predictions": predictions}), JSON_CONTENT_TYPE
-    if kind == CSV_CONTENT_TYPE:
+    if media_type == CSV_CONTENT_TYPE:
         lines = [str(p.get("label", p.get("value"))) for p in predictions]
         return "\n".join(lines) + "\n", CSV_CONTENT_TYPE
     raise UnsupportedAccept(f"accept type {accept!r} is not supported; use {' or '.join(SUPPORTED_CONTENT_TYPES)}")

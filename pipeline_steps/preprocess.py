@@ -389,7 +389,7 @@ def _read_as_text(path: Path, read_options: Any, parse_options: Any, raw_names: 
 
 def _arrow_table_to_frame(table: Any, names: list[str], read_as_text: Callable[[list[str]], Any]) -> pd.DataFrame:
     """Arrow columns -> pandas columns called `names`, each Arrow column released once converted.
-    Consecutive columns of one kind share one 2-D block, so MNIST's pixels are one float32 matrix."""
+    Consecutive columns of one dtype share one 2-D block, so MNIST's pixels are one float32 matrix."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -403,23 +403,23 @@ def _arrow_table_to_frame(table: Any, names: list[str], read_as_text: Callable[[
         for raw in odd:
             columns[raw_names.index(raw)] = again.column(raw)
         del again
-    kinds = []
+    dtypes = []
     for column in columns:
         if pa.types.is_integer(column.type) and column.null_count < len(column):
             extremes = pc.min_max(column)
             exact = max(abs(extremes["min"].as_py()), abs(extremes["max"].as_py())) <= FLOAT32_EXACT_INTEGER
-            kinds.append("float32" if exact else ("int64" if column.null_count == 0 else "float64"))  # as pandas: int64, float64 with gaps
+            dtypes.append("float32" if exact else ("int64" if column.null_count == 0 else "float64"))  # as pandas: int64, float64 with gaps
         elif pa.types.is_integer(column.type) or pa.types.is_floating(column.type) or pa.types.is_null(column.type):
-            kinds.append("float64")  # an all-missing column is NaN, which the feature spec treats as an empty numeric column
+            dtypes.append("float64")  # an all-missing column is NaN, which the feature spec treats as an empty numeric column
         else:
-            kinds.append("text")
+            dtypes.append("text")
     pieces = []
     start = 0
     while start < len(columns):
         stop = start
-        while stop < len(columns) and kinds[stop] == kinds[start]:
+        while stop < len(columns) and dtypes[stop] == dtypes[start]:
             stop += 1
-        pieces.append(_arrow_columns_to_frame(columns, range(start, stop), kinds[start], names[start:stop], rows))
+        pieces.append(_arrow_columns_to_frame(columns, range(start, stop), dtypes[start], names[start:stop], rows))
         start = stop
     if len(pieces) == 1:
         return pieces[0]
@@ -431,19 +431,25 @@ def _arrow_table_to_frame(table: Any, names: list[str], read_as_text: Callable[[
 _CONCAT_WITHOUT_COPY: dict[str, Any] = {"copy": False} if int(pd.__version__.split(".")[0]) < 3 else {}
 
 
-def _arrow_type_is_plain(kind: Any) -> bool:
+def _arrow_type_is_plain(arrow_type: Any) -> bool:
     import pyarrow as pa
 
-    return bool(pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_null(kind) or pa.types.is_string(kind) or pa.types.is_large_string(kind))
+    return bool(
+        pa.types.is_integer(arrow_type)
+        or pa.types.is_floating(arrow_type)
+        or pa.types.is_null(arrow_type)
+        or pa.types.is_string(arrow_type)
+        or pa.types.is_large_string(arrow_type)
+    )
 
 
-def _arrow_columns_to_frame(columns: list[Any], positions: range, kind: str, names: list[str], rows: int) -> pd.DataFrame:
-    if kind == "text":
+def _arrow_columns_to_frame(columns: list[Any], positions: range, dtype: str, names: list[str], rows: int) -> pd.DataFrame:
+    if dtype == "text":
         piece = pd.DataFrame({name: columns[i].to_pandas().str.lstrip(" ") for i, name in zip(positions, names, strict=True)})
         for i in positions:
             columns[i] = None
         return piece
-    block = np.empty((len(positions), rows), dtype=kind)  # one row per column: each Arrow column lands contiguously
+    block = np.empty((len(positions), rows), dtype=dtype)  # one row per column: each Arrow column lands contiguously
     for offset, i in enumerate(positions):
         column = columns[i]
         if _arrow_is_null(column):
@@ -720,13 +726,13 @@ def preprocess(
     if table.shape[1] < 2:
         raise DataError(f"{source} has only the target column; expected at least one feature column")
 
-    kind = infer_problem_type(table[target_column], problem_type)
+    inferred_type = infer_problem_type(table[target_column], problem_type)
     target_keys = table[target_column].map(_category_key)
-    if kind != "regression":
+    if inferred_type != "regression":
         classes = sorted(target_keys.unique().tolist(), key=_natural_key)
         if len(classes) < 2:
             raise DataError(f"target column {target_column!r} has only one class ({classes[0]!r}); classification needs at least two")
-        if kind == "binary" and len(classes) != 2:
+        if inferred_type == "binary" and len(classes) != 2:
             raise DataError(f"problem type 'binary' needs exactly 2 classes; target column {target_column!r} has {len(classes)}")
     else:
         classes = []
@@ -736,8 +742,8 @@ def preprocess(
     numeric_columns, categorical = classify_columns(table, features, categorical_columns)
     table = numeric_frame(table, numeric_columns, source)  # fails on garbage before any split, naming the line
 
-    positions = split_positions(len(table), target_keys if kind != "regression" else None, validation_size, test_size, seed)
-    spec = fit_feature_spec(table, target_column, kind, numeric_columns, categorical, classes, rows=positions["train"])
+    positions = split_positions(len(table), target_keys if inferred_type != "regression" else None, validation_size, test_size, seed)
+    spec = fit_feature_spec(table, target_column, inferred_type, numeric_columns, categorical, classes, rows=positions["train"])
     target = spec.encode_target(table[target_column])
     # One float32 matrix of the numeric columns (NaN = gap); each split is a row selection of it.
     numeric = table[spec.numeric_columns].to_numpy(dtype=np.float32, na_value=np.nan)

@@ -161,11 +161,11 @@ class AwsOperations:
             job = step["job"]
             if job is None:
                 continue
-            kind, name = job
+            job_type, name = job
             # Stream by stream (GetLogEvents): roles may read their own jobs' streams only, and
             # FilterLogEvents would need the whole shared log group (docs/decisions/0010).
-            for stream in self._log_streams(JOB_LOG_GROUPS[kind], name):
-                for event in self._log_events(JOB_LOG_GROUPS[kind], stream):
+            for stream in self._log_streams(JOB_LOG_GROUPS[job_type], name):
+                for event in self._log_events(JOB_LOG_GROUPS[job_type], stream):
                     key = event.get("eventId") or f"{stream}:{event['timestamp']}:{event['message']}"
                     if key in seen:
                         continue
@@ -229,10 +229,10 @@ class AwsOperations:
 
 
 def _job_of(metadata: dict[str, Any]) -> tuple[str, str] | None:
-    for kind in ("ProcessingJob", "TrainingJob"):
-        arn = (metadata.get(kind) or {}).get("Arn")
+    for job_type in ("ProcessingJob", "TrainingJob"):
+        arn = (metadata.get(job_type) or {}).get("Arn")
         if arn:
-            return kind, arn.rsplit("/", 1)[-1]
+            return job_type, arn.rsplit("/", 1)[-1]
     return None
 
 

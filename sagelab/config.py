@@ -118,7 +118,7 @@ class PipelineConfig:
     algorithm: Literal["xgboost", "kmeans", "autopilot", "custom"] = "xgboost"
     # Built-in K-Means: the number of clusters (pipeline parameter `Clusters`).
     kmeans_clusters: StrictInt = Field(default=10, ge=2, le=1000, description="2..1000")
-    # Gates of the kinds `metric` does not belong to (evaluate.py decides which applies):
+    # Gates of the problem families `metric` does not belong to (evaluate.py decides which applies):
     # regression `rmse <= rmse_threshold` (0 = the test target's standard deviation, i.e. better
     # than the best constant prediction), clustering `silhouette >= silhouette_threshold`.
     rmse_threshold: StrictFloat = Field(default=0.0, ge=0, description="0 (auto) or a positive RMSE")

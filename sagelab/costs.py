@@ -113,43 +113,43 @@ def count_resources(template: Mapping[str, Any], into: Resources | None = None) 
     """Add one template's billable resources to `into` (a new Resources when None)."""
     counts = into or Resources()
     for resource in template.get("Resources", {}).values():
-        kind, props = resource["Type"], resource.get("Properties", {})
-        if kind == "AWS::KMS::Key":
+        resource_type, props = resource["Type"], resource.get("Properties", {})
+        if resource_type == "AWS::KMS::Key":
             counts.kms_keys += 1
-        elif kind == "AWS::WAFv2::WebACL":
+        elif resource_type == "AWS::WAFv2::WebACL":
             counts.web_acls += 1
             counts.waf_rules += len(props.get("Rules", []))
-        elif kind == "AWS::CloudWatch::Dashboard":
+        elif resource_type == "AWS::CloudWatch::Dashboard":
             counts.dashboards += 1
-        elif kind == "AWS::CloudWatch::Alarm":
+        elif resource_type == "AWS::CloudWatch::Alarm":
             # A metric-math alarm is billed per metric it reads.
             metrics = [m for m in props.get("Metrics", []) if "MetricStat" in m]
             counts.alarm_metrics += len(metrics) if metrics else 1
-        elif kind == "AWS::Budgets::Budget":
+        elif resource_type == "AWS::Budgets::Budget":
             counts.budgets += 1
-        elif kind == "AWS::SageMaker::NotebookInstance":
+        elif resource_type == "AWS::SageMaker::NotebookInstance":
             counts.notebook_volume_gb += int(props.get("VolumeSizeInGB", 5))
             counts.notebook_instance_types.append(props["InstanceType"])
-        elif kind == "AWS::SageMaker::EndpointConfig":
+        elif resource_type == "AWS::SageMaker::EndpointConfig":
             for variant in props.get("ProductionVariants", []):
                 if "ServerlessConfig" in variant:
                     counts.serverless_memory_mb = max(counts.serverless_memory_mb, int(variant["ServerlessConfig"]["MemorySizeInMB"]))
                 elif isinstance(variant.get("InstanceType"), str):
                     counts.endpoint_instances[variant["InstanceType"]] += int(variant.get("InitialInstanceCount", 1))
-        elif kind == "AWS::Events::Rule" and isinstance(props.get("ScheduleExpression"), str) and DRIFT_CHECK_RULE in props.get("Description", ""):
+        elif resource_type == "AWS::Events::Rule" and isinstance(props.get("ScheduleExpression"), str) and DRIFT_CHECK_RULE in props.get("Description", ""):
             counts.drift_check_runs_per_day += runs_per_day(props["ScheduleExpression"])
-        elif kind == "AWS::Events::Rule" and isinstance(props.get("ScheduleExpression"), str) and runs_per_day(props["ScheduleExpression"]):
+        elif resource_type == "AWS::Events::Rule" and isinstance(props.get("ScheduleExpression"), str) and runs_per_day(props["ScheduleExpression"]):
             # Any other schedule: the spending cap's reconciliation (stacks/spend_cap).
             counts.scheduled_runs_per_day += runs_per_day(props["ScheduleExpression"])
             memory = [r["Properties"].get("MemorySize", 128) for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::Function"]
             counts.scheduled_memory_mb = max(memory, default=128)
-        elif kind == "AWS::Lambda::Function":
+        elif resource_type == "AWS::Lambda::Function":
             variables = props.get("Environment", {}).get("Variables", {})
             if variables.get("METRIC_NAMESPACE") == DRIFT_CHECK_NAMESPACE:
                 counts.drift_check_memory_mb = int(props.get("MemorySize", 128))
             if isinstance(variables.get("DATA_CAPTURE_PERCENT"), str):
                 counts.data_capture_percent = int(variables["DATA_CAPTURE_PERCENT"])
-        elif kind == "AWS::SageMaker::Pipeline":
+        elif resource_type == "AWS::SageMaker::Pipeline":
             definition = props.get("PipelineDefinition", {})
             counts.processing_instance_type = _pipeline_parameter(definition, "ProcessingInstanceType") or counts.processing_instance_type
             counts.training_instance_type = _pipeline_parameter(definition, "TrainingInstanceType") or counts.training_instance_type
@@ -301,9 +301,9 @@ def price_environments(stacks: Iterable[Stack], prices: Mapping[str, Price] | No
     results = []
     for env in environments:
         counts = by_group[env]
-        deployed = sum(_instance_price(prices, kind) * n * 24 for kind, n in counts.endpoint_instances.items())
+        deployed = sum(_instance_price(prices, instance_type) * n * 24 for instance_type, n in counts.endpoint_instances.items())
         lab_hour = (
-            sum(_instance_price(prices, kind) for kind in counts.notebook_instance_types) * lab.notebook_hours
+            sum(_instance_price(prices, instance_type) for instance_type in counts.notebook_instance_types) * lab.notebook_hours
             + _instance_price(prices, counts.processing_instance_type) * lab.processing_job_minutes / 60
             + _instance_price(prices, counts.training_instance_type) * lab.training_job_minutes / 60
             + prices["sagemaker_serverless"].usd * counts.serverless_memory_mb / 1024 * lab.seconds_per_serverless_prediction * lab.predictions

@@ -18,7 +18,7 @@ This is the only module that imports `sagemaker`: a move to SDK v3 touches this 
 
 `Algorithm` is a parameter with its allowed values declared, so one deployed pipeline trains any
 of them per run and an unknown value is refused before anything runs (docs/decisions/0011). Every
-gate reads the verdict evaluate.py writes for the model's kind (`sagelab_summary.gate`).
+gate reads the verdict evaluate.py writes for the model's problem type (`sagelab_summary.gate`).
 
 The definition is built once per app with `${Name}` placeholders (see `PLACEHOLDERS`) where each
 environment's values go; CDK fills them with `Fn::Sub`, `sagelab run` with local values. No AWS
@@ -727,7 +727,7 @@ def _register_step(algorithm: str, shared: _Shared, parameters: _Parameters, eva
 
 
 def _gate_step(algorithm: str, settings: PipelineSettings, shared: _Shared, parameters: _Parameters, evaluate: Any, report: Any, model: _Model) -> Any:
-    """The gate: register the model when evaluate.py's verdict for its kind passed, else fail with
+    """The gate: register the model when evaluate.py's verdict for its problem type passed, else fail with
     evaluate.py's message (metric, value, comparison, threshold and what to change)."""
     from sagemaker.workflow.condition_step import ConditionStep
     from sagemaker.workflow.conditions import ConditionEquals

@@ -161,22 +161,22 @@ def _int(value: Any, default: int = 0) -> int:
 def demand_of(stack: StackResources) -> Counter[str]:
     """The units of each quota (key, or `key.<instance type>`) that one stack takes."""
     units: Counter[str] = Counter(cloudformation_stacks=1)
-    for kind, props in stack.resources:
-        if kind == "AWS::IAM::Role":
+    for resource_type, props in stack.resources:
+        if resource_type == "AWS::IAM::Role":
             units["iam_roles"] += 1
-        elif kind == "AWS::KMS::Key":
+        elif resource_type == "AWS::KMS::Key":
             units["kms_keys"] += 1
-        elif kind == "AWS::Lambda::Function":
+        elif resource_type == "AWS::Lambda::Function":
             units["lambda_concurrent_executions"] += _int(props.get("ReservedConcurrentExecutions"))
-        elif kind == "AWS::ApiGateway::RestApi":
+        elif resource_type == "AWS::ApiGateway::RestApi":
             units["rest_apis"] += 1
-        elif kind == "AWS::ApiGateway::UsagePlan":
+        elif resource_type == "AWS::ApiGateway::UsagePlan":
             units["usage_plans"] += 1
-        elif kind == "AWS::ApiGateway::ApiKey":
+        elif resource_type == "AWS::ApiGateway::ApiKey":
             units["api_keys"] += 1
-        elif kind == "AWS::SageMaker::NotebookInstance" and isinstance(props.get("InstanceType"), str):
+        elif resource_type == "AWS::SageMaker::NotebookInstance" and isinstance(props.get("InstanceType"), str):
             units[f"notebook_instances.{props['InstanceType']}"] += 1
-        elif kind == "AWS::SageMaker::EndpointConfig":
+        elif resource_type == "AWS::SageMaker::EndpointConfig":
             for variant in props.get("ProductionVariants") or []:
                 serverless = variant.get("ServerlessConfig")
                 if serverless:

@@ -13,7 +13,7 @@ from aws_cdk import Aws
 from sagelab import naming
 
 
-class ResourceNames(naming.ResourceNames):
+class ResourceArns(naming.ResourceNames):
     """`sagelab.naming.ResourceNames` (the names) plus their ARNs in the deploying account."""
 
     @staticmethod

@@ -15,7 +15,7 @@ from sagelab.config import EnvironmentConfig, PipelineConfig
 from stacks.data_buckets.construct import DataBuckets
 from stacks.execution_roles.construct import ExecutionRoles
 from stacks.model_approval.construct import ModelApproval
-from stacks.naming import ResourceNames
+from stacks.naming import ResourceArns
 from stacks.notebook_environment.construct import NotebookEnvironment
 from stacks.sagemaker_log_groups.construct import ACCOUNT_WIDE_LOG_GROUPS, SageMakerLogGroups, endpoint_log_group_name
 from stacks.student_guardrails.construct import StudentGuardrails
@@ -42,7 +42,7 @@ def image_repository_arn(image_uri: str) -> str:
     return f"arn:{partition}:ecr:{region}:{account}:repository/{repository.split(':', 1)[0]}"
 
 
-def environment_log_group_patterns(names: ResourceNames, *, account_wide: bool) -> list[str]:
+def environment_log_group_patterns(names: ResourceArns, *, account_wide: bool) -> list[str]:
     """Names (IAM wildcards) of every log group this environment encrypts with its key."""
     patterns = [
         # Groups without a fixed name get CloudFormation's `<stack name>-<logical id>-<suffix>`.
@@ -65,7 +65,7 @@ class PlatformStack(Stack):
     def __init__(
         self, scope: Construct, construct_id: str, *, env_config: EnvironmentConfig, shared: SharedArtifacts, tags: Mapping[str, str], **kwargs: Any
     ) -> None:
-        names = ResourceNames.of(env_config.name)
+        names = ResourceArns.of(env_config.name)
         super().__init__(
             scope,
             construct_id,

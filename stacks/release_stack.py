@@ -13,7 +13,7 @@ from constructs import Construct
 
 from sagelab.config import EnvironmentConfig, SageLabConfig
 from stacks.approval_deployer.parameters import MODEL_ALGORITHM_PARAMETER, MODEL_DESCRIPTION_PARAMETER, MODEL_PACKAGE_PARAMETER, MODEL_PROBLEM_TYPE_PARAMETER
-from stacks.naming import ResourceNames
+from stacks.naming import ResourceArns
 from stacks.platform_stack import PlatformStack, apply_tags
 from stacks.release.construct import ReleasePipeline, StageTarget
 from stacks.release.promotion import Promotion, promotions
@@ -36,7 +36,7 @@ class ReleaseStack(Stack):
         tags: Mapping[str, str],
         **kwargs: Any,
     ) -> None:
-        names = ResourceNames.of(source.name)
+        names = ResourceArns.of(source.name)
         super().__init__(
             scope,
             construct_id,
@@ -116,7 +116,7 @@ def add_releases(app: Construct, config: SageLabConfig, built: Mapping[str, Sequ
                 )
             )
         release_stacks.append(
-            ReleaseStack(app, ResourceNames.of(source.name).release_stack, source=source, platform=platform, stages=stages, tags=tags_of(source))
+            ReleaseStack(app, ResourceArns.of(source.name).release_stack, source=source, platform=platform, stages=stages, tags=tags_of(source))
         )
     return release_stacks
 

@@ -28,7 +28,7 @@ from stacks.approval_deployer.parameters import (
 from stacks.drift_check.construct import DriftCheck
 from stacks.front_door.construct import FrontDoor
 from stacks.model_endpoint.construct import ModelEndpoint
-from stacks.naming import ResourceNames
+from stacks.naming import ResourceArns
 from stacks.platform_stack import PlatformStack, apply_tags
 from stacks.release.promotion import MODEL_DEPLOYMENT_ROLE, Promotion
 from stacks.serving_monitoring.construct import ServingMonitoring
@@ -51,7 +51,7 @@ class ServingStack(Stack):
     ) -> None:
         """`promotion`: this environment serves versions of another environment's registry, which
         its release pipeline deploys (stacks/release/); its own approvals deploy nothing."""
-        names = ResourceNames.of(env_config.name)
+        names = ResourceArns.of(env_config.name)
         super().__init__(
             scope,
             construct_id,
@@ -85,7 +85,7 @@ class ServingStack(Stack):
         )
 
     def _add_api(
-        self, names: ResourceNames, env_config: EnvironmentConfig, platform: PlatformStack, artifacts_bucket: s3.IBucket, retention: logs.RetentionDays
+        self, names: ResourceArns, env_config: EnvironmentConfig, platform: PlatformStack, artifacts_bucket: s3.IBucket, retention: logs.RetentionDays
     ) -> None:
         """The front door, its monitoring, and the drift check of what it captures (when enabled)."""
         serving = env_config.serving
@@ -127,7 +127,7 @@ class ServingStack(Stack):
             )
             self.monitoring.show_drift_check(self.drift_check.metrics, list(self.drift_check.alarms.values()))
 
-    def _add_endpoint(self, names: ResourceNames, env_config: EnvironmentConfig, platform: PlatformStack) -> None:
+    def _add_endpoint(self, names: ResourceArns, env_config: EnvironmentConfig, platform: PlatformStack) -> None:
         self.endpoint = ModelEndpoint(
             self,
             "Endpoint",
@@ -142,7 +142,7 @@ class ServingStack(Stack):
             log_retention_days=env_config.log_retention_days,
         )
 
-    def _add_deployer(self, names: ResourceNames, platform: PlatformStack, retention: logs.RetentionDays, promotion: Promotion | None) -> None:
+    def _add_deployer(self, names: ResourceArns, platform: PlatformStack, retention: logs.RetentionDays, promotion: Promotion | None) -> None:
         """The approval deployer, with the grants it needs on the other units (the front door's and
         the drift check's MODEL_* settings, the endpoint's resources)."""
         self.deployer = ApprovalDeployer(
@@ -165,7 +165,7 @@ class ServingStack(Stack):
             model_packages_arn=promotion.source_packages_arn() if promotion else None,
         )
 
-    def _add_outputs(self, names: ResourceNames) -> None:
+    def _add_outputs(self, names: ResourceArns) -> None:
         CfnOutput(self, "ApiUrl", value=self.front_door.api.url, description="Front door base URL (POST /predict)")
         CfnOutput(self, "EndpointName", value=names.endpoint, description="SageMaker endpoint behind the front door")
         CfnOutput(self, DEPLOYMENT_ROLE_OUTPUT, value=self.deployer.cloudformation_role.role_arn, description="CloudFormation's role for model deployments")

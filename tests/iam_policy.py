@@ -121,7 +121,7 @@ NAME_PROPERTIES = {
     "AWS::SageMaker::Model": "ModelName",
     "AWS::SageMaker::NotebookInstance": "NotebookInstanceName",
 }
-SAGEMAKER_KINDS = {
+SAGEMAKER_ARN_RESOURCE_TYPES = {
     "AWS::SageMaker::Pipeline": "pipeline",
     "AWS::SageMaker::ModelPackageGroup": "model-package-group",
     "AWS::SageMaker::Endpoint": "endpoint",
@@ -156,8 +156,8 @@ def _typed_stand_in(env: Env, resource_type: str, name: str, attribute: str | No
         return {None: url, "QueueUrl": url, "Arn": _arn(env, "sqs", name), "QueueName": name}.get(attribute, f"{name}.{attribute}")
     if resource_type == "AWS::DynamoDB::Table":
         return {None: name, "Arn": _arn(env, "dynamodb", f"table/{name}")}.get(attribute, f"{name}.{attribute}")
-    if resource_type in SAGEMAKER_KINDS:
-        arn = _arn(env, "sagemaker", f"{SAGEMAKER_KINDS[resource_type]}/{name}")
+    if resource_type in SAGEMAKER_ARN_RESOURCE_TYPES:
+        arn = _arn(env, "sagemaker", f"{SAGEMAKER_ARN_RESOURCE_TYPES[resource_type]}/{name}")
         return name if attribute is None or attribute.endswith("Name") else arn
     return f"{name}.{attribute}" if attribute else name
 
@@ -205,7 +205,7 @@ class Statement:
 class PolicyDocument:
     stack: str
     logical_id: str
-    kind: str  # "identity" or "resource"
+    policy_type: str  # "identity" or "resource"
     document: Mapping[str, Any]
 
     def statements(self) -> list[Statement]:
@@ -656,12 +656,12 @@ def reach(statement: Statement, action: str, resource: str) -> Reach:
 
 
 def principal_names(principal: Any) -> list[tuple[str, str]]:
-    """(kind, value) pairs of a resolved Principal element: ("AWS", arn), ("Service", name), ("*", "*")."""
+    """(principal_type, value) pairs of a resolved Principal element: ("AWS", arn), ("Service", name), ("*", "*")."""
     if principal == "*":
         return [("*", "*")]
     if not isinstance(principal, Mapping):
         return []
-    return [(kind, value) for kind, values in principal.items() for value in _as_list(values)]
+    return [(principal_type, value) for principal_type, values in principal.items() for value in _as_list(values)]
 
 
 def _known_part(pattern: str, known: Context) -> str:
@@ -752,7 +752,7 @@ def _service_principals(trust: Mapping[str, Any]) -> set[str]:
     services: set[str] = set()
     for raw in _as_list(trust.get("Statement")):
         if raw.get("Effect") == "Allow":
-            services.update(value for kind, value in principal_names(raw.get("Principal")) if kind == "Service")
+            services.update(value for principal_type, value in principal_names(raw.get("Principal")) if principal_type == "Service")
     return services
 
 
@@ -879,8 +879,8 @@ class Reachability:
         for raw in _as_list(target.trust_policy.get("Statement")):
             if raw.get("Effect") != "Allow":
                 continue
-            for kind, value in principal_names(raw.get("Principal")):
-                if kind == "*" or (kind == "AWS" and value in ("*", role.arn, account_root, self.stacks.env.account)):
+            for principal_type, value in principal_names(raw.get("Principal")):
+                if principal_type == "*" or (principal_type == "AWS" and value in ("*", role.arn, account_root, self.stacks.env.account)):
                     return True
         return False
 
@@ -909,7 +909,10 @@ class Reachability:
             entries.append(Entry(self._role(self.stacks.resolve(stack, properties["RoleArn"]), f"{stack}/{logical_id}"), "student (notebook)"))
         for role in self.roles:
             trusted = [
-                value for raw in _as_list(role.trust_policy.get("Statement")) for kind, value in principal_names(raw.get("Principal")) if kind in ("AWS", "*")
+                value
+                for raw in _as_list(role.trust_policy.get("Statement"))
+                for principal_type, value in principal_names(raw.get("Principal"))
+                if principal_type in ("AWS", "*")
             ]
             if trusted:
                 entries.append(Entry(role, "people (assume role)"))
@@ -951,10 +954,10 @@ class Reachability:
         """Does a resource policy's statement name `role` (directly, by `*`, or by its account when
         `delegation`: the account root delegates to identity policies, which `may` checks)?"""
         account_root = f"arn:{self.stacks.env.partition}:iam::{self.stacks.env.account}:root"
-        for kind, value in principal_names(statement.principal):
-            if kind == "*" or (kind == "AWS" and (value == "*" or resource_matches(value, role.arn))):
+        for principal_type, value in principal_names(statement.principal):
+            if principal_type == "*" or (principal_type == "AWS" and (value == "*" or resource_matches(value, role.arn))):
                 return True
-            if delegation and kind == "AWS" and value in (account_root, self.stacks.env.account):
+            if delegation and principal_type == "AWS" and value in (account_root, self.stacks.env.account):
                 return True
         return False
 
@@ -977,10 +980,10 @@ class Reachability:
                 # A key policy's "*" is the key itself.
                 if statement.effect != "Allow" or not can_apply_given(statement, "kms:Decrypt", key_arn, known):
                     continue
-                for kind, value in principal_names(statement.principal):
-                    if kind == "*" or (kind == "AWS" and (value == "*" or resource_matches(value, role.arn))):
+                for principal_type, value in principal_names(statement.principal):
+                    if principal_type == "*" or (principal_type == "AWS" and (value == "*" or resource_matches(value, role.arn))):
                         return True
-                    if kind == "AWS" and value in (account_root, self.stacks.env.account) and self.may(role, "kms:Decrypt", key_arn, known):
+                    if principal_type == "AWS" and value in (account_root, self.stacks.env.account) and self.may(role, "kms:Decrypt", key_arn, known):
                         return True
             return False
         return True  # a key outside these templates: assume it decrypts (the S3 check must hold alone)

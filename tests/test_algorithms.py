@@ -1,6 +1,6 @@
 """Choosing an algorithm per run (issue #15, docs/decisions/0011), end to end on this machine:
-`sagelab run --param Algorithm=...` on the deployed definition registers a model of each kind
-with the metrics of its kind, and `sagelab serve` answers for it over real sockets.
+`sagelab run --param Algorithm=...` on the deployed definition registers a model of each algorithm
+with the metrics of its problem type, and `sagelab serve` answers for it over real sockets.
 
 Each test is one algorithm from run to served answer, so each run happens once (xdist spreads
 tests, not fixtures). The CLI runs in-process; the servers listen on 127.0.0.1."""

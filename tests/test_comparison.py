@@ -110,8 +110,8 @@ def test_every_registered_version_points_at_its_evaluations_baseline() -> None:
     for register in registers:
         arguments = register["Arguments"]
         for section in (arguments["DriftCheckBaselines"]["ModelDataQuality"], arguments["ModelMetrics"]["ModelDataQuality"]):
-            for kind, file_name in (("Statistics", comparison.STATISTICS_FILE_NAME), ("Constraints", comparison.CONSTRAINTS_FILE_NAME)):
-                joined = section[kind]["S3Uri"]["Std:Join"]["Values"]
+            for baseline, file_name in (("Statistics", comparison.STATISTICS_FILE_NAME), ("Constraints", comparison.CONSTRAINTS_FILE_NAME)):
+                joined = section[baseline]["S3Uri"]["Std:Join"]["Values"]
                 evaluate_step = joined[0]["Get"].split(".")[1]
                 assert joined[1] == file_name and evaluate_step in steps
                 evaluation = steps[evaluate_step]["Arguments"]

@@ -204,7 +204,7 @@ def _test_rows(splits: Path) -> list[list[float]]:
     return np.load(splits / "test" / "features.npy")[:200].tolist()
 
 
-# -- the kinds of model of decision 0011 -------------------------------------------------------------
+# -- the algorithms of decision 0011 ----------------------------------------------------------------
 def evaluate_alone(root: Path) -> Path:
     """evaluate.py in a folder of its own: the processing job's single code file."""
     folder = root / "evaluate_code"
@@ -257,7 +257,7 @@ print(json.dumps(answers))
 
 
 @pytest.mark.slow
-def test_every_kind_evaluates_in_its_image(tmp_path: Path) -> None:
+def test_every_algorithm_evaluates_in_its_image(tmp_path: Path) -> None:
     """Regression (XGBoost image), Autopilot predictions (XGBoost image), a custom scikit-learn model
     trained and evaluated in the SKLearn image (no matplotlib there: no PNGs), clustering metrics in
     the XGBoost image; preprocess's tabular exports in the SKLearn image."""
@@ -549,11 +549,11 @@ def front_door_answer(answer: Answer) -> tuple[int, dict[str, Any]]:
         "isBase64Encoded": False,
     }
     with Stubber(handler.runtime_client()) as stub:
-        kind = "client" if answer.status < 500 else "server"
+        side = "client" if answer.status < 500 else "server"
         stub.add_client_error(
             "invoke_endpoint",
             "ModelError",
-            f'Received {kind} error ({answer.status}) from primary with message "{original}".',
+            f'Received {side} error ({answer.status}) from primary with message "{original}".',
             424,
             modeled_fields={"OriginalStatusCode": answer.status, "OriginalMessage": original},
         )

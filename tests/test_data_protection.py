@@ -59,8 +59,8 @@ def two_environments(tmp_path_factory: pytest.TempPathFactory) -> SynthResult:
     return synth(directory / "cdk.out", {"config": str(config)})  # cdk-nag runs: a finding raises
 
 
-def of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
-    return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
+def of_type(template: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == resource_type}
 
 
 def resolve(value: Any, imports: dict[str, Any] | None = None) -> Any:

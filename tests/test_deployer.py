@@ -154,8 +154,8 @@ def test_approval_passes_the_packages_algorithm_problem_type_and_description(stu
 def test_a_description_outside_this_environments_runs_is_deployed_empty_and_logged(
     stub: Stubber, registry: Stubber, caplog: pytest.LogCaptureFixture, description: str
 ) -> None:
-    described(registry, {"sagelab:algorithm": "autopilot", "sagelab:problem-type": "MulticlassClassification", "sagelab:model-description": description})
-    expect_update(stub, "autopilot", "MulticlassClassification", "")
+    described(registry, {"sagelab:algorithm": "autopilot", "sagelab:problem-type": "multiclass", "sagelab:model-description": description})
+    expect_update(stub, "autopilot", "multiclass", "")
     assert handler.lambda_handler(approval(), CONTEXT)["result"] == "updating"
     assert any(r.getMessage().startswith("model description not deployed") for r in caplog.records)
 
@@ -164,6 +164,15 @@ def test_an_unknown_algorithm_is_not_deployed(stub: Stubber, registry: Stubber) 
     described(registry, {"sagelab:algorithm": "lightgbm"})
     result = handler.lambda_handler(approval(), CONTEXT)  # no UpdateStack: the stub has none queued
     assert result["result"] == "refused" and "lightgbm" in result["reason"] and "kmeans" in result["reason"]
+
+
+@pytest.mark.parametrize("problem_type", ["classification", "MulticlassClassification", "Regression", "regression "])
+def test_a_problem_type_evaluate_never_writes_is_not_deployed(stub: Stubber, registry: Stubber, problem_type: str) -> None:
+    # Autopilot's answer is a value or a label by problem type: a wrong one would garble every answer.
+    described(registry, {"sagelab:algorithm": "autopilot", "sagelab:problem-type": problem_type})
+    result = handler.lambda_handler(approval(), CONTEXT)  # no UpdateStack: the stub has none queued
+    assert result["result"] == "refused"
+    assert f"sagelab:problem-type is {problem_type!r}" in result["reason"] and "binary, multiclass, regression, clustering" in result["reason"]
 
 
 def test_already_deployed_is_a_no_op(stub: Stubber, registry: Stubber) -> None:

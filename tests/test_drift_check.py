@@ -144,8 +144,8 @@ def test_the_student_notebook_reads_no_capture_report_or_ground_truth(synthesize
 
 
 # -- per config -------------------------------------------------------------------------------------
-def _of_type(result: SynthResult, stack: str, kind: str) -> dict[str, dict[str, Any]]:
-    return result.resources(stack, kind)
+def _of_type(result: SynthResult, stack: str, resource_type: str) -> dict[str, dict[str, Any]]:
+    return result.resources(stack, resource_type)
 
 
 def test_a_serverless_environment_is_checked_on_its_schedule_and_alarms_reach_its_topic(environments: SynthResult) -> None:

@@ -44,7 +44,7 @@ RESOURCELESS_ACTIONS = {
 
 # CloudWatch Logs actions authorized on a log group (Service Authorization Reference): they apply to
 # log-group ARNs, the others to log-stream ARNs. Of the group actions, those that read the events
-# of every stream in the group make a shared group (SageMaker's /aws/sagemaker/<kind>) count as
+# of every stream in the group make a shared group (SageMaker's /aws/sagemaker/<job type>) count as
 # every student's resource.
 LOG_GROUP_ACTIONS = {
     "logs:createloggroup",
@@ -100,7 +100,7 @@ def _students_stacks(student: str) -> tuple[str, str]:
     return (names.platform_stack, names.serving_stack)
 
 
-# A job's name field in the definition -> the kind in its ARN.
+# A job's name field in the definition -> the resource type in its ARN.
 JOB_NAME_FIELDS = {
     "ProcessingJobName": "processing-job",
     "TrainingJobName": "training-job",
@@ -112,15 +112,15 @@ JOB_NAME_FIELDS = {
 
 
 def defined_job_names(stacks: Stacks, student: str) -> list[tuple[str, str]]:
-    """(kind, name) of the jobs a student's pipeline starts, from the definition in the student's
+    """(resource_type, name) of the jobs a student's pipeline starts, from the definition in the student's
     own template with `${JobNamePrefix}` substituted as CloudFormation does (a name field is the
     start of a name SageMaker extends per run)."""
     platform = stacks.templates[_students_stacks(student)[0]]["Resources"]
     (pipeline,) = [r for r in platform.values() if r["Type"] == "AWS::SageMaker::Pipeline"]
     body, variables = pipeline["Properties"]["PipelineDefinition"]["PipelineDefinitionBody"]["Fn::Sub"]
     body = body.replace("${JobNamePrefix}", variables["JobNamePrefix"])
-    found = [(kind, name) for field, kind in JOB_NAME_FIELDS.items() for name in re.findall(rf'"{field}": ?"([^"$]+)"', body)]
-    assert {kind for kind, _ in found} >= {"processing-job", "training-job", "automl-job", "transform-job", "model"}, found
+    found = [(resource_type, name) for field, resource_type in JOB_NAME_FIELDS.items() for name in re.findall(rf'"{field}": ?"([^"$]+)"', body)]
+    assert {resource_type for resource_type, _ in found} >= {"processing-job", "training-job", "automl-job", "transform-job", "model"}, found
     return found
 
 
@@ -146,11 +146,11 @@ def example_resources(stacks: Stacks, student: str) -> list[str]:
         "transform-job": "/aws/sagemaker/TransformJobs",
     }
     # SageMaker extends each name field per run, and lowercases the names in the ARNs it builds.
-    for kind, name in defined_job_names(stacks, student):
+    for resource_type, name in defined_job_names(stacks, student):
         run = f"{name}-a1b2c3d4e5".lower()
-        arns.append(f"{sagemaker}:{kind}/{run}")
-        if kind in log_groups:
-            arns.append(f"{logs}:{log_groups[kind]}:log-stream:{run}/algo-1-1700000000")
+        arns.append(f"{sagemaker}:{resource_type}/{run}")
+        if resource_type in log_groups:
+            arns.append(f"{logs}:{log_groups[resource_type]}:log-stream:{run}/algo-1-1700000000")
     jobs = {
         "processing-job": [f"pipelines-{student}x1-preprocess-a1b2"],
         "training-job": [names.name("t-a1b2c3d4-001-deadbeef")],  # a tuning job's training jobs
@@ -159,7 +159,7 @@ def example_resources(stacks: Stacks, student: str) -> list[str]:
         "model": [names.name("model-1"), "endpointmodel0f230181-ab12cd34ef56"],
         "endpoint-config": [names.name("endpoint-config-1"), "endpointconfig24ad0a28-ab12cd34ef56"],
     }
-    arns += [f"{sagemaker}:{kind}/{name}" for kind, job_names in jobs.items() for name in job_names]
+    arns += [f"{sagemaker}:{resource_type}/{name}" for resource_type, job_names in jobs.items() for name in job_names]
     arns += [
         f"{sagemaker}:model-package/{names.model_package_group}/1",
         f"{sagemaker}:pipeline/{names.pipeline}/execution/a1b2c3d4e5f6",
@@ -426,24 +426,24 @@ def test_student_ml_cannot_reach_environment_ml_prods_jobs_or_logs(tenant_stacks
     ml-prod's job names come from ml-prod's own pipeline definition."""
     roles = [role for role in _roles_of(tenant_stacks, "ml") if role.logical_id.startswith("Roles")]
     assert len(roles) == 3
-    jobs = [(kind, f"{name}-a1b2c3d4e5") for kind, name in defined_job_names(tenant_stacks, "ml-prod")]
+    jobs = [(resource_type, f"{name}-a1b2c3d4e5") for resource_type, name in defined_job_names(tenant_stacks, "ml-prod")]
     sagemaker = f"arn:aws:sagemaker:{ENV.region}:{ENV.account}"
     logs = f"arn:aws:logs:{ENV.region}:{ENV.account}:log-group"
     for role in roles:
         policy = tenant_stacks.identity_policies(role)
-        for kind, name in jobs:
-            if kind == "training-job":
+        for resource_type, name in jobs:
+            if resource_type == "training-job":
                 for action in ("sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob", "sagemaker:AddTags"):
                     assert not is_allowed(policy, action, f"{sagemaker}:training-job/{name}"), (role.logical_id, action, name)
                 stream = f"{logs}:/aws/sagemaker/TrainingJobs:log-stream:{name}/algo-1-1700000000"
                 assert not is_allowed(policy, "logs:GetLogEvents", stream), (role.logical_id, name)
-            if kind == "processing-job":
+            if resource_type == "processing-job":
                 assert not is_allowed(policy, "sagemaker:DescribeProcessingJob", f"{sagemaker}:processing-job/{name}"), (role.logical_id, name)
                 stream = f"{logs}:/aws/sagemaker/ProcessingJobs:log-stream:{name}/algo-1-1700000000"
                 assert not is_allowed(policy, "logs:GetLogEvents", stream), (role.logical_id, name)
     # ...while ml's own jobs are within reach of its notebook (the positive half).
     (notebook,) = [role for role in roles if role.logical_id.startswith("RolesNotebookRole")]
-    own = [name for kind, name in defined_job_names(tenant_stacks, "ml") if kind == "training-job"]
+    own = [name for resource_type, name in defined_job_names(tenant_stacks, "ml") if resource_type == "training-job"]
     assert own and all(is_allowed(tenant_stacks.identity_policies(notebook), "sagemaker:DescribeTrainingJob", f"{sagemaker}:training-job/{n}-x") for n in own)
 
 

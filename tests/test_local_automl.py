@@ -452,30 +452,30 @@ def test_real_job_leaderboard_through_boto3(digits_job: dict[str, Any]) -> None:
 
 def assert_matches_shape(value: Any, shape: Any, path: str) -> None:
     """`value` is what SageMaker could send for botocore's `shape`: known member names, the right types, enum values."""
-    kind = shape.type_name
-    if kind == "structure":
+    type_name = shape.type_name
+    if type_name == "structure":
         assert isinstance(value, dict), path
         for name, item in value.items():
             assert name in shape.members, f"{path}.{name} is not a member of {shape.name}"
             assert_matches_shape(item, shape.members[name], f"{path}.{name}")
         missing = set(shape.required_members) - set(value)
         assert not missing, f"{path} lacks required {sorted(missing)}"
-    elif kind == "list":
+    elif type_name == "list":
         assert isinstance(value, list), path
         for index, item in enumerate(value):
             assert_matches_shape(item, shape.member, f"{path}[{index}]")
-    elif kind == "map":
+    elif type_name == "map":
         assert isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()), path
-    elif kind == "timestamp":
+    elif type_name == "timestamp":
         assert isinstance(value, int | float), f"{path}: JSON 1.1 timestamps are epoch seconds, got {value!r}"
-    elif kind == "string":
+    elif type_name == "string":
         assert isinstance(value, str), path
         assert not shape.enum or value in shape.enum, f"{path}={value!r} not in {shape.enum}"
-    elif kind in ("integer", "long"):
+    elif type_name in ("integer", "long"):
         assert isinstance(value, int) and not isinstance(value, bool), path
-    elif kind in ("float", "double"):
+    elif type_name in ("float", "double"):
         assert isinstance(value, int | float) and not isinstance(value, bool), path
-    elif kind == "boolean":
+    elif type_name == "boolean":
         assert isinstance(value, bool), path
 
 

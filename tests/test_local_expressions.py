@@ -61,7 +61,7 @@ def test_nested_structures_are_evaluated_in_place(context: EvaluationContext) ->
 
 
 @pytest.mark.parametrize(
-    ("kind", "left", "right", "expected"),
+    ("condition_type", "left", "right", "expected"),
     [
         ("Equals", 0.97, 0.97, True),
         ("Equals", "a", "b", False),
@@ -74,8 +74,8 @@ def test_nested_structures_are_evaluated_in_place(context: EvaluationContext) ->
         ("LessThanOrEqualTo", 1.0, 0.9, False),
     ],
 )
-def test_comparisons(context: EvaluationContext, kind: str, left: Any, right: Any, expected: bool) -> None:
-    assert evaluate_condition({"Type": kind, "LeftValue": left, "RightValue": right}, context) is expected
+def test_comparisons(context: EvaluationContext, condition_type: str, left: Any, right: Any, expected: bool) -> None:
+    assert evaluate_condition({"Type": condition_type, "LeftValue": left, "RightValue": right}, context) is expected
 
 
 def test_comparison_with_expressions(context: EvaluationContext) -> None:

@@ -485,9 +485,9 @@ def crafted_archive(folder: Path, *members: tuple[tarfile.TarInfo, bytes | None]
     return archive
 
 
-def member(name: str, kind: bytes = tarfile.REGTYPE, linkname: str = "") -> tarfile.TarInfo:
+def member(name: str, member_type: bytes = tarfile.REGTYPE, linkname: str = "") -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
-    info.type, info.linkname, info.mode = kind, linkname, 0o644
+    info.type, info.linkname, info.mode = member_type, linkname, 0o644
     return info
 
 

@@ -21,8 +21,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 NOW = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
 
 
-def of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
-    return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
+def of_type(template: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == resource_type}
 
 
 PSEUDO = {"AWS::Partition": "aws", "AWS::Region": "us-east-1", "AWS::AccountId": "123456789012"}

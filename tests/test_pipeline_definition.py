@@ -299,8 +299,8 @@ def test_registration_attaches_metrics_and_what_serving_needs(definition: dict[s
 def test_retries_and_caching(definition: dict[str, Any]) -> None:
     for step in [definition["Steps"][0], *branch(definition, "IsXGBoost")[:1], *branch(definition, "IsKMeans")[:1], *branch(definition, "IsAutopilot")[:1]]:
         assert step["CacheConfig"] == {"Enabled": True, "ExpireAfter": "P30D"}, step["Name"]
-        kinds = {kind for policy in step["RetryPolicies"] for kind in policy["ExceptionType"]}
-        assert {"Step.THROTTLING", "Step.SERVICE_FAULT", "SageMaker.CAPACITY_ERROR", "SageMaker.RESOURCE_LIMIT"} <= kinds
+        exception_types = {exception_type for policy in step["RetryPolicies"] for exception_type in policy["ExceptionType"]}
+        assert {"Step.THROTTLING", "Step.SERVICE_FAULT", "SageMaker.CAPACITY_ERROR", "SageMaker.RESOURCE_LIMIT"} <= exception_types
 
 
 def test_tuning_replaces_training_and_feeds_the_best_model(tuning_definition: dict[str, Any]) -> None:

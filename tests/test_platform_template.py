@@ -17,8 +17,8 @@ def template(platform_template: dict[str, Any]) -> Template:
     return Template.from_json(platform_template)
 
 
-def resources_of(template_json: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
-    return {k: v for k, v in template_json["Resources"].items() if v["Type"] == kind}
+def resources_of(template_json: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in template_json["Resources"].items() if v["Type"] == resource_type}
 
 
 def test_kms_key_rotates_and_is_retained(template: Template) -> None:
@@ -79,8 +79,8 @@ def test_buckets_deny_insecure_transport(platform_template: dict[str, Any]) -> N
 
 def test_every_taggable_resource_carries_project_environment_owner(platform_template: dict[str, Any]) -> None:
     expected = {"project": "sagelab", "environment": "dev", "owner": "platform-team"}
-    for kind in ("AWS::S3::Bucket", "AWS::KMS::Key", "AWS::IAM::Role", "AWS::SageMaker::Pipeline", "AWS::SageMaker::ModelPackageGroup"):
-        for logical_id, resource in resources_of(platform_template, kind).items():
+    for resource_type in ("AWS::S3::Bucket", "AWS::KMS::Key", "AWS::IAM::Role", "AWS::SageMaker::Pipeline", "AWS::SageMaker::ModelPackageGroup"):
+        for logical_id, resource in resources_of(platform_template, resource_type).items():
             tags = {t["Key"]: t["Value"] for t in resource["Properties"].get("Tags", [])}
             assert expected.items() <= tags.items(), f"{logical_id} tags {tags}"
 

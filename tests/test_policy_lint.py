@@ -25,7 +25,7 @@ ENV = Env(partition="aws", region="us-east-1", account="123456789012")
 
 @dataclass(frozen=True)
 class Acknowledged:
-    document: str  # regex on "<stack kind>/<logical id>", stack kind being platform or serving
+    document: str  # regex on "<stack role>/<logical id>", stack role being platform or serving
     issue: str
     reason: str
 
@@ -115,7 +115,7 @@ def _as_iam_strings(value: Any) -> Any:
     return value
 
 
-def _stack_kind(stack: str) -> str:
+def _stack_role(stack: str) -> str:
     # sagelab-<env>--platform|serving, or the class-wide sagelab-class-<region>.
     return "class" if stack.startswith("sagelab-class--") else stack.rsplit("-", 1)[-1]
 
@@ -127,7 +127,7 @@ def findings_of(result: SynthResult) -> list[tuple[str, str, str]]:
     for document in stacks.policy_documents():
         policy = analyze_policy_string(json.dumps(_as_iam_strings(document.document)), include_community_auditors=True)
         for finding in policy.findings:
-            found.append((f"{_stack_kind(document.stack)}/{document.logical_id}", finding.issue, str(finding.detail)))
+            found.append((f"{_stack_role(document.stack)}/{document.logical_id}", finding.issue, str(finding.detail)))
     return found
 
 

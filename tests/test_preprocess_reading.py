@@ -1,5 +1,5 @@
 """preprocess.py's reading and statistics helpers: medians by counting equal NumPy's median, and
-the pyarrow reader (narrow integer guesses, column kinds) reads what pyarrow's own inference reads."""
+the pyarrow reader (narrow integer guesses, column types) reads what pyarrow's own inference reads."""
 
 from __future__ import annotations
 
@@ -33,14 +33,14 @@ def numeric_blocks(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray | None]:
     holding whole numbers, NaN for gaps), arbitrary floats; odd and even row counts; sometimes a subset of rows."""
     rows = draw(st.integers(1, 40))
     width = draw(st.integers(1, 6))
-    kind = draw(st.sampled_from(["int64", "whole-float32", "whole-float64", "float64", "wide-int64"]))
-    if kind in ("int64", "wide-int64"):
-        bound = 2**40 if kind == "wide-int64" else 300
+    column_type = draw(st.sampled_from(["int64", "whole-float32", "whole-float64", "float64", "wide-int64"]))
+    if column_type in ("int64", "wide-int64"):
+        bound = 2**40 if column_type == "wide-int64" else 300
         block = draw(hnp.arrays(np.int64, (rows, width), elements=st.integers(-bound, bound)))
-    elif kind == "float64":
+    elif column_type == "float64":
         block = draw(hnp.arrays(np.float64, (rows, width), elements=st.floats(-1e6, 1e6) | st.just(np.nan)))
     else:
-        dtype = np.float32 if kind == "whole-float32" else np.float64
+        dtype = np.float32 if column_type == "whole-float32" else np.float64
         whole = draw(hnp.arrays(np.int64, (rows, width), elements=st.integers(-70_000, 70_000))).astype(dtype)
         gaps = draw(hnp.arrays(np.bool_, (rows, width)))
         block = np.where(gaps, np.nan, whole).astype(dtype)

@@ -47,7 +47,10 @@ def test_a_reservation_in_a_new_account_fails_naming_the_quota(synthesized: Synt
     # The planted negative: the same templates with the front door's former default of 20.
     stacks = _as_stacks(synthesized)
     serving = next(stack for stack in stacks if stack.stack_name.endswith("-serving"))
-    resources = tuple((kind, {**props, "ReservedConcurrentExecutions": 20} if kind == "AWS::Lambda::Function" else props) for kind, props in serving.resources)
+    resources = tuple(
+        (resource_type, {**props, "ReservedConcurrentExecutions": 20} if resource_type == "AWS::Lambda::Function" else props)
+        for resource_type, props in serving.resources
+    )
     planted = [StackResources(serving.stack_name, "", "us-east-1", resources), *(s for s in stacks if s is not serving)]
     with pytest.raises(QuotaError) as error:
         check_quotas(planted, {"lambda_concurrent_executions": NEW_ACCOUNT_LAMBDA_CONCURRENCY})

@@ -104,7 +104,7 @@ def test_the_pool_has_one_invited_user_per_roster_row_and_no_self_sign_up(mixed_
     (pool,) = _resources(template, "AWS::Cognito::UserPool").values()
     assert pool["Properties"]["AdminCreateUserConfig"]["AllowAdminCreateUserOnly"] is True
     policy = pool["Properties"]["Policies"]["PasswordPolicy"]
-    assert policy["MinimumLength"] >= 12 and all(policy[f"Require{kind}"] for kind in ("Lowercase", "Uppercase", "Numbers", "Symbols"))
+    assert policy["MinimumLength"] >= 12 and all(policy[f"Require{character_class}"] for character_class in ("Lowercase", "Uppercase", "Numbers", "Symbols"))
     assert pool["Properties"]["MfaConfiguration"] == "OPTIONAL"
     users = {user["Properties"]["Username"]: user["Properties"] for user in _resources(template, "AWS::Cognito::UserPoolUser").values()}
     assert {name for name in users if not name.startswith("admin.")} == {*SHARED_IDS, *OWN}

@@ -26,9 +26,14 @@ from typing import Any
 
 import boto3
 import pytest
+from stacks.approval_deployer.construct.parameters import (
+    MODEL_ALGORITHM_PARAMETER,
+    MODEL_DESCRIPTION_PARAMETER,
+    MODEL_PACKAGE_PARAMETER,
+    MODEL_PROBLEM_TYPE_PARAMETER,
+)
 
 from sagelab.registry_permissions import HANDLERS, handler_permissions
-from stacks.approval_deployer.parameters import MODEL_ALGORITHM_PARAMETER, MODEL_DESCRIPTION_PARAMETER, MODEL_PACKAGE_PARAMETER, MODEL_PROBLEM_TYPE_PARAMETER
 from tests.conftest import REPO_ROOT, SynthResult
 from tests.iam_policy import Env, RoleRef, Stacks, Statement, is_allowed
 
@@ -283,7 +288,9 @@ def test_the_deployment_role_holds_every_permission_the_registry_lists_for_those
     changed = changed_by_approval(stacks.templates[stack])
     assert {logical_id for logical_id, _, _ in requests} == set(changed)  # every schema was found and read
     missing = [
-        f"{logical_id} ({kind}): {r.action} on {r.resource}" for logical_id, kind, r in requests if not is_allowed(statements, r.action, r.resource, r.context)
+        f"{logical_id} ({resource_type}): {r.action} on {r.resource}"
+        for logical_id, resource_type, r in requests
+        if not is_allowed(statements, r.action, r.resource, r.context)
     ]
     assert not missing, "the deployment role lacks:\n" + "\n".join(missing)
 
@@ -533,8 +540,8 @@ def test_the_pipeline_role_can_use_the_keys_pull_the_images_and_write_the_job_lo
             needs += [(a, f"{group}:log-stream:{job}/algo-1-1767225600", {}) for a in ("logs:CreateLogStream", "logs:PutLogEvents")]
         if step["Type"] == "Processing" and "--automl-job-name" in json.dumps(arguments):
             needs.append(("sagemaker:ListCandidatesForAutoMLJob", "*", {}))  # evaluate.py reads the Autopilot leaderboard
-        action, kind = JOB_ACTIONS[step["Type"]]
-        needs.append((f"sagemaker:{action}", f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:{kind}/{job}", {}))
+        action, resource_type = JOB_ACTIONS[step["Type"]]
+        needs.append((f"sagemaker:{action}", f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:{resource_type}/{job}", {}))
     registrations = [s for s in definition.steps() if s["Type"] == "RegisterModel"]
     assert registrations
     for step in registrations:

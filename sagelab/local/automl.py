@@ -66,6 +66,9 @@ ENSEMBLE_ROUNDS = 25
 # free-text column cannot widen the one-hot matrix to one column per row.
 MAX_ONE_HOT_CATEGORIES = 30
 
+# Autopilot's own ProblemType values (the CreateAutoMLJob API and its candidate.json), kept as AWS spells
+# them: the twin answers as the API does. SageLab's problem type (`sagelab:problem-type`) is
+# preprocess.py's binary|multiclass|regression, which evaluate.py writes for an Autopilot run too.
 BINARY = "BinaryClassification"
 MULTICLASS = "MulticlassClassification"
 REGRESSION = "Regression"
@@ -215,8 +218,8 @@ def _read_tables(input_dir: Path, content_type: str) -> pd.DataFrame:
         try:
             tables.append(pd.read_parquet(path) if parquet else pd.read_csv(path, skipinitialspace=True))
         except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as error:
-            kind = "Parquet" if parquet else "CSV with a header row"
-            raise AutoMLRequestError(f"cannot read {path.name} as {kind} (ContentType {content_type!r}): {error}") from error
+            expected_format = "Parquet" if parquet else "CSV with a header row"
+            raise AutoMLRequestError(f"cannot read {path.name} as {expected_format} (ContentType {content_type!r}): {error}") from error
     first = list(tables[0].columns)
     for path, table in zip(files[1:], tables[1:], strict=True):
         if list(table.columns) != first:
@@ -495,6 +498,46 @@ def run_automl_job(
     job_started = _now()
     clock = time.monotonic()
     config = request.get("AutoMLJobConfig") or {}
+    channels = _checked_request(request, config)
+    criteria = config.get("CompletionCriteria") or {}
+    limits = _job_limits(criteria, time_budget_s)
+    dataset = _load_dataset(input_dir, channels[0], request.get("ProblemType"))
+    objective = _objective(request, dataset.problem_type)
+    families = _selected_families(config)
+    folds = _folds(dataset)
+    cores = _cores()
+    log(
+        f"AutoML job {job_name}: {len(dataset.target)} rows, {len(dataset.numeric_columns)} numeric + {len(dataset.categorical_columns)} categorical features, "
+        f"{dataset.problem_type}, objective {objective}, {len(folds)}-fold CV, up to {limits.max_candidates} candidates, budget {limits.budget_s:g} s"
+    )
+    # One BLAS thread: the linear and MLP fits are small matrix products, and on a shared 2-core machine a
+    # multithreaded BLAS spends its time waiting for cores (an MLP's 2 s CV took 38 s beside other jobs).
+    with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
+        # Fixed iteration caps are part of the budget; a model that has not fully converged is still a candidate.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        trials, secondary_status = _search(job_name, families, dataset, folds, cores, limits, objective, clock, log)
+        best = _best_trial(objective, trials)
+        log(f"best candidate {best.name}: {objective}={best.metrics[objective]:.4f}; refitting it on all {len(dataset.target)} rows")
+        refit_started = time.monotonic()
+        artifact = _write_best_artifact(output_dir / "best", best, dataset, objective, cores)
+        log(f"refit and artifact: {time.monotonic() - refit_started:.1f} s")
+    job_ended = _now()
+    log(f"AutoML job {job_name} completed in {time.monotonic() - clock:.1f} s")
+    return _job_description(request, job_name, channels, dataset.problem_type, objective, trials, best, artifact, (job_started, job_ended), secondary_status)
+
+
+@dataclass(frozen=True)
+class _JobLimits:
+    """When the search stops: MaxCandidates (the ensemble counts), the time budget (the smaller of
+    the local budget and MaxAutoMLJobRuntimeInSeconds), and one candidate's fold time limit."""
+
+    max_candidates: int
+    budget_s: float
+    per_job_limit_s: float | None
+
+
+def _checked_request(request: Mapping[str, Any], config: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The request's input channels, once the parts the local job cannot model are refused."""
     mode = config.get("Mode", "ENSEMBLING")
     if mode not in ("ENSEMBLING", "AUTO"):
         raise AutoMLRequestError(
@@ -503,72 +546,94 @@ def run_automl_job(
     channels = request.get("InputDataConfig") or []
     if not channels:
         raise AutoMLRequestError("InputDataConfig is empty: expected one channel with DataSource.S3DataSource.S3Uri and TargetAttributeName")
-    criteria = config.get("CompletionCriteria") or {}
-    max_candidates = int(criteria.get("MaxCandidates") or len(FAMILIES) + 1)
-    runtime_limit = criteria.get("MaxAutoMLJobRuntimeInSeconds")
-    budget = min(time_budget_s, float(runtime_limit)) if runtime_limit else time_budget_s
-    per_job_limit = float(criteria["MaxRuntimePerTrainingJobInSeconds"]) if criteria.get("MaxRuntimePerTrainingJobInSeconds") else None
+    return list(channels)
 
-    dataset = _load_dataset(input_dir, channels[0], request.get("ProblemType"))
-    objective = (request.get("AutoMLJobObjective") or {}).get("MetricName") or OBJECTIVES_BY_PROBLEM_TYPE[dataset.problem_type][0]
-    if objective not in OBJECTIVES_BY_PROBLEM_TYPE[dataset.problem_type]:
-        raise AutoMLRequestError(
-            f"AutoMLJobObjective.MetricName {objective!r} does not apply to {dataset.problem_type}; expected one of {list(OBJECTIVES_BY_PROBLEM_TYPE[dataset.problem_type])}"
-        )
-    families = _selected_families(config)
-    # In ensembling mode the ensemble is a candidate too: keep one of MaxCandidates for it when there is room.
-    with_ensemble = max_candidates >= 3 and len(families) >= 2
-    base_limit = max_candidates - 1 if with_ensemble else max_candidates
-    folds = _folds(dataset)
-    cores = _cores()
-    log(
-        f"AutoML job {job_name}: {len(dataset.target)} rows, {len(dataset.numeric_columns)} numeric + {len(dataset.categorical_columns)} categorical features, "
-        f"{dataset.problem_type}, objective {objective}, {len(folds)}-fold CV, up to {max_candidates} candidates, budget {budget:g} s"
+
+def _job_limits(criteria: Mapping[str, Any], time_budget_s: float) -> _JobLimits:
+    runtime_limit = criteria.get("MaxAutoMLJobRuntimeInSeconds")
+    return _JobLimits(
+        max_candidates=int(criteria.get("MaxCandidates") or len(FAMILIES) + 1),
+        budget_s=min(time_budget_s, float(runtime_limit)) if runtime_limit else time_budget_s,
+        per_job_limit_s=float(criteria["MaxRuntimePerTrainingJobInSeconds"]) if criteria.get("MaxRuntimePerTrainingJobInSeconds") else None,
     )
 
+
+def _objective(request: Mapping[str, Any], problem_type: str) -> str:
+    """The request's objective metric, or Autopilot's default for the problem type."""
+    objective = (request.get("AutoMLJobObjective") or {}).get("MetricName") or OBJECTIVES_BY_PROBLEM_TYPE[problem_type][0]
+    if objective not in OBJECTIVES_BY_PROBLEM_TYPE[problem_type]:
+        raise AutoMLRequestError(
+            f"AutoMLJobObjective.MetricName {objective!r} does not apply to {problem_type}; expected one of {list(OBJECTIVES_BY_PROBLEM_TYPE[problem_type])}"
+        )
+    return objective
+
+
+def _search(
+    job_name: str,
+    families: Sequence[_Family],
+    dataset: _Dataset,
+    folds: Sequence[tuple[np.ndarray, np.ndarray]],
+    cores: int,
+    limits: _JobLimits,
+    objective: str,
+    clock: float,
+    log: Callable[[str], None],
+) -> tuple[list[_Trial], str]:
+    """One candidate per family, cheapest first, until MaxCandidates or the budget (`clock` is when the
+    job started), then the ensemble of the completed ones; the trials and the job's secondary status."""
+    # In ensembling mode the ensemble is a candidate too: keep one of MaxCandidates for it when there is room.
+    with_ensemble = limits.max_candidates >= 3 and len(families) >= 2
+    base_limit = limits.max_candidates - 1 if with_ensemble else limits.max_candidates
     trials: list[_Trial] = []
     secondary_status = "Completed"
-    # One BLAS thread: the linear and MLP fits are small matrix products, and on a shared 2-core machine a
-    # multithreaded BLAS spends its time waiting for cores (an MLP's 2 s CV took 38 s beside other jobs).
-    with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
-        # Fixed iteration caps are part of the budget; a model that has not fully converged is still a candidate.
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        for family in families:
-            if len(trials) >= base_limit:
-                secondary_status = "MaxCandidatesReached"
-                break
-            # At least one candidate runs whatever the budget: a job with no candidate has no model.
-            if trials and time.monotonic() - clock >= budget:
-                secondary_status = "MaxAutoMLJobRuntimeReached"
-                log(f"time budget of {budget:g} s spent after {len(trials)} candidates; no more candidates start")
-                break
-            trials.append(_run_trial(job_name, len(trials) + 1, family, dataset, folds, cores, per_job_limit, objective, log))
-        completed = [trial for trial in trials if trial.status == "Completed"]
-        if not completed:
-            raise AutoMLRequestError(
-                f"no candidate completed ({'; '.join(f'{t.family}: {t.failure}' for t in trials)}): raise the time limits or check the data"
-            )
-        # The ensemble is scored from predictions already made (cheap), so it runs even when the budget is spent.
-        if with_ensemble and len(completed) >= 2:
-            trials.append(_ensemble_trial(job_name, len(trials) + 1, objective, dataset, completed, log))
+    for family in families:
+        if len(trials) >= base_limit:
+            secondary_status = "MaxCandidatesReached"
+            break
+        # At least one candidate runs whatever the budget: a job with no candidate has no model.
+        if trials and time.monotonic() - clock >= limits.budget_s:
+            secondary_status = "MaxAutoMLJobRuntimeReached"
+            log(f"time budget of {limits.budget_s:g} s spent after {len(trials)} candidates; no more candidates start")
+            break
+        trials.append(_run_trial(job_name, len(trials) + 1, family, dataset, folds, cores, limits.per_job_limit_s, objective, log))
+    completed = [trial for trial in trials if trial.status == "Completed"]
+    if not completed:
+        raise AutoMLRequestError(f"no candidate completed ({'; '.join(f'{t.family}: {t.failure}' for t in trials)}): raise the time limits or check the data")
+    # The ensemble is scored from predictions already made (cheap), so it runs even when the budget is spent.
+    if with_ensemble and len(completed) >= 2:
+        trials.append(_ensemble_trial(job_name, len(trials) + 1, objective, dataset, completed, log))
+    return trials, secondary_status
 
-        best = completed[0]
-        for trial in trials:
-            if trial.status == "Completed" and _better(objective, trial.metrics[objective], best.metrics[objective]):
-                best = trial  # ties keep the earlier (simpler, cheaper) candidate
-        log(f"best candidate {best.name}: {objective}={best.metrics[objective]:.4f}; refitting it on all {len(dataset.target)} rows")
-        refit_started = time.monotonic()
-        artifact = _write_best_artifact(output_dir / "best", best, dataset, objective, cores)
-        log(f"refit and artifact: {time.monotonic() - refit_started:.1f} s")
 
-    job_ended = _now()
-    log(f"AutoML job {job_name} completed in {time.monotonic() - clock:.1f} s")
+def _best_trial(objective: str, trials: Sequence[_Trial]) -> _Trial:
+    completed = [trial for trial in trials if trial.status == "Completed"]
+    best = completed[0]
+    for trial in completed:
+        if _better(objective, trial.metrics[objective], best.metrics[objective]):
+            best = trial  # ties keep the earlier (simpler, cheaper) candidate
+    return best
+
+
+def _job_description(
+    request: Mapping[str, Any],
+    job_name: str,
+    channels: Sequence[Mapping[str, Any]],
+    problem_type: str,
+    objective: str,
+    trials: Sequence[_Trial],
+    best: _Trial,
+    artifact: Path,
+    started_ended: tuple[dt.datetime, dt.datetime],
+    secondary_status: str,
+) -> dict[str, Any]:
+    """DescribeAutoMLJob's answer for the finished job, plus `_candidates`."""
+    config = request.get("AutoMLJobConfig") or {}
     candidates = [_candidate_description(trial, objective) for trial in trials]
     # Only BestCandidate carries the inference container, so the runner fills ModelDataUrl in one place;
     # LocalSageMakerApi lists it on the best candidate's entry too, as SageMaker does.
     best_description = dict(next(candidate for candidate in candidates if candidate["CandidateName"] == best.name))
     best_description["InferenceContainers"] = [
-        {"Image": LOCAL_AUTOPILOT_IMAGE, "ModelDataPath": str(artifact), "Environment": inference_environment(dataset.problem_type, best.model_name)}
+        {"Image": LOCAL_AUTOPILOT_IMAGE, "ModelDataPath": str(artifact), "Environment": inference_environment(problem_type, best.model_name)}
     ]
     description: dict[str, Any] = {
         "AutoMLJobName": job_name,
@@ -577,16 +642,16 @@ def run_automl_job(
         "OutputDataConfig": dict(request.get("OutputDataConfig") or {}),
         "RoleArn": request.get("RoleArn", ""),
         "AutoMLJobConfig": dict(config),
-        "CreationTime": _iso(job_started),
-        "EndTime": _iso(job_ended),
-        "LastModifiedTime": _iso(job_ended),
+        "CreationTime": _iso(started_ended[0]),
+        "EndTime": _iso(started_ended[1]),
+        "LastModifiedTime": _iso(started_ended[1]),
         "AutoMLJobStatus": "Completed",
         "AutoMLJobSecondaryStatus": secondary_status,
         "BestCandidate": best_description,
         "ResolvedAttributes": {
             "AutoMLJobObjective": {"MetricName": objective},
-            "ProblemType": dataset.problem_type,
-            "CompletionCriteria": dict(criteria),
+            "ProblemType": problem_type,
+            "CompletionCriteria": dict(config.get("CompletionCriteria") or {}),
         },
         "_candidates": candidates,
     }

@@ -41,7 +41,7 @@ from typing import Any, Literal, Protocol
 from sagelab.local.s3_paths import S3PathError, uri_path
 
 MODEL_DIR_IN_CONTAINER = "/opt/ml/model/"  # SageMaker extracts model.tar.gz here
-ContainerKind = Literal["kmeans", "autopilot", "script"]
+ContainerType = Literal["kmeans", "autopilot", "script"]
 # The last segment of an image's repository name, per container. Built-in K-Means lives in the
 # region's algorithm registry as `kmeans`; Autopilot's ensembling candidates serve from
 # `autogluon-inference`, its HPO candidates start with `sagemaker-sklearn-automl`.
@@ -100,7 +100,7 @@ def repository_name(image: str) -> str:
     return last.split(":", 1)[0].lower()
 
 
-def container_kind(image: str) -> ContainerKind:
+def container_type(image: str) -> ContainerType:
     name = repository_name(image)
     if name in KMEANS_REPOSITORIES:
         return "kmeans"
@@ -116,11 +116,11 @@ def open_container(image: str, model_dir: Path, environment: Mapping[str, str], 
     for our scripts; Autopilot's SAGEMAKER_INFERENCE_* settings). `s3_root` (`<workdir>/s3`) is only
     needed for versions registered before the code moved into the model, whose code is a source
     archive in S3. Each container answers one request at a time, as a single-worker container does."""
-    kind = container_kind(image)
-    if kind == "kmeans":
+    served_by = container_type(image)
+    if served_by == "kmeans":
         builtin_kmeans = importlib.import_module("sagelab.local.builtin_kmeans")
         return _BuiltinContainer(builtin_kmeans.KMeansContainer(Path(model_dir)), _kmeans_refusal)
-    if kind == "autopilot":
+    if served_by == "autopilot":
         automl = importlib.import_module("sagelab.local.automl")
         return _BuiltinContainer(automl.AutopilotContainer(Path(model_dir), dict(environment)), ErrorAnswer.internal)
     return open_script_container(Path(model_dir), environment, s3_root=s3_root)

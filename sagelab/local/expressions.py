@@ -141,40 +141,40 @@ def _json_get(argument: Mapping[str, Any], context: EvaluationContext) -> Any:
 
 
 # -- conditions ---------------------------------------------------------------------------------
-def _compare(left: Any, right: Any, kind: str) -> bool:
+def _compare(left: Any, right: Any, condition_type: str) -> bool:
     try:
         left_number, right_number = float(left), float(right)
     except (TypeError, ValueError):
-        if kind == "Equals":
+        if condition_type == "Equals":
             return bool(left == right)
-        raise UnsupportedExpression(f"condition {kind}: cannot compare {left!r} with {right!r} as numbers") from None
+        raise UnsupportedExpression(f"condition {condition_type}: cannot compare {left!r} with {right!r} as numbers") from None
     return {
         "Equals": left_number == right_number,
         "GreaterThan": left_number > right_number,
         "GreaterThanOrEqualTo": left_number >= right_number,
         "LessThan": left_number < right_number,
         "LessThanOrEqualTo": left_number <= right_number,
-    }[kind]
+    }[condition_type]
 
 
 COMPARISONS = ("Equals", "GreaterThan", "GreaterThanOrEqualTo", "LessThan", "LessThanOrEqualTo")
 
 
 def evaluate_condition(condition: Mapping[str, Any], context: EvaluationContext) -> bool:
-    kind = condition.get("Type")
-    if kind in COMPARISONS:
+    condition_type = condition.get("Type")
+    if condition_type in COMPARISONS:
         left, right = evaluate(condition["LeftValue"], context), evaluate(condition["RightValue"], context)
-        if kind == "Equals" and not isinstance(left, (int, float)) and not isinstance(right, (int, float)):
+        if condition_type == "Equals" and not isinstance(left, (int, float)) and not isinstance(right, (int, float)):
             return bool(left == right)
-        return _compare(left, right, kind)
-    if kind == "In":
+        return _compare(left, right, condition_type)
+    if condition_type == "In":
         value = evaluate(condition["QueryValue"], context)
         return any(_equal(value, evaluate(candidate, context)) for candidate in condition["Values"])
-    if kind == "Not":
+    if condition_type == "Not":
         return not evaluate_condition(condition["Condition"], context)
-    if kind == "Or":
+    if condition_type == "Or":
         return any(evaluate_condition(inner, context) for inner in condition["Conditions"])
-    raise UnsupportedExpression(f"condition type {kind!r} is not supported by the local runner")
+    raise UnsupportedExpression(f"condition type {condition_type!r} is not supported by the local runner")
 
 
 def _equal(left: Any, right: Any) -> bool:

@@ -24,18 +24,36 @@ from sagelab.package_files import package_dir
 
 PRELOAD = ("numpy", "pandas", "sklearn.model_selection", "sklearn.metrics", "xgboost", "matplotlib", "matplotlib.pyplot", "tarfile", "json", "argparse")
 _preloaded = False
+# The process's native threads right after the heavy imports (OpenBLAS's pool starts at numpy's
+# import and survives a fork: it registers fork handlers). More threads later mean something
+# started a pool `threading` cannot see, typically GNU OpenMP's after an in-process fit (the
+# K-Means twin, AutoML, a test training xgboost): that pool does not survive a fork, and the
+# child's first parallel region would wait forever for threads that were not copied.
+_native_threads_after_preload: int | None = None
+
+
+def native_thread_count() -> int:
+    """The threads the kernel runs for this process (Linux's procfs); elsewhere only Python's are seen."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return threading.active_count()
 
 
 def available() -> bool:
     """Forking is safe only from a single-threaded process: a fork copies one thread, so a lock held
     by another (a server thread, a Jupyter kernel's I/O threads, an OpenMP pool) would never be
     released in the child. Anything else starts fresh interpreters."""
-    return hasattr(os, "fork") and sys.platform != "win32" and threading.active_count() == 1
+    if not (hasattr(os, "fork") and sys.platform != "win32" and threading.active_count() == 1):
+        return False
+    return _native_threads_after_preload is None or native_thread_count() <= _native_threads_after_preload
 
 
 def preload() -> None:
-    """Import the step scripts' heavy dependencies once (idempotent)."""
-    global _preloaded
+    """Import the step scripts' heavy dependencies once (idempotent). Call it before anything in the
+    process fits a model in process (a long-lived process that also trains in process, such as a
+    test session, calls it first), so the native threads it records are the imports' own."""
+    global _preloaded, _native_threads_after_preload
     if _preloaded:
         return
     # Steps draw without a display: matplotlib reads MPLBACKEND when it is imported. Only for the
@@ -52,6 +70,7 @@ def preload() -> None:
         if previous is None:
             os.environ.pop("MPLBACKEND", None)
     _preloaded = True
+    _native_threads_after_preload = native_thread_count()
 
 
 def _site_paths() -> list[str]:

@@ -47,7 +47,7 @@ from xml.sax.saxutils import escape as xml_escape
 
 from botocore.credentials import Credentials
 
-from sagelab.local.containers import Container, ContainerError, ErrorAnswer, ScriptContainer, container_kind, open_container
+from sagelab.local.containers import Container, ContainerError, ErrorAnswer, ScriptContainer, container_type, open_container
 from sagelab.local.loopback import (
     LOCAL_REGION,
     SIGV4_AUTHORIZATION,
@@ -96,8 +96,9 @@ class ServeError(RuntimeError):
 
 # -- the model ------------------------------------------------------------------------------------
 @dataclass
-class ServedModel:
-    """A registered version in the local twin of its serving container (sagelab/local/containers.py)."""
+class LoadedModel:
+    """A registered version loaded into the local twin of its serving container (sagelab/local/containers.py);
+    not stacks.front_door.construct.ServedModelSettings, which is what the front door is told about the model."""
 
     package: ModelPackage
     container: Container
@@ -140,7 +141,7 @@ def select_package(workdir: Path, group: str | None = None, version: int | None 
     return latest
 
 
-def load_served_model(workdir: Path, group: str | None = None, version: int | None = None, scratch: Path | None = None) -> ServedModel:
+def load_served_model(workdir: Path, group: str | None = None, version: int | None = None, scratch: Path | None = None) -> LoadedModel:
     """Unpack a registered version like SageMaker does (model.tar.gz into a model dir) and open the
     container its image names: our inference.py, the built-in K-Means twin or the Autopilot twin."""
     package = select_package(workdir, group, version)
@@ -152,7 +153,7 @@ def load_served_model(workdir: Path, group: str | None = None, version: int | No
         container = open_container(package.image, model_dir, package.environment, s3_root=Path(workdir) / "s3")
     except ContainerError as error:
         raise ServeError(f"{package.group} version {package.version}: {error}") from None
-    return ServedModel(package=package, container=container)
+    return LoadedModel(package=package, container=container)
 
 
 # -- HTTP helpers ---------------------------------------------------------------------------------
@@ -206,7 +207,7 @@ class LocalEndpoint(_LocalServer):
 
     def __init__(
         self,
-        served: ServedModel | None,
+        served: LoadedModel | None,
         port: int = 0,
         endpoint_name: str = "sagelab-dev--endpoint",
         *,
@@ -315,9 +316,9 @@ class LocalEndpoint(_LocalServer):
         # The Runtime API wraps a container error as ModelError (424), keeping the original
         # (botocore's sagemaker-runtime ModelError shape: Message, OriginalStatusCode, OriginalMessage).
         original = refused.body.decode("utf-8", errors="replace")
-        kind = "client" if refused.status < 500 else "server"
+        side = "client" if refused.status < 500 else "server"
         body = {
-            "message": f'Received {kind} error ({refused.status}) from primary with message "{original}".',
+            "message": f'Received {side} error ({refused.status}) from primary with message "{original}".',
             "OriginalStatusCode": refused.status,
             "OriginalMessage": original,
         }
@@ -348,12 +349,12 @@ class LambdaContextStandIn:
 
 def model_environment(package: ModelPackage | None) -> dict[str, str]:
     """What the serving stack gives the deployed function from the package's CustomerMetadataProperties
-    (the approval deployer's parameters); a version registered without them is served by its image's kind."""
+    (the approval deployer's parameters); a version registered without them is served by its image's container type."""
     if package is None:
         return {"MODEL_ALGORITHM": "xgboost", "MODEL_PROBLEM_TYPE": "", "MODEL_DESCRIPTION_URI": ""}
     metadata = package.customer_metadata
     return {
-        "MODEL_ALGORITHM": metadata.get("sagelab:algorithm") or ALGORITHM_BY_CONTAINER[container_kind(package.image)],
+        "MODEL_ALGORITHM": metadata.get("sagelab:algorithm") or ALGORITHM_BY_CONTAINER[container_type(package.image)],
         "MODEL_PROBLEM_TYPE": metadata.get("sagelab:problem-type", ""),
         "MODEL_DESCRIPTION_URI": metadata.get("sagelab:model-description", ""),
     }
@@ -579,7 +580,7 @@ def serving(
     """Start both servers (ephemeral ports by default); stop them on exit. With `iam_credentials`
     the gateway requires SigV4 instead of the API key (`serving.auth: iam`)."""
     try:
-        served: ServedModel | None = load_served_model(workdir, group, version)
+        served: LoadedModel | None = load_served_model(workdir, group, version)
     except ServeError:
         if require_model:
             raise

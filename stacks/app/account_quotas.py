@@ -34,9 +34,9 @@ def _built_resources(stack: Stack) -> tuple[tuple[str, Mapping[str, Any]], ...]:
     resources = []
     for node in stack.node.find_all():
         if isinstance(node, CfnResource) and Stack.of(node) is stack:
-            kind = node.cfn_resource_type
-            props = _pascal(stack.resolve(node._cfn_properties)) if kind in _READ_PROPERTIES else {}
-            resources.append((kind, props))
+            resource_type = node.cfn_resource_type
+            props = _pascal(stack.resolve(node._cfn_properties)) if resource_type in _READ_PROPERTIES else {}
+            resources.append((resource_type, props))
     return tuple(resources)
 
 

@@ -19,7 +19,7 @@ from constructs import Construct
 from stacks.app.nag import acknowledge, acknowledge_policy_wildcards, acknowledge_tracing_grant
 from stacks.lambda_runtime import LAMBDA_RUNTIME, powertools_layer
 from stacks.model_endpoint.construct import ModelEndpoint
-from stacks.naming import ResourceNames
+from stacks.naming import ResourceArns
 
 RUNTIME_DIR = Path(__file__).resolve().parent / "runtime"
 # What CloudFormation's Lambda handler needs to change the front door's MODEL_* environment (the
@@ -81,7 +81,7 @@ class ApprovalDeployer(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        names: ResourceNames,
+        names: ResourceArns,
         serving_stack_arn: str,
         parameter_name: str,
         model_parameter_names: ModelParameterNames,
@@ -139,7 +139,7 @@ class ApprovalDeployer(Construct):
     def _deployment_role(
         self,
         *,
-        names: ResourceNames,
+        names: ResourceArns,
         endpoint: ModelEndpoint,
         endpoint_role: iam.IRole,
         key: kms.IKey,
@@ -152,7 +152,7 @@ class ApprovalDeployer(Construct):
         """The role CloudFormation assumes for the updates the deployer starts: what the resources
         that depend on the model package need (tests/test_sufficiency.py checks it against the
         CloudFormation registry's handler permissions), on this environment's resources only."""
-        sagemaker_arn = ResourceNames.sagemaker_arn
+        sagemaker_arn = ResourceArns.sagemaker_arn
         role = iam.Role(
             self,
             "CloudFormationRole",
@@ -188,7 +188,7 @@ class ApprovalDeployer(Construct):
             iam.PolicyStatement(
                 sid="UseEnvironmentKey", actions=["kms:CreateGrant", "kms:DescribeKey", "kms:Decrypt", "kms:GenerateDataKey"], resources=[key.key_arn]
             ),
-            # An approval also sets the front door's MODEL_* environment (the served model's kind).
+            # An approval also sets the front door's MODEL_* environment (the served model's algorithm and problem type).
             iam.PolicyStatement(sid="ConfigureTheFrontDoor", actions=FRONT_DOOR_UPDATE_ACTIONS, resources=[front_door_function.function_arn]),
             iam.PolicyStatement(
                 sid="PassFrontDoorRole",
@@ -218,7 +218,7 @@ class ApprovalDeployer(Construct):
         return role
 
     @staticmethod
-    def _scaling_statements(*, names: ResourceNames, endpoint: ModelEndpoint) -> list[iam.PolicyStatement]:
+    def _scaling_statements(*, names: ResourceArns, endpoint: ModelEndpoint) -> list[iam.PolicyStatement]:
         # Target tracking names its alarms TargetTracking-<resource id>-AlarmHigh|Low-<uuid>; the
         # resource id starts with this environment's endpoint name and a slash.
         alarms = f"arn:{Aws.PARTITION}:cloudwatch:{Aws.REGION}:{Aws.ACCOUNT_ID}:alarm:TargetTracking-endpoint/{names.endpoint}/*"
@@ -281,7 +281,7 @@ class ApprovalDeployer(Construct):
     def _function(
         self,
         *,
-        names: ResourceNames,
+        names: ResourceArns,
         serving_stack_arn: str,
         parameter_name: str,
         model_parameter_names: ModelParameterNames,

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from aws_cdk import CfnCondition, CfnParameter, Fn, Stack
 
-from stacks.naming import ResourceNames
+from sagelab.naming import ResourceNames
+from stacks.front_door.construct import ServedModelSettings
 from stacks.release.promotion import Promotion
 
 MODEL_PACKAGE_PARAMETER = "ModelPackageArn"
@@ -22,20 +23,12 @@ MODEL_ALGORITHM_PARAMETER = "ModelAlgorithm"
 MODEL_PROBLEM_TYPE_PARAMETER = "ModelProblemType"
 MODEL_DESCRIPTION_PARAMETER = "ModelDescriptionUri"
 MODEL_ALGORITHMS = ("xgboost", "custom", "kmeans", "autopilot")
-PROBLEM_TYPE_PATTERN = r"^[A-Za-z][A-Za-z-]{0,39}$|^$"
+# The values of `sagelab:problem-type` (evaluate.py's PROBLEM_FAMILIES); "" for a version registered without one.
+MODEL_PROBLEM_TYPES = ("", "binary", "multiclass", "regression", "clustering")
 # The artifacts bucket's name is CloudFormation's (unknown at synth, and a parameter's pattern cannot
 # hold a reference): the pattern pins the key; the front door's IAM (GetObject on this bucket's
 # descriptions only), its ARTIFACTS_BUCKET check and the deployer's check pin the bucket.
 DESCRIPTION_URI_PATTERN = r"^$|^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/models/evaluations/[A-Za-z0-9!_.*'()/-]+/model_description\.json$"
-
-
-@dataclass(frozen=True)
-class ServedModel:
-    """The front door's MODEL_* values (parameter references)."""
-
-    algorithm: str
-    problem_type: str
-    description_uri: str
 
 
 @dataclass(frozen=True)
@@ -78,8 +71,8 @@ class ServedModelParameters:
             MODEL_PROBLEM_TYPE_PARAMETER,
             type="String",
             default="",
-            allowed_pattern=PROBLEM_TYPE_PATTERN,
-            description="Problem type of the served model (sagelab:problem-type): classification, regression or clustering.",
+            allowed_values=list(MODEL_PROBLEM_TYPES),
+            description="Problem type of the served model (sagelab:problem-type): binary, multiclass, regression or clustering; empty: none recorded.",
         )
         description_uri = CfnParameter(
             stack,
@@ -95,5 +88,5 @@ class ServedModelParameters:
         """`HasModel`: the package parameter is not empty (the endpoint's resources exist only then)."""
         return CfnCondition(stack, "HasModel", expression=Fn.condition_not(Fn.condition_equals(self.model_package.value_as_string, "")))
 
-    def served_model(self) -> ServedModel:
-        return ServedModel(self.algorithm.value_as_string, self.problem_type.value_as_string, self.description_uri.value_as_string)
+    def served_model(self) -> ServedModelSettings:
+        return ServedModelSettings(self.algorithm.value_as_string, self.problem_type.value_as_string, self.description_uri.value_as_string)

@@ -110,9 +110,9 @@ class DataBuckets(Construct):
             ("NIST.800.53.R5-S3BucketReplicationEnabled", "Access logs expire after the retention period; replicating them adds cost without recovery value."),
         )
 
-        def lifecycle(kind: str) -> list[s3.LifecycleRule]:
+        def lifecycle(purpose: str) -> list[s3.LifecycleRule]:
             expiring = dict.fromkeys(SCRATCH_PREFIXES, scratch_expiry_days)
-            if kind == "artifacts":
+            if purpose == "artifacts":
                 expiring[DATA_CAPTURE_PREFIX] = data_capture_expiry_days
             rules = [
                 s3.LifecycleRule(
@@ -123,11 +123,11 @@ class DataBuckets(Construct):
                 )
                 for prefix, days in expiring.items()
             ]
-            rules.append(s3.LifecycleRule(id=f"noncurrent-{kind}", noncurrent_version_expiration=Duration.days(NONCURRENT_VERSION_DAYS)))
+            rules.append(s3.LifecycleRule(id=f"noncurrent-{purpose}", noncurrent_version_expiration=Duration.days(NONCURRENT_VERSION_DAYS)))
             rules.append(s3.LifecycleRule(id="abort-incomplete-uploads", abort_incomplete_multipart_upload_after=Duration.days(1)))
             return rules
 
-        def data_bucket(construct_name: str, kind: str) -> s3.Bucket:
+        def data_bucket(construct_name: str, purpose: str) -> s3.Bucket:
             bucket = s3.Bucket(
                 self,
                 construct_name,
@@ -135,8 +135,8 @@ class DataBuckets(Construct):
                 encryption_key=self.key,
                 bucket_key_enabled=True,
                 server_access_logs_bucket=self.logs_bucket,
-                server_access_logs_prefix=f"{kind}/",
-                lifecycle_rules=lifecycle(kind),
+                server_access_logs_prefix=f"{purpose}/",
+                lifecycle_rules=lifecycle(purpose),
                 **common,
             )
             acknowledge(

@@ -26,13 +26,13 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from sagelab.naming import ResourceNames
 from stacks.app.nag import acknowledge, acknowledge_policy_wildcards
 from stacks.data_buckets.construct import key_use_through_s3
 from stacks.drift_check.runtime.comparison import CONSTRAINTS_FILE_NAME, EVALUATION_FILE_NAME, PREDICTION_STATISTICS_FILE_NAME, STATISTICS_FILE_NAME
 from stacks.front_door.runtime import capture
 from stacks.front_door.runtime.capture import FRONT_DOOR_CAPTURE, GROUND_TRUTH, REPORTS
 from stacks.lambda_runtime import LAMBDA_RUNTIME, staged_package
-from stacks.naming import ResourceNames
 from stacks.serving_monitoring.construct import alarm_to_topic
 
 RUNTIME_DIR = Path(__file__).resolve().parent / "runtime"

@@ -19,7 +19,7 @@ from sagelab.pipeline_definition import PIPELINE_CODE_PREFIX
 from stacks.app.nag import acknowledge_policy_wildcards
 from stacks.data_buckets.construct import DataBuckets
 from stacks.model_approval.construct import REVIEW_MODEL_ACTIONS
-from stacks.naming import ResourceNames
+from stacks.naming import ResourceArns
 
 SAGEMAKER_PRINCIPAL = "sagemaker.amazonaws.com"
 # Where the pipeline's jobs write in the artifacts bucket (sagelab/pipeline_definition.py: run
@@ -87,9 +87,9 @@ GROUP_LOG_ACTIONS = ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:Descri
 STREAM_WRITE_ACTIONS = ["logs:PutLogEvents"]
 
 
-def _job_arn(kind: str, names: ResourceNames) -> str:
-    """This environment's jobs of one kind: SageMaker lowercases job names in ARNs, ours are lowercase."""
-    return ResourceNames.sagemaker_arn(f"{kind}/{names.pattern()}")
+def _job_arn(resource_type: str, names: ResourceArns) -> str:
+    """This environment's jobs of one ARN resource type (processing-job, ...): SageMaker lowercases job names in ARNs, ours are lowercase."""
+    return ResourceArns.sagemaker_arn(f"{resource_type}/{names.pattern()}")
 
 
 def _log_group_arn(group: str) -> str:
@@ -123,12 +123,12 @@ def sagemaker_trust(*, with_source_arn: bool) -> iam.IPrincipal:
         return iam.ServicePrincipal(SAGEMAKER_PRINCIPAL, conditions={"StringEqualsIfExists": {"aws:SourceAccount": Aws.ACCOUNT_ID}})
     return iam.ServicePrincipal(
         SAGEMAKER_PRINCIPAL,
-        conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}, "ArnLike": {"aws:SourceArn": ResourceNames.sagemaker_arn("*")}},
+        conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}, "ArnLike": {"aws:SourceArn": ResourceArns.sagemaker_arn("*")}},
     )
 
 
-def _job_arns(names: ResourceNames) -> list[str]:
-    return [_job_arn(kind, names) for kind in ("processing-job", "training-job", "hyper-parameter-tuning-job")]
+def _job_arns(names: ResourceArns) -> list[str]:
+    return [_job_arn(resource_type, names) for resource_type in ("processing-job", "training-job", "hyper-parameter-tuning-job")]
 
 
 def bucket_access(sid: str, bucket_arns: Sequence[str], write: bool, prefixes: Sequence[str] = ("",)) -> list[iam.PolicyStatement]:
@@ -214,7 +214,7 @@ class ExecutionRoles(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        names: ResourceNames,
+        names: ResourceArns,
         buckets: DataBuckets,
         image_repository_arns: Sequence[str],
         existing_role_arn: str | None = None,
@@ -241,7 +241,7 @@ class ExecutionRoles(Construct):
             self._only_allowed_instance_types(allowed_instance_types)
         self.pipeline_role_name = self.pipeline_role.role_name
 
-    def _pipeline_role(self, names: ResourceNames, buckets: DataBuckets, common: _CommonStatements) -> iam.Role:
+    def _pipeline_role(self, names: ResourceArns, buckets: DataBuckets, common: _CommonStatements) -> iam.Role:
         """Runs the jobs and registers models."""
         data, artifacts = buckets.data_bucket, buckets.artifacts_bucket
         job_arns = _job_arns(names)
@@ -302,7 +302,7 @@ class ExecutionRoles(Construct):
             iam.PolicyStatement(
                 sid="ScoreWithCandidates",
                 actions=["sagemaker:CreateModel", "sagemaker:DescribeModel", "sagemaker:DeleteModel", "sagemaker:AddTags"],
-                resources=[ResourceNames.sagemaker_arn(f"model/{names.pattern('autopilot-model')}")],
+                resources=[ResourceArns.sagemaker_arn(f"model/{names.pattern('autopilot-model')}")],
             ),
             iam.PolicyStatement(
                 sid="RunTransformJobs",
@@ -321,7 +321,7 @@ class ExecutionRoles(Construct):
 
         return role
 
-    def _notebook_role(self, names: ResourceNames, buckets: DataBuckets, common: _CommonStatements) -> iam.Role:
+    def _notebook_role(self, names: ResourceArns, buckets: DataBuckets, common: _CommonStatements) -> iam.Role:
         """The student's seat."""
         data, artifacts = buckets.data_bucket, buckets.artifacts_bucket
         job_arns = _job_arns(names)
@@ -385,7 +385,7 @@ class ExecutionRoles(Construct):
 
         return role
 
-    def _endpoint_role(self, names: ResourceNames, buckets: DataBuckets, common: _CommonStatements) -> iam.Role:
+    def _endpoint_role(self, names: ResourceArns, buckets: DataBuckets, common: _CommonStatements) -> iam.Role:
         """The model's execution role (endpoint and batch transform)."""
         artifacts = buckets.artifacts_bucket
         role = iam.Role(

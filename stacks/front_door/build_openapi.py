@@ -103,8 +103,8 @@ def build() -> dict[str, Any]:
                                     "cluster": {"type": "integer"},
                                     "distance": {"type": "number"},
                                 },
-                                "description": "By kind of model: label and probabilities (classification), value (regression), "
-                                "cluster and distance (K-Means); GET /openapi.json of a deployment says which",
+                                "description": "By problem type: label and probabilities (binary, multiclass), value (regression), "
+                                "cluster and distance (clustering); GET /openapi.json of a deployment says which",
                             },
                         }
                     },

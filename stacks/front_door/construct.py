@@ -10,6 +10,7 @@ GET  /openapi.json   -> the Lambda: the API description with the served model's 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -28,7 +29,7 @@ from stacks.data_buckets.construct import key_use_through_s3
 from stacks.front_door.build_openapi import health_body
 from stacks.front_door.runtime.capture import FRONT_DOOR_CAPTURE
 from stacks.lambda_runtime import LAMBDA_RUNTIME, powertools_layer
-from stacks.naming import ResourceNames
+from stacks.naming import ResourceArns
 
 RUNTIME_DIR = Path(__file__).resolve().parent / "runtime"
 REQUEST_SCHEMA = RUNTIME_DIR / "request_schema.json"
@@ -53,12 +54,12 @@ _SCHEMA_TYPES = {
 
 def json_schema(schema: dict[str, Any]) -> apigw.JsonSchema:
     """A draft-04 schema (as JSON) -> CDK's typed JsonSchema, for the API Gateway model."""
-    kind = schema.get("type")
+    schema_type = schema.get("type")
     kwargs: dict[str, Any] = {}
-    if isinstance(kind, list):
-        kwargs["type"] = [_SCHEMA_TYPES[k] for k in kind]
-    elif kind is not None:
-        kwargs["type"] = _SCHEMA_TYPES[kind]
+    if isinstance(schema_type, list):
+        kwargs["type"] = [_SCHEMA_TYPES[t] for t in schema_type]
+    elif schema_type is not None:
+        kwargs["type"] = _SCHEMA_TYPES[schema_type]
     simple = {
         "title": "title",
         "description": "description",
@@ -92,18 +93,15 @@ def _error_template(code: str, message: str) -> dict[str, str]:
     return {"application/json": json.dumps({"error": code, "message": message, "requestId": "$context.requestId"})}
 
 
-class ServedModelSettings(Protocol):
-    """What the function is told about the served model (CloudFormation parameter values: the
-    approval deployer sets them from the model package's CustomerMetadataProperties)."""
+@dataclass(frozen=True)
+class ServedModelSettings:
+    """What the function is told about the served model, its MODEL_* environment (references to the
+    serving stack's parameters: the approval deployer sets them from the model package's
+    CustomerMetadataProperties)."""
 
-    @property
-    def algorithm(self) -> str: ...
-
-    @property
-    def problem_type(self) -> str: ...
-
-    @property
-    def description_uri(self) -> str: ...
+    algorithm: str
+    problem_type: str
+    description_uri: str
 
 
 class FrontDoorSettings(Protocol):
@@ -163,7 +161,7 @@ class FrontDoor(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        names: ResourceNames,
+        names: ResourceArns,
         serving: FrontDoorSettings,
         log_key: kms.IKey,
         log_retention: logs.RetentionDays,
@@ -190,7 +188,7 @@ class FrontDoor(Construct):
     # -- the function ----------------------------------------------------------------------------
     def _function(
         self,
-        names: ResourceNames,
+        names: ResourceArns,
         log_key: kms.IKey,
         log_retention: logs.RetentionDays,
         reserved_concurrency: int | None,
@@ -296,7 +294,7 @@ class FrontDoor(Construct):
         )
 
     # -- the API ---------------------------------------------------------------------------------
-    def _api(self, names: ResourceNames, serving: FrontDoorSettings, access_logs: logs.LogGroup) -> apigw.RestApi:
+    def _api(self, names: ResourceArns, serving: FrontDoorSettings, access_logs: logs.LogGroup) -> apigw.RestApi:
         return apigw.RestApi(
             self,
             "Api",
@@ -333,7 +331,7 @@ class FrontDoor(Construct):
                 f"Response{response_type.response_type}", type=response_type, status_code=status, templates=_error_template(code, message)
             )
 
-    def _routes(self, names: ResourceNames, serving: FrontDoorSettings) -> apigw.Method:
+    def _routes(self, names: ResourceArns, serving: FrontDoorSettings) -> apigw.Method:
         request_model = self.api.add_model(
             "PredictRequest", content_type="application/json", model_name="PredictRequest", schema=json_schema(json.loads(REQUEST_SCHEMA.read_text()))
         )
@@ -365,7 +363,7 @@ class FrontDoor(Construct):
         )
         return predict
 
-    def _usage_plan(self, names: ResourceNames, serving: FrontDoorSettings) -> tuple[apigw.IApiKey | None, apigw.UsagePlan | None]:
+    def _usage_plan(self, names: ResourceArns, serving: FrontDoorSettings) -> tuple[apigw.IApiKey | None, apigw.UsagePlan | None]:
         if serving.auth != "api_key":
             return None, None
         # A key identifies a client for its plan's throttle and quota; it is not authentication
@@ -383,7 +381,7 @@ class FrontDoor(Construct):
         return api_key, usage_plan
 
     # -- WAF ---------------------------------------------------------------------------------------
-    def _web_acl(self, names: ResourceNames, serving: FrontDoorSettings, log_key: kms.IKey, log_retention: logs.RetentionDays) -> ApiWebAcl | None:
+    def _web_acl(self, names: ResourceArns, serving: FrontDoorSettings, log_key: kms.IKey, log_retention: logs.RetentionDays) -> ApiWebAcl | None:
         """The environment's own web ACL, the class's shared one, or none (by `serving.waf`)."""
         stage_arn = self.api.deployment_stage.stage_arn
         if serving.waf == "shared":

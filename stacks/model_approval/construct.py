@@ -14,7 +14,7 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from stacks.app.nag import acknowledge_policy_wildcards
-from stacks.naming import ResourceNames
+from stacks.naming import ResourceArns
 
 PENDING = "PendingManualApproval"
 
@@ -40,7 +40,7 @@ class ModelApproval(Construct):
             own them (an imported role cannot be given a policy here).
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, names: ResourceNames, training_roles: Sequence[iam.IRole]) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, names: ResourceArns, training_roles: Sequence[iam.IRole]) -> None:
         super().__init__(scope, construct_id)
         if not training_roles:
             raise ValueError("training_roles must name the roles that train (pipeline, notebook)")

@@ -16,8 +16,8 @@ from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from sagelab.bucket_layout import DATA_CAPTURE_PREFIX
+from sagelab.naming import ResourceNames
 from stacks.app.nag import acknowledge
-from stacks.naming import ResourceNames
 from stacks.sagemaker_log_groups.construct import SageMakerLogGroups, endpoint_log_group_name
 
 VARIANT = "AllTraffic"

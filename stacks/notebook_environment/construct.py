@@ -13,8 +13,8 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
+from sagelab.naming import ResourceNames
 from stacks.app.nag import acknowledge
-from stacks.naming import ResourceNames
 
 ON_START_SCRIPT = Path(__file__).resolve().parent / "runtime" / "on_start.sh"
 LIFECYCLE_SCRIPT_LIMIT = 16384  # SageMaker's limit on each base64-encoded lifecycle script

@@ -37,7 +37,7 @@ from sagelab.package_files import package_dir
 from sagelab.release_aws import stage_title
 from stacks.app.nag import acknowledge, acknowledge_policy_wildcards
 from stacks.lambda_runtime import LAMBDA_RUNTIME, powertools_layer, staged_package
-from stacks.naming import ResourceNames
+from stacks.naming import ResourceArns
 from stacks.release.promotion import DEPLOY_FUNCTION, TEST_FUNCTION, Promotion
 from stacks.sagemaker_log_groups.construct import allow_cloudwatch_logs
 
@@ -96,7 +96,7 @@ class ReleasePipeline(Construct):
         super().__init__(scope, construct_id)
         if not stages:
             raise ValueError(f"{source.name}: a release needs at least one environment that promotes from it")
-        names = ResourceNames.of(source.name)
+        names = ResourceArns.of(source.name)
         removal = RemovalPolicy.RETAIN if retain else RemovalPolicy.DESTROY
         self.key = kms.Key(
             self, "Key", enable_key_rotation=True, description=f"SageLab {names.environment}: release artifacts, approvals, logs", removal_policy=removal

@@ -23,7 +23,7 @@ from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from sagelab.release_aws import stage_title
-from stacks.naming import ResourceNames
+from stacks.naming import ResourceArns
 from stacks.release.promotion import MODELS_PREFIX, Promotion
 from stacks.release.target import trust_only
 
@@ -40,7 +40,7 @@ class ReleaseSourceGrants(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        names: ResourceNames,
+        names: ResourceArns,
         promotions: Sequence[Promotion],
         model_package_group: sagemaker.CfnModelPackageGroup,
         artifacts_bucket: s3.IBucket,

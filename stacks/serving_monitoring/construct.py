@@ -13,8 +13,8 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from sagelab.naming import ResourceNames
 from stacks.model_endpoint.construct import VARIANT
-from stacks.naming import ResourceNames
 
 FIVE_MINUTES = Duration.minutes(5)
 

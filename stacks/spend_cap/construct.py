@@ -40,7 +40,7 @@ from sagelab.costs import load_prices
 from sagelab.package_files import package_dir
 from stacks.app.nag import acknowledge, acknowledge_policy_wildcards, acknowledge_tracing_grant
 from stacks.lambda_runtime import LAMBDA_RUNTIME, powertools_layer
-from stacks.naming import ResourceNames
+from stacks.naming import ResourceArns
 from stacks.sagemaker_log_groups.construct import allow_cloudwatch_logs
 from stacks.spend_cap.runtime.metering import EVENT_KINDS
 
@@ -74,7 +74,7 @@ def stage_enforcer(settings: Mapping[str, object]) -> Path:
         "enforcer/handler.py": UNIT_DIR / "runtime" / "handler.py",
         "enforcer/metering.py": UNIT_DIR / "runtime" / "metering.py",
         "stacks/__init__.py": package_dir("stacks") / "__init__.py",
-        "stacks/approval_deployer/__init__.py": package_dir("stacks.approval_deployer") / "__init__.py",
+        "stacks/approval_deployer/__init__.py": package_dir("stacks.approval_deployer.construct") / "__init__.py",
         "stacks/approval_deployer/runtime/__init__.py": package_dir("stacks.approval_deployer.runtime") / "__init__.py",
         "stacks/approval_deployer/runtime/handler.py": package_dir("stacks.approval_deployer.runtime") / "handler.py",
         "sagelab/__init__.py": package_dir("sagelab") / "__init__.py",
@@ -300,10 +300,10 @@ class SpendCap(Construct):
 
     def enforcer_statements(self, course: str, key: kms.IKey, function_logs: logs.ILogGroup) -> list[iam.PolicyStatement]:
         """Everything the enforcer may do. Writes reach only resources tagged with this class's
-        course and named like a student's (`ResourceNames.of("*")`); the deny it attaches is
+        course and named like a student's (`ResourceArns.of("*")`); the deny it attaches is
         this class's policy and no other."""
-        any_student = ResourceNames.of("*")
-        sagemaker_arn = ResourceNames.sagemaker_arn
+        any_student = ResourceArns.of("*")
+        sagemaker_arn = ResourceArns.sagemaker_arn
         stack_arn = f"arn:{Aws.PARTITION}:cloudformation:{Aws.REGION}:{Aws.ACCOUNT_ID}:stack"
         role_arn = f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role"
         of_this_class = {"StringEquals": {f"aws:ResourceTag/{COURSE_TAG}": course}}

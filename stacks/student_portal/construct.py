@@ -31,10 +31,10 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from sagelab.naming import ResourceNames
 from stacks.api_web_acl.construct import associate_web_acl
 from stacks.app.nag import acknowledge, acknowledge_policy_wildcards, acknowledge_tracing_grant
 from stacks.lambda_runtime import LAMBDA_RUNTIME, powertools_layer, staged_package
-from stacks.naming import ResourceNames
 from stacks.sagemaker_log_groups.construct import allow_cloudwatch_logs
 from stacks.student_portal.accounts import ADMIN_GROUP, admin_username
 from stacks.student_portal.runtime.handler import PortalStudent, encode_students

@@ -13,10 +13,10 @@ from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from sagelab.code_bundle import CodeBundle
+from sagelab.naming import ResourceNames
 from sagelab.pipeline_definition import PIPELINE_CODE_PREFIX, PLACEHOLDERS
 from stacks.app.nag import acknowledge, acknowledge_cdk_singleton_lambda, acknowledge_policy_wildcards
 from stacks.data_buckets.construct import DataBuckets
-from stacks.naming import ResourceNames
 
 DATASET_PREFIX = "datasets/digits/"
 

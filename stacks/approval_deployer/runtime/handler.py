@@ -9,7 +9,8 @@ raises, so EventBridge retries.
 
 With the ARN it passes what the front door needs to speak to the model (decision 0011), read from
 the version's CustomerMetadataProperties (DescribeModelPackage) and checked first: `sagelab:algorithm`
-(one of ALGORITHMS; anything else is not deployed), `sagelab:problem-type`, and
+(one of ALGORITHMS; anything else is not deployed), `sagelab:problem-type` (one of PROBLEM_TYPES, as
+evaluate.py writes it; anything else is not deployed: the front door's answer depends on it), and
 `sagelab:model-description` (an s3:// URI of model_description.json under models/evaluations/ in this
 environment's artifacts bucket; anything else is deployed as "" and the reason logged). A version
 without metadata (registered before 0011) is an XGBoost model without a description.
@@ -41,12 +42,12 @@ CAPABILITIES = ["CAPABILITY_IAM"]
 APPROVED = "Approved"
 VERSION = re.compile(r"^[0-9]{1,9}$")
 ALGORITHMS = ("xgboost", "custom", "kmeans", "autopilot")  # the serving stack's ModelAlgorithm AllowedValues
-PROBLEM_TYPE = re.compile(r"^[A-Za-z][A-Za-z-]{0,39}$")  # its ModelProblemType pattern
+PROBLEM_TYPES = ("binary", "multiclass", "regression", "clustering")  # its ModelProblemType AllowedValues (and "")
 DESCRIPTION_KEY = re.compile(r"^models/evaluations/[A-Za-z0-9!_.*'()/-]+/model_description\.json$")
 
 
 class UnservableModel(ValueError):
-    """The package's metadata names no algorithm the front door can speak; it is not deployed."""
+    """The package's metadata names an algorithm or problem type the front door cannot speak; it is not deployed."""
 
 
 class StackBusy(RuntimeError):
@@ -67,16 +68,15 @@ def sagemaker() -> Any:
 
 def served_model_values(package_arn: str, artifacts_bucket: str) -> dict[str, str]:
     """{"algorithm", "problem_type", "description_uri"} for the serving stack, from the package's
-    CustomerMetadataProperties, each value checked; UnservableModel for an unknown algorithm."""
+    CustomerMetadataProperties, each value checked; UnservableModel for an unknown algorithm or problem type."""
     package = sagemaker().describe_model_package(ModelPackageName=package_arn)
     metadata = package.get("CustomerMetadataProperties") or {}
     algorithm = str(metadata.get("sagelab:algorithm") or "xgboost").strip().lower()
     if algorithm not in ALGORITHMS:
         raise UnservableModel(f"sagelab:algorithm is {algorithm[:40]!r}; the front door serves {', '.join(ALGORITHMS)}")
     problem_type = str(metadata.get("sagelab:problem-type") or "")
-    if problem_type and not PROBLEM_TYPE.match(problem_type):
-        logger.warning("problem type not deployed", extra={"model_package": package_arn, "problem_type": problem_type[:80]})
-        problem_type = ""
+    if problem_type and problem_type not in PROBLEM_TYPES:
+        raise UnservableModel(f"sagelab:problem-type is {problem_type[:40]!r}; the front door serves {', '.join(PROBLEM_TYPES)} (or none)")
     description = str(metadata.get("sagelab:model-description") or "")
     prefix = f"s3://{artifacts_bucket}/"
     if description and not (description.startswith(prefix) and DESCRIPTION_KEY.match(description[len(prefix) :])):

@@ -1,4 +1,4 @@
-"""Data capture at the front door: a sample of requests and answers, for every kind of endpoint.
+"""Data capture at the front door: a sample of requests and answers, for every endpoint type (real-time or serverless).
 
 SageMaker's own data capture needs a real-time endpoint; serverless endpoints (the classroom
 default) cannot capture at all. The front door sees every request whatever serves it, so it samples

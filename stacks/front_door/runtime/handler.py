@@ -13,11 +13,12 @@ function's configuration (set from the model package's CustomerMetadataPropertie
                                    (closest_cluster, distance_to_cluster) as {"cluster", "distance"}
                            autopilot: text/csv rows (null = empty cell) to Autopilot's inference
                                    containers, its CSV answer (one label per line) as {"label"} or {"value"}
-    MODEL_PROBLEM_TYPE     classification | regression | clustering (Autopilot's answer: label or value)
+    MODEL_PROBLEM_TYPE     binary | multiclass | regression | clustering, as evaluate.py writes it, or unset
+                           (registered before 0011); Autopilot's answer is a value for regression, else a label
     MODEL_DESCRIPTION_URI  s3:// URI of model_description.json (feature order for records; /openapi.json),
                            read once per execution environment; unset or unreadable, records cannot be
                            ordered for a CSV container and /openapi.json serves the generic base.
-Every kind answers {"predictions": [{"label", "probabilities"} | {"value"} | {"cluster", "distance"}]}.
+Every algorithm answers {"predictions": [{"label", "probabilities"} | {"value"} | {"cluster", "distance"}]}.
 
 Every failure is a JSON body {"error", "message", "requestId"} with a status an API client can act on:
     400 malformed input (names the field), or the model's own 4xx (its message, when it names
@@ -71,6 +72,8 @@ OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 TRUTHY = ("1", "true", "yes", "on")
 ALGORITHMS = ("xgboost", "custom", "kmeans", "autopilot")
 CSV_ALGORITHMS = ("kmeans", "autopilot")  # built-in containers that read text/csv rows
+# The values of `sagelab:problem-type` (evaluate.py's PROBLEM_FAMILIES), the serving stack's ModelProblemType.
+PROBLEM_TYPES = ("binary", "multiclass", "regression", "clustering")
 DESCRIPTION_RETRY_SECONDS = 60  # an unreadable description is tried again after this long
 
 logger = Logger(service="sagelab-front-door")
@@ -147,7 +150,11 @@ def model_algorithm() -> str:
 
 
 def model_problem_type() -> str:
-    return os.environ.get("MODEL_PROBLEM_TYPE", "").strip()
+    """The served model's problem type, or "" when its package has none (registered before 0011)."""
+    problem_type = os.environ.get("MODEL_PROBLEM_TYPE", "").strip()
+    if problem_type and problem_type not in PROBLEM_TYPES:
+        raise ModelConfigurationError(f"MODEL_PROBLEM_TYPE is {problem_type[:40]!r}; expected one of {', '.join(PROBLEM_TYPES)} or unset")
+    return problem_type
 
 
 def _model_openapi() -> Any:
@@ -310,12 +317,12 @@ def openapi() -> Response:
     there is no readable description (never an error: the description is documentation)."""
     base = json.loads(OPENAPI_PATH.read_text())
     try:
-        algorithm = model_algorithm()
+        algorithm, problem_type = model_algorithm(), model_problem_type()
     except ModelConfigurationError as error:
         logger.error("model configuration", extra={"error": str(error)})
         return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=json.dumps(base))
     description, note = model_description()
-    document = _model_openapi().describe(base, algorithm=algorithm, problem_type=model_problem_type(), description=description, note=note)
+    document = _model_openapi().describe(base, algorithm=algorithm, problem_type=problem_type, description=description, note=note)
     return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=json.dumps(document))
 
 
@@ -328,7 +335,7 @@ def _predict() -> Response:
     from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
 
     payload = validate_payload(app.current_event.body)
-    algorithm = model_algorithm()
+    algorithm, problem_type = model_algorithm(), model_problem_type()  # a misconfigured function calls no endpoint
     endpoint = os.environ["ENDPOINT_NAME"]
     if algorithm in CSV_ALGORITHMS:
         content_type, accept, request = "text/csv", ("application/json" if algorithm == "kmeans" else "text/csv"), csv_rows(payload["instances"], algorithm)
@@ -346,7 +353,7 @@ def _predict() -> Response:
         return _error(502, "EndpointError", "calling the model endpoint failed; the error is logged under this request id")
     body = answer["Body"].read()
     try:
-        result = answer_for(algorithm, body, len(payload["instances"]))
+        result = answer_for(algorithm, problem_type, body, len(payload["instances"]))
     except BadModelAnswer as error:
         logger.warning("unexpected model answer", extra={"algorithm": algorithm, "problem": str(error), "answer_head": body[:200].decode(errors="replace")})
         return _error(502, "BadModelResponse", f"the model endpoint answered with something the front door cannot read as {algorithm} predictions")
@@ -410,7 +417,7 @@ class BadModelAnswer(ValueError):
     """The endpoint's answer is not what its container answers; a 502, logged."""
 
 
-def answer_for(algorithm: str, body: bytes, rows: int) -> dict[str, Any]:
+def answer_for(algorithm: str, problem_type: str, body: bytes, rows: int) -> dict[str, Any]:
     """The container's answer in the front door's one shape, one prediction per row."""
     if algorithm == "autopilot":
         try:
@@ -419,7 +426,7 @@ def answer_for(algorithm: str, body: bytes, rows: int) -> dict[str, Any]:
             raise BadModelAnswer(f"not CSV: {error}") from None
         if len(lines) != rows:
             raise BadModelAnswer(f"{len(lines)} lines for {rows} rows")
-        if _model_openapi().is_regression(model_problem_type()):
+        if _model_openapi().is_regression(problem_type):
             try:
                 return {"predictions": [{"value": float(line[0])} for line in lines]}
             except ValueError as error:

@@ -7,7 +7,7 @@ description merged in (decision 0011), so `GET /openapi.json` states what this d
 
 What changes against the base: `PredictRequest` (positional rows exactly `row_width` long, records
 with the feature names as properties, categories as enums, nullable per feature), `PredictResponse`
-(the answer of this kind: label and probabilities, a value, or a cluster and its distance), and a line
+(the answer for this problem type: label and probabilities, a value, or a cluster and its distance), and a line
 in `info` naming the algorithm and problem type. Without a description the base is served with a note.
 
 Loaded only by GET /openapi.json (not at import of the handler): the cold start of /predict stays as it was.
@@ -42,15 +42,15 @@ def to_openapi_schema(schema: Any) -> Any:
     if not isinstance(schema, dict):
         return schema
     converted = {key: to_openapi_schema(value) for key, value in schema.items() if key not in ("$schema", "title")}
-    kind = converted.get("type")
-    if isinstance(kind, list):
-        kinds = [k for k in kind if k != "null"]
-        if len(kinds) == 1:
-            converted["type"] = kinds[0]
+    schema_type = converted.get("type")
+    if isinstance(schema_type, list):
+        schema_types = [t for t in schema_type if t != "null"]
+        if len(schema_types) == 1:
+            converted["type"] = schema_types[0]
         else:
             del converted["type"]
-            converted["anyOf"] = [{"type": k} for k in kinds]
-        if "null" in kind:
+            converted["anyOf"] = [{"type": t} for t in schema_types]
+        if "null" in schema_type:
             converted["nullable"] = True
     return converted
 
@@ -128,7 +128,9 @@ def request_schema(description: Mapping[str, Any], algorithm: str) -> dict[str, 
 
 
 def is_regression(problem_type: str) -> bool:
-    return "regression" in problem_type.lower()
+    """The model answers a value (else a label, or a cluster for K-Means): `problem_type` is one of
+    the handler's PROBLEM_TYPES (checked where it is read) or "" for a package without one."""
+    return problem_type == "regression"
 
 
 def answer_schema(algorithm: str, problem_type: str, description: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -157,16 +159,16 @@ def describe(base: Mapping[str, Any], *, algorithm: str, problem_type: str, desc
     """`base` (the parsed openapi.json) for the served model; `note` says why there is no description."""
     document = copy.deepcopy(dict(base))
     info = document.setdefault("info", {})
-    kind = problem_type or "unknown problem type"
+    named_type = problem_type or "unknown problem type"
     if description is None:
-        info["description"] = f"{info.get('description', '')} Serving: a {algorithm} model ({kind}). {note}".strip()
+        info["description"] = f"{info.get('description', '')} Serving: a {algorithm} model ({named_type}). {note}".strip()
         info["x-sagelab-model"] = {"algorithm": algorithm, "problemType": problem_type, "described": False}
         if algorithm == "kmeans" or problem_type:  # the answer's shape needs no description
             schemas = document.setdefault("components", {}).setdefault("schemas", {})
             schemas["PredictResponse"] = _predictions(answer_schema(algorithm, problem_type, None))
         return document
     width = int(description["row_width"])
-    info["description"] = f"{info.get('description', '')} Serving: a {algorithm} model ({kind}) taking rows of {width} features.".strip()
+    info["description"] = f"{info.get('description', '')} Serving: a {algorithm} model ({named_type}) taking rows of {width} features.".strip()
     info["x-sagelab-model"] = {
         "algorithm": algorithm,
         "problemType": problem_type,

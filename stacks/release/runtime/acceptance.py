@@ -27,6 +27,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+# The values of `sagelab_summary.problem_type` (evaluate.py's PROBLEM_FAMILIES); the first two are classification.
+PROBLEM_TYPES = ("binary", "multiclass", "regression", "clustering")
 CLASSIFICATION = ("binary", "multiclass")
 # What the test can score from the front door's answers, per problem type: (metric, comparison).
 SCORED_METRIC = {"binary": ("accuracy", ">="), "multiclass": ("accuracy", ">="), "regression": ("rmse", "<=")}
@@ -75,6 +77,9 @@ class Evidence:
     def from_files(cls, *, evaluation: Mapping[str, Any], feature_spec: Mapping[str, Any], features_npy: bytes, target_npy: bytes) -> Evidence:
         summary = evaluation.get("sagelab_summary") or {}
         problem_type = str(summary.get("problem_type") or feature_spec.get("problem_type") or "")
+        if problem_type not in PROBLEM_TYPES:
+            # Scoring, or passing unscored, a model of unknown type would promise nothing true.
+            raise EvidenceError(f"evaluation.json's sagelab_summary.problem_type is {problem_type[:40]!r}; expected one of {', '.join(PROBLEM_TYPES)}")
         if list(feature_spec.get("encoded_columns") or []) != list(feature_spec.get("feature_columns") or []):
             # The split holds encoded columns (one-hot, imputed); the front door takes raw ones.
             raise EvidenceError("the test split's columns are encoded (categorical features); the acceptance test sends numeric features only")

@@ -1,4 +1,4 @@
-"""Serving every kind of model (decision 0011), over real sockets: the local gateway -> the front door
+"""Serving every algorithm (decision 0011), over real sockets: the local gateway -> the front door
 handler (MODEL_ALGORITHM, MODEL_DESCRIPTION_URI read through S3 GetObject on the local endpoint) ->
 the local endpoint -> the container twin `open_container` picks by image.
 
@@ -30,11 +30,11 @@ from botocore.exceptions import ClientError
 
 from sagelab.local.automl import AutopilotContainer, run_automl_job
 from sagelab.local.builtin_kmeans import MODEL_FILE_NAME, write_mxnet_ndarrays
-from sagelab.local.containers import ErrorAnswer, container_kind, open_container
+from sagelab.local.containers import ErrorAnswer, container_type, open_container
 from sagelab.local.registry import LocalRegistry
 from sagelab.local.serve import serving
 
-API_KEY = "kinds-key"
+API_KEY = "algorithms-key"
 BUCKET = "sagelab-dev--artifacts"
 KMEANS_IMAGE = "382416733822.dkr.ecr.us-east-1.amazonaws.com/kmeans:1"
 # Three centroids, one of them off the diagonal, so a record whose columns were sent in the wrong
@@ -63,11 +63,11 @@ def nearest_centroid(rows: list[list[float]]) -> list[tuple[int, float]]:
 
 def classification_table() -> str:
     """40 rows: `size` numeric with blanks, `colour` text with blanks, `weight` numeric and complete;
-    `kind` is 'big' exactly when weight is over 10, so both answers occur and are learnable."""
+    `size_class` is 'big' exactly when weight is over 10, so both answers occur and are learnable."""
     rng = np.random.default_rng(7)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["size", "colour", "weight", "kind"])
+    writer.writerow(["size", "colour", "weight", "size_class"])
     for index in range(40):
         weight = round(float(index) / 2 + rng.uniform(-0.2, 0.2), 2)
         size = "" if index % 7 == 3 else round(float(rng.uniform(0, 5)), 2)
@@ -117,7 +117,7 @@ def fit_autopilot(workdir: Path, table: str, target: str) -> AutopilotModel:
         "InputDataConfig": [{"ContentType": "text/csv;header=present", "TargetAttributeName": target, "DataSource": {"S3DataSource": {"S3Uri": "s3://x/in"}}}],
         "OutputDataConfig": {"S3OutputPath": "s3://x/out"},
     }
-    job = run_automl_job(request, input_dir, workdir / "output", f"kinds-{target}", lambda _line: None, time_budget_s=20)
+    job = run_automl_job(request, input_dir, workdir / "output", f"algorithms-{target}", lambda _line: None, time_budget_s=20)
     (container,) = job["BestCandidate"]["InferenceContainers"]
     artifact = workdir / "output" / "best" / "model.tar.gz"
     assert Path(container["ModelDataPath"]) == artifact and artifact.is_file()
@@ -130,7 +130,7 @@ def fit_autopilot(workdir: Path, table: str, target: str) -> AutopilotModel:
 
 @pytest.fixture(scope="module")
 def autopilot_classifier(tmp_path_factory: pytest.TempPathFactory) -> AutopilotModel:
-    model = fit_autopilot(tmp_path_factory.mktemp("automl-classification"), classification_table(), "kind")
+    model = fit_autopilot(tmp_path_factory.mktemp("automl-classification"), classification_table(), "size_class")
     assert model.spec["feature_columns"] == ["size", "colour", "weight"] and model.spec["labels"] == ["big", "small"]
     return model
 
@@ -212,9 +212,9 @@ def kmeans_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture
 def autopilot_url(tmp_path_factory: pytest.TempPathFactory, autopilot_classifier: AutopilotModel) -> Iterator[str]:
     workdir = tmp_path_factory.mktemp("autopilot")
-    description = autopilot_description(autopilot_classifier, "classification", {"colour": COLOURS}, gappy={"size", "colour"})
+    description = autopilot_description(autopilot_classifier, "binary", {"colour": COLOURS}, gappy={"size", "colour"})
     uri = write_description(workdir, description)
-    metadata = {"sagelab:algorithm": "autopilot", "sagelab:problem-type": "classification", "sagelab:model-description": uri}
+    metadata = {"sagelab:algorithm": "autopilot", "sagelab:problem-type": "binary", "sagelab:model-description": uri}
     model = autopilot_classifier
     register(workdir, image=model.image, archive=model.artifact, metadata=metadata, environment=model.environment)
     with serving(workdir, API_KEY) as (gateway, _):
@@ -245,7 +245,7 @@ def assert_bad_request(response: httpx.Response, says: str) -> None:
 
 # -- choosing the container -----------------------------------------------------------------------------
 @pytest.mark.parametrize(
-    ("image", "kind"),
+    ("image", "served_by"),
     [
         ("382416733822.dkr.ecr.us-east-1.amazonaws.com/kmeans:1", "kmeans"),
         ("664544806723.dkr.ecr.eu-central-1.amazonaws.com/kmeans@sha256:" + "0" * 64, "kmeans"),
@@ -259,8 +259,8 @@ def assert_bad_request(response: httpx.Response, says: str) -> None:
         ("local/kmeans-but-not-really/sagemaker-xgboost:1", "script"),
     ],
 )
-def test_the_image_chooses_the_container(image: str, kind: str) -> None:
-    assert container_kind(image) == kind
+def test_the_image_chooses_the_container(image: str, served_by: str) -> None:
+    assert container_type(image) == served_by
 
 
 def test_open_container_loads_the_kmeans_twin_from_the_model_dir(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""evaluate.py for every kind of model (decision 0011): regression, clustering, Autopilot's
+"""evaluate.py for every algorithm (decision 0011): regression, clustering, Autopilot's
 predictions and leaderboard, a custom scikit-learn model; the gate each writes and the pipeline
 reads; and the tabular CSVs preprocess.py writes for the built-in containers. Real models on the
 bundled digits and scikit-learn's diabetes; only the SageMaker API call is stubbed (botocore Stubber)."""
@@ -132,14 +132,14 @@ def test_regression_gate_in_both_directions(
 # -- the gate, decided alone -----------------------------------------------------------------------
 def test_classification_gate_defaults_and_fallbacks() -> None:
     metrics: dict[str, float | None] = {"accuracy": 0.93, "weighted_f1": 0.92, "roc_auc": None}
-    configured = evaluate.decide_gate("classification", metrics, evaluate.GateSettings("weighted_f1", 0.95))
+    configured = evaluate.decide_gate("multiclass", metrics, evaluate.GateSettings("weighted_f1", 0.95))
     assert (configured["metric"], configured["passed"], configured["threshold"]) == ("weighted_f1", 0, 0.95)
     assert "weighted_f1 0.92 is not >= 0.95" in configured["message"] and "MetricThreshold=<a smaller weighted_f1>" in configured["message"]
     # An error metric configured for a classifier, and an AUC that could not be measured: accuracy >= 0.9.
     for settings in (evaluate.GateSettings("rmse", 10.0), evaluate.GateSettings("roc_auc", 0.99)):
-        gate = evaluate.decide_gate("classification", metrics, settings)
+        gate = evaluate.decide_gate("multiclass", metrics, settings)
         assert (gate["metric"], gate["comparison"], gate["threshold"], gate["passed"]) == ("accuracy", ">=", 0.9, 1)
-    assert "'roc_auc' was not measured" in evaluate.decide_gate("classification", metrics, evaluate.GateSettings("roc_auc", 0.99))["message"]
+    assert "'roc_auc' was not measured" in evaluate.decide_gate("multiclass", metrics, evaluate.GateSettings("roc_auc", 0.99))["message"]
 
 
 def test_clustering_gate_and_unmeasurable_silhouette() -> None:
@@ -523,9 +523,10 @@ def test_every_copy_of_the_algorithm_list_is_evaluate_pys() -> None:
     must stay the set evaluate.py tags models with; the pipeline builder derives its list from it."""
     import typing
 
+    from stacks.approval_deployer.construct.parameters import MODEL_ALGORITHMS
+
     from sagelab.config import PipelineConfig
     from sagelab.pipeline_definition import ALGORITHMS, CUSTOM_ALGORITHM
-    from stacks.approval_deployer.parameters import MODEL_ALGORITHMS
     from stacks.approval_deployer.runtime import handler as deployer
     from stacks.front_door.runtime import handler as front_door
 
