@@ -523,10 +523,9 @@ def test_every_copy_of_the_algorithm_list_is_evaluate_pys() -> None:
     must stay the set evaluate.py tags models with; the pipeline builder derives its list from it."""
     import typing
 
-    from stacks.approval_deployer.construct.parameters import MODEL_ALGORITHMS
-
     from sagelab.config import PipelineConfig
     from sagelab.pipeline_definition import ALGORITHMS, CUSTOM_ALGORITHM
+    from stacks.approval_deployer.parameters import MODEL_ALGORITHMS
     from stacks.approval_deployer.runtime import handler as deployer
     from stacks.front_door.runtime import handler as front_door
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import boto3
 import pytest
-from stacks.approval_deployer.construct.parameters import MODEL_PACKAGE_PARAMETER
 
+from stacks.approval_deployer.parameters import MODEL_PACKAGE_PARAMETER
 from tests.conftest import REPO_ROOT, SynthResult
 from tests.iam_policy import Env, Stacks, Statement, is_allowed, statement_applies
 from tests.test_cfn_lint import lint_errors

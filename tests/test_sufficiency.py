@@ -26,14 +26,14 @@ from typing import Any
 
 import boto3
 import pytest
-from stacks.approval_deployer.construct.parameters import (
+
+from sagelab.registry_permissions import HANDLERS, handler_permissions
+from stacks.approval_deployer.parameters import (
     MODEL_ALGORITHM_PARAMETER,
     MODEL_DESCRIPTION_PARAMETER,
     MODEL_PACKAGE_PARAMETER,
     MODEL_PROBLEM_TYPE_PARAMETER,
 )
-
-from sagelab.registry_permissions import HANDLERS, handler_permissions
 from tests.conftest import REPO_ROOT, SynthResult
 from tests.iam_policy import Env, RoleRef, Stacks, Statement, is_allowed
 
