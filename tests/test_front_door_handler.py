@@ -194,6 +194,6 @@ def test_413_is_an_exception_type_not_a_sentinel_message() -> None:
 
 
 def test_checked_in_openapi_is_current() -> None:
-    from stacks.front_door.construct import build_openapi
+    from stacks.front_door import build_openapi
 
     assert build_openapi.OPENAPI.read_text() == build_openapi.render(), "run python -m stacks.front_door.build_openapi"

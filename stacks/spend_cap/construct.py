@@ -74,7 +74,7 @@ def stage_enforcer(settings: Mapping[str, object]) -> Path:
         "enforcer/handler.py": UNIT_DIR / "runtime" / "handler.py",
         "enforcer/metering.py": UNIT_DIR / "runtime" / "metering.py",
         "stacks/__init__.py": package_dir("stacks") / "__init__.py",
-        "stacks/approval_deployer/__init__.py": package_dir("stacks.approval_deployer.construct") / "__init__.py",
+        "stacks/approval_deployer/__init__.py": package_dir("stacks.approval_deployer") / "__init__.py",
         "stacks/approval_deployer/runtime/__init__.py": package_dir("stacks.approval_deployer.runtime") / "__init__.py",
         "stacks/approval_deployer/runtime/handler.py": package_dir("stacks.approval_deployer.runtime") / "handler.py",
         "sagelab/__init__.py": package_dir("sagelab") / "__init__.py",
