@@ -75,7 +75,7 @@ test: install parity-venvs browser  ## lint, type-check and run the whole test s
 	$(BIN)/mypy
 	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
 
-test-fast: install browser  ## lint, type-check and the tests not marked slow (the end-to-end runs, class synths, wheel install and notebook are)
+test-fast: install browser  ## lint, type-check and the tests not marked slow (slow: pipeline runs and what serves them, the class of 40, AutoML searches, container parity, the wheel install, the notebook)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

@@ -111,18 +111,19 @@ def _empty_and_delete(s3: Any, bucket: str) -> None:
     translate(s3.delete_bucket, Bucket=bucket)
 
 
-# The class's deny (stacks/spend_cap) is attached outside the student's stack while they are
-# capped; IAM refuses to delete a role that still has it, so it goes first. (CloudFormation names
-# the policy after its logical id.)
+# The cap's deny (stacks/spend_cap) is attached outside the student's stack while they are
+# capped; IAM refuses to delete a role that still has it, so it goes first. In the class account it
+# is the class's policy (CloudFormation names it after its logical id); in an own-account student's
+# account, their spend-cap stack's policy, named `capped_deny_policy`.
 CAPPED_DENY_MARK = "SpendCapCappedDeny"
 
 
-def _detach_cap(student_ops: AwsOperations, platform_stack: str) -> None:
+def _detach_cap(student_ops: AwsOperations, platform_stack: str, names: ResourceNames) -> None:
     iam = student_ops.client("iam")
     resources = translate(student_ops.cloudformation.describe_stack_resources, StackName=platform_stack)["StackResources"]
     for role in (r["PhysicalResourceId"] for r in resources if r["ResourceType"] == "AWS::IAM::Role"):
         for policy in translate(iam.list_attached_role_policies, RoleName=role)["AttachedPolicies"]:
-            if CAPPED_DENY_MARK in policy["PolicyArn"]:
+            if CAPPED_DENY_MARK in policy["PolicyArn"] or policy["PolicyName"] == names.capped_deny_policy:
                 translate(iam.detach_role_policy, RoleName=role, PolicyArn=policy["PolicyArn"])
 
 
@@ -134,8 +135,10 @@ def tear_down(student_ops: AwsOperations, archived: Archived, wait: bool = True)
     outputs = student_ops.stack_outputs(names.platform_stack) or {}
     cloudformation = student_ops.cloudformation
     if outputs:
-        _detach_cap(student_ops, names.platform_stack)
-    for stack in (names.serving_stack, names.platform_stack):
+        _detach_cap(student_ops, names.platform_stack, names)
+    # An own-account student's spend-cap stack goes last: it holds the role the class's enforcer
+    # acts through until the stacks it would act on are gone.
+    for stack in (names.serving_stack, names.platform_stack, names.spend_cap_stack):
         if student_ops.stack_outputs(stack) is None:
             continue
         translate(cloudformation.delete_stack, StackName=stack)

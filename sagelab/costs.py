@@ -186,10 +186,14 @@ RECONCILIATION_SECONDS = 2.0
 
 
 def scheduled_usd_per_day(counts: Resources, prices: Mapping[str, Price], students: int) -> float:
-    """What the cap's schedule costs a day: requests, compute and one read per student per run."""
+    """What the cap's schedule costs a day: requests, compute, one read per student per run and,
+    at most, one CloudWatch metric request per student per run (a serverless endpoint in service
+    is charged from its ModelLatency: counted as if every student had one)."""
     runs = counts.scheduled_runs_per_day
     compute = prices["lambda_compute"].usd * counts.scheduled_memory_mb / 1024 * RECONCILIATION_SECONDS
-    return runs * (prices["lambda_requests"].usd / 1e6 + compute + prices["dynamodb_read_request"].usd * students / 1e6)
+    reads = prices["dynamodb_read_request"].usd * students / 1e6
+    metrics = prices["cloudwatch_metric_request"].usd * students / 1000
+    return runs * (prices["lambda_requests"].usd / 1e6 + compute + reads + metrics)
 
 
 @dataclass(frozen=True)

@@ -130,3 +130,37 @@ class ResourceNames:
     def portal_function_role(self, region: str) -> str:
         """The class portal function's role (named: own-account students' portal roles trust it by ARN)."""
         return self.name(f"portal-{region}")
+
+    # -- the spending cap (stacks/spend_cap) for an own-account student, in their account --
+    @property
+    def spend_cap_stack(self) -> str:
+        """The stack in an own-account student's account that forwards their SageMaker events to
+        the class and holds the role the class's enforcer assumes there."""
+        return self.name("spend-cap")
+
+    @property
+    def spend_cap_role(self) -> str:
+        """The role the class's enforcer assumes in the student's account (named: the enforcer's
+        sts:AssumeRole names it by ARN)."""
+        return self.name("spend-cap")
+
+    @property
+    def spend_events_role(self) -> str:
+        """The role the student's forwarding rule puts events to the class's bus with (named: the
+        bus policy names it)."""
+        return self.name("spend-events")
+
+    @property
+    def capped_deny_policy(self) -> str:
+        """The class's deny, in the student's own account (a managed policy attaches only in its account)."""
+        return self.name("capped-deny")
+
+    # -- the spending cap, of `ResourceNames.of("class")`, in the class account --
+    def spend_cap_function_role(self, region: str) -> str:
+        """The enforcer's role (named: own-account students' spend-cap roles trust it by ARN)."""
+        return self.name(f"spend-cap-{region}")
+
+    @property
+    def spend_bus(self) -> str:
+        """The class's event bus that own-account students' SageMaker events are forwarded to (per region)."""
+        return self.name("spend-cap")

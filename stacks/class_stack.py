@@ -6,7 +6,9 @@
 - one dashboard with every student's API and endpoint side by side, in place of one per student;
 - in the class's home region, the student portal: the class user pool and each student's page
   (stacks/student_portal/).
-- the spending cap of its students (stacks/spend_cap), when the class has one.
+- the spending cap of its students (stacks/spend_cap), when the class has one: of the students in
+  this account and region, and of those in this region with an AWS account of their own (their
+  events arrive on the cap's bus; a region with only those gets a class stack for the cap alone).
 
 Per-student keys, buckets, roles and budgets stay in each student's own stacks: isolation is not
 traded for cost. The WAF's log group has a key of the class's own (the students' keys are theirs).
@@ -45,7 +47,8 @@ CLASS_NAMES = ResourceNames.of(CLASS_ID)
 class ClassStack(Stack):
     """Props:
     account, region: where the class's shared-account students are.
-    students: each student's id, in roster order.
+    students: each shared-account student's id, in roster order (their dashboard; may be empty
+        when the stack is there for own-account students' spending cap alone).
     rate_limit_per_5_minutes: per client IP and student API.
     log_retention: the WAF log group's retention.
     tags: the class's tags (project, course).
@@ -75,10 +78,14 @@ class ClassStack(Stack):
             construct_id,
             stack_name=class_stack_name(region),
             env=Environment(account=account, region=region),
-            description=f"SageLab class: the web ACL and dashboard shared by {len(students)} students in {region}",
+            description=(
+                f"SageLab class: the web ACL and dashboard shared by {len(students)} students in {region}"
+                if students
+                else f"SageLab class: the spending cap of the students with their own account in {region}"
+            ),
             **kwargs,
         )
-        if not students:
+        if not students and not (spend_cap and spend_cap.own_accounts):
             raise ValueError("a class stack needs at least one student")
         key = kms.Key(self, "LogKey", description="SageLab class: WAF logs", enable_key_rotation=True, removal_policy=RemovalPolicy.RETAIN)
         self.web_acl: ApiWebAcl | None = None
@@ -106,7 +113,7 @@ class ClassStack(Stack):
                 log_retention=log_retention,
             )
             CfnOutput(self, SPEND_CAP_FUNCTION_OUTPUT, value=self.spend_cap.function.function_name, description="sagelab class lift invokes it")
-        self.dashboard = self._dashboard([ResourceNames.of(student) for student in students])
+        self.dashboard = self._dashboard([ResourceNames.of(student) for student in students]) if students else None
         self.portal = None
         if portal_users:
             self.portal = StudentPortal(

@@ -1,13 +1,19 @@
-"""Shared fixtures: the app synthesized once per test session from the real cdk.json context."""
+"""Shared fixtures: the app synthesized once per test run from the real cdk.json context.
+
+Under pytest-xdist each worker is a session of its own, so a session fixture would run once per
+worker. The expensive ones (every synth, the trained digits run) are made once per RUN instead:
+`once_per_run` lets the first worker that needs one build it into the run's shared temporary
+directory under a file lock, and every other worker waits for it and reads the result."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,38 +56,155 @@ def synth(outdir: Path, context_overrides: dict[str, Any] | None = None) -> Synt
     return SynthResult(outdir=outdir, templates=templates)
 
 
+def once_per_run(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], None]) -> Path:
+    """The directory `make` filled, made once per test run whatever the number of xdist workers
+    (pytest-xdist's documented pattern: a lock in the workers' common temporary directory). A
+    worker that finds it half made (the maker failed) makes it again, so its error is its own."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's directory, above every worker's own
+    directory = root / f"once-{name}"
+    with open(root / f"once-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, even if `make` raises
+        if not (directory / ".made").exists():
+            shutil.rmtree(directory, ignore_errors=True)
+            directory.mkdir()
+            make(directory)
+            (directory / ".made").touch()
+    return directory
+
+
+def synth_once(tmp_path_factory: pytest.TempPathFactory, name: str, files: Mapping[str, str], context_files: Mapping[str, str]) -> SynthResult:
+    """`synth` once per test run: `files` (name -> text) written beside the cloud assembly, and the
+    context keys of `context_files` (key -> one of those names) pointing at them."""
+
+    def make(directory: Path) -> None:
+        for file_name, text in files.items():
+            (directory / file_name).write_text(text)
+        result = synth(directory / "cdk.out", {key: str(directory / file_name) for key, file_name in context_files.items()})
+        (directory / "templates.json").write_text(json.dumps(result.templates))
+
+    directory = once_per_run(tmp_path_factory, name, make)
+    return SynthResult(outdir=directory / "cdk.out", templates=json.loads((directory / "templates.json").read_text()))
+
+
+# The default app synthesized as tests/test_offline.py's proof needs it: in a process with no
+# network (a network namespace with no interfaces, when the machine allows it) and no AWS
+# credentials, with a Python socket guard counting attempts that would have been made. The same
+# synth is `synthesized`, which every template test reads: one synth, not two.
+GUARDED_SYNTH = """
+import json, socket, sys
+attempts = []
+def refuse(self, address, *args, **kwargs):
+    attempts.append(address)
+    raise OSError(f"network access during synth: {address}")
+socket.socket.connect = refuse
+socket.socket.connect_ex = refuse
+from aws_cdk import App
+from sagelab.settings import cdk_context
+from stacks.app.builder import build_app
+app = App(context=cdk_context(), outdir=sys.argv[1])
+build_app(app)
+assembly = app.synth()
+with open(sys.argv[2], "w") as out:
+    json.dump({stack.stack_name: stack.template for stack in assembly.stacks}, out)
+print("SOCKET_ATTEMPTS", len(attempts))
+"""
+
+
+def network_namespace_available() -> bool:
+    return shutil.which("unshare") is not None and subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0
+
+
+def credential_free_env(home: Path) -> dict[str, str]:
+    """This process's environment without AWS credentials or configuration: no AWS_* variable and
+    a HOME, config file and credentials file that do not exist."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        HOME=str(home),
+        AWS_CONFIG_FILE=str(home / "no-config"),
+        AWS_SHARED_CREDENTIALS_FILE=str(home / "no-credentials"),
+        PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
+    )
+    return env
+
+
+@dataclass(frozen=True)
+class GuardedSynth:
+    isolated: bool  # in a network namespace of its own
+    returncode: int
+    stdout: str
+    stderr: str
+    outdir: Path
+    templates_file: Path
+
+
 @pytest.fixture(scope="session")
-def synthesized(tmp_path_factory: pytest.TempPathFactory) -> SynthResult:
-    """The default app (one `dev` environment), synthesized with cdk-nag."""
-    return synth(tmp_path_factory.mktemp("cdk.out"))
+def guarded_synth(tmp_path_factory: pytest.TempPathFactory) -> GuardedSynth:
+    """GUARDED_SYNTH run once per test run: its process's outcome, whatever it was."""
+
+    def make(directory: Path) -> None:
+        home = directory / "home"
+        home.mkdir()
+        isolated = network_namespace_available()
+        prefix = ["unshare", "-n"] if isolated else []
+        completed = subprocess.run(
+            [*prefix, sys.executable, "-c", GUARDED_SYNTH, str(directory / "cdk.out"), str(directory / "templates.json")],
+            cwd=REPO_ROOT,
+            env=credential_free_env(home),
+            capture_output=True,
+            text=True,
+            timeout=1200,  # a hang, not a slow machine: two workers and other jobs share the cores
+        )
+        outcome = {"isolated": isolated, "returncode": completed.returncode, "stdout": completed.stdout, "stderr": completed.stderr}
+        (directory / "outcome.json").write_text(json.dumps(outcome))
+
+    directory = once_per_run(tmp_path_factory, "guarded-synth", make)
+    return GuardedSynth(**json.loads((directory / "outcome.json").read_text()), outdir=directory / "cdk.out", templates_file=directory / "templates.json")
 
 
-# A shared-account class for the isolation and policy-lint proofs (tests/test_least_privilege.py,
-# tests/test_policy_lint.py): three students in the one account.
-SHARED_CLASS_ROSTER = "student_id,email\nalice,alice@example.edu\nbob,bob@example.edu\ncarol,carol@example.edu\n"
+@pytest.fixture(scope="session")
+def synthesized(guarded_synth: GuardedSynth) -> SynthResult:
+    """The default app (one `dev` environment), synthesized with cdk-nag (the guarded synth)."""
+    assert guarded_synth.returncode == 0, guarded_synth.stderr[-3000:]
+    return SynthResult(outdir=guarded_synth.outdir, templates=json.loads(guarded_synth.templates_file.read_text()))
+
+
+# A shared-account class for the isolation, policy-lint, spending-cap and class-cost proofs
+# (tests/test_least_privilege.py, tests/test_policy_lint.py, tests/test_spend_cap_*.py,
+# tests/test_class_cost.py): three students in the one account.
+SHARED_CLASS_STUDENTS = ("alice", "bob", "carol")
+SHARED_CLASS_ROSTER = "student_id,email\n" + "".join(f"{i},{i}@example.edu\n" for i in SHARED_CLASS_STUDENTS)
 
 
 @pytest.fixture(scope="session")
 def shared_class(tmp_path_factory: pytest.TempPathFactory) -> SynthResult:
     """A three-student classroom in one shared account, synthesized with cdk-nag."""
-    root = tmp_path_factory.mktemp("shared-class")
-    roster = root / "roster.csv"
-    roster.write_text(SHARED_CLASS_ROSTER)
-    return synth(root / "cdk.out", {"roster": str(roster)})
+    return synth_once(tmp_path_factory, "shared-class", {"roster.csv": SHARED_CLASS_ROSTER}, {"roster": "roster.csv"})
 
 
-# A class at a real class's scale for the transitive-reach proof (tests/test_reach.py): 40
-# generated rows, every student in the one account.
-CLASS_OF_40_ROSTER = "student_id,email\n" + "".join(f"student{n:02d},student{n:02d}@example.edu\n" for n in range(1, 41))
+# The class at a real class's scale, which the class-wide proofs share (transitive reach
+# tests/test_reach.py, the portal tests/test_student_portal.py, the class synth, cost and isolation
+# tests/test_classroom.py): 40 students in the class account (alice, bob, s02..s39) and two
+# own-account rows, dave (another region) and erin; the class account named in the config (so
+# own-account students' portal roles trust the portal by ARN), the spending cap on (the default).
+# carol of `shared_class` is on neither roster.
+CLASS_ACCOUNT = "123456789012"
+CLASS_SHARED_IDS = ("alice", "bob", *(f"s{i:02d}" for i in range(2, 40)))
+CLASS_OWN = {"dave": ("210987654321", "eu-west-1"), "erin": ("109876543210", "us-east-1")}
+CLASS_ROSTER = (
+    "student_id,email,account_id,region\n"
+    + "".join(f"{i},{i}@example.edu,,\n" for i in CLASS_SHARED_IDS)
+    + "".join(f"{i},{i}@example.edu,{account},{region}\n" for i, (account, region) in CLASS_OWN.items())
+)
+CLASS_CONFIG = f"environments:\n  dev: {{account: '{CLASS_ACCOUNT}'}}\nclassroom:\n  admin_emails: [teacher@example.edu]\n"
 
 
 @pytest.fixture(scope="session")
 def class_of_40(tmp_path_factory: pytest.TempPathFactory) -> SynthResult:
-    """A 40-student classroom in one shared account, synthesized with cdk-nag (about 20 s)."""
-    root = tmp_path_factory.mktemp("class-of-40")
-    roster = root / "roster.csv"
-    roster.write_text(CLASS_OF_40_ROSTER)
-    return synth(root / "cdk.out", {"roster": str(roster)})
+    """CLASS_ROSTER with CLASS_CONFIG, synthesized with cdk-nag (about 20 s, once per run)."""
+    files = {"roster.csv": CLASS_ROSTER, "class.yaml": CLASS_CONFIG}
+    return synth_once(tmp_path_factory, "class-of-40", files, {"roster": "roster.csv", "config": "class.yaml"})
 
 
 # Environments in one account whose ids extend one another (sagelab/naming.py keeps their names
@@ -99,17 +222,10 @@ TENANTS_ROSTER = "student_id,email\nana,ana@example.edu\nana-2,ana2@example.edu\
 TENANT_STUDENTS = ("ana", "ana-2", "dev-kowal", "ml")
 
 
-def _neighbours_config(directory: Path) -> Path:
-    config = directory / "neighbours.yaml"
-    config.write_text(NEIGHBOURS_CONFIG)
-    return config
-
-
 @pytest.fixture(scope="session")
 def neighbours(tmp_path_factory: pytest.TempPathFactory) -> SynthResult:
     """The NEIGHBOURS environments, synthesized in one account with cdk-nag."""
-    directory = tmp_path_factory.mktemp("neighbours")
-    return synth(directory / "cdk.out", {"config": str(_neighbours_config(directory))})
+    return synth_once(tmp_path_factory, "neighbours", {"neighbours.yaml": NEIGHBOURS_CONFIG}, {"config": "neighbours.yaml"})
 
 
 @pytest.fixture(scope="session")
@@ -117,10 +233,8 @@ def tenants(tmp_path_factory: pytest.TempPathFactory, neighbours: SynthResult) -
     """Every tenant of one account: the NEIGHBOURS environments and, from the same config, the
     TENANTS_ROSTER class (a roster synthesizes its students, not the config's environments, so the
     two synths' templates are put together; stack names never repeat)."""
-    directory = tmp_path_factory.mktemp("tenants")
-    roster = directory / "roster.csv"
-    roster.write_text(TENANTS_ROSTER)
-    students = synth(directory / "cdk.out", {"config": str(_neighbours_config(directory)), "roster": str(roster)})
+    files = {"neighbours.yaml": NEIGHBOURS_CONFIG, "roster.csv": TENANTS_ROSTER}
+    students = synth_once(tmp_path_factory, "tenants", files, {"config": "neighbours.yaml", "roster": "roster.csv"})
     assert not set(students.templates) & set(neighbours.templates)
     return SynthResult(outdir=students.outdir, templates={**neighbours.templates, **students.templates})
 
@@ -146,10 +260,7 @@ environments:
 @pytest.fixture(scope="session")
 def three_accounts(tmp_path_factory: pytest.TempPathFactory) -> SynthResult:
     """dev 111111111111 -> staging 222222222222 -> prod 333333333333, synthesized with cdk-nag."""
-    directory = tmp_path_factory.mktemp("three-accounts")
-    config = directory / "release.yaml"
-    config.write_text(THREE_ACCOUNTS)
-    return synth(directory / "cdk.out", {"config": str(config)})
+    return synth_once(tmp_path_factory, "three-accounts", {"release.yaml": THREE_ACCOUNTS}, {"config": "release.yaml"})
 
 
 @pytest.fixture(scope="session")
@@ -211,18 +322,27 @@ class TrainedRun:
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
-    """The digits pipeline run once per test session (per xdist worker) and shared by the run,
-    batch, serving and notebook tests: version 1 of sagelab-dev--models, pending approval.
+    """The digits pipeline run once per test run (`once_per_run`) and shared by the run, batch,
+    serving and notebook tests: version 1 of sagelab-dev--models, pending approval.
 
     It is a real `python -m sagelab run --json` process, as a user starts it (the process
     boundary: exit code, JSON on stdout, logs on stderr), which also lets the runner fork its
     preloaded steps. Read it only; tests that change a work directory take `trained_workdir`."""
-    workdir = tmp_path_factory.mktemp("trained") / ".sagelab"
-    completed = subprocess.run(
-        [sys.executable, "-m", "sagelab", "run", "--workdir", str(workdir), "--json"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    return TrainedRun(workdir, json.loads(completed.stdout), completed.returncode, completed.stdout, completed.stderr)
+
+    def make(directory: Path) -> None:
+        completed = subprocess.run(
+            [sys.executable, "-m", "sagelab", "run", "--workdir", str(directory / ".sagelab"), "--json"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        (directory / "outcome.json").write_text(json.dumps({"returncode": completed.returncode, "stdout": completed.stdout, "stderr": completed.stderr}))
+
+    directory = once_per_run(tmp_path_factory, "trained", make)
+    outcome = json.loads((directory / "outcome.json").read_text())
+    return TrainedRun(directory / ".sagelab", json.loads(outcome["stdout"]), outcome["returncode"], outcome["stdout"], outcome["stderr"])
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from sagelab.local.registry import LocalRegistry
 from sagelab.local.serve import serving
 from tests.conftest import Cli
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow  # every algorithm run end to end and served over sockets
 API_KEY = "algorithms-test-key"
 GROUP = "sagelab-dev--models"
 

@@ -14,7 +14,7 @@ from sagelab.datasets import DIGITS_CSV
 from tests.conftest import Cli
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # the session's trained digits run: batch scoring end to end on a real model
 def test_local_batch_scores_every_row_with_the_approved_model(trained_workdir: Path, tmp_path: Path, cli: Cli) -> None:
     workdir = trained_workdir
     unapproved = cli("batch", "--workdir", workdir, "--input", DIGITS_CSV, "--output", tmp_path / "p.csv")

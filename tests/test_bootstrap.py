@@ -24,7 +24,10 @@ OU = "ou-ab12-cd34ef56"
 def own_account_class(tmp_path_factory: pytest.TempPathFactory) -> SynthResult:
     root = tmp_path_factory.mktemp("bootstrap-class")
     (root / "roster.csv").write_text("student_id,email,account_id,region\nana,ana@example.edu,,\nbo,bo@example.edu,210987654321,eu-west-1\n")
-    (root / "class.yaml").write_text(f"classroom:\n  own_account_waf: true\n  bootstrap_organizational_units: [{OU}]\n")
+    # The class account is named: bo's spending cap acts from it (stacks/spend_cap/link.py).
+    (root / "class.yaml").write_text(
+        f"environments:\n  dev: {{account: '123456789012'}}\nclassroom:\n  own_account_waf: true\n  bootstrap_organizational_units: [{OU}]\n"
+    )
     return synth(root / "cdk.out", {"roster": str(root / "roster.csv"), "config": str(root / "class.yaml")})
 
 

@@ -11,7 +11,7 @@ import pytest
 from sagelab.config import load_config
 from sagelab.costs import DAYS_PER_MONTH, SHARED, Resources, count_resources, load_prices, price_environments, read_assembly
 from sagelab.roster import classroom_config, parse_roster
-from tests.conftest import SynthResult, read_json, synth
+from tests.conftest import SHARED_CLASS_STUDENTS, SynthResult, read_json
 
 # What one environment keeps (and pays for) while nobody works. A change here changes the bill:
 # update the README's cost table with `bench/class_cost.py --class 40` when it does.
@@ -29,14 +29,6 @@ DEV_ENVIRONMENT = {
 # alarms (nobody acts on a serverless student endpoint's), a 5 GB notebook volume and a budget.
 STUDENT = {"kms_keys": 1, "web_acls": 0, "waf_rules": 0, "dashboards": 0, "alarm_metrics": 0, "budgets": 1, "notebook_volume_gb": 5, "endpoint_instances": 0}
 CLASS_WIDE = {"kms_keys": 1, "web_acls": 1, "waf_rules": 4, "dashboards": 1, "alarm_metrics": 0, "budgets": 0, "notebook_volume_gb": 0, "endpoint_instances": 0}
-
-
-@pytest.fixture(scope="module")
-def small_class(tmp_path_factory: pytest.TempPathFactory) -> SynthResult:
-    root = tmp_path_factory.mktemp("cost-class")
-    roster = root / "roster.csv"
-    roster.write_text("student_id,email\na01,a01@x.edu\na02,a02@x.edu\na03,a03@x.edu\n")
-    return synth(root / "cdk.out", {"roster": str(roster)})
 
 
 def test_every_price_names_its_source() -> None:
@@ -59,15 +51,15 @@ def test_the_dev_environment_counts(synthesized: SynthResult) -> None:
     assert cost.deployed_usd_per_day - cost.idle_usd_per_day == pytest.approx(0.115 * 24)
 
 
-def test_each_student_counts_and_the_class_shares_the_rest(small_class: SynthResult) -> None:
-    stacks = read_assembly(small_class.outdir)
+def test_each_student_counts_and_the_class_shares_the_rest(shared_class: SynthResult) -> None:
+    stacks = read_assembly(shared_class.outdir)
     class_wide = Resources()
     for stack in stacks:
         if stack.environment == SHARED:
             count_resources(stack.template, class_wide)
     assert class_wide.as_row() == CLASS_WIDE
     costs = price_environments(stacks)
-    assert sorted(cost.environment for cost in costs) == ["a01", "a02", "a03"]
+    assert sorted(cost.environment for cost in costs) == list(SHARED_CLASS_STUDENTS)
     for cost in costs:
         assert cost.resources.as_row() == STUDENT
         assert cost.deployed_usd_per_day == cost.idle_usd_per_day  # serverless: nothing runs at rest
@@ -75,30 +67,31 @@ def test_each_student_counts_and_the_class_shares_the_rest(small_class: SynthRes
     # class's web ACL $5 + 4 rules $4 + its log key $1 (its one dashboard is within the account's
     # free 3); per day, 3 budgets less 2 free = 1 x $0.02 over 3 students.
     # The spending cap's own running cost: its reconciliation every 10 minutes (144 runs a day) at
-    # 256 MB for about 2 s, one request each and one record read per student (and the class).
+    # 256 MB for about 2 s, one request each, one record read and (a serverless endpoint each, at
+    # most) one CloudWatch metric request per student (and the class).
     assert class_wide.scheduled_runs_per_day == 144 and class_wide.scheduled_memory_mb == 256
-    cap_per_day = 144 * (0.20 / 1e6 + 0.0000166667 * 0.25 * 2 + 0.125 / 1e6 * 4)
+    cap_per_day = 144 * (0.20 / 1e6 + 0.0000166667 * 0.25 * 2 + 0.125 / 1e6 * 4 + 0.01 / 1000 * 4)
     expected = (1 + 0.7 + (5 + 4 + 1) / 3) / DAYS_PER_MONTH + 0.02 / 3 + cap_per_day / 3
     assert costs[0].idle_usd_per_day == pytest.approx(expected)
-    assert cap_per_day == pytest.approx(0.0013, abs=1e-4)  # about 4 cents a month for the whole class
+    assert cap_per_day == pytest.approx(0.0071, abs=1e-4)  # about 21 cents a month for the whole class
 
 
-def test_the_bench_prints_the_class_against_the_goal(small_class: SynthResult, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_bench_prints_the_class_against_the_goal(shared_class: SynthResult, capsys: pytest.CaptureFixture[str]) -> None:
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("class_cost", Path(__file__).resolve().parent.parent / "bench" / "class_cost.py")
     assert spec is not None and spec.loader is not None
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    exit_code = bench.main([str(small_class.outdir)])
+    exit_code = bench.main([str(shared_class.outdir)])
     out = capsys.readouterr().out
     assert exit_code == 0 and "goal: set for 40 students or more" in out
-    rows = [line for line in out.splitlines() if line.startswith("a0")]
-    assert [row.split()[0] for row in rows] == ["a01", "a02", "a03"]
+    rows = [line for line in out.splitlines() if line.split(" ", 1)[0] in SHARED_CLASS_STUDENTS]
+    assert [row.split()[0] for row in rows] == list(SHARED_CLASS_STUDENTS)
 
 
-def test_students_in_the_class_account_share_one_web_acl_and_deploy_after_it(small_class: SynthResult) -> None:
-    class_template = small_class.template("sagelab-class--us-east-1")
+def test_students_in_the_class_account_share_one_web_acl_and_deploy_after_it(shared_class: SynthResult) -> None:
+    class_template = shared_class.template("sagelab-class--us-east-1")
     (acl_id, acl), *_ = [(k, r) for k, r in class_template["Resources"].items() if r["Type"] == "AWS::WAFv2::WebACL"]
     export = class_template["Outputs"]["WebAclArn"]
     assert export["Export"] == {"Name": "sagelab-class-web-acl-arn"} and export["Value"] == {"Fn::GetAtt": [acl_id, "Arn"]}
@@ -107,19 +100,19 @@ def test_students_in_the_class_account_share_one_web_acl_and_deploy_after_it(sma
     keys = rate["Statement"]["RateBasedStatement"]["CustomKeys"]
     assert rate["Statement"]["RateBasedStatement"]["AggregateKeyType"] == "CUSTOM_KEYS" and {"IP": {}} in keys
     assert any(key.get("Header", {}).get("Name") == "host" for key in keys)
-    manifest = read_json(small_class.outdir / "manifest.json")["artifacts"]
-    for student in ("a01", "a02", "a03"):
-        serving = small_class.template(f"sagelab-{student}--serving")
+    manifest = read_json(shared_class.outdir / "manifest.json")["artifacts"]
+    for student in SHARED_CLASS_STUDENTS:
+        serving = shared_class.template(f"sagelab-{student}--serving")
         (association,) = [r for r in serving["Resources"].values() if r["Type"] == "AWS::WAFv2::WebACLAssociation"]
         assert association["Properties"]["WebACLArn"] == {"Fn::ImportValue": "sagelab-class-web-acl-arn"}
         assert not [r for r in serving["Resources"].values() if r["Type"] in ("AWS::WAFv2::WebACL", "AWS::CloudWatch::Dashboard", "AWS::CloudWatch::Alarm")]
         assert "sagelab-class--us-east-1" in manifest[f"sagelab-{student}--serving"]["dependencies"]
 
 
-def test_the_class_dashboard_shows_every_student(small_class: SynthResult) -> None:
-    (dashboard,) = [r for r in small_class.template("sagelab-class--us-east-1")["Resources"].values() if r["Type"] == "AWS::CloudWatch::Dashboard"]
+def test_the_class_dashboard_shows_every_student(shared_class: SynthResult) -> None:
+    (dashboard,) = [r for r in shared_class.template("sagelab-class--us-east-1")["Resources"].values() if r["Type"] == "AWS::CloudWatch::Dashboard"]
     body = json.dumps(dashboard["Properties"]["DashboardBody"])
-    for student in ("a01", "a02", "a03"):
+    for student in SHARED_CLASS_STUDENTS:
         assert f"sagelab-{student}--api" in body and f"sagelab-{student}--endpoint" in body
 
 
@@ -132,7 +125,7 @@ def test_own_account_students_get_a_web_acl_only_if_the_config_asks(tmp_path: Pa
     assert {env.serving.monitoring for env in asked.environments} == {"class"} and {env.notebook.volume_size_gb for env in asked.environments} == {5}
 
 
-def test_the_drift_check_costs_its_runs_requests_and_metrics(synthesized: SynthResult, small_class: SynthResult) -> None:
+def test_the_drift_check_costs_its_runs_requests_and_metrics(synthesized: SynthResult, shared_class: SynthResult) -> None:
     """Hourly (the default) on a 512 MB function; class students have no check, so nothing."""
     (cost,) = price_environments(read_assembly(synthesized.outdir))
     assert cost.resources.drift_check_runs_per_day == 24 and cost.resources.drift_check_memory_mb == 512
@@ -141,4 +134,4 @@ def test_the_drift_check_costs_its_runs_requests_and_metrics(synthesized: SynthR
     per_run = 0.2 / 1e6 + 3 * 0.5 * 0.0000166667 + 4 * 0.005 / 1000 + 4 * 0.0004 / 1000 + 16 * 0.000411
     assert cost.drift_check_usd_per_day == pytest.approx(24 * per_run)
     assert cost.drift_check_usd_per_day < 0.2, "the check must stay well under the classroom's idle goal per environment"
-    assert all(c.drift_check_usd_per_day == 0 for c in price_environments(read_assembly(small_class.outdir)))
+    assert all(c.drift_check_usd_per_day == 0 for c in price_environments(read_assembly(shared_class.outdir)))

@@ -77,6 +77,13 @@ def account(monkeypatch: pytest.MonkeyPatch, moto_environment: None) -> Iterator
             if r["ResourceType"] == "AWS::IAM::Role"
         )
         iam.attach_role_policy(RoleName=role, PolicyArn=deny)
+        # ...and, as an own-account student's is, by her spend-cap stack's own deny (stacks/spend_cap/link.py).
+        _stack(cloudformation, "sagelab-ana--spend-cap", {})
+        own_deny = iam.create_policy(
+            PolicyName="sagelab-ana--capped-deny",
+            PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "sagemaker:*", "Resource": "*"}]}),
+        )["Policy"]["Arn"]
+        iam.attach_role_policy(RoleName=role, PolicyArn=own_deny)
         s3.create_bucket(Bucket="ben-artifacts-bucket")
         s3.put_object(Bucket="ben-artifacts-bucket", Key="models/evaluations/r/evaluation.json", Body=b"{}")
         yield {"s3": s3, "cloudformation": cloudformation, "iam": iam, "ana_role": role}
@@ -111,6 +118,8 @@ def test_the_archive_is_complete_before_anything_is_deleted_and_a_failure_keeps_
 
     # Every delete call, of a stack or of an object, is checked against what the archive held then.
     ops.cloudformation.meta.events.register("before-call.cloudformation.DeleteStack", before_delete)
+    deleted_stacks: list[str] = []
+    ops.cloudformation.meta.events.register("before-parameter-build.cloudformation.DeleteStack", lambda params, **_: deleted_stacks.append(params["StackName"]))
     _answer_steps(ops.sagemaker)
     original_client = ops.client
     clients: dict[str, Any] = {}
@@ -140,6 +149,8 @@ def test_the_archive_is_complete_before_anything_is_deleted_and_a_failure_keeps_
     assert "ben-artifacts-bucket" in _buckets(s3)
     # Her role lost the class's deny before her stack went (IAM refuses to delete a role with it).
     assert account["ana_role"] not in {r["RoleName"] for r in account["iam"].list_roles()["Roles"]}
+    # Her spend-cap stack went too, after the stacks its role could act on.
+    assert deleted_stacks == ["sagelab-ana--serving", "sagelab-ana--platform", "sagelab-ana--spend-cap"]
     assert lines[0].startswith("ana: kept 6 objects") and f"in s3://{ARCHIVE}/end/ana/" in lines[0] and "deleted stack sagelab-ana--serving" in lines[0]
     assert lines[1].startswith("ben: NOT torn down, nothing deleted: could not archive:") and "NoSuchBucket" in lines[1]
 

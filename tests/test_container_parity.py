@@ -119,7 +119,7 @@ print(json.dumps(answers))
 """
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # the step scripts under the images' pinned library versions (the parity venvs)
 @pytest.mark.parametrize("dataset", ["digits", "mnist-shaped"])
 def test_step_scripts_run_in_the_images(dataset: str, tmp_path: Path) -> None:
     code = code_dir(tmp_path)
@@ -256,7 +256,7 @@ print(json.dumps(answers))
 """
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # evaluation of every algorithm under the images' pins
 def test_every_algorithm_evaluates_in_its_image(tmp_path: Path) -> None:
     """Regression (XGBoost image), Autopilot predictions (XGBoost image), a custom scikit-learn model
     trained and evaluated in the SKLearn image (no matplotlib there: no PNGs), clustering metrics in
@@ -360,7 +360,7 @@ def test_every_algorithm_evaluates_in_its_image(tmp_path: Path) -> None:
     assert result["flat"]["silhouette"] > 0.05 and result["flat"]["adjusted_rand_index"] > 0.4 and result["plots"] == ["cluster_label_matrix.png"]
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # the README's custom script under the sklearn image's pins
 def test_your_own_script_trains_and_serves_in_the_sklearn_image(tmp_path: Path) -> None:
     """The README's example from the real code bundle (sourcedir.tar.gz unpacked as /opt/ml/code, the
     script under custom/), trained by train_custom.py and served by inference.py from the model's
@@ -561,7 +561,7 @@ def front_door_answer(answer: Answer) -> tuple[int, dict[str, Any]]:
     return int(response["statusCode"]), json.loads(response["body"])
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # the serving toolkit under gunicorn at the image's pins, over a socket
 def test_inference_py_through_the_images_toolkit_answers_4xx_for_bad_input(image_trained_model: Path, tmp_path: Path) -> None:
     """Through sagemaker-containers under gunicorn at the image's pins, over a socket: /ping is 200, good
     requests are 200 with the image booster's predictions, every bad request is a 4xx with a JSON
@@ -641,7 +641,7 @@ xgb.train({"objective": "reg:squarederror"}, xgb.DMatrix(rows, label=rows[:, 0])
 """
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # the image's toolkit and the front door over sockets
 def test_a_model_that_fails_is_the_images_500_and_the_front_doors_502(image_trained_model: Path, tmp_path: Path) -> None:
     """A booster of 3 features behind a 64-feature spec raises in predict_fn: the toolkit answers its
     500 HTML page, the local twin the same page, and the front door a 502 without the model's words."""
@@ -674,7 +674,7 @@ print(json.dumps({"xgboost": xgb.__version__, "scores": booster.predict(xgb.DMat
 """
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # a `sagelab run` model scored in the image's versions
 @pytest.mark.parametrize("dataset", ["digits", "diabetes"])
 def test_a_model_trained_by_sagelab_run_scores_the_same_in_the_image(dataset: str, tmp_path: Path) -> None:
     """`sagelab run` trains with this venv's xgboost; the image's xgboost 3.0.5 must read the model and

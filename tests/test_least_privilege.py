@@ -277,7 +277,7 @@ def class_stacks(shared_class: SynthResult) -> Stacks:
     return _stacks(shared_class)
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # IAM evaluation of every student role against every other's resources
 def test_no_role_of_a_student_reaches_another_students_resources(class_stacks: Stacks) -> None:
     found = list(cross_student_leaks(class_stacks))
     leaks = sorted({str(leak) for leak, reason in found if reason is None})
@@ -316,12 +316,12 @@ def resource_policy_overlaps(stacks: Stacks, tenants: tuple[str, ...]) -> Iterat
                         yield f"{where}: {pattern} matches {other}'s {hits[:3]}"
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # every resource policy of the class evaluated per student
 def test_resource_policies_grant_no_other_student(class_stacks: Stacks) -> None:
     assert list(resource_policy_overlaps(class_stacks, STUDENTS)) == []
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # the tenants synths (ids that extend one another)
 def test_resource_policies_name_no_other_tenant(tenant_stacks: Stacks) -> None:
     assert list(resource_policy_overlaps(tenant_stacks, TENANTS)) == []
 
@@ -360,7 +360,7 @@ def tenant_stacks(tenants: SynthResult) -> Stacks:
     return _stacks(tenants)
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # the tenants synths, transitive reach per tenant
 def test_no_tenant_reaches_another_whose_id_extends_its_own(tenant_stacks: Stacks) -> None:
     """Environments alice, alice-b, carol, dev, ml-prod and students ana, ana-2, dev-kowal, ml in one
     account: no role of one (identity policies, guardrail denies' scopes) reaches another's
@@ -533,7 +533,7 @@ def _trust_condition_keys(statement: Statement) -> set[str]:
     return {key.lower() for keys in statement.condition.values() for key in keys}
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # every service trust policy of the class
 def test_service_trust_policies_check_the_source_account(class_stacks: Stacks) -> None:
     """Every role a service assumes names the account it acts for (aws:SourceAccount), and the
     SageMaker roles whose features send it also the source ARN (confused-deputy guard)."""

@@ -8,7 +8,6 @@ import datetime as dt
 import io
 import json
 import tarfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -81,9 +80,8 @@ def digits_job(digits_split: tuple[pd.DataFrame, pd.DataFrame], tmp_path_factory
     (root / "input").mkdir()
     train.to_csv(root / "input" / "train.csv", index=False)
     lines: list[str] = []
-    started = time.monotonic()
     result = run_automl_job(automl_request("label"), root / "input", root / "output", "digits-autopilot", lines.append, time_budget_s=DIGITS_BUDGET_S)
-    return {"result": result, "seconds": time.monotonic() - started, "output": root / "output", "log": lines}
+    return {"result": result, "output": root / "output", "log": lines}
 
 
 def regression_table() -> pd.DataFrame:
@@ -117,7 +115,7 @@ def csv_rows(features: pd.DataFrame) -> bytes:
 # The search
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # a real local Autopilot search on digits
 def test_digits_search_reaches_095_on_held_out_rows(digits_job: dict[str, Any], digits_split: tuple[pd.DataFrame, pd.DataFrame]) -> None:
     result = digits_job["result"]
     _, test = digits_split
@@ -137,7 +135,7 @@ def test_digits_search_reaches_095_on_held_out_rows(digits_job: dict[str, Any], 
     assert accuracy >= 0.95, f"held-out accuracy {accuracy:.3f}; log: {digits_job['log']}"
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # the real digits search's description
 def test_digits_job_describes_like_describe_automl_job(digits_job: dict[str, Any]) -> None:
     result = digits_job["result"]
     candidates = result["_candidates"]
@@ -431,7 +429,7 @@ def test_out_of_range_page_size_is_a_validation_error(sagemaker: Any) -> None:
     assert raised.value.response["Error"]["Code"] == "ValidationException"
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # the real digits search's leaderboard over boto3
 def test_real_job_leaderboard_through_boto3(digits_job: dict[str, Any]) -> None:
     result = digits_job["result"]
     with LocalSageMakerApi() as api:
@@ -479,7 +477,7 @@ def assert_matches_shape(value: Any, shape: Any, path: str) -> None:
         assert isinstance(value, bool), path
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # the real digits search's wire responses
 def test_real_job_wire_responses_match_botocore_shapes(digits_job: dict[str, Any]) -> None:
     model = botocore.session.get_session().get_service_model("sagemaker")
     api = LocalSageMakerApi()

@@ -28,7 +28,7 @@ from sagelab.local.registry import LocalRegistry
 from stacks.front_door.runtime import capture
 from tests.conftest import REPO_ROOT, Cli, TrainedRun
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow  # a `sagelab serve` process on the session's trained digits run, and drift checks over its capture
 DIGITS = REPO_ROOT / "sagelab" / "data" / "digits.csv"
 SHIFTED = ("pixel_20", "pixel_36", "pixel_43")
 API_KEY = "monitor-test-key"

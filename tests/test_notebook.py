@@ -110,7 +110,7 @@ def test_idle_decision(sessions: list[dict[str, Any]], terminals: list[dict[str,
     assert is_idle(sessions, terminals, NOW, idle_minutes=60, started=started) is expected
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # the lab notebook executed headless (a kernel, an AutoML search, batch, drift)
 def test_lab_notebook_runs_top_to_bottom_in_local_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trained_run: TrainedRun) -> None:
     """In a copy of the session's trained work directory: the lab's first run (default
     hyperparameters) reuses the cached preprocess and training steps, as a re-run on AWS would."""

@@ -4,67 +4,23 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from sagelab import pipeline_definition
 from sagelab.pipeline_definition import PipelineSettings, TuningSettings
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-GUARDED_SYNTH = """
-import socket, sys
-attempts = []
-def refuse(self, address, *args, **kwargs):
-    attempts.append(address)
-    raise OSError(f"network access during synth: {address}")
-socket.socket.connect = refuse
-socket.socket.connect_ex = refuse
-from aws_cdk import App
-from sagelab.settings import cdk_context
-from stacks.app.builder import build_app
-app = App(context=cdk_context(), outdir=sys.argv[1])
-build_app(app)
-app.synth()
-print("SOCKET_ATTEMPTS", len(attempts))
-"""
+from tests.conftest import GuardedSynth
 
 
-def _network_namespace_available() -> bool:
-    return shutil.which("unshare") is not None and subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0
-
-
-def _credential_free_env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(
-        HOME=str(tmp_path),
-        AWS_CONFIG_FILE=str(tmp_path / "no-config"),
-        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "no-credentials"),
-        PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
-    )
-    return env
-
-
-def test_synth_needs_no_network_and_no_credentials(tmp_path: Path) -> None:
-    # In a network namespace with no interfaces (when the machine allows it) nothing can leave,
-    # Node included; the Python socket guard also counts attempts that would have been made.
-    prefix = ["unshare", "-n"] if _network_namespace_available() else []
-    completed = subprocess.run(
-        [*prefix, sys.executable, "-c", GUARDED_SYNTH, str(tmp_path / "out")],
-        cwd=REPO_ROOT,
-        env=_credential_free_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    assert "SOCKET_ATTEMPTS 0" in completed.stdout
-    assert (tmp_path / "out" / "sagelab-dev--platform.template.json").exists()
+def test_synth_needs_no_network_and_no_credentials(guarded_synth: GuardedSynth) -> None:
+    """The session's default synth (conftest's GUARDED_SYNTH, which every template test reads) ran
+    without AWS credentials, in a network namespace with no interfaces when the machine allows it
+    (nothing can leave, Node included), and its Python socket guard counted no attempt."""
+    assert guarded_synth.returncode == 0, guarded_synth.stderr[-3000:]
+    assert "SOCKET_ATTEMPTS 0" in guarded_synth.stdout
+    assert (guarded_synth.outdir / "sagelab-dev--platform.template.json").exists()
 
 
 def test_definition_build_opens_no_socket(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

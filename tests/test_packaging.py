@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow  # a wheel built and installed into a fresh venv, then run from an empty folder
 NOT_SOURCES = (".git", ".venv", "node_modules", "cdk.out", ".sagelab", "build", "*.egg-info", "__pycache__", ".*_cache", "tests", "bench", "docs")
 
 

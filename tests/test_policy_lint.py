@@ -135,7 +135,7 @@ def _acknowledgment(document: str, issue: str) -> Acknowledged | None:
     return next((ack for ack in ACKNOWLEDGED if ack.issue == issue and re.match(ack.document, document)), None)
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # parliament over every policy of two apps
 def test_every_policy_passes_parliament(synthesized: SynthResult, shared_class: SynthResult) -> None:
     """Both apps (one real-time environment; a serverless class): an acknowledgment is stale only
     if it matches no finding in either."""
@@ -219,7 +219,7 @@ def escalations(result: SynthResult) -> list[str]:
     return problems
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # every role's privilege-escalation paths
 def test_no_role_can_escalate(shared_class: SynthResult) -> None:
     assert escalations(shared_class) == []
 

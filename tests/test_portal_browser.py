@@ -119,7 +119,7 @@ def test_portal_browser_admin_sees_the_class_report(portal: LocalPortal, page: A
     page.screenshot(path=str(ARTIFACTS / "admin-report.png"), full_page=True)
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # the session's trained digits run in a real browser
 def test_portal_shows_a_students_local_run_and_the_next_step(trained_run: Any, tmp_path: Path) -> None:
     """A student's own local environment (<workdir>/students/<id>/, where they ran the pipeline)
     is what their page shows, over real HTTP with a token of the local sign-in."""

@@ -60,7 +60,7 @@ def test_a_reservation_in_a_new_account_fails_naming_the_quota(synthesized: Synt
     assert "sagelab-dev--serving" in message
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # two class synths: the refusal and the raised quota that fixes it
 def test_a_class_whose_reservations_exceed_the_pool_fails_synth(tmp_path: Path) -> None:
     # Three students reserving 20 each take 60 + 100 unreserved = 160 from a pool declared at 150.
     roster = "student_id,email\nana,ana@example.edu\nben,ben@example.edu\ncy,cy@example.edu\n"

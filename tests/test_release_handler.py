@@ -199,7 +199,7 @@ def s3_object(path: Path) -> dict[str, Any]:
     return {"Body": StreamingBody(io.BytesIO(data), len(data))}
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # a trained model served over sockets for the acceptance test
 @pytest.mark.parametrize(("registered", "passes"), [(None, True), (1.0, False)], ids=["meets-its-metric", "over-promises"])
 def test_the_test_action_runs_the_acceptance_test_against_the_stage_over_sockets(
     stubs: dict[str, Stubber], approved_workdir: Path, registered: float | None, passes: bool

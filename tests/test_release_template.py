@@ -235,7 +235,7 @@ def test_the_three_accounts_synthesize_into_their_stacks(three_accounts: SynthRe
     ]
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # cfn-lint over every template of three accounts
 def test_every_release_template_has_no_cfn_lint_errors(three_accounts: SynthResult) -> None:
     for name, template in three_accounts.templates.items():
         assert lint_errors(template) == [], name

@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import Cli, TrainedRun
 from tests.test_step_scripts import messy_frame
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow  # the session's trained digits run and further real runs
 
 
 def test_digits_run_registers_version_1(trained_run: TrainedRun) -> None:

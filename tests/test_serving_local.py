@@ -24,7 +24,7 @@ from sagelab.local.serve import LocalEndpoint, LocalGateway, load_served_model, 
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "test-key-123"
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow  # `sagelab serve` processes on the trained model, and generated requests against them
 
 
 @pytest.fixture(scope="module")

@@ -124,6 +124,7 @@ def settings(cap_usd: float = 1.0) -> enforcer.ClassSettings:
         prices=PRICES,
         model_package_parameter=PARAMETER,
         deployment_role_output=OUTPUT,
+        home_account=ACCOUNT,
     )
 
 
@@ -286,7 +287,7 @@ def test_spend_is_the_same_in_any_order_and_with_repeats() -> None:
     assert spend([Point("notebook/n", december - 86400, True, 0.05)], december + 3600) == pytest.approx(0.05)
 
 
-def test_the_class_file_the_construct_writes_is_what_the_enforcer_reads(shared_class: Any) -> None:
+def test_the_class_file_the_construct_writes_is_what_the_enforcer_reads(shared_class: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     # The function's code asset holds class.json; the enforcer loads it (one contract, two sides).
     outdir = Path(shared_class.outdir)
     template = shared_class.template(f"sagelab-class--{REGION}")
@@ -294,6 +295,8 @@ def test_the_class_file_the_construct_writes_is_what_the_enforcer_reads(shared_c
         r for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::Function" and r["Properties"]["Handler"] == "enforcer.handler.lambda_handler"
     )
     asset = "asset." + str(function["Properties"]["Code"]["S3Key"]).removesuffix(".zip")
+    monkeypatch.setenv("CLASS_ACCOUNT", ACCOUNT)  # the function's environment: Aws.ACCOUNT_ID
     loaded = enforcer.ClassSettings.load(outdir / asset / "class.json")
     assert loaded.students == ("alice", "bob", "carol") and loaded.prices["ml.m5.large"] == 0.115
+    assert loaded.own_accounts == {} and loaded.serverless_usd_per_gb_second == 0.00002 and loaded.reconcile_minutes == 10
     assert (outdir / asset / "stacks" / "approval_deployer" / "runtime" / "handler.py").read_text() == Path(deployer.__file__).read_text()

@@ -277,7 +277,7 @@ def test_step_contract_matches_the_scripts() -> None:
         step_contract.script_constant("evaluate.py", "SUMMARY_KEY")
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # two training processes joined over loopback
 def test_distributed_training_across_two_hosts(trained: dict[str, Path], tmp_path: Path) -> None:
     """Two real processes on two loopback addresses, joined by XGBoost's collective tracker."""
     import socket

@@ -11,22 +11,17 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import SynthResult, synth
+from tests.conftest import CLASS_ACCOUNT, CLASS_OWN, CLASS_SHARED_IDS, SynthResult
 from tests.iam_policy import Env, Stacks, Statement, action_matches, is_allowed
 from tests.test_least_privilege import example_resources
 
-ENV = Env(partition="aws", region="us-east-1", account="123456789012")
+ENV = Env(partition="aws", region="us-east-1", account=CLASS_ACCOUNT)
 CLASS_STACK = "sagelab-class--us-east-1"
-OWN_ACCOUNT = "210987654321"
-# A class of 40 in the shared account (alice, bob, s02..s39) and two own-account rows: dave (another
-# region) and erin (carol of `shared_class` is on neither roster).
-SHARED_IDS = ("alice", "bob", *(f"s{i:02d}" for i in range(2, 40)))
-OWN = {"dave": (OWN_ACCOUNT, "eu-west-1"), "erin": ("109876543210", "us-east-1")}
-MIXED_ROSTER = (
-    "student_id,email,account_id,region\n"
-    + "".join(f"{i},{i}@example.edu,,\n" for i in SHARED_IDS)
-    + "".join(f"{i},{i}@example.edu,{account},{region}\n" for i, (account, region) in OWN.items())
-)
+OWN_ACCOUNT = CLASS_OWN["dave"][0]
+# conftest's class of 40: alice, bob, s02..s39 in the class account and two own-account rows, dave
+# (another region) and erin (carol of `shared_class` is on neither roster).
+SHARED_IDS = CLASS_SHARED_IDS
+OWN = CLASS_OWN
 # Everything the portal's function may do. Nothing reads or writes data (S3, KMS, endpoints).
 PORTAL_ACTIONS = {
     "sagemaker:createpresignednotebookinstanceurl",
@@ -44,17 +39,7 @@ PORTAL_ACTIONS = {
 DATA_ACTIONS = ("s3:GetObject", "s3:PutObject", "kms:Decrypt", "sagemaker:InvokeEndpoint", "sagemaker:CreatePresignedDomainUrl", "iam:PassRole")
 
 
-# The class account named in the config: own-account students' portal roles can trust the portal by ARN.
-CLASS_CONFIG = f"environments:\n  dev: {{account: '{ENV.account}'}}\nclassroom:\n  admin_emails: [teacher@example.edu]\n"
 PORTAL_ROLE = f"arn:aws:iam::{ENV.account}:role/sagelab-class--portal-us-east-1"
-
-
-@pytest.fixture(scope="module")
-def mixed_class(tmp_path_factory: pytest.TempPathFactory) -> SynthResult:
-    root = tmp_path_factory.mktemp("mixed-class")
-    (root / "roster.csv").write_text(MIXED_ROSTER)
-    (root / "class.yaml").write_text(CLASS_CONFIG)
-    return synth(root / "cdk.out", {"roster": str(root / "roster.csv"), "config": str(root / "class.yaml")})
 
 
 def _resources(template: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
@@ -99,8 +84,9 @@ def portal_reach_problems(stacks: Stacks, class_students: tuple[str, ...], own_a
                 yield f"may assume {other}"
 
 
-def test_the_pool_has_one_invited_user_per_roster_row_and_no_self_sign_up(mixed_class: SynthResult, shared_class: SynthResult) -> None:
-    template = mixed_class.template(CLASS_STACK)
+@pytest.mark.slow  # the class of 40 (a 20 s synth): the class-wide property at a real class's scale
+def test_the_pool_has_one_invited_user_per_roster_row_and_no_self_sign_up(class_of_40: SynthResult, shared_class: SynthResult) -> None:
+    template = class_of_40.template(CLASS_STACK)
     (pool,) = _resources(template, "AWS::Cognito::UserPool").values()
     assert pool["Properties"]["AdminCreateUserConfig"]["AllowAdminCreateUserOnly"] is True
     policy = pool["Properties"]["Policies"]["PasswordPolicy"]
@@ -116,17 +102,17 @@ def test_the_pool_has_one_invited_user_per_roster_row_and_no_self_sign_up(mixed_
     assert "dave" not in shared_users and "carol" in shared_users and "carol" not in users
 
 
-@pytest.mark.slow
-def test_a_class_of_forty_and_own_account_rows_is_clean_and_within_iam_and_lambda_limits(mixed_class: SynthResult) -> None:
+@pytest.mark.slow  # the class of 40 (a 20 s synth): the class-wide property at a real class's scale (IAM and Lambda size limits)
+def test_a_class_of_forty_and_own_account_rows_is_clean_and_within_iam_and_lambda_limits(class_of_40: SynthResult) -> None:
     from tests.test_cfn_lint import lint_errors
 
     # Synth raised on any unacknowledged cdk-nag finding; the reports say so too.
-    for report in mixed_class.outdir.rglob("validation-report.json"):
+    for report in class_of_40.outdir.rglob("validation-report.json"):
         assert all(not plugin["violations"] for plugin in json.loads(report.read_text())["pluginReports"]), report
     for name in (CLASS_STACK, "sagelab-dave--platform", "sagelab-erin--platform", "sagelab-alice--platform"):
-        assert lint_errors(mixed_class.template(name)) == [], name
-    stacks = Stacks(mixed_class.templates, ENV)
-    template = mixed_class.template(CLASS_STACK)
+        assert lint_errors(class_of_40.template(name)) == [], name
+    stacks = Stacks(class_of_40.templates, ENV)
+    template = class_of_40.template(CLASS_STACK)
     policies = _resources(template, "AWS::IAM::ManagedPolicy")
     for logical_id, policy in policies.items():
         document = stacks.resolve(CLASS_STACK, policy["Properties"]["PolicyDocument"])
@@ -139,24 +125,26 @@ def test_a_class_of_forty_and_own_account_rows_is_clean_and_within_iam_and_lambd
     assert sum(len(k) + len(v) for k, v in variables.items()) <= 4096, "Lambda's environment is at most 4 KB"
 
 
-def test_the_page_client_can_write_no_attribute_and_identity_is_the_username(mixed_class: SynthResult) -> None:
+@pytest.mark.slow  # the class of 40 (a 20 s synth): the class-wide property at a real class's scale
+def test_the_page_client_can_write_no_attribute_and_identity_is_the_username(class_of_40: SynthResult) -> None:
     """Who a caller is comes from `cognito:username`, which the admin side sets; the client may
     write no attribute at all (so not `email`, nor any custom one)."""
-    (client,) = _resources(mixed_class.template(CLASS_STACK), "AWS::Cognito::UserPoolClient").values()
+    (client,) = _resources(class_of_40.template(CLASS_STACK), "AWS::Cognito::UserPoolClient").values()
     assert client["Properties"]["WriteAttributes"] == []
     assert client["Properties"]["AllowedOAuthFlows"] == ["code"] and client["Properties"]["GenerateSecret"] is False
-    methods = _resources(mixed_class.template(CLASS_STACK), "AWS::ApiGateway::Method").values()
+    methods = _resources(class_of_40.template(CLASS_STACK), "AWS::ApiGateway::Method").values()
     public = [m for m in methods if m["Properties"]["AuthorizationType"] != "COGNITO_USER_POOLS"]
     assert len(public) == 1 and public[0]["Properties"]["ResourceId"] == {"Fn::GetAtt": [public[0]["Properties"]["RestApiId"]["Ref"], "RootResourceId"]}
 
 
-@pytest.mark.slow
-def test_the_portal_function_presigns_only_its_class_and_reads_no_data(mixed_class: SynthResult, shared_class: SynthResult) -> None:
+@pytest.mark.slow  # the class of 40 (a 20 s synth): the class-wide property at a real class's scale
+def test_the_portal_function_presigns_only_its_class_and_reads_no_data(class_of_40: SynthResult, shared_class: SynthResult) -> None:
     own_accounts = {student: account for student, (account, _region) in OWN.items()}
-    assert list(portal_reach_problems(Stacks(mixed_class.templates, ENV), SHARED_IDS, own_accounts)) == []
+    assert list(portal_reach_problems(Stacks(class_of_40.templates, ENV), SHARED_IDS, own_accounts)) == []
     assert list(portal_reach_problems(Stacks(shared_class.templates, ENV), ("alice", "bob", "carol"), {})) == []
 
 
+@pytest.mark.slow  # the class of 40 (a 20 s synth): the class-wide property at a real class's scale
 @pytest.mark.parametrize(
     "planted",
     [
@@ -166,20 +154,21 @@ def test_the_portal_function_presigns_only_its_class_and_reads_no_data(mixed_cla
     ],
     ids=["every-notebook", "data", "any-role-in-their-account"],
 )
-def test_the_reach_check_finds_a_planted_widening(mixed_class: SynthResult, planted: dict[str, str]) -> None:
-    templates = json.loads(json.dumps(mixed_class.templates))
+def test_the_reach_check_finds_a_planted_widening(class_of_40: SynthResult, planted: dict[str, str]) -> None:
+    templates = json.loads(json.dumps(class_of_40.templates))
     resources = templates[CLASS_STACK]["Resources"]
     policy_id = next(key for key, value in resources.items() if key.startswith("PortalStudents") and value["Type"] == "AWS::IAM::ManagedPolicy")
     resources[policy_id]["Properties"]["PolicyDocument"]["Statement"].append({"Sid": "Planted", "Effect": "Allow", **planted})
     assert list(portal_reach_problems(Stacks(templates, ENV), ("alice", "bob"), {"dave": OWN_ACCOUNT}))
 
 
-def test_an_own_account_students_portal_role_trusts_only_the_portal_and_reaches_only_them(mixed_class: SynthResult) -> None:
-    stacks = Stacks(mixed_class.templates, ENV)
+@pytest.mark.slow  # the class of 40 (a 20 s synth): the class-wide property at a real class's scale
+def test_an_own_account_students_portal_role_trusts_only_the_portal_and_reaches_only_them(class_of_40: SynthResult) -> None:
+    stacks = Stacks(class_of_40.templates, ENV)
     (function_role,) = [r for r in stacks.roles() if r.stack == CLASS_STACK and r.logical_id.startswith("PortalFunctionRole")]
-    assert mixed_class.template(CLASS_STACK)["Resources"][function_role.logical_id]["Properties"]["RoleName"] == "sagelab-class--portal-us-east-1"
+    assert class_of_40.template(CLASS_STACK)["Resources"][function_role.logical_id]["Properties"]["RoleName"] == "sagelab-class--portal-us-east-1"
     (role,) = [r for r in stacks.roles() if r.stack == "sagelab-dave--platform" and r.logical_id.startswith("PortalPresign")]
-    properties = mixed_class.template("sagelab-dave--platform")["Resources"][role.logical_id]["Properties"]
+    properties = class_of_40.template("sagelab-dave--platform")["Resources"][role.logical_id]["Properties"]
     assert properties["RoleName"] == "sagelab-dave--portal"
     assert properties["AssumeRolePolicyDocument"]["Statement"] == [{"Action": "sts:AssumeRole", "Effect": "Allow", "Principal": {"AWS": PORTAL_ROLE}}]
     statements = stacks.identity_policies(role)
@@ -371,7 +360,8 @@ def _resource(action: str, student: str, region: str, account: str) -> str:
     }[action]
 
 
-def test_the_portal_may_make_every_call_its_handler_makes(mixed_class: SynthResult) -> None:
+@pytest.mark.slow  # the class of 40 (a 20 s synth): the class-wide property at a real class's scale
+def test_the_portal_may_make_every_call_its_handler_makes(class_of_40: SynthResult) -> None:
     calls = handler_api_calls()
     assert calls == {
         "sagemaker:CreatePresignedNotebookInstanceUrl",
@@ -383,7 +373,7 @@ def test_the_portal_may_make_every_call_its_handler_makes(mixed_class: SynthResu
         "sts:AssumeRole",
         "sts:GetCallerIdentity",
     }
-    stacks = Stacks(mixed_class.templates, ENV)
+    stacks = Stacks(class_of_40.templates, ENV)
     function = portal_statements(stacks)
     (dave_role,) = [r for r in stacks.roles() if r.stack == "sagelab-dave--platform" and r.logical_id.startswith("PortalPresign")]
     dave = stacks.identity_policies(dave_role)

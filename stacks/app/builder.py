@@ -32,6 +32,7 @@ from stacks.release.promotion import Promotion
 from stacks.release_stack import add_releases, promotion_of
 from stacks.serving_stack import ServingStack, retention_name
 from stacks.spend_cap.construct import SpendCapSettings
+from stacks.spend_cap.link import SpendCapLinkStack
 from stacks.student_portal.construct import PortalUser
 
 
@@ -89,40 +90,64 @@ def add_environment(
     return [platform, serving]
 
 
-def add_class_stacks(app: App, config: SageLabConfig, student_stacks: Sequence[Stack]) -> list[ClassStack]:
+def add_class_stacks(app: App, config: SageLabConfig, student_stacks: Sequence[Stack], class_account: str | None = None) -> list[ClassStack]:
     """One ClassStack per region with shared-account students (when they use the class's web ACL
-    or the class has a spending cap); serving stacks on the class's web ACL deploy after it (they
-    import it)."""
+    or the class has a spending cap) or, with a spending cap, own-account students; serving
+    stacks on the class's web ACL deploy after it (they import it). Own-account students get a
+    link stack in their account (stacks/spend_cap/link.py), deployed after their region's class stack."""
     by_name = {stack.stack_name: stack for stack in student_stacks}
     classroom = config.classroom
     sharing: dict[str, list[EnvironmentConfig]] = {}
+    capped: dict[str, list[EnvironmentConfig]] = {}
     for env in config.environments:
         if env.serving.waf == "shared" or (env.shares_account_with_class and classroom.spend_cap):
             sharing.setdefault(env.region, []).append(env)
+        if classroom.spend_cap:
+            capped.setdefault(env.region, []).append(env)
+    own_capped = [env for students in capped.values() for env in students if not env.shares_account_with_class]
+    if own_capped and class_account is None:
+        raise ConfigError(
+            f"classroom.spend_cap: own-account students ({', '.join(env.name for env in own_capped[:3])}{', ...' if len(own_capped) > 3 else ''}) "
+            "are capped from the class account, which the config does not name: set `account` of the config's environment "
+            "(the class account; shared-account students deploy there) or classroom.spend_cap: false"
+        )
     # The portal serves the whole roster (own-account rows too) from the first class stack.
     portal_users = [
         PortalUser(env.name, env.student_email or "", None if env.shares_account_with_class else env.account, env.region) for env in config.environments
     ]
     class_stacks: list[ClassStack] = []
-    for region, students in sharing.items():
-        base = students[0]
+    for region in [*sharing, *(region for region in capped if region not in sharing)]:
+        students = sharing.get(region, [])
+        base = students[0] if students else capped[region][0]
         on_web_acl = [env for env in students if env.serving.waf == "shared"]
         class_stack = ClassStack(
             app,
             class_stack_name(region),
-            account=base.account,
+            account=base.account if students else class_account,
             region=region,
             students=[env.name for env in students],
             rate_limit_per_5_minutes=base.serving.waf_rate_limit_per_5_minutes,
             log_retention=logs.RetentionDays(retention_name(base.log_retention_days)),
             tags={"project": PROJECT, "course": classroom.course},
-            portal_users=portal_users if not class_stacks else (),
+            portal_users=portal_users if not class_stacks and students else (),
             admin_emails=config.classroom.admin_emails,
             web_acl=bool(on_web_acl),
-            spend_cap=spend_cap_settings(config, students) if classroom.spend_cap else None,
+            spend_cap=spend_cap_settings(config, capped[region]) if classroom.spend_cap else None,
         )
         for env in on_web_acl:
             by_name[env.names.serving_stack].add_stack_dependency(class_stack)
+        for env in capped.get(region, []):
+            if not env.shares_account_with_class and class_account is not None:
+                link = SpendCapLinkStack(
+                    app,
+                    student=env.name,
+                    account=env.account,
+                    region=region,
+                    course=classroom.course,
+                    class_account=class_account,
+                    tags={"project": PROJECT, "course": classroom.course, "student": env.name},
+                )
+                link.add_stack_dependency(class_stack)  # its role trusts the enforcer's role by ARN
         class_stacks.append(class_stack)
     return class_stacks
 
@@ -157,6 +182,7 @@ def spend_cap_settings(config: SageLabConfig, students: Sequence[EnvironmentConf
         course=classroom.course,
         students=tuple(env.name for env in students),
         student_emails={env.name: env.student_email for env in students if env.student_email},
+        own_accounts={env.name: env.account for env in students if not env.shares_account_with_class and env.account},
         admin_emails=classroom.admin_emails,
         cap_usd=classroom.cap_usd,
         warn_percent=classroom.spend_warn_percent,
@@ -173,12 +199,14 @@ def build_app(app: App | None = None, context: Mapping[str, Any] | None = None, 
     """
     app = app or App(context=dict(context) if context is not None else None)
     classroom = False
+    class_account = None
     if config is None:
         context_view = {"sagelab": app.node.try_get_context("sagelab")}
         config = load_config(context_view, app.node.try_get_context("config"))
         config = pin_model_package(config, app.node.try_get_context("model_package_arn"))
         roster = app.node.try_get_context("roster")
         if roster:
+            class_account = config.environments[0].account  # the class's shared-account students deploy there
             config = classroom_config(config, read_roster(roster), str(roster))
             classroom = True
     clear_template_environments(app)
@@ -187,7 +215,7 @@ def build_app(app: App | None = None, context: Mapping[str, Any] | None = None, 
     student_stacks: list[Stack] = []
     if classroom:
         student_stacks = add_classroom(app, config, functools.partial(environment_tags, config), build, add_nag_packs)
-        add_class_stacks(app, config, student_stacks)
+        add_class_stacks(app, config, student_stacks, class_account)
         add_bootstrap_stack(app, config, student_stacks)
     else:
         built = {}

@@ -4,6 +4,8 @@
     endpoints) ─► EventBridge rule ─┐
     schedule (every `reconcile_minutes`) ─────────┼─► enforcer Lambda ─► DynamoDB (points, state; PITR, TTL)
     `sagelab class lift` (lambda:InvokeFunction) ─┘        │
+    own-account students' events ─► the class's bus ─┘     │   (own accounts: through the role it
+                                  (stacks/spend_cap/link.py)│    assumes there, link.py)
         at warn_percent: SNS (student by filter, admins) ◄─┤
         at the cap: StopNotebookInstance, UpdateStack(serving, ModelPackageArn="") with the
         serving stack's deployment role, AttachRolePolicy(deny) on the student's platform roles
@@ -20,7 +22,7 @@ import json
 import shutil
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aws_cdk import Aws, Duration, RemovalPolicy, Stack
@@ -37,6 +39,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from sagelab.costs import load_prices
+from sagelab.naming import CLASS_ID
 from sagelab.package_files import package_dir
 from stacks.app.nag import acknowledge, acknowledge_policy_wildcards, acknowledge_tracing_grant
 from stacks.lambda_runtime import LAMBDA_RUNTIME, powertools_layer
@@ -63,6 +66,118 @@ DENIED_ACTIONS = [
     "sagemaker:UpdateModelPackage",
 ]
 COURSE_TAG = "course"
+SERVERLESS_PRICE = "sagemaker_serverless"  # sagelab/prices.csv: USD per GB-second of inference
+CLASS_NAMES = ResourceArns.of(CLASS_ID)
+
+
+def enforcer_role_arn(account: str, region: str, partition: str = Aws.PARTITION) -> str:
+    """The enforcer's role in the class account (named when the class has own-account students:
+    their spend-cap roles trust it by ARN)."""
+    return f"arn:{partition}:iam::{account}:role/{CLASS_NAMES.spend_cap_function_role(region)}"
+
+
+def spend_bus_arn(account: str, region: str, partition: str = Aws.PARTITION) -> str:
+    """The class's bus that own-account students' SageMaker events are forwarded to."""
+    return f"arn:{partition}:events:{region}:{account}:event-bus/{CLASS_NAMES.spend_bus}"
+
+
+def forwarder_role_arn(student: str, account: str, partition: str = Aws.PARTITION) -> str:
+    return f"arn:{partition}:iam::{account}:role/{ResourceArns.of(student).spend_events_role}"
+
+
+def student_role_arn(student: str, account: str, partition: str = Aws.PARTITION) -> str:
+    return f"arn:{partition}:iam::{account}:role/{ResourceArns.of(student).spend_cap_role}"
+
+
+def enforcement_statements(students: ResourceArns, course: str, deny_policy_arn: str) -> list[iam.PolicyStatement]:
+    """What the enforcer does to students' resources in one account (the deploying one): read and
+    list running work, stop a notebook, UpdateStack a serving stack with its own deployment role,
+    attach or detach the deny. `students`: the class account's `ResourceArns.of("*")` (any
+    student, narrowed by the course tag), or one own-account student's names in their account."""
+    sagemaker_arn = ResourceArns.sagemaker_arn
+    stack_arn = f"arn:{Aws.PARTITION}:cloudformation:{Aws.REGION}:{Aws.ACCOUNT_ID}:stack"
+    role_arn = f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role"
+    of_this_class = {"StringEquals": {f"aws:ResourceTag/{COURSE_TAG}": course}}
+    return [
+        iam.PolicyStatement(
+            sid="ListRunningWork",
+            actions=[
+                "sagemaker:ListNotebookInstances",
+                "sagemaker:ListEndpoints",
+                "sagemaker:ListTrainingJobs",
+                "sagemaker:ListProcessingJobs",
+                "sagemaker:ListTransformJobs",
+            ],
+            resources=["*"],
+        ),
+        # Serverless endpoints are charged from their ModelLatency (metering.serverless_charge).
+        iam.PolicyStatement(sid="ReadServerlessUsage", actions=["cloudwatch:GetMetricStatistics"], resources=["*"]),
+        iam.PolicyStatement(
+            sid="PriceStudentWork",
+            actions=[
+                "sagemaker:DescribeNotebookInstance",
+                "sagemaker:DescribeEndpoint",
+                "sagemaker:DescribeEndpointConfig",
+                "sagemaker:DescribeTrainingJob",
+                "sagemaker:DescribeProcessingJob",
+                "sagemaker:DescribeTransformJob",
+            ],
+            resources=[
+                sagemaker_arn(f"notebook-instance/{students.pattern()}"),
+                sagemaker_arn(f"endpoint/{students.pattern()}"),
+                sagemaker_arn(f"endpoint-config/{students.pattern()}"),
+                sagemaker_arn(f"training-job/{students.pattern()}"),
+                sagemaker_arn(f"processing-job/{students.pattern()}"),
+                sagemaker_arn(f"transform-job/{students.pattern()}"),
+            ],
+        ),
+        iam.PolicyStatement(
+            sid="StopStudentNotebooks",
+            actions=["sagemaker:StopNotebookInstance"],
+            resources=[sagemaker_arn(f"notebook-instance/{students.notebook}")],
+            conditions=of_this_class,
+        ),
+        iam.PolicyStatement(
+            sid="ReadStudentStacks",
+            actions=["cloudformation:DescribeStacks", "cloudformation:DescribeStackResources"],
+            resources=[f"{stack_arn}/{students.platform_stack}/*", f"{stack_arn}/{students.serving_stack}/*"],
+        ),
+        # Only with the serving stack's own deployment role and its previous template: the
+        # same contract as the approval deployer's, which CloudFormation then runs.
+        iam.PolicyStatement(
+            sid="RemoveStudentEndpoints",
+            actions=["cloudformation:UpdateStack"],
+            resources=[f"{stack_arn}/{students.serving_stack}/*"],
+            conditions={
+                **of_this_class,
+                "ArnLike": {"cloudformation:RoleArn": f"{role_arn}/{students.serving_stack}-*"},
+                "Null": {"cloudformation:TemplateUrl": "true"},
+            },
+        ),
+        iam.PolicyStatement(
+            sid="PassStudentDeploymentRoles",
+            actions=["iam:PassRole"],
+            resources=[f"{role_arn}/{students.serving_stack}-*"],
+            conditions={"StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com", f"aws:ResourceTag/{COURSE_TAG}": course}},
+        ),
+        iam.PolicyStatement(
+            sid="DenyAndAllowStudentRoles",
+            actions=["iam:AttachRolePolicy", "iam:DetachRolePolicy"],
+            resources=[f"{role_arn}/{students.platform_stack}-*"],
+            conditions={**of_this_class, "ArnEquals": {"iam:PolicyARN": deny_policy_arn}},
+        ),
+    ]
+
+
+def capped_deny(scope: Construct, construct_id: str, description: str, name: str | None = None) -> iam.ManagedPolicy:
+    """The deny attached to a capped student's roles (the class account's, or one in an own-account student's account)."""
+    return iam.ManagedPolicy(
+        scope,
+        construct_id,
+        managed_policy_name=name,
+        description=description,
+        statements=[iam.PolicyStatement(sid="SpendingCapReached", effect=iam.Effect.DENY, actions=DENIED_ACTIONS, resources=["*"])],
+    )
 
 
 def stage_enforcer(settings: Mapping[str, object]) -> Path:
@@ -110,12 +225,16 @@ class SpendCapSettings:
     warn_percent: int
     reconcile_minutes: int
     allowed_instance_types: tuple[str, ...]
+    own_accounts: Mapping[str, str] = field(default_factory=dict)  # student -> their own account (in `students` too)
 
 
 class SpendCap(Construct):
     """Props (`settings`, a SpendCapSettings, and the stack's key and retention):
     settings.course: the class's `course` tag: the enforcer acts only on resources that carry it.
-    students: student ids (shared-account students of this account and region), in roster order.
+    students: student ids (of this region, in this account or their own), in roster order.
+    own_accounts: student -> account, for students with an AWS account of their own: their
+        events arrive on the class's bus (whose policy accepts exactly those accounts' forwarding
+        roles), and the enforcer acts there through the role it may assume in each.
     student_emails: id -> address warned about that student (admins get every warning).
     admin_emails: the course admins.
     cap_usd: each student's monthly cap (SageMaker instance-hours as priced by sagelab/prices.csv).
@@ -187,12 +306,10 @@ class SpendCap(Construct):
                         student_address, filter_policy={"student": sns.SubscriptionFilter.string_filter(allowlist=[student])}, dead_letter_queue=dead_letters
                     )
                 )
-        self.deny_policy = iam.ManagedPolicy(
-            self,
-            "CappedDeny",
-            description=f"SageLab {course}: attached to a student's roles at the spending cap, detached by `sagelab class lift`",
-            statements=[iam.PolicyStatement(sid="SpendingCapReached", effect=iam.Effect.DENY, actions=DENIED_ACTIONS, resources=["*"])],
+        self.deny_policy = capped_deny(
+            self, "CappedDeny", f"SageLab {course}: attached to a student's roles at the spending cap, detached by `sagelab class lift`"
         )
+        self.own_accounts = dict(settings.own_accounts)
         class_file = {
             "course": course,
             "cap_usd": settings.cap_usd,
@@ -201,8 +318,13 @@ class SpendCap(Construct):
             "prices": prices,
             "model_package_parameter": model_package_parameter,
             "deployment_role_output": deployment_role_output,
+            "own_accounts": self.own_accounts,
+            "serverless_usd_per_gb_second": load_prices()[SERVERLESS_PRICE].usd,
+            "reconcile_minutes": settings.reconcile_minutes,
         }
         self.function = self._function(course, class_file, key, log_retention, dead_letters)
+        if self.own_accounts:
+            self._student_bus(course, dead_letters)
         events.Rule(
             self,
             "OnSageMakerState",
@@ -240,6 +362,35 @@ class SpendCap(Construct):
             )
         )
 
+    def _student_bus(self, course: str, dead_letters: sqs.IQueue) -> None:
+        """Own-account students' accounts forward their SageMaker events here: the bus accepts
+        PutEvents from exactly those accounts' forwarding roles, of SageMaker's state changes only."""
+        region = Stack.of(self).region
+        accounts = sorted(set(self.own_accounts.values()))
+        self.bus = events.EventBus(
+            self, "StudentEvents", event_bus_name=CLASS_NAMES.spend_bus, description=f"SageLab {course}: own-account students' SageMaker events"
+        )
+        self.bus.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="OwnAccountStudentsSageMakerEvents",
+                principals=[iam.AccountPrincipal(account) for account in accounts],
+                actions=["events:PutEvents"],
+                resources=[spend_bus_arn(Aws.ACCOUNT_ID, region)],
+                conditions={
+                    "StringEquals": {"events:source": "aws.sagemaker", "events:detail-type": sorted(EVENT_KINDS)},
+                    "ArnEquals": {"aws:PrincipalArn": [forwarder_role_arn(student, account) for student, account in sorted(self.own_accounts.items())]},
+                },
+            )
+        )
+        events.Rule(
+            self,
+            "OnStudentAccountState",
+            description=f"SageLab {course}: meter own-account students' SageMaker spend",
+            event_bus=self.bus,
+            event_pattern=events.EventPattern(source=["aws.sagemaker"], detail_type=sorted(EVENT_KINDS), account=accounts),
+            targets=[targets.LambdaFunction(self.function, dead_letter_queue=dead_letters, retry_attempts=8, max_event_age=Duration.hours(2))],
+        )
+
     def _function(
         self, course: str, class_file: Mapping[str, object], key: kms.IKey, log_retention: logs.RetentionDays, dead_letters: sqs.IQueue
     ) -> lambda_.Function:
@@ -251,6 +402,8 @@ class SpendCap(Construct):
         role = iam.Role(
             self,
             "FunctionRole",
+            # Named only when own-account students' roles must trust it by ARN.
+            role_name=CLASS_NAMES.spend_cap_function_role(Stack.of(self).region) if self.own_accounts else None,
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com", conditions={"StringEqualsIfExists": {"aws:SourceAccount": Aws.ACCOUNT_ID}}),
             description=f"SageLab {course}: spending cap enforcer",
         )
@@ -273,7 +426,13 @@ class SpendCap(Construct):
             log_group=function_logs,
             logging_format=lambda_.LoggingFormat.JSON,
             dead_letter_queue=dead_letters,
-            environment={"TABLE_NAME": self.table.table_name, "TOPIC_ARN": self.topic.topic_arn, "DENY_POLICY_ARN": self.deny_policy.managed_policy_arn},
+            environment={
+                "TABLE_NAME": self.table.table_name,
+                "TOPIC_ARN": self.topic.topic_arn,
+                "DENY_POLICY_ARN": self.deny_policy.managed_policy_arn,
+                "CLASS_ACCOUNT": Aws.ACCOUNT_ID,
+                "PARTITION": Aws.PARTITION,
+            },
             description=f"SageLab {course}: meters SageMaker spend per student and enforces the cap",
         )
         acknowledge(
@@ -299,93 +458,35 @@ class SpendCap(Construct):
         return function
 
     def enforcer_statements(self, course: str, key: kms.IKey, function_logs: logs.ILogGroup) -> list[iam.PolicyStatement]:
-        """Everything the enforcer may do. Writes reach only resources tagged with this class's
-        course and named like a student's (`ResourceArns.of("*")`); the deny it attaches is
-        this class's policy and no other."""
-        any_student = ResourceArns.of("*")
-        sagemaker_arn = ResourceArns.sagemaker_arn
-        stack_arn = f"arn:{Aws.PARTITION}:cloudformation:{Aws.REGION}:{Aws.ACCOUNT_ID}:stack"
-        role_arn = f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role"
-        of_this_class = {"StringEquals": {f"aws:ResourceTag/{COURSE_TAG}": course}}
-        return [
+        """Everything the enforcer may do. In the class account, writes reach only resources tagged
+        with this class's course and named like a student's (`ResourceArns.of("*")`), and the
+        deny it attaches is this class's policy and no other; in an own-account student's account
+        it acts only through the role it may assume there (exactly those roles, by ARN)."""
+        statements = [
             iam.PolicyStatement(
                 sid="KeepTheRecord", actions=["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query"], resources=[self.table.table_arn]
             ),
             iam.PolicyStatement(sid="Warn", actions=["sns:Publish"], resources=[self.topic.topic_arn]),
             # The table and the topic are encrypted with the class key.
             iam.PolicyStatement(sid="UseClassKey", actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[key.key_arn]),
-            iam.PolicyStatement(
-                sid="ListRunningWork",
-                actions=[
-                    "sagemaker:ListNotebookInstances",
-                    "sagemaker:ListEndpoints",
-                    "sagemaker:ListTrainingJobs",
-                    "sagemaker:ListProcessingJobs",
-                    "sagemaker:ListTransformJobs",
-                ],
-                resources=["*"],
-            ),
-            iam.PolicyStatement(
-                sid="PriceStudentWork",
-                actions=[
-                    "sagemaker:DescribeNotebookInstance",
-                    "sagemaker:DescribeEndpoint",
-                    "sagemaker:DescribeEndpointConfig",
-                    "sagemaker:DescribeTrainingJob",
-                    "sagemaker:DescribeProcessingJob",
-                    "sagemaker:DescribeTransformJob",
-                ],
-                resources=[
-                    sagemaker_arn(f"notebook-instance/{any_student.pattern()}"),
-                    sagemaker_arn(f"endpoint/{any_student.pattern()}"),
-                    sagemaker_arn(f"endpoint-config/{any_student.pattern()}"),
-                    sagemaker_arn(f"training-job/{any_student.pattern()}"),
-                    sagemaker_arn(f"processing-job/{any_student.pattern()}"),
-                    sagemaker_arn(f"transform-job/{any_student.pattern()}"),
-                ],
-            ),
-            iam.PolicyStatement(
-                sid="StopStudentNotebooks",
-                actions=["sagemaker:StopNotebookInstance"],
-                resources=[sagemaker_arn(f"notebook-instance/{any_student.notebook}")],
-                conditions=of_this_class,
-            ),
-            iam.PolicyStatement(
-                sid="ReadStudentStacks",
-                actions=["cloudformation:DescribeStacks", "cloudformation:DescribeStackResources"],
-                resources=[f"{stack_arn}/{any_student.platform_stack}/*", f"{stack_arn}/{any_student.serving_stack}/*"],
-            ),
-            # Only with the serving stack's own deployment role and its previous template: the
-            # same contract as the approval deployer's, which CloudFormation then runs.
-            iam.PolicyStatement(
-                sid="RemoveStudentEndpoints",
-                actions=["cloudformation:UpdateStack"],
-                resources=[f"{stack_arn}/{any_student.serving_stack}/*"],
-                conditions={
-                    **of_this_class,
-                    "ArnLike": {"cloudformation:RoleArn": f"{role_arn}/{any_student.serving_stack}-*"},
-                    "Null": {"cloudformation:TemplateUrl": "true"},
-                },
-            ),
-            iam.PolicyStatement(
-                sid="PassStudentDeploymentRoles",
-                actions=["iam:PassRole"],
-                resources=[f"{role_arn}/{any_student.serving_stack}-*"],
-                conditions={"StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com", f"aws:ResourceTag/{COURSE_TAG}": course}},
-            ),
-            iam.PolicyStatement(
-                sid="DenyAndAllowStudentRoles",
-                actions=["iam:AttachRolePolicy", "iam:DetachRolePolicy"],
-                resources=[f"{role_arn}/{any_student.platform_stack}-*"],
-                conditions={**of_this_class, "ArnEquals": {"iam:PolicyARN": self.deny_policy.managed_policy_arn}},
-            ),
+            *enforcement_statements(ResourceArns.of("*"), course, self.deny_policy.managed_policy_arn),
             iam.PolicyStatement(sid="WriteOwnLogs", actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[function_logs.log_group_arn]),
         ]
+        if self.own_accounts:
+            statements.append(
+                iam.PolicyStatement(
+                    sid="ActInOwnAccounts",
+                    actions=["sts:AssumeRole"],
+                    resources=[student_role_arn(student, account) for student, account in sorted(self.own_accounts.items())],
+                )
+            )
+        return statements
 
 
 # Why each wildcard of the enforcer's policy is there (by statement id).
 ENFORCER_WILDCARD_REASONS = {
     "ListRunningWork": "SageMaker's List* calls support no resource-level permission; the enforcer lists running work to catch missed events.",
+    "ReadServerlessUsage": "CloudWatch's GetMetricStatistics supports no resource-level permission; it reads serverless endpoints' ModelLatency to charge them.",
     "PriceStudentWork": "Read-only Describe calls on resources named like a student's (sagelab-<id>...); job names end in run-specific suffixes.",
     "StopStudentNotebooks": "Notebook names are sagelab-<id>-notebook for every student of the class; the course tag condition limits it to this class.",
     "ReadStudentStacks": "Student stacks are named sagelab-<id>-platform|serving and end in a stack id CloudFormation assigns; read only.",

@@ -16,16 +16,26 @@ the endpoint) and the class's deny policy is attached to the roles of their plat
 new SageMaker work starts until an admin lifts it. Every action is idempotent and re-applied at
 each judgment while the student is over the cap (a restarted notebook is stopped again).
 
+Students with their own AWS account: their account forwards its SageMaker events to the class's
+bus (the event's `account` says whose they can be), and everything the enforcer does there (read,
+reconcile, stop, UpdateStack, attach the deny) it does through the role it assumes in that
+account, `ResourceNames.spend_cap_role`, which reaches only that student (stacks/spend_cap/link.py).
+
+Serverless endpoints: each reconciliation charges the windows of its grid that have ended, from
+CloudWatch's ModelLatency and the endpoint's memory (metering.serverless_charge).
+
 The table (one per class): key (student, item). Items `point#...` (metering.Point, written once:
 a repeated event changes nothing) and `state#<month>` (cap override, warned, capped).
 
 Configuration: `class.json` beside this package (written by the construct at synth: course, cap,
-warn share, student ids, instance prices from sagelab/prices.csv, the serving stack's parameter
-and output names) and the environment: TABLE_NAME, TOPIC_ARN, DENY_POLICY_ARN.
+warn share, student ids and own accounts, instance and serverless prices from sagelab/prices.csv,
+the reconciliation period, the serving stack's parameter and output names) and the environment:
+TABLE_NAME, TOPIC_ARN, DENY_POLICY_ARN (the class account's deny), CLASS_ACCOUNT, PARTITION.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -42,11 +52,26 @@ from botocore.exceptions import ClientError
 from sagelab.naming import ResourceNames
 from stacks.approval_deployer.runtime.handler import StackBusy, cloudformation, deploy
 
-from .metering import Point, epoch, hourly, month_of, observe, owner, reconcile, spend
+from .metering import (
+    Point,
+    charge_windows,
+    epoch,
+    hourly,
+    last_charged,
+    month_of,
+    month_window,
+    observe,
+    owner,
+    reconcile,
+    resource_of,
+    serverless_charge,
+    spend,
+)
 
 CLASS_FILE = Path(__file__).resolve().parent.parent / "class.json"
 logger = Logger(service="sagelab-spend-cap")
 POINT_TTL_SECONDS = 70 * 86400  # points outlive their month, then DynamoDB's TTL removes them
+ASSUMED_SECONDS = 3600  # a session in a student's account; renewed 5 minutes before it ends
 
 
 @dataclass(frozen=True)
@@ -58,6 +83,11 @@ class ClassSettings:
     prices: Mapping[str, float]
     model_package_parameter: str
     deployment_role_output: str
+    home_account: str  # the class account (the function's own)
+    own_accounts: Mapping[str, str] = field(default_factory=dict)  # student -> their own account
+    serverless_usd_per_gb_second: float = 0.0
+    reconcile_minutes: int = 10
+    partition: str = "aws"
 
     @classmethod
     def load(cls, path: Path = CLASS_FILE) -> ClassSettings:
@@ -70,11 +100,35 @@ class ClassSettings:
             prices={k: float(v) for k, v in data["prices"].items()},
             model_package_parameter=data["model_package_parameter"],
             deployment_role_output=data["deployment_role_output"],
+            home_account=os.environ["CLASS_ACCOUNT"],
+            own_accounts=dict(data["own_accounts"]),
+            serverless_usd_per_gb_second=float(data["serverless_usd_per_gb_second"]),
+            reconcile_minutes=int(data["reconcile_minutes"]),
+            partition=os.environ.get("PARTITION", "aws"),
         )
 
+    def account_of(self, student: str) -> str:
+        return self.own_accounts.get(student, self.home_account)
+
     @property
-    def prefixes(self) -> dict[str, str]:
-        return {student: ResourceNames.of(student).scope for student in self.students}
+    def prefixes(self) -> dict[str, dict[str, str]]:
+        """account -> {student: name prefix} of the students whose resources are in that account."""
+        by_account: dict[str, dict[str, str]] = {}
+        for student in self.students:
+            by_account.setdefault(self.account_of(student), {})[student] = ResourceNames.of(student).scope
+        return by_account
+
+    def role_arn(self, student: str) -> str | None:
+        """The role assumed for an own-account student (None: the class account's own student)."""
+        if student not in self.own_accounts:
+            return None
+        return f"arn:{self.partition}:iam::{self.own_accounts[student]}:role/{ResourceNames.of(student).spend_cap_role}"
+
+    def deny_policy_arn(self, student: str) -> str:
+        """The class's deny where the student's roles are: a managed policy attaches only in its own account."""
+        if student not in self.own_accounts:
+            return os.environ["DENY_POLICY_ARN"]
+        return f"arn:{self.partition}:iam::{self.own_accounts[student]}:policy/{ResourceNames.of(student).capped_deny_policy}"
 
 
 @dataclass(frozen=True)
@@ -87,7 +141,48 @@ class Verdict:
 
 @cache
 def client(service: str) -> Any:
-    return boto3.client(service)
+    """A client of the class account (CloudFormation's is the deployer's, used by its `deploy`)."""
+    return cloudformation() if service == "cloudformation" else boto3.client(service)
+
+
+class StudentClients:
+    """Clients in an own-account student's account, through the role the enforcer assumes there
+    (renewed before its session ends)."""
+
+    def __init__(self, role_arn: str) -> None:
+        self.role_arn = role_arn
+        self._clients: dict[str, Any] = {}
+        self._expires = 0.0
+
+    def client(self, service: str) -> Any:
+        if time.time() > self._expires - 300:
+            credentials = client("sts").assume_role(RoleArn=self.role_arn, RoleSessionName="sagelab-spend-cap", DurationSeconds=ASSUMED_SECONDS)["Credentials"]
+            self._session = boto3.Session(
+                aws_access_key_id=credentials["AccessKeyId"],
+                aws_secret_access_key=credentials["SecretAccessKey"],
+                aws_session_token=credentials["SessionToken"],
+            )
+            self._expires = credentials["Expiration"].timestamp()
+            self._clients = {}
+        if service not in self._clients:
+            self._clients[service] = self._session.client(service)
+        return self._clients[service]
+
+
+class HomeClients:
+    def client(self, service: str) -> Any:
+        return client(service)
+
+
+@cache
+def assumed(role_arn: str) -> StudentClients:
+    return StudentClients(role_arn)
+
+
+def clients_of(settings: ClassSettings, student: str) -> StudentClients | HomeClients:
+    """Where the student's resources are: the class account, or theirs through the assumed role."""
+    role_arn = settings.role_arn(student)
+    return assumed(role_arn) if role_arn else HomeClients()
 
 
 # -- the record -------------------------------------------------------------------------------
@@ -103,6 +198,7 @@ def record(student: str, point: Point) -> bool:
                 "at": {"N": repr(point.at)},
                 "running": {"BOOL": point.running},
                 "usd_per_hour": {"N": repr(point.usd_per_hour)},
+                "usd": {"N": repr(point.usd)},
                 "expires": {"N": str(int(point.at) + POINT_TTL_SECONDS)},
             },
             ConditionExpression="attribute_not_exists(#item)",
@@ -129,7 +225,8 @@ def points_of(student: str) -> list[Point]:
             kwargs["ExclusiveStartKey"] = start
         page = client("dynamodb").query(**kwargs)
         for item in page.get("Items", []):
-            points.append(Point(item["resource"]["S"], float(item["at"]["N"]), item["running"]["BOOL"], float(item["usd_per_hour"]["N"])))
+            usd = float(item["usd"]["N"]) if "usd" in item else 0.0  # points written before charges existed have none
+            points.append(Point(item["resource"]["S"], float(item["at"]["N"]), item["running"]["BOOL"], float(item["usd_per_hour"]["N"]), usd))
         start = page.get("LastEvaluatedKey")
         if not start:
             return points
@@ -167,46 +264,51 @@ def _set_flag_once(student: str, month: str, flag: str) -> bool:
 
 
 # -- enforcement ------------------------------------------------------------------------------
-def _platform_roles(names: ResourceNames) -> list[str]:
-    resources = cloudformation().describe_stack_resources(StackName=names.platform_stack)["StackResources"]
+Clients = StudentClients | HomeClients
+
+
+def _platform_roles(names: ResourceNames, where: Clients) -> list[str]:
+    resources = where.client("cloudformation").describe_stack_resources(StackName=names.platform_stack)["StackResources"]
     return [r["PhysicalResourceId"] for r in resources if r["ResourceType"] == "AWS::IAM::Role" and r.get("PhysicalResourceId")]
 
 
-def stop_notebook(names: ResourceNames) -> str:
+def stop_notebook(names: ResourceNames, where: Clients) -> str:
+    sagemaker = where.client("sagemaker")
     try:
-        status = client("sagemaker").describe_notebook_instance(NotebookInstanceName=names.notebook)["NotebookInstanceStatus"]
+        status = sagemaker.describe_notebook_instance(NotebookInstanceName=names.notebook)["NotebookInstanceStatus"]
     except ClientError:
         return "no notebook"
     if status != "InService":
         return f"notebook {status}"
-    client("sagemaker").stop_notebook_instance(NotebookInstanceName=names.notebook)
+    sagemaker.stop_notebook_instance(NotebookInstanceName=names.notebook)
     return "notebook stopped"
 
 
-def delete_endpoint(names: ResourceNames, settings: ClassSettings) -> str:
+def delete_endpoint(names: ResourceNames, settings: ClassSettings, where: Clients) -> str:
     """Request the endpoint's deletion through its stack: ModelPackageArn "" removes it."""
-    stack = cloudformation().describe_stacks(StackName=names.serving_stack)["Stacks"][0]
+    stacks = where.client("cloudformation")
+    stack = stacks.describe_stacks(StackName=names.serving_stack)["Stacks"][0]
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
     role_arn = outputs.get(settings.deployment_role_output)
     if role_arn is None:
         return "no deployment role output"
     try:
-        result = deploy(names.serving_stack, settings.model_package_parameter, "", role_arn)
+        result = deploy(names.serving_stack, settings.model_package_parameter, "", role_arn, client=stacks)
     except StackBusy:
         return "endpoint deletion waits for the stack (next reconciliation)"
     return "no endpoint" if result == "unchanged" else "endpoint deletion requested"
 
 
-def deny(names: ResourceNames) -> str:
-    for role in _platform_roles(names):
-        client("iam").attach_role_policy(RoleName=role, PolicyArn=os.environ["DENY_POLICY_ARN"])
+def deny(names: ResourceNames, where: Clients, policy_arn: str) -> str:
+    for role in _platform_roles(names, where):
+        where.client("iam").attach_role_policy(RoleName=role, PolicyArn=policy_arn)
     return "deny attached"
 
 
-def allow(names: ResourceNames) -> str:
-    for role in _platform_roles(names):
+def allow(names: ResourceNames, where: Clients, policy_arn: str) -> str:
+    for role in _platform_roles(names, where):
         try:
-            client("iam").detach_role_policy(RoleName=role, PolicyArn=os.environ["DENY_POLICY_ARN"])
+            where.client("iam").detach_role_policy(RoleName=role, PolicyArn=policy_arn)
         except ClientError as error:
             if error.response["Error"]["Code"] != "NoSuchEntity":
                 raise
@@ -228,9 +330,9 @@ def judge(student: str, settings: ClassSettings, now: float) -> Verdict:
     spent = spend(points_of(student), now)
     state = state_of(student, month)
     cap = state["cap_usd"] if state["cap_usd"] is not None else settings.cap_usd
-    names = ResourceNames.of(student)
+    names, where = ResourceNames.of(student), clients_of(settings, student)
     if spent >= cap:
-        actions = (stop_notebook(names), delete_endpoint(names, settings), deny(names))
+        actions = (stop_notebook(names, where), delete_endpoint(names, settings, where), deny(names, where, settings.deny_policy_arn(student)))
         if _set_flag_once(student, month, "capped"):
             notify(
                 student,
@@ -262,7 +364,7 @@ def lift(student: str, settings: ClassSettings, cap_usd: float | None, now: floa
         TableName=os.environ["TABLE_NAME"],
         Item={**_state_key(student, month_of(now)), "cap_usd": {"N": repr(float(cap))}, "warned": {"BOOL": False}, "capped": {"BOOL": False}},
     )
-    return Verdict(student, spent, cap, (allow(ResourceNames.of(student)),))
+    return Verdict(student, spent, cap, (allow(ResourceNames.of(student), clients_of(settings, student), settings.deny_policy_arn(student)),))
 
 
 # -- what is running (reconciliation) ---------------------------------------------------------
@@ -276,36 +378,64 @@ def _paged(method: Callable[..., Any], key: str, **kwargs: Any) -> Iterable[dict
             return
 
 
-def endpoint_price(config_name: str, prices: Mapping[str, float]) -> float:
-    config = client("sagemaker").describe_endpoint_config(EndpointConfigName=config_name)
+def endpoint_variants(config_name: str, where: Clients) -> list[dict[str, Any]]:
+    return list(where.client("sagemaker").describe_endpoint_config(EndpointConfigName=config_name).get("ProductionVariants", []))
+
+
+def endpoint_price(config_name: str, prices: Mapping[str, float], where: Clients) -> float:
+    """Instance-hours of a real-time endpoint (serverless variants are charged per window instead)."""
     return sum(
         hourly(prices, variant.get("InstanceType"), int(variant.get("InitialInstanceCount") or 1))
-        for variant in config.get("ProductionVariants", [])
+        for variant in endpoint_variants(config_name, where)
         if "ServerlessConfig" not in variant
     )
 
 
-def running_now(settings: ClassSettings) -> dict[str, dict[str, tuple[float, float]]]:
-    """student -> {resource: (since, usd per hour)} for everything of the class running now."""
-    sagemaker = client("sagemaker")
-    prefixes = settings.prefixes
-    found: dict[str, dict[str, tuple[float, float]]] = {}
+@dataclass(frozen=True)
+class Serverless:
+    """A serverless endpoint seen in service: what its charges need."""
+
+    name: str
+    since: float
+    memory_mb: dict[str, int]  # variant -> configured memory
+
+
+@dataclass
+class Running:
+    """What one account holds of its students now."""
+
+    resources: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)  # student -> {resource: (since, usd/h)}
+    serverless: dict[str, list[Serverless]] = field(default_factory=dict)  # student -> endpoints
+
+
+def running_now(settings: ClassSettings, account: str, prefixes: Mapping[str, str], where: Clients) -> Running:
+    """Everything of these students (`prefixes`) running now in `account`, seen through `where`."""
+    sagemaker = where.client("sagemaker")
+    found = Running()
 
     def add(kind: str, name: str, since: Any, price: Callable[[], float]) -> None:
         student = owner(name, {}, prefixes)
         if student is not None:
-            found.setdefault(student, {})[f"{kind}/{name}"] = (epoch(since), price())
+            found.resources.setdefault(student, {})[resource_of(account, kind, name)] = (epoch(since), price())
 
     def notebook_price(instance_type: str | None) -> Callable[[], float]:
         return lambda: hourly(settings.prices, instance_type, 1)
 
-    def endpoint_price_of(name: str) -> Callable[[], float]:
-        return lambda: endpoint_price(sagemaker.describe_endpoint(EndpointName=name)["EndpointConfigName"], settings.prices)
-
     for nb in _paged(sagemaker.list_notebook_instances, "NotebookInstances", StatusEquals="InService"):
         add("notebook", nb["NotebookInstanceName"], nb["LastModifiedTime"], notebook_price(nb.get("InstanceType")))
     for ep in _paged(sagemaker.list_endpoints, "Endpoints", StatusEquals="InService"):
-        add("endpoint", ep["EndpointName"], ep["LastModifiedTime"], endpoint_price_of(ep["EndpointName"]))
+        name = ep["EndpointName"]
+        student = owner(name, {}, prefixes)
+        if student is None:
+            continue
+        variants = endpoint_variants(sagemaker.describe_endpoint(EndpointName=name)["EndpointConfigName"], where)
+        hourly_price = sum(
+            hourly(settings.prices, v.get("InstanceType"), int(v.get("InitialInstanceCount") or 1)) for v in variants if "ServerlessConfig" not in v
+        )
+        add("endpoint", name, ep["LastModifiedTime"], functools.partial(float, hourly_price))
+        memory = {v["VariantName"]: int(v["ServerlessConfig"]["MemorySizeInMB"]) for v in variants if "ServerlessConfig" in v}
+        if memory:
+            found.serverless.setdefault(student, []).append(Serverless(name, epoch(ep["CreationTime"]), memory))
     jobs = (
         (
             "training",
@@ -341,12 +471,55 @@ def running_now(settings: ClassSettings) -> dict[str, dict[str, tuple[float, flo
     return found
 
 
+def serverless_charges(settings: ClassSettings, account: str, endpoint: Serverless, known: list[Point], now: float, where: Clients) -> list[Point]:
+    """Charges for the windows of the grid that ended since the last one charged (or since the
+    endpoint's creation, within this month): ModelLatency's sum per window, per variant."""
+    resource = resource_of(account, "serverless", endpoint.name)
+    period = settings.reconcile_minutes * 60
+    last = last_charged(known, resource)
+    since = max(endpoint.since, month_window(now)[0], last + period if last is not None else 0.0)
+    windows = charge_windows(since, now, period)
+    if windows is None:
+        return []
+    usage: dict[float, list[tuple[float, int]]] = {}  # window start -> (latency sum, memory) per variant
+    cloudwatch = where.client("cloudwatch")
+    for variant, memory_mb in endpoint.memory_mb.items():
+        datapoints = cloudwatch.get_metric_statistics(
+            Namespace="AWS/SageMaker",
+            MetricName="ModelLatency",
+            Dimensions=[{"Name": "EndpointName", "Value": endpoint.name}, {"Name": "VariantName", "Value": variant}],
+            StartTime=windows[0],
+            EndTime=windows[1],
+            Period=period,
+            Statistics=["Sum"],
+        )["Datapoints"]
+        for datapoint in datapoints:
+            stamp = epoch(datapoint["Timestamp"])  # on the grid already (StartTime is); aligned again to key the window
+            usage.setdefault(stamp - stamp % period, []).append((float(datapoint["Sum"]), memory_mb))
+    charges = (serverless_charge(resource, start, used, settings.serverless_usd_per_gb_second) for start, used in sorted(usage.items()))
+    return [charge for charge in charges if charge is not None]
+
+
 def reconcile_all(settings: ClassSettings, now: float) -> list[Verdict]:
-    running = running_now(settings)
+    """Each account's running work, seen from the class account (its students) or through each
+    own-account student's role (that student), made a part of the record; then every judgment."""
+    seen: dict[str, Running] = {}
+    home = {student: prefix for student, prefix in settings.prefixes.get(settings.home_account, {}).items() if student not in settings.own_accounts}
+    if home:
+        running = running_now(settings, settings.home_account, home, HomeClients())
+        for student in home:
+            seen[student] = running
+    for student, account in settings.own_accounts.items():
+        seen[student] = running_now(settings, account, {student: ResourceNames.of(student).scope}, clients_of(settings, student))
     verdicts = []
     for student in settings.students:
-        for point in reconcile(points_of(student), running.get(student, {}), now):
+        running = seen[student]
+        known = points_of(student)
+        for point in reconcile(known, running.resources.get(student, {}), now):
             record(student, point)
+        for endpoint in running.serverless.get(student, []):
+            for charge in serverless_charges(settings, settings.account_of(student), endpoint, known, now, clients_of(settings, student)):
+                record(student, charge)
         verdicts.append(judge(student, settings, now))
     return verdicts
 
@@ -361,9 +534,9 @@ def handle(event: Mapping[str, Any], settings: ClassSettings, now: float) -> dic
         verdicts = reconcile_all(settings, now)
         return {"result": "reconciled", "capped": [v.student for v in verdicts if v.spent_usd >= v.cap_usd]}
 
-    def price_endpoint(detail: Mapping[str, Any]) -> float:
+    def price_endpoint(detail: Mapping[str, Any], student: str) -> float:
         config = detail.get("EndpointConfigName")
-        return endpoint_price(config, settings.prices) if isinstance(config, str) else 0.0
+        return endpoint_price(config, settings.prices, clients_of(settings, student)) if isinstance(config, str) else 0.0
 
     observation = observe(event, settings.prefixes, settings.prices, price_endpoint)
     if observation is None:

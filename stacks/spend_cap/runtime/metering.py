@@ -9,9 +9,15 @@ number of times events arrive; a missed event is replaced by a point the reconci
 from what it sees running (or no longer running).
 
 Prices are instance-hours (sagelab/prices.csv, shipped with the function by the construct).
-Serverless endpoints bill per request, not per hour, so they add nothing here (the AWS Budget
-still sees them); tuning and AutoML jobs add nothing themselves, because the training and
-processing jobs they start send their own events.
+Serverless endpoints bill per GB-second of inference, not per hour: they become *charges*, points
+that carry an amount for one window of the reconciliation's grid (`serverless_charge`, from
+CloudWatch's ModelLatency of that window and the endpoint's memory), keyed by the window so that a
+repeated reconciliation writes nothing new. Tuning and AutoML jobs add nothing themselves, because
+the training and processing jobs they start send their own events.
+
+A resource is named with its account (`<account>:<kind>/<name>`): students with their own AWS
+account send their events through the class's bus, and two accounts' same-named resources are two
+resources, never one.
 """
 
 from __future__ import annotations
@@ -38,15 +44,25 @@ STOPPED = {"Stopped", "Stopping", "Completed", "Failed", "Deleting", "OutOfServi
 
 @dataclass(frozen=True)
 class Point:
-    resource: str  # "<kind>/<name>"
-    at: float  # epoch seconds
+    resource: str  # "<account>:<kind>/<name>"
+    at: float  # epoch seconds (a charge: the start of its window)
     running: bool
     usd_per_hour: float = 0.0
+    usd: float = 0.0  # a charge: what the resource cost in the window that starts at `at`
+
+    @property
+    def is_charge(self) -> bool:
+        return self.usd > 0
 
     @property
     def key(self) -> str:
-        """The point's identity: a repeated event maps to the same key (written once)."""
-        return f"point#{self.resource}#{self.at:016.3f}#{'run' if self.running else 'stop'}"
+        """The point's identity: a repeated event (or charge of one window) maps to the same key (written once)."""
+        state = "charge" if self.is_charge else "run" if self.running else "stop"
+        return f"point#{self.resource}#{self.at:016.3f}#{state}"
+
+
+def resource_of(account: str, kind: str, name: str) -> str:
+    return f"{account}:{kind}/{name}"
 
 
 @dataclass(frozen=True)
@@ -91,7 +107,8 @@ def tags_of(detail: Mapping[str, Any]) -> dict[str, str]:
 def owner(name: str, tags: Mapping[str, str], prefixes: Mapping[str, str]) -> str | None:
     """The student a resource belongs to: its `student` tag when that is a student of the class,
     else the student whose name prefix (`prefixes`: id -> prefix with its separator) is the longest
-    that starts the name; None for anything else (another environment, another class)."""
+    that starts the name; None for anything else (another environment, another class). The caller
+    passes only the students of the resource's account."""
     tagged = tags.get("student")
     if tagged in prefixes:
         return tagged
@@ -121,27 +138,30 @@ def hourly(prices: Mapping[str, float], instance_type: str | None, count: int) -
     return prices.get(instance_type, max(prices.values(), default=0.0)) * count
 
 
-def observe(event: Mapping[str, Any], prefixes: Mapping[str, str], prices: Mapping[str, float], endpoint_price: Any = None) -> Observation | None:
+def observe(event: Mapping[str, Any], prefixes: Mapping[str, Mapping[str, str]], prices: Mapping[str, float], endpoint_price: Any = None) -> Observation | None:
     """The point an EventBridge event means for the class, or None (not ours, not a billing state).
-    `endpoint_price(detail) -> float` prices a real-time endpoint (its config names the instances)."""
+    `prefixes`: account -> {student: name prefix} of the students whose resources are in that
+    account (the event's `account`, which EventBridge sets, decides whose it can be).
+    `endpoint_price(detail, student) -> float` prices a real-time endpoint (its config names the instances)."""
     kinds = EVENT_KINDS.get(str(event.get("detail-type")))
     detail = event.get("detail")
-    if kinds is None or not isinstance(detail, Mapping) or not event.get("time"):
+    account = event.get("account")
+    if kinds is None or not isinstance(detail, Mapping) or not event.get("time") or not isinstance(account, str):
         return None
     kind, name_field, status_field = kinds
     name, status = detail.get(name_field), detail.get(status_field)
     if not isinstance(name, str) or status not in RUNNING | STOPPED:
         return None
-    student = owner(name, tags_of(detail), prefixes)
+    student = owner(name, tags_of(detail), prefixes.get(account, {}))
     if student is None:
         return None
     running = status in RUNNING
     price = 0.0
     if running and kind == "endpoint":
-        price = float(endpoint_price(detail)) if endpoint_price else 0.0
+        price = float(endpoint_price(detail, student)) if endpoint_price else 0.0
     elif running:
         price = hourly(prices, *instances_of(kind, detail))
-    return Observation(student, kind, name, Point(f"{kind}/{name}", epoch(str(event["time"])), running, price))
+    return Observation(student, kind, name, Point(resource_of(account, kind, name), epoch(str(event["time"])), running, price))
 
 
 def spend(points: Iterable[Point], now: float, window: tuple[float, float] | None = None) -> float:
@@ -153,6 +173,8 @@ def spend(points: Iterable[Point], now: float, window: tuple[float, float] | Non
         by_resource.setdefault(point.resource, []).append(point)
     total = 0.0
     for resource_points in by_resource.values():
+        total += sum(p.usd for p in resource_points if p.is_charge and start <= p.at < end)
+        resource_points = [p for p in resource_points if not p.is_charge]
         # At one instant a stop wins over a start (a resource is not billed for a zero-length run).
         ordered = sorted(resource_points, key=lambda p: (p.at, p.running))
         running_since: float | None = None
@@ -170,7 +192,7 @@ def spend(points: Iterable[Point], now: float, window: tuple[float, float] | Non
 
 def is_running(points: Iterable[Point], resource: str) -> bool | None:
     """The resource's last known state (None: no point yet)."""
-    mine = sorted((p for p in points if p.resource == resource), key=lambda p: (p.at, p.running))
+    mine = sorted((p for p in points if p.resource == resource and not p.is_charge), key=lambda p: (p.at, p.running))
     return mine[-1].running if mine else None
 
 
@@ -183,7 +205,7 @@ def reconcile(known: Iterable[Point], running_now: Mapping[str, tuple[float, flo
     which errs towards the cap)."""
     known = list(known)
     last: dict[str, Point] = {}
-    for point in sorted(known, key=lambda p: (p.at, p.running)):
+    for point in sorted((p for p in known if not p.is_charge), key=lambda p: (p.at, p.running)):
         last[point.resource] = point
     added = []
     for resource, (since, price) in running_now.items():
@@ -195,3 +217,31 @@ def reconcile(known: Iterable[Point], running_now: Mapping[str, tuple[float, flo
         if point.running and resource not in running_now:
             added.append(Point(resource, max(now, point.at), False))
     return added
+
+
+# -- serverless endpoints: charges per window of the reconciliation's grid --------------------
+SETTLE_SECONDS = 300  # CloudWatch's endpoint metrics for a minute arrive within a few minutes
+
+
+def charge_windows(since: float, now: float, period: int) -> tuple[float, float] | None:
+    """[first, end) of the whole windows of `period` seconds (aligned to the epoch, so every
+    reconciliation cuts the same windows) from the one holding `since` to the last that ended a
+    settling time ago; None when none has."""
+    first = since - since % period
+    end = (now - SETTLE_SECONDS) - (now - SETTLE_SECONDS) % period
+    return (first, end) if end > first else None
+
+
+def serverless_charge(resource: str, window_start: float, usage: Iterable[tuple[float, int]], usd_per_gb_second: float) -> Point | None:
+    """What a serverless endpoint cost in one window: SageMaker bills the inference duration (the
+    time the model takes to respond: CloudWatch's ModelLatency, in microseconds, summed over the
+    window) times the configured memory, per GB-second. `usage`: (latency sum, memory MB) per
+    variant. None for a window without compute."""
+    gb_seconds = sum(latency_microseconds / 1e6 * memory_mb / 1024 for latency_microseconds, memory_mb in usage)
+    usd = gb_seconds * usd_per_gb_second
+    return Point(resource, window_start, False, 0.0, usd) if usd > 0 else None
+
+
+def last_charged(points: Iterable[Point], resource: str) -> float | None:
+    """The start of the last window charged for `resource` (None: none yet)."""
+    return max((p.at for p in points if p.resource == resource and p.is_charge), default=None)
