@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""SageLab CDK app: config -> environments -> checks. The work is in stacks/app_builder.py."""
+"""SageLab CDK app: config -> environments -> checks. The work is in stacks/app/builder.py."""
 
 import sys
 
 from sagelab.config import ConfigError
-from stacks.app_builder import build_app
+from stacks.app.builder import build_app
 
 try:
     app = build_app()

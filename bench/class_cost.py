@@ -32,7 +32,7 @@ def synthesize(outdir: Path, students: int) -> Path:
     from aws_cdk import App
 
     from sagelab.settings import cdk_context
-    from stacks.app_builder import build_app
+    from stacks.app.builder import build_app
 
     roster = outdir / "roster.csv"
     roster.write_text("student_id,email\n" + "".join(f"s{i:02d},s{i:02d}@example.edu\n" for i in range(students)))

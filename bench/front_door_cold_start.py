@@ -1,4 +1,4 @@
-"""Cold start of the front-door Lambda: a fresh interpreter importing runtime/front_door/handler.py
+"""Cold start of the front-door Lambda: a fresh interpreter importing stacks/front_door/runtime/handler.py
 and serving its first POST /predict (boto3 client, compiled schema; the SageMaker answer stubbed
 with botocore's Stubber, so no network), against floors measured in the same run:
 `python -c pass` and a fresh interpreter importing only boto3 and json.
@@ -57,7 +57,7 @@ def handler_dir(source: str, scratch: Path) -> Path:
     """A directory holding handler.py (and its request schema), as in the Lambda's /var/task."""
     scratch.mkdir(parents=True, exist_ok=True)
     (scratch / "handler.py").write_text(source)
-    (scratch / "request_schema.json").write_text((REPO_ROOT / "runtime/front_door/request_schema.json").read_text())
+    (scratch / "request_schema.json").write_text((REPO_ROOT / "stacks/front_door/runtime/request_schema.json").read_text())
     return scratch
 
 
@@ -82,9 +82,9 @@ def main() -> int:
     env.pop("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", None)
     traced, untraced = {**env, "POWERTOOLS_TRACE_DISABLED": "false"}, {**env, "POWERTOOLS_TRACE_DISABLED": "true"}
     before_source = subprocess.run(
-        ["git", "show", f"{BEFORE_COMMIT}:runtime/front_door/handler.py"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+        ["git", "show", f"{BEFORE_COMMIT}:stacks/front_door/runtime/handler.py"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
     ).stdout
-    now_source = (REPO_ROOT / "runtime/front_door/handler.py").read_text()
+    now_source = (REPO_ROOT / "stacks/front_door/runtime/handler.py").read_text()
 
     with tempfile.TemporaryDirectory(prefix="sagelab-cold-") as scratch:
         now_dir, before_dir = handler_dir(now_source, Path(scratch) / "now"), handler_dir(before_source, Path(scratch) / "before")

@@ -28,7 +28,7 @@ EMPTY_APP = """
 import sys
 sys.path.insert(0, {repo!r})
 from aws_cdk import App, Stack
-from stacks.nag import add_nag_packs
+from stacks.app.nag import add_nag_packs
 app = App()
 Stack(app, "Empty")
 add_nag_packs(app)
@@ -40,7 +40,7 @@ import sys
 sys.path.insert(0, {repo!r})
 from aws_cdk import App
 from sagelab.settings import cdk_context
-from stacks.app_builder import build_app
+from stacks.app.builder import build_app
 context = cdk_context()
 if len(sys.argv) > 1:
     context["roster"] = sys.argv[1]

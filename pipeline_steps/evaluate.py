@@ -99,7 +99,7 @@ SPLIT_FEATURES_FILE = "features.npy"
 SPLIT_TARGET_FILE = "target.npy"
 SPEC_FILE_NAME = "feature_spec.json"
 XGBOOST_MODEL_FILE_NAME = contract.XGBOOST_MODEL_FILE_NAME
-# The drift check's baseline (runtime/monitor/comparison.py reads the same names).
+# The drift check's baseline (stacks/drift_check/runtime/comparison.py reads the same names).
 STATISTICS_FILE_NAME = contract.STATISTICS_FILE_NAME
 CONSTRAINTS_FILE_NAME = contract.CONSTRAINTS_FILE_NAME
 PREDICTION_STATISTICS_FILE_NAME = contract.PREDICTION_STATISTICS_FILE_NAME

@@ -701,8 +701,8 @@ def _add_serving(sub: Subparsers, shared: dict[str, argparse.ArgumentParser]) ->
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
-    from runtime.monitor.comparison import BaselineError, DriftSettings
     from sagelab.local.monitor import MonitorError, render, run_check
+    from stacks.drift_check.runtime.comparison import BaselineError, DriftSettings
 
     serving = _environment(args).serving
     settings = DriftSettings(threshold=serving.drift_threshold)

@@ -33,7 +33,7 @@ LAB_PREFIX = "lab"
 # auto-stop script, and the Python it imports (sagelab's lab facade, the step scripts).
 LAB_FILES = {
     "sagemaker_lab.ipynb": sagelab_file("notebooks/sagemaker_lab.ipynb"),
-    "idle_stop.py": package_dir("runtime.notebook") / "idle_stop.py",
+    "idle_stop.py": package_dir("stacks.notebook_environment.runtime") / "idle_stop.py",
 }
 LAB_PACKAGES = ("sagelab", "pipeline_steps")
 

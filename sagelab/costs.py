@@ -59,7 +59,7 @@ class Resources:
     serverless_memory_mb: int = 0
     processing_instance_type: str | None = None
     training_instance_type: str | None = None
-    # The scheduled drift check (runtime/monitor): runs a day and its function's memory; the front
+    # The scheduled drift check (stacks/drift_check/runtime): runs a day and its function's memory; the front
     # door's capture share (each sampled request is one S3 PUT, and one GET by the check).
     drift_check_runs_per_day: float = 0.0
     drift_check_memory_mb: int = 0
@@ -94,7 +94,7 @@ def _pipeline_parameter(definition: Any, name: str) -> str | None:
     return None
 
 
-# How the drift check's resources are recognized in a template (runtime/monitor/infrastructure.py).
+# How the drift check's resources are recognized in a template (stacks/drift_check/construct.py).
 DRIFT_CHECK_RULE = "drift check every"
 DRIFT_CHECK_NAMESPACE = "SageLab/DriftCheck"
 _RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")

@@ -199,7 +199,7 @@ class LocalLab:
 
 
 def _drift_settings(env: Any) -> Any:
-    from runtime.monitor.comparison import DriftSettings
+    from stacks.drift_check.runtime.comparison import DriftSettings
 
     serving = getattr(env, "serving", None)
     return DriftSettings(threshold=serving.drift_threshold) if serving is not None else DriftSettings()

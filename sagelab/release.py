@@ -6,7 +6,7 @@
 A stage is "deployed" when its record names the version; a failed test or a refusal leaves the
 next stage's record untouched. Records live in `<workdir>/release/stages.json` (version, who
 approved it and when, the test's evidence) and every change is appended to its history.
-The acceptance test is runtime/release/acceptance.py, the very code the pipeline's test action runs.
+The acceptance test is stacks/release/runtime/acceptance.py, the very code the pipeline's test action runs.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runtime.release.acceptance import AcceptanceResult, Evidence, EvidenceError, EvidenceLocations, http_sender, run_acceptance
 from sagelab.config import EnvironmentConfig, ReleaseConfig
 from sagelab.local.registry import LocalRegistry, ModelPackage
 from sagelab.naming import ResourceNames
+from stacks.release.runtime.acceptance import AcceptanceResult, Evidence, EvidenceError, EvidenceLocations, http_sender, run_acceptance
 
 
 class ReleaseError(ValueError):

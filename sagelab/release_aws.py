@@ -16,7 +16,7 @@ from sagelab.naming import ResourceNames
 
 
 def stage_title(name: str) -> str:
-    """An environment name as the pipeline's stage and action names spell it (stacks/release/pipeline.py)."""
+    """An environment name as the pipeline's stage and action names spell it (stacks/release/construct.py)."""
     return name.replace("-", " ").title().replace(" ", "")
 
 

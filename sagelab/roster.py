@@ -162,7 +162,7 @@ def classroom_config(config: SageLabConfig, students: list[Student], label: str 
 
 def _class_portal_role_arn(classroom: ClassroomConfig, students: list[Student], class_account: str | None, class_region: str) -> str | None:
     """The class portal's function role, which own-account students' portal roles trust. The portal
-    is in the class stack of the first shared-account row's region (stacks/app_builder.py); with no
+    is in the class stack of the first shared-account row's region (stacks/app/builder.py); with no
     class stack (no shared-account row, or `waf` not shared) or no class account in the config to
     name, there is none, and the page says that those notebooks open from the student's console."""
     shared_regions = [student.region or class_region for student in students if student.account_id is None]

@@ -27,11 +27,12 @@ from constructs import Construct
 
 from sagelab.naming import CLASS_ID, PROJECT, ResourceNames
 from sagelab.spend_cap import SPEND_CAP_FUNCTION_OUTPUT, class_stack_name
-from stacks.api_web_acl import CLASS_WEB_ACL_EXPORT, ApiWebAcl
-from stacks.model_endpoint import VARIANT
+from stacks.api_web_acl.construct import CLASS_WEB_ACL_EXPORT, ApiWebAcl
+from stacks.approval_deployer.parameters import MODEL_PACKAGE_PARAMETER
+from stacks.model_endpoint.construct import VARIANT
 from stacks.platform_stack import apply_tags
-from stacks.sagemaker_log_groups import allow_cloudwatch_logs
-from stacks.serving_stack import DEPLOYMENT_ROLE_OUTPUT, MODEL_PACKAGE_PARAMETER
+from stacks.sagemaker_log_groups.construct import allow_cloudwatch_logs
+from stacks.serving_stack import DEPLOYMENT_ROLE_OUTPUT
 from stacks.spend_cap.construct import SpendCap, SpendCapSettings
 from stacks.student_portal.construct import PortalUser, StudentPortal
 

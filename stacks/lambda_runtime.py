@@ -1,5 +1,6 @@
-"""What SageLab's Python Lambda functions share: the runtime, AWS's Powertools layer for it, and
-the contract module (pipeline_steps/contract.py) at the root of every function's code.
+"""What SageLab's Python Lambda functions share: the runtime, AWS's Powertools layer for it, the
+staging of a package whose files come from several units, and the contract module
+(pipeline_steps/contract.py) at the root of every function's code.
 
 The layer is AWS-managed (published by AWS in every region), so nothing is bundled with Docker.
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from aws_cdk import Stack
@@ -32,34 +33,45 @@ def powertools_layer(scope: Construct, construct_id: str = "Powertools") -> lamb
     return lambda_.LayerVersion.from_layer_version_arn(scope, construct_id, arn)
 
 
-STAGING_IGNORED = ("__pycache__", "*.pyc")
-
-
 def contract_file() -> Path:
     return package_dir("pipeline_steps") / CONTRACT_MODULE
 
 
-def with_contract(source: Path) -> Path:
-    """`source` (a runtime folder) with contract.py beside its top level, staged in a folder named
-    by its content: a Lambda ships only its own folder and cannot import `pipeline_steps`, so the
-    contract travels as the same file, not a copy in its code (docs/decisions/0018)."""
-    source = Path(source)
-    ignore = shutil.ignore_patterns(*STAGING_IGNORED)
-    files = sorted(path for path in source.rglob("*") if path.is_file() and not any(part == "__pycache__" for part in path.parts) and path.suffix != ".pyc")
+def staged_package(purpose: str, files: Mapping[str, Path]) -> Path:
+    """A Lambda package whose files live in several units' runtime/ folders (e.g. the drift check's
+    modules and the front door's capture format): each source file copied to its path inside the
+    package, in a folder named by the content (the same files give the same folder and asset hash)."""
     digest = hashlib.sha256()
-    for path in [*files, contract_file()]:
-        name = path.relative_to(source).as_posix() if path.is_relative_to(source) else CONTRACT_MODULE
+    for name, path in sorted(files.items()):
         digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
-    folder = Path(tempfile.gettempdir()) / f"sagelab-lambda-{source.name}-{digest.hexdigest()[:16]}"
-    if not (folder / CONTRACT_MODULE).is_file():
-        staging = Path(tempfile.mkdtemp(prefix=f"sagelab-lambda-{source.name}-"))
-        shutil.copytree(source, staging, ignore=ignore, dirs_exist_ok=True)
-        shutil.copyfile(contract_file(), staging / CONTRACT_MODULE)
+    folder = Path(tempfile.gettempdir()) / f"sagelab-{purpose}-{digest.hexdigest()[:16]}"
+    if not folder.is_dir():
+        staging = Path(tempfile.mkdtemp(prefix=f"sagelab-{purpose}-"))
+        for name, path in files.items():
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, staging / name)
         try:
             staging.rename(folder)
         except OSError:  # another synth staged the same content first
             shutil.rmtree(staging, ignore_errors=True)
     return folder
+
+
+def runtime_files(source: Path) -> dict[str, Path]:
+    """A runtime folder's files by their path inside it (no bytecode)."""
+    source = Path(source)
+    return {
+        path.relative_to(source).as_posix(): path
+        for path in sorted(source.rglob("*"))
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
+    }
+
+
+def with_contract(source: Path) -> Path:
+    """`source` (a runtime folder) with contract.py beside its top level: a Lambda ships only its own
+    folder and cannot import `pipeline_steps`, so the contract travels as the same file, not a copy
+    in its code (docs/decisions/0018)."""
+    return staged_package(f"lambda-{Path(source).name}", {**runtime_files(source), CONTRACT_MODULE: contract_file()})
 
 
 def code_with_contract(source: Path, exclude: Sequence[str] = ()) -> lambda_.Code:

@@ -12,15 +12,15 @@ from constructs import Construct
 
 from sagelab.code_bundle import LAB_PREFIX, CodeBundle
 from sagelab.config import EnvironmentConfig, PipelineConfig
-from stacks.data_buckets import DataBuckets
-from stacks.execution_roles import ExecutionRoles
-from stacks.model_approval import ModelApproval
+from stacks.data_buckets.construct import DataBuckets
+from stacks.execution_roles.construct import ExecutionRoles
+from stacks.model_approval.construct import ModelApproval
 from stacks.naming import ResourceArns
-from stacks.notebook_environment import NotebookEnvironment
-from stacks.sagemaker_log_groups import ACCOUNT_WIDE_LOG_GROUPS, SageMakerLogGroups, allow_cloudwatch_logs, endpoint_log_group_name
-from stacks.student_guardrails import StudentGuardrails
+from stacks.notebook_environment.construct import NotebookEnvironment
+from stacks.sagemaker_log_groups.construct import ACCOUNT_WIDE_LOG_GROUPS, SageMakerLogGroups, endpoint_log_group_name
+from stacks.student_guardrails.construct import StudentGuardrails
 from stacks.student_portal.construct import PortalPresignRole, PortalUser
-from stacks.training_pipeline import TrainingPipeline
+from stacks.training_pipeline.construct import TrainingPipeline
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ def environment_log_group_patterns(names: ResourceArns, *, account_wide: bool) -
         # Groups without a fixed name get CloudFormation's `<stack name>-<logical id>-<suffix>`.
         f"{names.platform_stack}-*",
         f"{names.serving_stack}-*",
-        # The WAF group of the environment's own web ACL (stacks/api_web_acl.py): WAF only logs to
+        # The WAF group of the environment's own web ACL (stacks/api_web_acl/construct.py): WAF only logs to
         # aws-waf-logs-*, and the 8-character stack-id suffix keeps `al`'s pattern off `al-b`'s group.
         f"aws-waf-logs-{names.name('waf')}-????????",
         endpoint_log_group_name(names.endpoint),
@@ -157,7 +157,7 @@ class PlatformStack(Stack):
                 user=PortalUser(env_config.name, env_config.student_email or "", env_config.account, env_config.region),
                 portal_role_arn=env_config.class_portal_role_arn,
             )
-        self._allow_service_encryption()
+        self.buckets.allow_cloudwatch(environment_log_group_patterns(names, account_wide=env_config.account_log_groups))
         apply_tags(self, tags)
 
         for output_id, value, description in (
@@ -173,20 +173,3 @@ class PlatformStack(Stack):
             CfnOutput(self, output_id, value=value, description=description)
         if self.approval is not None:
             CfnOutput(self, "ApproverRoleArn", value=self.approval.approver_role.role_arn, description="Assume this role to approve model packages")
-
-    def _allow_service_encryption(self) -> None:
-        """Let CloudWatch Logs (this environment's log groups, by name) and CloudWatch alarms (its
-        encrypted alarm topic) use the key. Service principals only: no reference back to the
-        serving stack. CloudWatch Logs names the group in the encryption context of every call."""
-        key = self.buckets.key
-        log_groups = environment_log_group_patterns(self.names, account_wide=self.env_config.account_log_groups)
-        allow_cloudwatch_logs(key, "CloudWatchLogsOfThisEnvironment", log_groups)
-        key.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="CloudWatchAlarmsToEncryptedTopic",
-                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
-                resources=["*"],
-                conditions={"StringEquals": {"aws:SourceAccount": self.account}},
-            )
-        )

@@ -10,38 +10,31 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from aws_cdk import Aws, CfnCondition, CfnOutput, CfnParameter, Environment, Fn, Stack
+from aws_cdk import Aws, CfnOutput, Environment, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from pipeline_steps import contract
-from runtime.monitor.infrastructure import DriftCheck
 from sagelab.config import EnvironmentConfig
-from stacks.approval_deployer import ApprovalDeployer, ModelParameterNames
-from stacks.front_door import FrontDoor, ServedModelSettings
-from stacks.model_endpoint import ModelEndpoint
+from stacks.approval_deployer.construct import ApprovalDeployer, ModelParameterNames
+from stacks.approval_deployer.parameters import (
+    MODEL_ALGORITHM_PARAMETER,
+    MODEL_DESCRIPTION_PARAMETER,
+    MODEL_PACKAGE_PARAMETER,
+    MODEL_PROBLEM_TYPE_PARAMETER,
+    ServedModelParameters,
+)
+from stacks.drift_check.construct import DriftCheck
+from stacks.front_door.construct import FrontDoor
+from stacks.model_endpoint.construct import ModelEndpoint
 from stacks.naming import ResourceArns
 from stacks.platform_stack import PlatformStack, apply_tags
 from stacks.release.promotion import MODEL_DEPLOYMENT_ROLE, Promotion
-from stacks.serving_monitoring import ServingMonitoring
+from stacks.serving_monitoring.construct import ServingMonitoring
 
-MODEL_PACKAGE_PARAMETER = "ModelPackageArn"
 # The role CloudFormation uses for model deployments; the class's spending cap removes an endpoint with it.
 DEPLOYMENT_ROLE_OUTPUT = "DeploymentRoleArn"
-# Set by the approval deployer with the package ARN, from the package's CustomerMetadataProperties
-# (decision 0011): how the front door speaks to the model and what GET /openapi.json describes.
-MODEL_ALGORITHM_PARAMETER = "ModelAlgorithm"
-MODEL_PROBLEM_TYPE_PARAMETER = "ModelProblemType"
-MODEL_DESCRIPTION_PARAMETER = "ModelDescriptionUri"
-MODEL_ALGORITHMS = contract.ALGORITHMS
-# The values of `sagelab:problem-type` (evaluate.py writes them); "" for a version registered without one.
-MODEL_PROBLEM_TYPES = ("", *contract.PROBLEM_FAMILIES)
-# The artifacts bucket's name is CloudFormation's (unknown at synth, and a parameter's pattern cannot
-# hold a reference): the pattern pins the key; the front door's IAM (GetObject on this bucket's
-# descriptions only), its ARTIFACTS_BUCKET check and the deployer's check pin the bucket.
-DESCRIPTION_URI_PATTERN = r"^$|^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/" + contract.DESCRIPTION_KEY_PATTERN.removeprefix("^")
 
 
 class ServingStack(Stack):
@@ -70,58 +63,33 @@ class ServingStack(Stack):
         self.add_stack_dependency(platform)
         if env_config.permissions_boundary_arn:  # every role we create, here as in the platform stack
             iam.PermissionsBoundary.of(self).apply(iam.ManagedPolicy.from_managed_policy_arn(self, "PermissionsBoundary", env_config.permissions_boundary_arn))
-        serving = env_config.serving
+        self.parameters = ServedModelParameters.add_to(self, names=names, default_package_arn=env_config.serving.model_package_arn, promotion=promotion)
+        artifacts_bucket = self._artifacts_bucket(platform)
+        self.has_model = self.parameters.add_has_model(self)
         retention = logs.RetentionDays(retention_name(env_config.log_retention_days))
-        model_package = CfnParameter(
-            self,
-            MODEL_PACKAGE_PARAMETER,
-            type="String",
-            default=serving.model_package_arn or "",
-            # Versions of this environment's own group only: CloudFormation refuses anything else
-            # before a resource is touched (the deployer checks the same, and the deployment role
-            # may read only this group's packages).
-            allowed_pattern=(
-                promotion.source_package_pattern()
-                if promotion
-                else rf"^$|^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{{12}}:model-package/{names.model_package_group}/\d+$"
-            ),
-            description="Model package version to serve; empty until one is approved (the approval deployer sets it).",
-        )
-        algorithm = CfnParameter(
-            self,
-            MODEL_ALGORITHM_PARAMETER,
-            type="String",
-            default=contract.DEFAULT_ALGORITHM,
-            allowed_values=list(MODEL_ALGORITHMS),
-            description="Algorithm of the served model (sagelab:algorithm): the format the front door speaks to its container.",
-        )
-        problem_type = CfnParameter(
-            self,
-            MODEL_PROBLEM_TYPE_PARAMETER,
-            type="String",
-            default="",
-            allowed_values=list(MODEL_PROBLEM_TYPES),
-            description="Problem type of the served model (sagelab:problem-type): binary, multiclass, regression or clustering; empty: none recorded.",
-        )
-        description_uri = CfnParameter(
-            self,
-            MODEL_DESCRIPTION_PARAMETER,
-            type="String",
-            default="",
-            allowed_pattern=DESCRIPTION_URI_PATTERN,
-            description="s3:// URI of the served model's model_description.json in this environment's artifacts bucket (sagelab:model-description); empty: none.",
-        )
-        # The front door's S3 grant names the bucket by ARN through the export CDK would create
-        # anyway, made explicit now so that the grant's nag acknowledgment can name its import.
-        # (CDK's own export name, not ours: a name with the student id in it would not survive
-        # classroom stamping, which rewrites ids in values but not in the logical ids made of them.)
+        self._add_api(names, env_config, platform, artifacts_bucket, retention)
+        self._add_endpoint(names, env_config, platform)
+        self._add_deployer(names, platform, retention, promotion)
+        apply_tags(self, tags)
+        self._add_outputs(names)
+
+    def _artifacts_bucket(self, platform: PlatformStack) -> s3.IBucket:
+        """The platform's artifacts bucket. The front door's S3 grant names the bucket by ARN through
+        the export CDK would create anyway, made explicit now so that the grant's nag acknowledgment
+        can name its import. (CDK's own export name, not ours: a name with the student id in it
+        would not survive classroom stamping, which rewrites ids in values but not in the logical
+        ids made of them.)"""
         artifacts = platform.buckets.artifacts_bucket
-        artifacts_bucket = s3.Bucket.from_bucket_attributes(
+        return s3.Bucket.from_bucket_attributes(
             self, "ArtifactsBucket", bucket_arn=platform.export_value(artifacts.bucket_arn), bucket_name=artifacts.bucket_name
         )
-        served_model = ServedModelSettings(algorithm.value_as_string, problem_type.value_as_string, description_uri.value_as_string)
-        has_model = CfnCondition(self, "HasModel", expression=Fn.condition_not(Fn.condition_equals(model_package.value_as_string, "")))
 
+    def _add_api(
+        self, names: ResourceArns, env_config: EnvironmentConfig, platform: PlatformStack, artifacts_bucket: s3.IBucket, retention: logs.RetentionDays
+    ) -> None:
+        """The front door, its monitoring, and the drift check of what it captures (when enabled)."""
+        serving = env_config.serving
+        served_model = self.parameters.served_model()
         self.front_door = FrontDoor(
             self,
             "FrontDoor",
@@ -158,19 +126,25 @@ class ServingStack(Stack):
                 log_retention=retention,
             )
             self.monitoring.show_drift_check(self.drift_check.metrics, list(self.drift_check.alarms.values()))
+
+    def _add_endpoint(self, names: ResourceArns, env_config: EnvironmentConfig, platform: PlatformStack) -> None:
         self.endpoint = ModelEndpoint(
             self,
             "Endpoint",
             names=names,
-            serving=serving,
-            model_package_arn=model_package.value_as_string,
-            has_model=has_model,
+            serving=env_config.serving,
+            model_package_arn=self.parameters.model_package.value_as_string,
+            has_model=self.has_model,
             role=platform.roles.endpoint_role,
             key=platform.buckets.key,
             capture_bucket=platform.buckets.artifacts_bucket,
             rollback_alarms=self.monitoring.rollback_alarms,
             log_retention_days=env_config.log_retention_days,
         )
+
+    def _add_deployer(self, names: ResourceArns, platform: PlatformStack, retention: logs.RetentionDays, promotion: Promotion | None) -> None:
+        """The approval deployer, with the grants it needs on the other units (the front door's and
+        the drift check's MODEL_* settings, the endpoint's resources)."""
         self.deployer = ApprovalDeployer(
             self,
             "Deployer",
@@ -190,8 +164,8 @@ class ServingStack(Stack):
             role_name=names.role(MODEL_DEPLOYMENT_ROLE) if promotion else None,
             model_packages_arn=promotion.source_packages_arn() if promotion else None,
         )
-        apply_tags(self, tags)
 
+    def _add_outputs(self, names: ResourceArns) -> None:
         CfnOutput(self, "ApiUrl", value=self.front_door.api.url, description="Front door base URL (POST /predict)")
         CfnOutput(self, "EndpointName", value=names.endpoint, description="SageMaker endpoint behind the front door")
         CfnOutput(self, DEPLOYMENT_ROLE_OUTPUT, value=self.deployer.cloudformation_role.role_arn, description="CloudFormation's role for model deployments")

@@ -58,7 +58,7 @@ def synth(outdir: Path, context_overrides: dict[str, Any] | None = None) -> Synt
     from aws_cdk import App
 
     from sagelab.settings import cdk_context
-    from stacks.app_builder import build_app
+    from stacks.app.builder import build_app
 
     context = {**cdk_context(), **(context_overrides or {})}
     app = App(context=context, outdir=str(outdir))
@@ -114,7 +114,7 @@ socket.socket.connect = refuse
 socket.socket.connect_ex = refuse
 from aws_cdk import App
 from sagelab.settings import cdk_context
-from stacks.app_builder import build_app
+from stacks.app.builder import build_app
 app = App(context=cdk_context(), outdir=sys.argv[1])
 build_app(app)
 assembly = app.synth()

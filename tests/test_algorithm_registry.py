@@ -14,12 +14,12 @@ import httpx
 import pytest
 
 from pipeline_steps import contract
-from runtime.front_door import container_codecs
 from sagelab import algorithms, code_bundle, pipeline_definition
 from sagelab.config import PipelineConfig
 from sagelab.local import environment
 from sagelab.local.registry import LocalRegistry
 from sagelab.local.serve import serving
+from stacks.front_door.runtime import container_codecs
 from tests.conftest import Cli
 from tests.test_algorithms import GROUP, digits_rows, run
 

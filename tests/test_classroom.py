@@ -28,8 +28,8 @@ from sagelab.config import ConfigError, EnvironmentConfig, load_config
 from sagelab.costs import price_environments, read_assembly
 from sagelab.roster import classroom_config, parse_roster, read_roster
 from sagelab.settings import cdk_context
-from stacks.app_builder import add_environment, build_shared, environment_tags
-from stacks.classroom import (
+from stacks.app.builder import add_environment, build_shared, environment_tags
+from stacks.app.classroom import (
     TEMPLATE_STUDENT_ACCOUNT,
     TEMPLATE_STUDENT_EMAIL,
     TEMPLATE_STUDENT_ID,
@@ -37,7 +37,7 @@ from stacks.classroom import (
     add_classroom,
     synthesize_template_environment,
 )
-from stacks.nag import add_nag_packs
+from stacks.app.nag import add_nag_packs
 from tests.conftest import CLASS_OWN, CLASS_SHARED_IDS, SynthResult, read_json, synth
 from tests.test_cfn_lint import lint_errors
 

@@ -1,4 +1,4 @@
-"""The drift check's comparison module (runtime/monitor/comparison.py) on small hand-made
+"""The drift check's comparison module (stacks/drift_check/runtime/comparison.py) on small hand-made
 baselines: each check fires on its own input and stays quiet on the baseline's own data."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import random
 import pytest
 
 from pipeline_steps import evaluate
-from runtime.front_door import capture
-from runtime.monitor import comparison
-from runtime.monitor.comparison import Baseline, DriftSettings, compare, psi
+from stacks.drift_check.runtime import comparison
+from stacks.drift_check.runtime.comparison import Baseline, DriftSettings, compare, psi
+from stacks.front_door.runtime import capture
 
 
 def _baseline(draw: random.Random, rows: int = 2000) -> tuple[Baseline, list[dict[str, object]]]:

@@ -539,7 +539,7 @@ def front_door_answer(answer: Answer) -> tuple[int, dict[str, Any]]:
     from sagelab.local.serve import LambdaContextStandIn, configure_handler_environment
 
     configure_handler_environment("http://127.0.0.1:9", "sagelab-dev--endpoint", {"MODEL_ALGORITHM": "xgboost"})
-    from runtime.front_door import handler
+    from stacks.front_door.runtime import handler
 
     original = answer.body.decode("utf-8", errors="replace")
     event = {

@@ -211,8 +211,8 @@ def test_serving_settings_drop_a_foreign_description_and_refuse_an_unknown_algor
 
 # -- the registry and the front door's codecs follow the contract's names ---------------------------------
 def test_every_algorithm_has_one_spec_and_one_front_door_codec() -> None:
-    from runtime.front_door.container_codecs import CODECS
     from sagelab import algorithms
+    from stacks.front_door.runtime.container_codecs import CODECS
 
     assert tuple(spec.name for spec in algorithms.SPECS) == contract.ALGORITHMS
     assert tuple(CODECS) == contract.ALGORITHMS

@@ -29,7 +29,7 @@ from sagelab.config import EnvironmentConfig, SageLabConfig
 from sagelab.datasets import DIGITS_CSV
 from sagelab.pipeline_definition import MODEL_CODE_DIR
 from sagelab.roster import Student, classroom_config
-from stacks.sagemaker_log_groups import ACCOUNT_WIDE_LOG_GROUPS
+from stacks.sagemaker_log_groups.construct import ACCOUNT_WIDE_LOG_GROUPS
 from tests.conftest import SynthResult, synth
 from tests.test_cfn_lint import lint_errors
 

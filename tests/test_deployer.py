@@ -14,8 +14,8 @@ from botocore.stub import Stubber
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")  # Lambda always sets the region
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "stubbed")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "stubbed")
-from runtime.deployer import handler
 from sagelab.local.serve import LambdaContextStandIn
+from stacks.approval_deployer.runtime import handler
 from tests.conftest import SynthResult
 from tests.iam_policy import Env, RoleRef, Stacks, Statement, is_allowed
 

@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from runtime.front_door import capture
-from runtime.monitor import comparison
+from stacks.drift_check.runtime import comparison
+from stacks.front_door.runtime import capture
 from tests.conftest import SynthResult, synth
 from tests.iam_policy import Env, Stacks, Statement, is_allowed
 
@@ -220,7 +220,7 @@ def test_the_handler_reports_and_publishes_metrics(monkeypatch: pytest.MonkeyPat
     import boto3
     from moto import mock_aws
 
-    from runtime.monitor import handler
+    from stacks.drift_check.runtime import handler
 
     now = datetime(2026, 12, 6, 13, 30, tzinfo=UTC)
     folder = "models/evaluations/exec-1/evaluation"

@@ -1,4 +1,4 @@
-"""The front door's data capture never costs a client its answer (runtime/front_door/capture.py).
+"""The front door's data capture never costs a client its answer (stacks/front_door/runtime/capture.py).
 
 What is captured, where, and how sampling follows the config is proven over real sockets in
 tests/test_monitor_local.py; here the capture's S3 is unreachable (a closed port) and the answer
@@ -13,11 +13,11 @@ import pytest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
-from runtime.front_door import capture
 from sagelab.local.serve import LambdaContextStandIn, configure_handler_environment
+from stacks.front_door.runtime import capture
 
 configure_handler_environment("http://127.0.0.1:9", "sagelab-dev--endpoint")
-from runtime.front_door import handler  # noqa: E402
+from stacks.front_door.runtime import handler  # noqa: E402
 
 ROW = [0.0] * 64
 

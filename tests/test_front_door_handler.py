@@ -14,7 +14,7 @@ from botocore.stub import Stubber
 from sagelab.local.serve import LambdaContextStandIn, configure_handler_environment
 
 configure_handler_environment("http://127.0.0.1:9", "sagelab-dev--endpoint")
-from runtime.front_door import handler  # noqa: E402
+from stacks.front_door.runtime import handler  # noqa: E402
 
 ROW = [0.0] * 64
 
@@ -194,6 +194,6 @@ def test_413_is_an_exception_type_not_a_sentinel_message() -> None:
 
 
 def test_checked_in_openapi_is_current() -> None:
-    from runtime.front_door import build_openapi
+    from stacks.front_door import build_openapi
 
-    assert build_openapi.OPENAPI.read_text() == build_openapi.render(), "run python -m runtime.front_door.build_openapi"
+    assert build_openapi.OPENAPI.read_text() == build_openapi.render(), "run python -m stacks.front_door.build_openapi"

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from sagelab.local.serve import configure_handler_environment, request_model_problem
 
 configure_handler_environment("http://127.0.0.1:9", "sagelab-dev--endpoint")
-from runtime.front_door import handler  # noqa: E402
+from stacks.front_door.runtime import handler  # noqa: E402
 
 scalars = st.one_of(
     st.none(),

@@ -24,8 +24,8 @@ from typing import Any
 import httpx
 import pytest
 
-from runtime.front_door import capture
 from sagelab.local.registry import LocalRegistry
+from stacks.front_door.runtime import capture
 from tests.conftest import REPO_ROOT, Cli, TrainedRun
 
 pytestmark = pytest.mark.slow  # a `sagelab serve` process on the session's trained digits run, and drift checks over its capture

@@ -12,8 +12,8 @@ from aws_cdk import aws_s3 as s3
 
 from sagelab.cli import synth_summary
 from sagelab.settings import cdk_context
-from stacks.data_buckets import DataBuckets
-from stacks.nag import MIN_REASON_LENGTH, acknowledge, add_nag_packs, nag_notation, wildcard_findings
+from stacks.app.nag import MIN_REASON_LENGTH, acknowledge, add_nag_packs, nag_notation, wildcard_findings
+from stacks.data_buckets.construct import DataBuckets
 from tests.conftest import SynthResult, read_json
 
 

@@ -13,8 +13,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from runtime.notebook.idle_stop import is_idle
 from sagelab.code_bundle import LAB_FILES, stage_code_bundle
+from stacks.notebook_environment.runtime.idle_stop import is_idle
 from tests.conftest import SynthResult, TrainedRun
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -28,9 +28,9 @@ from typing import Any
 
 import pytest
 
-from runtime.notebook import idle_stop
+from stacks.notebook_environment.runtime import idle_stop
 
-ON_START = Path(__file__).resolve().parent.parent / "runtime" / "notebook" / "on_start.sh"
+ON_START = Path(__file__).resolve().parent.parent / "stacks" / "notebook_environment" / "runtime" / "on_start.sh"
 # ec2-user owns its home: conda (every interpreter in it), the lab, and the SageMaker volume that
 # survives restarts. The temporary directories are writable by everyone.
 EC2_USER_WRITABLE = ("/home/ec2-user", "/tmp", "/var/tmp", "/dev/shm")

@@ -43,7 +43,7 @@ def installed_sagelab(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ours = [p for p in sys.path if p.endswith("site-packages") and not p.startswith(str(root))]
     Path(site_packages.stdout.strip(), "outer-venv.pth").write_text("\n".join(ours) + "\n")
     subprocess.run([*pip, "--python", str(target_python), "install", "--no-index", "-q", str(wheel)], check=True, timeout=120)
-    where = "import sagelab, pipeline_steps, runtime.notebook; print(sagelab.__file__, pipeline_steps.__file__, runtime.notebook.__file__)"
+    where = "import sagelab, pipeline_steps, stacks.notebook_environment.runtime; print(sagelab.__file__, pipeline_steps.__file__, stacks.notebook_environment.runtime.__file__)"
     located = subprocess.run([target_python, "-c", where], cwd=root, env=_outside_the_checkout(root), check=True, capture_output=True, text=True)
     assert all(path.startswith(str(root / "venv")) for path in located.stdout.split()), located.stdout
     return root / "venv" / "bin" / "sagelab"

@@ -82,7 +82,7 @@ ACKNOWLEDGED = (
         "RESOURCE_MISMATCH",
         "aws-cdk-lib writes the bucket-deployment grants with s3:GetObject*/s3:List* wildcards; the expansions that need other resource types grant nothing here.",
     ),
-    # The approval deployer's policies (stacks/approval_deployer.py).
+    # The approval deployer's policies (stacks/approval_deployer/construct.py).
     Acknowledged(
         r"serving/Deployer(CloudFormation|Function)Policy",
         "PERMISSIONS_MANAGEMENT_ACTIONS",

@@ -24,9 +24,9 @@ from sagelab.local.builtin_kmeans import write_mxnet_ndarrays
 from sagelab.local.serve import LambdaContextStandIn, configure_handler_environment
 
 configure_handler_environment("http://127.0.0.1:9", "sagelab-dev--endpoint")
-from runtime.deployer import handler as deployer  # noqa: E402
-from runtime.front_door import handler as front_door  # noqa: E402
-from runtime.release import acceptance  # noqa: E402
+from stacks.approval_deployer.runtime import handler as deployer  # noqa: E402
+from stacks.front_door.runtime import handler as front_door  # noqa: E402
+from stacks.release.runtime import acceptance  # noqa: E402
 
 # Values the pipeline never writes: the front door's and serving stack's old documented words,
 # Autopilot's own ProblemType names, and near misses.
@@ -78,8 +78,8 @@ def test_the_pipeline_writes_these_problem_types_and_each_consumer_takes_exactly
     assert set(written) == {"binary", "multiclass", "regression", "clustering"}
     assert set(written) == set(contract.PROBLEM_FAMILIES) == {*preprocess.PROBLEM_TYPES, "clustering"}
     # The deployer, the front door and the release's acceptance read the contract's PROBLEM_FAMILIES
-    # (the tests below refuse what it does not hold, through each of them); so does the serving stack.
-    from stacks.serving_stack import MODEL_PROBLEM_TYPES
+    # (the tests below refuse what it does not hold, through each of them); so do the serving parameters.
+    from stacks.approval_deployer.parameters import MODEL_PROBLEM_TYPES
 
     assert set(MODEL_PROBLEM_TYPES) == {"", *written}
 

@@ -1,4 +1,4 @@
-"""Account quotas counted at synth (sagelab/quotas.py, stacks/account_quotas.py): issue #20's first
+"""Account quotas counted at synth (sagelab/quotas.py, stacks/app/account_quotas.py): issue #20's first
 deploy into a new account, issue #25's class that fails synth naming the quota to raise."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ def _build(tmp_path: Path, config_text: str, roster: str | None = None, outdir: 
     from aws_cdk import App
 
     from sagelab.settings import cdk_context
-    from stacks.app_builder import build_app
+    from stacks.app.builder import build_app
 
     config = tmp_path / "config.yaml"
     config.write_text(config_text)
@@ -134,8 +134,8 @@ def test_an_environment_built_through_the_constructs_is_counted_as_its_template_
     from aws_cdk import App, Stack
 
     from sagelab.settings import cdk_context
-    from stacks.account_quotas import stack_resources
-    from stacks.app_builder import build_app
+    from stacks.app.account_quotas import stack_resources
+    from stacks.app.builder import build_app
 
     app = build_app(App(context=cdk_context(), outdir=str(tmp_path / "cdk.out")))
     built = {s.stack_name: demand_of(stack_resources(s, {})) for s in app.node.children if isinstance(s, Stack)}

@@ -1,4 +1,4 @@
-"""The release pipeline's functions (runtime/release/handler.py): AWS control-plane calls stubbed
+"""The release pipeline's functions (stacks/release/runtime/handler.py): AWS control-plane calls stubbed
 with botocore's Stubber; the test action runs the acceptance test against the local gateway over
 real sockets (the same code `sagelab release` runs)."""
 
@@ -19,10 +19,10 @@ from botocore.stub import ANY, Stubber
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")  # Lambda always sets the region
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "stubbed")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "stubbed")
-from runtime.deployer import handler as deployer
-from runtime.release import handler
 from sagelab.local.registry import LocalRegistry
 from sagelab.local.serve import serving
+from stacks.approval_deployer.runtime import handler as deployer
+from stacks.release.runtime import handler
 
 DEV, STAGING = "111111111111", "222222222222"
 PACKAGE = f"arn:aws:sagemaker:us-east-1:{DEV}:model-package/sagelab-dev--models/3"
@@ -209,7 +209,7 @@ def test_the_test_action_runs_the_acceptance_test_against_the_stage_over_sockets
     evaluation = dict(package.metrics)
     if registered is not None:
         evaluation["sagelab_summary"] = {**evaluation["sagelab_summary"], "metrics": {**evaluation["sagelab_summary"]["metrics"], "accuracy": registered}}
-    from runtime.release.acceptance import EvidenceLocations
+    from stacks.release.runtime.acceptance import EvidenceLocations
 
     where = EvidenceLocations.of(metrics_url)
     local = approved_workdir / "s3"

@@ -1,5 +1,5 @@
 """`sagelab release` on the local twins, over real sockets: the version approved in the dev work
-directory is served as staging, tested by runtime/release/acceptance.py (the code the pipeline's
+directory is served as staging, tested by stacks/release/runtime/acceptance.py (the code the pipeline's
 test action runs), approved, served as prod and tested again; a version that fails stops."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runtime.release.acceptance import Evidence, read_npy, run_acceptance
 from sagelab.local.registry import LocalRegistry
 from sagelab.release import local_evidence
+from stacks.release.runtime.acceptance import Evidence, read_npy, run_acceptance
 from tests.conftest import Cli
 
 GROUP = "sagelab-dev--models"

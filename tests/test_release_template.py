@@ -10,6 +10,9 @@ from __future__ import annotations
 import ast
 import copy
 import dataclasses
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +20,7 @@ from typing import Any
 import boto3
 import pytest
 
-from stacks.serving_stack import MODEL_PACKAGE_PARAMETER
+from stacks.approval_deployer.parameters import MODEL_PACKAGE_PARAMETER
 from tests.conftest import REPO_ROOT, SynthResult
 from tests.iam_policy import Env, Stacks, Statement, is_allowed, statement_applies
 from tests.test_cfn_lint import lint_errors
@@ -238,6 +241,20 @@ def test_every_release_template_has_no_cfn_lint_errors(three_accounts: SynthResu
         assert lint_errors(template) == [], name
 
 
+def test_the_functions_package_holds_the_release_and_the_deployer_it_calls_only(three_accounts: SynthResult) -> None:
+    """The package is staged from two units (stacks/release/runtime, stacks/approval_deployer/runtime):
+    exactly their modules, and `release.handler` imports the deployer shipped beside it."""
+    functions = three_accounts.resources("sagelab-dev--release", "AWS::Lambda::Function").values()
+    (key,) = {f["Properties"]["Code"]["S3Key"] for f in functions if f["Properties"]["Handler"].startswith("release.handler.")}
+    package = three_accounts.outdir / f"asset.{key.removesuffix('.zip')}"
+    files = sorted(str(p.relative_to(package)) for p in package.rglob("*") if p.is_file())
+    assert files == ["deployer/handler.py", "release/acceptance.py", "release/handler.py"]
+    probe = "import release.handler as h; print(h.deployer.__file__, h.run_acceptance.__code__.co_filename)"
+    completed = subprocess.run([sys.executable, "-c", probe], cwd=package, env={"PATH": os.environ["PATH"]}, capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0, completed.stderr
+    assert all(path.startswith(str(package)) for path in completed.stdout.split()), completed.stdout
+
+
 def pipeline(three_accounts: SynthResult) -> dict[str, Any]:
     (found,) = three_accounts.resources("sagelab-dev--release", "AWS::CodePipeline::Pipeline").values()
     return found["Properties"]
@@ -425,8 +442,8 @@ def test_a_promoting_deployment_role_holds_every_permission_the_registry_lists(t
 
 
 # -- the release functions may make every call their code makes -------------------------------------
-RELEASE_CODE = REPO_ROOT / "runtime" / "release" / "handler.py"
-# Calls made through runtime/deployer's functions (tests/test_sufficiency.py finds them in that code):
+RELEASE_CODE = REPO_ROOT / "stacks" / "release" / "runtime" / "handler.py"
+# Calls made through stacks/approval_deployer/runtime's functions (tests/test_sufficiency.py finds them in that code):
 # served_model_values -> sagemaker DescribeModelPackage (the function's own account); deploy(client=the
 # stage's) -> cloudformation DescribeStacks and UpdateStack (the stage's account).
 THROUGH_THE_DEPLOYER = {

@@ -19,8 +19,8 @@ from sagelab.config import ConfigError, load_config
 from sagelab.naming import ENVIRONMENT_ID, MAX_ID_LENGTH, STUDENT_ID, ResourceNames, is_student_id
 from sagelab.roster import RESERVED_STUDENT_IDS, classroom_config, parse_roster
 from sagelab.settings import cdk_context
-from stacks.app_builder import build_app
-from stacks.classroom import TEMPLATE_STUDENT_ID
+from stacks.app.builder import build_app
+from stacks.app.classroom import TEMPLATE_STUDENT_ID
 from tests.iam_policy import resource_matches
 
 TWO_ENVIRONMENTS = {"sagelab": {"environments": {"dev": {"region": "us-east-1"}, "prod": {"region": "us-east-1"}}}}

@@ -442,7 +442,7 @@ def test_openapi_of_an_autopilot_regression_answers_a_value(autopilot_regression
 
 
 def test_openapi_without_a_readable_description_is_the_base_with_a_note(tmp_path: Path) -> None:
-    from runtime.front_door.build_openapi import build
+    from stacks.front_door.build_openapi import build
 
     metadata = {
         "sagelab:algorithm": "kmeans",

@@ -220,9 +220,9 @@ def test_http_servers_own_refusals_are_json_too(servers: tuple[str, str]) -> Non
 
 
 def test_health_is_the_mock_integrations_answer_and_openapi_the_handlers(client: httpx.Client) -> None:
-    # /health: byte for byte what API Gateway's MOCK integration answers (stacks/front_door.py uses
+    # /health: byte for byte what API Gateway's MOCK integration answers (stacks/front_door/construct.py uses
     # the same function). /openapi.json: the handler's, as deployed: the base plus the served model.
-    from runtime.front_door.build_openapi import build, health_body
+    from stacks.front_door.build_openapi import build, health_body
 
     assert client.get("/health").content == health_body("sagelab-dev--endpoint").encode()
     document = client.get("/openapi.json", headers={"x-api-key": API_KEY}).json()

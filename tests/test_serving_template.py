@@ -45,7 +45,7 @@ def test_api_keys_and_usage_plan(template: Template) -> None:
 def test_request_model_is_the_checked_in_schema(serving_json: dict[str, Any]) -> None:
     (model,) = of_type(serving_json, "AWS::ApiGateway::Model").values()
     schema = model["Properties"]["Schema"]
-    expected = json.loads((Path(__file__).resolve().parent.parent / "runtime/front_door/request_schema.json").read_text())
+    expected = json.loads((Path(__file__).resolve().parent.parent / "stacks/front_door/runtime/request_schema.json").read_text())
     assert schema["properties"]["instances"]["maxItems"] == expected["properties"]["instances"]["maxItems"] == 1000
     assert schema["required"] == ["instances"] and schema["additionalProperties"] is False
     assert schema["properties"]["instances"]["items"]["anyOf"] == expected["properties"]["instances"]["items"]["anyOf"]
@@ -252,7 +252,7 @@ def test_waf_and_access_logs_outlive_the_stack(serving_json: dict[str, Any]) -> 
 
 
 def test_health_is_a_mock_and_openapi_and_predict_reach_the_function_on_their_own_permissions(serving_json: dict[str, Any]) -> None:
-    from runtime.front_door.build_openapi import health_body
+    from stacks.front_door.build_openapi import health_body
 
     paths = {k: r["Properties"]["PathPart"] for k, r in of_type(serving_json, "AWS::ApiGateway::Resource").items()}
     methods = {

@@ -32,9 +32,9 @@ from botocore.stub import Stubber
 
 moto = pytest.importorskip("moto")
 
-from runtime.deployer import handler as deployer  # noqa: E402
-from stacks.spend_cap.enforcer import handler as enforcer  # noqa: E402
-from stacks.spend_cap.enforcer.metering import Point, spend  # noqa: E402
+from stacks.approval_deployer.runtime import handler as deployer  # noqa: E402
+from stacks.spend_cap.runtime import handler as enforcer  # noqa: E402
+from stacks.spend_cap.runtime.metering import Point, spend  # noqa: E402
 from tests.conftest import SynthResult, synth  # noqa: E402
 from tests.iam_policy import Env, RoleRef, Stacks, Statement, conditions_hold, is_allowed, principal_names  # noqa: E402
 from tests.test_cfn_lint import lint_errors  # noqa: E402

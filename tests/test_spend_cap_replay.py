@@ -16,9 +16,9 @@ from botocore.stub import Stubber
 
 moto = pytest.importorskip("moto")
 
-from runtime.deployer import handler as deployer  # noqa: E402
-from stacks.spend_cap.enforcer import handler as enforcer  # noqa: E402
-from stacks.spend_cap.enforcer.metering import Point, reconcile, spend  # noqa: E402
+from stacks.approval_deployer.runtime import handler as deployer  # noqa: E402
+from stacks.spend_cap.runtime import handler as enforcer  # noqa: E402
+from stacks.spend_cap.runtime.metering import Point, reconcile, spend  # noqa: E402
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -299,4 +299,4 @@ def test_the_class_file_the_construct_writes_is_what_the_enforcer_reads(shared_c
     loaded = enforcer.ClassSettings.load(outdir / asset / "class.json")
     assert loaded.students == ("alice", "bob", "carol") and loaded.prices["ml.m5.large"] == 0.115
     assert loaded.own_accounts == {} and loaded.serverless_usd_per_gb_second == 0.00002 and loaded.reconcile_minutes == 10
-    assert (outdir / asset / "runtime" / "deployer" / "handler.py").read_text() == Path(deployer.__file__).read_text()
+    assert (outdir / asset / "stacks" / "approval_deployer" / "runtime" / "handler.py").read_text() == Path(deployer.__file__).read_text()

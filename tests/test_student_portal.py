@@ -399,7 +399,7 @@ def test_the_function_ships_every_project_module_it_imports() -> None:
     directory = staged_runtime()
     probe = (
         "import json, sys; sys.path.insert(0, '.'); import handler, sagelab.class_report, sagelab.aws_ops; "
-        "print(json.dumps({n: getattr(m, '__file__', '') for n, m in sys.modules.items() if n.split('.')[0] in ('handler', 'sagelab', 'stacks', 'runtime', 'pipeline_steps')}))"
+        "print(json.dumps({n: getattr(m, '__file__', '') for n, m in sys.modules.items() if n.split('.')[0] in ('handler', 'sagelab', 'stacks', 'pipeline_steps')}))"
     )
     completed = subprocess.run([sys.executable, "-I", "-c", probe], cwd=directory, capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr[-2000:]

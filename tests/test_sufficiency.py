@@ -28,7 +28,12 @@ import boto3
 import pytest
 
 from sagelab.registry_permissions import HANDLERS, handler_permissions
-from stacks.serving_stack import MODEL_ALGORITHM_PARAMETER, MODEL_DESCRIPTION_PARAMETER, MODEL_PACKAGE_PARAMETER, MODEL_PROBLEM_TYPE_PARAMETER
+from stacks.approval_deployer.parameters import (
+    MODEL_ALGORITHM_PARAMETER,
+    MODEL_DESCRIPTION_PARAMETER,
+    MODEL_PACKAGE_PARAMETER,
+    MODEL_PROBLEM_TYPE_PARAMETER,
+)
 from tests.conftest import REPO_ROOT, SynthResult
 from tests.iam_policy import Env, RoleRef, Stacks, Statement, is_allowed
 
@@ -322,7 +327,7 @@ def test_a_deployment_role_reaches_only_its_own_environment(neighbours_deployed:
 
 
 # -- the deployer function's own calls --------------------------------------------------------------
-DEPLOYER_CODE = REPO_ROOT / "runtime" / "deployer" / "handler.py"
+DEPLOYER_CODE = REPO_ROOT / "stacks" / "approval_deployer" / "runtime" / "handler.py"
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,11 @@
 """Monitoring without AWS: the local S3's side of the front door's data capture, and `sagelab monitor`.
 
 `sagelab serve` runs the deployed front door handler; with `serving.data_capture_percent` of its
-`--config` it samples requests exactly as on AWS (runtime/front_door/capture.py), through boto3's
+`--config` it samples requests exactly as on AWS (stacks/front_door/runtime/capture.py), through boto3's
 S3 PutObject to the local endpoint, which stores them under the local artifacts bucket:
     <workdir>/s3/<artifacts bucket>/data-capture/front-door/YYYY/MM/DD/HH/<mmss>-<inference id>.json
 
-`sagelab monitor` runs the drift check's comparison (runtime/monitor/comparison.py, the module the
+`sagelab monitor` runs the drift check's comparison (stacks/drift_check/runtime/comparison.py, the module the
 scheduled Lambda runs) over those records against the served version's baseline (beside its
 evaluation, found through the version's model description), and writes the report and its picture
 under data-capture/reports/ as the Lambda does.
@@ -24,10 +24,10 @@ from typing import Any
 from urllib.parse import unquote
 
 from pipeline_steps import contract
-from runtime.front_door import capture
-from runtime.monitor import comparison
-from runtime.monitor.plot import drift_png
 from sagelab.local.s3_paths import S3PathError, bucket_problem, object_path
+from stacks.drift_check.runtime import comparison
+from stacks.drift_check.runtime.plot import drift_png
+from stacks.front_door.runtime import capture
 
 CAPTURE_ENVIRONMENT = ("DATA_CAPTURE_PERCENT", "ARTIFACTS_BUCKET")
 _BUCKET = re.compile(r"^s3://([^/]+)/")

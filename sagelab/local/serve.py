@@ -4,7 +4,7 @@ client --HTTP--> LocalGateway (:8080)  API key or SigV4 check + request model, l
                      |                   GET /health answered here (API Gateway's MOCK)
                      |  API Gateway proxy event (POST /predict, GET /openapi.json)
                      v
-                 runtime/front_door/handler.py   (the same Lambda handler that is deployed, configured
+                 stacks/front_door/runtime/handler.py   (the same Lambda handler that is deployed, configured
                      |                            from the package's CustomerMetadataProperties)
                      |  boto3 sagemaker-runtime InvokeEndpoint (AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME)
                      |  boto3 s3 GetObject of model_description.json (AWS_ENDPOINT_URL_S3)
@@ -48,7 +48,6 @@ from xml.sax.saxutils import escape as xml_escape
 from botocore.credentials import Credentials
 
 from pipeline_steps import contract
-from runtime.front_door.build_openapi import health_body
 from sagelab import algorithms
 from sagelab.local.containers import Container, ContainerError, ErrorAnswer, ScriptContainer, container_type, open_container
 from sagelab.local.loopback import (
@@ -63,9 +62,10 @@ from sagelab.local.loopback import (
 from sagelab.local.monitor import CAPTURE_ENVIRONMENT, capture_environment, write_capture
 from sagelab.local.registry import LocalRegistry, ModelPackage
 from sagelab.local.s3_paths import S3PathError, bucket_problem, object_path, split_uri
+from stacks.front_door.build_openapi import health_body
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
-REQUEST_SCHEMA = REPO_ROOT / "runtime" / "front_door" / "request_schema.json"
+REQUEST_SCHEMA = REPO_ROOT / "stacks" / "front_door" / "runtime" / "request_schema.json"
 API_GATEWAY_MAX_BODY = 10 * 1024 * 1024
 ENDPOINT_MAX_BODY = 6 * 1024 * 1024  # InvokeEndpoint's payload limit
 LOCAL_ACCOUNT = "000000000000"
@@ -75,7 +75,7 @@ MOCK_ROUTES = {("GET", "/health")}  # answered by the gateway itself
 DESCRIBE_ROUTES = {("GET", "/openapi.json")}
 ROUTES = {("POST", "/predict"), *MOCK_ROUTES, *DESCRIBE_ROUTES}
 METHODS_BY_PATH = {path: sorted(m for m, p in ROUTES if p == path) for _, path in ROUTES}
-# What the deployed front door's role may read (stacks/front_door.py: s3:GetObject on
+# What the deployed front door's role may read (stacks/front_door/construct.py: s3:GetObject on
 # <artifacts bucket>/models/evaluations/*/model_description.json); the local S3 answers the same keys only.
 READABLE_S3_KEY = re.compile(contract.DESCRIPTION_KEY_PATTERN)
 HANDLER_ENVIRONMENT = (
@@ -99,7 +99,7 @@ class ServeError(RuntimeError):
 @dataclass
 class LoadedModel:
     """A registered version loaded into the local twin of its serving container (sagelab/local/containers.py);
-    not stacks.front_door.ServedModelSettings, which is what the front door is told about the model."""
+    not stacks.front_door.construct.ServedModelSettings, which is what the front door is told about the model."""
 
     package: ModelPackage
     container: Container
@@ -386,7 +386,7 @@ def load_handler(endpoint_url: str, endpoint_name: str, model: Mapping[str, str]
     configure_handler_environment(endpoint_url, endpoint_name, model)
     import boto3
 
-    import runtime.front_door.handler as handler
+    import stacks.front_door.runtime.handler as handler
 
     # The handler builds its clients on first use; point them at this endpoint (tests start several
     # servers in one process, and the module is a process-wide singleton as in Lambda). A new model
@@ -595,7 +595,7 @@ def serving(
     # The handler module is a process-wide singleton, as in Lambda; a nested `serving()` (tests)
     # must hand the previous configuration back when it ends.
     saved_env = {k: os.environ.get(k) for k in HANDLER_ENVIRONMENT}
-    previous_module = sys.modules.get("runtime.front_door.handler")
+    previous_module = sys.modules.get("stacks.front_door.runtime.handler")
     previous_state = {name: getattr(previous_module, name, None) for name in ("_runtime", "_s3", "_description")}
     try:
         model = model_environment(served.package if served else None)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from aws_cdk import Aws, Environment, Stack, Tags
+from aws_cdk import Aws
 from aws_cdk import aws_cloudformation as cloudformation
 from constructs import Construct
 
@@ -122,29 +122,3 @@ class StudentAccountsBootstrap(Construct):
             ],
             template_body=body,
         )
-
-
-class StudentBootstrapStack(Stack):
-    """`sagelab-class--bootstrap`, in the admin's account: only composes StudentAccountsBootstrap."""
-
-    def __init__(
-        self,
-        scope: Construct,
-        *,
-        account: str | None,
-        region: str,
-        organizational_unit_ids: Sequence[str],
-        regions: Sequence[str],
-        call_as: Literal["SELF", "DELEGATED_ADMIN"],
-        tags: dict[str, str],
-    ) -> None:
-        super().__init__(
-            scope,
-            bootstrap_stack_name(),
-            stack_name=bootstrap_stack_name(),
-            env=Environment(account=account, region=region),
-            description="SageLab class: the CDK bootstrap of every own-account student's account (a service-managed StackSet)",
-        )
-        self.bootstrap = StudentAccountsBootstrap(self, "StudentAccounts", organizational_unit_ids=organizational_unit_ids, regions=regions, call_as=call_as)
-        for key, value in tags.items():
-            Tags.of(self).add(key, value)

@@ -12,8 +12,8 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from sagelab.naming import ResourceNames
-from stacks.approval_deployer import serving_stack_update_statements
-from stacks.nag import acknowledge_policy_wildcards
+from stacks.app.nag import acknowledge_policy_wildcards
+from stacks.approval_deployer.construct import serving_stack_update_statements
 from stacks.release.promotion import ENDPOINT_ROLE, RELEASE_ROLE, Promotion
 
 

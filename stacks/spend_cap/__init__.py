@@ -1,1 +1,1 @@
-"""The spending cap of a class: a unit (the construct, `construct.py`, beside its Lambda, `enforcer/`)."""
+"""The spending cap of a class: a unit (the construct, `construct.py`, beside its Lambda, `runtime/`)."""

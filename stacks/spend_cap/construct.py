@@ -42,11 +42,11 @@ from sagelab.costs import load_prices
 from sagelab.naming import CLASS_ID
 from sagelab.package_files import package_dir
 from sagelab.pipeline_definition import CONTRACT_MODULE
+from stacks.app.nag import acknowledge, acknowledge_policy_wildcards, acknowledge_tracing_grant
 from stacks.lambda_runtime import LAMBDA_RUNTIME, contract_file, powertools_layer
-from stacks.nag import acknowledge, acknowledge_policy_wildcards, acknowledge_tracing_grant
 from stacks.naming import ResourceArns
-from stacks.sagemaker_log_groups import allow_cloudwatch_logs
-from stacks.spend_cap.enforcer.metering import EVENT_KINDS
+from stacks.sagemaker_log_groups.construct import allow_cloudwatch_logs
+from stacks.spend_cap.runtime.metering import EVENT_KINDS
 
 UNIT_DIR = Path(__file__).resolve().parent
 # What the enforcer may not do while a student is capped: start anything that bills by the hour,
@@ -186,12 +186,13 @@ def stage_enforcer(settings: Mapping[str, object]) -> Path:
     it calls), `sagelab/naming.py` (student names) and `class.json` (this class), shipped as they
     are, not copied into the enforcer. Staged in a folder named by its content."""
     files = {
-        "enforcer/__init__.py": UNIT_DIR / "enforcer" / "__init__.py",
-        "enforcer/handler.py": UNIT_DIR / "enforcer" / "handler.py",
-        "enforcer/metering.py": UNIT_DIR / "enforcer" / "metering.py",
-        "runtime/__init__.py": package_dir("runtime") / "__init__.py",
-        "runtime/deployer/__init__.py": package_dir("runtime.deployer") / "__init__.py",
-        "runtime/deployer/handler.py": package_dir("runtime.deployer") / "handler.py",
+        "enforcer/__init__.py": UNIT_DIR / "runtime" / "__init__.py",
+        "enforcer/handler.py": UNIT_DIR / "runtime" / "handler.py",
+        "enforcer/metering.py": UNIT_DIR / "runtime" / "metering.py",
+        "stacks/__init__.py": package_dir("stacks") / "__init__.py",
+        "stacks/approval_deployer/__init__.py": package_dir("stacks.approval_deployer") / "__init__.py",
+        "stacks/approval_deployer/runtime/__init__.py": package_dir("stacks.approval_deployer.runtime") / "__init__.py",
+        "stacks/approval_deployer/runtime/handler.py": package_dir("stacks.approval_deployer.runtime") / "handler.py",
         "sagelab/__init__.py": package_dir("sagelab") / "__init__.py",
         "sagelab/naming.py": package_dir("sagelab") / "naming.py",
         CONTRACT_MODULE: contract_file(),  # what the deployer's handler imports (docs/decisions/0018)

@@ -25,10 +25,10 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from stacks.nag import acknowledge, acknowledge_policy_wildcards
+from stacks.app.nag import acknowledge, acknowledge_policy_wildcards
 from stacks.naming import ResourceArns
 from stacks.spend_cap.construct import capped_deny, enforcement_statements, enforcer_role_arn, spend_bus_arn
-from stacks.spend_cap.enforcer.metering import EVENT_KINDS
+from stacks.spend_cap.runtime.metering import EVENT_KINDS
 
 # Why each wildcard of the student role's policy is there (by statement id).
 STUDENT_ROLE_WILDCARD_REASONS = {

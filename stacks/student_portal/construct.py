@@ -17,10 +17,7 @@ only their `ResourceNames.portal_presign_role`; it has no data access.
 
 from __future__ import annotations
 
-import functools
 import re
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,10 +32,10 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from sagelab.naming import ResourceNames
-from stacks.api_web_acl import associate_web_acl
-from stacks.lambda_runtime import LAMBDA_RUNTIME, powertools_layer
-from stacks.nag import acknowledge, acknowledge_policy_wildcards, acknowledge_tracing_grant
-from stacks.sagemaker_log_groups import allow_cloudwatch_logs
+from stacks.api_web_acl.construct import associate_web_acl
+from stacks.app.nag import acknowledge, acknowledge_policy_wildcards, acknowledge_tracing_grant
+from stacks.lambda_runtime import LAMBDA_RUNTIME, powertools_layer, staged_package
+from stacks.sagemaker_log_groups.construct import allow_cloudwatch_logs
 from stacks.student_portal.accounts import ADMIN_GROUP, admin_username
 from stacks.student_portal.runtime.handler import PortalStudent, encode_students
 
@@ -55,17 +52,10 @@ MAX_POLICIES = 9  # the tenth slot is left for a permissions boundary's companio
 TEMPORARY_PASSWORD_DAYS = 7
 
 
-@functools.cache
 def staged_runtime() -> Path:
-    """The function's code: the handler and page at the root, the shipped modules under sagelab/
-    (copied once per process; the same files give the same asset hash)."""
-    target = Path(tempfile.mkdtemp(prefix="sagelab-portal-"))
-    for name in ("handler.py", "page.html"):
-        shutil.copyfile(RUNTIME_DIR / name, target / name)
-    for module in SHIPPED_MODULES:
-        (target / module).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(REPO_ROOT / module, target / module)
-    return target
+    """The function's code: the handler and page at the root, the shipped modules under sagelab/."""
+    files = {name: RUNTIME_DIR / name for name in ("handler.py", "page.html")}
+    return staged_package("student-portal", {**files, **{module: REPO_ROOT / module for module in SHIPPED_MODULES}})
 
 
 @dataclass(frozen=True)

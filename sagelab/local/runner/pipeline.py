@@ -101,7 +101,7 @@ class LocalPipelineRunner:
         self.workdir = Path(workdir).resolve()
         self.pipeline_name = pipeline_name
         self.log = log
-        # The jobs read as the pipeline's role does: never captured requests (stacks/execution_roles.py).
+        # The jobs read as the pipeline's role does: never captured requests (stacks/execution_roles/construct.py).
         s3 = LocalS3(self.workdir / "s3", unreadable=(DATA_CAPTURE_PREFIX,))
         self.services = RunServices(
             s3=s3,

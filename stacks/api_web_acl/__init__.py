@@ -1,0 +1,1 @@
+"""The WAF web ACL unit: `construct.py` (ApiWebAcl, the association helper)."""

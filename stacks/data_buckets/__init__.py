@@ -1,0 +1,1 @@
+"""The data buckets unit: `construct.py` (DataBuckets: the environment key and its buckets)."""

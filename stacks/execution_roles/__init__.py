@@ -1,0 +1,1 @@
+"""The execution roles unit: `construct.py` (ExecutionRoles: the notebook, pipeline and endpoint roles)."""

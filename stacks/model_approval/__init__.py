@@ -1,0 +1,1 @@
+"""The manual approval gate unit: `construct.py` (ModelApproval)."""

@@ -1,0 +1,1 @@
+"""The endpoint unit: `construct.py` (ModelEndpoint: model, endpoint config, endpoint, scaling)."""

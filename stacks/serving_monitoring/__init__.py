@@ -1,0 +1,1 @@
+"""The serving monitoring unit: `construct.py` (ServingMonitoring: alarms, topic, dashboard)."""

@@ -1,0 +1,1 @@
+"""The cost guardrail unit: `construct.py` (StudentGuardrails: the environment budget)."""
