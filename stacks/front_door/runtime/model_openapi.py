@@ -22,7 +22,7 @@ from typing import Any
 try:  # in the Lambda package the modules sit side by side
     from container_codecs import CODECS  # type: ignore[import-not-found,unused-ignore]
 except ImportError:  # the repository: tests, `sagelab serve`
-    from runtime.front_door.container_codecs import CODECS  # type: ignore[no-redef,unused-ignore]
+    from stacks.front_door.runtime.container_codecs import CODECS  # type: ignore[no-redef,unused-ignore]
 
 MAX_ROWS = 1000
 CLUSTER_ANSWER: dict[str, Any] = {
