@@ -780,6 +780,11 @@ class Reachability:
         self._rules = []  # (emitting actions, resources, roles of the targets)
         # Each tenant's name scope (`sagelab-<id>--`), read off its stacks' names.
         tenant_scopes = sorted({name[: name.index(SEPARATOR) + len(SEPARATOR)] for name in stacks.templates if SEPARATOR in name})
+        # A rule may forward to another event bus (an own-account student's SageMaker events go to the
+        # class's bus, stacks/spend_cap/link.py): what it wakes is what the rules on that bus target.
+        bus_names = {(stack, logical_id): properties["Name"] for stack, logical_id, properties in stacks._resources("AWS::Events::EventBus")}
+        on_bus: dict[str, list[RoleRef]] = {}
+        forwarded: list[tuple[list[RoleRef], list[str], str]] = []
         for stack, logical_id, properties in stacks._resources("AWS::Events::Rule"):
             pattern = stacks.resolve(stack, properties.get("EventPattern"))
             if not pattern:
@@ -797,12 +802,26 @@ class Reachability:
                 else:  # the rule takes every resource of the type: one of each tenant's names, and a name of no one's
                     resources += [f"arn:{env.partition}:sagemaker:{env.region}:{env.account}:{resource_type}/{name}probe-1" for name in (*tenant_scopes, "")]
             actions = tuple(a for d in detail_types for a in EVENT_EMITTERS[d][0])
-            targets = []
+            targets: list[RoleRef] = []
+            buses: list[str] = []
             for target in stacks.resolve(stack, properties.get("Targets", [])):
-                if target["Arn"] not in self._functions:
+                if str(target["Arn"]).split(":")[-1].startswith("event-bus/"):
+                    buses.append(str(target["Arn"]).rsplit("/", 1)[1])
+                elif target["Arn"] in self._functions:
+                    targets.append(self._functions[target["Arn"]])
+                else:
                     raise NotModelled(f"{stack}/{logical_id}: target {target['Arn']} is not a function of these templates")
-                targets.append(self._functions[target["Arn"]])
+            bus = properties.get("EventBusName")
+            bus = bus_names.get((stack, bus["Ref"])) if isinstance(bus, dict) and "Ref" in bus else bus
+            if bus:
+                on_bus.setdefault(str(bus), []).extend(targets)
+            forwarded += [(targets, buses, f"{stack}/{logical_id}")] if buses else []
             self._rules.append((actions, resources, targets))
+        for targets, buses, where in forwarded:  # the list object is the rule's own: extended in place
+            for bus in buses:
+                if bus not in on_bus:
+                    raise NotModelled(f"{where}: forwards to event bus {bus}, on which no rule of these templates listens")
+                targets.extend(on_bus[bus])
         self._stack_arns = [f"arn:{env.partition}:cloudformation:{env.region}:{env.account}:stack/{name}/stand-in" for name in stacks.templates]
 
     def _role(self, arn: str, where: str) -> RoleRef:

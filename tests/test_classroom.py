@@ -109,8 +109,13 @@ def test_forty_students_cost_at_most_ten_cents_a_day_each_at_rest(class_of_40: S
 
 @pytest.mark.slow  # the class of 40 (a 20 s synth): the class-wide property at a real class's scale (cdk-nag reports, cfn-lint)
 def test_forty_students_synthesize_clean(class_of_40: SynthResult) -> None:
-    # Two stacks per student and the class's shared stack (web ACL and dashboard).
-    assert len(class_of_40.templates) == 2 * (STUDENTS + len(CLASS_OWN)) + 1
+    # Two stacks per student; a class stack per region the class uses (web ACL, dashboard, the
+    # spending cap: eu-west-1 has only dave, whose events go to that region's cap); and, with the cap
+    # on, each own-account student's spend-cap stack in their account (stacks/spend_cap/link.py).
+    regions = {"us-east-1", *(region for _, region in CLASS_OWN.values())}
+    stacks = 2 * (STUDENTS + len(CLASS_OWN)) + len(regions) + len(CLASS_OWN)
+    assert len(class_of_40.templates) == stacks
+    assert {f"sagelab-class--{region}" for region in regions} | {f"sagelab-{student}--spend-cap" for student in CLASS_OWN} <= set(class_of_40.templates)
     # The main app's report and the template environment's (where the students' resources are
     # built through the constructs and checked): none has an unacknowledged finding.
     reports = sorted(class_of_40.outdir.rglob("validation-report.json"))
@@ -125,7 +130,7 @@ def test_forty_students_synthesize_clean(class_of_40: SynthResult) -> None:
     for report in reports:
         assert all(not plugin["violations"] for plugin in json.loads(report.read_text())["pluginReports"]), report
     summary = synth_summary(class_of_40.outdir)
-    assert summary["stacks"] == 2 * (STUDENTS + len(CLASS_OWN)) + 1 and summary["acknowledged_findings"] > 0 and summary["unacknowledged_findings"] == 0
+    assert summary["stacks"] == stacks and summary["acknowledged_findings"] > 0 and summary["unacknowledged_findings"] == 0
     for name in ("sagelab-s02--platform", "sagelab-s02--serving", "sagelab-s39--platform", "sagelab-s39--serving", "sagelab-class--us-east-1"):
         assert lint_errors(class_of_40.template(name)) == [], name
 

@@ -181,7 +181,7 @@ def test_the_spending_caps_enforcer_ships_the_contract_its_deployer_handler_impo
     from stacks.spend_cap.construct import stage_enforcer
 
     folder = stage_enforcer({"course": "test-contract"})
-    assert _imports_contract(folder / "runtime" / "deployer")
+    assert _imports_contract(folder / "stacks" / "approval_deployer" / "runtime")
     assert (folder / "contract.py").read_bytes() == CONTRACT.read_bytes()
 
 

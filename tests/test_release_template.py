@@ -242,13 +242,14 @@ def test_every_release_template_has_no_cfn_lint_errors(three_accounts: SynthResu
 
 
 def test_the_functions_package_holds_the_release_and_the_deployer_it_calls_only(three_accounts: SynthResult) -> None:
-    """The package is staged from two units (stacks/release/runtime, stacks/approval_deployer/runtime):
-    exactly their modules, and `release.handler` imports the deployer shipped beside it."""
+    """The package is staged from two units (stacks/release/runtime, stacks/approval_deployer/runtime)
+    and the contract module both import (docs/decisions/0018): exactly those modules, and
+    `release.handler` imports the deployer shipped beside it."""
     functions = three_accounts.resources("sagelab-dev--release", "AWS::Lambda::Function").values()
     (key,) = {f["Properties"]["Code"]["S3Key"] for f in functions if f["Properties"]["Handler"].startswith("release.handler.")}
     package = three_accounts.outdir / f"asset.{key.removesuffix('.zip')}"
     files = sorted(str(p.relative_to(package)) for p in package.rglob("*") if p.is_file())
-    assert files == ["deployer/handler.py", "release/acceptance.py", "release/handler.py"]
+    assert files == ["contract.py", "deployer/handler.py", "release/acceptance.py", "release/handler.py"]
     probe = "import release.handler as h; print(h.deployer.__file__, h.run_acceptance.__code__.co_filename)"
     completed = subprocess.run([sys.executable, "-c", probe], cwd=package, env={"PATH": os.environ["PATH"]}, capture_output=True, text=True, timeout=60)
     assert completed.returncode == 0, completed.stderr
