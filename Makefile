@@ -25,13 +25,14 @@ help:  ## list the targets
 install: $(PY_STAMP) $(NODE_STAMP)  ## create .venv and node_modules from the pinned files (idempotent)
 
 # uv installs the pinned files into the venvs: the same versions as pip (pip freeze compared,
-# parity venvs included) in about a third of the time from a cold cache (parallel downloads, no
-# bytecode compiled up front: Python writes it on first import). It lives beside the venv's
-# site-packages, never in it, so the venv holds exactly the pinned packages. Builds from source
-# (the editable sagelab, the parity sdists) use constraints.txt's setuptools.
+# parity venvs included), faster from a cold cache (parallel downloads and unpacking). It compiles
+# the bytecode up front as pip does: where PYTHONDONTWRITEBYTECODE is set (this machine sets it),
+# every interpreter would otherwise recompile aws_cdk on each start (5 s more per synth).
+# It lives beside the venv's site-packages, never in it, so the venv holds exactly the pinned
+# packages. Builds from source (the editable sagelab, the parity sdists) use constraints.txt's setuptools.
 UV_VERSION := 0.13.8
 UV := $(abspath $(VENV))/.uv-$(UV_VERSION)/bin/uv
-UV_INSTALL = $(UV) pip install --quiet --build-constraints constraints.txt
+UV_INSTALL = $(UV) pip install --quiet --compile-bytecode --build-constraints constraints.txt
 
 $(UV):
 	PIP_ROOT_USER_ACTION=ignore $(PYTHON) -m pip install --quiet --disable-pip-version-check --target $(VENV)/.uv-$(UV_VERSION) "uv==$(UV_VERSION)"
