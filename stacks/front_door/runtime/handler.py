@@ -64,9 +64,8 @@ try:  # in the Lambda package the modules sit side by side (docs/decisions/0018)
     import contract  # type: ignore[import-not-found,unused-ignore]
     from container_codecs import CODECS  # type: ignore[import-not-found,unused-ignore]
 except ImportError:  # the repository: tests, `sagelab serve`
-    from stacks.front_door.runtime.container_codecs import CODECS  # type: ignore[no-redef,unused-ignore]
-
     from pipeline_steps import contract  # type: ignore[no-redef,unused-ignore]
+    from stacks.front_door.runtime.container_codecs import CODECS  # type: ignore[no-redef,unused-ignore]
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
