@@ -34,7 +34,7 @@ class Quota:
     name: str  # Service Quotas' name
     code: str  # Service Quotas' code ("" where the service has none)
     default: int | None  # None: no single default (per-instance-type SageMaker quotas)
-    scope: Literal["account", "region"]
+    scope: Literal["account", "region", "role"]
     source: str
     per_instance_type: bool = False
 
@@ -121,6 +121,18 @@ QUOTAS: tuple[Quota, ...] = (
         per_instance_type=True,
     ),
 )
+# Per role, not a sum: the largest number of customer managed policies attached to one role. The
+# class portal's function role takes one per 12 shared-account students (a policy holds 6,144
+# characters), so a class past 108 in one account needs it raised (up to 20: 228 students).
+MANAGED_POLICIES_PER_ROLE = Quota(
+    "iam_managed_policies_per_role",
+    "Managed policies per role",
+    "L-0DA4ABF3",
+    10,
+    "role",
+    "https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html (10 by default, at most 20)",
+)
+QUOTAS = (*QUOTAS, MANAGED_POLICIES_PER_ROLE)
 BY_KEY = {quota.key: quota for quota in QUOTAS}
 
 
@@ -187,6 +199,31 @@ def demand_of(stack: StackResources) -> Counter[str]:
     return units
 
 
+def managed_policies_by_role(stack: StackResources) -> Counter[str]:
+    """How many managed policies each role of the stack gets from the stack's AWS::IAM::ManagedPolicy
+    resources (how SageLab's constructs attach them), by the role's reference."""
+    counts: Counter[str] = Counter()
+    for resource_type, props in stack.resources:
+        if resource_type == "AWS::IAM::ManagedPolicy":
+            for role in props.get("Roles") or []:
+                counts[role["Ref"] if isinstance(role, Mapping) and "Ref" in role else str(role)] += 1
+    return counts
+
+
+def _check_per_role(stacks: Iterable[StackResources], declared: Mapping[str, int]) -> None:
+    quota = MANAGED_POLICIES_PER_ROLE
+    limit = declared.get(quota.key, quota.default) or 0
+    for stack in stacks:
+        for role, used in managed_policies_by_role(stack).most_common(1):
+            if used > limit:
+                source = "declared in quotas:" if quota.key in declared else "AWS's default"
+                raise QuotaError(
+                    f"account {stack.account or '(the deploying account)'}: {quota.name} (Service Quotas {quota.code}): {used} attached to "
+                    f"{stack.stack_name}'s role {role} > {limit} ({source}). Raise the quota to at least {used} and declare it "
+                    f"(quotas: {{{quota.key}: {used}}}), or take less (a smaller class, another account)"
+                )
+
+
 def _limit(key: str, declared: Mapping[str, int]) -> tuple[Quota, int | None]:
     quota = BY_KEY[key.partition(".")[0]]
     return quota, declared.get(key, quota.default)
@@ -195,6 +232,8 @@ def _limit(key: str, declared: Mapping[str, int]) -> tuple[Quota, int | None]:
 def check_quotas(stacks: Iterable[StackResources], declared: Mapping[str, int] | None = None) -> None:
     """QuotaError for the first quota that the stacks exceed in an account (and region)."""
     declared = declared or {}
+    stacks = list(stacks)
+    _check_per_role(stacks, declared)
     totals: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
     contributors: dict[tuple[str, str, str], Counter[str]] = defaultdict(Counter)
     for stack in stacks:

@@ -108,6 +108,23 @@ def test_every_counted_quota_fails_beyond_its_limit_and_not_at_it() -> None:
         check_quotas(roles, {"iam_roles": 1})
 
 
+def test_managed_policies_count_per_role_not_per_account() -> None:
+    """The class portal's function role takes a managed policy per 12 shared-account students: past
+    IAM's 10 a class fails synth naming the quota (not a limit of the portal's own)."""
+
+    def policies(stack: str, role: str, count: int) -> StackResources:
+        return StackResources(stack, "111122223333", "us-east-1", tuple(("AWS::IAM::ManagedPolicy", {"Roles": [{"Ref": role}]}) for _ in range(count)))
+
+    check_quotas([policies("class", "PortalRole", 10), policies("other", "PortalRole", 10)])  # 10 each, in two stacks: fine
+    with pytest.raises(
+        QuotaError, match=r"Managed policies per role \(Service Quotas L-0DA4ABF3\): 11 attached to class's role PortalRole > 10 \(AWS's default\)"
+    ):
+        check_quotas([policies("class", "PortalRole", 11)])
+    check_quotas([policies("class", "PortalRole", 11)], {"iam_managed_policies_per_role": 20})
+    # Ten roles with one each are not one role with ten.
+    check_quotas([StackResources("s", "", "us-east-1", tuple(("AWS::IAM::ManagedPolicy", {"Roles": [{"Ref": f"R{i}"}]}) for i in range(30)))])
+
+
 def test_default_quotas_have_sources_and_per_type_quotas_are_checked_only_when_declared() -> None:
     for quota in QUOTAS:
         assert quota.source.startswith("https://"), quota

@@ -19,6 +19,8 @@ from sagelab.quotas import StackResources, check_quotas
 
 # Only these types' properties are read; for the others the type alone counts.
 _READ_PROPERTIES = {"AWS::Lambda::Function", "AWS::SageMaker::NotebookInstance", "AWS::SageMaker::EndpointConfig"}
+# Of a managed policy, only the roles it attaches to (its document is large and not needed).
+_MANAGED_POLICY = "AWS::IAM::ManagedPolicy"
 
 
 def _pascal(value: Any) -> Any:
@@ -35,7 +37,12 @@ def _built_resources(stack: Stack) -> tuple[tuple[str, Mapping[str, Any]], ...]:
     for node in stack.node.find_all():
         if isinstance(node, CfnResource) and Stack.of(node) is stack:
             resource_type = node.cfn_resource_type
-            props = _pascal(stack.resolve(node._cfn_properties)) if resource_type in _READ_PROPERTIES else {}
+            if resource_type in _READ_PROPERTIES:
+                props = _pascal(stack.resolve(node._cfn_properties))
+            elif resource_type == _MANAGED_POLICY:
+                props = {"Roles": stack.resolve(node._cfn_properties.get("roles")) or []}
+            else:
+                props = {}
             resources.append((resource_type, props))
     return tuple(resources)
 
