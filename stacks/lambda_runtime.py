@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 from aws_cdk import Stack
@@ -37,19 +37,24 @@ def contract_file() -> Path:
     return package_dir("pipeline_steps") / CONTRACT_MODULE
 
 
-def staged_package(purpose: str, files: Mapping[str, Path]) -> Path:
+def staged_package(purpose: str, files: Mapping[str, Path | bytes]) -> Path:
     """A Lambda package whose files live in several units' runtime/ folders (e.g. the drift check's
     modules and the front door's capture format): each source file copied to its path inside the
-    package, in a folder named by the content (the same files give the same folder and asset hash)."""
+    package (or, given as bytes, written: a class's settings), in a folder named by the content
+    (the same files give the same folder and asset hash)."""
+
+    def content(source: Path | bytes) -> bytes:
+        return source if isinstance(source, bytes) else source.read_bytes()
+
     digest = hashlib.sha256()
-    for name, path in sorted(files.items()):
-        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    for name, source in sorted(files.items()):
+        digest.update(name.encode() + b"\0" + content(source) + b"\0")
     folder = Path(tempfile.gettempdir()) / f"sagelab-{purpose}-{digest.hexdigest()[:16]}"
     if not folder.is_dir():
         staging = Path(tempfile.mkdtemp(prefix=f"sagelab-{purpose}-"))
-        for name, path in files.items():
+        for name, source in files.items():
             (staging / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, staging / name)
+            (staging / name).write_bytes(content(source))
         try:
             staging.rename(folder)
         except OSError:  # another synth staged the same content first
@@ -58,22 +63,19 @@ def staged_package(purpose: str, files: Mapping[str, Path]) -> Path:
 
 
 def runtime_files(source: Path) -> dict[str, Path]:
-    """A runtime folder's files by their path inside it (no bytecode)."""
+    """A runtime folder's files by their path inside it, without bytecode and without the package
+    markers (`__init__.py`) the repository needs: in the function the folder is the code's root."""
     source = Path(source)
     return {
         path.relative_to(source).as_posix(): path
         for path in sorted(source.rglob("*"))
-        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc" and path.name != "__init__.py"
     }
 
 
-def with_contract(source: Path) -> Path:
-    """`source` (a runtime folder) with contract.py beside its top level: a Lambda ships only its own
-    folder and cannot import `pipeline_steps`, so the contract travels as the same file, not a copy
-    in its code (docs/decisions/0018)."""
-    return staged_package(f"lambda-{Path(source).name}", {**runtime_files(source), CONTRACT_MODULE: contract_file()})
-
-
-def code_with_contract(source: Path, exclude: Sequence[str] = ()) -> lambda_.Code:
-    """The function's code: `source` with the contract module at its root; `exclude` as CDK's."""
-    return lambda_.Code.from_asset(str(with_contract(source)), exclude=list(exclude))
+def code_with_contract(source: Path) -> lambda_.Code:
+    """The function's code: `source` (a runtime folder) with contract.py at its root. A Lambda ships
+    only its own folder and cannot import `pipeline_steps`, so the contract travels as the same
+    file, not a copy in its code (docs/decisions/0018)."""
+    files = {**runtime_files(source), CONTRACT_MODULE: contract_file()}
+    return lambda_.Code.from_asset(str(staged_package(f"lambda-{Path(source).name}", files)))

@@ -317,7 +317,7 @@ class ApprovalDeployer(Construct):
             "Function",
             runtime=LAMBDA_RUNTIME,
             handler="handler.lambda_handler",
-            code=code_with_contract(RUNTIME_DIR, exclude=["__pycache__", "*.pyc", "__init__.py"]),
+            code=code_with_contract(RUNTIME_DIR),
             layers=[powertools],
             role=role,
             memory_size=256,

@@ -230,7 +230,7 @@ class FrontDoor(Construct):
             "Function",
             runtime=LAMBDA_RUNTIME,
             handler="handler.lambda_handler",
-            code=code_with_contract(RUNTIME_DIR, exclude=["__pycache__", "*.pyc", "__init__.py"]),
+            code=code_with_contract(RUNTIME_DIR),
             layers=[layer],
             role=role,
             memory_size=512,

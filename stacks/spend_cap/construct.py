@@ -17,10 +17,7 @@ carry this class's `course` tag and are named like a student's: see `enforcer_st
 
 from __future__ import annotations
 
-import hashlib
 import json
-import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +40,7 @@ from sagelab.naming import CLASS_ID
 from sagelab.package_files import package_dir
 from sagelab.pipeline_definition import CONTRACT_MODULE
 from stacks.app.nag import acknowledge, acknowledge_policy_wildcards, acknowledge_tracing_grant
-from stacks.lambda_runtime import LAMBDA_RUNTIME, contract_file, powertools_layer
+from stacks.lambda_runtime import LAMBDA_RUNTIME, contract_file, powertools_layer, staged_package
 from stacks.naming import ResourceArns
 from stacks.sagemaker_log_groups.construct import allow_cloudwatch_logs
 from stacks.spend_cap.runtime.metering import EVENT_KINDS
@@ -184,7 +181,7 @@ def capped_deny(scope: Construct, construct_id: str, description: str, name: str
 def stage_enforcer(settings: Mapping[str, object]) -> Path:
     """The function's code: the enforcer package, the approval deployer's handler (whose `deploy`
     it calls), `sagelab/naming.py` (student names) and `class.json` (this class), shipped as they
-    are, not copied into the enforcer. Staged in a folder named by its content."""
+    are, not copied into the enforcer."""
     files = {
         "enforcer/__init__.py": UNIT_DIR / "runtime" / "__init__.py",
         "enforcer/handler.py": UNIT_DIR / "runtime" / "handler.py",
@@ -198,21 +195,7 @@ def stage_enforcer(settings: Mapping[str, object]) -> Path:
         CONTRACT_MODULE: contract_file(),  # what the deployer's handler imports (docs/decisions/0018)
     }
     class_json = json.dumps(settings, sort_keys=True, indent=1)
-    digest = hashlib.sha256(class_json.encode())
-    for name, path in sorted(files.items()):
-        digest.update(name.encode() + b"\0" + path.read_bytes())
-    folder = Path(tempfile.gettempdir()) / f"sagelab-spend-cap-{digest.hexdigest()[:16]}"
-    if not (folder / "class.json").is_file():
-        staging = Path(tempfile.mkdtemp(prefix="sagelab-spend-cap-"))
-        for name, path in files.items():
-            (staging / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, staging / name)
-        (staging / "class.json").write_text(class_json)
-        try:
-            staging.rename(folder)
-        except OSError:  # another synth staged the same content first
-            shutil.rmtree(staging, ignore_errors=True)
-    return folder
+    return staged_package("spend-cap", {**files, "class.json": class_json.encode()})
 
 
 @dataclass(frozen=True)
