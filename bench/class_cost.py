@@ -29,16 +29,15 @@ TERM_MONTHS = 4
 
 
 def synthesize(outdir: Path, students: int) -> Path:
-    from aws_cdk import App
-
     from sagelab.settings import cdk_context
     from stacks.app.builder import build_app
+    from stacks.app.validation import new_app
 
     roster = outdir / "roster.csv"
     roster.write_text("student_id,email\n" + "".join(f"s{i:02d},s{i:02d}@example.edu\n" for i in range(students)))
     for context in ({}, {"roster": str(roster)}):
         target = outdir / ("class" if context else "env")
-        app = App(context={**cdk_context(), **context}, outdir=str(target))
+        app = new_app({**cdk_context(), **context}, str(target))
         build_app(app)
         app.synth()
     return outdir

@@ -38,15 +38,15 @@ app.synth()
 SAGELAB_APP = """
 import sys
 sys.path.insert(0, {repo!r})
-from aws_cdk import App
 from sagelab.settings import cdk_context
 from stacks.app.builder import build_app
+from stacks.app.validation import new_app
 context = cdk_context()
 if len(sys.argv) > 1:
     context["roster"] = sys.argv[1]
 if len(sys.argv) > 2:
     context["config"] = sys.argv[2]
-app = App(context=context)
+app = new_app(context)
 build_app(app)
 app.synth()
 """

@@ -55,13 +55,12 @@ class SynthResult:
 
 
 def synth(outdir: Path, context_overrides: dict[str, Any] | None = None) -> SynthResult:
-    from aws_cdk import App
-
     from sagelab.settings import cdk_context
     from stacks.app.builder import build_app
+    from stacks.app.validation import new_app
 
     context = {**cdk_context(), **(context_overrides or {})}
-    app = App(context=context, outdir=str(outdir))
+    app = new_app(context, str(outdir))
     build_app(app)
     assembly = app.synth()
     templates = {stack.stack_name: stack.template for stack in assembly.stacks}
@@ -112,10 +111,10 @@ def refuse(self, address, *args, **kwargs):
     raise OSError(f"network access during synth: {address}")
 socket.socket.connect = refuse
 socket.socket.connect_ex = refuse
-from aws_cdk import App
 from sagelab.settings import cdk_context
 from stacks.app.builder import build_app
-app = App(context=cdk_context(), outdir=sys.argv[1])
+from stacks.app.validation import new_app
+app = new_app(cdk_context(), sys.argv[1])
 build_app(app)
 assembly = app.synth()
 with open(sys.argv[2], "w") as out:

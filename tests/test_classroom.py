@@ -38,6 +38,7 @@ from stacks.app.classroom import (
     synthesize_template_environment,
 )
 from stacks.app.nag import add_nag_packs
+from stacks.app.validation import new_app
 from tests.conftest import CLASS_OWN, CLASS_SHARED_IDS, SynthResult, read_json, synth
 from tests.test_cfn_lint import lint_errors
 
@@ -387,6 +388,39 @@ def test_a_finding_in_the_student_template_fails_synth(tmp_path: Path) -> None:
         add_classroom(app, config, lambda _env: {}, unencrypted_bucket, add_nag_packs)
     (report,) = (tmp_path / TEMPLATES_DIR).rglob("validation-report.json")
     assert "AwsSolutions-S1" in report.read_text()
+
+
+def _validated(report_path: Path) -> dict[str, set[str]]:
+    """The CloudFormation Validate plugin's findings in a validation report: rule -> construct paths."""
+    if not report_path.is_file():
+        return {}
+    found: dict[str, set[str]] = {}
+    for report in json.loads(report_path.read_text())["pluginReports"]:
+        for violation in report["violations"] if report["pluginName"] == "CloudFormation Validate" else []:
+            found.setdefault(violation["ruleName"], set()).update(construct["constructPath"] for construct in violation["violatingConstructs"])
+    return found
+
+
+def test_cdks_template_validation_sees_every_stack_once_and_the_stamped_copies_through_their_template(tmp_path: Path) -> None:
+    """CDK's built-in CloudFormation validation (scoped by stacks/app/validation.py): an invalid
+    property in a class-level stack and in the students' template environment is reported, and
+    the students' stamped copies of that template are not validated a second time each."""
+    config = classroom_config(load_config({"sagelab": {}}), parse_roster("student_id,email\nalice,alice@x.edu\nbob,bob@x.edu\n"))
+    app = new_app(cdk_context(), str(tmp_path))
+
+    def misnamed_bucket(scope: Construct, env: EnvironmentConfig, _tags: Mapping[str, str], platform_id: str, _serving_id: str) -> list[Stack]:
+        stack = Stack(scope, platform_id, stack_name=env.names.platform_stack)
+        s3.CfnBucket(stack, "Misnamed", bucket_name=f"Upper_{env.name}")  # S3 names are lower case: F3031
+        return [stack]
+
+    stamped = add_classroom(app, config, lambda _env: {}, misnamed_bucket, lambda _app: None)
+    class_level = Stack(app, "ClassLevel")
+    s3.CfnBucket(class_level, "Misnamed", bucket_name="Upper_class")
+    app.synth()
+    assert [stack.stack_name for stack in stamped] == ["sagelab-alice--platform", "sagelab-bob--platform"]
+    (template_report,) = (tmp_path / TEMPLATES_DIR).rglob("validation-report.json")
+    assert _validated(template_report) == {"F3031": {"Platform/Misnamed"}}
+    assert _validated(tmp_path / "validation-report.json") == {"F3031": {"ClassLevel/Misnamed"}}
 
 
 # -- admin commands against moto -------------------------------------------------------------------

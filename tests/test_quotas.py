@@ -14,10 +14,9 @@ from tests.conftest import SynthResult
 
 
 def _build(tmp_path: Path, config_text: str, roster: str | None = None, outdir: str = "cdk.out") -> None:
-    from aws_cdk import App
-
     from sagelab.settings import cdk_context
     from stacks.app.builder import build_app
+    from stacks.app.validation import new_app
 
     config = tmp_path / "config.yaml"
     config.write_text(config_text)
@@ -25,7 +24,7 @@ def _build(tmp_path: Path, config_text: str, roster: str | None = None, outdir: 
     if roster is not None:
         (tmp_path / "roster.csv").write_text(roster)
         context["roster"] = str(tmp_path / "roster.csv")
-    build_app(App(context=context, outdir=str(tmp_path / outdir)))
+    build_app(new_app(context, str(tmp_path / outdir)))
 
 
 def _as_stacks(synthesized: SynthResult) -> list[StackResources]:
@@ -148,13 +147,14 @@ def test_a_bad_declared_quota_names_its_line(tmp_path: Path) -> None:
 def test_an_environment_built_through_the_constructs_is_counted_as_its_template_says(tmp_path: Path, synthesized: SynthResult) -> None:
     # Stacks built through the constructs are read from their CloudFormation resources before
     # synth; the counts must be what the synthesized templates hold.
-    from aws_cdk import App, Stack
+    from aws_cdk import Stack
 
     from sagelab.settings import cdk_context
     from stacks.app.account_quotas import stack_resources
     from stacks.app.builder import build_app
+    from stacks.app.validation import new_app
 
-    app = build_app(App(context=cdk_context(), outdir=str(tmp_path / "cdk.out")))
+    app = build_app(new_app(cdk_context(), str(tmp_path / "cdk.out")))
     built = {s.stack_name: demand_of(stack_resources(s, {})) for s in app.node.children if isinstance(s, Stack)}
     synthesized_demand = {s.stack_name: demand_of(s) for s in _as_stacks(synthesized)}
     assert built == synthesized_demand and built["sagelab-dev--platform"]["iam_roles"] > 0

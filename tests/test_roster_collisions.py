@@ -11,7 +11,6 @@ import re
 from pathlib import Path
 
 import pytest
-from aws_cdk import App
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -21,6 +20,7 @@ from sagelab.roster import RESERVED_STUDENT_IDS, classroom_config, parse_roster
 from sagelab.settings import cdk_context
 from stacks.app.builder import build_app
 from stacks.app.classroom import TEMPLATE_STUDENT_ID
+from stacks.app.validation import new_app
 from tests.iam_policy import resource_matches
 
 TWO_ENVIRONMENTS = {"sagelab": {"environments": {"dev": {"region": "us-east-1"}, "prod": {"region": "us-east-1"}}}}
@@ -89,7 +89,7 @@ def test_ids_that_extend_one_another_share_an_account() -> None:
 def test_synth_fails_on_a_colliding_roster_naming_the_line(tmp_path: Path) -> None:
     roster = tmp_path / "roster.csv"
     roster.write_text("student_id,email\nalice,a@x.edu\ndev,d@x.edu\n")
-    app = App(context={**cdk_context(), "roster": str(roster)}, outdir=str(tmp_path / "cdk.out"))
+    app = new_app({**cdk_context(), "roster": str(roster)}, str(tmp_path / "cdk.out"))
     with pytest.raises(ConfigError, match=rf"^{roster} line 3: student id 'dev' is the name of an environment"):
         build_app(app)
 

@@ -25,6 +25,7 @@ from sagelab.spend_cap import class_stack_name
 from stacks.app.account_quotas import check_app_quotas
 from stacks.app.classroom import StampedStack, add_classroom, clear_template_environments
 from stacks.app.nag import add_nag_packs
+from stacks.app.validation import new_app
 from stacks.bootstrap_stack import StudentBootstrapStack
 from stacks.class_stack import ClassStack
 from stacks.platform_stack import PlatformStack, SharedArtifacts
@@ -197,7 +198,7 @@ def build_app(app: App | None = None, context: Mapping[str, Any] | None = None, 
     With a roster, every student gets stacks stamped from one template environment per shape of
     student (stacks/app/classroom.py).
     """
-    app = app or App(context=dict(context) if context is not None else None)
+    app = app or new_app(context)
     classroom = False
     class_account = None
     if config is None:

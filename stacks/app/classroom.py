@@ -36,6 +36,7 @@ from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
 from sagelab.config import EnvironmentConfig, SageLabConfig
+from stacks.app.validation import new_app
 
 # Placeholders for what differs between students of one shape. The id is 20 characters (the
 # longest a student id may be), so every length limit CDK checks on the template environment holds
@@ -129,7 +130,7 @@ def synthesize_template_environment(
     outdir: Path, context: Mapping[str, Any], env: EnvironmentConfig, tags: Mapping[str, str], build: EnvironmentBuilder, add_checks: Callable[[App], None]
 ) -> TemplateEnvironment:
     """Build and synthesize the template environment (with the cdk-nag packs) in an App of its own."""
-    template_app = App(context=dict(context), outdir=str(outdir))
+    template_app = new_app(context, str(outdir))
     build(template_app, env, tags, *TEMPLATE_STACK_IDS)
     add_checks(template_app)
     template_app.synth()
