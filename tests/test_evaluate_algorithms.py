@@ -262,11 +262,12 @@ def candidate(name: str, value: float | None, status: str = "Completed", objecti
 @pytest.fixture(scope="module")
 def autopilot_predictions(digits: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real model's answers on tabular/test/test.csv, one predicted label per line, as the batch
-    transform writes test.csv.out (read back by the test row order of target.npy)."""
-    from sklearn.linear_model import LogisticRegression
+    transform writes test.csv.out (read back by the test row order of target.npy). Nearest neighbours
+    (about 0.97 on the digits) fit in milliseconds; a logistic regression took 8 s of CPU to converge."""
+    from sklearn.neighbors import KNeighborsClassifier
 
     train_frame = pd.read_csv(digits / preprocess.TABULAR_DIR / preprocess.TABULAR_TRAIN_FILE)
-    model = LogisticRegression(max_iter=2000).fit(train_frame.drop(columns="label"), train_frame["label"].astype(str))
+    model = KNeighborsClassifier().fit(train_frame.drop(columns="label"), train_frame["label"].astype(str))
     test_rows = pd.read_csv(digits / preprocess.TABULAR_DIR / preprocess.TABULAR_TEST_FILE, header=None)
     test_rows.columns = train_frame.drop(columns="label").columns
     predictions = tmp_path_factory.mktemp("transform")

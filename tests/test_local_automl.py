@@ -107,6 +107,13 @@ def run_regression(root: Path, max_candidates: int = 4, budget: float = 60.0) ->
     return {"result": result, "test": test}
 
 
+@pytest.fixture(scope="module")
+def regression_search(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One four-candidate search on the diabetes table, read by the regression, determinism and
+    container tests (each searched on its own before: the same search, three times over)."""
+    return run_regression(tmp_path_factory.mktemp("regression-search"))
+
+
 def csv_rows(features: pd.DataFrame) -> bytes:
     return features.to_csv(header=False, index=False).encode()
 
@@ -160,9 +167,8 @@ def test_digits_job_describes_like_describe_automl_job(digits_job: dict[str, Any
     assert spec["labels"] == [str(digit) for digit in range(10)]
 
 
-def test_regression_csv_gives_regression_with_sane_r2(tmp_path: Path) -> None:
-    run = run_regression(tmp_path)
-    result, test = run["result"], run["test"]
+def test_regression_csv_gives_regression_with_sane_r2(regression_search: dict[str, Any]) -> None:
+    result, test = regression_search["result"], regression_search["test"]
     assert result["ResolvedAttributes"]["ProblemType"] == "Regression"
     assert result["ResolvedAttributes"]["AutoMLJobObjective"] == {"MetricName": "MSE"}  # Autopilot's regression default
     best = result["BestCandidate"]
@@ -206,8 +212,8 @@ def test_binary_target_gets_f1_and_probabilities_in_autopilot_order(tmp_path: Pa
         assert abs(sum(listed) - 1) < 1e-6
 
 
-def test_search_is_deterministic(tmp_path: Path) -> None:
-    first = run_regression(tmp_path / "first", max_candidates=4)
+def test_search_is_deterministic(regression_search: dict[str, Any], tmp_path: Path) -> None:
+    first = regression_search  # the module's search, in another directory; the second starts from scratch
     second = run_regression(tmp_path / "second", max_candidates=4)
 
     def leaderboard(run: dict[str, Any]) -> list[tuple[str, float]]:
@@ -260,10 +266,9 @@ def test_request_errors_name_what_to_change(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def regression_container(tmp_path_factory: pytest.TempPathFactory) -> tuple[AutopilotContainer, pd.DataFrame]:
-    run = run_regression(tmp_path_factory.mktemp("regression-container"), max_candidates=2)
-    container = run["result"]["BestCandidate"]["InferenceContainers"][0]
-    return AutopilotContainer(Path(container["ModelDataPath"]).parent, container["Environment"]), run["test"].drop(columns="progression")
+def regression_container(regression_search: dict[str, Any]) -> tuple[AutopilotContainer, pd.DataFrame]:
+    container = regression_search["result"]["BestCandidate"]["InferenceContainers"][0]
+    return AutopilotContainer(Path(container["ModelDataPath"]).parent, container["Environment"]), regression_search["test"].drop(columns="progression")
 
 
 def test_container_answers_csv_with_blank_cells_as_missing(regression_container: tuple[AutopilotContainer, pd.DataFrame]) -> None:
@@ -297,9 +302,8 @@ def test_container_rejects_bad_input(
         container.invoke(body, content_type, accept)
 
 
-def test_container_reads_the_tarball_and_refuses_keys_the_problem_type_lacks(tmp_path: Path) -> None:
-    run = run_regression(tmp_path, max_candidates=1)
-    container = run["result"]["BestCandidate"]["InferenceContainers"][0]
+def test_container_reads_the_tarball_and_refuses_keys_the_problem_type_lacks(regression_search: dict[str, Any]) -> None:
+    container = regression_search["result"]["BestCandidate"]["InferenceContainers"][0]
     artifact_dir = Path(container["ModelDataPath"]).parent
     assert AutopilotContainer(artifact_dir, container["Environment"]).spec["problem_type"] == "Regression"
     with pytest.raises(ValueError, match=r"\['probabilities'\] not supported for Regression"):

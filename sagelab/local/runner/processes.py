@@ -17,7 +17,8 @@ LOG_TAIL_LINES = 15
 
 class Processes:
     """Runs step programs with `python`. Python steps run in processes forked from a parent that
-    imported numpy/pandas/xgboost once (sagelab.local.prefork); fresh interpreters on request
+    imported numpy/pandas/xgboost once (sagelab.local.prefork): this process when it may fork, its
+    fork server when it may not (a Jupyter kernel, a process with an OpenMP pool); fresh interpreters on request
     (`fresh_processes`) or where fork is missing. `log_dir` (set per execution) keeps each step's
     log, for `sagelab pipeline logs --local`."""
 
@@ -44,11 +45,18 @@ class Processes:
             if log_file is not None:
                 log_file.write(line + "\n")
 
-        if not self.fresh_processes and prefork.available() and command[0] == self.python and len(command) > 1 and command[1].endswith(".py"):
+        python_script = not self.fresh_processes and command[0] == self.python and len(command) > 1 and command[1].endswith(".py")
+        script = (command[1] if Path(command[1]).is_absolute() else str(cwd / command[1])) if python_script else ""
+        code: int | None = None
+        if python_script and prefork.available():
             prefork.preload()
-            script = command[1] if Path(command[1]).is_absolute() else str(cwd / command[1])
             code = prefork.run_script(script, command[2:], cwd, env, on_line)
-        else:
+        elif python_script and self.python == sys.executable and prefork.server_available():
+            try:
+                code = prefork.fork_server().run_script(script, command[2:], cwd, env, on_line)
+            except prefork.ForkServerLost as lost:
+                self.log(f"   [{name}] {lost}; starting a fresh interpreter instead")
+        if code is None:
             process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
             assert process.stdout is not None
             for line in process.stdout:
