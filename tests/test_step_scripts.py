@@ -177,7 +177,8 @@ def test_model_dir_is_portable_without_pickle(trained: dict[str, Path]) -> None:
 
 def test_cross_validation_reports_mean_and_std(trained: dict[str, Path], tmp_path: Path) -> None:
     splits = trained["splits"]
-    report = train.train(splits / "train", splits / "validation", splits / "spec", tmp_path / "model", train.Hyperparameters(num_round=40, cv_folds=3))
+    # 15 rounds: the claim is the folds' mean and std (0.95 mean; 40 rounds, 0.96, took 2.4x the CPU)
+    report = train.train(splits / "train", splits / "validation", splits / "spec", tmp_path / "model", train.Hyperparameters(num_round=15, cv_folds=3))
     cv = report["cross_validation"]["accuracy"]
     assert 0.85 < cv["mean"] <= 1.0 and 0 <= cv["std"] < 0.1
 
