@@ -7,9 +7,9 @@ Python 3.10, xgboost 3.0.5, pandas 2.2.3, pyarrow 22, and its serving stack); yo
 and inference.py serves its joblib model in the SKLearn image (scikit-learn 1.4.2, no xgboost). `make parity-venvs` (a prerequisite of
 `make test`) builds them from parity/*.txt; without a Python 3.10 this module is skipped.
 
-Each step is a fresh process started the way the container starts it: `python <script>` from a
-folder holding only the scripts, with no PYTHONPATH, so a sibling import or a library the image
-lacks fails here as it would on SageMaker.
+Each step runs as the container starts it, `python <script>` from a folder holding only the scripts,
+with no PYTHONPATH, so a sibling import or a library the image lacks fails here as it would on
+SageMaker; one interpreter per image runs them all, each as a fresh start would (IMAGE_SESSION).
 """
 
 from __future__ import annotations
@@ -76,9 +76,9 @@ LIBRARIES = tuple(os.path.realpath(prefix) + os.sep for prefix in {sys.prefix, s
 BASE_PATH, BASE_ENVIRON, REAL_STDIN, REAL_STDOUT = list(sys.path), dict(os.environ), sys.stdin, sys.stdout
 
 
-def is_library(module):
-    location = getattr(module, "__file__", None)
-    return location is None or os.path.realpath(location).startswith(LIBRARIES)
+def is_library(module):  # builtins and the image's own files; a namespace package by its folders
+    locations = [getattr(module, "__file__", None), *(getattr(module, "__path__", None) or [])]
+    return all(os.path.realpath(location).startswith(LIBRARIES) for location in locations if location)
 
 
 for line in REAL_STDIN:
@@ -114,7 +114,7 @@ for line in REAL_STDIN:
 
 
 class ImageSession:
-    """The IMAGE_SESSION process of one image; `run` is `run_in_image` without a new interpreter."""
+    """The IMAGE_SESSION process of one image: `run` is `python <arguments>` in it, without a new interpreter."""
 
     def __init__(self, image: str, stderr_file: Path) -> None:
         self.image = image
