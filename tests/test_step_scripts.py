@@ -156,7 +156,9 @@ def test_mnist_shaped_csv_end_to_end(tmp_path: Path) -> None:
     features, _ = preprocess.load_split(out / "train", "train")
     assert features.shape == (3500, 784) and features.dtype == np.float32
     arguments = ["--train", str(out / "train"), "--validation", str(out / "validation"), "--spec", str(out / "spec"), "--model-dir", str(tmp_path / "model")]
-    assert train.main([*arguments, "--num_round", "25", "--max_depth", "4", "--output-data-dir", str(tmp_path / "output")]) == 0
+    # 12 rounds: the claim is the entry points at MNIST's shape, with a model that learned (0.88 test
+    # accuracy; 25 rounds reached 0.91 for twice the training CPU).
+    assert train.main([*arguments, "--num_round", "12", "--max_depth", "4", "--output-data-dir", str(tmp_path / "output")]) == 0
     assert evaluate.main(["--model-dir", str(tmp_path / "model"), "--test-dir", str(out / "test"), "--output-dir", str(tmp_path / "eval")]) == 0
     report = json.loads((tmp_path / "eval" / EVALUATION_FILE_NAME).read_text())
     assert report["sagelab_summary"]["test_rows"] == 750 and report["sagelab_summary"]["metrics"]["accuracy"] > 0.85
@@ -175,7 +177,8 @@ def test_model_dir_is_portable_without_pickle(trained: dict[str, Path]) -> None:
 
 def test_cross_validation_reports_mean_and_std(trained: dict[str, Path], tmp_path: Path) -> None:
     splits = trained["splits"]
-    report = train.train(splits / "train", splits / "validation", splits / "spec", tmp_path / "model", train.Hyperparameters(num_round=40, cv_folds=3))
+    # 15 rounds: the claim is the folds' mean and std (0.95 mean; 40 rounds, 0.96, took 2.4x the CPU)
+    report = train.train(splits / "train", splits / "validation", splits / "spec", tmp_path / "model", train.Hyperparameters(num_round=15, cv_folds=3))
     cv = report["cross_validation"]["accuracy"]
     assert 0.85 < cv["mean"] <= 1.0 and 0 <= cv["std"] < 0.1
 
@@ -304,7 +307,8 @@ def test_distributed_training_across_two_hosts(trained: dict[str, Path], tmp_pat
         }
         processes.append(
             subprocess.Popen(
-                [sys.executable, str(Path(train.__file__)), "--num_round", "60", "--nthread", "1"],
+                # 15 rounds: the claim is the join and the split of rows (0.96 test accuracy; 60 rounds boosted 4x as long)
+                [sys.executable, str(Path(train.__file__)), "--num_round", "15", "--nthread", "1"],
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
