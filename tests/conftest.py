@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _pytest.assertion.rewrite import AssertionRewritingHook
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION", "1")
@@ -35,6 +36,13 @@ os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.envir
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # pytest rewrites the asserts of every package shipped with a pytest plugin (hypothesis, schemathesis,
+    # anyio, ...) as it imports them, and with PYTHONDONTWRITEBYTECODE it redoes that in every process:
+    # 2 s of CPU per worker for messages of asserts inside those libraries, never ours. Our test modules
+    # and conftest are rewritten as before. (schemathesis's plugin, which we do not use, is off in
+    # pyproject's addopts: loaded at startup, it would import its package before this runs.)
+    if isinstance(config.pluginmanager.rewrite_hook, AssertionRewritingHook):  # not under --assert=plain
+        config.pluginmanager.rewrite_hook._must_rewrite.clear()
     # Tests run `sagelab run` in process, and the runner forks its steps from this process. Import the
     # step scripts' libraries before any test fits a model in process, so the runner's count of this
     # process's native threads is the imports' own and an OpenMP pool left by a test's fit turns

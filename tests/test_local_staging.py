@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import errno
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +13,9 @@ import pytest
 from sagelab.config import EnvironmentConfig
 from sagelab.local import runner as runner_module
 from sagelab.local.environment import prepare
-from sagelab.local.runner import LocalPipelineRunner, LocalS3, flatten_steps, reads_inputs_only
+from sagelab.local.runner import LocalS3, flatten_steps, reads_inputs_only
 from sagelab.package_files import package_dir
+from tests.conftest import TrainedRun
 from tests.test_local_runner import definition, run, seed
 
 
@@ -31,30 +31,23 @@ def staged_inputs(sandbox: Path, folders: list[str]) -> list[Path]:
     return [path for folder in folders for path in sorted((sandbox / "container" / folder.lstrip("/")).rglob("*")) if path.is_file()]
 
 
-def test_our_steps_leave_local_s3_as_they_found_it(tmp_path: Path) -> None:
-    """The digits pipeline: every input a step was given is a hard link to its object and was last
-    written before that step started (a write into it in place would change both, after the start).
-    Fresh interpreters, not forks: this pytest process may hold an OpenMP pool (earlier tests
-    predicted with XGBoost), which a forked child must not inherit."""
-    local_env = prepare(EnvironmentConfig(), tmp_path / ".sagelab")
-    started: dict[str, int] = {}
-
-    def log(line: str) -> None:
-        if line.startswith("-> ") and line.endswith(" started"):
-            started[line.split()[1]] = time.time_ns()
-
-    result = LocalPipelineRunner(local_env.definition, local_env.workdir, pipeline_name=local_env.pipeline_name, log=log, fresh_processes=True).run({})
-    assert result.status == "Succeeded", result
-    sandboxes = {path.name: path for path in (local_env.workdir / "executions").glob("*/steps/*") if path.is_dir()}
+def test_our_steps_leave_local_s3_as_they_found_it(trained_run: TrainedRun, tmp_path: Path) -> None:
+    """The digits pipeline (the session's `trained_run`, a real `sagelab run`): every input a step
+    was given is a hard link to its object and was last written no later than the runner linked it
+    into the step's folder (the folder's own time), which is before the step started: a write into
+    it in place, by this step or a later one sharing the object, would change both, after that."""
+    (execution,) = (trained_run.workdir / "executions").iterdir()
+    sandboxes = {path.name: path for path in (execution / "steps").iterdir() if path.is_dir()}
+    definition = prepare(EnvironmentConfig(), tmp_path / ".sagelab").definition  # the one the run ran
     checked = 0
-    steps = flatten_steps(local_env.definition)
+    steps = flatten_steps(definition)
     for name in ("Preprocess", "Train", "Evaluate"):
         inputs = staged_inputs(sandboxes[name], input_folders(steps[name]))
         assert len(inputs) >= 2, (name, inputs)
         for path in inputs:
             status = path.stat()
             assert status.st_nlink >= 2, f"{name}: {path} was copied, not linked"
-            assert status.st_mtime_ns < started[name], f"{name} wrote into its input {path}"
+            assert status.st_mtime_ns <= path.parent.stat().st_mtime_ns, f"{name} wrote into its input {path}"
             checked += 1
     assert checked >= 8
 

@@ -61,3 +61,19 @@ def test_disk_cache_is_keyed_on_settings_and_reused(tmp_path: Path) -> None:
     assert "0.92" in pipeline_definition.definition_json(settings, cache_dir=tmp_path)
     pipeline_definition.definition_json(PipelineSettings(metric_threshold=0.93), cache_dir=tmp_path)
     assert len(list(tmp_path.glob("definition-*.json"))) == 2
+
+
+def test_only_our_constant_config_skips_the_sdks_repeated_validation() -> None:
+    """The build skips the SDK's re-validation of our own defaults config (a constant, checked once per
+    process); any other config is still validated, and the SDK's functions are back afterwards."""
+    import jsonschema
+    import sagemaker.session as sdk_session
+    import sagemaker.utils as sdk_utils
+
+    originals = (sdk_session.validate_sagemaker_config, sdk_utils.validate_sagemaker_config)
+    with pipeline_definition._config_validated_once():
+        for module in (sdk_session, sdk_utils):
+            module.validate_sagemaker_config(pipeline_definition._SDK_CONFIG)
+            with pytest.raises(jsonschema.ValidationError):
+                module.validate_sagemaker_config({"SchemaVersion": "not-a-version"})
+    assert (sdk_session.validate_sagemaker_config, sdk_utils.validate_sagemaker_config) == originals

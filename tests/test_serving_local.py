@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,26 +20,25 @@ from sagelab.datasets import DIGITS_CSV
 from sagelab.local.loopback import sigv4_headers
 from sagelab.local.registry import LocalRegistry
 from sagelab.local.serve import LocalEndpoint, LocalGateway, load_served_model, serving
+from tests.conftest import TrainedRun
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "test-key-123"
 pytestmark = pytest.mark.slow  # `sagelab serve` processes on the trained model, and generated requests against them
 
 
 @pytest.fixture(scope="module")
-def trained_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    workdir = tmp_path_factory.mktemp("serve")
-    completed = subprocess.run(
-        [sys.executable, "-m", "sagelab", "run", "--workdir", str(workdir), "--json"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
-    )
-    assert completed.returncode == 0, completed.stderr[-2000:]
+def served_workdir(trained_run: TrainedRun, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the session's trained digits run (the same `python -m sagelab run --json` this
+    module once ran for itself), version 1 approved, for the whole module's servers."""
+    workdir = tmp_path_factory.mktemp("serve") / ".sagelab"
+    shutil.copytree(trained_run.workdir, workdir, symlinks=True)
+    LocalRegistry(workdir).set_status("sagelab-dev--models", 1, "Approved")
     return workdir
 
 
 @pytest.fixture(scope="module")
-def served(trained_workdir: Path) -> Iterator[tuple[LocalGateway, LocalEndpoint]]:
-    LocalRegistry(trained_workdir).set_status("sagelab-dev--models", 1, "Approved")
-    with serving(trained_workdir, API_KEY) as pair:
+def served(served_workdir: Path) -> Iterator[tuple[LocalGateway, LocalEndpoint]]:
+    with serving(served_workdir, API_KEY) as pair:
         yield pair
 
 
@@ -67,11 +65,11 @@ def predict(client: httpx.Client, body: Any = None, content: str | None = None, 
     return client.post("/predict", json=body, headers=headers)
 
 
-def test_predictions_through_the_front_door_match_in_process(client: httpx.Client, trained_workdir: Path, digits: pd.DataFrame) -> None:
+def test_predictions_through_the_front_door_match_in_process(client: httpx.Client, served_workdir: Path, digits: pd.DataFrame) -> None:
     rows = digits.drop(columns="label").sample(50, random_state=3).to_numpy().tolist()
     response = predict(client, {"instances": rows})
     assert response.status_code == 200, response.text
-    served = load_served_model(trained_workdir)
+    served = load_served_model(served_workdir)
     expected = served.module.predict_rows(served.model, json.dumps({"instances": rows}))
     assert [p["label"] for p in response.json()["predictions"]] == [p["label"] for p in expected]
 
@@ -240,8 +238,8 @@ IAM_KEY_ID, IAM_SECRET = "AKIDSAGELABTEST00001", "sagelab-test-secret-key-000000
 
 
 @pytest.fixture(scope="module")
-def iam_gateway(trained_workdir: Path, servers: tuple[str, str]) -> Iterator[str]:
-    with serving(trained_workdir, API_KEY, iam_credentials={IAM_KEY_ID: IAM_SECRET}) as (gateway, _):
+def iam_gateway(served_workdir: Path, servers: tuple[str, str]) -> Iterator[str]:
+    with serving(served_workdir, API_KEY, iam_credentials={IAM_KEY_ID: IAM_SECRET}) as (gateway, _):
         yield gateway.url
 
 
