@@ -398,7 +398,9 @@ class Stacks:
             statements += PolicyDocument(role.stack, f"{role.logical_id}/Policies/{position}", "identity", document).statements()
         managed_arns = set(self.resolve(role.stack, properties.get("ManagedPolicyArns", [])))
         for resource_type in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
-            for stack, logical_id, policy in self._resources(resource_type):
+            # Only the role's own stack attaches to it (by role name or by ARN): not every stack of a class.
+            stack = role.stack
+            for logical_id, policy in ((k, r.get("Properties") or {}) for k, r in template.get("Resources", {}).items() if r["Type"] == resource_type):
                 by_role = self._attached_to(stack, policy, role)
                 by_arn = resource_type == "AWS::IAM::ManagedPolicy" and stack == role.stack and self.stand_in(stack, logical_id) in managed_arns
                 if by_role or by_arn:
@@ -677,8 +679,11 @@ def _known_part(pattern: str, known: Context) -> str:
 def can_apply_given(statement: Statement, action: str, resource: str, known: Context) -> bool:
     """Could `statement` apply to (action, resource) for SOME request whose keys in `known` have
     those values? Keys not in `known` are assumed to take whatever value makes it apply."""
-    if not _action_in(statement, action):
-        return False
+    return _action_in(statement, action) and _can_apply_to(statement, resource, known)
+
+
+def _can_apply_to(statement: Statement, resource: str, known: Context) -> bool:
+    """`can_apply_given` for a statement whose Action/NotAction already covers the action."""
     if statement.not_resources:
         if any(_VARIABLE.search(p) is None and wildcard_match(p, resource) for p in statement.not_resources):
             return False
@@ -767,6 +772,7 @@ class Reachability:
         self._statements: dict[tuple[str, str], list[Statement]] = {}
         self._by_action: dict[tuple[str, str, str], list[Statement]] = {}
         self._edges: dict[tuple[str, str], list[tuple[RoleRef | str, str]]] = {}
+        self._principal_keys: dict[tuple[str, str], dict[str, Any]] = {}
         self._resource_policies = stacks.resource_policies()
         env = stacks.env
         self._pipelines = []  # (pipeline ARN, roles of the pipeline and its jobs)
@@ -849,18 +855,23 @@ class Reachability:
             self._by_action[key] = [s for s in self.statements(role) if _action_in(s, action)]
         return self._by_action[key]
 
-    def _known(self, role: RoleRef, extra: Context | None = None) -> dict[str, Any]:
-        known: dict[str, Any] = {f"aws:PrincipalTag/{k}": v for k, v in role.tags.items()}
-        known["aws:PrincipalArn"] = role.arn
-        known["aws:PrincipalAccount"] = self.stacks.env.account
-        return {**known, **(extra or {})}
+    def _known(self, role: RoleRef, extra: Context | None = None) -> Mapping[str, Any]:
+        key = (role.stack, role.logical_id)
+        if key not in self._principal_keys:  # the walk asks hundreds of thousands of times per class
+            known: dict[str, Any] = {f"aws:PrincipalTag/{k}": v for k, v in role.tags.items()}
+            known["aws:PrincipalArn"] = role.arn
+            known["aws:PrincipalAccount"] = self.stacks.env.account
+            self._principal_keys[key] = known
+        return {**self._principal_keys[key], **extra} if extra else self._principal_keys[key]
 
     def may(self, role: RoleRef, action: str, resource: str, extra: Context | None = None) -> bool:
         """Could some request of `role` be allowed by its identity policies (worst case over the
         condition keys not in `extra`), short of a Deny that surely applies?"""
-        known = self._known(role, extra)
         statements = self.statements_for(role, action)
-        allowed = any(s.effect == "Allow" and can_apply_given(s, action, resource, known) for s in statements)
+        if not any(s.effect == "Allow" for s in statements):
+            return False  # most of the walk's questions: the role has no grant of the action at all
+        known = self._known(role, extra)
+        allowed = any(s.effect == "Allow" and _can_apply_to(s, resource, known) for s in statements)
         return allowed and not any(s.effect == "Deny" and statement_applies(s, action, resource, known) for s in statements)
 
     # -- edges -------------------------------------------------------------------------------------
@@ -885,7 +896,9 @@ class Reachability:
             if self.may(role, "lambda:InvokeFunction", function_arn):
                 out.append((target, f"lambda:InvokeFunction {function_arn}"))
         for actions, resources, targets in self._rules:
-            if any(self.may(role, action, resource) for action in actions for resource in resources):
+            # Each rule asks about every tenant's resources: ask only for the actions the role is granted.
+            granted = [action for action in actions if any(s.effect == "Allow" for s in self.statements_for(role, action))]
+            if any(self.may(role, action, resource) for action in granted for resource in resources):
                 out += [(target, f"{'/'.join(actions)} emits an event a rule sends to its function") for target in targets]
         for stack_arn in self._stack_arns:
             if any(self.may(role, action, stack_arn, {"cloudformation:RoleArn": FOREIGN_ROLE}) for action in STACK_UPDATE_ACTIONS):
