@@ -3,6 +3,7 @@ deploy into a new account, issue #25's class that fails synth naming the quota t
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -155,7 +156,7 @@ def test_an_environment_built_through_the_constructs_is_counted_as_its_template_
     from stacks.app.validation import new_app
 
     app = build_app(new_app(cdk_context(), str(tmp_path / "cdk.out")))
-    built = {s.stack_name: demand_of(stack_resources(s, {})) for s in app.node.children if isinstance(s, Stack)}
+    built = {s.stack_name: demand_of(stack_resources(s)) for s in app.node.children if isinstance(s, Stack)}
     synthesized_demand = {s.stack_name: demand_of(s) for s in _as_stacks(synthesized)}
     assert built == synthesized_demand and built["sagelab-dev--platform"]["iam_roles"] > 0
 
@@ -166,3 +167,37 @@ def test_an_environment_reserving_in_a_new_account_fails_synth(tmp_path: Path) -
         ConfigError, match=r"Lambda concurrent executions \(Service Quotas L-B99A9384\): reserved 5 \(sagelab-dev--serving 5\) \+ 100 .* = 105 > 10"
     ):
         _build(tmp_path, config)
+
+
+def test_a_stamped_student_is_counted_as_its_own_stamped_template_says(tmp_path: Path) -> None:
+    """Stamped copies are counted from their template environment's template, parsed once per
+    shape: the counts must be what each student's stamped template holds (an own-account student
+    in another region included), and a placeholder in a property a quota reads sends the count
+    back to the stamped template itself."""
+    from aws_cdk import App, Token
+
+    from sagelab.settings import cdk_context
+    from stacks.app.account_quotas import _placeholder_free_resources, _template_resources, stamped_stack_resources
+    from stacks.app.builder import build_app
+    from stacks.app.classroom import TEMPLATE_STUDENT_ID, StampedStack
+    from stacks.app.validation import new_app
+
+    roster = tmp_path / "roster.csv"
+    roster.write_text("student_id,email,account_id,region\nana,ana@x.edu,,\nana-2,b@x.edu,,\nomar,o@x.edu,210987654321,eu-west-1\n")
+    config = tmp_path / "class.yaml"
+    config.write_text("environments:\n  dev: {account: '123456789012'}\n")
+    app = build_app(new_app({**cdk_context(), "roster": str(roster), "config": str(config)}, str(tmp_path / "cdk.out")))
+    stamped = [stack for stack in app.node.children if isinstance(stack, StampedStack)]
+    assert len(stamped) == 6
+    for stack in stamped:
+        assert _placeholder_free_resources(stack.template_environment_text) is not None, "SageLab's templates take the shortcut"
+        counted = stamped_stack_resources(stack)
+        assert demand_of(counted) == demand_of(StackResources(counted.stack_name, counted.account, counted.region, _template_resources(stack.template_text)))
+        assert counted.stack_name == stack.stack_name
+        assert counted.account == ("" if Token.is_unresolved(stack.account) else stack.account) and counted.region == stack.region
+
+    notebook = {"Type": "AWS::SageMaker::NotebookInstance", "Properties": {"InstanceType": f"ml.{TEMPLATE_STUDENT_ID}"}}
+    planted = StampedStack(App(), "planted")
+    planted.template_environment_text = json.dumps({"Resources": {"N": notebook}})
+    planted.template_text = planted.template_environment_text.replace(TEMPLATE_STUDENT_ID, "t3.medium")
+    assert demand_of(stamped_stack_resources(planted))["notebook_instances.ml.t3.medium"] == 1

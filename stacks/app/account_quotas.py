@@ -3,12 +3,13 @@
 Runs at the end of `build_app`, before anything is written, so an app that would exceed a quota
 fails synth with the quota's name. A stack built through the constructs is read from its
 CloudFormation resources (type and resolved properties, only for the few types a quota counts);
-a student's stamped stack from its stamped template (stacks/app/classroom.py), which is the template
-that deploys.
+a student's stamped stack from its template (stacks/app/classroom.py), which is what deploys.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -16,11 +17,21 @@ from typing import Any
 from aws_cdk import CfnResource, Stack, Token
 
 from sagelab.quotas import StackResources, check_quotas
+from stacks.app.classroom import PLACEHOLDERS, StampedStack
 
-# Only these types' properties are read; for the others the type alone counts.
-_READ_PROPERTIES = {"AWS::Lambda::Function", "AWS::SageMaker::NotebookInstance", "AWS::SageMaker::EndpointConfig"}
-# Of a managed policy, only the roles it attaches to (its document is large and not needed).
+# The properties a quota reads (sagelab/quotas.py), by resource type; of the other types the type
+# alone counts. Only these are kept, so that a stamped copy's count can be taken from its template.
+_READ_FIELDS: Mapping[str, tuple[str, ...]] = {
+    "AWS::Lambda::Function": ("ReservedConcurrentExecutions",),
+    "AWS::SageMaker::NotebookInstance": ("InstanceType",),
+    "AWS::SageMaker::EndpointConfig": ("ProductionVariants",),
+    "AWS::IAM::ManagedPolicy": ("Roles",),
+}
 _MANAGED_POLICY = "AWS::IAM::ManagedPolicy"
+
+
+def _read(resource_type: str, props: Mapping[str, Any]) -> Mapping[str, Any]:
+    return {field: props[field] for field in _READ_FIELDS.get(resource_type, ()) if field in props}
 
 
 def _pascal(value: Any) -> Any:
@@ -37,10 +48,11 @@ def _built_resources(stack: Stack) -> tuple[tuple[str, Mapping[str, Any]], ...]:
     for node in stack.node.find_all():
         if isinstance(node, CfnResource) and Stack.of(node) is stack:
             resource_type = node.cfn_resource_type
-            if resource_type in _READ_PROPERTIES:
-                props = _pascal(stack.resolve(node._cfn_properties))
-            elif resource_type == _MANAGED_POLICY:
+            props: Mapping[str, Any]
+            if resource_type == _MANAGED_POLICY:  # its document is large and not needed
                 props = {"Roles": stack.resolve(node._cfn_properties.get("roles")) or []}
+            elif resource_type in _READ_FIELDS:
+                props = _read(resource_type, _pascal(stack.resolve(node._cfn_properties)))
             else:
                 props = {}
             resources.append((resource_type, props))
@@ -49,20 +61,41 @@ def _built_resources(stack: Stack) -> tuple[tuple[str, Mapping[str, Any]], ...]:
 
 def _template_resources(template_text: str) -> tuple[tuple[str, Mapping[str, Any]], ...]:
     template = json.loads(template_text)
-    return tuple((resource["Type"], resource.get("Properties", {})) for resource in template.get("Resources", {}).values())
+    return tuple((resource["Type"], _read(resource["Type"], resource.get("Properties", {}))) for resource in template.get("Resources", {}).values())
 
 
 def _where(value: str) -> str:
     return "" if Token.is_unresolved(value) else value
 
 
-def stack_resources(stack: Stack, stamped_templates: Mapping[str, str]) -> StackResources:
-    """`stack` as quotas see it; `stamped_templates` holds the stamped template of each student stack by name."""
-    text = stamped_templates.get(stack.stack_name)
-    resources = _template_resources(text) if text is not None else _built_resources(stack)
-    return StackResources(stack_name=stack.stack_name, account=_where(stack.account), region=_where(stack.region), resources=resources)
+def stack_resources(stack: Stack) -> StackResources:
+    """A stack built through the constructs, as quotas see it."""
+    return StackResources(stack_name=stack.stack_name, account=_where(stack.account), region=_where(stack.region), resources=_built_resources(stack))
 
 
-def check_app_quotas(stacks: Iterable[Stack], stamped_templates: Mapping[str, str], declared: Iterable[tuple[str, int]]) -> None:
+@functools.lru_cache(maxsize=16)
+def _placeholder_free_resources(template_environment_text: str) -> tuple[tuple[str, Mapping[str, Any]], ...] | None:
+    """The resources of a template environment's template, or None when a placeholder occurs in
+    what a quota reads."""
+    resources = _template_resources(template_environment_text)
+    read = json.dumps([props for resource_type, props in resources if props])
+    return None if any(placeholder in read for placeholder in PLACEHOLDERS) else resources
+
+
+def stamped_stack_resources(stack: StampedStack) -> StackResources:
+    """A student's stamped stack, as quotas see it: what its template takes. Stamping replaces the
+    placeholders inside JSON strings only, so a copy has its template environment's resource types
+    and counts; when no placeholder occurs in the properties a quota reads (instance types and
+    counts, reserved concurrency, a managed policy's roles: none is derived from a student), those
+    are the template's too, and the template is parsed once per shape instead of once per student.
+    Otherwise the stamped template itself is read."""
+    resources = _placeholder_free_resources(stack.template_environment_text)
+    if resources is None:
+        resources = _template_resources(stack.template_text)
+    return StackResources(stack_name=stack.quota_stack_name, account=stack.quota_account, region=stack.quota_region, resources=resources)
+
+
+def check_app_quotas(built: Iterable[Stack], stamped: Iterable[StampedStack], declared: Iterable[tuple[str, int]]) -> None:
     """QuotaError (naming the quota and the numbers) when the stacks exceed a quota of an account."""
-    check_quotas((stack_resources(stack, stamped_templates) for stack in stacks), dict(declared))
+    counted = itertools.chain((stack_resources(stack) for stack in built), (stamped_stack_resources(stack) for stack in stamped))
+    check_quotas(counted, dict(declared))

@@ -45,6 +45,7 @@ TEMPLATE_STUDENT_ID = "q9stamp9student9id9q"
 TEMPLATE_STUDENT_EMAIL = "q9stamp9student9id9q@template.invalid"
 TEMPLATE_STUDENT_OWNER = "q9stamp9owner9tag9q"  # the owner tag: the email made a valid tag value
 TEMPLATE_STUDENT_ACCOUNT = "999999999999"
+PLACEHOLDERS = (TEMPLATE_STUDENT_ID, TEMPLATE_STUDENT_EMAIL, TEMPLATE_STUDENT_OWNER, TEMPLATE_STUDENT_ACCOUNT)
 TEMPLATES_DIR = "student-templates"
 
 # Builds one environment's stacks into `scope` with the given construct ids (app_builder's job).
@@ -190,9 +191,16 @@ class StampedStackSynthesizer(DefaultStackSynthesizer):
 
 class StampedStack(Stack):
     """A student's stack whose template is stamped from a template environment (`template_text`,
-    what it deploys: account quotas are counted on it, stacks/app/account_quotas.py)."""
+    what it deploys: account quotas are counted on it, stacks/app/account_quotas.py).
+
+    What quotas need is kept on the Python side too (`quota_*`): reading it back through jsii
+    cost more than counting the quotas of a 200-student class."""
 
     template_text = ""
+    template_environment_text = ""  # the template it is stamped from
+    quota_stack_name = ""
+    quota_account = ""  # "" when the environment names none
+    quota_region = ""
 
 
 def add_stamped_stacks(app: App, template: TemplateEnvironment, env: EnvironmentConfig, shape: StudentShape) -> list[StampedStack]:
@@ -230,6 +238,8 @@ def add_stamped_stacks(app: App, template: TemplateEnvironment, env: Environment
         # Asset paths and hashes are JSON already (quotes included), hence not escaped again.
         synthesizer.template_text = stamp(stamp_json(template_stack.template_text, pairs), renamed_assets)
         stack.template_text = synthesizer.template_text
+        stack.template_environment_text = template_stack.template_text
+        stack.quota_stack_name, stack.quota_account, stack.quota_region = stack_name, env.account or "", env.region
         by_construct_id[template_stack.construct_id] = stack
     for template_stack in template.stacks:
         for dependency in template_stack.depends_on:
