@@ -392,10 +392,11 @@ def read_json(path: Path) -> Any:
 
 @pytest.fixture
 def moto_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Dummy credentials and region for moto, and no endpoint overrides: several test modules point
-    the front door's clients at a local endpoint through `AWS_ENDPOINT_URL_*` at import time
-    (configure_handler_environment), which would otherwise send a moto test's calls to that port."""
-    for name in [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL") or n in ("AWS_PROFILE", "AWS_SESSION_TOKEN")]:
+    """An admin's shell against moto: dummy credentials and region, nothing else of AWS's. In
+    particular no endpoint overrides: several test modules point the front door's clients at a local
+    endpoint through `AWS_ENDPOINT_URL_*` at import time (configure_handler_environment), which would
+    otherwise send a moto test's calls to that port."""
+    for name in [n for n in os.environ if n.startswith("AWS_")]:
         monkeypatch.delenv(name)
     for name, value in {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
         monkeypatch.setenv(name, value)

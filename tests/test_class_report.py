@@ -61,15 +61,6 @@ class Page(HTMLParser):
             self.bar_titles.append(data)
 
 
-@pytest.fixture()
-def admin_shell(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-
-
 def _working_student(url: str, student: str, spent: str) -> None:
     """A student with an endpoint, one finished pipeline run and a budget partly used."""
     session = admin_session()
@@ -104,7 +95,9 @@ def _cost_explorer_answers(url: str, spend: dict[str, str]) -> None:
         assert answer.status == 201
 
 
-def test_report_shows_where_each_student_is_and_what_they_spend(moto_url: str, tmp_path: Path, admin_shell: None, capsys: pytest.CaptureFixture[str]) -> None:
+def test_report_shows_where_each_student_is_and_what_they_spend(
+    moto_url: str, tmp_path: Path, moto_environment: None, capsys: pytest.CaptureFixture[str]
+) -> None:
     _working_student(moto_url, "gina", spent="12.50")
     _deploy_student(admin_session(), moto_url, "hal", with_model=False)
     _cost_explorer_answers(moto_url, {"gina": "12.3456", "hal": "0.4"})

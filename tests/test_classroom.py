@@ -238,13 +238,8 @@ def admin_session(region: str = "us-east-1") -> boto3.Session:
 
 
 @pytest.fixture
-def admin(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> Cli:
-    """`sagelab ARGS...` (in this process: the `cli` fixture) from the admin's shell: moto's test
-    credentials, us-east-1, nothing else of AWS's."""
-    for name in [n for n in os.environ if n.startswith("AWS_")]:
-        monkeypatch.delenv(name)
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(name, value)
+def admin(cli: Cli, moto_environment: None) -> Cli:
+    """`sagelab ARGS...` (in this process: the `cli` fixture) from the admin's shell (`moto_environment`)."""
     return cli
 
 
