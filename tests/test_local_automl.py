@@ -34,6 +34,11 @@ from sagelab.local.sagemaker_api import LocalSageMakerApi
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DIGITS = REPO_ROOT / "sagelab" / "data" / "digits.csv"
 DIGITS_BUDGET_S = 4.0  # the cheapest families; the full budget's time and accuracy are bench/algorithms.py's
+# The digits search's candidates: the two cheapest families and their ensemble, whatever the machine's load.
+# Under the 4 s budget alone a quiet machine went on to the 300-tree forests (5 s of CPU more, 0.98 for
+# 0.97); the claims here (0.95 held out, the description, the leaderboard's wire shapes) hold with any
+# candidates, and the forests' fits and refit are the regression search's.
+DIGITS_MAX_CANDIDATES = 3
 # What get_best_auto_ml_model copies from the best candidate's container environment.
 SDK_ENVIRONMENT_KEYS = {
     "MODEL_NAME",
@@ -80,7 +85,8 @@ def digits_job(digits_split: tuple[pd.DataFrame, pd.DataFrame], tmp_path_factory
     (root / "input").mkdir()
     train.to_csv(root / "input" / "train.csv", index=False)
     lines: list[str] = []
-    result = run_automl_job(automl_request("label"), root / "input", root / "output", "digits-autopilot", lines.append, time_budget_s=DIGITS_BUDGET_S)
+    request = automl_request("label", DIGITS_MAX_CANDIDATES)
+    result = run_automl_job(request, root / "input", root / "output", "digits-autopilot", lines.append, time_budget_s=DIGITS_BUDGET_S)
     return {"result": result, "output": root / "output", "log": lines}
 
 
@@ -129,7 +135,7 @@ def test_digits_search_reaches_095_on_held_out_rows(digits_job: dict[str, Any], 
     assert result["ResolvedAttributes"] == {
         "AutoMLJobObjective": {"MetricName": "Accuracy"},  # Autopilot's default for multiclass
         "ProblemType": "MulticlassClassification",
-        "CompletionCriteria": {"MaxCandidates": 10, "MaxRuntimePerTrainingJobInSeconds": 600, "MaxAutoMLJobRuntimeInSeconds": 3600},
+        "CompletionCriteria": {"MaxCandidates": DIGITS_MAX_CANDIDATES, "MaxRuntimePerTrainingJobInSeconds": 600, "MaxAutoMLJobRuntimeInSeconds": 3600},
     }
 
     container = result["BestCandidate"]["InferenceContainers"][0]
@@ -152,7 +158,7 @@ def test_digits_job_describes_like_describe_automl_job(digits_job: dict[str, Any
     assert best["FinalAutoMLJobObjectiveMetric"]["Value"] == best_value
     assert best["FinalAutoMLJobObjectiveMetric"]["Type"] == "Maximize"
     assert best["CandidateName"] in {candidate["CandidateName"] for candidate in candidates}
-    assert len(candidates) <= 10
+    assert len(candidates) <= DIGITS_MAX_CANDIDATES
     assert result["AutoMLJobStatus"] == "Completed"
     container = best["InferenceContainers"][0]
     assert set(container["Environment"]) >= SDK_ENVIRONMENT_KEYS
