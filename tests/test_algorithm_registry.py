@@ -47,9 +47,16 @@ def throwaway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[algor
     spec = dataclasses.replace(algorithms.spec(contract.XGBOOST), name=THROWAWAY, condition="IsThrowaway", step_prefix="Throwaway", evaluation=contract.XGBOOST)
     monkeypatch.setattr(algorithms, "SPECS", (*algorithms.SPECS, spec))
     monkeypatch.setitem(container_codecs.CODECS, THROWAWAY, container_codecs.OUR_INFERENCE)
-    # The definition cache is keyed by the files a definition depends on; this one lives in memory only.
-    monkeypatch.setattr(pipeline_definition, "_definition_text", lambda settings, cache_dir: pipeline_definition.build_definition_text(settings))
+    # The definition cache is keyed by the files a definition depends on; this one lives in memory only,
+    # built once per settings for this module's tests (each built the same definition with the SDK).
+    monkeypatch.setattr(pipeline_definition, "_definition_text", lambda settings, cache_dir: _throwaway_definition(settings))
     yield spec
+
+
+@functools.cache
+def _throwaway_definition(settings: PipelineConfig) -> str:
+    """The definition with THROWAWAY registered (built only while `throwaway` has registered it)."""
+    return pipeline_definition.build_definition_text(settings)
 
 
 def test_a_throwaway_algorithm_reaches_the_definition(throwaway: algorithms.AlgorithmSpec) -> None:
