@@ -900,10 +900,14 @@ class Reachability:
         for function_arn, target in self._functions.items() if self._granted(role, "lambda:InvokeFunction") else ():
             if self.may(role, "lambda:InvokeFunction", function_arn):
                 out.append((target, f"lambda:InvokeFunction {function_arn}"))
+        emits: dict[tuple[tuple[str, ...], tuple[str, ...]], bool] = {}  # each student's rule asks the same question
         for actions, resources, targets in self._rules:
-            # Each rule asks about every tenant's resources: ask only for the actions the role is granted.
-            granted = [action for action in actions if self._granted(role, action)]
-            if any(self.may(role, action, resource) for action in granted for resource in resources):
+            question = (tuple(actions), tuple(resources))
+            if question not in emits:
+                # Each rule asks about every tenant's resources: ask only for the actions the role is granted.
+                granted = [action for action in actions if self._granted(role, action)]
+                emits[question] = any(self.may(role, action, resource) for action in granted for resource in resources)
+            if emits[question]:
                 out += [(target, f"{'/'.join(actions)} emits an event a rule sends to its function") for target in targets]
         updates = [action for action in STACK_UPDATE_ACTIONS if self._granted(role, action)]
         for stack_arn in self._stack_arns if updates else ():
