@@ -98,6 +98,7 @@ def _deployable_parts(outdir: Path) -> dict[str, Any]:
     manifest = read_json(outdir / "manifest.json")["artifacts"]
     stack_names = {name: artifact["properties"].get("stackName", name) for name, artifact in manifest.items() if artifact["type"] == "aws:cloudformation:stack"}
     parts: dict[str, Any] = {}
+    digests: dict[str, str] = {}  # stamped stacks share their template environment's asset files: read each once
     for name, artifact in manifest.items():
         if name not in stack_names:
             continue
@@ -105,8 +106,10 @@ def _deployable_parts(outdir: Path) -> dict[str, Any]:
         renames = []
         for asset_hash, entry in files.items():
             if entry["source"]["path"] != f"{name}.template.json":
-                content = _content_digest(outdir / entry["source"]["path"])
-                renames += [(entry["source"]["path"], f"asset-path-{content}"), (asset_hash, f"asset-{content}")]
+                path = entry["source"]["path"]
+                if path not in digests:
+                    digests[path] = _content_digest(outdir / path)
+                renames += [(path, f"asset-path-{digests[path]}"), (asset_hash, f"asset-{digests[path]}")]
 
         def by_content(text: str, renames: list[tuple[str, str]] = renames) -> str:
             for old, new in renames:
