@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import boto3
@@ -61,13 +58,17 @@ def test_bad_roster_fails_with_line_and_reason(text: str, message: str) -> None:
 
 
 def test_synth_fails_on_a_bad_roster_naming_the_line(tmp_path: Path) -> None:
+    """app.py's synth in this process: the ConfigError it raises is what app.py prints before it
+    exits with status 1 (on a real process: tests/test_config.py's test_synth_fails_on_bad_config_with_one_line)."""
+    from stacks.app.builder import build_app
+    from stacks.app.validation import new_app
+
     roster = tmp_path / "roster.csv"
     roster.write_text("student_id,email\nalice,a@x.edu\nalice,b@x.edu\n")
     context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"] | {"roster": str(roster)}
-    env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps(context), "CDK_OUTDIR": str(tmp_path / "out")}
-    completed = subprocess.run([sys.executable, "app.py"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert completed.returncode == 1
-    assert f"sagelab config error: {roster} line 3: student id 'alice' duplicates line 2" in completed.stderr
+    with pytest.raises(ConfigError) as raised:
+        build_app(new_app(context, str(tmp_path / "out")))
+    assert str(raised.value).startswith(f"{roster} line 3: student id 'alice' duplicates line 2")
 
 
 def test_classroom_guardrails_and_account_shapes() -> None:
