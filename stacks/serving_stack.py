@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from aws_cdk import Aws, CfnOutput, Environment, Stack
+from aws_cdk import CfnOutput, Environment, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
@@ -28,7 +28,7 @@ from stacks.approval_deployer.parameters import (
 from stacks.drift_check.construct import DriftCheck
 from stacks.front_door.construct import FrontDoor
 from stacks.model_endpoint.construct import ModelEndpoint
-from stacks.naming import ResourceArns
+from stacks.naming import ACCOUNT_ID, PARTITION, REGION, ResourceArns
 from stacks.platform_stack import PlatformStack, apply_tags
 from stacks.release.promotion import MODEL_DEPLOYMENT_ROLE, Promotion
 from stacks.serving_monitoring.construct import ServingMonitoring
@@ -149,7 +149,7 @@ class ServingStack(Stack):
             self,
             "Deployer",
             names=names,
-            serving_stack_arn=f"arn:{Aws.PARTITION}:cloudformation:{Aws.REGION}:{Aws.ACCOUNT_ID}:stack/{names.serving_stack}/*",
+            serving_stack_arn=f"arn:{PARTITION}:cloudformation:{REGION}:{ACCOUNT_ID}:stack/{names.serving_stack}/*",
             parameter_name=MODEL_PACKAGE_PARAMETER,
             model_parameter_names=ModelParameterNames(MODEL_ALGORITHM_PARAMETER, MODEL_PROBLEM_TYPE_PARAMETER, MODEL_DESCRIPTION_PARAMETER),
             front_door_function=self.front_door.function,

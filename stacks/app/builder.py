@@ -91,12 +91,12 @@ def add_environment(
     return [platform, serving]
 
 
-def add_class_stacks(app: App, config: SageLabConfig, student_stacks: Sequence[Stack], class_account: str | None = None) -> list[ClassStack]:
+def add_class_stacks(app: App, config: SageLabConfig, student_stacks: Sequence[StampedStack], class_account: str | None = None) -> list[ClassStack]:
     """One ClassStack per region with shared-account students (when they use the class's web ACL
     or the class has a spending cap) or, with a spending cap, own-account students; serving
     stacks on the class's web ACL deploy after it (they import it). Own-account students get a
     link stack in their account (stacks/spend_cap/link.py), deployed after their region's class stack."""
-    by_name = {stack.stack_name: stack for stack in student_stacks}
+    by_name = {stack.stamped_name: stack for stack in student_stacks}
     classroom = config.classroom
     sharing: dict[str, list[EnvironmentConfig]] = {}
     capped: dict[str, list[EnvironmentConfig]] = {}
@@ -153,7 +153,7 @@ def add_class_stacks(app: App, config: SageLabConfig, student_stacks: Sequence[S
     return class_stacks
 
 
-def add_bootstrap_stack(app: App, config: SageLabConfig, student_stacks: Sequence[Stack]) -> Stack | None:
+def add_bootstrap_stack(app: App, config: SageLabConfig, student_stacks: Sequence[StampedStack]) -> Stack | None:
     """With `classroom.bootstrap_organizational_units`: one StackSet bootstraps every own-account
     student's account (in the admin's account and the config's first region); their stacks deploy after it."""
     classroom = config.classroom
@@ -172,7 +172,7 @@ def add_bootstrap_stack(app: App, config: SageLabConfig, student_stacks: Sequenc
     )
     own_names = {env.names.platform_stack for env in own} | {env.names.serving_stack for env in own}
     for student_stack in student_stacks:
-        if student_stack.stack_name in own_names:
+        if student_stack.stamped_name in own_names:
             student_stack.add_stack_dependency(stack)
     return stack
 
@@ -213,7 +213,7 @@ def build_app(app: App | None = None, context: Mapping[str, Any] | None = None, 
     clear_template_environments(app)
     shared = build_shared(config)
     build = functools.partial(add_environment, shared=shared)
-    student_stacks: list[Stack] = []
+    student_stacks: list[StampedStack] = []
     if classroom:
         student_stacks = add_classroom(app, config, functools.partial(environment_tags, config), build, add_nag_packs)
         add_class_stacks(app, config, student_stacks, class_account)

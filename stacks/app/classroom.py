@@ -166,8 +166,11 @@ class StampedStackSynthesizer(DefaultStackSynthesizer):
     of generated from the stack's constructs. Roles, bootstrap checks, the asset manifest and the
     template upload are CDK's own."""
 
-    def __init__(self) -> None:
+    def __init__(self, outdir: Path) -> None:
         super().__init__()
+        # The app's cloud assembly, where a top-level stack's template goes: known here, it is not
+        # read back from the synthesis session (two jsii round trips per stack).
+        self.outdir = outdir
         # Set once the stack and its assets exist. (jsii hands Python the unbound original of
         # this reusable synthesizer, so everything the override needs is kept here.)
         self.template_file = ""
@@ -180,7 +183,7 @@ class StampedStackSynthesizer(DefaultStackSynthesizer):
         lookup_role_external_id: str | None = None,
         lookup_role_additional_options: Mapping[str, Any] | None = None,
     ) -> FileAssetSource:
-        (Path(session.assembly.outdir) / self.template_file).write_text(self.template_text)
+        (self.outdir / self.template_file).write_text(self.template_text)
         return FileAssetSource(
             file_name=self.template_file,
             packaging=FileAssetPackaging.FILE,
@@ -193,23 +196,33 @@ class StampedStack(Stack):
     """A student's stack whose template is stamped from a template environment (`template_text`,
     what it deploys: account quotas are counted on it, stacks/app/account_quotas.py).
 
-    What quotas need is kept on the Python side too (`quota_*`): reading it back through jsii
-    cost more than counting the quotas of a 200-student class."""
+    What the app, its quotas and its template validation read is kept on the Python side too
+    (`stamped_name`, `quota_*`): each read through jsii is a round trip to Node, and reading it
+    back cost more than counting the quotas of a 200-student class."""
 
+    stamped_name = ""  # its stack name, which is also its construct id in the app
     template_text = ""
     template_environment_text = ""  # the template it is stamped from
-    quota_stack_name = ""
     quota_account = ""  # "" when the environment names none
     quota_region = ""
 
 
-def add_stamped_stacks(app: App, template: TemplateEnvironment, env: EnvironmentConfig, shape: StudentShape) -> list[StampedStack]:
-    """The student's stacks in `app`: named as always, stamped from the template environment."""
+# Where the main app stages a template environment's asset (its source path and hash): the staged
+# path and hash, the same for every student stamped from that environment.
+StagedAssets = dict[tuple[Path, str], tuple[str, str]]
+
+
+def add_stamped_stacks(
+    app: App, template: TemplateEnvironment, env: EnvironmentConfig, shape: StudentShape, *, outdir: Path, staged_assets: StagedAssets
+) -> list[StampedStack]:
+    """The student's stacks in `app` (whose cloud assembly is `outdir`): named as always, stamped
+    from the template environment. `staged_assets` is shared by the app's stamped stacks: CDK
+    stages an asset once per app, so the first stack's Asset says where for all of them."""
     pairs = substitutions(env, shape)
     by_construct_id: dict[str, StampedStack] = {}
     for template_stack in template.stacks:
         stack_name = stamp(template_stack.stack_name, pairs)
-        synthesizer = StampedStackSynthesizer()
+        synthesizer = StampedStackSynthesizer(outdir)
         stack = StampedStack(
             app,
             stack_name,
@@ -224,22 +237,26 @@ def add_stamped_stacks(app: App, template: TemplateEnvironment, env: Environment
         # one, so the template's references are renamed to it.
         renamed_assets = []
         for position, asset in enumerate(template_stack.file_assets):
+            source = template.directory / asset["source"]["path"]
             staged = s3_assets.Asset(
                 stack,
                 f"TemplateAsset{position}",
-                path=str(template.directory / asset["source"]["path"]),
+                path=str(source),
                 asset_hash=asset["hash"],
                 asset_hash_type=AssetHashType.CUSTOM,
                 display_name=asset.get("displayName"),
             )
+            if (source, asset["hash"]) not in staged_assets:  # two jsii reads, once per app
+                staged_assets[(source, asset["hash"])] = (staged.asset_path, staged.asset_hash)
+            staged_path, staged_hash = staged_assets[(source, asset["hash"])]
             # aws:asset:path metadata (SAM local) names the staged copy; object keys the new hash.
-            renamed_assets += [(f'"{asset["source"]["path"]}"', f'"{staged.asset_path}"'), (asset["hash"], staged.asset_hash)]
+            renamed_assets += [(f'"{asset["source"]["path"]}"', f'"{staged_path}"'), (asset["hash"], staged_hash)]
         synthesizer.template_file = stack.template_file
         # Asset paths and hashes are JSON already (quotes included), hence not escaped again.
         synthesizer.template_text = stamp(stamp_json(template_stack.template_text, pairs), renamed_assets)
         stack.template_text = synthesizer.template_text
         stack.template_environment_text = template_stack.template_text
-        stack.quota_stack_name, stack.quota_account, stack.quota_region = stack_name, env.account or "", env.region
+        stack.stamped_name, stack.quota_account, stack.quota_region = stack_name, env.account or "", env.region
         by_construct_id[template_stack.construct_id] = stack
     for template_stack in template.stacks:
         for dependency in template_stack.depends_on:
@@ -258,12 +275,13 @@ def add_classroom(
     tags_for: Callable[[EnvironmentConfig], Mapping[str, str]],
     build: EnvironmentBuilder,
     add_checks: Callable[[App], None],
-) -> list[Stack]:
+) -> list[StampedStack]:
     """Every student's stacks, stamped from one template environment per shape of student."""
     outdir = Path(app.outdir)
     context = app.node.get_all_context()
     templates: dict[StudentShape, TemplateEnvironment] = {}
-    stacks: list[Stack] = []
+    staged_assets: StagedAssets = {}
+    stacks: list[StampedStack] = []
     for env in config.environments:
         shape = shape_of(env, config.classroom.admin_emails)
         if shape not in templates:
@@ -271,5 +289,5 @@ def add_classroom(
             templates[shape] = synthesize_template_environment(
                 outdir / TEMPLATES_DIR / shape.slug, context, template_env, tags_for(template_env), build, add_checks
             )
-        stacks.extend(add_stamped_stacks(app, templates[shape], env, shape))
+        stacks.extend(add_stamped_stacks(app, templates[shape], env, shape, outdir=outdir, staged_assets=staged_assets))
     return stacks

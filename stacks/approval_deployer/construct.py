@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -19,7 +19,7 @@ from constructs import Construct
 from stacks.app.nag import acknowledge, acknowledge_policy_wildcards, acknowledge_tracing_grant
 from stacks.lambda_runtime import LAMBDA_RUNTIME, code_with_contract, powertools_layer
 from stacks.model_endpoint.construct import ModelEndpoint
-from stacks.naming import ResourceArns
+from stacks.naming import ACCOUNT_ID, PARTITION, REGION, ResourceArns
 
 RUNTIME_DIR = Path(__file__).resolve().parent / "runtime"
 # What CloudFormation's Lambda handler needs to change the front door's MODEL_* environment (the
@@ -221,7 +221,7 @@ class ApprovalDeployer(Construct):
     def _scaling_statements(*, names: ResourceArns, endpoint: ModelEndpoint) -> list[iam.PolicyStatement]:
         # Target tracking names its alarms TargetTracking-<resource id>-AlarmHigh|Low-<uuid>; the
         # resource id starts with this environment's endpoint name and a slash.
-        alarms = f"arn:{Aws.PARTITION}:cloudwatch:{Aws.REGION}:{Aws.ACCOUNT_ID}:alarm:TargetTracking-endpoint/{names.endpoint}/*"
+        alarms = f"arn:{PARTITION}:cloudwatch:{REGION}:{ACCOUNT_ID}:alarm:TargetTracking-endpoint/{names.endpoint}/*"
         return [
             # Scaling writes only SageMaker variants' instance counts; targets and policies have no
             # ARN known before they exist, so the resource stays "*".

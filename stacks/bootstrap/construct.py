@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from aws_cdk import Aws
 from aws_cdk import aws_cloudformation as cloudformation
 from constructs import Construct
 
 from sagelab.naming import CLASS_ID, ResourceNames
 from sagelab.registry_permissions import policy_documents
+from stacks.naming import ACCOUNT_ID
 
 UNIT_DIR = Path(__file__).resolve().parent
 EXECUTION_POLICY = UNIT_DIR / "execution_policy.json"
@@ -113,7 +113,7 @@ class StudentAccountsBootstrap(Construct):
             operation_preferences=cloudformation.CfnStackSet.OperationPreferencesProperty(
                 failure_tolerance_percentage=10, max_concurrent_percentage=100, region_concurrency_type="PARALLEL"
             ),
-            parameters=[cloudformation.CfnStackSet.ParameterProperty(parameter_key="TrustedAccounts", parameter_value=Aws.ACCOUNT_ID)],
+            parameters=[cloudformation.CfnStackSet.ParameterProperty(parameter_key="TrustedAccounts", parameter_value=ACCOUNT_ID)],
             stack_instances_group=[
                 cloudformation.CfnStackSet.StackInstancesProperty(
                     deployment_targets=cloudformation.CfnStackSet.DeploymentTargetsProperty(organizational_unit_ids=list(organizational_unit_ids)),

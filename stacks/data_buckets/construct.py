@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from aws_cdk import Aws, Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
@@ -14,6 +14,7 @@ from constructs import Construct
 from pipeline_steps import contract
 from sagelab.bucket_layout import DATA_CAPTURE_PREFIX
 from stacks.app.nag import acknowledge
+from stacks.naming import REGION
 from stacks.sagemaker_log_groups.construct import allow_cloudwatch_logs
 
 # Prefixes whose objects are scratch by contract (pipeline run intermediates, notebook scratch);
@@ -30,7 +31,7 @@ def key_use_through_s3(sid: str, actions: list[str], key: kms.IKey, bucket: s3.I
         actions=actions,
         resources=[key.key_arn],
         conditions={
-            "StringEquals": {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"},
+            "StringEquals": {"kms:ViaService": f"s3.{REGION}.amazonaws.com"},
             "StringLike": {"kms:EncryptionContext:aws:s3:arn": [bucket.bucket_arn, *objects]},
         },
     )

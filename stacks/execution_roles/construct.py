@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aws_cdk import Aws
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
@@ -20,7 +19,7 @@ from sagelab.pipeline_definition import PIPELINE_CODE_PREFIX
 from stacks.app.nag import acknowledge_policy_wildcards
 from stacks.data_buckets.construct import DataBuckets
 from stacks.model_approval.construct import REVIEW_MODEL_ACTIONS
-from stacks.naming import ResourceArns
+from stacks.naming import ACCOUNT_ID, PARTITION, REGION, ResourceArns
 
 SAGEMAKER_PRINCIPAL = "sagemaker.amazonaws.com"
 # Where the pipeline's jobs write in the artifacts bucket (sagelab/pipeline_definition.py: run
@@ -94,7 +93,7 @@ def _job_arn(resource_type: str, names: ResourceArns) -> str:
 
 
 def _log_group_arn(group: str) -> str:
-    return f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:{group}"
+    return f"arn:{PARTITION}:logs:{REGION}:{ACCOUNT_ID}:log-group:{group}"
 
 
 def _log_stream_arn(group: str, stream_prefix: str) -> str:
@@ -121,10 +120,10 @@ def sagemaker_trust(*, with_source_arn: bool) -> iam.IPrincipal:
     features, so the notebook role checks the account only if SageMaker sends it. Students cannot
     use each other's roles regardless: each can pass only its own (iam:PassRole)."""
     if not with_source_arn:
-        return iam.ServicePrincipal(SAGEMAKER_PRINCIPAL, conditions={"StringEqualsIfExists": {"aws:SourceAccount": Aws.ACCOUNT_ID}})
+        return iam.ServicePrincipal(SAGEMAKER_PRINCIPAL, conditions={"StringEqualsIfExists": {"aws:SourceAccount": ACCOUNT_ID}})
     return iam.ServicePrincipal(
         SAGEMAKER_PRINCIPAL,
-        conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}, "ArnLike": {"aws:SourceArn": ResourceArns.sagemaker_arn("*")}},
+        conditions={"StringEquals": {"aws:SourceAccount": ACCOUNT_ID}, "ArnLike": {"aws:SourceArn": ResourceArns.sagemaker_arn("*")}},
     )
 
 

@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Literal, Protocol
 
-from aws_cdk import Aws, CfnCondition, CfnResource, Duration, Fn, RemovalPolicy
+from aws_cdk import CfnCondition, CfnResource, Duration, Fn, RemovalPolicy
 from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
@@ -18,6 +18,7 @@ from constructs import Construct
 from sagelab.bucket_layout import DATA_CAPTURE_PREFIX
 from sagelab.naming import ResourceNames
 from stacks.app.nag import acknowledge
+from stacks.naming import ACCOUNT_ID, PARTITION
 from stacks.sagemaker_log_groups.construct import SageMakerLogGroups, endpoint_log_group_name
 
 VARIANT = "AllTraffic"
@@ -113,7 +114,7 @@ class ModelEndpoint(Construct):
         self.endpoint_name = names.endpoint
         self.scales = realtime
         self.name_prefix = deployment_name_prefix(names, serving)
-        self.scaling_role_arn = f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role/{SCALING_SERVICE_LINKED_ROLE}"
+        self.scaling_role_arn = f"arn:{PARTITION}:iam::{ACCOUNT_ID}:role/{SCALING_SERVICE_LINKED_ROLE}"
         # Not conditional on a model: an empty group costs nothing. Its fixed name would block the
         # next deploy if kept behind, and its events expire anyway: it goes with the stack.
         self.logs = SageMakerLogGroups(

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_codepipeline as codepipeline
 from aws_cdk import aws_codepipeline_actions as actions
 from aws_cdk import aws_events as events
@@ -38,7 +38,7 @@ from sagelab.package_files import package_dir
 from sagelab.release_aws import stage_title
 from stacks.app.nag import acknowledge, acknowledge_policy_wildcards
 from stacks.lambda_runtime import CONTRACT_MODULE, LAMBDA_RUNTIME, contract_file, powertools_layer, staged_package
-from stacks.naming import ResourceArns
+from stacks.naming import ACCOUNT_ID, PARTITION, REGION, ResourceArns
 from stacks.release.promotion import DEPLOY_FUNCTION, TEST_FUNCTION, Promotion
 from stacks.sagemaker_log_groups.construct import allow_cloudwatch_logs
 
@@ -134,7 +134,7 @@ class ReleasePipeline(Construct):
         )
         code = lambda_.Code.from_asset(str(package()))
         layer = powertools_layer(self)
-        pipeline_arn = f"arn:{Aws.PARTITION}:codepipeline:{Aws.REGION}:{Aws.ACCOUNT_ID}:{names.release_pipeline}"
+        pipeline_arn = f"arn:{PARTITION}:codepipeline:{REGION}:{ACCOUNT_ID}:{names.release_pipeline}"
         release_roles = [stage.promotion.release_role_arn for stage in stages]
         common_environment = {
             "PIPELINE_NAME": names.release_pipeline,
@@ -242,7 +242,7 @@ class ReleasePipeline(Construct):
                         f"Promote #{{variables.{VARIABLE}}} to {stage.name}. Acceptance test in {stages[index - 1].name}: {previous_test.variable('summary')}"
                     ),
                     # The execution: each action's result, the test's output variables, its log.
-                    external_entity_link=f"https://console.aws.amazon.com/codesuite/codepipeline/pipelines/{names.release_pipeline}/view?region={Aws.REGION}",
+                    external_entity_link=f"https://console.aws.amazon.com/codesuite/codepipeline/pipelines/{names.release_pipeline}/view?region={REGION}",
                     timeout=Duration.days(7),
                 )
                 self.approvals.append(approval)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import Aws
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
@@ -23,7 +22,7 @@ from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from sagelab.release_aws import stage_title
-from stacks.naming import ResourceArns
+from stacks.naming import REGION, ResourceArns
 from stacks.release.promotion import MODELS_PREFIX, Promotion
 from stacks.release.target import trust_only
 
@@ -74,7 +73,7 @@ class ReleaseSourceGrants(Construct):
                     principals=[trust_only(account, [promotion.endpoint_role_arn])],
                     actions=["kms:Decrypt"],
                     resources=["*"],  # in a key policy, "*" is this key
-                    conditions={"StringEquals": {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"}},
+                    conditions={"StringEquals": {"kms:ViaService": f"s3.{REGION}.amazonaws.com"}},
                 )
             )
         model_package_group.model_package_group_policy = iam.PolicyDocument(statements=group_statements)

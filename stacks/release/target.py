@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import cast
 
-from aws_cdk import Aws
 from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_iam as iam
 from constructs import Construct
@@ -14,6 +13,7 @@ from constructs import Construct
 from sagelab.naming import ResourceNames
 from stacks.app.nag import acknowledge_policy_wildcards
 from stacks.approval_deployer.construct import serving_stack_update_statements
+from stacks.naming import PARTITION, REGION
 from stacks.release.promotion import ENDPOINT_ROLE, RELEASE_ROLE, Promotion
 
 
@@ -63,7 +63,7 @@ class ReleaseTarget(Construct):
                 iam.PolicyStatement(
                     sid="ReadTheApiKey",
                     actions=["apigateway:GET"],
-                    resources=[f"arn:{Aws.PARTITION}:apigateway:{Aws.REGION}::/apikeys/{api_key.key_id}"],
+                    resources=[f"arn:{PARTITION}:apigateway:{REGION}::/apikeys/{api_key.key_id}"],
                 )
             )
         policy = iam.ManagedPolicy(self, "Policy", roles=[self.role], statements=statements)

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aws_cdk import Aws, Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -41,7 +41,7 @@ from sagelab.package_files import package_dir
 from sagelab.pipeline_definition import CONTRACT_MODULE
 from stacks.app.nag import acknowledge, acknowledge_policy_wildcards, acknowledge_tracing_grant
 from stacks.lambda_runtime import LAMBDA_RUNTIME, contract_file, powertools_layer, staged_package
-from stacks.naming import ResourceArns
+from stacks.naming import ACCOUNT_ID, PARTITION, REGION, ResourceArns
 from stacks.sagemaker_log_groups.construct import allow_cloudwatch_logs
 from stacks.spend_cap.runtime.metering import EVENT_KINDS
 
@@ -68,22 +68,22 @@ SERVERLESS_PRICE = "sagemaker_serverless"  # sagelab/prices.csv: USD per GB-seco
 CLASS_NAMES = ResourceArns.of(CLASS_ID)
 
 
-def enforcer_role_arn(account: str, region: str, partition: str = Aws.PARTITION) -> str:
+def enforcer_role_arn(account: str, region: str, partition: str = PARTITION) -> str:
     """The enforcer's role in the class account (named when the class has own-account students:
     their spend-cap roles trust it by ARN)."""
     return f"arn:{partition}:iam::{account}:role/{CLASS_NAMES.spend_cap_function_role(region)}"
 
 
-def spend_bus_arn(account: str, region: str, partition: str = Aws.PARTITION) -> str:
+def spend_bus_arn(account: str, region: str, partition: str = PARTITION) -> str:
     """The class's bus that own-account students' SageMaker events are forwarded to."""
     return f"arn:{partition}:events:{region}:{account}:event-bus/{CLASS_NAMES.spend_bus}"
 
 
-def forwarder_role_arn(student: str, account: str, partition: str = Aws.PARTITION) -> str:
+def forwarder_role_arn(student: str, account: str, partition: str = PARTITION) -> str:
     return f"arn:{partition}:iam::{account}:role/{ResourceArns.of(student).spend_events_role}"
 
 
-def student_role_arn(student: str, account: str, partition: str = Aws.PARTITION) -> str:
+def student_role_arn(student: str, account: str, partition: str = PARTITION) -> str:
     return f"arn:{partition}:iam::{account}:role/{ResourceArns.of(student).spend_cap_role}"
 
 
@@ -93,8 +93,8 @@ def enforcement_statements(students: ResourceArns, course: str, deny_policy_arn:
     attach or detach the deny. `students`: the class account's `ResourceArns.of("*")` (any
     student, narrowed by the course tag), or one own-account student's names in their account."""
     sagemaker_arn = ResourceArns.sagemaker_arn
-    stack_arn = f"arn:{Aws.PARTITION}:cloudformation:{Aws.REGION}:{Aws.ACCOUNT_ID}:stack"
-    role_arn = f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role"
+    stack_arn = f"arn:{PARTITION}:cloudformation:{REGION}:{ACCOUNT_ID}:stack"
+    role_arn = f"arn:{PARTITION}:iam::{ACCOUNT_ID}:role"
     of_this_class = {"StringEquals": {f"aws:ResourceTag/{COURSE_TAG}": course}}
     return [
         iam.PolicyStatement(
@@ -334,8 +334,8 @@ class SpendCap(Construct):
         # pattern: the rules and topic use the key, so naming their ARNs would be a cycle.)
         stack = Stack.of(self)
         cap_arns = [
-            f"arn:{Aws.PARTITION}:events:{Aws.REGION}:{Aws.ACCOUNT_ID}:rule/{stack.stack_name}-{construct_id}*",
-            f"arn:{Aws.PARTITION}:sns:{Aws.REGION}:{Aws.ACCOUNT_ID}:{stack.stack_name}-{construct_id}*",
+            f"arn:{PARTITION}:events:{REGION}:{ACCOUNT_ID}:rule/{stack.stack_name}-{construct_id}*",
+            f"arn:{PARTITION}:sns:{REGION}:{ACCOUNT_ID}:{stack.stack_name}-{construct_id}*",
         ]
         key.add_to_resource_policy(
             iam.PolicyStatement(
@@ -360,7 +360,7 @@ class SpendCap(Construct):
                 sid="OwnAccountStudentsSageMakerEvents",
                 principals=[iam.AccountPrincipal(account) for account in accounts],
                 actions=["events:PutEvents"],
-                resources=[spend_bus_arn(Aws.ACCOUNT_ID, region)],
+                resources=[spend_bus_arn(ACCOUNT_ID, region)],
                 conditions={
                     "StringEquals": {"events:source": "aws.sagemaker", "events:detail-type": sorted(EVENT_KINDS)},
                     "ArnEquals": {"aws:PrincipalArn": [forwarder_role_arn(student, account) for student, account in sorted(self.own_accounts.items())]},
@@ -389,7 +389,7 @@ class SpendCap(Construct):
             "FunctionRole",
             # Named only when own-account students' roles must trust it by ARN.
             role_name=CLASS_NAMES.spend_cap_function_role(Stack.of(self).region) if self.own_accounts else None,
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com", conditions={"StringEqualsIfExists": {"aws:SourceAccount": Aws.ACCOUNT_ID}}),
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com", conditions={"StringEqualsIfExists": {"aws:SourceAccount": ACCOUNT_ID}}),
             description=f"SageLab {course}: spending cap enforcer",
         )
         policy = iam.ManagedPolicy(self, "FunctionPolicy", roles=[role], statements=self.enforcer_statements(course, key, function_logs))
@@ -415,8 +415,8 @@ class SpendCap(Construct):
                 "TABLE_NAME": self.table.table_name,
                 "TOPIC_ARN": self.topic.topic_arn,
                 "DENY_POLICY_ARN": self.deny_policy.managed_policy_arn,
-                "CLASS_ACCOUNT": Aws.ACCOUNT_ID,
-                "PARTITION": Aws.PARTITION,
+                "CLASS_ACCOUNT": ACCOUNT_ID,
+                "PARTITION": PARTITION,
             },
             description=f"SageLab {course}: meters SageMaker spend per student and enforces the cap",
         )

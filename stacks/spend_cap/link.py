@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from aws_cdk import Aws, Duration, Environment, Stack, Tags
+from aws_cdk import Duration, Environment, Stack, Tags
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -26,7 +26,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from stacks.app.nag import acknowledge, acknowledge_policy_wildcards
-from stacks.naming import ResourceArns
+from stacks.naming import ACCOUNT_ID, ResourceArns
 from stacks.spend_cap.construct import capped_deny, enforcement_statements, enforcer_role_arn, spend_bus_arn
 from stacks.spend_cap.runtime.metering import EVENT_KINDS
 
@@ -60,7 +60,7 @@ class SpendCapLink(Construct):
             "Forwarder",
             role_name=names.spend_events_role,
             description=f"SageLab {course}: forwards {student}'s SageMaker state changes to the class's bus",
-            assumed_by=iam.ServicePrincipal("events.amazonaws.com", conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}}),
+            assumed_by=iam.ServicePrincipal("events.amazonaws.com", conditions={"StringEquals": {"aws:SourceAccount": ACCOUNT_ID}}),
         )
         # Events the class's bus refused or could not take wait here (SQS-managed encryption:
         # EventBridge writes to it without a key of this stack's own to pay for).

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from aws_cdk import Aws, Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cognito as cognito
 from aws_cdk import aws_iam as iam
@@ -35,6 +35,7 @@ from sagelab.naming import ResourceNames
 from stacks.api_web_acl.construct import associate_web_acl
 from stacks.app.nag import acknowledge, acknowledge_policy_wildcards, acknowledge_tracing_grant
 from stacks.lambda_runtime import LAMBDA_RUNTIME, powertools_layer, staged_package
+from stacks.naming import ACCOUNT_ID, PARTITION, REGION, URL_SUFFIX
 from stacks.sagemaker_log_groups.construct import allow_cloudwatch_logs
 from stacks.student_portal.accounts import ADMIN_GROUP, admin_username
 from stacks.student_portal.runtime.handler import PortalStudent, encode_students
@@ -105,12 +106,10 @@ class StudentPortal(Construct):
         access_logs = logs.LogGroup(self, "AccessLogs", retention=log_retention, encryption_key=log_key, removal_policy=RemovalPolicy.RETAIN)
         self.api = self._api(access_logs)
         # Built from the API's id, not its stage: the client's callback must not wait for the methods.
-        self.page_url = f"https://{self.api.rest_api_id}.execute-api.{Aws.REGION}.{Aws.URL_SUFFIX}/{STAGE}/"
+        self.page_url = f"https://{self.api.rest_api_id}.execute-api.{REGION}.{URL_SUFFIX}/{STAGE}/"
         self.client = self._client(self.page_url)
         slug = re.sub(r"[^a-z0-9-]+", "-", course.lower()).strip("-")[:20]
-        self.domain = self.user_pool.add_domain(
-            "SignIn", cognito_domain=cognito.CognitoDomainOptions(domain_prefix=self.names.name(f"{slug}-{Aws.ACCOUNT_ID}"))
-        )
+        self.domain = self.user_pool.add_domain("SignIn", cognito_domain=cognito.CognitoDomainOptions(domain_prefix=self.names.name(f"{slug}-{ACCOUNT_ID}")))
         self.function = self._function(users, region, log_key, log_retention)
         self._routes()
         if web_acl_arn is not None:
@@ -152,25 +151,24 @@ class StudentPortal(Construct):
         )
 
     def _users(self, users: Sequence[PortalUser], admin_emails: Sequence[str]) -> None:
+        pool_id = self.user_pool.user_pool_id  # one jsii round trip, not one per user
         for user in users:
-            self._user(f"Student-{user.student_id}", user.student_id, user.email)
-        admins = cognito.CfnUserPoolGroup(
-            self, "Admins", user_pool_id=self.user_pool.user_pool_id, group_name=ADMIN_GROUP, description="Course admins: they see the class report"
-        )
+            self._user(pool_id, f"Student-{user.student_id}", user.student_id, user.email)
+        admins = cognito.CfnUserPoolGroup(self, "Admins", user_pool_id=pool_id, group_name=ADMIN_GROUP, description="Course admins: they see the class report")
         for position, email in enumerate(admin_emails, start=1):
             username = admin_username(position)
-            admin = self._user(f"Admin{position}", username, email)
+            admin = self._user(pool_id, f"Admin{position}", username, email)
             attachment = cognito.CfnUserPoolUserToGroupAttachment(
-                self, f"Admin{position}InGroup", user_pool_id=self.user_pool.user_pool_id, group_name=ADMIN_GROUP, username=username
+                self, f"Admin{position}InGroup", user_pool_id=pool_id, group_name=ADMIN_GROUP, username=username
             )
             attachment.add_dependency(admin)
             attachment.add_dependency(admins)
 
-    def _user(self, construct_id: str, username: str, email: str) -> cognito.CfnUserPoolUser:
+    def _user(self, pool_id: str, construct_id: str, username: str, email: str) -> cognito.CfnUserPoolUser:
         return cognito.CfnUserPoolUser(
             self,
             construct_id,
-            user_pool_id=self.user_pool.user_pool_id,
+            user_pool_id=pool_id,
             username=username,
             desired_delivery_mediums=["EMAIL"],
             user_attributes=[
@@ -240,7 +238,7 @@ class StudentPortal(Construct):
                     iam.PolicyStatement(
                         sid="PresignThroughTheirAccount",
                         actions=["sts:AssumeRole"],
-                        resources=[f"arn:{Aws.PARTITION}:iam::{user.account_id}:role/{ResourceNames.of(user.student_id).portal_presign_role}" for user in own],
+                        resources=[f"arn:{PARTITION}:iam::{user.account_id}:role/{ResourceNames.of(user.student_id).portal_presign_role}" for user in own],
                     )
                 ],
             )
@@ -360,7 +358,7 @@ def student_statements(users: Sequence[PortalUser]) -> list[iam.PolicyStatement]
     budget (what class_report.student_status reads). Nothing else, no data."""
 
     def arn(service: str, region: str, resource: str) -> str:
-        return f"arn:{Aws.PARTITION}:{service}:{region}:{Aws.ACCOUNT_ID}:{resource}"
+        return f"arn:{PARTITION}:{service}:{region}:{ACCOUNT_ID}:{resource}"
 
     names = [(ResourceNames.of(user.student_id), user.region) for user in users]
     return [

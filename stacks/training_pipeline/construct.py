@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from aws_cdk import Aws, Fn, RemovalPolicy, Stack
+from aws_cdk import Fn, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
@@ -17,6 +17,7 @@ from sagelab.naming import ResourceNames
 from sagelab.pipeline_definition import PIPELINE_CODE_PREFIX, PLACEHOLDERS
 from stacks.app.nag import acknowledge, acknowledge_cdk_singleton_lambda, acknowledge_policy_wildcards
 from stacks.data_buckets.construct import DataBuckets
+from stacks.naming import ACCOUNT_ID
 
 DATASET_PREFIX = "datasets/digits/"
 
@@ -139,7 +140,7 @@ class TrainingPipeline(Construct):
         copy_role = iam.Role(
             self,
             "CopyFunctionRole",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com", conditions={"StringEqualsIfExists": {"aws:SourceAccount": Aws.ACCOUNT_ID}}),
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com", conditions={"StringEqualsIfExists": {"aws:SourceAccount": ACCOUNT_ID}}),
             description=f"SageLab {names.environment}: deploy-time copy of pipeline code and dataset",
         )
         iam.ManagedPolicy(
