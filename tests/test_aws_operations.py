@@ -128,10 +128,16 @@ STEPS = {
 }
 
 
+@pytest.fixture(scope="module")
+def offline_ops() -> AwsOperations:
+    """One AwsOperations for the module's stubbed tests: it holds only its session and clients, and
+    each new session loaded the SageMaker service model again (0.2-0.8 s of CPU per test)."""
+    return AwsOperations(boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"))
+
+
 @pytest.fixture
-def stubbed_ops() -> Iterator[tuple[AwsOperations, Stubber, Stubber]]:
-    session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
-    ops = AwsOperations(session)
+def stubbed_ops(offline_ops: AwsOperations) -> Iterator[tuple[AwsOperations, Stubber, Stubber]]:
+    ops = offline_ops  # fresh Stubbers per test: their queues of answers are the test's own
     with Stubber(ops.sagemaker) as sagemaker, Stubber(ops.logs) as logs:
         yield ops, sagemaker, logs
         sagemaker.assert_no_pending_responses()
