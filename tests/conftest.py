@@ -76,6 +76,70 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     gc.enable()
 
 
+# Under `-n 2 --dist loadscope` the controller hands a worker one whole module at a time, in the order
+# the workers collected them (pyproject's `--no-loadscope-reorder`: by default xdist hands out the
+# modules with the most tests first, whatever they cost, and a one-test notebook run came last).
+# Heaviest first, so the modules left at the end are short and both workers finish together. The
+# seconds are each module's own (setup + call + teardown of its tests, waits for a shared fixture
+# included) in a warm `-n 2` run; only their ratios matter (a busy machine slows every module alike).
+# A module missing from the table goes last. A run prints a notice
+# when the table is out of date, and `pytest -n 2 --update-module-seconds` measures it again.
+MODULE_SECONDS = Path(__file__).with_name("module_seconds.json")
+_measured_seconds: dict[str, float] = {}
+
+
+def _module(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-module-seconds",
+        action="store_true",
+        help=f"write each module's measured seconds into {MODULE_SECONDS.name} (the order `-n 2` hands modules out in)",
+    )
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own reordering (it keeps a module's tests in its fixtures' order)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return  # one process runs every module anyway: the files' order
+    seconds: dict[str, float] = json.loads(MODULE_SECONDS.read_text())
+    first_index: dict[str, int] = {}
+    for index, item in enumerate(items):
+        first_index.setdefault(_module(item.nodeid), index)
+    # A module's tests stay together and in their order (its module-scoped fixtures are made once).
+    items.sort(key=lambda item: (-seconds.get(_module(item.nodeid), 0.0), first_index[_module(item.nodeid)]))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if not os.environ.get("PYTEST_XDIST_WORKER"):  # every report reaches the controller (or the only process)
+        _measured_seconds[_module(report.nodeid)] = _measured_seconds.get(_module(report.nodeid), 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    if hasattr(config, "workerinput") or not config.getoption("numprocesses", None):
+        return
+    measured = _measured_seconds
+    table: dict[str, float] = json.loads(MODULE_SECONDS.read_text())
+    if config.getoption("update_module_seconds"):
+        table = {module: seconds for module, seconds in table.items() if (REPO_ROOT / module).exists()}
+        table.update({module: round(seconds, 1) for module, seconds in measured.items()})
+        MODULE_SECONDS.write_text(json.dumps(dict(sorted(table.items(), key=lambda entry: -entry[1])), indent=1) + "\n")
+        terminalreporter.write_line(f"{MODULE_SECONDS.name}: {len(measured)} modules measured again")
+        return
+    # Out of date: a module that took a third more than its entry (and more than 2% of the whole suite)
+    # goes out too late and ends the run late; one that took less only goes out early. Compared at this
+    # run's pace (a busy machine makes every module slower alike), so a run of a few modules works too.
+    in_both = [module for module in measured if module in table]
+    pace = sum(measured[module] for module in in_both) / max(sum(table[module] for module in in_both), 1e-9)
+    expected = {module: pace * table.get(module, 0.0) for module in measured}
+    suite = pace * sum(table.values())
+    stale = sorted(module for module, seconds in measured.items() if seconds - expected[module] > max(0.02 * suite, expected[module] / 3))
+    if stale:
+        terminalreporter.write_line(f"{MODULE_SECONDS.name} is out of date for {', '.join(stale)}: `pytest -n 2 --update-module-seconds` measures it again")
+
+
 @dataclass(frozen=True)
 class SynthResult:
     outdir: Path
