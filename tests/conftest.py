@@ -8,6 +8,7 @@ directory under a file lock, and every other worker waits for it and reads the r
 from __future__ import annotations
 
 import fcntl
+import gc
 import json
 import os
 import shutil
@@ -49,9 +50,96 @@ def pytest_configure(config: pytest.Config) -> None:
     # forking off (sagelab/local/prefork.py). Not in the xdist controller, which runs no tests.
     if config.pluginmanager.hasplugin("xdist") and config.getoption("numprocesses", None) and not hasattr(config, "workerinput"):
         return
+    # The imports below and collection's allocate a million objects that live as long as the process:
+    # the collector's full passes over them while they grow were 1.7 s of CPU per worker. It is off
+    # until collection ends (pytest_collection_finish); nothing here is run by a test.
+    gc.disable()
     from sagelab.local import prefork
 
     prefork.preload()
+    # Where PYTHONDONTWRITEBYTECODE is set (this machine sets it), every worker re-rewrote the asserts
+    # of every test module and recompiled sagelab/ and stacks/ on each run: 2 s of CPU per worker.
+    # From here on (after the preloaded libraries, read from the venv's own bytecode) bytecode goes to
+    # a cache outside the tree, never beside the sources (a __pycache__ in a Lambda's folder would
+    # change its asset hash), checked against each source's mtime and size as Python always does;
+    # test results are never cached. The first run fills it (libraries imported later are compiled
+    # once more into it). This process only: the steps and synths it starts are as before.
+    if sys.dont_write_bytecode and not sys.pycache_prefix:
+        sys.pycache_prefix = str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sagelab-pycache")
+        sys.dont_write_bytecode = False
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # One full pass frees start-up's garbage, then what is left (modules, tests) is moved out of the
+    # collector's view for good: later passes (the tests', and pytest's at the end) only walk what the
+    # tests allocate. Objects a test makes are collected as ever.
+    gc.collect()
+    gc.freeze()
+    gc.enable()
+
+
+# Under `-n 2 --dist loadscope` the controller hands a worker one whole module at a time, in the order
+# the workers collected them (pyproject's `--no-loadscope-reorder`: by default xdist hands out the
+# modules with the most tests first, whatever they cost, and a one-test notebook run came last).
+# Heaviest first, so the modules left at the end are short and both workers finish together. The
+# seconds are each module's own (setup + call + teardown of its tests, waits for a shared fixture
+# included) in a warm `-n 2` run; only their ratios matter (a busy machine slows every module alike).
+# A module missing from the table goes last. A run prints a notice
+# when the table is out of date, and `pytest -n 2 --update-module-seconds` measures it again.
+MODULE_SECONDS = Path(__file__).with_name("module_seconds.json")
+_measured_seconds: dict[str, float] = {}
+
+
+def _module(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-module-seconds",
+        action="store_true",
+        help=f"write each module's measured seconds into {MODULE_SECONDS.name} (the order `-n 2` hands modules out in)",
+    )
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own reordering (it keeps a module's tests in its fixtures' order)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return  # one process runs every module anyway: the files' order
+    seconds: dict[str, float] = json.loads(MODULE_SECONDS.read_text())
+    first_index: dict[str, int] = {}
+    for index, item in enumerate(items):
+        first_index.setdefault(_module(item.nodeid), index)
+    # A module's tests stay together and in their order (its module-scoped fixtures are made once).
+    items.sort(key=lambda item: (-seconds.get(_module(item.nodeid), 0.0), first_index[_module(item.nodeid)]))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if not os.environ.get("PYTEST_XDIST_WORKER"):  # every report reaches the controller (or the only process)
+        _measured_seconds[_module(report.nodeid)] = _measured_seconds.get(_module(report.nodeid), 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    if hasattr(config, "workerinput") or not config.getoption("numprocesses", None):
+        return
+    measured = _measured_seconds
+    table: dict[str, float] = json.loads(MODULE_SECONDS.read_text())
+    if config.getoption("update_module_seconds"):
+        table = {module: seconds for module, seconds in table.items() if (REPO_ROOT / module).exists()}
+        table.update({module: round(seconds, 1) for module, seconds in measured.items()})
+        MODULE_SECONDS.write_text(json.dumps(dict(sorted(table.items(), key=lambda entry: -entry[1])), indent=1) + "\n")
+        terminalreporter.write_line(f"{MODULE_SECONDS.name}: {len(measured)} modules measured again")
+        return
+    # Out of date: a module that took a third more than its entry (and more than 2% of the whole suite)
+    # goes out too late and ends the run late; one that took less only goes out early. Compared at this
+    # run's pace (a busy machine makes every module slower alike), so a run of a few modules works too.
+    in_both = [module for module in measured if module in table]
+    pace = sum(measured[module] for module in in_both) / max(sum(table[module] for module in in_both), 1e-9)
+    expected = {module: pace * table.get(module, 0.0) for module in measured}
+    suite = pace * sum(table.values())
+    stale = sorted(module for module, seconds in measured.items() if seconds - expected[module] > max(0.02 * suite, expected[module] / 3))
+    if stale:
+        terminalreporter.write_line(f"{MODULE_SECONDS.name} is out of date for {', '.join(stale)}: `pytest -n 2 --update-module-seconds` measures it again")
 
 
 @dataclass(frozen=True)
