@@ -231,12 +231,12 @@ def build_app(app: App | None = None, context: Mapping[str, Any] | None = None, 
     return app
 
 
-def check_quotas_of(app: App, student_stacks: Sequence[Stack], config: SageLabConfig) -> None:
+def check_quotas_of(app: App, student_stacks: Sequence[StampedStack], config: SageLabConfig) -> None:
     """Fail synth (a ConfigError naming the quota and the numbers) when the app's stacks exceed an
-    account's quota: the defaults, or the raised values the config declares (sagelab/quotas.py)."""
-    stamped = [stack for stack in student_stacks if isinstance(stack, StampedStack)]
+    account's quota: the defaults, or the raised values the config declares (sagelab/quotas.py).
+    The app's other stacks are built through the constructs and counted from them."""
     built = (child for child in app.node.children if isinstance(child, Stack) and not isinstance(child, StampedStack))
     try:
-        check_app_quotas(built, stamped, config.quotas)
+        check_app_quotas(built, student_stacks, config.quotas)
     except QuotaError as error:
         raise ConfigError(f"quota: {error}") from None
