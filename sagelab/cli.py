@@ -42,6 +42,7 @@ from typing import Any
 
 from pipeline_steps import contract
 from sagelab.aws_ops import DEFAULT_STUDENT_ROLE, OperationError
+from sagelab.cloud_assembly import AssemblyError, assembly_stacks
 from sagelab.config import ConfigError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -478,16 +479,9 @@ def sigv4_headers(url: str, body: bytes, headers: dict[str, str], region: str | 
 
 
 # -- synth summary ------------------------------------------------------------------------------------
-def synthesized_templates(cdk_out: Path) -> list[Path]:
-    """This synth's stack templates, from the manifest (cdk.out keeps files of earlier synths)."""
-    manifest = json.loads((cdk_out / "manifest.json").read_text())
-    artifacts = manifest.get("artifacts", {}).values()
-    return [cdk_out / a["properties"]["templateFile"] for a in artifacts if a.get("type") == "aws:cloudformation:stack"]
-
-
 def synth_summary(cdk_out: Path) -> dict[str, Any]:
-    templates = synthesized_templates(cdk_out)
-    resources = sum(len(json.loads(path.read_text()).get("Resources", {})) for path in templates)
+    stacks = assembly_stacks(cdk_out)
+    resources = sum(len(stack.template().get("Resources", {})) for stack in stacks)
     acknowledged = unacknowledged = 0
     # The app's report, and in classroom mode each student template environment's (where the
     # students' resources are built and checked): cdk.out/student-templates/<shape>/.
@@ -496,11 +490,14 @@ def synth_summary(cdk_out: Path) -> dict[str, Any]:
         for plugin in report.get("pluginReports", []):
             acknowledged += sum(len(v.get("violatingConstructs", [])) for v in plugin.get("suppressedViolations", []))
             unacknowledged += sum(len(v.get("violatingConstructs", [])) for v in plugin.get("violations", []))
-    return {"stacks": len(templates), "resources": resources, "acknowledged_findings": acknowledged, "unacknowledged_findings": unacknowledged}
+    return {"stacks": len(stacks), "resources": resources, "acknowledged_findings": acknowledged, "unacknowledged_findings": unacknowledged}
 
 
 def cmd_synth_summary(args: argparse.Namespace) -> int:
-    summary = synth_summary(Path(args.cdk_out))
+    try:
+        summary = synth_summary(Path(args.cdk_out))
+    except AssemblyError as error:
+        raise UsageError(str(error)) from None
     print(
         f"synth: {summary['stacks']} stacks, {summary['resources']} resources, "
         f"{summary['acknowledged_findings']} acknowledged cdk-nag findings, {summary['unacknowledged_findings']} unacknowledged"
@@ -524,7 +521,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return code
     print("\n== 3/3 approve the new version, serve it, and call the front door (sagelab serve) ==", flush=True)
     _demo_serving(Path(args.workdir))
-    templates = sorted(str(p) for p in synthesized_templates(Path("cdk.out")))
+    templates = sorted(str(stack.template_file) for stack in assembly_stacks(Path("cdk.out")))
     print("\n== where things are ==")
     print(f"templates:   {', '.join(templates)}")
     print("nag report:  cdk.out/validation-report.json")

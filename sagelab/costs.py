@@ -1,9 +1,10 @@
 """What a synthesized SageLab costs: idle per day and month, and one active lab hour.
 
-Reads a cloud assembly (`cdk.out`: one environment or a class), counts per environment the
-resources that cost money while nobody works (keys, web ACLs and rules, dashboards, alarms,
-budgets, notebook volumes, always-on endpoint instances) and what one lab hour uses, and prices
-them with the checked-in table `prices.csv` (us-east-1 list prices, each with its source).
+Reads a cloud assembly's stacks (`cdk.out`: one environment or a class, through
+sagelab/cloud_assembly.py), counts per environment the resources that cost money while nobody
+works (keys, web ACLs and rules, dashboards, alarms, budgets, notebook volumes, always-on
+endpoint instances) and what one lab hour uses, and prices them with the checked-in table
+`prices.csv` (us-east-1 list prices, each with its source).
 
 Free allowances (3 dashboards, 10 alarm metrics, 2 budgets) are per account, so they are applied
 once per account and the rest is shared out over that account's environments. Stacks without an
@@ -20,8 +21,9 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
-from pathlib import Path
 from typing import Any
+
+from sagelab.cloud_assembly import AssemblyStack
 
 DAYS_PER_MONTH = 30.4
 SHARED = "(class-wide)"
@@ -156,28 +158,9 @@ def count_resources(template: Mapping[str, Any], into: Resources | None = None) 
     return counts
 
 
-@dataclass(frozen=True)
-class Stack:
-    name: str
-    environment: str
-    account: str
-    template: dict[str, Any]
-
-
-def read_assembly(cdk_out: str | Path) -> list[Stack]:
-    """The stacks of a cloud assembly with their environment tag and account."""
-    root = Path(cdk_out)
-    manifest = json.loads((root / "manifest.json").read_text())
-    stacks = []
-    for artifact_id, artifact in manifest["artifacts"].items():
-        if artifact["type"] != "aws:cloudformation:stack":
-            continue
-        properties = artifact.get("properties", {})
-        account = re.sub(r"^aws://([^/]+)/.*$", r"\1", artifact.get("environment", "aws://unknown-account/"))
-        environment = properties.get("tags", {}).get("environment", SHARED)
-        template = json.loads((root / properties["templateFile"]).read_text())
-        stacks.append(Stack(artifact_id, environment, account, template))
-    return stacks
+def environment_of(stack: AssemblyStack) -> str:
+    """Whose costs a stack's resources are: its `environment` tag's, else the class's (SHARED)."""
+    return stack.tags.get("environment", SHARED)
 
 
 # A reconciliation of the spending cap: lists what runs, queries each student's record (one read
@@ -267,14 +250,15 @@ def _instance_price(prices: Mapping[str, Price], instance_type: str | None) -> f
     return prices[key].usd
 
 
-def price_environments(stacks: Iterable[Stack], prices: Mapping[str, Price] | None = None, lab: LabHour = LabHour()) -> list[EnvironmentCost]:
+def price_environments(stacks: Iterable[AssemblyStack], prices: Mapping[str, Price] | None = None, lab: LabHour = LabHour()) -> list[EnvironmentCost]:
     """Cost per environment; account-wide free allowances applied once per account and shared out."""
     prices = prices or load_prices()
     by_group: dict[str, Resources] = defaultdict(Resources)
     account_of: dict[str, str] = {}
     for stack in stacks:
-        count_resources(stack.template, by_group[stack.environment])
-        account_of[stack.environment] = stack.account
+        environment = environment_of(stack)
+        count_resources(stack.template(), by_group[environment])
+        account_of[environment] = stack.account
     environments = [group for group in by_group if group != SHARED]
     shared = by_group.get(SHARED, Resources())
 

@@ -170,12 +170,9 @@ def assembly_templates(outdir: Path) -> dict[str, dict[str, Any]]:
     """Each stack's template by stack name, read from the cloud assembly's files, as the CDK CLI
     deploys them. (Reading `stack.template` through jsii marshals each template from Node again:
     1.2 s of CPU for the class of 40.)"""
-    manifest = json.loads((outdir / "manifest.json").read_text())
-    return {
-        artifact.get("properties", {}).get("stackName", artifact_id): json.loads((outdir / artifact["properties"]["templateFile"]).read_text())
-        for artifact_id, artifact in manifest["artifacts"].items()
-        if artifact["type"] == "aws:cloudformation:stack"
-    }
+    from sagelab.cloud_assembly import assembly_stacks
+
+    return {stack.stack_name: stack.template() for stack in assembly_stacks(outdir)}
 
 
 def once_per_run(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], None]) -> Path:

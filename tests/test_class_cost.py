@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from sagelab.cloud_assembly import assembly_stacks
 from sagelab.config import load_config
-from sagelab.costs import DAYS_PER_MONTH, SHARED, Resources, count_resources, load_prices, price_environments, read_assembly
+from sagelab.costs import DAYS_PER_MONTH, SHARED, Resources, count_resources, environment_of, load_prices, price_environments
 from sagelab.roster import classroom_config, parse_roster
-from tests.conftest import SHARED_CLASS_STUDENTS, SynthResult, read_json
+from tests.conftest import SHARED_CLASS_STUDENTS, SynthResult
 
 # What one environment keeps (and pays for) while nobody works. A change here changes the bill:
 # update the README's cost table with `bench/class_cost.py --class 40` when it does.
@@ -44,7 +45,7 @@ def test_a_malformed_price_table_is_an_error() -> None:
 
 
 def test_the_dev_environment_counts(synthesized: SynthResult) -> None:
-    (cost,) = price_environments(read_assembly(synthesized.outdir))
+    (cost,) = price_environments(assembly_stacks(synthesized.outdir))
     assert cost.environment == "dev"
     assert cost.resources.as_row() == DEV_ENVIRONMENT
     # A real-time endpoint once a model is deployed: one ml.m5.large around the clock.
@@ -52,11 +53,11 @@ def test_the_dev_environment_counts(synthesized: SynthResult) -> None:
 
 
 def test_each_student_counts_and_the_class_shares_the_rest(shared_class: SynthResult) -> None:
-    stacks = read_assembly(shared_class.outdir)
+    stacks = assembly_stacks(shared_class.outdir)
     class_wide = Resources()
     for stack in stacks:
-        if stack.environment == SHARED:
-            count_resources(stack.template, class_wide)
+        if environment_of(stack) == SHARED:
+            count_resources(stack.template(), class_wide)
     assert class_wide.as_row() == CLASS_WIDE
     costs = price_environments(stacks)
     assert sorted(cost.environment for cost in costs) == list(SHARED_CLASS_STUDENTS)
@@ -100,13 +101,13 @@ def test_students_in_the_class_account_share_one_web_acl_and_deploy_after_it(sha
     keys = rate["Statement"]["RateBasedStatement"]["CustomKeys"]
     assert rate["Statement"]["RateBasedStatement"]["AggregateKeyType"] == "CUSTOM_KEYS" and {"IP": {}} in keys
     assert any(key.get("Header", {}).get("Name") == "host" for key in keys)
-    manifest = read_json(shared_class.outdir / "manifest.json")["artifacts"]
+    depends_on = {stack.stack_name: stack.dependencies for stack in assembly_stacks(shared_class.outdir)}
     for student in SHARED_CLASS_STUDENTS:
         serving = shared_class.template(f"sagelab-{student}--serving")
         (association,) = [r for r in serving["Resources"].values() if r["Type"] == "AWS::WAFv2::WebACLAssociation"]
         assert association["Properties"]["WebACLArn"] == {"Fn::ImportValue": "sagelab-class-web-acl-arn"}
         assert not [r for r in serving["Resources"].values() if r["Type"] in ("AWS::WAFv2::WebACL", "AWS::CloudWatch::Dashboard", "AWS::CloudWatch::Alarm")]
-        assert "sagelab-class--us-east-1" in manifest[f"sagelab-{student}--serving"]["dependencies"]
+        assert "sagelab-class--us-east-1" in depends_on[f"sagelab-{student}--serving"]
 
 
 def test_the_class_dashboard_shows_every_student(shared_class: SynthResult) -> None:
@@ -127,11 +128,11 @@ def test_own_account_students_get_a_web_acl_only_if_the_config_asks(tmp_path: Pa
 
 def test_the_drift_check_costs_its_runs_requests_and_metrics(synthesized: SynthResult, shared_class: SynthResult) -> None:
     """Hourly (the default) on a 512 MB function; class students have no check, so nothing."""
-    (cost,) = price_environments(read_assembly(synthesized.outdir))
+    (cost,) = price_environments(assembly_stacks(synthesized.outdir))
     assert cost.resources.drift_check_runs_per_day == 24 and cost.resources.drift_check_memory_mb == 512
     # By hand, per run: a request ($0.20/M), 3 s x 0.5 GB x $0.0000166667, 4 PUT/LIST x $0.005/1000,
     # 4 GET x $0.0004/1000 and 16 metric-hours x $0.30/730.
     per_run = 0.2 / 1e6 + 3 * 0.5 * 0.0000166667 + 4 * 0.005 / 1000 + 4 * 0.0004 / 1000 + 16 * 0.000411
     assert cost.drift_check_usd_per_day == pytest.approx(24 * per_run)
     assert cost.drift_check_usd_per_day < 0.2, "the check must stay well under the classroom's idle goal per environment"
-    assert all(c.drift_check_usd_per_day == 0 for c in price_environments(read_assembly(shared_class.outdir)))
+    assert all(c.drift_check_usd_per_day == 0 for c in price_environments(assembly_stacks(shared_class.outdir)))

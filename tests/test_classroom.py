@@ -14,8 +14,9 @@ from botocore.stub import Stubber
 
 from sagelab.aws_ops import AwsOperations, ClassroomOperations
 from sagelab.cli import synth_summary
+from sagelab.cloud_assembly import assembly_stacks
 from sagelab.config import ConfigError, load_config
-from sagelab.costs import price_environments, read_assembly
+from sagelab.costs import price_environments
 from sagelab.roster import classroom_config, parse_roster
 from stacks.app.classroom import (
     TEMPLATES_DIR,
@@ -87,7 +88,7 @@ def test_classroom_guardrails_and_account_shapes() -> None:
 def test_forty_students_cost_at_most_ten_cents_a_day_each_at_rest(class_of_40: SynthResult) -> None:
     """The issue's goal, on the cost model bench/class_cost.py prints (sagelab/costs.py): the
     whole class's cost (its own-account rows' included) over the 40 in the class account."""
-    costs = price_environments(read_assembly(class_of_40.outdir))
+    costs = price_environments(assembly_stacks(class_of_40.outdir))
     assert sorted(cost.environment for cost in costs) == sorted([*CLASS_SHARED_IDS, *CLASS_OWN])
     per_student = sum(cost.idle_usd_per_day for cost in costs) / STUDENTS
     assert per_student <= 0.10, f"${per_student:.3f} per student per day"

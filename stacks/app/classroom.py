@@ -35,6 +35,7 @@ from aws_cdk import App, AssetHashType, DefaultStackSynthesizer, Environment, Fi
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
+from sagelab.cloud_assembly import AssemblyStack, assembly_stacks
 from sagelab.config import EnvironmentConfig, SageLabConfig
 from stacks.app.validation import new_app
 
@@ -110,14 +111,11 @@ def stamp_json(template_text: str, pairs: Sequence[tuple[str, str]]) -> str:
 
 @dataclass(frozen=True)
 class TemplateStack:
-    """One synthesized stack of a template environment, read back from its cloud assembly."""
+    """One synthesized stack of a template environment, read back from its cloud assembly: what
+    every student's copy is stamped from, read once."""
 
-    construct_id: str
-    stack_name: str
+    stack: AssemblyStack  # its manifest entry: construct id, name, tags, the stacks it depends on
     template_text: str
-    tags: Mapping[str, str]
-    termination_protection: bool
-    depends_on: tuple[str, ...]  # construct ids of the template environment's other stacks
     file_assets: tuple[Mapping[str, Any], ...]  # the assets manifest entries, template excluded
 
 
@@ -135,29 +133,14 @@ def synthesize_template_environment(
     build(template_app, env, tags, *TEMPLATE_STACK_IDS)
     add_checks(template_app)
     template_app.synth()
-    manifest = json.loads((outdir / "manifest.json").read_text())
-    artifacts = manifest["artifacts"]
     stacks = []
-    for artifact_id, artifact in artifacts.items():
-        if artifact["type"] != "aws:cloudformation:stack":
-            continue
-        properties = artifact["properties"]
-        template_file = properties["templateFile"]
-        assets = json.loads((outdir / f"{artifact_id}.assets.json").read_text())
+    for stack in assembly_stacks(outdir):
+        assets = json.loads(stack.asset_manifest_file.read_text()) if stack.asset_manifest_file else {}
         if assets.get("dockerImages"):
-            raise NotImplementedError(f"{artifact_id}: Docker image assets cannot be stamped per student (SageLab builds none)")
-        file_assets = tuple({"hash": asset_hash, **entry} for asset_hash, entry in assets["files"].items() if entry["source"]["path"] != template_file)
-        stacks.append(
-            TemplateStack(
-                construct_id=artifact_id,
-                stack_name=properties.get("stackName", artifact_id),
-                template_text=(outdir / template_file).read_text(),
-                tags=properties.get("tags", {}),
-                termination_protection=properties.get("terminationProtection", False),
-                depends_on=tuple(dep for dep in artifact.get("dependencies", []) if artifacts.get(dep, {}).get("type") == "aws:cloudformation:stack"),
-                file_assets=file_assets,
-            )
-        )
+            raise NotImplementedError(f"{stack.artifact_id}: Docker image assets cannot be stamped per student (SageLab builds none)")
+        template_file = stack.template_file.relative_to(outdir).as_posix()  # as its asset manifest names it
+        file_assets = tuple({"hash": asset_hash, **entry} for asset_hash, entry in assets.get("files", {}).items() if entry["source"]["path"] != template_file)
+        stacks.append(TemplateStack(stack=stack, template_text=stack.template_text(), file_assets=file_assets))
     return TemplateEnvironment(directory=outdir, stacks=tuple(stacks))
 
 
@@ -221,15 +204,15 @@ def add_stamped_stacks(
     pairs = substitutions(env, shape)
     by_construct_id: dict[str, StampedStack] = {}
     for template_stack in template.stacks:
-        stack_name = stamp(template_stack.stack_name, pairs)
+        stack_name = stamp(template_stack.stack.stack_name, pairs)
         synthesizer = StampedStackSynthesizer(outdir)
         stack = StampedStack(
             app,
             stack_name,
             stack_name=stack_name,
             env=Environment(account=env.account, region=env.region),
-            tags={key: stamp(value, pairs) for key, value in template_stack.tags.items()},
-            termination_protection=template_stack.termination_protection,
+            tags={key: stamp(value, pairs) for key, value in template_stack.stack.tags.items()},
+            termination_protection=template_stack.stack.termination_protection,
             synthesizer=synthesizer,
         )
         # The template environment's assets (code bundle, Lambda code), published with this
@@ -257,10 +240,10 @@ def add_stamped_stacks(
         stack.template_text = synthesizer.template_text
         stack.template_environment_text = template_stack.template_text
         stack.stamped_name, stack.quota_account, stack.quota_region = stack_name, env.account or "", env.region
-        by_construct_id[template_stack.construct_id] = stack
+        by_construct_id[template_stack.stack.artifact_id] = stack
     for template_stack in template.stacks:
-        for dependency in template_stack.depends_on:
-            by_construct_id[template_stack.construct_id].add_stack_dependency(by_construct_id[dependency])
+        for dependency in template_stack.stack.dependencies:
+            by_construct_id[template_stack.stack.artifact_id].add_stack_dependency(by_construct_id[dependency])
     return list(by_construct_id.values())
 
 
