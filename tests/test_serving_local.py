@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sagelab.datasets import DIGITS_CSV
+from sagelab.local import serve
 from sagelab.local.loopback import sigv4_headers
 from sagelab.local.registry import LocalRegistry
 from sagelab.local.serve import LocalEndpoint, LocalGateway, load_served_model, serving
@@ -107,6 +108,38 @@ def test_malformed_bodies_are_4xx_with_json(client: httpx.Client, content: str, 
     assert response.status_code == status, response.text
     body = response.json()
     assert set(body) == {"error", "message", "requestId"} and body["message"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("[]", "body: [] is not of type 'object'"),
+        ('{"instances": [[1]], "x": 1}', "body: Additional properties are not allowed ('x' was unexpected)"),
+        ('{"instances": []}', "instances: [] should be non-empty"),
+        ('{"instances": [[1], ["x"]]}', "instances[1]: ['x'] is not valid under any of the given schemas"),
+        (json.dumps({"instances": [[0]] * 1001}), " is too long"),
+    ],
+    ids=["not-an-object", "extra-property", "no-rows", "second-row", "too-many-rows"],
+)
+def test_the_request_model_is_read_once_and_names_the_first_error_by_path(monkeypatch: pytest.MonkeyPatch, content: str, message: str) -> None:
+    """The gateway's request model: one read of the schema for its compiled check and its
+    jsonschema walk, and the refusal names the first failing path as API Gateway does."""
+    reads: list[Path] = []
+    read_text = Path.read_text
+
+    def counted(path: Path, *args: Any, **kwargs: Any) -> str:
+        reads.append(path)
+        return read_text(path, *args, **kwargs)
+
+    serve._request_model.cache_clear()
+    monkeypatch.setattr(Path, "read_text", counted)
+    try:
+        assert serve.request_model_problem('{"instances": [[1, 2]]}') is None
+        problem = serve.request_model_problem(content)
+    finally:
+        serve._request_model.cache_clear()  # the next test builds it again, unwatched
+    assert problem is not None and problem.startswith("invalid request body: ") and problem.endswith(message), problem
+    assert reads.count(serve.REQUEST_SCHEMA) == 1  # (jsonschema reads its metaschemas too)
 
 
 def test_only_health_needs_no_key_and_openapi_takes_the_predict_key(client: httpx.Client, servers: tuple[str, str]) -> None:

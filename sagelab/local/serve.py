@@ -404,27 +404,29 @@ def load_handler(endpoint_url: str, endpoint_name: str, model: Mapping[str, str]
 
 
 # -- what API Gateway checks before the Lambda runs -----------------------------------------------
+@dataclass(frozen=True)
+class _RequestModel:
+    """The request model (draft-04), read once and held three ways. `passes` is it compiled to
+    Python code (fastjsonschema, as the Lambda does): a valid 1,000-row batch passes in a few
+    milliseconds instead of ~200 ms. Only a body that fails is walked again by jsonschema, whose
+    error names the path as API Gateway's does, with the model in two parts: `body`, without
+    `instances.items` (every error at the body or at `instances`), and `row`, `instances.items` (a
+    row's errors). A failing body is walked up to its first failing row: a 1,001-row body is
+    refused at `instances` without validating 1,001 rows (~200 ms), and the answer is the one the
+    whole model's first error by path gives."""
+
+    passes: Callable[[Any], bool]
+    body: Any  # jsonschema.Draft4Validator
+    row: Any  # jsonschema.Draft4Validator
+
+
 @cache
-def _request_model() -> tuple[Any, Any]:
-    """The request model (draft-04) in two parts: without `instances.items` (every error at the body
-    or at `instances`), and `instances.items` (a row's errors). A failing body is walked up to its
-    first failing row: a 1,001-row body is refused at `instances` without validating 1,001 rows
-    (~200 ms), and the answer is the one the whole model's first error by path gives."""
+def _request_model() -> _RequestModel:
+    import fastjsonschema
     import jsonschema
 
     schema = json.loads(REQUEST_SCHEMA.read_text())
-    row = schema["properties"]["instances"].pop("items")
-    return jsonschema.Draft4Validator(schema), jsonschema.Draft4Validator({"$schema": schema["$schema"], **row})
-
-
-@cache
-def _fast_request_model() -> Callable[[Any], bool]:
-    """The same model compiled to Python code (fastjsonschema, as the Lambda does): a valid
-    1,000-row batch passes in a few milliseconds instead of ~200 ms; only a body that fails is
-    walked again by jsonschema (_request_model), whose error names the path as API Gateway's does."""
-    import fastjsonschema
-
-    validate = fastjsonschema.compile(json.loads(REQUEST_SCHEMA.read_text()))
+    validate = fastjsonschema.compile(schema)
 
     def passes(payload: Any) -> bool:
         try:
@@ -433,7 +435,10 @@ def _fast_request_model() -> Callable[[Any], bool]:
             return False
         return True
 
-    return passes
+    instances = dict(schema["properties"]["instances"])  # a copy: `schema` stays the whole model
+    row = instances.pop("items")
+    body = {**schema, "properties": {**schema["properties"], "instances": instances}}
+    return _RequestModel(passes, jsonschema.Draft4Validator(body), jsonschema.Draft4Validator({"$schema": schema["$schema"], **row}))
 
 
 def request_model_problem(text: str) -> str | None:
@@ -444,16 +449,16 @@ def request_model_problem(text: str) -> str | None:
         return "invalid request body: nested too deeply"
     except ValueError:
         return None  # not JSON: the model validator lets the Lambda name the problem
-    if _fast_request_model()(payload):
+    model = _request_model()
+    if model.passes(payload):
         return None
     # The first error by path (a shorter path first; rows in order): the body's and `instances`'s own
     # errors come before any row's, and an earlier row's before a later one's.
-    body_model, row_model = _request_model()
-    errors = sorted(body_model.iter_errors(payload), key=lambda e: list(e.absolute_path))
+    errors = sorted(model.body.iter_errors(payload), key=lambda e: list(e.absolute_path))
     prefix: list[Any] = []
     if not errors:  # the body is an object whose `instances` is an array of 1 to 1,000 rows
         for number, row in enumerate(payload["instances"]):
-            errors = sorted(row_model.iter_errors(row), key=lambda e: list(e.absolute_path))
+            errors = sorted(model.row.iter_errors(row), key=lambda e: list(e.absolute_path))
             if errors:
                 prefix = ["instances", number]
                 break
