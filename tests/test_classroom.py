@@ -342,6 +342,7 @@ def test_students_in_their_own_accounts_share_the_parsed_models_and_keep_their_o
     students = parse_roster("student_id,email,account_id,region\nivy,ivy@x.edu,210987654322,eu-west-1\njon,jon@x.edu,109876543211,us-east-2\n")
     ivy = classroom.ops_for(students[0])
     assert ivy.client("sts").get_caller_identity()["Account"] == "210987654322" and ivy.sagemaker.meta.region_name == "eu-west-1"
+    assert ivy.cloudformation.meta.region_name == "eu-west-1"
     parsed = record_parses(monkeypatch)
     jon = classroom.ops_for(students[1])
     jon_sagemaker, jon_stacks = jon.sagemaker, jon.cloudformation
