@@ -14,6 +14,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError, PartialCredentialsError
 
+from sagelab.aws_session import new_session
 from sagelab.naming import ResourceNames
 
 TERMINAL_STATUSES = ("Succeeded", "Failed", "Stopped")
@@ -68,14 +69,33 @@ def paged(client: Any, operation: str, result_key: str, **parameters: Any) -> li
 
 class AwsOperations:
     def __init__(self, session: boto3.Session | None = None, endpoint_url: str | None = None) -> None:
-        self.session = session or boto3.Session()
+        self.session = session or new_session()
         self.endpoint_url = endpoint_url
-        self.sagemaker = self.client("sagemaker")
-        self.cloudformation = self.client("cloudformation")
-        self.logs = self.client("logs")
+        self._clients: dict[str, Any] = {}
 
     def client(self, service: str) -> Any:
-        return translate(self.session.client, service, **({"endpoint_url": self.endpoint_url} if self.endpoint_url else {}))
+        """The session's client of `service`, made on first use and then kept: a command that reads
+        only stacks makes no SageMaker client, and a class report does not make one per student row."""
+        if service not in self._clients:
+            try:
+                self._clients[service] = translate(self.session.client, service, **({"endpoint_url": self.endpoint_url} if self.endpoint_url else {}))
+            except OperationError:
+                raise
+            except Exception as error:  # e.g. a malformed --region or --endpoint-url: said as when the clients were made up front
+                raise OperationError(str(error)) from None
+        return self._clients[service]
+
+    @property
+    def sagemaker(self) -> Any:
+        return self.client("sagemaker")
+
+    @property
+    def cloudformation(self) -> Any:
+        return self.client("cloudformation")
+
+    @property
+    def logs(self) -> Any:
+        return self.client("logs")
 
     def stack_outputs(self, stack_name: str) -> dict[str, str] | None:
         """The stack's outputs, or None when the stack does not exist."""
@@ -286,7 +306,7 @@ class ClassroomOperations:
                 self._reached[key] = self.admin
             else:
                 access = self._admin_credentials() if student.account_id is None else self._assume_student_role(student.account_id, region)
-                self._reached[key] = AwsOperations(boto3.Session(region_name=region, **access), endpoint_url=self.admin.endpoint_url)
+                self._reached[key] = AwsOperations(new_session(region_name=region, **access), endpoint_url=self.admin.endpoint_url)
         return self._reached[key]
 
     def _admin_credentials(self) -> dict[str, str | None]:

@@ -214,12 +214,11 @@ def cmd_models_approve(args: argparse.Namespace) -> int:
 
 # -- operating a deployed environment (or the local work directory with --local) -----------------
 def _aws(args: argparse.Namespace) -> Any:
-    import boto3
-
     from sagelab.aws_ops import AwsOperations, OperationError
+    from sagelab.aws_session import new_session
 
     try:
-        session = boto3.Session(profile_name=args.profile, region_name=args.region) if (args.profile or args.region) else boto3.Session()
+        session = new_session(profile_name=args.profile, region_name=args.region)
         return AwsOperations(session, endpoint_url=args.endpoint_url)
     except Exception as error:
         raise OperationError(str(error)) from None

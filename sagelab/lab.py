@@ -56,6 +56,7 @@ class LocalLab:
         self._serving: Any = None
         self._reported: set[Path] = set()  # capture files a drift report already covered
         self._servers: Any = None
+        self._endpoint_client: Any = None  # sagemaker-runtime of the served endpoint, made once per serving
         self.api_key = "lab-local-key"
 
     def data(self) -> Any:
@@ -149,13 +150,18 @@ class LocalLab:
 
     def predict_endpoint(self, rows: Sequence[Any]) -> list[dict[str, Any]]:
         """Straight to the endpoint with boto3's sagemaker-runtime, as an AWS client would."""
-        import boto3
+        from sagelab.aws_session import new_session
 
         _, endpoint = self._front_door()
-        # The local endpoint verifies SigV4 by its own random credentials, as InvokeEndpoint needs the caller's.
-        credentials = {"aws_access_key_id": endpoint.credentials.access_key, "aws_secret_access_key": endpoint.credentials.secret_key}
-        runtime = boto3.client("sagemaker-runtime", endpoint_url=endpoint.url, region_name="us-east-1", **credentials)
-        answer = runtime.invoke_endpoint(EndpointName=self.env.names.endpoint, ContentType="application/json", Body=json.dumps({"instances": list(rows)}))
+        if self._endpoint_client is None:
+            # The local endpoint verifies SigV4 by its own random credentials, as InvokeEndpoint needs the caller's.
+            session = new_session(
+                aws_access_key_id=endpoint.credentials.access_key, aws_secret_access_key=endpoint.credentials.secret_key, region_name="us-east-1"
+            )
+            self._endpoint_client = session.client("sagemaker-runtime", endpoint_url=endpoint.url)
+        answer = self._endpoint_client.invoke_endpoint(
+            EndpointName=self.env.names.endpoint, ContentType="application/json", Body=json.dumps({"instances": list(rows)})
+        )
         return list(json.loads(answer["Body"].read())["predictions"])
 
     def cross_validate(self, run: dict[str, Any], folds: int = 5, **hyperparameters: Any) -> dict[str, Any]:
@@ -192,7 +198,7 @@ class LocalLab:
     def _stop_serving(self) -> None:
         if self._serving is not None:
             self._serving.__exit__(None, None, None)
-        self._serving = self._servers = None
+        self._serving = self._servers = self._endpoint_client = None
 
     def close(self) -> None:
         self._stop_serving()
@@ -255,19 +261,15 @@ class AwsLab:
         return str(next(o["S3Output"]["S3Uri"] for o in job["ProcessingOutputConfig"]["Outputs"] if o["OutputName"] == "evaluation"))
 
     def evaluation(self, run: dict[str, Any]) -> dict[str, Any]:
-        import boto3
-
         bucket, _, key = self._evaluation_uri(run)[5:].partition("/")
-        return json.loads(boto3.client("s3").get_object(Bucket=bucket, Key=f"{key}/{contract.EVALUATION_FILE_NAME}")["Body"].read())
+        return json.loads(self.ops.client("s3").get_object(Bucket=bucket, Key=f"{key}/{contract.EVALUATION_FILE_NAME}")["Body"].read())
 
     def plots(self, run: dict[str, Any]) -> list[Path]:
-        import boto3
-
         bucket, _, key = self._evaluation_uri(run)[5:].partition("/")
         paths = []
         for name in ("confusion_matrix.png", "roc_curve.png"):
             target = Path(f"/tmp/{name}")  # noqa: S108 - notebook scratch
-            boto3.client("s3").download_file(bucket, f"{key}/{name}", str(target))
+            self.ops.client("s3").download_file(bucket, f"{key}/{name}", str(target))
             paths.append(target)
         return paths
 
@@ -298,9 +300,7 @@ class AwsLab:
         }
 
     def predict_endpoint(self, rows: Sequence[Any]) -> list[dict[str, Any]]:
-        import boto3
-
-        answer = boto3.client("sagemaker-runtime").invoke_endpoint(
+        answer = self.ops.client("sagemaker-runtime").invoke_endpoint(
             EndpointName=ResourceNames.of(self.env.name).endpoint, ContentType="application/json", Body=json.dumps({"instances": list(rows)})
         )
         return list(json.loads(answer["Body"].read())["predictions"])
@@ -309,15 +309,13 @@ class AwsLab:
         """Downloads the run's training split and feature spec, then cross-validates here."""
         import tempfile
 
-        import boto3
-
         from sagelab.aws_ops import paged
 
         preprocess = next(s for s in self.ops.status(run["execution_arn"])["steps"] if s["name"] == "Preprocess")
         job = self.ops.sagemaker.describe_processing_job(ProcessingJobName=preprocess["job"][1])
         outputs = {o["OutputName"]: o["S3Output"]["S3Uri"] for o in job["ProcessingOutputConfig"]["Outputs"]}
         scratch = Path(tempfile.mkdtemp(prefix="sagelab-cv-"))
-        s3 = boto3.client("s3")
+        s3 = self.ops.client("s3")
         for name in ("train", "spec"):
             bucket, _, key = outputs[name][5:].partition("/")
             for item in paged(s3, "list_objects_v2", "Contents", Bucket=bucket, Prefix=key):
@@ -328,12 +326,10 @@ class AwsLab:
 
     def upload(self, path: str | Path) -> str:
         """Your own CSV: uploaded to this environment's data bucket; the URI to run the pipeline on."""
-        import boto3
-
         source = Path(path)
         bucket = self.ops.platform_outputs(self.env.name)["DataBucketName"]
         key = f"uploads/{source.stem}/{source.name}"
-        boto3.client("s3").upload_file(str(source), bucket, key)
+        self.ops.client("s3").upload_file(str(source), bucket, key)
         return f"s3://{bucket}/uploads/{source.stem}/"
 
     def batch(self, path: str | Path, output: str | Path = "predictions.csv") -> Any:

@@ -174,12 +174,15 @@ def _retrieve_image_uris(sdk_image_uris: Any, region: str) -> tuple[tuple[str, s
 
 
 def _offline_session() -> Any:
-    import boto3
     from sagemaker.workflow.pipeline_context import PipelineSession
 
+    from sagelab.aws_session import new_session
+
     # Static dummy credentials keep botocore from probing the credential chain (and the
-    # instance-metadata endpoint); nothing here sends a request, so they are never used.
-    boto_session = boto3.Session(region_name="us-east-1", aws_access_key_id="sagelab-offline", aws_secret_access_key="sagelab-offline")  # noqa: S106 - a dummy, never sent
+    # instance-metadata endpoint); nothing here sends a request, so they are never used. The SDK's
+    # session makes five clients and an S3 resource of it: on the shared loader (sagelab/aws_session.py)
+    # a second build in the process parses none of their models again.
+    boto_session = new_session(region_name="us-east-1", aws_access_key_id="sagelab-offline", aws_secret_access_key="sagelab-offline")  # noqa: S106 - a dummy, never sent
     return PipelineSession(boto_session=boto_session, default_bucket=placeholder("ArtifactsBucket"), sagemaker_config=_SDK_CONFIG)
 
 

@@ -285,15 +285,14 @@ def command(args: Any) -> int:
         return 2
     if args.action == "status":
         if args.aws:
-            import boto3
-
+            from sagelab.aws_session import new_session
             from sagelab.release_aws import release_status
 
             chain = configured_chain(args.config)
             if not chain:
                 print("sagelab: error: --aws needs a config with promote_from (--config FILE): which pipeline, which stages", file=sys.stderr)
                 return 2
-            session = boto3.Session(profile_name=args.profile, region_name=args.region or chain[0].region)
+            session = new_session(profile_name=args.profile, region_name=args.region or chain[0].region)
             rows = release_status(session.client("codepipeline", endpoint_url=args.endpoint_url), chain[0].name, [env.name for env in chain[1:]])
         else:
             rows = status(workdir, stages)

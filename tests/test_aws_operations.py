@@ -16,6 +16,7 @@ import pytest
 from botocore.stub import Stubber
 
 from sagelab.aws_ops import AwsOperations, OperationError
+from sagelab.aws_session import new_session
 from tests.conftest import Cli
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -42,7 +43,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="module")
 def deployed(moto_url: str) -> dict[str, Any]:
-    session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
+    session = new_session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
     cloudformation = session.client("cloudformation", endpoint_url=moto_url)
     cloudformation.create_stack(StackName="sagelab-dev--platform", TemplateBody=json.dumps(PLATFORM_TEMPLATE))
     sagemaker = session.client("sagemaker", endpoint_url=moto_url)
@@ -110,6 +111,38 @@ def test_missing_credentials_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch
     assert completed.stderr.strip() == "sagelab: error: no AWS credentials found: run `aws configure` (or set AWS_PROFILE) and try again, or use --local"
 
 
+@pytest.mark.usefixtures("aws_env")
+@pytest.mark.parametrize(
+    ("args", "unset", "message"),
+    [
+        ((), "AWS_DEFAULT_REGION", "no AWS region configured: set AWS_REGION or `aws configure set region REGION`"),
+        (("--region", "us east"), None, "Provided region_name 'us east' doesn't match a supported format."),
+        (("--endpoint-url", "not-a-url"), None, "Invalid endpoint: not-a-url"),
+    ],
+    ids=["no-region", "malformed-region", "malformed-endpoint"],
+)
+def test_a_client_that_cannot_be_made_is_a_one_line_error(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...], unset: str | None, message: str
+) -> None:
+    """The clients are made on first use, not up front: what cannot make one is said as before."""
+    if unset:
+        monkeypatch.delenv(unset)
+    completed = cli("pipeline", "status", "--aws", *args)
+    assert (completed.returncode, completed.stderr) == (2, f"sagelab: error: {message}\n")
+
+
+def test_operations_make_each_client_on_first_use_and_keep_it() -> None:
+    """A command that needs only SageMaker makes no CloudFormation or Logs client, and a class report
+    asks each student's operations for STS and Budgets without making a client per row."""
+    session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
+    made: list[str] = []
+    session.events.register("creating-client-class", lambda event_name, **_: made.append(event_name.rsplit(".", 1)[-1]))
+    ops = AwsOperations(session)
+    assert made == []
+    assert ops.sagemaker is ops.sagemaker and ops.client("sts") is ops.client("sts")
+    assert made == ["sagemaker", "sts"]
+
+
 STEPS = {
     "PipelineExecutionSteps": [
         {
@@ -130,9 +163,8 @@ STEPS = {
 
 @pytest.fixture(scope="module")
 def offline_ops() -> AwsOperations:
-    """One AwsOperations for the module's stubbed tests: it holds only its session and clients, and
-    each new session loaded the SageMaker service model again (0.2-0.8 s of CPU per test)."""
-    return AwsOperations(boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"))
+    """One AwsOperations for the module's stubbed tests: it holds only its session and clients."""
+    return AwsOperations(new_session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"))
 
 
 @pytest.fixture

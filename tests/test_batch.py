@@ -6,10 +6,10 @@ import json
 import os
 from pathlib import Path
 
-import boto3
 import pandas as pd
 import pytest
 
+from sagelab.aws_session import new_session
 from sagelab.datasets import DIGITS_CSV
 from tests.conftest import Cli
 
@@ -35,7 +35,7 @@ def test_local_batch_scores_every_row_with_the_approved_model(trained_workdir: P
 
 
 def test_aws_batch_starts_a_transform_job_with_the_approved_package(moto_url: str, cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
-    session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
+    session = new_session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
     outputs = {
         "PipelineName": "sagelab-batch--pipeline",
         "ModelPackageGroupName": "sagelab-batch--models",

@@ -13,6 +13,7 @@ import pytest
 moto = pytest.importorskip("moto")
 
 from sagelab.aws_ops import AwsOperations, ClassroomOperations  # noqa: E402
+from sagelab.aws_session import new_session  # noqa: E402
 from sagelab.class_end import end_class  # noqa: E402
 from sagelab.cli import main  # noqa: E402
 from sagelab.roster import parse_roster  # noqa: E402
@@ -107,7 +108,7 @@ def _buckets(s3: Any) -> set[str]:
 
 def test_the_archive_is_complete_before_anything_is_deleted_and_a_failure_keeps_everything(account: dict[str, Any]) -> None:
     s3, cloudformation = account["s3"], account["cloudformation"]
-    ops = AwsOperations(boto3.Session(region_name=REGION))
+    ops = AwsOperations(new_session(region_name=REGION))
     expected = {"data/my.csv", "artifacts/models/evaluations/run1/evaluation.json", "artifacts/pipeline-runs/run1/model.tar.gz"}
     seen_at_first_delete: list[set[str]] = []
 
@@ -158,7 +159,7 @@ def test_the_archive_is_complete_before_anything_is_deleted_and_a_failure_keeps_
 def test_the_cli_prints_what_it_kept_and_fails_when_a_student_was_kept_in_place(account: dict[str, Any], tmp_path: Any, capsys: Any) -> None:
     roster = tmp_path / "roster.csv"
     roster.write_text("student_id,email\nana,ana@x.edu\nben,ben@x.edu\n")
-    ops = AwsOperations(boto3.Session(region_name=REGION))
+    ops = AwsOperations(new_session(region_name=REGION))
     _answer_steps(ops.sagemaker)
     patch = pytest.MonkeyPatch()
     patch.setattr("sagelab.cli._aws", lambda args: ops)

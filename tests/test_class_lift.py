@@ -21,7 +21,7 @@ FUNCTION = "sagelab-class--us-east-1-SpendCapFunction-X"
 def _ops(monkeypatch: pytest.MonkeyPatch, payload: dict[str, Any], function_error: bool = False, outputs: bool = True) -> tuple[AwsOperations, list[Stubber]]:
     session = boto3.Session(region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
     ops = AwsOperations(session)
-    lambda_client = session.client("lambda")
+    lambda_client = ops.client("lambda")  # the one `lift` gets: the operations keep each client they make
     cfn, lam = Stubber(ops.cloudformation), Stubber(lambda_client)
     stack = {"StackName": "sagelab-class--us-east-1", "CreationTime": "2026-12-01T00:00:00Z", "StackStatus": "UPDATE_COMPLETE"}
     if outputs:
@@ -34,7 +34,6 @@ def _ops(monkeypatch: pytest.MonkeyPatch, payload: dict[str, Any], function_erro
             response["FunctionError"] = "Unhandled"
         expected = {"action": "lift", "student": "ana", "cap_usd": 20.0}
         lam.add_response("invoke", response, {"FunctionName": FUNCTION, "Payload": json.dumps(expected).encode()})
-    monkeypatch.setattr(ops, "client", lambda service: lambda_client if service == "lambda" else ops.cloudformation)
     cfn.activate()
     lam.activate()
     return ops, [cfn, lam]

@@ -13,6 +13,7 @@ import pytest
 from botocore.stub import Stubber
 
 from sagelab.aws_ops import AwsOperations, ClassroomOperations
+from sagelab.aws_session import new_session
 from sagelab.cli import synth_summary
 from sagelab.cloud_assembly import assembly_stacks
 from sagelab.config import ConfigError, load_config
@@ -21,6 +22,7 @@ from sagelab.roster import classroom_config, parse_roster
 from stacks.app.classroom import (
     TEMPLATES_DIR,
 )
+from tests.botocore_parses import record_parses
 from tests.conftest import CLASS_OWN, CLASS_SHARED_IDS, Cli, CliResult, SynthResult, read_json
 from tests.test_cfn_lint import lint_errors
 
@@ -236,7 +238,7 @@ def _deploy_student(session: boto3.Session, url: str, student: str, with_model: 
 
 def admin_session(region: str = "us-east-1") -> boto3.Session:
     """The admin's credentials in moto (its default account, 123456789012)."""
-    return boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=region)
+    return new_session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=region)
 
 
 @pytest.fixture
@@ -281,7 +283,7 @@ def _student_account_session(url: str, account: str, region: str) -> boto3.Sessi
     admin_account = admin_session()
     role = f"arn:aws:iam::{account}:role/OrganizationAccountAccessRole"
     credentials = admin_account.client("sts", endpoint_url=url).assume_role(RoleArn=role, RoleSessionName="deploy-dana")["Credentials"]
-    return boto3.Session(
+    return new_session(
         aws_access_key_id=credentials["AccessKeyId"],
         aws_secret_access_key=credentials["SecretAccessKey"],
         aws_session_token=credentials["SessionToken"],
@@ -332,3 +334,21 @@ def test_a_student_who_cannot_be_reached_is_reported_and_the_others_are_done(mot
     assert rows["gail"]["status"] == "deployed"
     assert rows["hal"]["status"].startswith("unreachable: cannot assume arn:aws:iam::109876543210:role/OrganizationAccountAccessRole (access denied")
     assert "--student-role" in rows["hal"]["status"] and classroom.unreachable == ["hal"]
+
+
+def test_students_in_their_own_accounts_share_the_parsed_models_and_keep_their_own_credentials(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A class report reaches each own-account student through a session of their own (the role
+    assumed there, the roster's region); the second student's clients parse no model again."""
+    classroom = ClassroomOperations(AwsOperations(admin_session(), endpoint_url=moto_url))
+    students = parse_roster("student_id,email,account_id,region\nivy,ivy@x.edu,210987654322,eu-west-1\njon,jon@x.edu,109876543211,us-east-2\n")
+    ivy = classroom.ops_for(students[0])
+    assert ivy.client("sts").get_caller_identity()["Account"] == "210987654322" and ivy.sagemaker.meta.region_name == "eu-west-1"
+    assert ivy.cloudformation.meta.region_name == "eu-west-1"
+    parsed = record_parses(monkeypatch)
+    jon = classroom.ops_for(students[1])
+    jon_sagemaker, jon_stacks = jon.sagemaker, jon.cloudformation
+    assert parsed == []  # sagemaker's model, endpoints.json, partitions, rule sets: as the first student's session parsed them
+    assert jon.client("sts").get_caller_identity()["Account"] == "109876543211"
+    assert (jon_sagemaker.meta.region_name, jon_stacks.meta.region_name) == ("us-east-2", "us-east-2")
+    assert ivy.session.get_credentials().access_key != jon.session.get_credentials().access_key
+    assert classroom.admin.session.get_credentials().access_key == "testing"

@@ -11,6 +11,7 @@ import pytest
 
 from sagelab import pipeline_definition
 from sagelab.pipeline_definition import PipelineSettings, TuningSettings
+from tests.botocore_parses import record_parses
 from tests.conftest import GuardedSynth
 
 
@@ -43,10 +44,14 @@ def test_definition_build_opens_no_socket(monkeypatch: pytest.MonkeyPatch, tmp_p
     assert "AWS_EC2_METADATA_DISABLED" not in os.environ  # the guard is scoped to the build
 
 
-def test_definition_is_deterministic() -> None:
+def test_definition_is_deterministic(monkeypatch: pytest.MonkeyPatch) -> None:
     first = pipeline_definition.build_definition_text(PipelineSettings(tuning=TuningSettings(max_jobs=2)))
+    parsed = record_parses(monkeypatch)
     second = pipeline_definition.build_definition_text(PipelineSettings(tuning=TuningSettings(max_jobs=2)))
     assert first == second
+    # Each build's SDK session makes five clients and an S3 resource (sagemaker's model alone is 2.6 MB
+    # of JSON): on the process's shared loader (sagelab/aws_session.py) the second parses none again.
+    assert parsed == []
     assert "us-east-1" not in first and "sagemaker_job_name" not in first
     assert json.loads(first)["Version"] == "2020-12-01"
 

@@ -21,6 +21,7 @@ from sagelab.local import serve
 from sagelab.local.loopback import sigv4_headers
 from sagelab.local.registry import LocalRegistry
 from sagelab.local.serve import LocalEndpoint, LocalGateway, load_served_model, serving
+from tests.botocore_parses import record_parses
 from tests.conftest import TrainedRun
 
 API_KEY = "test-key-123"
@@ -170,6 +171,21 @@ def test_boto3_sagemaker_runtime_works_against_the_local_endpoint(served: tuple[
     with pytest.raises(runtime.exceptions.ModelError) as raised:
         runtime.invoke_endpoint(EndpointName="any-name", ContentType="application/json", Body=json.dumps({"instances": [[1, 2]]}))
     assert raised.value.response["OriginalStatusCode"] == 400
+
+
+def test_a_second_serve_signs_with_its_own_endpoints_credentials_and_parses_no_model_again(
+    served: tuple[LocalGateway, LocalEndpoint], served_workdir: Path, digits: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each `serve` points the handler's clients at its endpoint with that endpoint's random
+    credentials (which it alone accepts), in a session of their own on the process's shared loader:
+    the second serve parses no service model, endpoints.json or rule set again."""
+    parsed = record_parses(monkeypatch)
+    with serving(served_workdir, API_KEY) as (gateway, endpoint):
+        assert endpoint.credentials.access_key != served[1].credentials.access_key
+        rows = digits.drop(columns="label").head(2).to_numpy().tolist()
+        answer = httpx.post(f"{gateway.url}/predict", json={"instances": rows}, headers={"x-api-key": API_KEY}, timeout=30)
+        assert answer.status_code == 200, answer.text  # signed as this endpoint expects
+    assert parsed == []
 
 
 def test_container_contract_ping_and_invocations(served: tuple[LocalGateway, LocalEndpoint]) -> None:

@@ -32,9 +32,11 @@ from botocore.stub import Stubber
 
 moto = pytest.importorskip("moto")
 
+from sagelab.aws_session import new_session  # noqa: E402
 from stacks.approval_deployer.runtime import handler as deployer  # noqa: E402
 from stacks.spend_cap.runtime import handler as enforcer  # noqa: E402
 from stacks.spend_cap.runtime.metering import Point, spend  # noqa: E402
+from tests.botocore_parses import record_parses  # noqa: E402
 from tests.conftest import SynthResult, synth  # noqa: E402
 from tests.iam_policy import Env, RoleRef, Stacks, Statement, conditions_hold, is_allowed, principal_names  # noqa: E402
 from tests.test_cfn_lint import lint_errors  # noqa: E402
@@ -122,7 +124,7 @@ def settings(cap_usd: float = 1.0) -> enforcer.ClassSettings:
 
 def _session_in(account: str) -> boto3.Session:
     credentials = boto3.client("sts").assume_role(RoleArn=f"arn:aws:iam::{account}:role/setup", RoleSessionName="test-setup")["Credentials"]
-    return boto3.Session(
+    return new_session(
         aws_access_key_id=credentials["AccessKeyId"],
         aws_secret_access_key=credentials["SecretAccessKey"],
         aws_session_token=credentials["SessionToken"],
@@ -658,6 +660,22 @@ def test_the_enforcer_renews_its_session_before_it_ends(moto_environment: None) 
         assert clients.client("sagemaker") is first
         clients._expires = time.time() + 60  # within five minutes of its end
         assert clients.client("sagemaker") is not first
+        enforcer.client.cache_clear()
+
+
+def test_the_enforcers_sessions_in_students_accounts_share_the_parsed_models(moto_environment: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A warm enforcer reaches each own-account student through the role assumed there, a session
+    of its own per student, without parsing SageMaker's model (or endpoints.json) again."""
+    with moto.mock_aws():
+        enforcer.client.cache_clear()
+        omar = enforcer.StudentClients(OMAR_ROLE)
+        assert omar.client("sts").get_caller_identity()["Account"] == OMAR
+        omar.client("sagemaker")
+        parsed = record_parses(monkeypatch)
+        zoe = enforcer.StudentClients(f"arn:aws:iam::{ZOE}:role/sagelab-zoe--spend-cap")
+        zoe_sagemaker = zoe.client("sagemaker")
+        assert parsed == []
+        assert zoe.client("sts").get_caller_identity()["Account"] == ZOE and zoe_sagemaker.meta.region_name == REGION
         enforcer.client.cache_clear()
 
 

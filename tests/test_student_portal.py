@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.botocore_parses import record_parses
 from tests.conftest import CLASS_ACCOUNT, CLASS_OWN, CLASS_SHARED_IDS, SynthResult
 from tests.iam_policy import Env, Stacks, Statement, action_matches, is_allowed
 from tests.test_least_privilege import example_resources
@@ -390,7 +391,7 @@ def test_the_portal_may_make_every_call_its_handler_makes(class_of_40: SynthResu
 
 def test_the_function_ships_every_project_module_it_imports() -> None:
     """The function's asset is its handler, page and the shipped modules: importing the handler
-    and what it imports lazily (class_report, aws_ops) loads no project module from elsewhere."""
+    and what it imports lazily (class_report, aws_ops, aws_session) loads no project module from elsewhere."""
     import subprocess
     import sys
 
@@ -398,14 +399,47 @@ def test_the_function_ships_every_project_module_it_imports() -> None:
 
     directory = staged_runtime()
     probe = (
-        "import json, sys; sys.path.insert(0, '.'); import handler, sagelab.class_report, sagelab.aws_ops; "
+        "import json, sys; sys.path.insert(0, '.'); import handler, sagelab.class_report, sagelab.aws_ops, sagelab.aws_session; "
         "print(json.dumps({n: getattr(m, '__file__', '') for n, m in sys.modules.items() if n.split('.')[0] in ('handler', 'sagelab', 'stacks', 'pipeline_steps')}))"
     )
     completed = subprocess.run([sys.executable, "-I", "-c", probe], cwd=directory, capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr[-2000:]
     loaded = json.loads(completed.stdout)
-    assert {"handler", "sagelab.class_report", "sagelab.aws_ops", "sagelab.naming"} <= set(loaded)
+    assert {"handler", "sagelab.class_report", "sagelab.aws_ops", "sagelab.aws_session", "sagelab.naming"} <= set(loaded)
     assert all(Path(path).resolve().is_relative_to(directory.resolve()) for path in loaded.values() if path), loaded
+
+
+# -- the AWS side: a session per student, one parse of botocore's data --------------------------------
+def test_each_student_is_read_through_a_session_of_their_own_and_the_models_are_parsed_once(moto_environment: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A warm portal reads own-account students through their portal roles, each in a session of
+    its own (their account, their region); the second student's reading parses no service model,
+    endpoints.json or rule set again (the function makes these sessions per request)."""
+    moto = pytest.importorskip("moto")
+    from sagelab.aws_session import new_session
+    from stacks.student_portal.runtime import handler as module
+
+    dave, erin = module.PortalStudent("dave", OWN_ACCOUNT, "eu-west-1"), module.PortalStudent("erin", "444455556666", "us-east-2")
+    with moto.mock_aws():
+        module.own_sts.cache_clear()
+        # In dave's account: his notebook, and one named as erin's (her reading must not see it).
+        assumed = new_session(region_name="us-east-1").client("sts").assume_role(RoleArn=f"arn:aws:iam::{OWN_ACCOUNT}:role/setup", RoleSessionName="setup")
+        keys = assumed["Credentials"]
+        in_daves = new_session(
+            region_name="eu-west-1",
+            aws_access_key_id=keys["AccessKeyId"],
+            aws_secret_access_key=keys["SecretAccessKey"],
+            aws_session_token=keys["SessionToken"],
+        ).client("sagemaker")
+        for name in ("sagelab-dave--notebook", "sagelab-erin--notebook"):
+            in_daves.create_notebook_instance(NotebookInstanceName=name, InstanceType="ml.t3.medium", RoleArn=f"arn:aws:iam::{OWN_ACCOUNT}:role/nb")
+        environments = module.AwsEnvironments()
+        daves = environments.status(dave)
+        parsed = record_parses(monkeypatch)
+        erins = environments.status(erin)
+        assert parsed == []
+        module.own_sts.cache_clear()
+    assert daves["notebook_status"] == "InService"
+    assert erins["notebook_status"] == "none"  # her account (and region) has no notebook
 
 
 # -- the local sign-in stand-in: the authorizer's checks ----------------------------------------------

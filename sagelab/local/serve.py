@@ -387,13 +387,14 @@ def load_handler(endpoint_url: str, endpoint_name: str, model: Mapping[str, str]
     import boto3
 
     import stacks.front_door.runtime.handler as handler
+    from sagelab.aws_session import new_session
 
     # The handler builds its clients on first use; point them at this endpoint (tests start several
     # servers in one process, and the module is a process-wide singleton as in Lambda). A new model
     # is a new execution environment: its description is read again. The handler's builders use
     # boto3's default session: one holding the endpoint's credentials stands in while they run.
     previous_session = boto3.DEFAULT_SESSION
-    boto3.DEFAULT_SESSION = boto3.Session(aws_access_key_id=credentials.access_key, aws_secret_access_key=credentials.secret_key, region_name=LOCAL_REGION)
+    boto3.DEFAULT_SESSION = new_session(aws_access_key_id=credentials.access_key, aws_secret_access_key=credentials.secret_key, region_name=LOCAL_REGION)
     try:
         handler._runtime = handler.build_runtime_client(endpoint_url)
         handler._s3 = handler.build_s3_client(endpoint_url)

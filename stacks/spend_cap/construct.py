@@ -180,8 +180,8 @@ def capped_deny(scope: Construct, construct_id: str, description: str, name: str
 
 def stage_enforcer(settings: Mapping[str, object]) -> Path:
     """The function's code: the enforcer package, the approval deployer's handler (whose `deploy`
-    it calls), `sagelab/naming.py` (student names) and `class.json` (this class), shipped as they
-    are, not copied into the enforcer."""
+    it calls), `sagelab/naming.py` (student names), `sagelab/aws_session.py` (its sessions in the
+    students' accounts) and `class.json` (this class), shipped as they are, not copied into the enforcer."""
     files = {
         "enforcer/__init__.py": UNIT_DIR / "runtime" / "__init__.py",
         "enforcer/handler.py": UNIT_DIR / "runtime" / "handler.py",
@@ -192,6 +192,7 @@ def stage_enforcer(settings: Mapping[str, object]) -> Path:
         "stacks/approval_deployer/runtime/handler.py": package_dir("stacks.approval_deployer.runtime") / "handler.py",
         "sagelab/__init__.py": package_dir("sagelab") / "__init__.py",
         "sagelab/naming.py": package_dir("sagelab") / "naming.py",
+        "sagelab/aws_session.py": package_dir("sagelab") / "aws_session.py",
         CONTRACT_MODULE: contract_file(),  # what the deployer's handler imports (docs/decisions/0018)
     }
     class_json = json.dumps(settings, sort_keys=True, indent=1)

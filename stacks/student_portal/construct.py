@@ -43,8 +43,9 @@ from stacks.student_portal.runtime.handler import PortalStudent, encode_students
 RUNTIME_DIR = Path(__file__).resolve().parent / "runtime"
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 # What the function ships beside its handler: `sagelab class report`'s reading of a student
-# (class_report.student_status) and the modules it needs, so the page and the report are one code.
-SHIPPED_MODULES = ("sagelab/__init__.py", "sagelab/naming.py", "sagelab/aws_ops.py", "sagelab/class_report.py")
+# (class_report.student_status) and the modules it needs, so the page and the report are one code,
+# and how SageLab makes a session (one parsed copy of botocore's data per execution environment).
+SHIPPED_MODULES = ("sagelab/__init__.py", "sagelab/naming.py", "sagelab/aws_ops.py", "sagelab/class_report.py", "sagelab/aws_session.py")
 STAGE = "prod"
 # A managed policy holds at most 6,144 characters; each student adds about 380 (five ARNs): 12
 # students a policy. A role takes 10 managed policies by default (20 when raised): synth counts

@@ -45,10 +45,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import boto3
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
+from sagelab.aws_session import new_session
 from sagelab.naming import ResourceNames
 from stacks.approval_deployer.runtime.handler import StackBusy, cloudformation, deploy
 
@@ -141,8 +141,9 @@ class Verdict:
 
 @cache
 def client(service: str) -> Any:
-    """A client of the class account (CloudFormation's is the deployer's, used by its `deploy`)."""
-    return cloudformation() if service == "cloudformation" else boto3.client(service)
+    """A client of the class account (CloudFormation's is the deployer's, used by its `deploy`), on
+    the shared loader as the students' clients are: SageMaker's model is parsed once, not per account."""
+    return cloudformation() if service == "cloudformation" else new_session().client(service)
 
 
 class StudentClients:
@@ -157,7 +158,9 @@ class StudentClients:
     def client(self, service: str) -> Any:
         if time.time() > self._expires - 300:
             credentials = client("sts").assume_role(RoleArn=self.role_arn, RoleSessionName="sagelab-spend-cap", DurationSeconds=ASSUMED_SECONDS)["Credentials"]
-            self._session = boto3.Session(
+            # On the process's shared botocore loader: a renewed session (and the next student's)
+            # parses no service model again (sagelab/aws_session.py, shipped with the function).
+            self._session = new_session(
                 aws_access_key_id=credentials["AccessKeyId"],
                 aws_secret_access_key=credentials["SecretAccessKey"],
                 aws_session_token=credentials["SessionToken"],

@@ -143,18 +143,29 @@ def settings() -> Settings:
     )
 
 
+@cache
+def own_sts() -> Any:
+    """STS as the function's own role, made once per execution environment (not per own-account
+    student and request), of its own session: the class report's threads share no session."""
+    from sagelab.aws_session import new_session
+
+    return new_session().client("sts")
+
+
 class AwsEnvironments:
     """The deployed environments: the class account's with the function's own role, an
     own-account student's through their portal role (which trusts only this function's role)."""
 
     def _session(self, student: PortalStudent) -> Any:
-        import boto3
+        # On the process's shared botocore loader: a warm function parses each service's model once,
+        # not once per student and request (sagelab/aws_session.py, shipped with the function).
+        from sagelab.aws_session import new_session
 
         if student.account_id is None:
-            return boto3.Session(region_name=student.region)
+            return new_session(region_name=student.region)
         role_arn = f"arn:aws:iam::{student.account_id}:role/{ResourceNames.of(student.student_id).portal_presign_role}"
-        credentials = boto3.client("sts").assume_role(RoleArn=role_arn, RoleSessionName=f"portal-{student.student_id}")["Credentials"]
-        return boto3.Session(
+        credentials = own_sts().assume_role(RoleArn=role_arn, RoleSessionName=f"portal-{student.student_id}")["Credentials"]
+        return new_session(
             region_name=student.region,
             aws_access_key_id=credentials["AccessKeyId"],
             aws_secret_access_key=credentials["SecretAccessKey"],
