@@ -62,10 +62,8 @@ from sagelab.local.loopback import (
 from sagelab.local.monitor import CAPTURE_ENVIRONMENT, capture_environment, write_capture
 from sagelab.local.registry import LocalRegistry, ModelPackage
 from sagelab.local.s3_paths import S3PathError, bucket_problem, object_path, split_uri
-from stacks.front_door.build_openapi import health_body
+from stacks.front_door.build_openapi import REQUEST_SCHEMA, health_body
 
-REPO_ROOT = Path(__file__).resolve().parent.parent.parent
-REQUEST_SCHEMA = REPO_ROOT / "stacks" / "front_door" / "runtime" / "request_schema.json"
 API_GATEWAY_MAX_BODY = 10 * 1024 * 1024
 ENDPOINT_MAX_BODY = 6 * 1024 * 1024  # InvokeEndpoint's payload limit
 LOCAL_ACCOUNT = "000000000000"

@@ -15,6 +15,8 @@ from typing import Any
 from stacks.front_door.runtime.model_openapi import to_openapi_schema
 
 RUNTIME_DIR = Path(__file__).resolve().parent / "runtime"
+# The request model API Gateway applies (front_door/construct.py) and the local gateway applies
+# (sagelab/local/serve.py); the function reads its own copy beside it (handler.REQUEST_SCHEMA_PATH).
 REQUEST_SCHEMA = RUNTIME_DIR / "request_schema.json"
 OPENAPI = RUNTIME_DIR / "openapi.json"
 

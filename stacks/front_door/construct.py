@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from aws_cdk import Duration, Fn, RemovalPolicy
@@ -27,13 +26,11 @@ from pipeline_steps import contract
 from stacks.api_web_acl.construct import CLASS_WEB_ACL_EXPORT, ApiWebAcl, associate_web_acl
 from stacks.app.nag import acknowledge, acknowledge_policy_wildcards, acknowledge_tracing_grant
 from stacks.data_buckets.construct import key_use_through_s3
-from stacks.front_door.build_openapi import health_body
+from stacks.front_door.build_openapi import REQUEST_SCHEMA, RUNTIME_DIR, health_body
 from stacks.front_door.runtime.capture import FRONT_DOOR_CAPTURE
 from stacks.lambda_runtime import LAMBDA_RUNTIME, code_with_contract, powertools_layer
 from stacks.naming import ResourceArns
 
-RUNTIME_DIR = Path(__file__).resolve().parent / "runtime"
-REQUEST_SCHEMA = RUNTIME_DIR / "request_schema.json"
 STAGE = "prod"
 # None: a new account (concurrency quota 10, of which Lambda keeps 100 unreserved) cannot reserve any.
 DEFAULT_RESERVED_CONCURRENCY: int | None = None
