@@ -6,12 +6,12 @@ AdministratorAccess; with a planted negative case."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from sagelab.cloud_assembly import assembly_stacks
 from sagelab.registry_permissions import HANDLERS, IAM_POLICY_LIMIT, execution_actions, handler_permissions
 from stacks.bootstrap.construct import BOOTSTRAP_TEMPLATE, EXECUTION_POLICY, EXECUTION_ROLE, bootstrap_stack_name, execution_policy
 from tests.conftest import SynthResult, synth
@@ -100,10 +100,10 @@ def test_a_policy_without_one_handler_permission_is_caught(own_account_class: Sy
 
 
 def test_own_account_students_deploy_after_the_bootstrap(own_account_class: SynthResult) -> None:
-    manifest = json.loads((Path(own_account_class.outdir) / "manifest.json").read_text())
+    stacks = {stack.artifact_id: stack for stack in assembly_stacks(own_account_class.outdir)}
     for stack in ("sagelab-bo--platform", "sagelab-bo--serving"):
-        assert bootstrap_stack_name() in manifest["artifacts"][stack]["dependencies"]
-    assert bootstrap_stack_name() not in manifest["artifacts"]["sagelab-ana--platform"].get("dependencies", [])
+        assert bootstrap_stack_name() in stacks[stack].dependencies
+    assert bootstrap_stack_name() not in stacks["sagelab-ana--platform"].dependencies
 
 
 def test_the_bootstrap_stack_and_the_template_it_deploys_have_no_cfn_lint_errors(own_account_class: SynthResult) -> None:

@@ -33,6 +33,7 @@ from botocore.stub import Stubber
 moto = pytest.importorskip("moto")
 
 from sagelab.aws_session import new_session  # noqa: E402
+from sagelab.cloud_assembly import assembly_stacks  # noqa: E402
 from stacks.approval_deployer.runtime import handler as deployer  # noqa: E402
 from stacks.spend_cap.runtime import handler as enforcer  # noqa: E402
 from stacks.spend_cap.runtime.metering import Point, spend  # noqa: E402
@@ -625,11 +626,11 @@ def test_each_widening_is_caught(
 
 
 def test_own_account_students_deploy_their_link_after_the_class_and_lint_clean(own_account_class: SynthResult) -> None:
-    manifest = json.loads((Path(own_account_class.outdir) / "manifest.json").read_text())
+    stacks = {stack.artifact_id: stack for stack in assembly_stacks(own_account_class.outdir)}
     for student in ("omar", "zoe"):
-        artifact = manifest["artifacts"][f"sagelab-{student}--spend-cap"]
-        assert CLASS in artifact.get("dependencies", [])
-        assert artifact["environment"] == f"aws://{OMAR if student == 'omar' else ZOE}/{REGION}"
+        link = stacks[f"sagelab-{student}--spend-cap"]
+        assert CLASS in link.dependencies
+        assert (link.account, link.region) == (OMAR if student == "omar" else ZOE, REGION)
         assert lint_errors(own_account_class.template(f"sagelab-{student}--spend-cap")) == []
     assert "sagelab-ana--spend-cap" not in own_account_class.templates  # the class account's students need none
     assert lint_errors(own_account_class.template(CLASS)) == []
